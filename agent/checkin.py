@@ -1,0 +1,72 @@
+"""The check-in loop: report metrics on the hub's interval, with jitter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+
+import structlog
+
+import ferry
+from agent.hubclient import HubClient
+from agent.identity import Identity
+from agent.metrics import MetricsSampler
+from agent.state import AgentState, now_iso
+from ferry.errors import ApiError
+from protocol import CheckinRequest
+
+log = structlog.get_logger("agent.checkin")
+
+JITTER = 0.1  # ±10 % so a fleet restarted together does not check in together
+
+
+class CheckinLoop:
+    def __init__(self, hub: HubClient, identity: Identity, sampler: MetricsSampler,
+                 state: AgentState) -> None:
+        self.hub = hub
+        self.identity = identity
+        self.sampler = sampler
+        self.state = state
+
+    def request(self) -> CheckinRequest:
+        return CheckinRequest(metrics=self.sampler.sample(), host_id=self.identity.host_id,
+                              code=self.identity.code, os=self.identity.os,
+                              username=self.identity.username, version=ferry.__version__,
+                              lanes=self.state.lanes)
+
+    async def once(self) -> None:
+        try:
+            answer = await self.hub.checkin(self.request())
+        except ApiError as exc:
+            # a 4xx other than 401: our request is wrong; say so and try next interval
+            self.state.last_error = str(exc)
+            log.error("hub refused check-in", error=str(exc))
+            return
+        previous = self.state.status
+        self.state.client_id = answer.client_id
+        self.state.status = str(answer.status)
+        self.state.checkin_interval = answer.checkin_interval
+        self.state.last_checkin = now_iso()
+        self.state.last_checkin_at = time.monotonic()
+        self.state.last_error = None
+        self.state.checkins += 1
+        if previous != self.state.status:
+            log.info("client status", status=self.state.status, client_id=answer.client_id)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            # a check-in may sit in retries while the hub is down: stopping must not wait for it
+            step = asyncio.ensure_future(self.once())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({step, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not step.done():
+                step.cancel()
+                await asyncio.gather(step, return_exceptions=True)
+                return
+            step.result()
+            delay = self.state.checkin_interval * random.uniform(1 - JITTER, 1 + JITTER)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)

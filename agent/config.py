@@ -1,0 +1,29 @@
+"""The agent's config: one frozen, validated object built from the YAML file."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from ferry.logs import LoggingConfig
+
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Keys of an agent's config file (docs/CONFIG.md)."""
+
+    hub: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+(/\S*)?$")]
+    api_key: Annotated[str, msgspec.Meta(min_length=8)] | None = None
+    api_key_file: str | None = None  # read at start; keeps the key out of the config
+    description: str = ""
+    site: str | None = None  # a site name at the hub; default: the hub's main site
+    lanes: Annotated[int, msgspec.Meta(ge=1, le=1024)] | None = None  # default: core count
+    status_ip: str = "127.0.0.1"
+    status_port: Port = 0  # 0 picks a free port; the one in use is in runtime.json
+    drain_timeout: Seconds = 60.0
+    retry_max_delay: Seconds = 30.0
+    request_timeout: Seconds = 30.0
+    logging: LoggingConfig = LoggingConfig()

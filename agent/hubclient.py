@@ -1,0 +1,227 @@
+"""The agent's connection to its hub: auth, retries, errors.
+
+Retries follow one rule: 429, 5xx, undecodable answers and connection
+errors are retried with jittered exponential backoff (honouring
+``Retry-After``); 401 re-enrolls once with the node key; any other 4xx is
+the agent's own mistake and is raised, not retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never
+from tenacity.stop import stop_after_attempt, stop_base
+from tenacity.wait import wait_base, wait_random_exponential
+
+import ferry
+from ferry.errors import ApiError, EnrollmentError
+from protocol import (
+    API_PREFIX,
+    CheckinRequest,
+    CheckinResponse,
+    EnrollRequest,
+    EnrollResponse,
+)
+
+log = structlog.get_logger("agent.hub")
+T = TypeVar("T")
+
+MAX_RETRY_AFTER = 600.0
+
+
+class Retryable(Exception):
+    """A failure worth trying again: the hub is down, busy or confused."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, min(float(value), MAX_RETRY_AFTER))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, min(delta, MAX_RETRY_AFTER))
+
+
+class RetryAfterWait(wait_base):
+    """``Retry-After`` when the hub sent one, else full-jitter exponential backoff."""
+
+    def __init__(self, max_delay: float) -> None:
+        self._backoff = wait_random_exponential(multiplier=0.5, max=max_delay)
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, Retryable) and exc.retry_after is not None:
+            return exc.retry_after + random.uniform(0, 0.1 * max(exc.retry_after, 1.0))
+        return float(self._backoff(retry_state))
+
+
+class HubClient:
+    """Talks to one hub. ``enroll_request`` builds the enroll body when needed."""
+
+    def __init__(self, base_url: str, enroll_request: Callable[[], EnrollRequest], *,
+                 retry_max_delay: float = 30.0, request_timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._enroll_request = enroll_request
+        self._retry_max_delay = retry_max_delay
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._token: str | None = None
+        self._auth_lock = asyncio.Lock()
+        self.client_id: str | None = None
+        self.on_enrolled: Callable[[EnrollResponse], None] | None = None
+        self.on_retry: Callable[[str], None] | None = None
+
+    def _log_retry(self, retry_state: RetryCallState) -> None:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        delay = retry_state.next_action.sleep if retry_state.next_action else 0.0
+        log.warning("hub request failed, retrying", error=str(exc),
+                    attempt=retry_state.attempt_number, retry_in=round(delay, 2))
+        if self.on_retry is not None:
+            self.on_retry(str(exc))
+
+    async def __aenter__(self) -> HubClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                headers={"User-Agent": f"ferry-agent/{ferry.__version__}"})
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}{API_PREFIX}{path}"
+
+    async def _once(self, method: str, path: str, body: Any, kind: type[T],
+                    token: str | None) -> T:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = msgspec.json.encode(body) if body is not None else None
+        try:
+            async with self.session.request(method, self._url(path), data=data,
+                                            headers=headers) as resp:
+                raw = await resp.read()
+                status = resp.status
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Retryable(f"cannot reach hub at {self.base_url}: {exc or type(exc).__name__}") \
+                from None
+        if status == 429 or status >= 500:
+            raise Retryable(f"hub answered {status}", retry_after)
+        if status >= 400:
+            code, message = "http_error", raw[:200].decode("utf-8", "replace")
+            try:
+                detail = msgspec.json.decode(raw)["error"]
+                code, message = str(detail["code"]), str(detail["message"])
+            except Exception:
+                pass
+            raise ApiError(status, code, message)
+        try:
+            return msgspec.json.decode(raw, type=kind)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise Retryable(f"hub sent an answer the agent cannot read: {exc}") from None
+
+    async def request(self, method: str, path: str, body: Any, kind: type[T], *,
+                      attempts: int | None = None) -> T:
+        """Call the hub as this client, retrying as the module says.
+
+        ``attempts`` bounds the tries (None: until it works or the task is cancelled).
+        """
+        stop: stop_base = stop_never if attempts is None else stop_after_attempt(attempts)
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(lambda e: isinstance(e, Retryable)),
+            wait=RetryAfterWait(self._retry_max_delay),
+            stop=stop,
+            before_sleep=self._log_retry,
+            reraise=True,
+        ):
+            with attempt:
+                return await self._authorized(method, path, body, kind)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _authorized(self, method: str, path: str, body: Any, kind: type[T]) -> T:
+        token = self._token or await self._enroll(None)
+        try:
+            return await self._once(method, path, body, kind, token)
+        except ApiError as exc:
+            if exc.status != 401:
+                raise
+            log.info("hub refused our token, enrolling again", reason=exc.message)
+            return await self._once(method, path, body, kind, await self._enroll(token))
+
+    async def _enroll(self, stale: str | None) -> str:
+        async with self._auth_lock:
+            if self._token is not None and self._token != stale:
+                return self._token  # another task enrolled meanwhile
+            try:
+                answer = await self._once("POST", "/agent/enroll", self._enroll_request(),
+                                          EnrollResponse, None)
+            except ApiError as exc:
+                if exc.status in (401, 403, 409, 422):
+                    raise EnrollmentError(f"the hub refused to enroll this agent: "
+                                          f"{exc.message}") from None
+                raise
+            self._token = answer.token
+            self.client_id = answer.client_id
+            log.info("enrolled", client_id=answer.client_id, hub=self.base_url)
+            if self.on_enrolled is not None:
+                self.on_enrolled(answer)
+            return answer.token
+
+    async def enroll(self) -> None:
+        """Enroll now (retrying while the hub is unreachable)."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(lambda e: isinstance(e, Retryable)),
+            wait=RetryAfterWait(self._retry_max_delay), stop=stop_never,
+            before_sleep=self._log_retry, reraise=True,
+        ):
+            with attempt:
+                await self._enroll(self._token)
+
+    async def checkin(self, body: CheckinRequest) -> CheckinResponse:
+        return await self.request("POST", "/agent/checkin", body, CheckinResponse)
+
+    async def goodbye(self) -> None:
+        """Tell the hub we are stopping; one quick try, failure is fine."""
+        if self._token is None:
+            return
+        try:
+            await asyncio.wait_for(self._once("POST", "/agent/goodbye", None, dict, self._token),
+                                   timeout=3)
+        except (Retryable, ApiError, TimeoutError) as exc:
+            log.info("goodbye not delivered", error=str(exc))

@@ -1,0 +1,70 @@
+"""What the agent knows about itself right now; shown by ``/status.json``."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import ferry
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+
+
+@dataclass
+class AgentState:
+    name: str
+    hub: str
+    lanes: int
+    client_id: str | None = None
+    status: str = "starting"  # then the hub's word: online or disabled; "stopping" at the end
+    checkin_interval: float = 15.0
+    last_checkin: str | None = None
+    last_checkin_at: float | None = None  # monotonic
+    last_error: str | None = None
+    checkins: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+    started: str = field(default_factory=now_iso)
+
+    @property
+    def accepting_work(self) -> bool:
+        """A disabled client keeps checking in but takes no work."""
+        return self.status == "online"
+
+    def healthy(self) -> tuple[bool, str]:
+        """Healthy while check-ins succeed; a fresh agent gets a few intervals to get there."""
+        window = 3 * self.checkin_interval
+        now = time.monotonic()
+        if self.last_checkin_at is None:
+            if now - self.started_at < window:
+                return True, "starting"
+            return False, f"no check-in since start: {self.last_error or 'no answer yet'}"
+        if now - self.last_checkin_at > window:
+            return False, f"last check-in {int(now - self.last_checkin_at)} s ago: " \
+                          f"{self.last_error or 'no answer'}"
+        return True, "ok"
+
+    def as_json(self) -> dict[str, Any]:
+        ok, reason = self.healthy()
+        return {
+            "name": self.name,
+            "client_id": self.client_id,
+            "hub": self.hub,
+            "status": self.status,
+            "accepting_work": self.accepting_work,
+            "healthy": ok,
+            "health": reason,
+            "last_checkin": self.last_checkin,
+            "checkins": self.checkins,
+            "checkin_interval": self.checkin_interval,
+            "last_error": self.last_error,
+            "lanes": {"count": self.lanes, "busy": 0},
+            "version": ferry.__version__,
+            "pid": os.getpid(),
+            "started": self.started,
+            "uptime": round(time.monotonic() - self.started_at, 1),
+        }

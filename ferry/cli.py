@@ -1,0 +1,45 @@
+"""``ferry``: the one command. ``ferry hub …``, ``ferry agent …``, ``ferry demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ferry import __version__
+from ferry.commands import register, run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from agent.cli import AgentKind
+    from hub.cli import HubKind
+
+    parser = argparse.ArgumentParser(
+        prog="ferry", description="Ferry: the node agent and the hub it checks in with.")
+    parser.add_argument("--version", action="version", version=f"ferry {__version__}")
+    sub = parser.add_subparsers(dest="group", metavar="GROUP", required=True)
+    register(sub, HubKind(), "run and manage hubs (the coordinator)")
+    register(sub, AgentKind(), "run and manage agents (the node daemon)")
+    demo = sub.add_parser("demo", help="start an embedded hub and an agent, show it online",
+                          description="Start an embedded hub (SQLite in a temporary folder) "
+                          "and one agent, show the agent online with its metrics, and exit.")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's temporary folder")
+    demo.add_argument("--timeout", type=float, default=60.0,
+                      help="give up if the agent is not online after this many seconds")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ferry.demo import main as demo_main
+
+    return demo_main(keep=args.keep, timeout=args.timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run(args.func, args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

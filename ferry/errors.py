@@ -1,0 +1,78 @@
+"""One exception tree for all of Ferry.
+
+::
+
+    FerryError
+     ├── ConfigError          a config file or flag is wrong (names key and file)
+     ├── InstanceError        pid/log/runtime files of a hub or agent instance
+     ├── HubError             raised by the hub and by clients talking to it
+     │    ├── QueryError      the query language (names position and expectation)
+     │    └── ApiError        an HTTP answer from the hub (status, code, message)
+     └── AgentError           the agent daemon
+          └── EnrollmentError the hub refused the agent's API key
+
+Library exceptions are translated into these at the boundary where they
+arise, so callers catch one family.
+"""
+
+from __future__ import annotations
+
+
+class FerryError(Exception):
+    """Root of every error Ferry raises on purpose."""
+
+
+class ConfigError(FerryError):
+    """A config file, config value or command-line flag is wrong."""
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None):
+        self.file = file
+        self.key = key
+        where = []
+        if file:
+            where.append(f"in {file}")
+        if key:
+            where.append(f"at key '{key}'")
+        super().__init__(f"{message} ({', '.join(where)})" if where else message)
+
+
+class InstanceError(FerryError):
+    """Starting, stopping or locating a hub or agent instance failed."""
+
+
+class HubError(FerryError):
+    """Raised by the hub, or by a client talking to it."""
+
+
+class QueryError(HubError):
+    """A query could not be parsed or does not fit the entity it names."""
+
+    def __init__(self, message: str, *, position: int | None = None, query: str | None = None):
+        self.position = position
+        self.query = query
+        self.detail = message
+        if position is not None and query is not None:
+            pointer = " " * position + "^"
+            message = f"{message} at position {position}\n  {query}\n  {pointer}"
+        elif position is not None:
+            message = f"{message} at position {position}"
+        super().__init__(message)
+
+
+class ApiError(HubError):
+    """The hub answered an HTTP request with an error."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict[str, object] | None = None):
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        super().__init__(f"{status} {code}: {message}")
+
+
+class AgentError(FerryError):
+    """The agent daemon failed."""
+
+
+class EnrollmentError(AgentError):
+    """The hub refused the agent's API key; retrying will not help."""

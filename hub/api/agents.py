@@ -1,0 +1,112 @@
+"""What agents call: enroll with a node key, check in, say goodbye."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from msgspec import to_builtins
+from sqlalchemy import insert, or_, select, update
+
+from ferry.errors import ApiError
+from hub.api.common import RUNTIME, Route, client_ip, json_response, principal, read_body, runtime
+from hub.checkins import CheckinWriter
+from hub.entities.base import iso
+from hub.entities.sites import DEFAULT_SITE
+from hub.keys import match_key
+from hub.security import Principal
+from hub.storage.models import Client, Node, Site, new_id, utcnow
+from protocol import (
+    CheckinRequest,
+    CheckinResponse,
+    ClientStatus,
+    EnrollRequest,
+    EnrollResponse,
+)
+
+WRITER: web.AppKey[CheckinWriter] = web.AppKey("checkin_writer", CheckinWriter)
+
+
+def _client(request: web.Request) -> Principal:
+    who = principal(request)
+    if who.kind != "client":
+        raise ApiError(403, "forbidden", "only agents call this endpoint (use a client token)")
+    return who
+
+
+async def enroll(request: web.Request) -> web.Response:
+    rt = runtime(request)
+    body = await read_body(request, EnrollRequest)
+    key = await match_key(rt, body.api_key)
+    if key is None or key.node_id is None:
+        raise ApiError(401, "enroll_refused", "the hub does not know this node API key")
+    now = utcnow()
+    async with rt.db.write() as conn:
+        node = (await conn.execute(select(Node).where(Node.id == key.node_id))).one()
+        site_name = body.site or DEFAULT_SITE
+        site_id = (await conn.execute(select(Site.id).where(
+            or_(Site.name == site_name, Site.id == site_name)))).scalar()
+        if site_id is None:
+            raise ApiError(422, "unknown_site", f"the hub has no site '{site_name}'",
+                           {"field": "site"})
+        current = (await conn.execute(select(Client).where(
+            Client.node_id == node.id, Client.parent_id.is_(None)))).first()
+        fields = dict(code=body.code, type=body.type, os=body.os, username=body.username,
+                      version=body.version, host_id=body.host_id, wan_ip=client_ip(request),
+                      last_checkin=now, gone=False, modified=now)
+        if current is not None and current.machine_id != body.machine_id:
+            raise ApiError(409, "node_taken", f"node '{node.name}' is enrolled by another machine "
+                           f"(client {current.id}, host {current.code}); delete that client once "
+                           "it is offline, or create a node for this machine")
+        if current is None:
+            client_id = new_id()
+            await conn.execute(insert(Client).values(
+                id=client_id, node_id=node.id, user_id=node.user_id, site_id=site_id,
+                machine_id=body.machine_id, description="", disabled=False, meta={},
+                created=now, **fields))
+            disabled = False
+        else:
+            client_id = current.id
+            if body.site is not None:
+                fields["site_id"] = site_id
+            await conn.execute(update(Client).where(Client.id == client_id).values(**fields))
+            disabled = current.disabled
+    issued = rt.tokens.issue("client", client_id)
+    return json_response(EnrollResponse(
+        client_id=client_id, token=issued.token,
+        expires=iso(issued.expires.replace(tzinfo=None)) or "",
+        checkin_interval=rt.config.checkin_interval,
+        status=ClientStatus.DISABLED if disabled else ClientStatus.ONLINE))
+
+
+async def checkin(request: web.Request) -> web.Response:
+    who = _client(request)
+    body = await read_body(request, CheckinRequest)
+    rt = runtime(request)
+    disabled = await request.app[WRITER].record(
+        who.id, utcnow(), to_builtins(body.metrics), body.host_id, client_ip(request),
+        body.code, body.os, body.username, body.version)
+    if disabled is None:
+        raise ApiError(401, "client_unknown", "this client no longer exists at the hub; "
+                       "enroll again")
+    return json_response(CheckinResponse(
+        client_id=who.id, status=ClientStatus.DISABLED if disabled else ClientStatus.ONLINE,
+        checkin_interval=rt.config.checkin_interval, server_time=iso(utcnow()) or ""))
+
+
+async def goodbye(request: web.Request) -> web.Response:
+    """A stopping agent goes offline at once instead of after the grace period."""
+    who = _client(request)
+    rt = request.app[RUNTIME]
+    async with rt.db.write() as conn:
+        await conn.execute(update(Client).where(
+            or_(Client.id == who.id, Client.parent_id == who.id)).values(gone=True))
+    return json_response({"client_id": who.id, "status": "offline"})
+
+
+ROUTES = [
+    Route("POST", "/agent/enroll", enroll, "Enroll an agent with its node API key",
+          auth=None, body=EnrollRequest, response=EnrollResponse),
+    Route("POST", "/agent/checkin", checkin, "Check in with live metrics",
+          auth="client", body=CheckinRequest, response=CheckinResponse),
+    Route("POST", "/agent/goodbye", goodbye, "Go offline now (agent is stopping)",
+          auth="client"),
+]

@@ -1,0 +1,63 @@
+"""Logging in: a token for a username and password, or for a user API key."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy import select
+
+import ferry
+from ferry.errors import ApiError
+from hub.api.common import Route, json_response, read_body, runtime
+from hub.entities import entity
+from hub.entities.base import iso
+from hub.keys import match_key
+from hub.runtime import Ctx
+from hub.security import Principal, verify_secret_async
+from hub.storage.models import User
+from protocol import PROTOCOL_VERSION, TokenRequest, TokenResponse
+
+# verified when the username is unknown, so both failures take the same time
+_DUMMY_HASH = ("$argon2id$v=19$m=19456,t=2,p=1$1twZRIK3nW63WScuBFvB0g$"
+               "NJYg9hrsKQ3Lvg1ySwJoJ+xl7LkmUNZYD7gS5Ia5BK4")
+
+
+async def token(request: web.Request) -> web.Response:
+    rt = runtime(request)
+    body = await read_body(request, TokenRequest)
+    user_id: str | None = None
+    if body.api_key is not None:
+        if body.password is not None:
+            raise ApiError(422, "invalid_body", "send either api_key or username and password")
+        key = await match_key(rt, body.api_key)
+        if key is None or key.user_id is None:
+            raise ApiError(401, "bad_credentials", "API key is not valid")
+        user_id = key.user_id
+    else:
+        if not body.username or body.password is None:
+            raise ApiError(422, "invalid_body", "send username and password, or api_key")
+        async with rt.db.read() as conn:
+            row = (await conn.execute(select(User.id, User.password_hash)
+                                      .where(User.username == body.username))).first()
+        ok = await verify_secret_async(row.password_hash if row else _DUMMY_HASH, body.password)
+        if row is None or not ok:
+            raise ApiError(401, "bad_credentials", "wrong username or password")
+        user_id = row.id
+    issued = rt.tokens.issue("user", user_id)
+    user = await entity("user").get(Ctx.of(rt, Principal("user", user_id)), user_id)
+    return json_response(TokenResponse(token=issued.token,
+                                       expires=iso(issued.expires.replace(tzinfo=None)) or "",
+                                       user=user))
+
+
+async def version(request: web.Request) -> web.Response:
+    rt = runtime(request)
+    return json_response({"version": ferry.__version__, "protocol": PROTOCOL_VERSION,
+                          "description": rt.config.description,
+                          "environment": rt.config.environment_type(rt.section)})
+
+
+ROUTES = [
+    Route("POST", "/token", token, "Log in: a token for username and password, or an API key",
+          auth=None, body=TokenRequest, response=TokenResponse),
+    Route("GET", "/version", version, "The hub's version and protocol", auth=None),
+]

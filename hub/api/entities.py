@@ -1,0 +1,104 @@
+"""Queries and the records behind them: find, create, get, update, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from aiohttp import web
+
+from ferry.errors import ApiError
+from hub.api.common import Route, context, json_response, read_body, read_json
+from hub.entities import entity
+from hub.query import parse
+
+
+class FindRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    query: Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
+    finished: bool = False
+    archived: bool = False
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
+    offset: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+class FindResponse(msgspec.Struct, kw_only=True):
+    result: list[dict[str, Any]]
+
+
+async def _find(request: web.Request, req: FindRequest) -> web.Response:
+    ctx = context(request)
+    query = parse(req.query)
+    found = await entity(query.entity).find(ctx, query, limit=req.limit, offset=req.offset,
+                                            finished=req.finished, archived=req.archived)
+    return json_response({"result": found})
+
+
+async def find_post(request: web.Request) -> web.Response:
+    return await _find(request, await read_body(request, FindRequest))
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    text = request.query.get(name, "false").lower()
+    if text not in ("true", "false", "1", "0"):
+        raise ApiError(400, "invalid_parameter", f"parameter '{name}' must be true or false")
+    return text in ("true", "1")
+
+
+def _int(request: web.Request, name: str) -> int | None:
+    text = request.query.get(name)
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", f"parameter '{name}' must be an integer") from None
+    if value < 0:
+        raise ApiError(400, "invalid_parameter", f"parameter '{name}' must not be negative")
+    return value
+
+
+async def find_get(request: web.Request) -> web.Response:
+    query = request.query.get("query")
+    if not query:
+        raise ApiError(400, "missing_parameter", "parameter 'query' is required, "
+                       "e.g. ?query=Client where type=1")
+    return await _find(request, FindRequest(
+        query=query, finished=_flag(request, "finished"), archived=_flag(request, "archived"),
+        limit=_int(request, "limit"), offset=_int(request, "offset") or 0))
+
+
+async def create(request: web.Request) -> web.Response:
+    ctx = context(request)
+    kind = entity(request.match_info["entity"])
+    return json_response(await kind.create(ctx, await read_json(request)), 201)
+
+
+async def get(request: web.Request) -> web.Response:
+    ctx = context(request)
+    kind = entity(request.match_info["entity"])
+    return json_response(await kind.get(ctx, request.match_info["id"]))
+
+
+async def patch(request: web.Request) -> web.Response:
+    ctx = context(request)
+    kind = entity(request.match_info["entity"])
+    return json_response(await kind.update(ctx, request.match_info["id"], await read_json(request)))
+
+
+async def remove(request: web.Request) -> web.Response:
+    ctx = context(request)
+    kind = entity(request.match_info["entity"])
+    await kind.delete(ctx, request.match_info["id"])
+    return json_response({"success": True})
+
+
+ROUTES = [
+    Route("POST", "/find", find_post, "Run a query, e.g. 'Client where type=1'",
+          body=FindRequest, response=FindResponse),
+    Route("GET", "/find", find_get, "Run a query given as ?query=…", response=FindResponse),
+    Route("POST", "/{entity}", create, "Create a record (Node, Site, User, ApiKey)",
+          body="object", status=201),
+    Route("GET", "/{entity}/{id}", get, "One record by id"),
+    Route("PATCH", "/{entity}/{id}", patch, "Change writable fields of a record", body="object"),
+    Route("DELETE", "/{entity}/{id}", remove, "Delete a record"),
+]

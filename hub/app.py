@@ -1,0 +1,29 @@
+"""The aiohttp application: routes, middleware, the OpenAPI document."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hub.api import agents, auth, entities, openapi
+from hub.api.common import RUNTIME, Route, errors, json_response
+from hub.checkins import CheckinWriter
+from hub.runtime import Runtime
+
+# fixed paths first: "/{entity}" would otherwise shadow them
+ROUTES: list[Route] = [*auth.ROUTES, *agents.ROUTES, *entities.ROUTES]
+
+
+def make_app(rt: Runtime, writer: CheckinWriter) -> web.Application:
+    app = web.Application(middlewares=[errors], client_max_size=rt.config.max_body_size)
+    app[RUNTIME] = rt
+    app[agents.WRITER] = writer
+    prefix = rt.config.api_prefix
+    document = openapi.build(ROUTES, prefix)
+
+    async def openapi_json(_request: web.Request) -> web.Response:
+        return json_response(document)
+
+    app.router.add_get(prefix + "/openapi.json", openapi_json)
+    for route in ROUTES:
+        app.router.add_route(route.method, prefix + route.path, route.handler)
+    return app

@@ -1,0 +1,133 @@
+"""Check-ins, written by group commit.
+
+Each check-in waits until its row is committed (so an answered check-in is
+durable), but check-ins that arrive while a transaction is in flight are
+written together in the next one. Under light load that is one transaction
+per check-in; under heavy load, one per batch. SQLite pays its commit cost
+once per batch instead of once per agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import bindparam, func, select, update
+
+from hub.storage.db import Database
+from hub.storage.models import Client
+
+log = structlog.get_logger("hub.checkins")
+
+MAX_BATCH = 2000
+
+
+@dataclass
+class _Pending:
+    values: dict[str, Any]
+    waiters: list[asyncio.Future[bool | None]]
+
+
+_update = (
+    update(Client)
+    .where(Client.id == bindparam("b_id"))
+    .values(
+        last_checkin=bindparam("b_last_checkin"),
+        gone=False,
+        metrics=bindparam("b_metrics"),
+        host_id=bindparam("b_host_id"),
+        wan_ip=bindparam("b_wan_ip"),
+        code=func.coalesce(bindparam("b_code"), Client.code),
+        os=func.coalesce(bindparam("b_os"), Client.os),
+        username=func.coalesce(bindparam("b_username"), Client.username),
+        version=func.coalesce(bindparam("b_version"), Client.version),
+    )
+)
+
+
+class CheckinWriter:
+    """Collects check-ins and writes them in batches; owns one background task."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._pending: dict[str, _Pending] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="checkin-writer")
+
+    async def record(self, client_id: str, at: datetime, metrics: dict[str, Any], host_id: str,
+                     wan_ip: str, code: str | None, os: str | None, username: str | None,
+                     version: str | None) -> bool | None:
+        """Store one check-in; returns the client's ``disabled`` flag, None if it is gone.
+
+        ``None`` for code, os, username or version keeps the stored value.
+        """
+        if self._closing:
+            raise RuntimeError("check-in writer is closed")
+        future: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
+        values = {
+            "b_id": client_id, "b_last_checkin": at, "b_metrics": metrics, "b_host_id": host_id,
+            "b_wan_ip": wan_ip, "b_code": code, "b_os": os, "b_username": username,
+            "b_version": version,
+        }
+        pending = self._pending.get(client_id)
+        if pending is None:
+            self._pending[client_id] = _Pending(values, [future])
+        else:  # the same client twice in one batch: the newest values win
+            pending.values = values
+            pending.waiters.append(future)
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._take()
+                try:
+                    flags = await self._write(batch)
+                except Exception as exc:
+                    log.error("check-in batch failed", size=len(batch), error=repr(exc))
+                    for item in batch.values():
+                        for w in item.waiters:
+                            if not w.done():
+                                w.set_exception(exc)
+                    continue
+                for client_id, item in batch.items():
+                    for w in item.waiters:
+                        if not w.done():
+                            w.set_result(flags.get(client_id))
+            if self._closing:
+                return
+
+    def _take(self) -> dict[str, _Pending]:
+        if len(self._pending) <= MAX_BATCH:
+            batch, self._pending = self._pending, {}
+            return batch
+        keys = list(self._pending)[:MAX_BATCH]
+        return {k: self._pending.pop(k) for k in keys}
+
+    async def _write(self, batch: dict[str, _Pending]) -> dict[str, bool]:
+        async with self._db.write() as conn:
+            await conn.execute(_update, [p.values for p in batch.values()])
+            rows = await conn.execute(
+                select(Client.id, Client.disabled).where(Client.id.in_(list(batch))))
+            return {r.id: bool(r.disabled) for r in rows}
+
+    async def close(self) -> None:
+        """Write what is pending, then stop. Safe to call twice."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=10)
+            except TimeoutError:
+                self._task.cancel()
+            self._task = None

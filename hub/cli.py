@@ -1,0 +1,95 @@
+"""``ferry hub …``: what differs for a hub instance."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ferry import config as configfile
+from ferry.errors import ConfigError
+from ferry.lifecycle import Service
+from ferry.logs import LoggingConfig
+from ferry.paths import InstancePaths, Kind
+from hub.config import HubConfig
+
+
+class HubKind:
+    kind: Kind = "hub"
+
+    def add_new_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--port", type=int, help="port to listen on (default 7700; 0: any)")
+        parser.add_argument("--ip", help="address to listen on (default 127.0.0.1)")
+        parser.add_argument("--description", help="what this hub is for")
+        parser.add_argument("--uri", help="database URI (default sqlite:///hub.sqlite in the "
+                            "data folder; postgresql://user:pass@host/db)")
+        parser.add_argument("--type", choices=("dev", "test", "acc", "prod"),
+                            help="environment type (test: day-long tokens)")
+
+    def new_section(self, args: argparse.Namespace,
+                    ask: Callable[[str, str | None, bool], str]) -> dict[str, Any]:
+        interactive = not args.no_input and sys.stdin.isatty()
+        section: dict[str, Any] = {}
+        description = args.description
+        if description is None and interactive:
+            description = ask("description", "Ferry hub", False)
+        section["description"] = description or ""
+        if args.type:
+            section["type"] = args.type
+        ip = args.ip or (ask("address to listen on", "127.0.0.1", False) if interactive
+                         else "127.0.0.1")
+        section["ip"] = ip
+        port: Any = args.port
+        if port is None and interactive:
+            port = ask("port", "7700", False)
+        try:
+            section["port"] = int(port) if port is not None else 7700
+        except ValueError:
+            raise ConfigError(f"--port must be a number, got {port!r}") from None
+        if not 0 <= section["port"] <= 65535:
+            raise ConfigError(f"--port must be between 0 and 65535, got {section['port']}")
+        section["uri"] = args.uri or "sqlite:///hub.sqlite"
+        section["logging"] = {"level": "INFO", "use_console": True, "backup_count": 5,
+                              "max_size": 1024}
+        return section
+
+    def load(self, paths: InstancePaths, environment: str | None) -> configfile.Loaded[Any]:
+        return configfile.load(paths.config_file, HubConfig, environment)
+
+    def logging_config(self, loaded: configfile.Loaded[Any]) -> LoggingConfig:
+        cfg: HubConfig = loaded.config
+        return cfg.logging
+
+    def service(self, loaded: configfile.Loaded[Any], paths: InstancePaths, system: bool,
+                on_ready: Callable[[dict[str, Any]], None]) -> Service:
+        from hub.server import HubServer
+
+        return HubServer(loaded.config, loaded.section, paths.data_dir, on_ready=on_ready)
+
+    def drain_timeout(self, loaded: configfile.Loaded[Any]) -> float:
+        cfg: HubConfig = loaded.config
+        return cfg.shutdown_timeout
+
+    def describe(self, info: dict[str, Any], paths: InstancePaths) -> list[str]:
+        lines = [f"url:      {info['url']}{info.get('api', '/api/v1')}",
+                 f"log:      {info.get('log_file')}"]
+        secret = info.get("root_password_file")
+        if secret:
+            password = Path(secret).read_text().strip()
+            lines.append(f"root password: {password}  (shown once; also in {secret}, readable "
+                         "by its owner only)")
+        return lines
+
+    def running_version(self, info: dict[str, Any]) -> str | None:
+        try:
+            with urllib.request.urlopen(f"{info['url']}{info.get('api', '/api/v1')}/version",
+                                        timeout=5) as resp:
+                data = json.load(resp)
+            return f"{data['version']} (protocol {data['protocol']}) at {info['url']}"
+        except (OSError, ValueError, KeyError):
+            return None
+

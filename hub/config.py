@@ -1,0 +1,64 @@
+"""The hub's config: one frozen, validated object built from the YAML file."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal
+
+import msgspec
+
+from ferry.logs import LoggingConfig
+
+EnvType = Literal["dev", "test", "acc", "prod"]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class SmtpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    server: str
+    port: Port = 587
+    username: str | None = None
+    password: str | None = None
+
+
+class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Keys of the reference's server config, plus Ferry's own (documented in docs/CONFIG.md)."""
+
+    # --- the reference's keys
+    description: str = ""
+    type: EnvType | None = None  # defaults to the environment's name, else prod
+    ip: str = "127.0.0.1"
+    port: Port = 7700  # 0 picks a free port; the one in use is written to runtime.json
+    api_path: str = "/api"
+    uri: str = "sqlite:///hub.sqlite"
+    allow_drop_all: bool = False
+    jwt_secret_key: str | None = None
+    logging: LoggingConfig = LoggingConfig()
+    smtp: SmtpConfig | None = None
+    support_email: str | None = None
+    email_token_validity_minutes: Annotated[int, msgspec.Meta(gt=0)] = 60
+
+    # --- Ferry's keys
+    checkin_interval: Seconds = 15.0
+    offline_grace: Seconds = 900.0
+    token_lifetime_hours: Seconds | None = None  # default: 24 for type test, else 6
+    agent_token_minutes: Seconds = 60.0
+    max_body_size: Annotated[int, msgspec.Meta(ge=1024)] = 1024 * 1024
+    trusted_proxies: list[str] = []
+    shutdown_timeout: Seconds = 10.0
+
+    def environment_type(self, section: str) -> EnvType:
+        if self.type is not None:
+            return self.type
+        if section in ("dev", "test", "acc", "prod"):
+            return section  # type: ignore[return-value]
+        return "prod"
+
+    def user_token_lifetime(self, section: str) -> timedelta:
+        if self.token_lifetime_hours is not None:
+            return timedelta(hours=self.token_lifetime_hours)
+        return timedelta(hours=24 if self.environment_type(section) == "test" else 6)
+
+    @property
+    def api_prefix(self) -> str:
+        return self.api_path.rstrip("/") + "/v1"

@@ -1,0 +1,28 @@
+"""The entities the API and the query language know, by name."""
+
+from __future__ import annotations
+
+from ferry.errors import ApiError
+from hub.entities.apikeys import ApiKeyEntity
+from hub.entities.base import Entity
+from hub.entities.clients import ClientEntity
+from hub.entities.nodes import NodeEntity
+from hub.entities.sites import SiteEntity
+from hub.entities.users import UserEntity
+
+ENTITIES: dict[str, Entity] = {
+    e.name.lower(): e
+    for e in (ClientEntity(), NodeEntity(), UserEntity(), SiteEntity(), ApiKeyEntity())
+}
+
+
+def entity(name: str) -> Entity:
+    """The entity called ``name`` (any case); 404 naming the known ones otherwise."""
+    found = ENTITIES.get(name.lower())
+    if found is None:
+        known = ", ".join(e.name for e in ENTITIES.values())
+        raise ApiError(404, "unknown_entity", f"unknown entity '{name}' (known: {known})")
+    return found
+
+
+__all__ = ["ENTITIES", "Entity", "entity"]

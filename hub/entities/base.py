@@ -1,0 +1,134 @@
+"""What every entity offers: find, get, create, update, delete.
+
+Subclasses say which fields can be queried (``schema``), how a row becomes
+the dict users see (``serialize``), and which writes they allow. Bodies are
+checked field by field before anything is written, and every write runs in
+one transaction: a refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import ColumnElement, Select
+from sqlalchemy.engine import RowMapping
+
+from ferry.errors import ApiError, QueryError
+from hub.query import Query
+from hub.query.fields import Context, Schema
+from hub.runtime import Ctx
+
+MAX_RESULTS = 100_000
+
+AnySelect = Select[*tuple[Any, ...]]
+
+
+def iso(value: datetime | None) -> str | None:
+    """Times are shown as UTC ISO 8601 with seconds and a trailing Z."""
+    return None if value is None else value.replace(microsecond=0).isoformat() + "Z"
+
+
+def require_user(ctx: Ctx) -> None:
+    if ctx.principal.kind != "user":
+        raise ApiError(403, "forbidden", "this call needs a user's token, not an agent's")
+
+
+def check_body(body: Any, entity: str, writable: Iterable[str], readable: Iterable[str],
+               required: Iterable[str] = ()) -> dict[str, Any]:
+    """Refuse anything but a mapping of writable fields, naming the first wrong one."""
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_body", f"body must be a JSON object of {entity} fields")
+    writable = set(writable)
+    for key in body:
+        if key not in writable:
+            if key in set(readable):
+                raise ApiError(422, "read_only", f"field '{key}' of {entity} cannot be set",
+                               {"field": key})
+            raise ApiError(422, "unknown_field", f"unknown field '{key}' for {entity} "
+                           f"(writable: {', '.join(sorted(writable))})", {"field": key})
+    for key in required:
+        if key not in body:
+            raise ApiError(422, "missing_field", f"field '{key}' is required", {"field": key})
+    return body
+
+
+def expect(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str,
+           *, max_length: int | None = 255, nullable: bool = False) -> Any:
+    """The value of ``key`` if it has the right type; 422 naming the field otherwise."""
+    value = body[key]
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise ApiError(422, "wrong_type", f"field '{key}' must be {what}", {"field": key})
+    if not isinstance(value, kind):
+        raise ApiError(422, "wrong_type", f"field '{key}' must be {what}, got "
+                       f"{type(value).__name__}", {"field": key})
+    if isinstance(value, str) and max_length is not None and len(value) > max_length:
+        raise ApiError(422, "too_long", f"field '{key}' is longer than {max_length} characters",
+                       {"field": key})
+    return value
+
+
+def name_value(body: Mapping[str, Any], key: str = "name") -> str:
+    value: str = expect(body, key, str, "a string")
+    value = value.strip()
+    if not value:
+        raise ApiError(422, "invalid_value", f"field '{key}' must not be empty", {"field": key})
+    return value
+
+
+class Entity:
+    name: ClassVar[str]
+    schema: ClassVar[Schema]
+
+    def base_select(self) -> AnySelect:
+        raise NotImplementedError
+
+    def id_column(self) -> Any:
+        raise NotImplementedError
+
+    def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def visible(self, ctx: Ctx) -> ColumnElement[bool] | None:
+        """Rows this caller may see (issue-5 permissions will narrow this)."""
+        require_user(ctx)
+        return None
+
+    async def rows(self, ctx: Ctx, where: ColumnElement[bool] | None,
+                   limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        stmt = self.base_select()
+        scope = self.visible(ctx)
+        if scope is not None:
+            stmt = stmt.where(scope)
+        if where is not None:
+            stmt = stmt.where(where)
+        stmt = stmt.order_by(self.id_column()).offset(offset).limit(min(limit or MAX_RESULTS, MAX_RESULTS))
+        async with ctx.db.read() as conn:
+            result = await conn.execute(stmt)
+            return [self.serialize(r, ctx) for r in result.mappings()]
+
+    async def find(self, ctx: Ctx, query: Query, *, limit: int | None = None, offset: int = 0,
+                   finished: bool = False, archived: bool = False) -> list[dict[str, Any]]:
+        if finished or archived:
+            flag = "finished" if finished else "archived"
+            raise QueryError(f"'{flag}' applies to jobs, not to {self.name}")
+        qctx = Context(now=ctx.now, offline_grace=ctx.rt.offline_grace, text=query.text)
+        return await self.rows(ctx, self.schema.compile(query, qctx), limit, offset)
+
+    async def get(self, ctx: Ctx, entity_id: str) -> dict[str, Any]:
+        found = await self.rows(ctx, self.id_column() == entity_id, 1)
+        if not found:
+            raise ApiError(404, "not_found", f"no {self.name} with id '{entity_id}'")
+        return found[0]
+
+    async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
+        raise ApiError(405, "not_allowed", f"{self.name} records cannot be created through the API")
+
+    async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:
+        raise ApiError(405, "not_allowed", f"{self.name} records cannot be modified")
+
+    async def delete(self, ctx: Ctx, entity_id: str) -> None:
+        raise ApiError(405, "not_allowed", f"{self.name} records cannot be deleted")

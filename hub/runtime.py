@@ -1,0 +1,73 @@
+"""What a running hub holds: config, database, token service, secrets."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import insert, select
+
+from hub.config import HubConfig
+from hub.security import Principal, TokenService
+from hub.storage.db import Database
+from hub.storage.models import HubState, utcnow
+
+
+@dataclass
+class Runtime:
+    config: HubConfig
+    section: str
+    db: Database
+    tokens: TokenService
+    pepper: bytes
+
+    @property
+    def offline_grace(self) -> timedelta:
+        return timedelta(seconds=self.config.offline_grace)
+
+
+async def state_secret(db: Database, key: str) -> str:
+    """A random secret kept in the database, created on first use.
+
+    Kept in the database rather than a file so that several hub processes
+    sharing one database agree on it, and restarts keep tokens valid.
+    """
+    async with db.read() as conn:
+        value = (await conn.execute(select(HubState.value).where(HubState.key == key))).scalar()
+    if value is not None:
+        return value
+    async with db.write() as conn:
+        value = (await conn.execute(select(HubState.value).where(HubState.key == key))).scalar()
+        if value is None:
+            value = secrets.token_hex(32)
+            await conn.execute(insert(HubState).values(key=key, value=value))
+    return value
+
+
+async def build_runtime(config: HubConfig, section: str, db: Database) -> Runtime:
+    jwt_secret = config.jwt_secret_key or await state_secret(db, "jwt_secret")
+    pepper = bytes.fromhex(await state_secret(db, "lookup_pepper"))
+    tokens = TokenService(
+        jwt_secret,
+        user_lifetime=config.user_token_lifetime(section),
+        client_lifetime=timedelta(minutes=config.agent_token_minutes),
+    )
+    return Runtime(config, section, db, tokens, pepper)
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """One request's view: the runtime, who is asking, and when."""
+
+    rt: Runtime
+    principal: Principal
+    now: datetime
+
+    @classmethod
+    def of(cls, rt: Runtime, principal: Principal) -> Ctx:
+        return cls(rt, principal, utcnow())
+
+    @property
+    def db(self) -> Database:
+        return self.rt.db

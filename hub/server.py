@@ -1,0 +1,145 @@
+"""The hub process: database, API server, check-in writer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+from sqlalchemy import insert, select
+
+import ferry
+from ferry.errors import ConfigError
+from ferry.lifecycle import Service
+from hub.app import make_app
+from hub.checkins import CheckinWriter
+from hub.config import HubConfig
+from hub.entities.sites import DEFAULT_SITE
+from hub.runtime import Runtime, build_runtime
+from hub.security import check_password_strength, hash_secret_async, new_password
+from hub.storage.db import Database
+from hub.storage.models import Site, User, new_id, utcnow
+
+log = structlog.get_logger("hub.server")
+
+ROOT = "root"
+ROOT_PASSWORD_ENV = "FERRY_ROOT_PASSWORD"
+ROOT_PASSWORD_FILE = "root-password.txt"
+
+
+def write_secret_file(path: Path, text: str) -> None:
+    """Create ``path`` readable by its owner only (never group or world)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text + "\n")
+    os.chmod(path, 0o600)
+
+
+class HubServer(Service):
+    """One hub process. ``on_ready`` gets the runtime facts (url, port, pid)."""
+
+    def __init__(self, config: HubConfig, section: str, data_dir: Path, *,
+                 handle_signals: bool = True,
+                 on_ready: Callable[[dict[str, Any]], None] | None = None) -> None:
+        super().__init__(handle_signals=handle_signals)
+        self.config = config
+        self.section = section
+        self.data_dir = data_dir
+        self.on_ready = on_ready
+        self.db: Database | None = None
+        self.runtime: Runtime | None = None
+        self.writer: CheckinWriter | None = None
+        self.runner: web.AppRunner | None = None
+        self.port: int | None = None
+        self.root_password: str | None = None  # set when this start created root
+        self.root_password_file: Path | None = None
+
+    @property
+    def url(self) -> str:
+        host = self.config.ip
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    async def startup(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(self.config.uri, self.data_dir)
+        await self.db.migrate()
+        self.runtime = await build_runtime(self.config, self.section, self.db)
+        await self._bootstrap(self.db)
+        self.writer = CheckinWriter(self.db)
+        self.writer.start()
+        app = make_app(self.runtime, self.writer)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.config.ip, self.config.port,
+                           shutdown_timeout=self.config.shutdown_timeout)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {self.config.ip}:{self.config.port}: "
+                              f"{exc.strerror or exc}", key="port") from None
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.config.port
+        log.info("hub serving", url=self.url, api=self.config.api_prefix, version=ferry.__version__,
+                 database=self.db.url.split("@")[-1])
+        if self.on_ready:
+            self.on_ready({
+                "pid": os.getpid(), "url": self.url, "port": self.port, "ip": self.config.ip,
+                "api": self.config.api_prefix, "version": ferry.__version__,
+                "root_password_file": str(self.root_password_file)
+                if self.root_password else None,
+            })
+
+    async def _bootstrap(self, db: Database) -> None:
+        """The first start creates user ``root`` and site ``hq``; later starts change nothing."""
+        async with db.read() as conn:
+            has_root = (await conn.execute(select(User.id).where(User.username == ROOT))).first()
+            has_site = (await conn.execute(select(Site.id).where(Site.name == DEFAULT_SITE))).first()
+        now = utcnow()
+        if has_root is None:
+            given = os.environ.get(ROOT_PASSWORD_ENV)
+            if given is not None:
+                try:
+                    check_password_strength(given)
+                except Exception as exc:
+                    raise ConfigError(f"{ROOT_PASSWORD_ENV} is refused: {exc}") from None
+                password = given
+            else:
+                password = new_password()
+                self.root_password_file = self.data_dir / ROOT_PASSWORD_FILE
+                write_secret_file(self.root_password_file, password)
+                self.root_password = password
+            hashed = await hash_secret_async(password)
+            async with db.write() as conn:
+                await conn.execute(insert(User).values(
+                    id=new_id(), username=ROOT, password_hash=hashed, role="root",
+                    firstname="", lastname="", created=now, modified=now))
+            log.info("created user root", password_from=ROOT_PASSWORD_ENV if given is not None
+                     else str(self.root_password_file))
+        if has_site is None:
+            async with db.write() as conn:
+                await conn.execute(insert(Site).values(
+                    id=new_id(), name=DEFAULT_SITE, description="main site", created=now,
+                    modified=now))
+
+    async def shutdown(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()  # stops accepting, lets requests finish (with deadline)
+            self.runner = None
+        if self.writer is not None:
+            await self.writer.close()
+            self.writer = None
+        if self.db is not None:
+            await self.db.close()
+            self.db = None
+        log.info("hub stopped")

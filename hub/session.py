@@ -1,0 +1,193 @@
+"""``Session``: the Python client of the hub, with the call shapes of the reference.
+
+::
+
+    from hub import Session
+    session = Session("http://127.0.0.1:7700", username="root", password="…")
+    session.find("Client where type=1")
+    session.update("Client", client_id, {"status": "disabled"})
+
+Credentials may also come from the environment: ``FERRY_HUB`` (URL),
+``FERRY_USERNAME`` and ``FERRY_PASSWORD``, or ``FERRY_API_KEY``. Requests
+are retried on 429, 5xx and connection errors (honouring ``Retry-After``);
+an expired token is renewed once; every other error raises ``ApiError``
+with the hub's message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from ferry.errors import ApiError, HubError
+from protocol import API_PREFIX
+
+DEFAULT_URL = "http://127.0.0.1:7700"
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def _wait(state: Any) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, _Retry) and exc.retry_after is not None:
+        return min(exc.retry_after, 60.0)
+    return float(wait_random_exponential(multiplier=0.3, max=5)(state))
+
+
+class Session:
+    def __init__(self, url: str | None = None, username: str | None = None,
+                 password: str | None = None, api_key: str | None = None, *,
+                 timeout: float = 30.0, attempts: int = 4) -> None:
+        self.url = (url or os.environ.get("FERRY_HUB") or DEFAULT_URL).rstrip("/")
+        if not self.url.startswith(("http://", "https://")):
+            raise HubError(f"hub URL must start with http:// or https://, got {self.url!r}")
+        self.username = username or os.environ.get("FERRY_USERNAME")
+        self._password = password or os.environ.get("FERRY_PASSWORD")
+        self._api_key = api_key or (None if username else os.environ.get("FERRY_API_KEY"))
+        if not self._api_key and not (self.username and self._password is not None):
+            raise HubError("no credentials: give username and password, or api_key "
+                           "(or set FERRY_USERNAME/FERRY_PASSWORD or FERRY_API_KEY)")
+        self.timeout = timeout
+        self.attempts = attempts
+        self._token: str | None = None
+        self.user: dict[str, Any] = {}
+        self.login()
+
+    # -- transport
+    def _send(self, method: str, path: str, body: Any, token: str | None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.url}{API_PREFIX}{path}", data=data,
+                                         method=method)
+        request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            if exc.code == 429 or exc.code >= 500:
+                retry_after = exc.headers.get("Retry-After")
+                try:
+                    after = float(retry_after) if retry_after else None
+                except ValueError:
+                    after = None
+                raise _Retry(f"hub answered {exc.code}", after) from None
+            try:
+                detail = json.loads(raw)["error"]
+                raise ApiError(exc.code, detail["code"], detail["message"],
+                               {k: v for k, v in detail.items() if k not in ("code", "message")}
+                               ) from None
+            except (ValueError, KeyError, TypeError):
+                raise ApiError(exc.code, "http_error", raw[:300].decode("utf-8", "replace")) \
+                    from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise _Retry(f"cannot reach hub at {self.url}: {reason}") from None
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            raise _Retry("hub sent an answer that is not JSON") from None
+
+    def _call(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        try:
+            for attempt in Retrying(retry=retry_if_exception(lambda e: isinstance(e, _Retry)),
+                                    wait=_wait, stop=stop_after_attempt(self.attempts),
+                                    reraise=True):
+                with attempt:
+                    try:
+                        return self._send(method, path, body, self._token if auth else None)
+                    except ApiError as exc:
+                        if not auth or exc.status != 401 or exc.code == "bad_credentials":
+                            raise
+                        self.login()  # token expired or hub secret changed: once more
+                        return self._send(method, path, body, self._token)
+        except _Retry as exc:
+            raise HubError(f"{exc} (gave up after {self.attempts} attempts)") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def login(self) -> None:
+        body: dict[str, Any] = ({"api_key": self._api_key} if self._api_key else
+                                {"username": self.username, "password": self._password})
+        answer = self._call("POST", "/token", body, auth=False)
+        self._token = answer["token"]
+        self.user = answer.get("user", {})
+
+    # -- the reference's calls
+    def find(self, query: str, finished: bool = False, archived: bool = False,
+             limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"query": query, "finished": finished, "archived": archived,
+                                "offset": offset}
+        if limit is not None:
+            body["limit"] = limit
+        result: list[dict[str, Any]] = self._call("POST", "/find", body)["result"]
+        return result
+
+    def find_one(self, query: str, **options: Any) -> dict[str, Any] | None:
+        """The first match, or None when nothing matches."""
+        found = self.find(query, limit=1, **options)
+        return found[0] if found else None
+
+    def get(self, entitytype: str, entityid: str) -> dict[str, Any]:
+        return self._call("GET", f"/{_name(entitytype)}/{_quote(entityid)}")  # type: ignore[no-any-return]
+
+    def create(self, entitytype: str, data: dict[str, Any], entityid: str | None = None,
+               allow_duplicates: bool = True) -> Any:
+        """Create a record; with ``entityid``, add child records (tasks of a job)."""
+        if entityid is not None:
+            body = dict(data)
+            body.setdefault("allow_duplicates", allow_duplicates)
+            return self._call("POST", f"/job/{_quote(entityid)}/{_name(entitytype)}s", body)
+        return self._call("POST", f"/{_name(entitytype)}", data)
+
+    def update(self, entitytype: str, entityid: str, data: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PATCH", f"/{_name(entitytype)}/{_quote(entityid)}", data)  # type: ignore[no-any-return]
+
+    def update_many(self, entitytype: str, first: str | list[dict[str, Any]],
+                    second: list[dict[str, Any]] | None = None, *,
+                    entityid: str | None = None) -> list[dict[str, Any]]:
+        """``update_many('task', job_id, [...])`` or ``update_many('task', [...], entityid=id)``.
+
+        Returns the updated records.
+        """
+        data: list[dict[str, Any]] | None
+        parent: str | None
+        if isinstance(first, list):
+            data, parent = first, entityid
+        else:
+            data, parent = second, first
+        if not isinstance(parent, str) or not isinstance(data, list):
+            raise HubError("update_many needs the parent id and a list of changes")
+        return self._call("PATCH", f"/job/{_quote(parent)}/{_name(entitytype)}s",  # type: ignore[no-any-return]
+                          {"tasks": data})
+
+    def delete_one(self, entitytype: str, entityid: str) -> bool:
+        self._call("DELETE", f"/{_name(entitytype)}/{_quote(entityid)}")
+        return True
+
+    @staticmethod
+    def str(entity: Any) -> str:
+        """Pretty text of a record (or a list of them)."""
+        return json.dumps(entity, indent=4, sort_keys=False, default=str)
+
+
+def _name(entitytype: str) -> str:
+    if not isinstance(entitytype, str) or not entitytype.isidentifier():
+        raise HubError(f"not an entity name: {entitytype!r}")
+    return entitytype.lower()
+
+
+def _quote(entityid: str) -> str:
+    if not isinstance(entityid, str) or not entityid:
+        raise HubError(f"not an id: {entityid!r}")
+    return urllib.parse.quote(entityid, safe="")

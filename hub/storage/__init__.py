@@ -1,0 +1,1 @@
+"""Hub storage: SQLAlchemy 2 (async) tables, the database handle, migrations."""

@@ -1,0 +1,113 @@
+"""The hub's database handle: engine, transactions, migrations.
+
+SQLite (the default) takes one writer at a time; rather than letting
+concurrent writers collide on SQLite's lock and retry, every write
+transaction in this process queues on one ``asyncio.Lock``. PostgreSQL
+needs no such lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from ferry.errors import ConfigError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def async_url(uri: str, data_dir: Path) -> str:
+    """Turn a reference-style URI into an async driver URL.
+
+    ``sqlite:///hub.sqlite`` is relative to the instance's data folder;
+    ``postgresql://…`` uses asyncpg.
+    """
+    try:
+        url = make_url(uri)
+    except ArgumentError:
+        raise ConfigError(f"not a database URI: {uri!r}", key="uri") from None
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        database = url.database or ":memory:"
+        if database != ":memory:" and not Path(database).is_absolute():
+            database = str((data_dir / database).absolute())
+        return str(url.set(drivername="sqlite+aiosqlite", database=database))
+    if backend == "postgresql":
+        return url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    raise ConfigError(f"unsupported database {backend!r} (use sqlite or postgresql)", key="uri")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class Database:
+    """One engine for one hub process."""
+
+    def __init__(self, uri: str, data_dir: Path) -> None:
+        self.url = async_url(uri, data_dir)
+        self.is_sqlite = self.url.startswith("sqlite")
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite and ":memory:" in self.url:
+            kwargs["poolclass"] = StaticPool
+        if self.is_sqlite:
+            database = make_url(self.url).database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        except ModuleNotFoundError as exc:
+            raise ConfigError(f"database driver missing: {exc.name}", key="uri") from None
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self._write_lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed on success, rolled back on error."""
+        if self.is_sqlite:
+            async with self._write_lock, self.engine.begin() as conn:
+                yield conn
+        else:
+            async with self.engine.begin() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest revision."""
+        async with self.write() as conn:
+            await conn.run_sync(_upgrade)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def alembic_config(connection: Connection) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(alembic_config(connection), "head")

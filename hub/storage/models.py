@@ -1,0 +1,133 @@
+"""Tables of the hub, as SQLAlchemy declarative models.
+
+Times are naive UTC. Ids are 24 hex characters: 4 bytes of creation time
+then 8 random bytes, so they sort by age (like the reference's ids).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID = String(24)
+
+
+def new_id() -> str:
+    return f"{int(time.time()) & 0xFFFFFFFF:08x}{os.urandom(8).hex()}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class HubState(Base):
+    """Small key/value facts the hub keeps about itself (secrets, bootstrap)."""
+
+    __tablename__ = "hub_state"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    username: Mapped[str] = mapped_column(String(255), unique=True)
+    email: Mapped[str | None] = mapped_column(String(255))
+    firstname: Mapped[str] = mapped_column(String(255), default="")
+    lastname: Mapped[str] = mapped_column(String(255), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(32), default="admin")
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modifier: Mapped[str | None] = mapped_column(ID)
+
+
+class Site(Base):
+    __tablename__ = "sites"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modifier: Mapped[str | None] = mapped_column(ID)
+
+
+class Node(Base):
+    """What an agent enrolls with: a name and a (hashed) API key."""
+
+    __tablename__ = "nodes"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    user_id: Mapped[str | None] = mapped_column(ID, ForeignKey("users.id", ondelete="SET NULL"))
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modifier: Mapped[str | None] = mapped_column(ID)
+
+
+class ApiKey(Base):
+    """An API key of a user or a node, stored as an argon2 hash.
+
+    ``lookup`` holds 32 bits of a peppered SHA-256 of the key: enough to find
+    the one row to verify, too little to test guesses against offline.
+    """
+
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    user_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    node_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("nodes.id", ondelete="CASCADE"), index=True
+    )
+    lookup: Mapped[str] = mapped_column(String(8), index=True)
+    hash: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_used: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Client(Base):
+    """A running agent (type 1 or 2) or one of its compute lanes (type 5).
+
+    ``status`` is not stored: it follows from ``disabled``, ``gone`` (the
+    agent said goodbye) and the age of ``last_checkin``.
+    """
+
+    __tablename__ = "clients"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    code: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str | None] = mapped_column(ID, ForeignKey("users.id", ondelete="SET NULL"))
+    node_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("nodes.id", ondelete="SET NULL"), index=True
+    )
+    site_id: Mapped[str | None] = mapped_column(ID, ForeignKey("sites.id", ondelete="SET NULL"))
+    parent_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("clients.id", ondelete="CASCADE"), index=True
+    )
+    type: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(Text, default="")
+    host_id: Mapped[str] = mapped_column(Text, default="")
+    machine_id: Mapped[str] = mapped_column(String(128), default="")
+    last_checkin: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    gone: Mapped[bool] = mapped_column(Boolean, default=False)
+    os: Mapped[str] = mapped_column(String(32), default="")
+    username: Mapped[str] = mapped_column(String(255), default="")
+    version: Mapped[str] = mapped_column(String(64), default="")
+    wan_ip: Mapped[str] = mapped_column(String(64), default="")
+    benchmark: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modifier: Mapped[str | None] = mapped_column(ID)

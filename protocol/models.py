@@ -1,0 +1,166 @@
+"""Request and response bodies of the hub's API, as ``msgspec`` structs.
+
+The same structs validate bodies on the hub, build them in the agent, and
+give the OpenAPI document its schemas.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Any
+
+import msgspec
+
+API_PREFIX = "/api/v1"
+PROTOCOL_VERSION = "ferry-v1"
+
+Code = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+ShortText = Annotated[str, msgspec.Meta(max_length=255)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
+
+
+class ClientType(enum.IntEnum):
+    """Client roles (clients.rst)."""
+
+    APP = 0
+    SERVER = 1
+    USER_SERVER = 2
+    BROWSER = 3
+    COMPUTE_LANE = 5
+
+    @property
+    def hr(self) -> str:
+        return _TYPE_HR[self]
+
+    @classmethod
+    def from_hr(cls, text: str) -> ClientType:
+        for member, name in _TYPE_HR.items():
+            if name == text:
+                return member
+        raise ValueError(text)
+
+
+_TYPE_HR = {
+    ClientType.APP: "app",
+    ClientType.SERVER: "server",
+    ClientType.USER_SERVER: "user server",
+    ClientType.BROWSER: "browser",
+    ClientType.COMPUTE_LANE: "compute lane",
+}
+
+
+class ClientStatus(enum.StrEnum):
+    """Client statuses (clients.rst); only ``online`` and ``disabled`` can be written."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+    DISABLED = "disabled"
+    DISABLED_OFFLINE = "disabled-offline"
+
+
+class Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of every body: unknown fields are errors, not silently dropped."""
+
+
+class NetRate(Struct, frozen=True):
+    """Network rates in MB/s; -1.0 means not measured yet.
+
+    ``s`` is the host's rate over the last check-in interval, ``s_a`` its
+    average since the agent started, ``s_t`` the rate of Ferry's own
+    transfers (-1.0 until one has run).
+    """
+
+    s: float = -1.0
+    s_a: float = -1.0
+    s_t: float = -1.0
+
+
+class Metrics(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``metrics`` record of a client (clients.rst).
+
+    ``c`` cores, ``l`` CPU load %, ``m`` memory used %, ``mpf``/``mpt``
+    physical memory free/total bytes, ``mvf``/``mvt`` swap free/total bytes,
+    ``in``/``out`` network rates. ``la`` (1, 5, 15 minute load averages) is
+    Ferry's addition. Unknown keys are accepted so newer agents can report
+    more without breaking older hubs.
+    """
+
+    c: Annotated[int, msgspec.Meta(ge=1, le=65536)]
+    l: Percent  # noqa: E741 - the reference's key
+    m: Percent
+    mpf: Annotated[int, msgspec.Meta(ge=0)]
+    mpt: Annotated[int, msgspec.Meta(ge=0)]
+    mvf: Annotated[int, msgspec.Meta(ge=0)]
+    mvt: Annotated[int, msgspec.Meta(ge=0)]
+    in_: NetRate = msgspec.field(default_factory=NetRate, name="in")
+    out: NetRate = msgspec.field(default_factory=NetRate)
+    la: list[NonNegative] | None = None
+
+
+class EnrollRequest(Struct, frozen=True):
+    """An agent trades its node API key for a client record and a token."""
+
+    api_key: Annotated[str, msgspec.Meta(min_length=8, max_length=512)]
+    machine_id: Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
+    code: Code
+    type: Annotated[int, msgspec.Meta(ge=1, le=2)] = ClientType.SERVER
+    os: ShortText = ""
+    username: ShortText = ""
+    version: ShortText = ""
+    host_id: Annotated[str, msgspec.Meta(max_length=4096)] = ""
+    site: ShortText | None = None
+
+
+class EnrollResponse(Struct, frozen=True):
+    client_id: str
+    token: str
+    expires: str
+    checkin_interval: float
+    status: ClientStatus
+
+
+class CheckinRequest(Struct, frozen=True):
+    """Sent on every check-in; ``wan_ip`` is taken from the connection."""
+
+    metrics: Metrics
+    host_id: Annotated[str, msgspec.Meta(max_length=4096)] = ""
+    code: Code | None = None
+    os: ShortText | None = None
+    username: ShortText | None = None
+    version: ShortText | None = None
+    lanes: Annotated[int, msgspec.Meta(ge=0, le=4096)] | None = None
+
+
+class CheckinResponse(Struct, frozen=True):
+    client_id: str
+    status: ClientStatus
+    checkin_interval: float
+    server_time: str
+
+
+class TokenRequest(Struct, frozen=True):
+    """Log in with username and password, or with a user API key."""
+
+    username: ShortText | None = None
+    password: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+    api_key: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+
+
+class TokenResponse(Struct, frozen=True):
+    token: str
+    expires: str
+    user: dict[str, Any]
+
+
+class ErrorDetail(Struct, frozen=True):
+    code: str
+    message: str
+    field: str | None = None
+    position: int | None = None
+
+
+class ErrorBody(Struct, frozen=True):
+    """Every error answer has this shape, whatever the status."""
+
+    error: ErrorDetail
