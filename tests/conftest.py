@@ -1,0 +1,86 @@
+"""Fixtures: isolated folders, real hub and agent processes, a logged-in Session."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub import Session
+from tests.helpers import ROOT_PASSWORD, Agent, Hub, isolated_env
+
+HUB_DEFAULTS: dict[str, Any] = {
+    "ip": "127.0.0.1",
+    "port": 0,
+    "checkin_interval": 0.5,
+    "offline_grace": 3,
+    "logging": {"level": "DEBUG", "use_console": True},
+}
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """User folders under tmp_path, for this process and the ones it starts."""
+    values = isolated_env(tmp_path / "env")
+    for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "HOME",
+                "FERRY_ROOT_PASSWORD"):
+        monkeypatch.setenv(key, values[key])
+    for key in ("FERRY_HUB", "FERRY_USERNAME", "FERRY_PASSWORD", "FERRY_API_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    return values
+
+
+@pytest.fixture
+def start_hub(tmp_path: Path, env: dict[str, str]) -> Iterator[Callable[..., Hub]]:
+    started: list[Hub] = []
+    names = count(1)
+
+    def start(**overrides: Any) -> Hub:
+        hub = Hub("hub", f"h{next(names)}", tmp_path, {**HUB_DEFAULTS, **overrides}, env)
+        hub.start()
+        started.append(hub)
+        return hub
+
+    yield start
+    for hub in started:
+        hub.kill()
+
+
+@pytest.fixture
+def hub(start_hub: Callable[..., Hub]) -> Hub:
+    return start_hub()
+
+
+@pytest.fixture
+def session(hub: Hub) -> Session:
+    return Session(hub.url, username="root", password=ROOT_PASSWORD)
+
+
+@pytest.fixture
+def start_agent(tmp_path: Path, env: dict[str, str]) -> Iterator[Callable[..., Agent]]:
+    started: list[Agent] = []
+    names = count(1)
+
+    def start(hub: Hub, api_key: str, **overrides: Any) -> Agent:
+        section = {"hub": hub.url, "api_key": api_key, "retry_max_delay": 0.5,
+                   "logging": {"level": "DEBUG"}, **overrides}
+        agent = Agent("agent", f"a{next(names)}", tmp_path, section, env)
+        agent.start()
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.kill()
+
+
+@pytest.fixture
+def node_key(session: Session) -> Callable[[str], dict[str, Any]]:
+    def make(name: str) -> dict[str, Any]:
+        return session.create("Node", {"name": name})  # type: ignore[no-any-return]
+
+    return make
+

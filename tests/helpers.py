@@ -1,0 +1,199 @@
+"""Real hub and agent processes for tests, each in its own folders and on free ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from ferry.paths import instance_paths
+
+T = TypeVar("T")
+
+ROOT_PASSWORD = "test-root-password"
+
+
+def wait_for(predicate: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1,
+             what: str = "condition") -> T:
+    """Poll ``predicate`` until it returns something truthy (a deadline, not a speed check)."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except AssertionError as exc:
+            last_error = exc
+            value = None
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}"
+                         + (f": {last_error}" if last_error else ""))
+
+
+def ferry(*args: str, env: dict[str, str] | None = None, input: str | None = None,
+          timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the ``ferry`` command line as a user would."""
+    return subprocess.run([sys.executable, "-m", "ferry", *args], capture_output=True, text=True,
+                          env=env, input=input, timeout=timeout, check=False)
+
+
+class Instance:
+    """One ``ferry <kind> start --attach`` process."""
+
+    def __init__(self, kind: str, name: str, workdir: Path, section: dict[str, Any],
+                 env: dict[str, str]) -> None:
+        self.kind = kind
+        self.name = name
+        self.config_file = workdir / f"{kind}-{name}.yaml"
+        self.section = section
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.output = workdir / f"{kind}-{name}.out"
+        self.info: dict[str, Any] = {}
+        self.write_config()
+
+    def write_config(self) -> None:
+        self.config_file.write_text(yaml.safe_dump({"application": self.section}))
+
+    @property
+    def paths(self) -> Any:
+        return instance_paths(self.kind, self.name, False, self.config_file)  # type: ignore[arg-type]
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the process without waiting for it to serve."""
+        self.paths.runtime_file.unlink(missing_ok=True)
+        with open(self.output, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ferry", self.kind, "start", "--attach", "--user",
+                 "--name", self.name, "--config", str(self.config_file)],
+                stdout=out, stderr=subprocess.STDOUT, env=self.env)
+        return self.proc
+
+    def start(self, timeout: float = 60) -> dict[str, Any]:
+        proc = self.launch()
+
+        def ready() -> dict[str, Any] | None:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited with {proc.returncode}:\n{self.log()}")
+            try:
+                info = json.loads(self.paths.runtime_file.read_text())
+            except (OSError, ValueError):
+                return None
+            return info if info.get("pid") == proc.pid else None
+
+        self.info = wait_for(ready, timeout=timeout, what=f"{self.kind} {self.name} to start")
+        return self.info
+
+    def log(self) -> str:
+        try:
+            return self.output.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Hub(Instance):
+    @property
+    def url(self) -> str:
+        return str(self.info["url"])
+
+    @property
+    def api(self) -> str:
+        return f"{self.url}/api/v1"
+
+    @property
+    def database(self) -> Path:
+        return self.paths.data_dir / "hub.sqlite"
+
+
+class Agent(Instance):
+    @property
+    def status_url(self) -> str:
+        return str(self.info["status_url"])
+
+    def status(self) -> dict[str, Any]:
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.status_url}/status.json", timeout=10) as resp:
+            return json.load(resp)  # type: ignore[no-any-return]
+
+
+def isolated_env(base: Path) -> dict[str, str]:
+    """Environment whose user folders all live under ``base``."""
+    env = dict(os.environ)
+    for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"),
+                     ("XDG_STATE_HOME", "state"), ("XDG_CACHE_HOME", "cache"),
+                     ("HOME", "home")):
+        env[var] = str(base / sub)
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    env["FERRY_ROOT_PASSWORD"] = ROOT_PASSWORD
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def http(method: str, url: str, body: Any = None, *, token: str | None = None,
+         raw: bytes | None = None, headers: dict[str, str] | None = None,
+         timeout: float = 30) -> tuple[int, Any]:
+    """One raw HTTP call; returns (status, decoded JSON or text)."""
+    import urllib.error
+    import urllib.request
+
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    for key, value in (headers or {}).items():
+        request.add_header(key, value)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            status, payload = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, payload = exc.code, exc.read()
+    try:
+        return status, json.loads(payload)
+    except ValueError:
+        return status, payload.decode("utf-8", "replace")
+
+
+def login(hub: Hub, username: str = "root", password: str = ROOT_PASSWORD) -> str:
+    status, body = http("POST", f"{hub.api}/token", {"username": username, "password": password})
+    assert status == 200, body
+    return str(body["token"])
+
+
+def db_rows(database: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the hub's tables, read straight from SQLite."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        tables = [r[0] for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
+        return {t: sorted(con.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr)
+                for t in tables}
+    finally:
+        con.close()

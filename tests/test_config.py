@@ -1,0 +1,150 @@
+"""Config files: application or environments, validated; errors name key and file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import AgentConfig
+from ferry import config
+from ferry.errors import ConfigError
+from hub.config import HubConfig
+
+REFERENCE_STYLE = """
+environments:
+  test:
+    description: Test
+    type: test
+    ip: 0.0.0.0
+    port: 5000
+    api_path: /api
+    uri: sqlite:///test.sqlite
+    allow_drop_all: True
+    jwt_secret_key: super-secret-key!
+    logging:
+      level:        DEBUG
+      file:         test.log
+      use_console:  True
+      backup_count: 5
+      max_size:     1024
+      format:       "%(asctime)s - %(name)-14s - %(levelname)-8s - %(message)s"
+      datefmt:      "%Y-%m-%d %H:%M:%S"
+    smtp:
+      port: 587
+      server: smtp.yourmailserver.com
+      username: your-username
+      password: super-secret-password
+    support_email: your-support@email.com
+    email_token_validity_minutes: 60
+  prod:
+    port: 7700
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_reference_environments_load(tmp_path: Path) -> None:
+    path = write(tmp_path, REFERENCE_STYLE)
+    loaded = config.load(path, HubConfig, "test")
+    cfg = loaded.config
+    assert loaded.section == "test"
+    assert (cfg.ip, cfg.port, cfg.uri, cfg.api_prefix) == ("0.0.0.0", 5000, "sqlite:///test.sqlite",
+                                                          "/api/v1")
+    assert cfg.logging.level == "DEBUG" and cfg.logging.max_size == 1024
+    assert cfg.smtp is not None and cfg.smtp.server == "smtp.yourmailserver.com"
+    # type test means day-long user tokens, as the reference says; prod means 6 hours
+    assert cfg.user_token_lifetime("test").total_seconds() == 24 * 3600
+    prod = config.load(path, HubConfig, "prod")
+    assert prod.config.port == 7700
+    assert prod.config.user_token_lifetime(prod.section).total_seconds() == 6 * 3600
+
+
+def test_application_section(tmp_path: Path) -> None:
+    loaded = config.load(write(tmp_path, "application:\n  port: 7711\n"), HubConfig)
+    assert loaded.section == "application" and loaded.config.port == 7711
+
+
+def test_config_is_immutable(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, "application: {}\n"), HubConfig).config
+    with pytest.raises(AttributeError):
+        cfg.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("text, key, needle", [
+    ("application:\n  colour: red\n", "application.colour", "unknown key"),
+    ("application:\n  logging:\n    colour: red\n", "application.logging.colour", "unknown key"),
+    ("application:\n  port: seven\n", "application.port", "Expected `int`"),
+    ("application:\n  port: 70000\n", "application.port", "<= 65535"),
+    ("application:\n  logging:\n    level: LOUD\n", "application.logging.level", "LOUD"),
+    ("application:\n  logging:\n    use_console: maybe\n", "application.logging.use_console",
+     "Expected `bool`"),
+    ("environments:\n  staging: {}\n", "environments.staging", "unknown environment"),
+    ("application: {}\nextra: 1\n", "extra", "unknown key"),
+    ("application: [1, 2]\n", "application", "must be a mapping"),
+    ("environments:\n  prod:\n    smtp:\n      port: 1\n", "environments.prod.smtp",
+     "missing required field `server`"),
+])
+def test_bad_values_name_key_and_file(tmp_path: Path, text: str, key: str, needle: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        config.load(path, HubConfig)
+    assert info.value.key == key
+    assert info.value.file == str(path)
+    assert needle in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "application:\n  port: [1\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML.*line \d+") as info:
+        config.load(path, HubConfig)
+    assert info.value.file == str(path)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("", "empty"),
+    ("- 1\n", "must be a mapping"),
+    ("environments:\n  test: {}\n  prod: {}\n", "choose one with --environment"),
+    ("environments: {}\n", "neither"),
+])
+def test_structure_errors(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        config.load(write(tmp_path, text), HubConfig)
+
+
+def test_missing_environment_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "environments:\n  test: {}\n")
+    with pytest.raises(ConfigError, match="environment 'acc' is not defined"):
+        config.load(path, HubConfig, "acc")
+    with pytest.raises(ConfigError, match="unknown environment 'qa'"):
+        config.load(path, HubConfig, "qa")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        config.load(tmp_path / "nope.yaml", HubConfig)
+
+
+def test_agent_config_requires_hub_url(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="missing required field `hub`"):
+        config.load(write(tmp_path, "application: {api_key: abcdefgh}\n"), AgentConfig)
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, "application: {hub: 'ftp://x', api_key: abcdefgh}\n"),
+                    AgentConfig)
+    assert info.value.key == "application.hub"
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, "application: {hub: 'http://x', lanes: 0}\n"), AgentConfig)
+    assert info.value.key == "application.lanes"
+
+
+def test_write_atomic_leaves_no_partial_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.yaml"
+    config.write_atomic(target, "a: 1\n")
+    assert target.read_text() == "a: 1\n"
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["out.yaml"]

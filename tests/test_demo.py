@@ -1,0 +1,13 @@
+"""``ferry demo`` runs on its own and exits 0."""
+
+from __future__ import annotations
+
+from tests.helpers import ferry
+
+
+def test_demo(env: dict[str, str]) -> None:
+    result = ferry("demo", env=env, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "online" in result.stdout
+    assert "the hub now shows it offline" in result.stdout
+    assert "CORES" in result.stdout and "HOST_ID" in result.stdout

@@ -1,0 +1,121 @@
+"""Storage and first start: migrations match the models, root is never root/root,
+API keys are stored hashed."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from ferry.errors import ApiError
+from hub import Session
+from hub.storage.db import Database
+from hub.storage.models import Base
+from tests.helpers import Hub, http, wait_for
+
+
+async def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
+    db = Database("sqlite:///hub.sqlite", tmp_path)
+    await db.migrate()
+    await db.migrate()  # a second run changes nothing
+
+    def diff(connection):  # type: ignore[no-untyped-def]
+        return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+
+    async with db.read() as conn:
+        assert await conn.run_sync(diff) == []
+    await db.close()
+    con = sqlite3.connect(tmp_path / "hub.sqlite")
+    assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+    assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    con.close()
+
+
+def test_first_start_makes_a_random_root_password(start_hub, env) -> None:
+    del env["FERRY_ROOT_PASSWORD"]
+    hub: Hub = start_hub()
+    secret = hub.paths.data_dir / "root-password.txt"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    password = secret.read_text().strip()
+    assert len(password) >= 16
+    # printed once, on the console of the start
+    assert f"root password: {password}" in hub.log()
+    assert Session(hub.url, username="root", password=password).user["username"] == "root"
+    for guess in ("root", "password", ""):
+        status, _ = http("POST", f"{hub.api}/token", {"username": "root", "password": guess})
+        assert status == 401
+    # a restart keeps the password and prints nothing new
+    hub.stop()
+    hub.start()
+    assert hub.log().count("root password:") == 1
+    assert Session(hub.url, username="root", password=password)
+
+
+def test_root_password_from_the_environment(start_hub, env) -> None:
+    hub: Hub = start_hub()
+    assert not (hub.paths.data_dir / "root-password.txt").exists()
+    assert "root password:" not in hub.log()
+    Session(hub.url, username="root", password=env["FERRY_ROOT_PASSWORD"])
+
+
+def test_weak_root_password_is_refused(tmp_path: Path, env) -> None:
+    env["FERRY_ROOT_PASSWORD"] = "root"
+    hub = Hub("hub", "weak", tmp_path, {"port": 0}, env)
+    assert hub.launch().wait(timeout=60) == 2
+    assert "FERRY_ROOT_PASSWORD is refused" in hub.log()
+
+
+def test_keys_and_passwords_are_stored_hashed(hub: Hub, session: Session) -> None:
+    node = session.create("Node", {"name": "n1"})
+    key = session.create("ApiKey", {"description": "ci"})
+    content = hub.database.read_bytes()
+    for wal in hub.database.parent.glob("hub.sqlite-wal"):
+        content += wal.read_bytes()
+    assert node["api_key"].encode() not in content
+    assert key["api_key"].encode() not in content
+    assert b"test-root-password" not in content
+    con = sqlite3.connect(f"file:{hub.database}?mode=ro", uri=True)
+    hashes = [r[0] for r in con.execute("SELECT hash FROM api_keys")]
+    assert len(hashes) == 2 and all(h.startswith("$argon2id$") for h in hashes)
+    assert con.execute("SELECT password_hash FROM users").fetchone()[0].startswith("$argon2id$")
+    con.close()
+
+
+def test_user_api_keys_log_in_and_can_be_revoked(hub: Hub, session: Session) -> None:
+    key = session.create("ApiKey", {"description": "nightly script"})
+    scripted = Session(hub.url, api_key=key["api_key"])
+    assert scripted.user["username"] == "root"
+    assert [k["id"] for k in scripted.find("ApiKey")] == [key["id"]]
+    wait_for(lambda: session.get("ApiKey", key["id"])["last_used"], what="last_used")
+    session.delete_one("ApiKey", key["id"])
+    with pytest.raises(ApiError) as info:
+        Session(hub.url, api_key=key["api_key"])
+    assert info.value.status == 401
+
+
+def test_node_key_reset_revokes_the_old_key(hub: Hub, session: Session) -> None:
+    node = session.create("Node", {"name": "n1"})
+    reset = session.update("Node", node["id"], {"api_key": "reset"})
+    assert reset["api_key"] != node["api_key"]
+    body = {"machine_id": "machine-0001", "code": "x"}
+    assert http("POST", f"{hub.api}/agent/enroll", {**body, "api_key": node["api_key"]})[0] == 401
+    assert http("POST", f"{hub.api}/agent/enroll", {**body, "api_key": reset["api_key"]})[0] == 200
+
+
+def test_openapi_document(hub: Hub) -> None:
+    status, doc = http("GET", f"{hub.api}/openapi.json")
+    assert status == 200
+    assert doc["openapi"].startswith("3.")
+    for path in ("/api/v1/token", "/api/v1/find", "/api/v1/agent/enroll", "/api/v1/agent/checkin",
+                 "/api/v1/{entity}/{id}"):
+        assert path in doc["paths"], path
+    checkin = doc["paths"]["/api/v1/agent/checkin"]["post"]
+    ref = checkin["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert "metrics" in schema["required"]
+    assert {"c", "l", "m", "mpf", "mpt", "mvf", "mvt", "in", "out"} <= set(
+        doc["components"]["schemas"]["Metrics"]["properties"])
