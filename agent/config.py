@@ -18,7 +18,6 @@ class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     hub: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+(/\S*)?$")]
     api_key: Annotated[str, msgspec.Meta(min_length=8)] | None = None
     api_key_file: str | None = None  # read at start; keeps the key out of the config
-    description: str = ""
     site: str | None = None  # a site name at the hub; default: the hub's main site
     lanes: Annotated[int, msgspec.Meta(ge=1, le=1024)] | None = None  # default: core count
     status_ip: str = "127.0.0.1"

@@ -126,15 +126,9 @@ class Agent(Service):
     async def shutdown(self) -> None:
         self.state.status = "stopping"
         self._loops_stop.set()
-        if self._tasks:
-            # loops finish their current step; past the drain deadline they are cancelled
-            deadline = 1.0 if self.force_exit else self.config.drain_timeout
-            _, pending = await asyncio.wait(self._tasks, timeout=deadline)
-            for task in pending:
-                task.cancel(msg="drain deadline passed")
-            if pending:
-                await asyncio.wait(pending, timeout=5)
-            self._tasks.clear()
+        # loops finish their current step; past the drain deadline they are cancelled
+        await self.drain(self._tasks, self.config.drain_timeout, "drain deadline passed")
+        self._tasks.clear()
         if self.hub is not None:
             await self.hub.goodbye()
             await self.hub.close()

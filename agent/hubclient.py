@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import aiohttp
@@ -31,12 +29,10 @@ from protocol import (
     EnrollRequest,
     EnrollResponse,
 )
+from protocol.http import parse_retry_after
 
 log = structlog.get_logger("agent.hub")
 T = TypeVar("T")
-
-MAX_RETRY_AFTER = 600.0
-
 
 class Retryable(Exception):
     """A failure worth trying again: the hub is down, busy or confused."""
@@ -44,25 +40,6 @@ class Retryable(Exception):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, min(float(value), MAX_RETRY_AFTER))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    delta = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, min(delta, MAX_RETRY_AFTER))
 
 
 class RetryAfterWait(wait_base):

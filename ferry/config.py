@@ -103,6 +103,9 @@ def select_section(data: Any, file: str, environment: str | None) -> tuple[str, 
                     key=f"environments.{name}",
                 )
     envs = envs or {}
+    if environment == APPLICATION and APPLICATION not in data:
+        raise ConfigError(f"the config has no '{APPLICATION}' section (environments: "
+                          f"{', '.join(envs) or 'none'})", file=file)
     if environment and environment != APPLICATION:
         if environment not in ENVIRONMENTS:
             raise ConfigError(

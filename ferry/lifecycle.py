@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from typing import Any
 
 import structlog
 
@@ -25,7 +26,7 @@ class Service:
     def __init__(self, *, handle_signals: bool = True) -> None:
         self.handle_signals = handle_signals
         self._should_exit: asyncio.Event | None = None
-        self.force_exit = False
+        self._forced: asyncio.Event | None = None
         self.started = False
 
     @property
@@ -34,10 +35,41 @@ class Service:
             self._should_exit = asyncio.Event()
         return self._should_exit
 
+    @property
+    def forced(self) -> asyncio.Event:
+        if self._forced is None:
+            self._forced = asyncio.Event()
+        return self._forced
+
+    @property
+    def force_exit(self) -> bool:
+        return self.forced.is_set()
+
     def request_stop(self, force: bool = False) -> None:
+        """First call: drain. A second call (or ``force``): stop waiting for the drain."""
         if self.should_exit.is_set() or force:
-            self.force_exit = True
+            self.forced.set()
         self.should_exit.set()
+
+    async def drain(self, tasks: list[asyncio.Task[None]], deadline_s: float, reason: str) -> None:
+        """Let ``tasks`` finish within ``deadline_s``; cancel what is left then, or when forced."""
+        pending: set[asyncio.Future[Any]] = {t for t in tasks if not t.done()}
+        forced = asyncio.ensure_future(self.forced.wait())
+        deadline = asyncio.get_running_loop().time() + deadline_s
+        try:
+            while pending and not self.forced.is_set():
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                _, pending = await asyncio.wait(pending | {forced}, timeout=left,
+                                                return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(forced)
+        finally:
+            forced.cancel()
+        for task in pending:
+            task.cancel(msg="forced stop" if self.forced.is_set() else reason)
+        if pending:
+            await asyncio.wait(pending, timeout=5)
 
     def _on_signal(self, signum: int) -> None:
         first = not self.should_exit.is_set()

@@ -38,7 +38,7 @@ _update = (
         last_checkin=bindparam("b_last_checkin"),
         gone=False,
         metrics=bindparam("b_metrics"),
-        host_id=bindparam("b_host_id"),
+        host_id=func.coalesce(bindparam("b_host_id"), Client.host_id),
         wan_ip=bindparam("b_wan_ip"),
         code=func.coalesce(bindparam("b_code"), Client.code),
         os=func.coalesce(bindparam("b_os"), Client.os),
@@ -61,12 +61,12 @@ class CheckinWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="checkin-writer")
 
-    async def record(self, client_id: str, at: datetime, metrics: dict[str, Any], host_id: str,
+    async def record(self, client_id: str, at: datetime, metrics: dict[str, Any], host_id: str | None,
                      wan_ip: str, code: str | None, os: str | None, username: str | None,
                      version: str | None) -> bool | None:
         """Store one check-in; returns the client's ``disabled`` flag, None if it is gone.
 
-        ``None`` for code, os, username or version keeps the stored value.
+        ``None`` for host_id, code, os, username or version keeps the stored value.
         """
         if self._closing:
             raise RuntimeError("check-in writer is closed")

@@ -12,6 +12,9 @@ from ferry.logs import LoggingConfig
 EnvType = Literal["dev", "test", "acc", "prod"]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
+Hours = Annotated[float, msgspec.Meta(gt=0)]
+# agents and Session call <hub URL>/api/v1, so a proxy sub-path goes before "/api"
+ApiPath = Annotated[str, msgspec.Meta(pattern=r"^(/[A-Za-z0-9._~-]+)*/api$")]
 
 
 class SmtpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -29,7 +32,7 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     type: EnvType | None = None  # defaults to the environment's name, else prod
     ip: str = "127.0.0.1"
     port: Port = 7700  # 0 picks a free port; the one in use is written to runtime.json
-    api_path: str = "/api"
+    api_path: ApiPath = "/api"
     uri: str = "sqlite:///hub.sqlite"
     allow_drop_all: bool = False
     jwt_secret_key: str | None = None
@@ -41,7 +44,7 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     # --- Ferry's keys
     checkin_interval: Seconds = 15.0
     offline_grace: Seconds = 900.0
-    token_lifetime_hours: Seconds | None = None  # default: 24 for type test, else 6
+    token_lifetime_hours: Hours | None = None  # default: 24 for type test, else 6
     agent_token_minutes: Seconds = 60.0
     max_body_size: Annotated[int, msgspec.Meta(ge=1024)] = 1024 * 1024
     trusted_proxies: list[str] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -134,7 +135,9 @@ class HubServer(Service):
 
     async def shutdown(self) -> None:
         if self.runner is not None:
-            await self.runner.cleanup()  # stops accepting, lets requests finish (with deadline)
+            # stops accepting, lets requests finish within shutdown_timeout (sooner when forced)
+            cleanup = asyncio.create_task(self.runner.cleanup())
+            await self.drain([cleanup], self.config.shutdown_timeout + 1, "shutdown deadline passed")
             self.runner = None
         if self.writer is not None:
             await self.writer.close()

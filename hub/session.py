@@ -27,6 +27,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 
 from ferry.errors import ApiError, HubError
 from protocol import API_PREFIX
+from protocol.http import parse_retry_after
 
 DEFAULT_URL = "http://127.0.0.1:7700"
 
@@ -40,7 +41,7 @@ class _Retry(Exception):
 def _wait(state: Any) -> float:
     exc = state.outcome.exception() if state.outcome else None
     if isinstance(exc, _Retry) and exc.retry_after is not None:
-        return min(exc.retry_after, 60.0)
+        return exc.retry_after
     return float(wait_random_exponential(multiplier=0.3, max=5)(state))
 
 
@@ -77,11 +78,7 @@ class Session:
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             if exc.code == 429 or exc.code >= 500:
-                retry_after = exc.headers.get("Retry-After")
-                try:
-                    after = float(retry_after) if retry_after else None
-                except ValueError:
-                    after = None
+                after = parse_retry_after(exc.headers.get("Retry-After"), cap=60.0)
                 raise _Retry(f"hub answered {exc.code}", after) from None
             try:
                 detail = json.loads(raw)["error"]

@@ -63,7 +63,7 @@ class Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Base of every body: unknown fields are errors, not silently dropped."""
 
 
-class NetRate(Struct, frozen=True):
+class NetRate(msgspec.Struct, frozen=True, kw_only=True):
     """Network rates in MB/s; -1.0 means not measured yet.
 
     ``s`` is the host's rate over the last check-in interval, ``s_a`` its
@@ -82,8 +82,8 @@ class Metrics(msgspec.Struct, frozen=True, kw_only=True):
     ``c`` cores, ``l`` CPU load %, ``m`` memory used %, ``mpf``/``mpt``
     physical memory free/total bytes, ``mvf``/``mvt`` swap free/total bytes,
     ``in``/``out`` network rates. ``la`` (1, 5, 15 minute load averages) is
-    Ferry's addition. Unknown keys are accepted so newer agents can report
-    more without breaking older hubs.
+    Ferry's addition. Unknown keys (here and in ``in``/``out``) are ignored,
+    not refused, so a newer agent can report more to an older hub.
     """
 
     c: Annotated[int, msgspec.Meta(ge=1, le=65536)]
@@ -121,10 +121,14 @@ class EnrollResponse(Struct, frozen=True):
 
 
 class CheckinRequest(Struct, frozen=True):
-    """Sent on every check-in; ``wan_ip`` is taken from the connection."""
+    """Sent on every check-in; ``wan_ip`` is taken from the connection.
+
+    An omitted (None) ``host_id``, ``code``, ``os``, ``username`` or ``version``
+    keeps what the hub has.
+    """
 
     metrics: Metrics
-    host_id: Annotated[str, msgspec.Meta(max_length=4096)] = ""
+    host_id: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
     code: Code | None = None
     os: ShortText | None = None
     username: ShortText | None = None

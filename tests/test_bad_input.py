@@ -65,6 +65,10 @@ def test_bad_requests_are_refused_and_change_nothing(hub: Hub, world: dict[str, 
     assert got == 400 and answer["error"]["position"] == 17
     expect("GET", "/find", None, 400, "missing_parameter", "'query' is required")
     expect("GET", "/find?query=Client&limit=many", None, 400, "invalid_parameter", "'limit'")
+    expect("GET", "/find?query=Client&limit=0", None, 400, "invalid_parameter", "`limit`")
+    expect("GET", "/find?query=Client&offset=-2", None, 400, "invalid_parameter", "`offset`")
+    expect("GET", "/find?query=Client&finished=perhaps", None, 400, "invalid_parameter",
+           "'finished'")
     expect("POST", "/find", {"query": 5}, 422, "invalid_body", "field 'query'")
     expect("POST", "/find", {"query": "Client", "limit": -1}, 422, "invalid_body", "'limit'")
     expect("POST", "/find", {"query": "Client", "sort": "id"}, 422, "invalid_body", "sort")
@@ -172,6 +176,9 @@ def test_agent_token_cannot_do_user_things(hub: Hub, world: dict[str, Any]) -> N
     got, answer = http("POST", f"{hub.api}/agent/checkin", {"metrics": METRICS, "lanes": -1},
                        token=agent_token)
     assert got == 422 and answer["error"]["field"] == "lanes"
+    got, answer = http("POST", f"{hub.api}/agent/checkin", {"host_id": "x"}, token=agent_token)
+    assert got == 422 and answer["error"]["field"] == "metrics"
+    assert "missing required field" in answer["error"]["message"]
     assert db_rows(hub.database) == before
 
 

@@ -180,3 +180,20 @@ def test_new_asks_on_a_terminal(env: dict[str, str]) -> None:
     assert section["hub"] == "http://127.0.0.1:7799"
     assert section["api_key"] == "fk_typed_at_the_prompt"
     assert "fk_typed_at_the_prompt" not in transcript  # the key is not echoed
+
+
+def test_background_start_prints_the_new_root_password_once(env: dict[str, str]) -> None:
+    del env["FERRY_ROOT_PASSWORD"]
+    assert ferry("hub", "new", "--name", "h1", "--port", "0", "--user", "--no-input",
+                 env=env).returncode == 0
+    first = ferry("hub", "start", "--user", env=env)
+    assert first.returncode == 0, first.stderr
+    password = re.search(r"root password: (\S+)", first.stdout).group(1)  # type: ignore[union-attr]
+    url = re.search(r"url:\s+(http://\S+)/api/v1", first.stdout).group(1)  # type: ignore[union-attr]
+    assert Session(url, username="root", password=password).user["username"] == "root"
+    output = (Path(env["XDG_STATE_HOME"]) / "ferry/log/hub/h1.out").read_text()
+    assert password not in output  # the background child's output file never holds it
+    assert ferry("hub", "stop", "--user", env=env).returncode == 0
+    again = ferry("hub", "start", "--user", env=env)
+    assert again.returncode == 0 and "root password" not in again.stdout
+    assert ferry("hub", "stop", "--user", env=env).returncode == 0

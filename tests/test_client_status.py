@@ -112,6 +112,9 @@ def test_other_writable_fields(hub: Hub, session: Session, node_key, start_agent
     assert [c["id"] for c in session.find("Client where site=stockholm")] == [cid]
     assert [c["id"] for c in session.find(f"Client where site={site['id']}")] == [cid]
     assert [c["id"] for c in session.find("Client where user=root AND type='user server'")] == [cid]
+    assert session.find("Client where user=root@studio.example") == []
+    session.update("User", session.user["id"], {"email": "root@studio.example"})
+    assert [c["id"] for c in session.find("Client where user=root@studio.example")] == [cid]
     assert [c["id"] for c in session.find("Client where benchmark>2 and benchmark<=2.5")] == [cid]
     assert session.find("Client where site=hq") == []
     assert session.find('Client where description="Main server"')[0]["id"] == cid

@@ -125,6 +125,24 @@ def test_missing_environment_is_named(tmp_path: Path) -> None:
         config.load(path, HubConfig, "qa")
 
 
+def test_application_asked_for_but_absent(tmp_path: Path) -> None:
+    path = write(tmp_path, "environments:\n  test: {}\n")
+    with pytest.raises(ConfigError, match="no 'application' section"):
+        config.load(path, HubConfig, "application")
+
+
+@pytest.mark.parametrize("value, ok", [("/api", True), ("/ferry/api", True), ("/api/", False),
+                                       ("api", False), ("/v2", False)])
+def test_api_path_must_end_in_api(tmp_path: Path, value: str, ok: bool) -> None:
+    path = write(tmp_path, f"application:\n  api_path: {value}\n")
+    if ok:
+        assert config.load(path, HubConfig).config.api_prefix == value + "/v1"
+    else:
+        with pytest.raises(ConfigError) as info:
+            config.load(path, HubConfig)
+        assert info.value.key == "application.api_path"
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         config.load(tmp_path / "nope.yaml", HubConfig)

@@ -18,9 +18,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from tenacity import RetryCallState
 
-from agent.hubclient import HubClient, Retryable, RetryAfterWait, parse_retry_after
+from agent.hubclient import HubClient, Retryable, RetryAfterWait
 from ferry.errors import ApiError, EnrollmentError
 from protocol import CheckinRequest, EnrollRequest, Metrics
+from protocol.http import parse_retry_after
 
 METRICS = Metrics(c=2, l=1.0, m=2.0, mpf=1, mpt=2, mvf=0, mvt=0)
 ENROLLED = {"client_id": "c1", "token": "t1", "expires": "2030-01-01T00:00:00Z",

@@ -65,9 +65,9 @@ async def read_body(request: web.Request, kind: type[T]) -> T:
         text = str(exc)
         at = _AT.search(text)
         field = at.group("path") if at else None
-        unknown = re.search(r"unknown field `([^`]+)`", text)
-        if unknown:
-            field = f"{field}.{unknown.group(1)}" if field else unknown.group(1)
+        named = re.search(r"(?:unknown|missing required) field `([^`]+)`", text)
+        if named:
+            field = f"{field}.{named.group(1)}" if field else named.group(1)
         message = _AT.sub("", text)
         raise ApiError(422, "invalid_body", f"{message}" + (f" (field '{field}')" if field else ""),
                        {"field": field}) from None

@@ -49,12 +49,9 @@ def _int(request: web.Request, name: str) -> int | None:
     if text is None:
         return None
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise ApiError(400, "invalid_parameter", f"parameter '{name}' must be an integer") from None
-    if value < 0:
-        raise ApiError(400, "invalid_parameter", f"parameter '{name}' must not be negative")
-    return value
 
 
 async def find_get(request: web.Request) -> web.Response:
@@ -62,9 +59,18 @@ async def find_get(request: web.Request) -> web.Response:
     if not query:
         raise ApiError(400, "missing_parameter", "parameter 'query' is required, "
                        "e.g. ?query=Client where type=1")
-    return await _find(request, FindRequest(
-        query=query, finished=_flag(request, "finished"), archived=_flag(request, "archived"),
-        limit=_int(request, "limit"), offset=_int(request, "offset") or 0))
+    params: dict[str, Any] = {"query": query, "finished": _flag(request, "finished"),
+                              "archived": _flag(request, "archived")}
+    for name in ("limit", "offset"):
+        value = _int(request, name)
+        if value is not None:
+            params[name] = value
+    try:
+        find = msgspec.convert(params, FindRequest)
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, "invalid_parameter", str(exc).replace("- at `$.", "(parameter `"
+                       ) + ")") from None
+    return await _find(request, find)
 
 
 async def create(request: web.Request) -> web.Response:

@@ -52,9 +52,9 @@ _types.update({t.hr: int(t) for t in ClientType})
 SCHEMA = Schema("Client", {
     "id": Text(Client.id),
     "code": Text(Client.code),
-    "user": Reference(Client.user_id, User.id, (User.username,)),
+    "user": Reference(Client.user_id, User.id, (User.username, User.email)),
     "user.id": Text(Client.user_id),
-    "user.username": Reference(Client.user_id, User.id, (User.username,)),
+    "user.username": Reference(Client.user_id, User.id, (User.username, User.email)),
     "created": Timestamp(Client.created),
     "type": Choice(Client.type, _types),
     "type_hr": Choice(Client.type, {t.hr: int(t) for t in ClientType}),

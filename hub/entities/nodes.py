@@ -23,7 +23,7 @@ SCHEMA = Schema("Node", {
     "id": Text(Node.id),
     "name": Text(Node.name),
     "description": Text(Node.description),
-    "user": Reference(Node.user_id, User.id, (User.username,)),
+    "user": Reference(Node.user_id, User.id, (User.username, User.email)),
     "created": Timestamp(Node.created),
     "modified": Timestamp(Node.modified),
 })

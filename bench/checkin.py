@@ -1,0 +1,246 @@
+"""Check-in throughput and latency of one hub process on SQLite, against nginx.
+
+N simulated agents (default 2,000) enroll with their own node keys, then
+check in on an interval (default 15 s, ±10 % jitter, start times spread over
+one interval) for a while, as real agents do. Latency is measured per
+check-in. The same schedule is then replayed against nginx answering a
+static JSON body on loopback: the floor set by this machine, the load
+generator and HTTP itself. A closed-loop phase then measures the most
+check-ins per second each can take.
+
+    .venv/bin/python bench/checkin.py                  # 2,000 agents, 60 s
+    .venv/bin/python bench/checkin.py --agents 5000    # the issue's goal
+
+Goal (printed, not asserted): 5,000 agents at 15 s with p99 under 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import free_port, start_ferry, stop_process
+
+PASSWORD = "bench-root-password"
+METRICS = {"c": 16, "l": 23.1, "m": 76.0, "mpf": 7954137088, "mpt": 34359738368,
+           "mvf": 1776025600, "mvt": 18253611008, "in": {"s": 1.5, "s_a": 1.1, "s_t": -1.0},
+           "out": {"s": 0.5, "s_a": 0.4, "s_t": -1.0}, "la": [1.2, 1.1, 0.9]}
+
+
+def body(i: int) -> bytes:
+    return json.dumps({"metrics": METRICS, "host_id": f"DE:A1:48:F1:{i // 256:02X}:{i % 256:02X}",
+                       "code": f"render{i:05d}", "os": "linux", "username": "render",
+                       "version": "0.1.0", "lanes": 16}).encode()
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+async def enroll_all(url: str, count: int) -> list[str]:
+    """Create one node per simulated agent and enroll it; returns the agents' tokens."""
+    api = f"{url}/api/v1"
+    sem = asyncio.Semaphore(8)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{api}/token", json={"username": "root", "password": PASSWORD}) as r:
+            admin = {"Authorization": f"Bearer {(await r.json())['token']}"}
+
+        async def one(i: int) -> str:
+            async with sem:
+                async with http.post(f"{api}/node", json={"name": f"sim{i:05d}"},
+                                     headers=admin) as r:
+                    key = (await r.json())["api_key"]
+                async with http.post(f"{api}/agent/enroll", json={
+                        "api_key": key, "machine_id": f"sim-machine-{i:08d}",
+                        "code": f"render{i:05d}", "os": "linux"}) as r:
+                    return str((await r.json())["token"])
+
+        return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def open_loop(url: str, tokens: list[str], interval: float, duration: float
+                    ) -> dict[str, Any]:
+    """Every agent checks in once per interval (jittered) until the duration ends."""
+    latencies: list[float] = []
+    errors = 0
+    target = f"{url}/api/v1/agent/checkin"
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    end = time.monotonic() + duration
+    async with aiohttp.ClientSession(connector=connector) as http:
+        async def agent(i: int, token: str) -> None:
+            nonlocal errors
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            payload = body(i)
+            await asyncio.sleep(min(random.uniform(0, interval), duration))
+            while time.monotonic() < end:
+                start = time.perf_counter()
+                try:
+                    async with http.post(target, data=payload, headers=headers) as r:
+                        await r.read()
+                        if r.status != 200:
+                            errors += 1
+                except aiohttp.ClientError:
+                    errors += 1
+                latencies.append((time.perf_counter() - start) * 1000)
+                pause = interval * random.uniform(0.9, 1.1)
+                await asyncio.sleep(min(pause, max(0.0, end - time.monotonic())))
+
+        started = time.monotonic()
+        await asyncio.gather(*(agent(i, t) for i, t in enumerate(tokens)))
+        elapsed = time.monotonic() - started
+    return {"checkins": len(latencies), "errors": errors, "per_second": len(latencies) / elapsed,
+            "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
+            "max_ms": max(latencies, default=float("nan")),
+            "mean_ms": statistics.fmean(latencies) if latencies else float("nan")}
+
+
+async def closed_loop(url: str, tokens: list[str], workers: int, duration: float
+                      ) -> dict[str, Any]:
+    """``workers`` agents check in back to back: the most check-ins per second."""
+    done = 0
+    errors = 0
+    latencies: list[float] = []
+    target = f"{url}/api/v1/agent/checkin"
+    end = time.monotonic() + duration
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        async def worker(w: int) -> None:
+            nonlocal done, errors
+            while time.monotonic() < end:
+                i = random.randrange(len(tokens))
+                start = time.perf_counter()
+                async with http.post(target, data=body(i), headers={
+                        "Authorization": f"Bearer {tokens[i]}",
+                        "Content-Type": "application/json"}) as r:
+                    await r.read()
+                    errors += r.status != 200
+                latencies.append((time.perf_counter() - start) * 1000)
+                done += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker(w) for w in range(workers)))
+        elapsed = time.monotonic() - started
+    return {"per_second": done / elapsed, "errors": errors, "p50_ms": percentile(latencies, 50),
+            "p99_ms": percentile(latencies, 99)}
+
+
+NGINX_ANSWER = json.dumps({"client_id": "x", "status": "online", "checkin_interval": 15.0,
+                           "server_time": "2030-01-01T00:00:00Z"}, separators=(",", ":"))
+
+
+def start_nginx(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """nginx answering every POST to the check-in path with a fixed JSON body."""
+    if shutil.which("nginx") is None:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light"], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    port = free_port()
+    conf = tmp / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log;
+events {{ worker_connections 16384; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/nginx-body;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            default_type application/json;
+            return 200 '{NGINX_ANSWER}';
+        }}
+    }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, default=2000)
+    parser.add_argument("--interval", type=float, default=15.0)
+    parser.add_argument("--seconds", type=float, default=60.0, help="open-loop phase length")
+    parser.add_argument("--burst-seconds", type=float, default=10.0, help="closed-loop length")
+    parser.add_argument("--workers", type=int, default=64, help="closed-loop concurrency")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args()
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-checkin-"))
+    hub = nginx = None
+    results: dict[str, Any] = {"agents": args.agents, "interval": args.interval}
+    try:
+        hub, info = start_ferry("hub", tmp, {"ip": "127.0.0.1", "port": 0,
+                                             "checkin_interval": args.interval,
+                                             "offline_grace": 900,
+                                             "logging": {"level": "WARNING"}},
+                                {"FERRY_ROOT_PASSWORD": PASSWORD})
+        url = info["url"]
+        t0 = time.monotonic()
+        tokens = asyncio.run(enroll_all(url, args.agents))
+        results["setup_seconds"] = round(time.monotonic() - t0, 1)
+        print(f"hub {url}: {len(tokens)} agents enrolled in {results['setup_seconds']} s "
+              "(one argon2 hash and one verify each)")
+        results["ferry"] = asyncio.run(open_loop(url, tokens, args.interval, args.seconds))
+        results["ferry_burst"] = asyncio.run(closed_loop(url, tokens, args.workers,
+                                                          args.burst_seconds))
+        stop_process(hub)
+        hub = None
+        nginx, nginx_url = start_nginx(tmp)
+        results["nginx"] = asyncio.run(open_loop(nginx_url, tokens, args.interval, args.seconds))
+        results["nginx_burst"] = asyncio.run(closed_loop(nginx_url, tokens, args.workers,
+                                                          args.burst_seconds))
+    finally:
+        for proc in (hub, nginx):
+            if proc is not None:
+                stop_process(proc, sig=signal.SIGQUIT if proc is nginx else signal.SIGTERM)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    f, n, fb, nb = (results[k] for k in ("ferry", "nginx", "ferry_burst", "nginx_burst"))
+    print(f"\n{args.agents} agents, {args.interval:g} s interval, {args.seconds:g} s:")
+    print(f"{'':14}{'check-ins/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}")
+    for name, r in (("ferry hub", f), ("nginx static", n)):
+        print(f"{name:14}{r['per_second']:12.1f}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}"
+              f"{r['max_ms']:9.1f}{r['errors']:8d}")
+    print(f"\nclosed loop, {args.workers} concurrent, {args.burst_seconds:g} s:")
+    for name, r in (("ferry hub", fb), ("nginx static", nb)):
+        print(f"{name:14}{r['per_second']:12.1f}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}"
+              f"{'':9}{r['errors']:8d}")
+    results["ratio_p99"] = f["p99_ms"] / n["p99_ms"]
+    results["ratio_max_rate"] = fb["per_second"] / nb["per_second"]
+    print(f"\nratio ferry/nginx p99 latency (open loop):   {results['ratio_p99']:.2f}")
+    print(f"ratio ferry/nginx max check-ins/s (closed):  {results['ratio_max_rate']:.3f}")
+    needed = 5000 / 15
+    print(f"goal: 5,000 agents at 15 s = {needed:.0f}/s with p99 < 50 ms -> this run: "
+          f"{f['per_second']:.0f}/s at p99 {f['p99_ms']:.1f} ms; max {fb['per_second']:.0f}/s")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
