@@ -12,13 +12,13 @@ from agent.config import AgentConfig
 from ferry import config as configfile
 from ferry.errors import ConfigError
 from ferry.lifecycle import Service
-from ferry.logs import LoggingConfig
 from ferry.paths import InstancePaths, Kind
 from protocol import ClientType
 
 
 class AgentKind:
     kind: Kind = "agent"
+    schema = AgentConfig
 
     def add_new_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--hub", help="hub URL, e.g. http://127.0.0.1:7700")
@@ -52,13 +52,6 @@ class AgentKind:
         section["logging"] = {"level": "INFO", "use_console": True, "backup_count": 5,
                               "max_size": 1024}
         return section
-
-    def load(self, paths: InstancePaths, environment: str | None) -> configfile.Loaded[Any]:
-        return configfile.load(paths.config_file, AgentConfig, environment)
-
-    def logging_config(self, loaded: configfile.Loaded[Any]) -> LoggingConfig:
-        cfg: AgentConfig = loaded.config
-        return cfg.logging
 
     def service(self, loaded: configfile.Loaded[Any], paths: InstancePaths, system: bool,
                 on_ready: Callable[[dict[str, Any]], None]) -> Service:

@@ -17,8 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import yaml
+
 from ferry import __version__
-from ferry.config import Loaded, dump_yaml, write_atomic
+from ferry.config import APPLICATION, Loaded, dump_yaml, load, validate, write_atomic
 from ferry.errors import ConfigError, FerryError, InstanceError
 from ferry.instances import (
     follow,
@@ -39,15 +41,12 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 class KindSpec(Protocol):
     kind: Kind
+    schema: type[Any]  # the config section's struct; it has a ``logging`` field
 
     def add_new_arguments(self, parser: argparse.ArgumentParser) -> None: ...
 
     def new_section(self, args: argparse.Namespace, ask: Callable[[str, str | None, bool], str]
                     ) -> dict[str, Any]: ...
-
-    def load(self, paths: InstancePaths, environment: str | None) -> Loaded[Any]: ...
-
-    def logging_config(self, loaded: Loaded[Any]) -> LoggingConfig: ...
 
     def service(self, loaded: Loaded[Any], paths: InstancePaths, system: bool,
                 on_ready: Callable[[dict[str, Any]], None]) -> Service: ...
@@ -136,13 +135,9 @@ def cmd_new(spec: KindSpec, args: argparse.Namespace) -> int:
         raise InstanceError(f"{paths.config_file} already exists (use --force to overwrite)")
     section = spec.new_section(args, ask)
     text = dump_yaml(section)
-    # validate exactly what would be written, so a bad flag never leaves a bad file
-    tmp = paths.config_file.with_name(f".{paths.config_file.name}.check")
-    write_atomic(tmp, text)
-    try:
-        spec.load(instance_paths(spec.kind, paths.name, paths.system, tmp), None)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # validate what would be written, as it will be read back, so a bad flag never leaves a bad file
+    validate(yaml.safe_load(text)[APPLICATION], spec.schema, file=str(paths.config_file),
+             prefix=APPLICATION)
     write_atomic(paths.config_file, text, mode=0o600)
     print(f"created {spec.kind} '{paths.name}' ({paths.level} level): {paths.config_file}")
     print(f"start it with: ferry {spec.kind} start --name {paths.name}"
@@ -163,14 +158,15 @@ def _child_argv(spec: KindSpec, args: argparse.Namespace, paths: InstancePaths) 
 
 def cmd_start(spec: KindSpec, args: argparse.Namespace) -> int:
     paths = resolve(spec, args)
-    loaded = spec.load(paths, args.environment)  # config errors surface before anything starts
+    # config errors surface before anything starts
+    loaded = load(paths.config_file, spec.schema, args.environment)
     if not args.attach:
         info = start_background(_child_argv(spec, args, paths), paths)
         print(f"{spec.kind} '{paths.name}' started (pid {info['pid']})")
         for line in spec.describe(info, paths):
             print(f"  {line}")
         return 0
-    cfg = spec.logging_config(loaded)
+    cfg: LoggingConfig = loaded.config.logging
     log_file = setup_logging(cfg, paths.log_dir, f"{paths.name}.log",
                              console=not args.background)
     with hold_pid_file(paths):
@@ -194,7 +190,7 @@ def cmd_stop(spec: KindSpec, args: argparse.Namespace) -> int:
     timeout = args.timeout
     if timeout is None:
         try:
-            timeout = spec.drain_timeout(spec.load(paths, args.environment)) + 15
+            timeout = spec.drain_timeout(load(paths.config_file, spec.schema, args.environment)) + 15
         except ConfigError:
             timeout = 75.0
     pid = stop(paths, force=args.force, timeout=timeout)

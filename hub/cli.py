@@ -13,13 +13,13 @@ from typing import Any
 from ferry import config as configfile
 from ferry.errors import ConfigError
 from ferry.lifecycle import Service
-from ferry.logs import LoggingConfig
 from ferry.paths import InstancePaths, Kind
 from hub.config import HubConfig
 
 
 class HubKind:
     kind: Kind = "hub"
+    schema = HubConfig
 
     def add_new_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--port", type=int, help="port to listen on (default 7700; 0: any)")
@@ -56,13 +56,6 @@ class HubKind:
         section["logging"] = {"level": "INFO", "use_console": True, "backup_count": 5,
                               "max_size": 1024}
         return section
-
-    def load(self, paths: InstancePaths, environment: str | None) -> configfile.Loaded[Any]:
-        return configfile.load(paths.config_file, HubConfig, environment)
-
-    def logging_config(self, loaded: configfile.Loaded[Any]) -> LoggingConfig:
-        cfg: HubConfig = loaded.config
-        return cfg.logging
 
     def service(self, loaded: configfile.Loaded[Any], paths: InstancePaths, system: bool,
                 on_ready: Callable[[dict[str, Any]], None]) -> Service:

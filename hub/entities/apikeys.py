@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, delete
 from sqlalchemy.engine import RowMapping
 
 from ferry.errors import ApiError
-from hub.entities.base import AnySelect, Entity, check_body, expect, iso, require_user
+from hub.entities.base import Entity, check_body, expect, iso, require_user
 from hub.keys import new_key
 from hub.query.fields import Schema, Text, Timestamp
 from hub.runtime import Ctx
@@ -25,17 +25,12 @@ READABLE = ("id", "user", "description", "created", "last_used", "api_key")
 
 class ApiKeyEntity(Entity):
     name = "ApiKey"
+    model = ApiKey
     schema = SCHEMA
-
-    def id_column(self) -> Any:
-        return ApiKey.id
 
     def visible(self, ctx: Ctx) -> ColumnElement[bool]:
         require_user(ctx)
         return ApiKey.user_id == ctx.principal.id
-
-    def base_select(self) -> AnySelect:
-        return select(ApiKey)
 
     def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:
         k = row

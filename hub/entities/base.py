@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, Select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.engine import RowMapping
 
 from ferry.errors import ApiError, QueryError
@@ -83,11 +83,14 @@ class Entity:
     name: ClassVar[str]
     schema: ClassVar[Schema]
 
+    model: ClassVar[Any]  # the mapped class whose rows this entity shows
+
     def base_select(self) -> AnySelect:
-        raise NotImplementedError
+        """The rows (and joined columns) that ``serialize`` turns into records."""
+        return select(self.model)
 
     def id_column(self) -> Any:
-        raise NotImplementedError
+        return self.model.id
 
     def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:
         raise NotImplementedError

@@ -92,10 +92,8 @@ def user_hr(username: str | None, role: str | None) -> str | None:
 
 class ClientEntity(Entity):
     name = "Client"
+    model = Client
     schema = SCHEMA
-
-    def id_column(self) -> Any:
-        return Client.id
 
     def base_select(self) -> AnySelect:
         return (

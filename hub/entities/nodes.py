@@ -34,10 +34,8 @@ READABLE = ("id", "name", "description", "user", "user_hr", "client", "created",
 
 class NodeEntity(Entity):
     name = "Node"
+    model = Node
     schema = SCHEMA
-
-    def id_column(self) -> Any:
-        return Node.id
 
     def base_select(self) -> AnySelect:
         client = (select(Enrolled.id).where(Enrolled.node_id == Node.id,

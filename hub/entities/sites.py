@@ -9,7 +9,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from ferry.errors import ApiError
-from hub.entities.base import AnySelect, Entity, check_body, expect, iso, name_value
+from hub.entities.base import Entity, check_body, expect, iso, name_value
 from hub.query.fields import Schema, Text, Timestamp
 from hub.runtime import Ctx
 from hub.storage.models import Client, Site, new_id, utcnow
@@ -28,13 +28,8 @@ READABLE = ("id", "name", "description", "created", "modified", "modifier")
 
 class SiteEntity(Entity):
     name = "Site"
+    model = Site
     schema = SCHEMA
-
-    def id_column(self) -> Any:
-        return Site.id
-
-    def base_select(self) -> AnySelect:
-        return select(Site)
 
     def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:
         s = row

@@ -13,7 +13,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from ferry.errors import ApiError
-from hub.entities.base import AnySelect, Entity, check_body, expect, iso, name_value
+from hub.entities.base import Entity, check_body, expect, iso, name_value
 from hub.query.fields import Schema, Text, Timestamp
 from hub.runtime import Ctx
 from hub.security import check_password_strength, hash_secret_async
@@ -37,13 +37,8 @@ WRITABLE = ("username", "password", "email", "firstname", "lastname")
 
 class UserEntity(Entity):
     name = "User"
+    model = User
     schema = SCHEMA
-
-    def id_column(self) -> Any:
-        return User.id
-
-    def base_select(self) -> AnySelect:
-        return select(User)
 
     def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:
         u = row
