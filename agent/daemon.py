@@ -84,7 +84,7 @@ class Agent(Service):
 
     async def startup(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.identity = await asyncio.to_thread(Identity.gather, self.data_dir)
+        self.identity = await asyncio.to_thread(Identity.gather)
         sampler = await asyncio.to_thread(MetricsSampler)
         try:
             await self.status_server.start()

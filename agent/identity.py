@@ -81,18 +81,42 @@ def _platform_machine_id() -> str | None:
     return None
 
 
-def machine_id(data_dir: Path) -> str:
-    """The OS's machine id; else one made up once and kept in ``data_dir``."""
+def fallback_dirs() -> list[Path]:
+    """Where a made-up machine id is kept: machine-wide first, then the user's data folder."""
+    from ferry.paths import roots
+
+    return [roots(True).data, roots(False).data]
+
+
+def machine_id(folders: list[Path]) -> str:
+    """The OS's machine id; else one made up once and kept in the first usable folder.
+
+    The folders are shared by every agent instance on the machine (not one
+    instance's own folder), so two agents of one machine agree on its id.
+    """
     found = _platform_machine_id()
     if found and len(found) >= 8:
         return found
-    path = data_dir / "machine-id"
-    existing = _read_first((str(path),))
-    if existing:
-        return existing
+    for folder in folders:
+        existing = _read_first((str(folder / "machine-id"),))
+        if existing:
+            return existing
     made = uuid.uuid4().hex
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(made + "\n")
+    for folder in folders:
+        path = folder / "machine-id"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue  # not ours to write (a user agent and /var/lib): try the next
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:  # another agent made it just now
+            return _read_first((str(path),)) or made
+        except OSError:
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(made + "\n")
+        return made
     return made
 
 
@@ -126,6 +150,7 @@ class Identity:
     host_id: str  # "AA:BB:…, CC:DD:…"
 
     @classmethod
-    def gather(cls, data_dir: Path) -> Identity:
-        return cls(machine_id=machine_id(data_dir), code=socket.gethostname(), os=os_name(),
+    def gather(cls, folders: list[Path] | None = None) -> Identity:
+        return cls(machine_id=machine_id(folders or fallback_dirs()), code=socket.gethostname(),
+                   os=os_name(),
                    username=username(), host_id=", ".join(host_macs()))

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import psutil
+import pytest
 
 from agent.identity import Identity, host_macs, machine_id
 from agent.metrics import MetricsSampler
@@ -26,12 +27,31 @@ def test_host_macs_leave_out_virtual_interfaces() -> None:
 
 
 def test_machine_id_is_stable(tmp_path: Path) -> None:
-    first = machine_id(tmp_path)
-    assert first == machine_id(tmp_path)
+    first = machine_id([tmp_path])
+    assert first == machine_id([tmp_path])
     if Path("/etc/machine-id").exists():
         assert first == Path("/etc/machine-id").read_text().strip()
-    identity = Identity.gather(tmp_path)
+    identity = Identity.gather([tmp_path])
     assert identity.machine_id == first and identity.os == "linux"
+
+
+def test_made_up_machine_id_is_shared_by_the_machines_agents(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without an OS machine id (minimal containers), every agent on the host agrees on one."""
+    monkeypatch.setattr("agent.identity._platform_machine_id", lambda: None)
+    locked, shared = tmp_path / "locked", tmp_path / "shared"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root writes anywhere: use a path that cannot be a folder
+            locked = tmp_path / "file"
+            locked.write_text("")
+        made = machine_id([locked, shared])
+        assert (shared / "machine-id").read_text().strip() == made
+        assert machine_id([locked, shared]) == made
+        assert Identity.gather([locked, shared]).machine_id == made
+    finally:
+        (tmp_path / "locked").chmod(0o700)
 
 
 def test_metrics_are_plausible() -> None:
