@@ -20,6 +20,7 @@ from protocol import CheckinRequest
 log = structlog.get_logger("agent.checkin")
 
 JITTER = 0.1  # ±10 % so a fleet restarted together does not check in together
+FINISH_ON_STOP = 5.0  # seconds a check-in already sent may take to finish when stopping
 
 
 class CheckinLoop:
@@ -63,6 +64,10 @@ class CheckinLoop:
             await asyncio.wait({step, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
             if not step.done():
+                # a check-in on the wire finishes first, so the hub cannot record it after
+                # the goodbye that follows; one waiting to retry an absent hub is dropped
+                if self.hub.in_flight:
+                    await asyncio.wait({step}, timeout=FINISH_ON_STOP)
                 step.cancel()
                 await asyncio.gather(step, return_exceptions=True)
                 return

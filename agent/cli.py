@@ -6,6 +6,7 @@ import argparse
 import json
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig
@@ -35,7 +36,11 @@ class AgentKind:
         section: dict[str, Any] = {}
         section["hub"] = args.hub or ask("hub URL", "http://127.0.0.1:7700", False)
         if args.api_key_file:
-            section["api_key_file"] = args.api_key_file
+            # stored absolute: the agent reads it relative to the config file otherwise
+            key_file = Path(args.api_key_file).expanduser().absolute()
+            if not key_file.is_file():
+                raise ConfigError(f"--api-key-file {key_file} does not exist")
+            section["api_key_file"] = str(key_file)
         else:
             section["api_key"] = args.api_key or ask("node API key", None, True)
         if args.site:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
+from yarl import URL
 
 from ferry.logs import LoggingConfig
 
@@ -15,7 +16,7 @@ Seconds = Annotated[float, msgspec.Meta(gt=0)]
 class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Keys of an agent's config file (docs/CONFIG.md)."""
 
-    hub: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+(/\S*)?$")]
+    hub: str
     api_key: Annotated[str, msgspec.Meta(min_length=8)] | None = None
     api_key_file: str | None = None  # read at start; keeps the key out of the config
     site: str | None = None  # a site name at the hub; default: the hub's main site
@@ -26,3 +27,15 @@ class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     retry_max_delay: Seconds = 30.0
     request_timeout: Seconds = 30.0
     logging: LoggingConfig = LoggingConfig()
+
+    def __post_init__(self) -> None:
+        try:
+            url = URL(self.hub)
+            port = url.port  # parses it: an out-of-range port raises here
+        except ValueError as exc:
+            raise ValueError(f"`hub`: not a valid URL: {exc}") from None
+        if url.scheme not in ("http", "https") or not url.host or port is None:
+            raise ValueError(f"`hub`: expected an http:// or https:// URL with a host, got "
+                             f"{self.hub!r}")
+        if url.query_string or url.fragment:
+            raise ValueError("`hub`: the URL must not have a query or fragment")

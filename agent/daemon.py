@@ -83,7 +83,7 @@ class Agent(Service):
         self.state.last_error = error
 
     async def startup(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.identity = await asyncio.to_thread(Identity.gather)
         sampler = await asyncio.to_thread(MetricsSampler)
         try:

@@ -71,6 +71,7 @@ class HubClient:
         self.client_id: str | None = None
         self.on_enrolled: Callable[[EnrollResponse], None] | None = None
         self.on_retry: Callable[[str], None] | None = None
+        self.in_flight = 0  # requests on the wire now (not waiting between retries)
 
     def _log_retry(self, retry_state: RetryCallState) -> None:
         outcome = retry_state.outcome
@@ -109,6 +110,7 @@ class HubClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         data = msgspec.json.encode(body) if body is not None else None
+        self.in_flight += 1
         try:
             async with self.session.request(method, self._url(path), data=data,
                                             headers=headers) as resp:
@@ -118,6 +120,8 @@ class HubClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Retryable(f"cannot reach hub at {self.base_url}: {exc or type(exc).__name__}") \
                 from None
+        finally:
+            self.in_flight -= 1
         if status == 429 or status >= 500:
             raise Retryable(f"hub answered {status}", retry_after)
         if status >= 400:

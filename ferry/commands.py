@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -157,6 +158,8 @@ def _child_argv(spec: KindSpec, args: argparse.Namespace, paths: InstancePaths) 
 
 
 def cmd_start(spec: KindSpec, args: argparse.Namespace) -> int:
+    # the hub's database holds its token secret, logs may hold hashes: owner only
+    os.umask(0o077)
     paths = resolve(spec, args)
     # config errors surface before anything starts
     loaded = load(paths.config_file, spec.schema, args.environment)
@@ -229,7 +232,7 @@ def cmd_list(spec: KindSpec, args: argparse.Namespace) -> int:
             paths = instance_paths(spec.kind, config.stem, level == "system")
             pid = running_pid(paths)
             info = read_runtime(paths) or {}
-            where = info.get("url") or info.get("status_url") or "" if pid else ""
+            where = (info.get("url") or info.get("status_url") or "") if pid else ""
             rows.append((config.stem, level, f"running (pid {pid})" if pid else "stopped",
                          where))
     if not rows:
@@ -296,4 +299,8 @@ def run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> 
         return 2
     except FerryError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a folder or file the OS refuses us
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1

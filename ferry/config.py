@@ -28,6 +28,7 @@ T = TypeVar("T")
 
 _UNKNOWN = re.compile(r"unknown field `(?P<field>[^`]+)`(?: - at `\$(?P<path>[^`]*)`)?")
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_NAMED = re.compile(r"^`(?P<field>\w+)`: ")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ def validate(data: Any, schema: type[T], *, file: str, prefix: str) -> T:
         at = _AT.search(text)
         key = _dotted(prefix, at.group("path")) if at else prefix
         message = _AT.sub("", text)
+        named = _NAMED.match(message)  # a struct's own check names its field: "`hub`: …"
+        if named:
+            key, message = _dotted(key, named.group("field")), message[named.end():]
         raise ConfigError(message, file=file, key=key) from None
 
 

@@ -67,15 +67,36 @@ def running_pid(paths: InstancePaths) -> int | None:
         fh.close()
 
 
+def _lock_pid_file(paths: InstancePaths, wait: float = 3.0) -> IO[str]:
+    """The pid file, open and exclusively locked by this process.
+
+    ``list``, ``stop`` and ``version`` probe the lock for a moment, so a start
+    retries briefly instead of failing on them. A file that was unlinked
+    while we waited for its lock is not the pid file any more: open again.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        fh = open(paths.pid_file, "a+")  # noqa: SIM115 - the caller closes it
+        if _try_lock(fh):
+            try:
+                same = os.fstat(fh.fileno()).st_ino == os.stat(paths.pid_file).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return fh
+        fh.close()
+        now = time.monotonic()
+        if now > deadline and (running_pid(paths) is not None or now > deadline + 10):
+            raise InstanceError(f"{paths.kind} '{paths.name}' is already running "
+                                f"(pid {read_pid(paths)})")
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def hold_pid_file(paths: InstancePaths) -> Iterator[None]:
     """Claim the instance for this process for the duration of the block."""
     paths.data_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(paths.pid_file, "a+")  # noqa: SIM115 - held until the block ends
-    if not _try_lock(fh):
-        fh.close()
-        raise InstanceError(f"{paths.kind} '{paths.name}' is already running "
-                            f"(pid {read_pid(paths)})")
+    fh = _lock_pid_file(paths)
     try:
         fh.seek(0)
         fh.truncate()

@@ -18,6 +18,8 @@ from typing import Literal
 import msgspec
 import structlog
 
+from ferry.errors import ConfigError
+
 Level = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET"]
 
 DEFAULT_FORMAT = "%(asctime)s - %(name)-14s - %(levelname)-8s - %(message)s"
@@ -67,19 +69,27 @@ def setup(cfg: LoggingConfig, log_dir: Path | None, default_file: str | None,
         root.removeHandler(handler)
         handler.close()
     root.setLevel(cfg.level)
-    formatter = _formatter(cfg)
+    try:
+        formatter = _formatter(cfg)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"not a valid log format: {exc}", key="logging.format") from None
 
     log_file: Path | None = None
     name = cfg.file or default_file
     if name and log_dir is not None:
         log_file = Path(name) if Path(name).is_absolute() else log_dir / name
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.handlers.RotatingFileHandler(
-            log_file,
-            maxBytes=max(cfg.max_size, 1) * 1024,
-            backupCount=cfg.backup_count,
-            encoding="utf-8",
-        )
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            file_handler = logging.handlers.RotatingFileHandler(
+                log_file,
+                maxBytes=max(cfg.max_size, 1) * 1024,
+                backupCount=cfg.backup_count,
+                encoding="utf-8",
+            )
+            log_file.chmod(0o600)
+        except OSError as exc:
+            raise ConfigError(f"cannot write log file {log_file}: {exc.strerror or exc}",
+                              key="logging.file") from None
         file_handler.setFormatter(formatter)
         root.addHandler(file_handler)
 

@@ -1,10 +1,12 @@
 """Check-ins, written by group commit.
 
-Each check-in waits until its row is committed (so an answered check-in is
-durable), but check-ins that arrive while a transaction is in flight are
-written together in the next one. Under light load that is one transaction
-per check-in; under heavy load, one per batch. SQLite pays its commit cost
-once per batch instead of once per agent.
+Each check-in waits until its row is committed (an answered check-in survives
+a hub crash; with SQLite's WAL at ``synchronous=NORMAL`` an OS crash may lose
+the last ones, which the next check-in rewrites anyway), but check-ins that
+arrive while a transaction is in flight are written together in the next
+one. Under light load that is one transaction per check-in; under heavy
+load, one per batch. SQLite pays its commit cost once per batch instead of
+once per agent.
 """
 
 from __future__ import annotations
@@ -90,22 +92,33 @@ class CheckinWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                batch = self._take()
-                try:
-                    flags = await self._write(batch)
-                except Exception as exc:
-                    log.error("check-in batch failed", size=len(batch), error=repr(exc))
-                    for item in batch.values():
-                        for w in item.waiters:
-                            if not w.done():
-                                w.set_exception(exc)
-                    continue
-                for client_id, item in batch.items():
-                    for w in item.waiters:
-                        if not w.done():
-                            w.set_result(flags.get(client_id))
+                await self._settle(self._take())
             if self._closing:
                 return
+
+    async def _settle(self, batch: dict[str, _Pending]) -> None:
+        """Write a batch; if it fails, write its rows one by one so one bad row fails alone."""
+        failure: Exception | None = None
+        flags: dict[str, bool] = {}
+        try:
+            flags = await self._write(batch)
+        except Exception as exc:
+            if len(batch) > 1:
+                log.warning("check-in batch failed, writing its rows one by one",
+                            size=len(batch), error=repr(exc))
+                for client_id, item in batch.items():
+                    await self._settle({client_id: item})
+                return
+            log.error("check-in failed", client_id=next(iter(batch)), error=repr(exc))
+            failure = exc
+        for client_id, item in batch.items():
+            for w in item.waiters:
+                if w.done():
+                    continue
+                if failure is not None:
+                    w.set_exception(failure)
+                else:
+                    w.set_result(flags.get(client_id))
 
     def _take(self) -> dict[str, _Pending]:
         if len(self._pending) <= MAX_BATCH:

@@ -35,7 +35,7 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     api_path: ApiPath = "/api"
     uri: str = "sqlite:///hub.sqlite"
     allow_drop_all: bool = False
-    jwt_secret_key: str | None = None
+    jwt_secret_key: Annotated[str, msgspec.Meta(min_length=32)] | None = None
     logging: LoggingConfig = LoggingConfig()
     smtp: SmtpConfig | None = None
     support_email: str | None = None
@@ -48,6 +48,7 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     agent_token_minutes: Seconds = 60.0
     max_body_size: Annotated[int, msgspec.Meta(ge=1024)] = 1024 * 1024
     trusted_proxies: list[str] = []
+    login_failures_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 10  # per address, then 429
     shutdown_timeout: Seconds = 10.0
 
     def environment_type(self, section: str) -> EnvType:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, select
 
 from hub.config import HubConfig
-from hub.security import Principal, TokenService
+from hub.security import FailureLimiter, Principal, TokenService
 from hub.storage.db import Database
 from hub.storage.models import HubState, utcnow
 
@@ -21,7 +21,7 @@ class Runtime:
     db: Database
     tokens: TokenService
     pepper: bytes
-
+    logins: FailureLimiter
     @property
     def offline_grace(self) -> timedelta:
         return timedelta(seconds=self.config.offline_grace)
@@ -53,7 +53,8 @@ async def build_runtime(config: HubConfig, section: str, db: Database) -> Runtim
         user_lifetime=config.user_token_lifetime(section),
         client_lifetime=timedelta(minutes=config.agent_token_minutes),
     )
-    return Runtime(config, section, db, tokens, pepper)
+    return Runtime(config, section, db, tokens, pepper,
+                   FailureLimiter(config.login_failures_per_minute))
 
 
 @dataclass(frozen=True)

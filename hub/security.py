@@ -8,9 +8,13 @@ Hashing runs in a thread: argon2 is slow on purpose and releases the GIL.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import secrets
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -39,12 +43,48 @@ def verify_secret(hashed: str, secret: str) -> bool:
         return False
 
 
+@functools.cache
+def _hashing_pool() -> ThreadPoolExecutor:
+    """Two threads for argon2: at 19 MiB a hash, a flood of logins stays bounded in memory
+    and leaves the default pool (database, files) alone. Made on first use."""
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
+
+
 async def hash_secret_async(secret: str) -> str:
-    return await asyncio.to_thread(hash_secret, secret)
+    return await asyncio.get_running_loop().run_in_executor(_hashing_pool(), hash_secret, secret)
 
 
 async def verify_secret_async(hashed: str, secret: str) -> bool:
-    return await asyncio.to_thread(verify_secret, hashed, secret)
+    return await asyncio.get_running_loop().run_in_executor(
+        _hashing_pool(), verify_secret, hashed, secret)
+
+
+class FailureLimiter:
+    """Refuses a source after too many failed logins in a sliding minute."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, source: str) -> deque[float]:
+        times = self._failures.setdefault(source, deque())
+        cutoff = time.monotonic() - 60
+        while times and times[0] < cutoff:
+            times.popleft()
+        return times
+
+    def check(self, source: str) -> None:
+        times = self._recent(source)
+        if len(times) >= self.per_minute:
+            wait = max(1, int(60 - (time.monotonic() - times[0])) + 1)
+            raise ApiError(429, "too_many_failures",
+                           f"too many failed logins from {source}; try again in {wait} s",
+                           {"retry_after": wait})
+        if not times:
+            self._failures.pop(source, None)  # keep the table small
+
+    def failed(self, source: str) -> None:
+        self._recent(source).append(time.monotonic())
 
 
 def new_api_key() -> str:
@@ -71,10 +111,16 @@ def check_password_strength(password: str) -> None:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request acts for."""
+    """Who a request acts for. ``version`` ties a user's token to their password."""
 
     kind: Kind
     id: str
+    version: str | None = None
+
+
+def password_version(password_hash: str) -> str:
+    """Changes whenever the password does: a new password revokes older tokens."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -90,10 +136,12 @@ class TokenService:
         self._secret = secret
         self._lifetimes = {"user": user_lifetime, "client": client_lifetime}
 
-    def issue(self, kind: Kind, subject: str) -> Issued:
+    def issue(self, kind: Kind, subject: str, version: str | None = None) -> Issued:
         now = datetime.now(UTC)
         expires = now + self._lifetimes[kind]
-        claims = {"sub": subject, "kind": kind, "iat": now, "exp": expires}
+        claims: dict[str, object] = {"sub": subject, "kind": kind, "iat": now, "exp": expires}
+        if version is not None:
+            claims["ver"] = version
         return Issued(jwt.encode(claims, self._secret, algorithm="HS256"), expires)
 
     def verify(self, token: str) -> Principal:
@@ -102,9 +150,10 @@ class TokenService:
                                 options={"require": ["exp", "sub"]})
         except jwt.ExpiredSignatureError:
             raise ApiError(401, "token_expired", "access token expired; log in again") from None
-        except jwt.InvalidTokenError:
+        except (jwt.InvalidTokenError, UnicodeError):
             raise ApiError(401, "token_invalid", "access token is not valid") from None
         kind = claims.get("kind")
         if kind not in ("user", "client"):
             raise ApiError(401, "token_invalid", "access token is not valid")
-        return Principal(kind, str(claims["sub"]))
+        version = claims.get("ver")
+        return Principal(kind, str(claims["sub"]), str(version) if version is not None else None)

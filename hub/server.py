@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from hub.app import make_app
 from hub.checkins import CheckinWriter
 from hub.config import HubConfig
 from hub.entities.sites import DEFAULT_SITE
+from hub.entities.users import ROOT, ROOT_ROLE
 from hub.runtime import Runtime, build_runtime
 from hub.security import check_password_strength, hash_secret_async, new_password
 from hub.storage.db import Database
@@ -26,7 +28,6 @@ from hub.storage.models import Site, User, new_id, utcnow
 
 log = structlog.get_logger("hub.server")
 
-ROOT = "root"
 ROOT_PASSWORD_ENV = "FERRY_ROOT_PASSWORD"
 ROOT_PASSWORD_FILE = "root-password.txt"
 
@@ -71,11 +72,11 @@ class HubServer(Service):
         return f"http://{host}:{self.port}"
 
     async def startup(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.data_dir.chmod(0o700)
         self.db = Database(self.config.uri, self.data_dir)
         await self.db.migrate()
         self.runtime = await build_runtime(self.config, self.section, self.db)
-        await self._bootstrap(self.db)
         self.writer = CheckinWriter(self.db)
         self.writer.start()
         app = make_app(self.runtime, self.writer)
@@ -86,8 +87,12 @@ class HubServer(Service):
         try:
             await site.start()
         except OSError as exc:
+            in_use = exc.errno == errno.EADDRINUSE
             raise ConfigError(f"cannot listen on {self.config.ip}:{self.config.port}: "
-                              f"{exc.strerror or exc}", key="port") from None
+                              f"{exc.strerror or exc}", key="port" if in_use else "ip") from None
+        # root only once the hub can be reached: a failed first start prints no password
+        # that was never shown, and leaves no root behind
+        await self._bootstrap(self.db)
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.config.port
@@ -104,7 +109,7 @@ class HubServer(Service):
     async def _bootstrap(self, db: Database) -> None:
         """The first start creates user ``root`` and site ``hq``; later starts change nothing."""
         async with db.read() as conn:
-            has_root = (await conn.execute(select(User.id).where(User.username == ROOT))).first()
+            has_root = (await conn.execute(select(User.id).where(User.role == ROOT_ROLE))).first()
             has_site = (await conn.execute(select(Site.id).where(Site.name == DEFAULT_SITE))).first()
         now = utcnow()
         if has_root is None:
@@ -123,7 +128,7 @@ class HubServer(Service):
             hashed = await hash_secret_async(password)
             async with db.write() as conn:
                 await conn.execute(insert(User).values(
-                    id=new_id(), username=ROOT, password_hash=hashed, role="root",
+                    id=new_id(), username=ROOT, password_hash=hashed, role=ROOT_ROLE,
                     firstname="", lastname="", created=now, modified=now))
             log.info("created user root", password_from=ROOT_PASSWORD_ENV if given is not None
                      else str(self.root_password_file))

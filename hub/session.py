@@ -33,9 +33,18 @@ DEFAULT_URL = "http://127.0.0.1:7700"
 
 
 class _Retry(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    """A failure worth another try. ``processed``: the hub may have acted on the request."""
+
+    def __init__(self, reason: str, retry_after: float | None = None, *,
+                 processed: bool = True) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.processed = processed
+
+
+# POSTs that change nothing; any other POST creates something and is repeated only
+# when the hub surely did not act on it (refused connection, 429)
+_SAFE_POSTS = ("/find", "/token")
 
 
 def _wait(state: Any) -> float:
@@ -79,7 +88,8 @@ class Session:
             raw = exc.read()
             if exc.code == 429 or exc.code >= 500:
                 after = parse_retry_after(exc.headers.get("Retry-After"), cap=60.0)
-                raise _Retry(f"hub answered {exc.code}", after) from None
+                raise _Retry(f"hub answered {exc.code}", after, processed=exc.code != 429) \
+                    from None
             try:
                 detail = json.loads(raw)["error"]
                 raise ApiError(exc.code, detail["code"], detail["message"],
@@ -90,15 +100,21 @@ class Session:
                     from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise _Retry(f"cannot reach hub at {self.url}: {reason}") from None
+            raise _Retry(f"cannot reach hub at {self.url}: {reason}",
+                         processed=not isinstance(reason, ConnectionRefusedError)) from None
         try:
             return json.loads(raw) if raw else None
         except ValueError:
             raise _Retry("hub sent an answer that is not JSON") from None
 
     def _call(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        repeatable = method != "POST" or path in _SAFE_POSTS
+
+        def worth_retrying(exc: BaseException) -> bool:
+            return isinstance(exc, _Retry) and (repeatable or not exc.processed)
+
         try:
-            for attempt in Retrying(retry=retry_if_exception(lambda e: isinstance(e, _Retry)),
+            for attempt in Retrying(retry=retry_if_exception(worth_retrying),
                                     wait=_wait, stop=stop_after_attempt(self.attempts),
                                     reraise=True):
                 with attempt:
@@ -110,6 +126,9 @@ class Session:
                         self.login()  # token expired or hub secret changed: once more
                         return self._send(method, path, body, self._token)
         except _Retry as exc:
+            if not repeatable and exc.processed:
+                raise HubError(f"{exc}; not repeated, since the hub may have done it: "
+                               f"check before trying again") from None
             raise HubError(f"{exc} (gave up after {self.attempts} attempts)") from None
         raise AssertionError("unreachable")  # pragma: no cover
 

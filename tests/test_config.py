@@ -21,7 +21,7 @@ environments:
     api_path: /api
     uri: sqlite:///test.sqlite
     allow_drop_all: True
-    jwt_secret_key: super-secret-key!
+    jwt_secret_key: super-secret-key-of-at-least-32-bytes!
     logging:
       level:        DEBUG
       file:         test.log
@@ -62,6 +62,14 @@ def test_reference_environments_load(tmp_path: Path) -> None:
     prod = config.load(path, HubConfig, "prod")
     assert prod.config.port == 7700
     assert prod.config.user_token_lifetime(prod.section).total_seconds() == 6 * 3600
+
+
+def test_short_token_secret_is_refused(tmp_path: Path) -> None:
+    # the reference's own example secret is too short to sign HS256 tokens safely
+    path = write(tmp_path, "application:\n  jwt_secret_key: super-secret-key!\n")
+    with pytest.raises(ConfigError, match="length >= 32") as info:
+        config.load(path, HubConfig)
+    assert info.value.key == "application.jwt_secret_key"
 
 
 def test_application_section(tmp_path: Path) -> None:
@@ -151,10 +159,15 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_agent_config_requires_hub_url(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="missing required field `hub`"):
         config.load(write(tmp_path, "application: {api_key: abcdefgh}\n"), AgentConfig)
-    with pytest.raises(ConfigError) as info:
-        config.load(write(tmp_path, "application: {hub: 'ftp://x', api_key: abcdefgh}\n"),
-                    AgentConfig)
-    assert info.value.key == "application.hub"
+    for bad in ("ftp://x", "http://127.0.0.1:99999", "http://[::1", "http://", "hub.local:7700",
+                "http://h:1/?a=b"):
+        with pytest.raises(ConfigError) as info:
+            config.load(write(tmp_path, f"application: {{hub: '{bad}', api_key: abcdefgh}}\n"),
+                        AgentConfig)
+        assert info.value.key == "application.hub", bad
+    ok = config.load(write(tmp_path, "application: {hub: 'https://hub.example/ferry'}\n"),
+                     AgentConfig)
+    assert ok.config.hub == "https://hub.example/ferry"
     with pytest.raises(ConfigError) as info:
         config.load(write(tmp_path, "application: {hub: 'http://x', lanes: 0}\n"), AgentConfig)
     assert info.value.key == "application.lanes"

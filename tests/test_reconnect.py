@@ -21,7 +21,7 @@ def test_agents_reconnect_after_hub_restart(start_hub, node_key, start_agent) ->
         assert agent.alive
 
     # same port, and a new token secret: old tokens are refused, agents must enroll again
-    hub.section = {**hub.section, "port": port, "jwt_secret_key": "a-new-secret-after-restart"}
+    hub.section = {**hub.section, "port": port, "jwt_secret_key": "a-new-secret-after-the-restart-0123456789"}
     hub.write_config()
     hub.start()
     seen = {id(a): a.status()["checkins"] for a in agents}

@@ -35,8 +35,11 @@ def _client(request: web.Request) -> Principal:
 async def enroll(request: web.Request) -> web.Response:
     rt = runtime(request)
     body = await read_body(request, EnrollRequest)
+    source = client_ip(request)
+    rt.logins.check(source)
     key = await match_key(rt, body.api_key)
     if key is None or key.node_id is None:
+        rt.logins.failed(source)
         raise ApiError(401, "enroll_refused", "the hub does not know this node API key")
     now = utcnow()
     async with rt.db.write() as conn:

@@ -7,12 +7,12 @@ from sqlalchemy import select
 
 import ferry
 from ferry.errors import ApiError
-from hub.api.common import Route, json_response, read_body, runtime
+from hub.api.common import Route, client_ip, json_response, read_body, runtime
 from hub.entities import entity
 from hub.entities.base import iso
 from hub.keys import match_key
-from hub.runtime import Ctx
-from hub.security import Principal, verify_secret_async
+from hub.runtime import Ctx, Runtime
+from hub.security import Principal, password_version, verify_secret_async
 from hub.storage.models import User
 from protocol import PROTOCOL_VERSION, TokenRequest, TokenResponse
 
@@ -24,7 +24,23 @@ _DUMMY_HASH = ("$argon2id$v=19$m=19456,t=2,p=1$1twZRIK3nW63WScuBFvB0g$"
 async def token(request: web.Request) -> web.Response:
     rt = runtime(request)
     body = await read_body(request, TokenRequest)
-    user_id: str | None = None
+    source = client_ip(request)
+    rt.logins.check(source)
+    try:
+        user_id, password_hash = await _authenticate(rt, body)
+    except ApiError as exc:
+        if exc.status == 401:
+            rt.logins.failed(source)
+        raise
+    issued = rt.tokens.issue("user", user_id, password_version(password_hash))
+    user = await entity("user").get(Ctx.of(rt, Principal("user", user_id)), user_id)
+    return json_response(TokenResponse(token=issued.token,
+                                       expires=iso(issued.expires.replace(tzinfo=None)) or "",
+                                       user=user))
+
+
+async def _authenticate(rt: Runtime, body: TokenRequest) -> tuple[str, str]:
+    """The user id and password hash for these credentials; 401 when they are wrong."""
     if body.api_key is not None:
         if body.password is not None:
             raise ApiError(422, "invalid_body", "send either api_key or username and password")
@@ -32,6 +48,9 @@ async def token(request: web.Request) -> web.Response:
         if key is None or key.user_id is None:
             raise ApiError(401, "bad_credentials", "API key is not valid")
         user_id = key.user_id
+        async with rt.db.read() as conn:
+            password_hash = (await conn.execute(select(User.password_hash)
+                                                .where(User.id == user_id))).scalar_one()
     else:
         if not body.username or body.password is None:
             raise ApiError(422, "invalid_body", "send username and password, or api_key")
@@ -41,12 +60,8 @@ async def token(request: web.Request) -> web.Response:
         ok = await verify_secret_async(row.password_hash if row else _DUMMY_HASH, body.password)
         if row is None or not ok:
             raise ApiError(401, "bad_credentials", "wrong username or password")
-        user_id = row.id
-    issued = rt.tokens.issue("user", user_id)
-    user = await entity("user").get(Ctx.of(rt, Principal("user", user_id)), user_id)
-    return json_response(TokenResponse(token=issued.token,
-                                       expires=iso(issued.expires.replace(tzinfo=None)) or "",
-                                       user=user))
+        user_id, password_hash = row.id, row.password_hash
+    return user_id, password_hash
 
 
 async def version(request: web.Request) -> web.Response:

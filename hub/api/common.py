@@ -7,6 +7,7 @@ internals shown (they are logged).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,10 +16,12 @@ from typing import Any, TypeVar
 import msgspec
 import structlog
 from aiohttp import web
+from sqlalchemy import select
 
 from ferry.errors import ApiError, QueryError
 from hub.runtime import Ctx, Runtime
-from hub.security import Principal
+from hub.security import Principal, password_version
+from hub.storage.models import User
 
 log = structlog.get_logger("hub.api")
 
@@ -52,6 +55,8 @@ async def read_json(request: web.Request) -> Any:
         return msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
 
 
 async def read_body(request: web.Request, kind: type[T]) -> T:
@@ -73,6 +78,8 @@ async def read_body(request: web.Request, kind: type[T]) -> T:
                        {"field": field}) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
 
 
 def runtime(request: web.Request) -> Runtime:
@@ -91,18 +98,43 @@ def principal(request: web.Request) -> Principal:
     return runtime(request).tokens.verify(token.strip())
 
 
-def context(request: web.Request) -> Ctx:
-    return Ctx.of(runtime(request), principal(request))
+async def context(request: web.Request) -> Ctx:
+    """The caller's context; a user's token counts only while that user and password stand."""
+    rt = runtime(request)
+    who = principal(request)
+    if who.kind == "user":
+        async with rt.db.read() as conn:
+            stored = (await conn.execute(select(User.password_hash)
+                                         .where(User.id == who.id))).scalar()
+        if stored is None:
+            raise ApiError(401, "token_revoked", "the user of this token no longer exists")
+        if password_version(stored) != who.version:
+            raise ApiError(401, "token_revoked", "the password changed after this token was "
+                           "issued; log in again")
+    return Ctx.of(rt, who)
 
 
 def client_ip(request: web.Request) -> str:
-    """The caller's address; X-Forwarded-For counts only from a trusted proxy."""
-    remote = request.remote or ""
-    if remote in runtime(request).config.trusted_proxies:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return remote
+    """The caller's address.
+
+    Behind trusted proxies, X-Forwarded-For is read from the right: each proxy
+    appends the address it saw, so the first one that is not a trusted proxy
+    is the client; what the client itself put further left is not believed.
+    """
+    trusted = runtime(request).config.trusted_proxies
+    address = request.remote or ""
+    if address not in trusted:
+        return address
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            break  # garbage: keep the last address we can vouch for
+        address = hop
+        if hop not in trusted:
+            break
+    return address
 
 
 @web.middleware
@@ -110,7 +142,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, field=exc.details.get("field"))
+        response = error_response(exc.status, exc.code, exc.message,
+                                  field=exc.details.get("field"))
+        if "retry_after" in exc.details:
+            response.headers["Retry-After"] = str(exc.details["retry_after"])
+        return response
     except QueryError as exc:
         return error_response(400, "query_error", str(exc), position=exc.position)
     except web.HTTPRequestEntityTooLarge as exc:

@@ -18,7 +18,7 @@ class FindRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     finished: bool = False
     archived: bool = False
     limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
-    offset: Annotated[int, msgspec.Meta(ge=0)] = 0
+    offset: Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)] = 0
 
 
 class FindResponse(msgspec.Struct, kw_only=True):
@@ -26,7 +26,7 @@ class FindResponse(msgspec.Struct, kw_only=True):
 
 
 async def _find(request: web.Request, req: FindRequest) -> web.Response:
-    ctx = context(request)
+    ctx = await context(request)
     query = parse(req.query)
     found = await entity(query.entity).find(ctx, query, limit=req.limit, offset=req.offset,
                                             finished=req.finished, archived=req.archived)
@@ -74,25 +74,25 @@ async def find_get(request: web.Request) -> web.Response:
 
 
 async def create(request: web.Request) -> web.Response:
-    ctx = context(request)
+    ctx = await context(request)
     kind = entity(request.match_info["entity"])
     return json_response(await kind.create(ctx, await read_json(request)), 201)
 
 
 async def get(request: web.Request) -> web.Response:
-    ctx = context(request)
+    ctx = await context(request)
     kind = entity(request.match_info["entity"])
     return json_response(await kind.get(ctx, request.match_info["id"]))
 
 
 async def patch(request: web.Request) -> web.Response:
-    ctx = context(request)
+    ctx = await context(request)
     kind = entity(request.match_info["entity"])
     return json_response(await kind.update(ctx, request.match_info["id"], await read_json(request)))
 
 
 async def remove(request: web.Request) -> web.Response:
-    ctx = context(request)
+    ctx = await context(request)
     kind = entity(request.match_info["entity"])
     await kind.delete(ctx, request.match_info["id"])
     return json_response({"success": True})

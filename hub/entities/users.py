@@ -30,6 +30,9 @@ SCHEMA = Schema("User", {
     "modified": Timestamp(User.modified),
 })
 
+ROOT = "root"
+ROOT_ROLE = "root"
+
 READABLE = ("id", "username", "email", "firstname", "lastname", "role", "created", "modified",
             "modifier")
 WRITABLE = ("username", "password", "email", "firstname", "lastname")
@@ -87,6 +90,17 @@ class UserEntity(Entity):
         self.visible(ctx)
         body = check_body(body, self.name, WRITABLE, READABLE)
         values = self._values(body)
+        if "username" in values:
+            async with ctx.db.read() as conn:
+                current = (await conn.execute(select(User.username, User.role)
+                                              .where(User.id == entity_id))).first()
+            if current is not None and current.role == ROOT_ROLE \
+                    and values["username"] != current.username:
+                raise ApiError(409, "protected", "the root user cannot be renamed",
+                               {"field": "username"})
+            if current is not None and current.role != ROOT_ROLE and values["username"] == ROOT:
+                raise ApiError(409, "protected", f"the username '{ROOT}' is reserved",
+                               {"field": "username"})
         if "password" in body:
             password = expect(body, "password", str, "a string", max_length=1024)
             check_password_strength(password)
@@ -107,10 +121,10 @@ class UserEntity(Entity):
         if entity_id == ctx.principal.id:
             raise ApiError(409, "self_delete", "you cannot delete your own user")
         async with ctx.db.write() as conn:
-            found = (await conn.execute(select(User.username).where(User.id == entity_id))).scalar()
-            if found is None:
+            role = (await conn.execute(select(User.role).where(User.id == entity_id))).scalar()
+            if role is None:
                 raise ApiError(404, "not_found", f"no User with id '{entity_id}'")
-            if found == "root":
+            if role == ROOT_ROLE:
                 raise ApiError(409, "protected", "the root user cannot be deleted")
             await conn.execute(delete(User).where(User.id == entity_id))
 

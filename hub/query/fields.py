@@ -137,7 +137,7 @@ class Timestamp(Field):
             return null
         try:
             value = parse_time(cmp.value)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ctx.error(f"field '{cmp.field}' expects an ISO date-time like "
                             f"2024-01-31T12:00:00, got '{cmp.value}'", cmp.value_position) from None
         return _apply(self.column, cmp.op, value)

@@ -26,6 +26,7 @@ from ferry.errors import QueryError
 OPERATORS = ("!=", "<>", "<=", ">=", "=", "<", ">")
 MAX_QUERY_LENGTH = 8192
 MAX_DEPTH = 32
+MAX_COMPARISONS = 256
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class _Parser:
         self.text = text
         self.pos = 0
         self.depth = 0
+        self.comparisons = 0
 
     # -- helpers
     def error(self, message: str, position: int | None = None) -> QueryError:
@@ -161,6 +163,9 @@ class _Parser:
         return self.comparison()
 
     def comparison(self) -> Comparison:
+        self.comparisons += 1
+        if self.comparisons > MAX_COMPARISONS:
+            raise self.error(f"more than {MAX_COMPARISONS} comparisons in one query")
         field, start = self.name("a field name")
         while self.pos < len(self.text) and self.text[self.pos] == ".":
             self.pos += 1

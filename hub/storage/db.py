@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -66,12 +66,20 @@ class Database:
         kwargs: dict[str, Any] = {}
         if self.is_sqlite and ":memory:" in self.url:
             kwargs["poolclass"] = StaticPool
+        self.file: Path | None = None
         if self.is_sqlite:
             database = make_url(self.url).database
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                self.file = Path(database)
+                try:
+                    self.file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                except OSError as exc:
+                    raise ConfigError(f"cannot create the database folder {self.file.parent}: "
+                                      f"{exc.strerror or exc}", key="uri") from None
         try:
-            self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+            # hide_parameters: a logged SQL error must not carry password or key hashes
+            self.engine: AsyncEngine = create_async_engine(self.url, hide_parameters=True,
+                                                           **kwargs)
         except ModuleNotFoundError as exc:
             raise ConfigError(f"database driver missing: {exc.name}", key="uri") from None
         if self.is_sqlite:
@@ -94,9 +102,19 @@ class Database:
             yield conn
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest revision."""
-        async with self.write() as conn:
-            await conn.run_sync(_upgrade)
+        """Bring the schema to the newest revision; the SQLite files are made owner-only."""
+        try:
+            async with self.write() as conn:
+                await conn.run_sync(_upgrade)
+        except (OSError, OperationalError) as exc:
+            reason = getattr(exc, "orig", None) or getattr(exc, "strerror", None) or exc
+            raise ConfigError(f"cannot open the database: {reason}", key="uri") from None
+        if self.file is not None:
+            # it holds the token secret and the hashes: nobody but the hub's user reads it
+            for path in (self.file, *(self.file.with_name(self.file.name + s)
+                                      for s in ("-wal", "-shm"))):
+                if path.exists():
+                    path.chmod(0o600)
 
     async def close(self) -> None:
         await self.engine.dispose()
