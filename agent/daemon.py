@@ -63,7 +63,6 @@ class Agent(Service):
         self.identity: Identity | None = None
         self.hub: HubClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._loops_stop = asyncio.Event()
         self.failure: BaseException | None = None
 
     def _enroll_request(self) -> EnrollRequest:
@@ -105,7 +104,7 @@ class Agent(Service):
                            "status_port": self.status_server.port, "hub": self.config.hub,
                            "version": ferry.__version__})
         checkins = CheckinLoop(self.hub, self.identity, sampler, self.state)
-        self._tasks.append(asyncio.create_task(self._guard(checkins.run(self._loops_stop)),
+        self._tasks.append(asyncio.create_task(self._guard(checkins.run(self.should_exit)),
                                                name="checkin-loop"))
 
     async def _guard(self, loop: Any) -> None:
@@ -125,7 +124,7 @@ class Agent(Service):
 
     async def shutdown(self) -> None:
         self.state.status = "stopping"
-        self._loops_stop.set()
+        self.should_exit.set()  # the loops watch it (also when startup failed half-way)
         # loops finish their current step; past the drain deadline they are cancelled
         await self.drain(self._tasks, self.config.drain_timeout, "drain deadline passed")
         self._tasks.clear()

@@ -14,7 +14,7 @@ from aiohttp import web
 from sqlalchemy import insert, select
 
 import ferry
-from ferry.errors import ConfigError
+from ferry.errors import ApiError, ConfigError
 from ferry.lifecycle import Service
 from hub.app import make_app
 from hub.checkins import CheckinWriter
@@ -117,8 +117,8 @@ class HubServer(Service):
             if given is not None:
                 try:
                     check_password_strength(given)
-                except Exception as exc:
-                    raise ConfigError(f"{ROOT_PASSWORD_ENV} is refused: {exc}") from None
+                except ApiError as exc:
+                    raise ConfigError(f"{ROOT_PASSWORD_ENV} is refused: {exc.message}") from None
                 password = given
             else:
                 password = new_password()

@@ -43,7 +43,9 @@ async def enroll(request: web.Request) -> web.Response:
         raise ApiError(401, "enroll_refused", "the hub does not know this node API key")
     now = utcnow()
     async with rt.db.write() as conn:
-        node = (await conn.execute(select(Node).where(Node.id == key.node_id))).one()
+        node = (await conn.execute(select(Node).where(Node.id == key.node_id))).first()
+        if node is None:  # deleted since its key was checked
+            raise ApiError(401, "enroll_refused", "the hub does not know this node API key")
         site_name = body.site or DEFAULT_SITE
         site_id = (await conn.execute(select(Site.id).where(
             or_(Site.name == site_name, Site.id == site_name)))).scalar()
