@@ -48,19 +48,12 @@ _AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 
 async def read_json(request: web.Request) -> Any:
     """The body as plain JSON; 400 if it is not JSON, 413 if too large."""
-    body = await request.read()
-    if not body:
-        raise ApiError(400, "empty_body", "request body is empty; expected a JSON object")
-    try:
-        return msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
+    return await read_body(request, Any)
 
 
 async def read_body(request: web.Request, kind: type[T]) -> T:
-    """The body validated into ``kind``; 422 naming the field on a mismatch."""
+    """The body validated into ``kind``; 400 if it is not JSON, 422 naming the field on a
+    mismatch, 413 if too large."""
     body = await request.read()
     if not body:
         raise ApiError(400, "empty_body", "request body is empty; expected a JSON object")
