@@ -50,6 +50,13 @@ _update = (
 )
 
 
+_lanes = (
+    update(Client)
+    .where(Client.parent_id == bindparam("b_parent"))
+    .values(last_checkin=bindparam("b_last_checkin"), gone=False)
+)
+
+
 class CheckinWriter:
     """Collects check-ins and writes them in batches; owns one background task."""
 
@@ -130,6 +137,10 @@ class CheckinWriter:
     async def _write(self, batch: dict[str, _Pending]) -> dict[str, bool]:
         async with self._db.write() as conn:
             await conn.execute(_update, [p.values for p in batch.values()])
+            # an agent's lanes live and die with it
+            await conn.execute(_lanes, [{"b_parent": p.values["b_id"],
+                                         "b_last_checkin": p.values["b_last_checkin"]}
+                                        for p in batch.values()])
             rows = await conn.execute(
                 select(Client.id, Client.disabled).where(Client.id.in_(list(batch))))
             return {r.id: bool(r.disabled) for r in rows}

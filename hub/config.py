@@ -50,6 +50,14 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     trusted_proxies: list[str] = []
     login_failures_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 10  # per address, then 429
     shutdown_timeout: Seconds = 10.0
+    # jobs: a finished job leaves the active set after job_inactive_after, and is archived
+    # after job_archive_after (jobs.rst: one hour and 14 days)
+    job_inactive_after: Seconds = 3600.0
+    job_archive_after: Seconds = 14 * 86400.0
+    lease_seconds: Seconds = 30.0  # a bucket's lease; heartbeats renew it
+    heartbeat_interval: Seconds = 5.0  # agents heartbeat this often while they hold buckets
+    claim_wait_max: Annotated[float, msgspec.Meta(ge=0, le=60)] = 30.0
+    max_log_size: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024 * 1024
 
     def environment_type(self, section: str) -> EnvType:
         if self.type is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import insert, select
 
@@ -12,6 +14,9 @@ from hub.config import HubConfig
 from hub.security import FailureLimiter, Principal, TokenService
 from hub.storage.db import Database
 from hub.storage.models import HubState, utcnow
+
+if TYPE_CHECKING:
+    from hub.jobs.dispatch import Dispatcher
 
 
 @dataclass
@@ -22,6 +27,8 @@ class Runtime:
     tokens: TokenService
     pepper: bytes
     logins: FailureLimiter
+    data_dir: Path
+    dispatcher: Dispatcher
     @property
     def offline_grace(self) -> timedelta:
         return timedelta(seconds=self.config.offline_grace)
@@ -45,7 +52,8 @@ async def state_secret(db: Database, key: str) -> str:
     return value
 
 
-async def build_runtime(config: HubConfig, section: str, db: Database) -> Runtime:
+async def build_runtime(config: HubConfig, section: str, db: Database, data_dir: Path
+                        ) -> Runtime:
     jwt_secret = config.jwt_secret_key or await state_secret(db, "jwt_secret")
     pepper = bytes.fromhex(await state_secret(db, "lookup_pepper"))
     tokens = TokenService(
@@ -53,8 +61,12 @@ async def build_runtime(config: HubConfig, section: str, db: Database) -> Runtim
         user_lifetime=config.user_token_lifetime(section),
         client_lifetime=timedelta(minutes=config.agent_token_minutes),
     )
+    from hub.jobs.dispatch import Dispatcher
+
+    dispatcher = Dispatcher(db, lease=config.lease_seconds, heartbeat=config.heartbeat_interval,
+                            wait_max=config.claim_wait_max)
     return Runtime(config, section, db, tokens, pepper,
-                   FailureLimiter(config.login_failures_per_minute))
+                   FailureLimiter(config.login_failures_per_minute), data_dir, dispatcher)
 
 
 @dataclass(frozen=True)

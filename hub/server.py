@@ -76,7 +76,8 @@ class HubServer(Service):
         self.data_dir.chmod(0o700)
         self.db = Database(self.config.uri, self.data_dir)
         await self.db.migrate()
-        self.runtime = await build_runtime(self.config, self.section, self.db)
+        self.runtime = await build_runtime(self.config, self.section, self.db, self.data_dir)
+        await self.runtime.dispatcher.start()
         self.writer = CheckinWriter(self.db)
         self.writer.start()
         app = make_app(self.runtime, self.writer)
@@ -147,6 +148,8 @@ class HubServer(Service):
         if self.writer is not None:
             await self.writer.close()
             self.writer = None
+        if self.runtime is not None:
+            await self.runtime.dispatcher.close()
         if self.db is not None:
             await self.db.close()
             self.db = None

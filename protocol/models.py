@@ -7,7 +7,7 @@ give the OpenAPI document its schemas.
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -110,6 +110,7 @@ class EnrollRequest(Struct, frozen=True):
     version: ShortText = ""
     host_id: Annotated[str, msgspec.Meta(max_length=4096)] = ""
     site: ShortText | None = None
+    lanes: Annotated[int, msgspec.Meta(ge=0, le=1024)] = 0
 
 
 class EnrollResponse(Struct, frozen=True):
@@ -118,6 +119,7 @@ class EnrollResponse(Struct, frozen=True):
     expires: str
     checkin_interval: float
     status: ClientStatus
+    lanes: list[str] = []  # the lane clients (type 5), in order
 
 
 class CheckinRequest(Struct, frozen=True):
@@ -168,3 +170,97 @@ class ErrorBody(Struct, frozen=True):
     """Every error answer has this shape, whatever the status."""
 
     error: ErrorDetail
+
+
+# --- work: claims, heartbeats, reports -------------------------------------------------
+
+
+class TaskWork(Struct, frozen=True):
+    """One task as a lane runs it; the hub has already filled in the command."""
+
+    id: str
+    uri: str
+    item: str
+    argv: list[str]
+    attempt: int  # 1 for the first try
+
+
+class BucketWork(Struct, frozen=True):
+    """Tasks of one job leased to one lane, to be run one after the other."""
+
+    id: str
+    job_id: str
+    lane_id: str
+    tasks: list[TaskWork]
+    env: dict[str, str] = {}
+    cwd: str | None = None
+    timeout: float | None = None  # seconds per task
+    grace: float = 10.0  # seconds between SIGTERM and SIGKILL
+    leased_until: str = ""
+
+
+class ClaimRequest(Struct, frozen=True):
+    """Free lanes ask for work; the hub answers at once or within ``wait`` seconds."""
+
+    lanes: Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]],
+                     msgspec.Meta(min_length=1, max_length=1024)]
+    wait: Annotated[float, msgspec.Meta(ge=0, le=60)] = 20.0
+
+
+class ClaimResponse(Struct, frozen=True):
+    buckets: list[BucketWork]
+    heartbeat_interval: float
+
+
+class HeartbeatRequest(Struct, frozen=True):
+    buckets: Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]],
+                       msgspec.Meta(max_length=4096)]
+
+
+class HeartbeatResponse(Struct, frozen=True):
+    """``lost``: buckets no longer ours (stop them). ``abort``: tasks to kill now.
+    ``paused``: jobs whose tasks not yet started go back to the hub."""
+
+    lost: list[str]
+    abort: list[str]
+    paused: list[str]
+    heartbeat_interval: float
+
+
+TaskEvent = Literal["started", "done", "failed", "returned", "aborted"]
+
+
+class TaskReport(Struct, frozen=True, tag="task", tag_field="kind"):
+    key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    task_id: str
+    bucket_id: str
+    event: TaskEvent
+    at: str  # ISO time of the event
+    started: str | None = None
+    exit_code: int | None = None
+    message: Annotated[str, msgspec.Meta(max_length=4096)] = ""
+    log_tail: Annotated[str, msgspec.Meta(max_length=16384)] = ""
+    log_size: int = 0  # bytes in the whole log (uploaded separately when > 0)
+    cpu_seconds: float | None = None
+    peak_memory: int | None = None
+
+
+class BucketReport(Struct, frozen=True, tag="bucket", tag_field="kind"):
+    key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    bucket_id: str
+    started: str
+    ended: str
+
+
+class ReportRequest(Struct, frozen=True):
+    items: Annotated[list[TaskReport | BucketReport], msgspec.Meta(max_length=5000)]
+
+
+class ReportResult(Struct, frozen=True):
+    key: str
+    outcome: Literal["applied", "duplicate", "refused"]
+    reason: str = ""
+
+
+class ReportResponse(Struct, frozen=True):
+    results: list[ReportResult]

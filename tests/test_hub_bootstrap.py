@@ -8,12 +8,14 @@ import stat
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from ferry.errors import ApiError
 from hub import Session
-from hub.storage.db import Database
+from hub.storage.db import MIGRATIONS, Database, alembic_config
 from hub.storage.models import Base
 from tests.helpers import Hub, http, wait_for
 
@@ -30,9 +32,29 @@ async def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
         assert await conn.run_sync(diff) == []
     await db.close()
     con = sqlite3.connect(tmp_path / "hub.sqlite")
-    assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(head,)]
     assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     con.close()
+
+
+async def test_upgrade_from_the_first_release_keeps_clients(tmp_path: Path) -> None:
+    db = Database("sqlite:///hub.sqlite", tmp_path)
+
+    def to_first(connection):  # type: ignore[no-untyped-def]
+        command.upgrade(alembic_config(connection), "0001")
+
+    async with db.write() as conn:
+        await conn.run_sync(to_first)
+        await conn.exec_driver_sql(
+            "INSERT INTO clients (id, code, type, description, host_id, machine_id, disabled, gone,"
+            " os, username, version, wan_ip, metadata, created, modified) VALUES ('c1', 'old', 1,"
+            " '', '', 'm', 0, 0, 'linux', '', '', '', '{}', '2026-01-01', '2026-01-01')")
+    await db.migrate()
+    async with db.read() as conn:
+        row = (await conn.exec_driver_sql("SELECT code, tags, boot_id FROM clients")).one()
+    assert (row[0], row[2]) == ("old", "") and row[1] in ("[]", [])
+    await db.close()
 
 
 def test_first_start_makes_a_random_root_password(start_hub, env) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from msgspec import to_builtins
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 
 from ferry.errors import ApiError
 from hub.api.common import RUNTIME, Route, client_ip, json_response, principal, read_body, runtime
@@ -13,11 +15,12 @@ from hub.entities.base import iso
 from hub.entities.sites import DEFAULT_SITE
 from hub.keys import match_key
 from hub.security import Principal
-from hub.storage.models import Client, Node, Site, new_id, utcnow
+from hub.storage.models import Bucket, Client, Node, Site, new_id, utcnow
 from protocol import (
     CheckinRequest,
     CheckinResponse,
     ClientStatus,
+    ClientType,
     EnrollRequest,
     EnrollResponse,
 )
@@ -25,7 +28,7 @@ from protocol import (
 WRITER: web.AppKey[CheckinWriter] = web.AppKey("checkin_writer", CheckinWriter)
 
 
-def _client(request: web.Request) -> Principal:
+def agent_principal(request: web.Request) -> Principal:
     who = principal(request)
     if who.kind != "client":
         raise ApiError(403, "forbidden", "only agents call this endpoint (use a client token)")
@@ -74,16 +77,44 @@ async def enroll(request: web.Request) -> web.Response:
                 fields["site_id"] = site_id
             await conn.execute(update(Client).where(Client.id == client_id).values(**fields))
             disabled = current.disabled
+        lanes = await ensure_lanes(conn, client_id, body.lanes, body.code, now)
     issued = rt.tokens.issue("client", client_id)
     return json_response(EnrollResponse(
         client_id=client_id, token=issued.token,
         expires=iso(issued.expires.replace(tzinfo=None)) or "",
         checkin_interval=rt.config.checkin_interval,
-        status=ClientStatus.DISABLED if disabled else ClientStatus.ONLINE))
+        status=ClientStatus.DISABLED if disabled else ClientStatus.ONLINE, lanes=lanes))
+
+
+async def ensure_lanes(conn: Any, client_id: str, count: int, code: str, now: Any) -> list[str]:
+    """The agent's compute lanes (clients of type 5 whose parent is the agent), ``count`` of
+    them in order; extra ones go unless they still hold work."""
+    agent = (await conn.execute(select(Client).where(Client.id == client_id))).one()
+    lanes = [r.id for r in (await conn.execute(select(Client.id).where(
+        Client.parent_id == client_id).order_by(Client.id))).all()]
+    extra = lanes[count:]
+    if extra:
+        busy = {r.lane_id for r in (await conn.execute(select(Bucket.lane_id).where(
+            Bucket.lane_id.in_(extra), Bucket.status == "leased"))).all()}
+        await conn.execute(delete(Client).where(Client.id.in_([x for x in extra
+                                                                if x not in busy])))
+    for n in range(len(lanes), count):
+        lane_id = new_id()
+        await conn.execute(insert(Client).values(
+            id=lane_id, code=f"{code}:{n + 1}", type=int(ClientType.COMPUTE_LANE),
+            parent_id=client_id, user_id=agent.user_id, site_id=agent.site_id,
+            node_id=None, description=f"compute lane {n + 1} of {code}",
+            host_id=agent.host_id, machine_id=agent.machine_id, disabled=False, gone=False,
+            os=agent.os, username=agent.username, version=agent.version, wan_ip=agent.wan_ip,
+            last_checkin=now, meta={}, tags=[], created=now, modified=now))
+        lanes.append(lane_id)
+    await conn.execute(update(Client).where(Client.parent_id == client_id).values(
+        last_checkin=now, gone=False, site_id=agent.site_id, version=agent.version))
+    return lanes[:count]
 
 
 async def checkin(request: web.Request) -> web.Response:
-    who = _client(request)
+    who = agent_principal(request)
     body = await read_body(request, CheckinRequest)
     rt = runtime(request)
     disabled = await request.app[WRITER].record(
@@ -99,7 +130,7 @@ async def checkin(request: web.Request) -> web.Response:
 
 async def goodbye(request: web.Request) -> web.Response:
     """A stopping agent goes offline at once instead of after the grace period."""
-    who = _client(request)
+    who = agent_principal(request)
     rt = request.app[RUNTIME]
     async with rt.db.write() as conn:
         await conn.execute(update(Client).where(

@@ -8,7 +8,6 @@ internals shown (they are logged).
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -19,6 +18,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from ferry.errors import ApiError, QueryError
+from hub.entities.base import invalid
 from hub.runtime import Ctx, Runtime
 from hub.security import Principal, password_version
 from hub.storage.models import User
@@ -43,9 +43,6 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> web.Re
     return json_response({"error": detail}, status)
 
 
-_AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
-
-
 async def read_json(request: web.Request) -> Any:
     """The body as plain JSON; 400 if it is not JSON, 413 if too large."""
     return await read_body(request, Any)
@@ -60,15 +57,7 @@ async def read_body(request: web.Request, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        at = _AT.search(text)
-        field = at.group("path") if at else None
-        named = re.search(r"(?:unknown|missing required) field `([^`]+)`", text)
-        if named:
-            field = f"{field}.{named.group(1)}" if field else named.group(1)
-        message = _AT.sub("", text)
-        raise ApiError(422, "invalid_body", f"{message}" + (f" (field '{field}')" if field else ""),
-                       {"field": field}) from None
+        raise invalid(exc) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
     except RecursionError:

@@ -6,13 +6,16 @@ from ferry.errors import ApiError
 from hub.entities.apikeys import ApiKeyEntity
 from hub.entities.base import Entity
 from hub.entities.clients import ClientEntity
+from hub.entities.jobs import JobEntity
 from hub.entities.nodes import NodeEntity
 from hub.entities.sites import SiteEntity
+from hub.entities.tasks import TaskEntity
 from hub.entities.users import UserEntity
 
 ENTITIES: dict[str, Entity] = {
     e.name.lower(): e
-    for e in (ClientEntity(), NodeEntity(), UserEntity(), SiteEntity(), ApiKeyEntity())
+    for e in (ClientEntity(), NodeEntity(), UserEntity(), SiteEntity(), ApiKeyEntity(),
+              JobEntity(), TaskEntity())
 }
 
 

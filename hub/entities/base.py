@@ -8,10 +8,12 @@ one transaction: a refused request changes nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
+import msgspec
 from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.engine import RowMapping
 
@@ -28,6 +30,23 @@ AnySelect = Select[*tuple[Any, ...]]
 def iso(value: datetime | None) -> str | None:
     """Times are shown as UTC ISO 8601 with seconds and a trailing Z."""
     return None if value is None else value.replace(microsecond=0).isoformat() + "Z"
+
+
+_AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_NAMED = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
+
+
+def invalid(exc: msgspec.ValidationError, code: str = "invalid_body", prefix: str = "") -> ApiError:
+    """A 422 naming the field a msgspec validation error is about."""
+    text = str(exc)
+    at = _AT.search(text)
+    field = at.group("path") if at else ""
+    named = _NAMED.search(text)
+    if named:
+        field = f"{field}.{named.group(1)}" if field else named.group(1)
+    field = ".".join(p for p in (prefix, field) if p) or None
+    message = _AT.sub("", text)
+    return ApiError(422, code, message + (f" (field '{field}')" if field else ""), {"field": field})
 
 
 def require_user(ctx: Ctx) -> None:

@@ -224,3 +224,34 @@ class Schema:
             raise ctx.error(f"unknown field '{node.field}' for {self.entity} (fields: "
                             f"{', '.join(sorted(self.fields))})", node.position)
         return found.compile(node, ctx)
+
+
+@dataclass(frozen=True)
+class Party(Field):
+    """A ``<scope>:<id>`` party (jobs.rst): ``source=hq``, ``destination="stockholm"``.
+
+    The value is a name or id of a site, user (username or email) or client
+    (code); ``site:hq`` or ``user:lars@edit.com`` pins the scope.
+    """
+
+    scope: Any
+    ident: Any
+    kind = "party"
+
+    def compile(self, cmp: Comparison, ctx: Context) -> ColumnElement[bool]:
+        from hub.storage.models import Client, Site, User
+
+        if cmp.op not in ("=", "!="):
+            raise ctx.error(f"field '{cmp.field}' can only be compared with = or !=", cmp.position)
+        scope, sep, value = cmp.value.partition(":")
+        if not sep or scope not in ("site", "user", "client"):
+            scope, value = "", cmp.value
+        lookups = {
+            "site": select(Site.id).where(or_(Site.id == value, Site.name == value)),
+            "user": select(User.id).where(or_(User.id == value, User.username == value,
+                                              User.email == value)),
+            "client": select(Client.id).where(or_(Client.id == value, Client.code == value)),
+        }
+        matches = or_(*(and_(self.scope == name, self.ident.in_(ids))
+                        for name, ids in lookups.items() if scope in ("", name)))
+        return matches if cmp.op == "=" else not_(matches)

@@ -13,7 +13,18 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ID = String(24)
@@ -31,7 +42,7 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON}
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
 
 
 class HubState(Base):
@@ -133,6 +144,91 @@ class Client(Base):
     benchmark: Mapped[float | None] = mapped_column(Float)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    boot_id: Mapped[str] = mapped_column(String(64), default="")  # the agent process's
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     modifier: Mapped[str | None] = mapped_column(ID)
+
+
+class Job(Base):
+    """A job (jobs.rst). ``status`` is stored: tasks keep it current, and users set
+    ``paused``/``aborted``/``waiting``. Counts, progress, etr and speed are derived."""
+
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    code: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16), default="compute")
+    queue: Mapped[str] = mapped_column(String(255), default="default")
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    priority: Mapped[int] = mapped_column(Integer, default=500)
+    user_id: Mapped[str | None] = mapped_column(ID, ForeignKey("users.id", ondelete="SET NULL"))
+    parent_id: Mapped[str | None] = mapped_column(ID)
+    source_scope: Mapped[str] = mapped_column(String(16), default="")
+    source_id: Mapped[str] = mapped_column(String(255), default="")
+    destination_scope: Mapped[str] = mapped_column(String(16), default="")
+    destination_id: Mapped[str] = mapped_column(String(255), default="")
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    size: Mapped[int] = mapped_column(BigInteger, default=-1)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modifier: Mapped[str | None] = mapped_column(ID)
+    started: Mapped[datetime | None] = mapped_column(DateTime)
+    finished: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+
+
+class Task(Base):
+    """One item of a job: a frame to compute (or, later, a file to move)."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_job_status", "job_id", "status"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    job_id: Mapped[str] = mapped_column(ID, ForeignKey("jobs.id", ondelete="CASCADE"))
+    uri: Mapped[str] = mapped_column(String(32))  # "0", "1", … in order of creation
+    seq: Mapped[int] = mapped_column(Integer)
+    item: Mapped[str] = mapped_column(String(1024))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    priority: Mapped[int] = mapped_column(Integer, default=500)
+    size: Mapped[int] = mapped_column(BigInteger, default=-1)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    bucket_id: Mapped[str | None] = mapped_column(ID, index=True)
+    client_id: Mapped[str | None] = mapped_column(ID)
+    lane_id: Mapped[str | None] = mapped_column(ID)
+    abort_to: Mapped[str | None] = mapped_column(String(16))  # status once the agent killed it
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text, default="")
+    log_tail: Mapped[str] = mapped_column(Text, default="")
+    has_log: Mapped[bool] = mapped_column(Boolean, default=False)
+    cpu_seconds: Mapped[float | None] = mapped_column(Float)
+    peak_memory: Mapped[int | None] = mapped_column(BigInteger)
+    time: Mapped[int | None] = mapped_column(BigInteger)  # ms of the whole bucket (jobs.rst)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started: Mapped[datetime | None] = mapped_column(DateTime)
+    finished: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Bucket(Base):
+    """Tasks of one job leased together to one lane, run one after the other."""
+
+    __tablename__ = "buckets"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    job_id: Mapped[str] = mapped_column(ID, ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(ID, index=True)
+    lane_id: Mapped[str | None] = mapped_column(ID)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # leased, done, lost, returned
+    leased_until: Mapped[datetime] = mapped_column(DateTime, index=True)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started: Mapped[datetime | None] = mapped_column(DateTime)
+    ended: Mapped[datetime | None] = mapped_column(DateTime)
+    time: Mapped[int | None] = mapped_column(BigInteger)  # ms, dispatch to last report
+
+
+class ReportKey(Base):
+    """Idempotency keys of agent reports already applied."""
+
+    __tablename__ = "report_keys"
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    received: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

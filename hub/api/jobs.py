@@ -1,0 +1,50 @@
+"""Task groups of a job, and task logs."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy import select
+
+from ferry.errors import ApiError
+from hub.api.common import Route, context, json_response, read_json
+from hub.entities.tasks import TaskEntity
+from hub.storage.models import Task
+
+TASKS = TaskEntity()
+
+
+async def add_tasks(request: web.Request) -> web.Response:
+    ctx = await context(request)
+    return json_response(await TASKS.add(ctx, request.match_info["id"], await read_json(request)),
+                         201)
+
+
+async def update_tasks(request: web.Request) -> web.Response:
+    ctx = await context(request)
+    return json_response(await TASKS.update_many(ctx, request.match_info["id"],
+                                                 await read_json(request)))
+
+
+async def task_log(request: web.Request) -> web.StreamResponse:
+    ctx = await context(request)
+    task_id = request.match_info["id"]
+    TASKS.visible(ctx)
+    async with ctx.db.read() as conn:
+        row = (await conn.execute(select(Task.job_id, Task.has_log, Task.log_tail)
+                                  .where(Task.id == task_id))).first()
+    if row is None:
+        raise ApiError(404, "not_found", f"no Task with id '{task_id}'")
+    path = ctx.rt.data_dir / "logs" / row.job_id / f"{task_id}.log"
+    if path.exists():
+        return web.FileResponse(path, headers={"Content-Type": "text/plain; charset=utf-8"})
+    # no whole log (nothing written, or not uploaded yet): the tail is all there is
+    return web.Response(text=row.log_tail, content_type="text/plain")
+
+
+ROUTES = [
+    Route("POST", "/job/{id}/tasks", add_tasks, "Add tasks to a job (jobs.rst duplicate rule)",
+          body="object", status=201),
+    Route("PATCH", "/job/{id}/tasks", update_tasks,
+          "Change status, priority or metadata of tasks; returns them", body="object"),
+    Route("GET", "/task/{id}/log", task_log, "A task's whole log, as text"),
+]

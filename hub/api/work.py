@@ -1,0 +1,115 @@
+"""What agents call to get and report work: claim, heartbeat, report, reset, log upload."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import BinaryIO
+
+from aiohttp import web
+from sqlalchemy import select, update
+
+from ferry.errors import ApiError
+from hub.api.agents import agent_principal
+from hub.api.common import Route, json_response, read_body, runtime
+from hub.jobs import reports
+from hub.storage.models import Bucket, Task, utcnow
+from protocol import (
+    ClaimRequest,
+    ClaimResponse,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    ReportRequest,
+    ReportResponse,
+)
+
+CHUNK = 1 << 20
+
+
+async def claim(request: web.Request) -> web.Response:
+    who = agent_principal(request)
+    body = await read_body(request, ClaimRequest)
+    rt = runtime(request)
+    buckets = await rt.dispatcher.claim(who.id, body.lanes, body.wait)
+    return json_response(ClaimResponse(buckets=buckets,
+                                       heartbeat_interval=rt.config.heartbeat_interval))
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    who = agent_principal(request)
+    body = await read_body(request, HeartbeatRequest)
+    return json_response(await runtime(request).dispatcher.heartbeat(who.id, body.buckets))
+
+
+async def report(request: web.Request) -> web.Response:
+    who = agent_principal(request)
+    body = await read_body(request, ReportRequest)
+    rt = runtime(request)
+    async with rt.db.write() as conn:
+        results = await reports.apply(conn, who.id, body.items, utcnow())
+    rt.dispatcher.notify()  # failures and hand-backs may have queued tasks again
+    return json_response(ReportResponse(results=results))
+
+
+async def reset(request: web.Request) -> web.Response:
+    who = agent_principal(request)
+    released = await runtime(request).dispatcher.reset(who.id)
+    return json_response({"released": released})
+
+
+async def upload_log(request: web.Request) -> web.Response:
+    """The whole log of one task, streamed; kept up to ``max_log_size`` bytes."""
+    who = agent_principal(request)
+    rt = runtime(request)
+    task_id = request.match_info["task"]
+    bucket_id = request.query.get("bucket", "")
+    async with rt.db.read() as conn:
+        row = (await conn.execute(select(Task.job_id, Task.bucket_id, Bucket.client_id)
+                                  .join(Bucket, Bucket.id == Task.bucket_id, isouter=True)
+                                  .where(Task.id == task_id))).first()
+    if row is None:
+        raise ApiError(404, "not_found", f"no Task with id '{task_id}'")
+    if row.bucket_id != bucket_id or row.client_id != who.id:
+        raise ApiError(409, "lease_lost", "this task's log belongs to another lease")
+    folder = rt.data_dir / "logs" / row.job_id
+    final = folder / f"{task_id}.log"
+    partial = folder / f".{task_id}.{os.getpid()}.part"
+    limit = rt.config.max_log_size
+    written = 0
+
+    def open_partial() -> BinaryIO:
+        folder.mkdir(parents=True, exist_ok=True)
+        return open(partial, "wb")
+
+    out = await asyncio.to_thread(open_partial)
+    try:
+        async for chunk in request.content.iter_chunked(CHUNK):
+            room = limit - written
+            if room > 0:
+                await asyncio.to_thread(out.write, chunk[:room])
+            written += len(chunk)
+        if written > limit:
+            out.write(f"\n[ferry: log cut at {limit} of {written} bytes]\n".encode())
+    except BaseException:
+        out.close()
+        partial.unlink(missing_ok=True)
+        raise
+    await asyncio.to_thread(out.close)
+    await asyncio.to_thread(os.replace, partial, final)
+    async with rt.db.write() as conn:
+        await conn.execute(update(Task).where(Task.id == task_id).values(has_log=True))
+    return json_response({"task_id": task_id, "bytes": written, "kept": min(written, limit)})
+
+
+ROUTES = [
+    Route("POST", "/agent/claim", claim, "Ask for buckets of work for free lanes (long-poll)",
+          auth="client", body=ClaimRequest, response=ClaimResponse),
+    Route("POST", "/agent/heartbeat", heartbeat, "Renew leases; learn of aborts and pauses",
+          auth="client", body=HeartbeatRequest, response=HeartbeatResponse),
+    Route("POST", "/agent/report", report, "Report task and bucket events (idempotent)",
+          auth="client", body=ReportRequest, response=ReportResponse),
+    Route("POST", "/agent/reset", reset, "A restarted agent hands back what it held",
+          auth="client"),
+    Route("POST", "/agent/log/{task}", upload_log, "Upload a task's whole log",
+          auth="client", body="object"),
+]

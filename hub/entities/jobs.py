@@ -1,0 +1,305 @@
+"""Jobs (jobs.rst): create from a compute spec, query, change status, delete."""
+
+from __future__ import annotations
+
+import fnmatch
+import shutil
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
+from sqlalchemy.engine import RowMapping
+
+from ferry.errors import ApiError
+from hub.entities.base import Entity, check_body, expect, invalid, iso, name_value
+from hub.entities.clients import user_hr
+from hub.jobs import status as st
+from hub.jobs.spec import JobCreate, check_command, expand_items, parse_target
+from hub.query import Query
+from hub.query.fields import Context, Number, Party, Reference, Schema, Text, Timestamp
+from hub.runtime import Ctx
+from hub.storage.models import Client, Job, Site, Task, User, new_id
+
+SCHEMA = Schema("Job", {
+    "id": Text(Job.id),
+    "code": Text(Job.code),
+    "uri": Text(Job.queue),
+    "status": Text(Job.status),
+    "kind": Text(Job.kind),
+    "priority": Number(Job.priority, integer=True),
+    "user": Reference(Job.user_id, User.id, (User.username, User.email)),
+    "source": Party(Job.source_scope, Job.source_id),
+    "destination": Party(Job.destination_scope, Job.destination_id),
+    "created": Timestamp(Job.created),
+    "started": Timestamp(Job.started),
+    "finished": Timestamp(Job.finished),
+    "modified": Timestamp(Job.modified),
+})
+READABLE = ("id", "code", "uri", "status", "created", "source", "source_hr", "destination",
+            "destination_hr", "etr", "metadata", "parent", "parent_hr", "progress", "size",
+            "speed", "user", "user_hr", "finished", "modified", "modifier", "priority", "kind",
+            "started", "counts", "compute")
+WRITABLE = ("status", "priority", "code", "metadata")
+
+
+class JobEntity(Entity):
+    name = "Job"
+    model = Job
+    schema = SCHEMA
+
+    async def find(self, ctx: Ctx, query: Query, *, limit: int | None = None, offset: int = 0,
+                   finished: bool = False, archived: bool = False) -> list[dict[str, Any]]:
+        qctx = Context(now=ctx.now, offline_grace=ctx.rt.offline_grace, text=query.text)
+        return await self.rows(ctx, and_(self.schema.compile(query, qctx),
+                                         self.lifecycle(ctx, finished, archived)), limit, offset)
+
+    @staticmethod
+    def lifecycle(ctx: Ctx, finished: bool, archived: bool) -> ColumnElement[bool]:
+        """Active jobs by default; ``finished``: ended over an hour ago; ``archived``: 14 days."""
+        inactive = ctx.now - timedelta(seconds=ctx.rt.config.job_inactive_after)
+        archive = ctx.now - timedelta(seconds=ctx.rt.config.job_archive_after)
+        if archived:
+            return Job.finished <= archive
+        if finished:
+            return and_(Job.finished <= inactive, Job.finished > archive)
+        return or_(Job.finished.is_(None), Job.finished > inactive)
+
+    async def rows(self, ctx: Ctx, where: ColumnElement[bool] | None, limit: int | None = None,
+                   offset: int = 0) -> list[dict[str, Any]]:
+        self.visible(ctx)
+        stmt = (select(Job, User.username.label("user_name"), User.role.label("user_role"))
+                .outerjoin(User, User.id == Job.user_id))
+        if where is not None:
+            stmt = stmt.where(where)
+        stmt = stmt.order_by(Job.id).offset(offset).limit(min(limit or 100_000, 100_000))
+        async with ctx.db.read() as conn:
+            found = (await conn.execute(stmt)).mappings().all()
+            counts = await st.task_counts(conn, [r["id"] for r in found], ctx.now)
+            names = await party_names(conn, found)
+        return [self.record(r, counts[r["id"]], names, ctx) for r in found]
+
+    def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:
+        raise NotImplementedError  # rows() builds records with record()
+
+    @staticmethod
+    def record(j: RowMapping, counts: st.Counts, names: dict[tuple[str, str], str], ctx: Ctx
+               ) -> dict[str, Any]:
+        def party(scope: str, ident: str) -> tuple[str | None, str | None]:
+            if not scope:
+                return None, None
+            return f"{scope}:{ident}", f"{scope}:{names.get((scope, ident), ident)}"
+
+        source, source_hr = party(j["source_scope"], j["source_id"])
+        destination, destination_hr = party(j["destination_scope"], j["destination_id"])
+        return {
+            "id": j["id"], "code": j["code"], "uri": j["queue"], "status": j["status"],
+            "created": iso(j["created"]), "source": source, "source_hr": source_hr,
+            "destination": destination, "destination_hr": destination_hr,
+            "etr": st.etr(counts, j["started"], ctx.now, j["status"]),
+            "metadata": j["metadata"] or {}, "parent": j["parent_id"], "parent_hr": None,
+            "progress": st.progress(counts, j["status"]), "size": j["size"],
+            "speed": st.speed(counts), "user": j["user_id"],
+            "user_hr": user_hr(j["user_name"], j["user_role"]), "finished": iso(j["finished"]),
+            "modified": iso(j["modified"]), "modifier": j["modifier"],
+            "priority": j["priority"], "kind": j["kind"], "started": iso(j["started"]),
+            "counts": dict(sorted(counts.by_status.items())),
+            "compute": {k: v for k, v in (j["spec"] or {}).items() if k != "targets"},
+        }
+
+    async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
+        self.visible(ctx)
+        if isinstance(body, dict) and "compute" not in body and (
+                "source" in body or "destination" in body):
+            raise ApiError(422, "not_supported", "transfer jobs (source/destination) are not "
+                           "supported yet; give a 'compute' spec", {"field": "source"})
+        try:
+            spec = msgspec.convert(body, JobCreate)
+        except msgspec.ValidationError as exc:
+            raise invalid(exc, "invalid_spec") from None
+        check_command(spec.compute)
+        items = expand_items(spec.compute.items)
+        job_id, now = new_id(), ctx.now
+        async with ctx.db.write() as conn:
+            targets, destination = await resolve_targets(conn, spec.compute.clients)
+            hq = (await conn.execute(select(Site.id).where(Site.name == "hq"))).scalar() or ""
+            stored = msgspec.to_builtins(spec.compute)
+            stored["targets"] = targets
+            await conn.execute(insert(Job).values(
+                id=job_id, code=spec.code or default_code(spec.compute.command, items),
+                kind="compute", queue=spec.queue, status=spec.status, priority=spec.priority,
+                user_id=ctx.principal.id, source_scope="site", source_id=hq,
+                destination_scope=destination[0], destination_id=destination[1], spec=stored,
+                meta=spec.metadata, size=-1, created=now, modified=now,
+                modifier=ctx.principal.id))
+            await insert_tasks(conn, job_id, items, 0, now)
+            await st.refresh(conn, [job_id], now)
+        ctx.rt.dispatcher.notify()
+        return await self.get(ctx, job_id)
+
+    async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:
+        self.visible(ctx)
+        body = check_body(body, self.name, WRITABLE, READABLE)
+        values: dict[str, Any] = {}
+        if "code" in body:
+            values["code"] = name_value(body, "code")
+        if "priority" in body:
+            priority = expect(body, "priority", int, "an integer from 1 to 1000")
+            if not 1 <= priority <= 1000:
+                raise ApiError(422, "invalid_value", "field 'priority' must be from 1 to 1000",
+                               {"field": "priority"})
+            values["priority"] = priority
+        if "metadata" in body:
+            values["meta"] = expect(body, "metadata", dict, "an object")
+        wanted = body.get("status")
+        if wanted is not None and wanted not in st.JOB_WRITABLE:
+            raise ApiError(422, "invalid_status", f"'{wanted}' cannot be written (writable: "
+                           f"{', '.join(st.JOB_WRITABLE)})", {"field": "status"})
+        async with ctx.db.write() as conn:
+            job = (await conn.execute(select(Job.status).where(Job.id == entity_id))).first()
+            if job is None:
+                raise ApiError(404, "not_found", f"no Job with id '{entity_id}'")
+            values.update(modified=ctx.now, modifier=ctx.principal.id)
+            await conn.execute(update(Job).where(Job.id == entity_id).values(**values))
+            if wanted is not None:
+                await change_status(conn, entity_id, job.status, wanted, ctx)
+            await st.refresh(conn, [entity_id], ctx.now)
+        ctx.rt.dispatcher.notify()
+        return await self.get(ctx, entity_id)
+
+    async def delete(self, ctx: Ctx, entity_id: str) -> None:
+        self.visible(ctx)
+        async with ctx.db.write() as conn:
+            found = (await conn.execute(select(Job.id).where(Job.id == entity_id))).first()
+            if found is None:
+                raise ApiError(404, "not_found", f"no Job with id '{entity_id}'")
+            running = (await conn.execute(select(Task.id).where(
+                Task.job_id == entity_id, Task.status.in_(st.RUNNING_TASK)).limit(1))).first()
+            if running is not None:
+                raise ApiError(409, "job_running", "the job has running tasks; abort it first")
+            await conn.execute(delete(Task).where(Task.job_id == entity_id))
+            await conn.execute(delete(Job).where(Job.id == entity_id))
+        shutil.rmtree(ctx.rt.data_dir / "logs" / entity_id, ignore_errors=True)
+
+
+def default_code(command: list[str], items: list[str]) -> str:
+    program = command[0].replace("\\", "/").rsplit("/", 1)[-1]
+    span = items[0] if len(items) == 1 else f"{items[0]}-{items[-1]}"
+    return f"{program} {span}"[:255]
+
+
+async def insert_tasks(conn: Any, job_id: str, items: list[str], first_seq: int, now: Any,
+                       priority: int = 500) -> list[str]:
+    ids = [new_id() for _ in items]
+    if items:
+        await conn.execute(insert(Task), [
+            {"id": task_id, "job_id": job_id, "uri": str(first_seq + n), "seq": first_seq + n,
+             "item": item, "status": st.TaskStatus.QUEUED, "priority": priority, "size": -1,
+             "attempts": 0, "message": "", "log_tail": "", "has_log": False, "meta": {},
+             "created": now, "modified": now}
+            for n, (task_id, item) in enumerate(zip(ids, items, strict=True))])
+    return ids
+
+
+async def resolve_targets(conn: Any, entries: list[str]
+                          ) -> tuple[list[dict[str, str]], tuple[str, str]]:
+    """Stored targets, and the job's destination party (a lone site or client, else none)."""
+    targets: list[dict[str, str]] = []
+    for entry in entries:
+        scope, value = parse_target(entry)
+        if scope == "site":
+            found = (await conn.execute(select(Site.id).where(
+                or_(Site.id == value, Site.name == value)))).scalar()
+            if found is None:
+                raise _no_target(entry, f"no site '{value}'")
+            targets.append({"site": found})
+        elif scope == "client":
+            found = (await conn.execute(select(Client.id).where(Client.id == value))).scalar()
+            if found is None:
+                raise _no_target(entry, f"no client with id '{value}'")
+            targets.append({"client": found})
+        else:
+            rows = (await conn.execute(select(Client.code, Client.tags).where(
+                Client.parent_id.is_(None)))).all()
+            hit = any(fnmatch.fnmatchcase(r.code, value) if scope == "code"
+                      else value in (r.tags or []) for r in rows)
+            if not hit:
+                raise _no_target(entry, f"no client has {'a code matching' if scope == 'code' else 'tag'}"
+                                 f" '{value}'")
+            targets.append({scope: value})
+    if len(targets) == 1 and ("site" in targets[0] or "client" in targets[0]):
+        scope, ident = next(iter(targets[0].items()))
+        return targets, (scope, ident)
+    return targets, ("", "")
+
+
+def _no_target(entry: str, why: str) -> ApiError:
+    return ApiError(422, "unknown_target", f"compute.clients: '{entry}': {why}",
+                    {"field": "compute.clients"})
+
+
+async def party_names(conn: Any, jobs: Any) -> dict[tuple[str, str], str]:
+    wanted: dict[str, set[str]] = {"site": set(), "user": set(), "client": set()}
+    for j in jobs:
+        for scope, ident in ((j["source_scope"], j["source_id"]),
+                             (j["destination_scope"], j["destination_id"])):
+            if scope in wanted:
+                wanted[scope].add(ident)
+    names: dict[tuple[str, str], str] = {}
+    for scope, column, ident in (("site", Site.name, Site.id), ("user", User.username, User.id),
+                                 ("client", Client.code, Client.id)):
+        if wanted[scope]:
+            for row_id, name in await conn.execute(select(ident, column)
+                                                   .where(ident.in_(wanted[scope]))):
+                names[(scope, row_id)] = name
+    return names
+
+
+async def change_status(conn: Any, job_id: str, current: str, wanted: str, ctx: Ctx) -> None:
+    """A user's status write, by the rules in the README's job section.
+
+    A task still running on an agent when its job is aborted (or closed) takes its new
+    status at once; ``abort_to`` tells the agent, at its next heartbeat, to kill it.
+    """
+    S, T = st.JobStatus, st.TaskStatus
+    finished = current in st.FINISHED
+    if wanted == S.PENDING:
+        raise ApiError(422, "invalid_status", "'pending' resends a transfer; compute jobs have no "
+                       "destination to reset", {"field": "status"})
+    if wanted == S.PAUSED:
+        if finished:
+            raise ApiError(409, "invalid_transition", f"the job has ended ({current}); write "
+                           "'waiting' to run it again", {"field": "status"})
+        await conn.execute(update(Job).where(Job.id == job_id).values(status=S.PAUSED))
+    elif wanted == S.WAITING:
+        if finished:  # run again what did not succeed
+            await conn.execute(update(Task).where(
+                Task.job_id == job_id, Task.status.in_((T.FAILED, T.QUEUED)),
+                Task.abort_to.is_(None)).values(
+                status=T.QUEUED, attempts=0, bucket_id=None, exit_code=None, message="",
+                modified=ctx.now))
+            # still being killed on an agent: queued again once the kill is confirmed
+            await conn.execute(update(Task).where(
+                Task.job_id == job_id, Task.abort_to.is_not(None)).values(
+                abort_to=T.QUEUED, attempts=0))
+        if current in st.HELD_BY_USER or finished:
+            await conn.execute(update(Job).where(Job.id == job_id).values(
+                status=S.WAITING, finished=None))
+    elif wanted == S.ABORTED:
+        if current in (S.DONE, S.FAILED):
+            raise ApiError(409, "invalid_transition", f"the job has already ended ({current})",
+                           {"field": "status"})
+        await conn.execute(update(Task).where(
+            Task.job_id == job_id, Task.status.in_(st.RUNNING_TASK)).values(
+            status=T.FAILED, message="aborted", abort_to=T.FAILED, modified=ctx.now))
+        await conn.execute(update(Job).where(Job.id == job_id).values(
+            status=S.ABORTED, finished=ctx.now))
+    elif wanted == S.DONE:
+        await conn.execute(update(Task).where(
+            Task.job_id == job_id, Task.status.in_(st.RUNNING_TASK)).values(
+            status=T.EXCLUDED, abort_to=T.EXCLUDED, modified=ctx.now))
+        await conn.execute(update(Task).where(
+            Task.job_id == job_id, Task.status.in_((T.QUEUED, T.ONHOLD, T.PENDING))).values(
+            status=T.EXCLUDED, modified=ctx.now))
+        if current in st.HELD_BY_USER:
+            await conn.execute(update(Job).where(Job.id == job_id).values(status=S.WAITING))

@@ -1,0 +1,197 @@
+"""Tasks (jobs.rst): queried, added to a job, changed in groups; never deleted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import RowMapping
+
+from ferry.errors import ApiError
+from hub.entities.base import AnySelect, Entity, expect, iso
+from hub.entities.jobs import insert_tasks
+from hub.jobs import status as st
+from hub.query.fields import Choice, Number, Reference, Schema, Text, Timestamp
+from hub.runtime import Ctx
+from hub.storage.models import Job, Task
+
+SCHEMA = Schema("Task", {
+    "id": Text(Task.id),
+    "uri": Text(Task.uri),
+    "item": Text(Task.item),
+    "status": Choice(Task.status, {s.value: s.value for s in st.TaskStatus}),
+    "job": Reference(Task.job_id, Job.id, (Job.code,)),
+    "job.id": Text(Task.job_id),
+    "job.code": Reference(Task.job_id, Job.id, (Job.code,)),
+    "priority": Number(Task.priority, integer=True),
+    "attempts": Number(Task.attempts, integer=True),
+    "exit_code": Number(Task.exit_code, integer=True),
+    "size": Number(Task.size, integer=True),
+    "time": Number(Task.time, integer=True),
+    "client": Text(Task.client_id),
+    "lane": Text(Task.lane_id),
+    "created": Timestamp(Task.created),
+    "started": Timestamp(Task.started),
+    "finished": Timestamp(Task.finished),
+})
+CHANGEABLE = ("status", "priority", "metadata")
+MAX_CHANGES = 10_000
+
+
+class TaskEntity(Entity):
+    name = "Task"
+    model = Task
+    schema = SCHEMA
+
+    def base_select(self) -> AnySelect:
+        return select(Task)
+
+    def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:
+        t = row
+        return {
+            "id": t["id"], "uri": t["uri"], "status": t["status"], "created": iso(t["created"]),
+            "source": {"item": t["item"], "client": t["client_id"], "lane": t["lane_id"]},
+            "destination": {}, "priority": t["priority"], "size": t["size"],
+            "finished": iso(t["finished"]), "time": t["time"],
+            "job": t["job_id"], "item": t["item"], "attempts": t["attempts"],
+            "exit_code": t["exit_code"], "message": t["message"], "log_tail": t["log_tail"],
+            "has_log": t["has_log"], "cpu_seconds": t["cpu_seconds"],
+            "peak_memory": t["peak_memory"], "started": iso(t["started"]),
+            "metadata": t["metadata"] or {},
+        }
+
+    async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:
+        raise ApiError(405, "not_allowed", "tasks change in groups: PATCH /job/<id>/tasks "
+                       "(session.update_many('task', job_id, [...]))")
+
+    async def delete(self, ctx: Ctx, entity_id: str) -> None:
+        raise ApiError(405, "not_allowed", "tasks cannot be deleted (kept for audit); set their "
+                       "status to 'excluded' instead")
+
+    async def add(self, ctx: Ctx, job_id: str, body: Any) -> dict[str, Any]:
+        """Add tasks to a compute job; an existing item is retried, or refused with
+        ``allow_duplicates: false`` (jobs.rst)."""
+        self.visible(ctx)
+        if not isinstance(body, dict) or set(body) - {"tasks", "allow_duplicates"}:
+            raise ApiError(422, "invalid_body", "body must be {\"tasks\": [...], "
+                           "\"allow_duplicates\": true|false}", {"field": "tasks"})
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list) or not tasks:
+            raise ApiError(422, "invalid_body", "'tasks' must be a non-empty list",
+                           {"field": "tasks"})
+        allow = body.get("allow_duplicates", True)
+        if not isinstance(allow, bool):
+            raise ApiError(422, "wrong_type", "'allow_duplicates' must be true or false",
+                           {"field": "allow_duplicates"})
+        items = [_item(t, n) for n, t in enumerate(tasks)]
+        if len(set(items)) != len(items):
+            raise ApiError(422, "invalid_body", "the same item is listed twice", {"field": "tasks"})
+        async with ctx.db.write() as conn:
+            job = (await conn.execute(select(Job.id, Job.status).where(Job.id == job_id))).first()
+            if job is None:
+                raise ApiError(404, "not_found", f"no Job with id '{job_id}'")
+            existing = dict((await conn.execute(select(Task.item, Task.id).where(
+                Task.job_id == job_id, Task.item.in_(items)))).all())
+            if existing and not allow:
+                first = next(i for i in items if i in existing)
+                raise ApiError(409, "duplicate", f"item '{first}' is already a task of this job "
+                               f"({len(existing)} duplicates; nothing added)", {"field": "tasks"})
+            retried = [existing[i] for i in items if i in existing]
+            if retried:  # jobs.rst: a duplicate is not added; the existing task runs again
+                await conn.execute(update(Task).where(
+                    Task.id.in_(retried), Task.status.in_((*st.ENDED_TASK, st.TaskStatus.ONHOLD))
+                ).values(status=st.TaskStatus.QUEUED, attempts=0, bucket_id=None,
+                         exit_code=None, message="", modified=ctx.now))
+            last = (await conn.execute(select(func.max(Task.seq)).where(
+                Task.job_id == job_id))).scalar()
+            created = await insert_tasks(conn, job_id, [i for i in items if i not in existing],
+                                         (last if last is not None else -1) + 1, ctx.now)
+            if job.status in st.FINISHED and job.status != st.JobStatus.ABORTED:
+                await conn.execute(update(Job).where(Job.id == job_id).values(
+                    status=st.JobStatus.WAITING, finished=None))
+            await st.refresh(conn, [job_id], ctx.now)
+        ctx.rt.dispatcher.notify()
+        return {"success": True, "created": created, "retried": retried}
+
+    async def update_many(self, ctx: Ctx, job_id: str, body: Any) -> list[dict[str, Any]]:
+        """Change status, priority or metadata of several tasks: all of them, or none."""
+        self.visible(ctx)
+        changes = body.get("tasks") if isinstance(body, dict) else None
+        if not isinstance(changes, list) or not changes or len(changes) > MAX_CHANGES:
+            raise ApiError(422, "invalid_body", f"body must be {{\"tasks\": [...]}} with 1 to "
+                           f"{MAX_CHANGES} changes", {"field": "tasks"})
+        for change in changes:
+            _check_change(change)
+        ids = [c["id"] for c in changes]
+        async with ctx.db.write() as conn:
+            rows = {r.id: r for r in (await conn.execute(select(Task.id, Task.status).where(
+                Task.job_id == job_id, Task.id.in_(ids)))).all()}
+            missing = [i for i in ids if i not in rows]
+            if missing:
+                raise ApiError(404, "not_found", f"job '{job_id}' has no task '{missing[0]}'")
+            for change in changes:
+                values = _values(change, rows[change["id"]].status, ctx)
+                await conn.execute(update(Task).where(Task.id == change["id"]).values(**values))
+            await st.refresh(conn, [job_id], ctx.now)
+        ctx.rt.dispatcher.notify()
+        return await self.rows(ctx, Task.id.in_(ids))
+
+
+def _item(task: Any, index: int) -> str:
+    if isinstance(task, dict):
+        if set(task) != {"item"}:
+            raise ApiError(422, "invalid_body", f"tasks[{index}]: a compute task is an item or "
+                           "{\"item\": ...}", {"field": f"tasks[{index}]"})
+        task = task["item"]
+    if isinstance(task, bool) or not isinstance(task, str | int) or not str(task) \
+            or len(str(task)) > 1024:
+        raise ApiError(422, "invalid_body", f"tasks[{index}]: an item is a string or an integer "
+                       "of 1 to 1024 characters", {"field": f"tasks[{index}]"})
+    return str(task)
+
+
+def _check_change(change: Any) -> None:
+    if not isinstance(change, dict) or not isinstance(change.get("id"), str):
+        raise ApiError(422, "invalid_body", "each change needs the task's 'id'", {"field": "id"})
+    for key in change:
+        if key == "id":
+            continue
+        if key not in CHANGEABLE:
+            why = "cannot be changed" if key in ("source", "destination", "item", "uri") \
+                else "is not a field that can be changed"
+            raise ApiError(422, "read_only", f"'{key}' {why} (tasks change only status, priority "
+                           "and metadata)", {"field": key})
+    if "status" in change and change["status"] not in st.TASK_WRITABLE:
+        raise ApiError(422, "invalid_status", f"'{change['status']}' cannot be written (writable:"
+                       f" {', '.join(st.TASK_WRITABLE)})", {"field": "status"})
+    if "priority" in change:
+        value = expect(change, "priority", int, "an integer")
+        if not 1 <= value <= 1000:
+            raise ApiError(422, "invalid_value", "'priority' must be from 1 to 1000",
+                           {"field": "priority"})
+    if "metadata" in change:
+        expect(change, "metadata", dict, "an object")
+
+
+def _values(change: dict[str, Any], current: str, ctx: Ctx) -> dict[str, Any]:
+    values: dict[str, Any] = {"modified": ctx.now}
+    if "priority" in change:
+        values["priority"] = change["priority"]
+    if "metadata" in change:
+        values["meta"] = change["metadata"]
+    wanted = change.get("status")
+    if wanted is None or wanted == current:
+        return values
+    running = current in st.RUNNING_TASK
+    if wanted == st.TaskStatus.QUEUED:
+        if running:
+            raise ApiError(409, "invalid_transition", f"task {change['id']} is {current}; it "
+                           "cannot be queued while it runs", {"field": "status"})
+        values.update(status=wanted, attempts=0, bucket_id=None, exit_code=None, message="")
+    else:
+        values["status"] = wanted
+        if running:  # the agent kills it at its next heartbeat
+            values["abort_to"] = wanted
+        if wanted in st.ENDED_TASK:
+            values["finished"] = ctx.now
+    return values

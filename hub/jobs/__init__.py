@@ -1,0 +1,1 @@
+"""Jobs and tasks: the compute spec, statuses, dispatch to agents."""

@@ -1,0 +1,258 @@
+"""Dispatch: agents claim buckets of leased tasks; heartbeats renew leases; lost leases
+put tasks back in the queue.
+
+A claim names the agent's free lanes and may wait (long-poll) until work
+appears. Each free lane gets at most one bucket: up to ``bucket_size`` queued
+tasks of the highest-priority job the agent may run. When work is scarce, an
+agent gets a share of it in proportion to its ``benchmark`` among the agents
+that asked recently (no benchmark counts as 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import exists, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.entities.base import iso
+from hub.jobs import status as st
+from hub.jobs.spec import render_argv, targets_match
+from hub.storage.db import Database
+from hub.storage.models import Bucket, Client, Job, Task, new_id, utcnow
+from protocol import BucketWork, HeartbeatResponse, TaskWork
+
+log = structlog.get_logger("hub.dispatch")
+
+RECHECK = 1.0  # seconds: a waiting claim looks again even unwoken (other hub processes)
+CLAIMER_MEMORY = 60.0  # seconds an agent counts as asking for work after its last claim
+
+
+@dataclass
+class Claimer:
+    weight: float
+    lanes: int
+    seen: float
+
+
+class Dispatcher:
+    def __init__(self, db: Database, *, lease: float, heartbeat: float, wait_max: float) -> None:
+        self.db = db
+        self.lease = timedelta(seconds=lease)
+        self.heartbeat_interval = heartbeat
+        self.wait_max = wait_max
+        self._work = asyncio.Event()
+        self._claimers: dict[str, Claimer] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- lifecycle
+    async def start(self) -> None:
+        """Give every live lease a full period again: agents could not heartbeat while the
+        hub was down, and their work must not be taken from them for that."""
+        async with self.db.write() as conn:
+            await conn.execute(update(Bucket).where(Bucket.status == "leased").values(
+                leased_until=utcnow() + self.lease))
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="lease-sweeper")
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    def notify(self) -> None:
+        """Work may have appeared: wake waiting claims."""
+        self._work.set()
+
+    # -- claims
+    async def claim(self, client_id: str, lanes: list[str], wait: float) -> list[BucketWork]:
+        deadline = time.monotonic() + min(wait, self.wait_max)
+        while True:
+            self._work.clear()
+            buckets = await self._claim_once(client_id, lanes)
+            left = deadline - time.monotonic()
+            if buckets or left <= 0:
+                return buckets
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._work.wait(), timeout=min(left, RECHECK))
+
+    async def _claim_once(self, client_id: str, lanes: list[str]) -> list[BucketWork]:
+        now = utcnow()
+        async with self.db.write() as conn:
+            agent = (await conn.execute(select(
+                Client.id, Client.site_id, Client.code, Client.tags, Client.disabled,
+                Client.benchmark).where(Client.id == client_id))).first()
+            if agent is None or agent.disabled:
+                return []
+            free = await self._free_lanes(conn, client_id, lanes)
+            self._remember(client_id, agent.benchmark, len(free))
+            if not free:
+                return []
+            eligible = await self._eligible_jobs(conn, agent)
+            if not eligible:
+                return []
+            share = await self._share(conn, client_id, eligible, len(free))
+            work = []
+            for lane in free[:share]:
+                bucket = await self._lease_bucket(conn, client_id, lane, eligible, now)
+                if bucket is None:
+                    break
+                work.append(bucket)
+            if work:
+                await st.refresh(conn, {b.job_id for b in work}, now)
+        return work
+
+    async def _free_lanes(self, conn: AsyncConnection, client_id: str, lanes: list[str]
+                          ) -> list[str]:
+        mine = {r.id for r in (await conn.execute(select(Client.id).where(
+            Client.parent_id == client_id, Client.id.in_(lanes),
+            Client.disabled.is_(False)))).all()}
+        busy = {r.lane_id for r in (await conn.execute(select(Bucket.lane_id).where(
+            Bucket.lane_id.in_(lanes), Bucket.status == "leased"))).all()}
+        return [lane for lane in dict.fromkeys(lanes) if lane in mine and lane not in busy]
+
+    async def _eligible_jobs(self, conn: AsyncConnection, agent: Any) -> dict[str, Any]:
+        queued = exists().where(Task.job_id == Job.id, Task.status == st.TaskStatus.QUEUED)
+        rows = (await conn.execute(select(Job.id, Job.spec).where(
+            Job.status.in_(st.ACTIVE), Job.kind == "compute", queued))).all()
+        return {r.id: r.spec for r in rows if targets_match(r.spec.get("targets", []), agent)}
+
+    def _remember(self, client_id: str, benchmark: float | None, free: int) -> None:
+        now = time.monotonic()
+        weight = benchmark if benchmark is not None and benchmark > 0 else 1.0
+        self._claimers[client_id] = Claimer(weight, free, now)
+        for other in [c for c, v in self._claimers.items() if now - v.seen > CLAIMER_MEMORY]:
+            del self._claimers[other]
+
+    async def _share(self, conn: AsyncConnection, client_id: str, eligible: dict[str, Any],
+                     free: int) -> int:
+        """How many of our free lanes to fill: all, unless the work is too little for
+        everyone who asked, then our benchmark's part of it."""
+        others = [c for cid, c in self._claimers.items() if cid != client_id and c.lanes]
+        if not others:
+            return free
+        queued = (await conn.execute(select(Task.job_id, func.count()).where(
+            Task.job_id.in_(list(eligible)), Task.status == st.TaskStatus.QUEUED)
+            .group_by(Task.job_id))).all()
+        buckets = sum(math.ceil(int(n) / max(1, int(eligible[j].get("bucket_size", 1))))
+                      for j, n in queued)
+        demand = free + sum(c.lanes for c in others)
+        if buckets >= demand:
+            return free
+        weight = self._claimers[client_id].weight
+        total = weight + sum(c.weight for c in others)
+        return max(1, min(free, math.ceil(buckets * weight / total)))
+
+    async def _lease_bucket(self, conn: AsyncConnection, client_id: str, lane: str,
+                            eligible: dict[str, Any], now: datetime) -> BucketWork | None:
+        best = (await conn.execute(
+            select(Task.job_id).join(Job, Job.id == Task.job_id)
+            .where(Task.status == st.TaskStatus.QUEUED, Task.job_id.in_(list(eligible)))
+            .order_by(Job.priority.desc(), Job.created, Task.priority.desc(), Task.seq)
+            .limit(1))).scalar()
+        if best is None:
+            return None
+        spec = eligible[best]
+        rows = (await conn.execute(
+            select(Task.id, Task.uri, Task.item, Task.attempts)
+            .where(Task.job_id == best, Task.status == st.TaskStatus.QUEUED)
+            .order_by(Task.priority.desc(), Task.seq).limit(spec.get("bucket_size", 1)))).all()
+        bucket_id, until = new_id(), now + self.lease
+        await conn.execute(insert(Bucket).values(
+            id=bucket_id, job_id=best, client_id=client_id, lane_id=lane, status="leased",
+            leased_until=until, created=now))
+        await conn.execute(update(Task).where(Task.id.in_([r.id for r in rows])).values(
+            status=st.TaskStatus.BOOTING, bucket_id=bucket_id, client_id=client_id,
+            lane_id=lane, modified=now))
+        return BucketWork(
+            id=bucket_id, job_id=best, lane_id=lane,
+            tasks=[TaskWork(id=r.id, uri=r.uri, item=r.item, attempt=r.attempts + 1,
+                            argv=render_argv(spec["command"], item=r.item, task=r.id, job=best))
+                   for r in rows],
+            env=spec.get("env", {}), cwd=spec.get("cwd"), timeout=spec.get("timeout"),
+            grace=spec.get("grace", 10.0), leased_until=iso(until) or "")
+
+    # -- heartbeats and releases
+    async def heartbeat(self, client_id: str, bucket_ids: list[str]) -> HeartbeatResponse:
+        now = utcnow()
+        async with self.db.write() as conn:
+            held = [r.id for r in (await conn.execute(select(Bucket.id).where(
+                Bucket.id.in_(bucket_ids), Bucket.client_id == client_id,
+                Bucket.status == "leased"))).all()]
+            if held:
+                await conn.execute(update(Bucket).where(Bucket.id.in_(held)).values(
+                    leased_until=now + self.lease))
+            abort = [r.id for r in (await conn.execute(select(Task.id).where(
+                Task.bucket_id.in_(held), Task.abort_to.is_not(None)))).all()]
+            paused = [r.id for r in (await conn.execute(
+                select(Job.id).join(Bucket, Bucket.job_id == Job.id).where(
+                    Bucket.id.in_(held), Job.status == st.JobStatus.PAUSED).distinct())).all()]
+        lost = [b for b in bucket_ids if b not in set(held)]
+        return HeartbeatResponse(lost=lost, abort=abort, paused=paused,
+                                 heartbeat_interval=self.heartbeat_interval)
+
+    async def reset(self, client_id: str) -> int:
+        """A restarted agent runs nothing: what it held goes back to the queue."""
+        async with self.db.write() as conn:
+            held = [r.id for r in (await conn.execute(select(Bucket.id).where(
+                Bucket.client_id == client_id, Bucket.status == "leased"))).all()]
+            await release(conn, held, "lost", utcnow(), "the agent restarted")
+        if held:
+            self.notify()
+        return len(held)
+
+    async def sweep(self) -> int:
+        now = utcnow()
+        async with self.db.write() as conn:
+            expired = [r.id for r in (await conn.execute(select(Bucket.id).where(
+                Bucket.status == "leased", Bucket.leased_until < now))).all()]
+            await release(conn, expired, "lost", now, "the lease expired")
+        if expired:
+            log.warning("leases expired", buckets=len(expired))
+            self.notify()
+        return len(expired)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("lease sweep failed")
+
+
+async def release(conn: AsyncConnection, bucket_ids: list[str], bucket_status: str,
+                  now: datetime, why: str) -> None:
+    """End these leases. Their unfinished tasks go back to the queue with one more attempt,
+    or fail once the job's retries are used up; a task being killed takes its new status."""
+    if not bucket_ids:
+        return
+    await conn.execute(update(Bucket).where(Bucket.id.in_(bucket_ids)).values(
+        status=bucket_status, ended=now))
+    rows = (await conn.execute(select(Task.id, Task.job_id, Task.attempts, Task.abort_to,
+                                      Job.spec).join(Job, Job.id == Task.job_id).where(
+        Task.bucket_id.in_(bucket_ids),
+        or_(Task.status.in_(st.RUNNING_TASK), Task.abort_to.is_not(None))))).all()
+    for row in rows:
+        if row.abort_to is not None:
+            values: dict[str, Any] = {"status": row.abort_to, "abort_to": None}
+            if row.abort_to == st.TaskStatus.QUEUED:
+                values["bucket_id"] = None
+        elif row.attempts + 1 > row.spec.get("retries", 0):
+            values = {"status": st.TaskStatus.FAILED, "attempts": row.attempts + 1,
+                      "message": f"{why} (attempt {row.attempts + 1}; no retries left)",
+                      "finished": now}
+        else:
+            values = {"status": st.TaskStatus.QUEUED, "attempts": row.attempts + 1,
+                      "bucket_id": None, "message": f"{why}; queued again"}
+        values["modified"] = now
+        await conn.execute(update(Task).where(Task.id == row.id).values(**values))
+    await st.refresh(conn, {r.job_id for r in rows}, now)

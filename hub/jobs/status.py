@@ -1,0 +1,155 @@
+"""Job and task statuses (jobs.rst), and keeping a job's status in step with its tasks.
+
+A job's status is stored so that queries can use it. ``paused`` and
+``aborted`` are set by users and stay until a user writes ``waiting``;
+otherwise the status follows the tasks: ``running`` while any task is
+booting or executing, ``waiting`` while tasks are queued or on hold,
+``failed`` once every task has ended and one failed, else ``done``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.storage.models import Job, Task
+
+
+class JobStatus(enum.StrEnum):
+    INIT = "init"
+    PENDING = "pending"
+    WAITING = "waiting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FAILED = "failed"
+    ABORTED = "aborted"
+    DONE = "done"
+
+
+class TaskStatus(enum.StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    BOOTING = "booting"
+    EXECUTING = "executing"
+    FAILED = "failed"
+    ONHOLD = "onhold"
+    EXCLUDED = "excluded"
+    DONE = "done"
+
+
+JOB_WRITABLE = ("pending", "waiting", "paused", "aborted", "done")
+TASK_WRITABLE = ("queued", "failed", "onhold", "excluded", "done")
+HELD_BY_USER = (JobStatus.PAUSED, JobStatus.ABORTED)
+FINISHED = (JobStatus.DONE, JobStatus.FAILED, JobStatus.ABORTED)
+ACTIVE = (JobStatus.INIT, JobStatus.WAITING, JobStatus.RUNNING)  # may be dispatched
+RUNNING_TASK = (TaskStatus.BOOTING, TaskStatus.EXECUTING)
+ENDED_TASK = (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.EXCLUDED)
+SPEED_WINDOW = timedelta(seconds=60)
+
+
+@dataclass
+class Counts:
+    by_status: dict[str, int] = field(default_factory=dict)
+    recent: int = 0  # tasks that ended within SPEED_WINDOW
+
+    def __getitem__(self, status: str) -> int:
+        return self.by_status.get(status, 0)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+    @property
+    def running(self) -> int:
+        return sum(self[s] for s in RUNNING_TASK)
+
+    @property
+    def remaining(self) -> int:
+        return self.running + self[TaskStatus.QUEUED] + self[TaskStatus.ONHOLD] + \
+            self[TaskStatus.PENDING]
+
+
+async def task_counts(conn: AsyncConnection, job_ids: Iterable[str], now: datetime
+                      ) -> dict[str, Counts]:
+    ids = list(job_ids)
+    out = {job_id: Counts() for job_id in ids}
+    if not ids:
+        return out
+    recent = func.sum(case((Task.finished >= now - SPEED_WINDOW, 1), else_=0))
+    rows = await conn.execute(
+        select(Task.job_id, Task.status, func.count(), recent)
+        .where(Task.job_id.in_(ids)).group_by(Task.job_id, Task.status))
+    for job_id, status, count, fresh in rows:
+        out[job_id].by_status[status] = int(count)
+        out[job_id].recent += int(fresh or 0)
+    return out
+
+
+def derived_status(current: str, counts: Counts) -> JobStatus:
+    if current in HELD_BY_USER:
+        return JobStatus(current)
+    if counts.running:
+        return JobStatus.RUNNING
+    if counts[TaskStatus.QUEUED] or counts[TaskStatus.ONHOLD]:
+        return JobStatus.WAITING
+    if counts[TaskStatus.PENDING]:
+        return JobStatus.PENDING
+    if counts[TaskStatus.FAILED]:
+        return JobStatus.FAILED
+    return JobStatus.DONE
+
+
+async def refresh(conn: AsyncConnection, job_ids: Iterable[str], now: datetime) -> None:
+    """Bring the stored status and ``finished`` of these jobs in line with their tasks."""
+    ids = sorted(set(job_ids))
+    if not ids:
+        return
+    counts = await task_counts(conn, ids, now)
+    rows = await conn.execute(select(Job.id, Job.status, Job.finished).where(Job.id.in_(ids)))
+    for job_id, status, finished in rows.all():
+        new = derived_status(status, counts[job_id])
+        values: dict[str, Any] = {}
+        if new != status:
+            values["status"] = str(new)
+        if new in FINISHED and finished is None:
+            values["finished"] = now
+        elif new not in FINISHED and finished is not None:
+            values["finished"] = None
+        if values:
+            values["modified"] = now
+            await conn.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def progress(counts: Counts, status: str) -> int:
+    useful = counts.total - counts[TaskStatus.EXCLUDED]
+    if useful <= 0:
+        return 100 if status == JobStatus.DONE else 0
+    return int(100 * counts[TaskStatus.DONE] / useful)
+
+
+def format_etr(seconds: float) -> str:
+    """jobs.rst's form: hours, minutes and seconds (``0h:01m:30s``)."""
+    whole = max(0, round(seconds))
+    return f"{whole // 3600}h:{whole % 3600 // 60:02d}m:{whole % 60:02d}s"
+
+
+def etr(counts: Counts, started: datetime | None, now: datetime, status: str) -> str:
+    """Time left at the average rate since the job started: steadier than the last minute's."""
+    if status in FINISHED or status in HELD_BY_USER or started is None:
+        return ""
+    ended = counts[TaskStatus.DONE] + counts[TaskStatus.FAILED]
+    elapsed = (now - started).total_seconds()
+    if ended == 0 or elapsed <= 0:
+        return ""
+    return format_etr(counts.remaining / (ended / elapsed))
+
+
+def speed(counts: Counts) -> float:
+    """Tasks ended per second over the last minute (compute jobs have no bytes to move)."""
+    return round(counts.recent / SPEED_WINDOW.total_seconds(), 3)
