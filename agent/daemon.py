@@ -1,9 +1,19 @@
-"""The agent service: enroll, run the loops, drain on stop."""
+"""The agent service: enroll, run the loops, drain on stop.
+
+Start: kill what a killed earlier run left running, send what it left in the
+outbox, hand back whatever the hub still thinks we hold, then check in,
+claim, run, heartbeat and send. Stop: claim nothing more, let running tasks
+finish until the drain deadline (then stop them), hand back what never
+started, empty the outbox, say goodbye.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,11 +26,14 @@ from agent.config import AgentConfig
 from agent.hubclient import HubClient
 from agent.identity import Identity
 from agent.metrics import MetricsSampler
+from agent.outbox import Outbox
+from agent.sender import OutboxSender
 from agent.state import AgentState
 from agent.status import StatusServer
+from agent.work import Work
 from ferry.errors import AgentError, ConfigError, EnrollmentError
 from ferry.lifecycle import Service
-from protocol import ClientType, EnrollRequest, EnrollResponse
+from protocol import ClientType, EnrollRequest, EnrollResponse, ResetRequest
 
 log = structlog.get_logger("agent")
 
@@ -63,7 +76,13 @@ class Agent(Service):
         self.identity: Identity | None = None
         self.hub: HubClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._sending = asyncio.Event()  # set: the sender loop stops
         self.failure: BaseException | None = None
+        self.outbox = Outbox(data_dir / "outbox.sqlite")
+        self.work: Work | None = None
+        self.sender: OutboxSender | None = None
+        # tasks carry this in their environment; a restarted agent finds its orphans by it
+        self.agent_id = hashlib.sha256(str(data_dir.absolute()).encode()).hexdigest()[:12]
 
     def _enroll_request(self) -> EnrollRequest:
         assert self.identity is not None
@@ -71,12 +90,14 @@ class Agent(Service):
                              code=self.identity.code, type=int(self.client_type),
                              os=self.identity.os, username=self.identity.username,
                              version=ferry.__version__, host_id=self.identity.host_id,
-                             site=self.config.site)
+                             site=self.config.site, lanes=self.lanes)
 
     def _enrolled(self, answer: EnrollResponse) -> None:
         self.state.client_id = answer.client_id
         self.state.checkin_interval = answer.checkin_interval
         self.state.status = str(answer.status)
+        if self.work is not None:
+            self.work.set_lanes(answer.lanes)
 
     def _retrying(self, error: str) -> None:
         self.state.last_error = error
@@ -103,9 +124,32 @@ class Agent(Service):
             self.on_ready({"pid": os.getpid(), "status_url": self.status_server.url,
                            "status_port": self.status_server.port, "hub": self.config.hub,
                            "version": ferry.__version__})
+        await self.outbox.open()
+        self.work = Work(self.hub, self.outbox, self.state, self.data_dir, self.agent_id)
+        self.sender = OutboxSender(self.hub, self.outbox)
+        killed = await asyncio.to_thread(self.work.kill_leftovers)
+        if killed:
+            log.warning("killed tasks left running by an earlier run", processes=killed)
         checkins = CheckinLoop(self.hub, self.identity, sampler, self.state)
-        self._tasks.append(asyncio.create_task(self._guard(checkins.run(self.should_exit)),
-                                               name="checkin-loop"))
+        self._spawn(checkins.run(self.should_exit), "checkin-loop")
+        self._spawn(self._work(), "work")
+
+    def _spawn(self, loop: Any, name: str) -> None:
+        self._tasks.append(asyncio.create_task(self._guard(loop), name=name))
+
+    async def _work(self) -> None:
+        assert self.hub is not None and self.work is not None and self.sender is not None
+        # results of an earlier run go first, so they count...
+        while await self.sender.send_once():
+            pass
+        # ...then whatever the hub still thinks we hold is stale: we run nothing yet
+        released = await self.hub.request("POST", "/agent/reset",
+                                          ResetRequest(reason="restarted"), dict)
+        if released.get("released"):
+            log.warning("handed back work an earlier run held", buckets=released["released"])
+        self._spawn(self.sender.run(self._sending), "sender")
+        self._spawn(self.work.heartbeat_loop(self.should_exit), "heartbeat-loop")
+        await self.work.claim_loop(self.should_exit)
 
     async def _guard(self, loop: Any) -> None:
         """Run one loop; a fatal error in it stops the whole agent."""
@@ -125,12 +169,26 @@ class Agent(Service):
     async def shutdown(self) -> None:
         self.state.status = "stopping"
         self.should_exit.set()  # the loops watch it (also when startup failed half-way)
-        # loops finish their current step; past the drain deadline they are cancelled
-        await self.drain(self._tasks, self.config.drain_timeout, "drain deadline passed")
+        deadline = time.monotonic() + self.config.drain_timeout
+        if self.work is not None:
+            await self.work.drain(deadline, self.forced)
+        # claims, heartbeats and check-ins end at once; the sender empties the outbox below
+        others = [t for t in self._tasks if t.get_name() != "sender"]
+        await self.drain(others, 5.0, "stopping")
+        self._sending.set()
+        await self.drain(self._tasks, 5.0, "stopping")
         self._tasks.clear()
         if self.hub is not None:
+            if self.sender is not None and self.outbox.ready and \
+                    await self.sender.drain(0.5 if self.force_exit else 10.0):
+                # nothing owed: anything still leased to us (a claim cut short) goes back
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.hub.request(
+                        "POST", "/agent/reset", ResetRequest(reason="stopped"), dict,
+                        attempts=1), timeout=3)
             await self.hub.goodbye()
             await self.hub.close()
+        await self.outbox.close()
         await self.status_server.stop()
         log.info("agent stopped", name=self.name)
         if self.failure is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -40,6 +41,16 @@ class Retryable(Exception):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+def _api_error(status: int, raw: bytes) -> ApiError:
+    code, message = "http_error", raw[:200].decode("utf-8", "replace")
+    try:
+        detail = msgspec.json.decode(raw)["error"]
+        code, message = str(detail["code"]), str(detail["message"])
+    except Exception:
+        pass
+    return ApiError(status, code, message)
 
 
 class RetryAfterWait(wait_base):
@@ -125,13 +136,7 @@ class HubClient:
         if status == 429 or status >= 500:
             raise Retryable(f"hub answered {status}", retry_after)
         if status >= 400:
-            code, message = "http_error", raw[:200].decode("utf-8", "replace")
-            try:
-                detail = msgspec.json.decode(raw)["error"]
-                code, message = str(detail["code"]), str(detail["message"])
-            except Exception:
-                pass
-            raise ApiError(status, code, message)
+            raise _api_error(status, raw)
         try:
             return msgspec.json.decode(raw, type=kind)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -193,6 +198,42 @@ class HubClient:
         ):
             with attempt:
                 await self._enroll(self._token)
+
+    async def upload(self, path: str, file: Path, params: dict[str, str]) -> None:
+        """Stream a file as the body of a POST, with the same retries as ``request``."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(lambda e: isinstance(e, Retryable)),
+            wait=RetryAfterWait(self._retry_max_delay), stop=stop_never,
+            before_sleep=self._log_retry, reraise=True,
+        ):
+            with attempt:
+                token = self._token or await self._enroll(None)
+                try:
+                    await self._stream(path, file, params, token)
+                except ApiError as exc:
+                    if exc.status != 401:
+                        raise
+                    await self._stream(path, file, params, await self._enroll(token))
+
+    async def _stream(self, path: str, file: Path, params: dict[str, str], token: str) -> None:
+        headers = {"Authorization": f"Bearer {token}",
+                   "Content-Type": "text/plain; charset=utf-8"}
+        self.in_flight += 1
+        try:
+            with open(file, "rb") as body:  # noqa: ASYNC230 - aiohttp reads it in a thread
+                async with self.session.post(self._url(path), data=body, params=params,
+                                             headers=headers) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Retryable(f"cannot reach hub at {self.base_url}: {exc or type(exc).__name__}") \
+                from None
+        finally:
+            self.in_flight -= 1
+        if status == 429 or status >= 500:
+            raise Retryable(f"hub answered {status}")
+        if status >= 400:
+            raise _api_error(status, raw)
 
     async def checkin(self, body: CheckinRequest) -> CheckinResponse:
         return await self.request("POST", "/agent/checkin", body, CheckinResponse)

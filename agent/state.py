@@ -27,6 +27,7 @@ class AgentState:
     last_checkin_at: float | None = None  # monotonic
     last_error: str | None = None
     checkins: int = 0
+    busy: int = 0  # lanes running a bucket
     started_at: float = field(default_factory=time.monotonic)
     started: str = field(default_factory=now_iso)
 
@@ -62,7 +63,7 @@ class AgentState:
             "checkins": self.checkins,
             "checkin_interval": self.checkin_interval,
             "last_error": self.last_error,
-            "lanes": {"count": self.lanes, "busy": 0},
+            "lanes": {"count": self.lanes, "busy": self.busy},
             "version": ferry.__version__,
             "pid": os.getpid(),
             "started": self.started,

@@ -212,6 +212,13 @@ class ClaimResponse(Struct, frozen=True):
     heartbeat_interval: float
 
 
+class ResetRequest(Struct, frozen=True):
+    """Hand back every lease: ``restarted`` (the work was lost: one attempt spent) or
+    ``stopped`` (a drained agent returning what it never started: no attempt spent)."""
+
+    reason: Literal["restarted", "stopped"]
+
+
 class HeartbeatRequest(Struct, frozen=True):
     buckets: Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]],
                        msgspec.Meta(max_length=4096)]

@@ -21,6 +21,7 @@ from protocol import (
     HeartbeatResponse,
     ReportRequest,
     ReportResponse,
+    ResetRequest,
 )
 
 CHUNK = 1 << 20
@@ -53,7 +54,8 @@ async def report(request: web.Request) -> web.Response:
 
 async def reset(request: web.Request) -> web.Response:
     who = agent_principal(request)
-    released = await runtime(request).dispatcher.reset(who.id)
+    body = await read_body(request, ResetRequest)
+    released = await runtime(request).dispatcher.reset(who.id, body.reason)
     return json_response({"released": released})
 
 
@@ -108,8 +110,8 @@ ROUTES = [
           auth="client", body=HeartbeatRequest, response=HeartbeatResponse),
     Route("POST", "/agent/report", report, "Report task and bucket events (idempotent)",
           auth="client", body=ReportRequest, response=ReportResponse),
-    Route("POST", "/agent/reset", reset, "A restarted agent hands back what it held",
-          auth="client"),
+    Route("POST", "/agent/reset", reset, "Hand back every lease (after a restart, or a drain)",
+          auth="client", body=ResetRequest),
     Route("POST", "/agent/log/{task}", upload_log, "Upload a task's whole log",
           auth="client", body="object"),
 ]

@@ -54,6 +54,7 @@ class TaskEntity(Entity):
             "destination": {}, "priority": t["priority"], "size": t["size"],
             "finished": iso(t["finished"]), "time": t["time"],
             "job": t["job_id"], "item": t["item"], "attempts": t["attempts"],
+            "bucket": t["bucket_id"],
             "exit_code": t["exit_code"], "message": t["message"], "log_tail": t["log_tail"],
             "has_log": t["has_log"], "cpu_seconds": t["cpu_seconds"],
             "peak_memory": t["peak_memory"], "started": iso(t["started"]),

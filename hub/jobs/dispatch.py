@@ -199,12 +199,17 @@ class Dispatcher:
         return HeartbeatResponse(lost=lost, abort=abort, paused=paused,
                                  heartbeat_interval=self.heartbeat_interval)
 
-    async def reset(self, client_id: str) -> int:
-        """A restarted agent runs nothing: what it held goes back to the queue."""
+    async def reset(self, client_id: str, reason: str) -> int:
+        """The agent runs nothing of what it holds: it goes back to the queue. After a
+        restart that costs an attempt (the run was lost); after a drain it does not."""
         async with self.db.write() as conn:
             held = [r.id for r in (await conn.execute(select(Bucket.id).where(
                 Bucket.client_id == client_id, Bucket.status == "leased"))).all()]
-            await release(conn, held, "lost", utcnow(), "the agent restarted")
+            if reason == "restarted":
+                await release(conn, held, "lost", utcnow(), "the agent restarted")
+            else:
+                await release(conn, held, "returned", utcnow(), "handed back by a stopping "
+                              "agent", penalty=False)
         if held:
             self.notify()
         return len(held)
@@ -230,7 +235,7 @@ class Dispatcher:
 
 
 async def release(conn: AsyncConnection, bucket_ids: list[str], bucket_status: str,
-                  now: datetime, why: str) -> None:
+                  now: datetime, why: str, *, penalty: bool = True) -> None:
     """End these leases. Their unfinished tasks go back to the queue with one more attempt,
     or fail once the job's retries are used up; a task being killed takes its new status."""
     if not bucket_ids:
@@ -246,6 +251,8 @@ async def release(conn: AsyncConnection, bucket_ids: list[str], bucket_status: s
             values: dict[str, Any] = {"status": row.abort_to, "abort_to": None}
             if row.abort_to == st.TaskStatus.QUEUED:
                 values["bucket_id"] = None
+        elif not penalty:
+            values = {"status": st.TaskStatus.QUEUED, "bucket_id": None, "message": why}
         elif row.attempts + 1 > row.spec.get("retries", 0):
             values = {"status": st.TaskStatus.FAILED, "attempts": row.attempts + 1,
                       "message": f"{why} (attempt {row.attempts + 1}; no retries left)",

@@ -1,0 +1,94 @@
+"""Sends the outbox to the hub until the hub has answered for every item.
+
+Reports go in batches; each comes back applied, duplicate or refused, and
+all three leave the outbox (refused means the lease was lost: resending
+cannot help). Logs are streamed one by one. While the hub is unreachable
+the sender waits with backoff and loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import msgspec
+import structlog
+
+from agent.hubclient import HubClient, Retryable
+from agent.outbox import Item, Outbox
+from ferry.errors import ApiError
+from protocol import BucketReport, ReportRequest, ReportResponse, TaskReport
+
+log = structlog.get_logger("agent.sender")
+
+BATCH = 500
+_decoder = msgspec.json.Decoder(TaskReport | BucketReport)
+
+
+class OutboxSender:
+    def __init__(self, hub: HubClient, outbox: Outbox) -> None:
+        self.hub = hub
+        self.outbox = outbox
+        self.sent = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send until ``stop`` is set (what is left stays on disk for the next start)."""
+        while not stop.is_set():
+            if not await self.send_once():
+                self.outbox.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.outbox.changed.wait(), timeout=1.0)
+
+    async def drain(self, seconds: float) -> bool:
+        """Send everything now, for at most ``seconds``; True when the outbox is empty."""
+        try:
+            async with asyncio.timeout(seconds):
+                while await self.send_once():
+                    pass
+        except (TimeoutError, Retryable, ApiError) as exc:
+            log.warning("outbox not emptied before stopping; it is sent at the next start",
+                        error=str(exc) or "time is up")
+        return await self.outbox.count() == 0
+
+    async def send_once(self) -> bool:
+        """Send one batch; False when there was nothing to send."""
+        items = await self.outbox.take(BATCH)
+        if not items:
+            return False
+        reports = [i for i in items if i.kind == "report"]
+        if reports:
+            await self._send_reports(reports)
+        for item in items:
+            if item.kind == "log":
+                await self._send_log(item)
+        return True
+
+    async def _send_reports(self, items: list[Item]) -> None:
+        decoded = [_decoder.decode(i.body) for i in items]
+        # a task that ended within this batch needs no separate "started"
+        ended = {r.task_id for r in decoded if isinstance(r, TaskReport) and r.event != "started"}
+        skip = [i.id for i, r in zip(items, decoded, strict=True)
+                if isinstance(r, TaskReport) and r.event == "started" and r.task_id in ended]
+        send = [(i, r) for i, r in zip(items, decoded, strict=True) if i.id not in set(skip)]
+        answer = await self.hub.request("POST", "/agent/report",
+                                        ReportRequest(items=[r for _, r in send]), ReportResponse)
+        by_key = {r.key: r for r in answer.results}
+        for _, report in send:
+            result = by_key.get(report.key)
+            if result is not None and result.outcome == "refused":
+                log.warning("hub refused a report", key=report.key, reason=result.reason)
+        await self.outbox.ack(skip + [i.id for i, r in send if r.key in by_key])
+        self.sent += len(send)
+
+    async def _send_log(self, item: Item) -> None:
+        info = msgspec.json.decode(item.body)
+        path = Path(info["path"])
+        if await asyncio.to_thread(path.exists):
+            try:
+                await self.hub.upload(f"/agent/log/{info['task_id']}", path,
+                                      {"bucket": info["bucket_id"]})
+            except ApiError as exc:  # lease lost or task gone: nobody wants this log
+                log.warning("hub refused a log", task=info["task_id"], error=exc.message)
+        await self.outbox.ack([item.id])
+        await asyncio.to_thread(path.unlink, True)

@@ -1,0 +1,281 @@
+"""The agent's work: claim buckets for free lanes, run them, heartbeat, drain on stop.
+
+Each lane is a ``SubprocessLane`` that runs one bucket's tasks one after the
+other. Every event (task started, done, failed, handed back; bucket ended)
+goes into the outbox at once and reaches the hub through the sender. While
+the agent holds buckets it heartbeats; the answers renew the leases and
+carry aborts (kill that task), pauses (hand back what has not started) and
+lost leases (stop: the work was given to someone else).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import structlog
+
+from agent.hubclient import HubClient, Retryable
+from agent.outbox import Outbox
+from agent.state import AgentState
+from ferry.errors import ApiError
+from lanes import Outcome, SubprocessLane, TaskRun
+from lanes.accounting import CgroupTree
+from protocol import (
+    BucketReport,
+    BucketWork,
+    ClaimRequest,
+    ClaimResponse,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    TaskReport,
+    TaskWork,
+)
+
+log = structlog.get_logger("agent.work")
+
+CLAIM_WAIT = 20.0  # seconds a claim may wait at the hub for work
+T = TypeVar("T")
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).replace(tzinfo=None).isoformat(
+        timespec="milliseconds") + "Z"
+
+
+@dataclass
+class BucketRun:
+    work: BucketWork
+    lane: SubprocessLane
+    stop_reason: str = ""  # "lost", "paused", "draining": no new task starts
+    running: str | None = None
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def lost(self) -> bool:
+        return self.stop_reason == "lost"
+
+
+class Work:
+    def __init__(self, hub: HubClient, outbox: Outbox, state: AgentState, data_dir: Path,
+                 agent_id: str) -> None:
+        self.hub = hub
+        self.outbox = outbox
+        self.state = state
+        self.logs = data_dir / "logs"
+        self.agent_id = agent_id
+        self.cgroups = CgroupTree(agent_id)
+        self.lanes: dict[str, SubprocessLane] = {}
+        self.buckets: dict[str, BucketRun] = {}
+        self.heartbeat_interval = 5.0
+        self._lane_free = asyncio.Event()
+        self._held = asyncio.Event()  # set while any bucket is held
+
+    # -- lanes
+    def set_lanes(self, ids: list[str]) -> None:
+        """The lane clients the hub keeps for us (on every enrollment, in order)."""
+        for lane_id in ids:
+            if lane_id not in self.lanes:
+                self.lanes[lane_id] = SubprocessLane(lane_id, self.cgroups)
+        self._lane_free.set()
+
+    def free_lanes(self) -> list[str]:
+        busy = {b.lane.name for b in self.buckets.values()}
+        return [lane for lane in self.lanes if lane not in busy]
+
+    def kill_leftovers(self) -> int:
+        """Tasks a killed earlier run of this agent left running: the hub gives them to
+        someone else, so they must not go on here."""
+        return self.cgroups.kill_all()
+
+    # -- claims
+    async def claim_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            free = self.free_lanes()
+            if not free or not self.state.accepting_work:
+                self._lane_free.clear()
+                # no lane free: until one is; disabled: look again in a second
+                await _first(stop, self._lane_free.wait() if not free else asyncio.sleep(1.0))
+                continue
+            try:
+                answer = await _first(stop, self.hub.request(
+                    "POST", "/agent/claim", ClaimRequest(lanes=free, wait=CLAIM_WAIT),
+                    ClaimResponse))
+            except ApiError as exc:
+                log.error("hub refused the claim", error=str(exc))
+                await _first(stop, asyncio.sleep(5.0))
+                continue
+            if answer is None:  # stopping
+                return
+            self.heartbeat_interval = answer.heartbeat_interval
+            for bucket in answer.buckets:
+                self._start(bucket)
+
+    def _start(self, bucket: BucketWork) -> None:
+        lane = self.lanes.get(bucket.lane_id)
+        if lane is None:
+            log.error("hub gave work to a lane we do not have", lane=bucket.lane_id)
+            return
+        run = BucketRun(bucket, lane)
+        self.buckets[bucket.id] = run
+        self._held.set()
+        self.state.busy = len(self.buckets)
+        run.task = asyncio.create_task(self._run_bucket(run), name=f"bucket-{bucket.id}")
+
+    # -- buckets
+    async def _run_bucket(self, run: BucketRun) -> None:
+        bucket = run.work
+        started = time.time()
+        try:
+            for index, task in enumerate(bucket.tasks):
+                if run.stop_reason:
+                    if not run.lost:
+                        self._hand_back(bucket, bucket.tasks[index:], run.stop_reason)
+                    break
+                run.running = task.id
+                self._report(bucket, task, "started", at=time.time())
+                outcome = await run.lane.run(self._task_run(bucket, task))
+                run.running = None
+                if run.lost:
+                    continue  # the hub refuses reports for a lease it took back
+                self._finish(bucket, task, outcome)
+            if not run.lost:
+                self.outbox.add("report", f"{bucket.id}/end", msgspec.json.encode(BucketReport(
+                    key=f"{bucket.id}/end", bucket_id=bucket.id, started=iso(started),
+                    ended=iso(time.time()))))
+        except Exception:
+            log.exception("bucket failed in the agent", bucket=bucket.id)
+        finally:
+            self.buckets.pop(bucket.id, None)
+            self.state.busy = len(self.buckets)
+            if not self.buckets:
+                self._held.clear()
+            self._lane_free.set()
+
+    def _task_run(self, bucket: BucketWork, task: TaskWork) -> TaskRun:
+        folder = self.logs / bucket.job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        env = {**bucket.env, "FERRY_ITEM": task.item, "FERRY_TASK_ID": task.id,
+               "FERRY_JOB_ID": bucket.job_id, "FERRY_BUCKET_ID": bucket.id,
+               "FERRY_ATTEMPT": str(task.attempt), "FERRY_URI": task.uri,
+               "FERRY_LANE": bucket.lane_id, "FERRY_AGENT_ID": self.agent_id}
+        return TaskRun(task_id=task.id, argv=task.argv, log=folder / f"{task.id}.log", env=env,
+                       cwd=bucket.cwd, timeout=bucket.timeout, grace=bucket.grace)
+
+    def _finish(self, bucket: BucketWork, task: TaskWork, outcome: Outcome) -> None:
+        self._report(bucket, task, outcome.status, at=outcome.ended, outcome=outcome)
+        path = self.logs / bucket.job_id / f"{task.id}.log"
+        if outcome.log_size > 0:
+            self.outbox.add("log", f"{bucket.id}/{task.id}/log", msgspec.json.encode(
+                {"task_id": task.id, "bucket_id": bucket.id, "path": str(path)}))
+        else:
+            path.unlink(missing_ok=True)
+
+    def _report(self, bucket: BucketWork, task: TaskWork, event: str, at: float,
+                outcome: Outcome | None = None, message: str = "") -> None:
+        key = f"{bucket.id}/{task.id}/{'started' if event == 'started' else 'end'}"
+        report = TaskReport(key=key, task_id=task.id, bucket_id=bucket.id, event=event,  # type: ignore[arg-type]
+                            at=iso(at), message=message)
+        if outcome is not None:
+            report = TaskReport(
+                key=key, task_id=task.id, bucket_id=bucket.id, event=outcome.status, at=iso(at),
+                started=iso(outcome.started), exit_code=outcome.exit_code,
+                message=outcome.message[:4096], log_tail=outcome.log_tail[-16384:],
+                log_size=outcome.log_size, cpu_seconds=outcome.cpu_seconds,
+                peak_memory=outcome.peak_memory)
+        self.outbox.add("report", key, msgspec.json.encode(report))
+
+    def _hand_back(self, bucket: BucketWork, tasks: list[TaskWork], why: str) -> None:
+        for task in tasks:
+            self._report(bucket, task, "returned", at=time.time(),
+                         message=f"handed back unstarted ({why})")
+
+    # -- heartbeats
+    async def heartbeat_loop(self, stop: asyncio.Event) -> None:
+        """Runs until the agent has drained: leases must be renewed while work finishes."""
+        while not (stop.is_set() and not self.buckets):
+            if not self.buckets:
+                await _first(stop, self._held.wait())
+                continue
+            await asyncio.sleep(self.heartbeat_interval)
+            held = list(self.buckets)
+            if not held:
+                continue
+            try:
+                answer = await self.hub.request(
+                    "POST", "/agent/heartbeat", HeartbeatRequest(buckets=held),
+                    HeartbeatResponse, attempts=3)
+            except (Retryable, ApiError) as exc:
+                log.warning("heartbeat failed; leases run on until the hub is back",
+                            error=str(exc))
+                continue
+            self.apply(answer)
+
+    def apply(self, answer: HeartbeatResponse) -> None:
+        self.heartbeat_interval = answer.heartbeat_interval
+        for bucket_id in answer.lost:
+            run = self.buckets.get(bucket_id)
+            if run is not None:
+                log.warning("lease lost; stopping the bucket", bucket=bucket_id)
+                run.stop_reason = "lost"
+                if run.running:
+                    run.lane.abort(run.running, "lease lost")
+        for run in self.buckets.values():
+            if run.running in answer.abort:
+                run.lane.abort(run.running, "aborted at the hub")
+            if run.work.job_id in answer.paused and not run.stop_reason:
+                run.stop_reason = "paused"
+
+    # -- stop
+    async def drain(self, deadline: float, forced: asyncio.Event) -> None:
+        """Start nothing new, let running tasks finish until ``deadline`` (monotonic) or
+        ``forced``, then stop them; everything unfinished is handed back to the hub."""
+        for run in self.buckets.values():
+            run.stop_reason = run.stop_reason or "draining"
+        pending: set[asyncio.Future[Any]] = {r.task for r in self.buckets.values()
+                                             if r.task is not None}
+        if pending:
+            log.info("draining", buckets=len(pending), running=sum(
+                1 for r in self.buckets.values() if r.running))
+        force = asyncio.ensure_future(forced.wait())
+        try:
+            while pending and not forced.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                done, _ = await asyncio.wait(pending | {force}, timeout=left,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                pending -= done
+        finally:
+            force.cancel()
+        if pending:  # past the deadline: stop them; the buckets report them handed back
+            for run in list(self.buckets.values()):
+                if run.running:
+                    run.lane.abort(run.running, "the agent is stopping")
+            await asyncio.wait(pending, timeout=60)
+        for lane in self.lanes.values():
+            lane.close()
+
+
+async def _first(stop: asyncio.Event, awaitable: Awaitable[T]) -> T | None:
+    """Await ``awaitable`` unless ``stop`` comes first (then None)."""
+    step: asyncio.Future[T] = asyncio.ensure_future(awaitable)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait({step, stopping},  # type: ignore[type-var]
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if step in done:
+        return step.result()
+    step.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await step
+    return None

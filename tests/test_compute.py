@@ -1,0 +1,58 @@
+"""Compute jobs end to end: a real hub, real agents with lanes, real processes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from hub import Session
+from tests.helpers import Hub, http, wait_for
+
+
+def job_done(session: Session, job_id: str) -> dict[str, Any] | None:
+    job = session.get("Job", job_id)
+    return job if job["status"] in ("done", "failed", "aborted") else None
+
+
+def test_200_tasks_on_2_lanes(hub: Hub, session: Session, node_key, start_agent) -> None:
+    agent = start_agent(hub, node_key("render01")["api_key"], lanes=2)
+    agent_id = wait_for(lambda: agent.status()["client_id"], what="enrolled")
+    lanes = session.find(f"Client where parent={agent_id}")
+    assert len(lanes) == 2 and {c["type"] for c in lanes} == {5}
+    assert {c["type_hr"] for c in lanes} == {"compute lane"}
+
+    job = session.create("Job", {"code": "frames", "compute": {
+        "command": ["sh", "-c", "echo frame $FERRY_ITEM of {job} on $FERRY_LANE; "
+                                "test $((FERRY_ITEM % 50)) -ne 0 || echo to stderr >&2"],
+        "items": "1-200", "bucket_size": 4, "retries": 0}})
+    assert job["code"] == "frames" and job["status"] in ("waiting", "running")
+    assert job["counts"] == {"queued": 200} or sum(job["counts"].values()) == 200
+    done = wait_for(lambda: job_done(session, job["id"]), timeout=120, what="job to end")
+    assert done["status"] == "done" and done["progress"] == 100 and done["finished"]
+    assert done["counts"] == {"done": 200}
+
+    tasks = session.find(f"task WHERE job.id={job['id']}")
+    assert len(tasks) == 200
+    by_item = {t["item"]: t for t in tasks}
+    assert set(by_item) == {str(n) for n in range(1, 201)}
+    for item, task in by_item.items():
+        assert task["status"] == "done" and task["exit_code"] == 0
+        assert task["log_tail"].startswith(f"frame {item} of {job['id']} on ")
+        assert task["source"]["lane"] in {c["id"] for c in lanes}
+        assert task["source"]["client"] == agent_id
+        assert task["time"] is not None and task["time"] >= 0
+        assert task["cpu_seconds"] is not None
+    assert "to stderr" in by_item["50"]["log_tail"]
+    # both lanes worked; each bucket of 4 tasks shares one time (jobs.rst)
+    assert len(Counter(t["source"]["lane"] for t in tasks)) == 2
+    buckets: dict[str, list[dict[str, Any]]] = {}
+    for task in tasks:
+        buckets.setdefault(task["bucket"], []).append(task)
+    assert len(buckets) == 50
+    for members in buckets.values():
+        assert len(members) == 4
+        assert len({(t["time"], t["source"]["lane"]) for t in members}) == 1
+    # the whole log can be fetched from the hub
+    token = session._token
+    status, text = http("GET", f"{hub.api}/task/{by_item['7']['id']}/log", token=token)
+    assert status == 200 and text.startswith(f"frame 7 of {job['id']}")
