@@ -101,7 +101,9 @@ def test_same_machine_re_enrolls_as_the_same_client(hub: Hub, session: Session, 
     assert agent.stop() == 0
     again = start_agent(hub, node["api_key"])
     assert wait_for(lambda: again.status()["client_id"], what="enrolled again") == first
-    assert len(session.find("Client")) == 1
+    assert len(session.find("Client where parent=null")) == 1
+    # its lanes are kept, not made again
+    assert len(session.find(f"Client where parent={first}")) == again.status()["lanes"]["count"]
 
 
 def test_wrong_api_key_stops_the_agent_with_a_clear_error(hub: Hub, tmp_path, env) -> None:

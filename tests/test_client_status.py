@@ -72,9 +72,9 @@ def test_status_rules_transition_by_transition(hub: Hub, session: Session, node_
     assert "only disabled clients" in refused(session, cid, {"status": "online"}).message
 
     # queries see the derived status
-    assert session.find("Client where status=online") == []
-    assert [c["id"] for c in session.find("Client where status=offline")] == [cid]
-    assert [c["id"] for c in session.find("Client where status<>online")] == [cid]
+    assert session.find("Client where status=online") == []  # lanes go with their agent
+    assert [c["id"] for c in session.find("Client where status=offline AND parent=null")] == [cid]
+    assert [c["id"] for c in session.find("Client where status<>online AND type<>5")] == [cid]
 
     # delete works when offline, and the client is gone
     assert session.delete_one("Client", cid) is True
@@ -93,13 +93,14 @@ def test_disabled_offline_when_disabled_agent_dies(hub: Hub, session: Session, n
     agent.kill()
     wait_for(lambda: status_of(session, cid) == "disabled-offline", what="disabled-offline")
     assert [c["id"] for c in session.find("Client where status=disabled-offline")] == [cid]
+    assert {c["status"] for c in session.find(f"Client where parent={cid}")} == {"offline"}
     # deletable when disabled-offline too
     session.delete_one("Client", cid)
-    assert session.find("Client") == []
+    assert session.find("Client") == []  # its lanes went with it
 
 
 def test_other_writable_fields(hub: Hub, session: Session, node_key, start_agent) -> None:
-    agent = start_agent(hub, node_key("n")["api_key"])
+    agent = start_agent(hub, node_key("n")["api_key"], lanes=2)
     cid = wait_for(lambda: agent.status()["client_id"], what="enrolled")
     site = session.create("Site", {"name": "stockholm"})
     changed = session.update("Client", cid, {"description": "Main server", "site": "stockholm",
@@ -109,14 +110,17 @@ def test_other_writable_fields(hub: Hub, session: Session, node_key, start_agent
     assert changed["benchmark"] == 2.5 and changed["description"] == "Main server"
     assert changed["metadata"] == {"external": {"location": "custom"}}
     # the human-readable forms work in queries
-    assert [c["id"] for c in session.find("Client where site=stockholm")] == [cid]
-    assert [c["id"] for c in session.find(f"Client where site={site['id']}")] == [cid]
+    assert [c["id"] for c in session.find("Client where site=stockholm AND type<>5")] == [cid]
+    assert [c["id"] for c in session.find(f"Client where site={site['id']} AND parent=null")] \
+        == [cid]
     assert [c["id"] for c in session.find("Client where user=root AND type='user server'")] == [cid]
+    assert session.find("Client where site=hq") == []  # its lanes moved with it
+    assert len(session.find(f"Client where site=stockholm AND parent={cid}")) == 2
     assert session.find("Client where user=root@studio.example") == []
     session.update("User", session.user["id"], {"email": "root@studio.example"})
-    assert [c["id"] for c in session.find("Client where user=root@studio.example")] == [cid]
+    assert [c["id"] for c in session.find("Client where user=root@studio.example AND type=2")] \
+        == [cid]
     assert [c["id"] for c in session.find("Client where benchmark>2 and benchmark<=2.5")] == [cid]
-    assert session.find("Client where site=hq") == []
     assert session.find('Client where description="Main server"')[0]["id"] == cid
     # a check-in keeps what the admin set
     seen = agent.status()["checkins"]

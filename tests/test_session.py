@@ -47,6 +47,13 @@ def test_find_find_one_create_update_delete_str(session: Session) -> None:
     assert '"name": "stockholm"' in text and text.count("\n") > 3
     assert session.delete_one("site", site["id"]) is True
     assert session.find_one("Site where name=stockholm") is None
+    # null: SQL NULL unquoted, the text when quoted
+    assert session.find("Site where name=null") == []
+    assert len(session.find("Site where name!=none")) == 1
+    assert session.find('Site where name="null"') == []
+    with pytest.raises(ApiError) as info:
+        session.find("Site where name>null")
+    assert info.value.status == 400 and "= or !=" in info.value.message
     with pytest.raises(ApiError) as info:
         session.find("Site where nam=x")
     assert info.value.status == 400 and "unknown field 'nam'" in info.value.message

@@ -162,6 +162,9 @@ class ClientEntity(Entity):
                 values["disabled"] = self._transition(client, body["status"], ctx)
             values.update(modified=utcnow(), modifier=ctx.principal.id)
             await conn.execute(update(Client).where(Client.id == entity_id).values(**values))
+            if "site_id" in values:  # an agent's lanes stand where it stands
+                await conn.execute(update(Client).where(Client.parent_id == entity_id)
+                                   .values(site_id=values["site_id"]))
         return await self.get(ctx, entity_id)
 
     @staticmethod

@@ -75,7 +75,8 @@ class Text(Field):
     kind = "text"
 
     def compile(self, cmp: Comparison, ctx: Context) -> ColumnElement[bool]:
-        return _null(cmp, self.column, ctx) or _apply(self.column, cmp.op, cmp.value)
+        null = _null(cmp, self.column, ctx)
+        return null if null is not None else _apply(self.column, cmp.op, cmp.value)
 
 
 @dataclass(frozen=True)
