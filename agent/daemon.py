@@ -123,7 +123,7 @@ class Agent(Service):
         if self.on_ready:
             self.on_ready({"pid": os.getpid(), "status_url": self.status_server.url,
                            "status_port": self.status_server.port, "hub": self.config.hub,
-                           "version": ferry.__version__})
+                           "version": ferry.__version__, "agent_id": self.agent_id})
         await self.outbox.open()
         self.work = Work(self.hub, self.outbox, self.state, self.data_dir, self.agent_id)
         self.sender = OutboxSender(self.hub, self.outbox)

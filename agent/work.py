@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
+import psutil
 import structlog
 
 from agent.hubclient import HubClient, Retryable
@@ -28,6 +29,7 @@ from agent.state import AgentState
 from ferry.errors import ApiError
 from lanes import Outcome, SubprocessLane, TaskRun
 from lanes.accounting import CgroupTree
+from lanes.kill import marked
 from protocol import (
     BucketReport,
     BucketWork,
@@ -92,8 +94,14 @@ class Work:
 
     def kill_leftovers(self) -> int:
         """Tasks a killed earlier run of this agent left running: the hub gives them to
-        someone else, so they must not go on here."""
-        return self.cgroups.kill_all()
+        someone else, so they must not go on here. Found by their cgroup and by the
+        agent's mark in their environment."""
+        killed = self.cgroups.kill_all()
+        for proc in marked("FERRY_AGENT_ID", self.agent_id):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+                killed += 1
+        return killed
 
     # -- claims
     async def claim_loop(self, stop: asyncio.Event) -> None:
@@ -167,7 +175,8 @@ class Work:
                "FERRY_ATTEMPT": str(task.attempt), "FERRY_URI": task.uri,
                "FERRY_LANE": bucket.lane_id, "FERRY_AGENT_ID": self.agent_id}
         return TaskRun(task_id=task.id, argv=task.argv, log=folder / f"{task.id}.log", env=env,
-                       cwd=bucket.cwd, timeout=bucket.timeout, grace=bucket.grace)
+                       cwd=bucket.cwd, timeout=bucket.timeout, grace=bucket.grace,
+                       mark="FERRY_TASK_ID")
 
     def _finish(self, bucket: BucketWork, task: TaskWork, outcome: Outcome) -> None:
         self._report(bucket, task, outcome.status, at=outcome.ended, outcome=outcome)
@@ -262,6 +271,7 @@ class Work:
             await asyncio.wait(pending, timeout=60)
         for lane in self.lanes.values():
             lane.close()
+        self.cgroups.close()
 
 
 async def _first(stop: asyncio.Event, awaitable: Awaitable[T]) -> T | None:

@@ -66,6 +66,12 @@ class CgroupTree:
             return None
         return LaneCgroup(path)
 
+    def close(self) -> None:
+        """Remove the agent's folder once its lanes are gone (it is empty then)."""
+        if self.base is not None:
+            with contextlib.suppress(OSError):
+                self.base.rmdir()
+
     def kill_all(self) -> int:
         """Kill whatever an earlier run of this agent left in its lanes' cgroups."""
         if self.base is None:
@@ -82,10 +88,14 @@ class CgroupTree:
 class LaneCgroup:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._procs: int | None = None  # cgroup.procs, kept open: moving a task is one write
 
     def add(self, pid: int) -> bool:
+        """Move a just-spawned task here, as fast as one syscall, before it forks much."""
         try:
-            (self.path / "cgroup.procs").write_text(str(pid))
+            if self._procs is None:
+                self._procs = os.open(self.path / "cgroup.procs", os.O_WRONLY)
+            os.write(self._procs, str(pid).encode())
             return True
         except OSError:
             return False  # it exited already, or we may not move it
@@ -130,5 +140,8 @@ class LaneCgroup:
                     os.kill(pid, 9)
 
     def remove(self) -> None:
+        if self._procs is not None:
+            os.close(self._procs)
+            self._procs = None
         with contextlib.suppress(OSError):
             self.path.rmdir()

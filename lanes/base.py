@@ -24,6 +24,7 @@ class TaskRun:
     cwd: str | None = None
     timeout: float | None = None
     grace: float = 10.0
+    mark: str | None = None  # an env variable (set in env) that names this task's processes
 
 
 @dataclass(frozen=True)

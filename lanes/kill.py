@@ -61,15 +61,32 @@ def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
     return out
 
 
+def marked(name: str, value: str) -> list[psutil.Process]:
+    """Processes whose environment has ``name=value``: a task's processes carry its id,
+    even those that left its session, its cgroup and its parent."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(name) == value:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
 async def kill_tree(pid: int, pgid: int, cgroup: LaneCgroup | None, grace: float,
-                    exited: asyncio.Future[Any] | None = None) -> None:
+                    exited: asyncio.Future[Any] | None = None, mark: tuple[str, str] | None = None
+                    ) -> None:
     """TERM everything the task started; after ``grace`` seconds KILL what is left.
 
-    ``exited`` completes when the task's main process has been reaped.
+    ``exited`` completes when the task's main process has been reaped. ``mark`` is an
+    environment variable every process of the task carries.
     """
     tree = _descendants(pid)
     if cgroup is not None:
         tree += [p for p in (_proc(q) for q in cgroup.pids()) if p is not None]
+    if mark is not None:
+        tree += await asyncio.to_thread(marked, *mark)
     term = signal.SIGTERM if sys.platform != "win32" else signal.CTRL_BREAK_EVENT  # type: ignore[attr-defined,unused-ignore]
     _signal_group(pgid, term)
     _signal_all(tree, term)

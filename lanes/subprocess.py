@@ -98,7 +98,8 @@ class SubprocessLane:
             return "failed", result, _describe(result.code), peak
         reason = stop.result() if stop in done else f"timed out after {task.timeout:g} s"
         log.info("stopping task", task=task.task_id, reason=reason, grace=task.grace)
-        await kill_tree(child.pid, child.pgid, self.cgroup, task.grace, exited)
+        mark = (task.mark, task.env[task.mark]) if task.mark else None
+        await kill_tree(child.pid, child.pgid, self.cgroup, task.grace, exited, mark)
         result = await exited
         status: Status = "aborted" if stop in done else "failed"
         return status, result, f"{reason} ({_describe(result.code)})", peak

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import Callable, Iterator
 from itertools import count
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from hub import Session
+from lanes.accounting import CgroupTree
+from lanes.kill import marked
 from tests.helpers import ROOT_PASSWORD, Agent, Hub, isolated_env
 
 HUB_DEFAULTS: dict[str, Any] = {
@@ -75,6 +80,14 @@ def start_agent(tmp_path: Path, env: dict[str, str]) -> Iterator[Callable[..., A
     yield start
     for agent in started:
         agent.kill()
+        # a killed agent leaves its tasks running; they carry its id
+        agent_id = agent.info.get("agent_id", "-")
+        for proc in marked("FERRY_AGENT_ID", agent_id):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        cgroups = CgroupTree(agent_id)  # and the cgroup folder it could not remove
+        cgroups.kill_all()
+        cgroups.close()
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def iso(value: datetime | None) -> str | None:
     return None if value is None else value.replace(microsecond=0).isoformat() + "Z"
 
 
-_AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_AT = re.compile(r" - at (?P<key>`key` in )?`\$\.?(?P<path>[^`]*)`$")
 _NAMED = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
 
 
@@ -46,7 +46,9 @@ def invalid(exc: msgspec.ValidationError, code: str = "invalid_body", prefix: st
         field = f"{field}.{named.group(1)}" if field else named.group(1)
     field = ".".join(p for p in (prefix, field) if p) or None
     message = _AT.sub("", text)
-    return ApiError(422, code, message + (f" (field '{field}')" if field else ""), {"field": field})
+    where = "a key of field" if at and at.group("key") else "field"
+    return ApiError(422, code, message + (f" ({where} '{field}')" if field else ""),
+                    {"field": field})
 
 
 def require_user(ctx: Ctx) -> None:
