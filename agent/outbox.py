@@ -3,7 +3,11 @@
 Reports and log uploads are appended with an idempotency key (a key already
 queued is not queued twice) and stay in SQLite until the hub has answered
 for them, across hub outages and agent restarts. Appends are written by
-group commit on one thread of their own, so lanes never wait on the disk.
+group commit on one thread of their own, a few milliseconds after the first
+of a group, so lanes never wait on the disk and a busy agent commits a
+group at a time. ``volatile`` items (a task has started) live in memory
+only: losing one loses nothing, since the task's end report carries its
+start.
 """
 
 from __future__ import annotations
@@ -17,7 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
+log = structlog.get_logger("agent.outbox")
+
 SCHEMA_VERSION = 1
+COMMIT_DELAY = 0.02  # seconds a group of appends gathers before it is committed
 R = TypeVar("R")
 
 
@@ -35,7 +44,10 @@ class Outbox:
         self._db: sqlite3.Connection | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._pending: list[tuple[str, str, bytes, float]] = []
+        self._volatile: dict[str, Item] = {}
+        self._next_volatile = -1
         self._lock = asyncio.Lock()
+        self._flush_task: asyncio.Task[None] | None = None
         self.changed = asyncio.Event()  # set when something was committed
 
     async def _run(self, fn: Callable[..., R], *args: Any) -> R:
@@ -61,17 +73,37 @@ class Outbox:
         self.path.chmod(0o600)
         self._db = db
 
-    def add(self, kind: str, key: str, body: bytes) -> None:
+    def add(self, kind: str, key: str, body: bytes, *, volatile: bool = False) -> None:
         """Queue an item; it is on disk after the next ``flush`` (soon, and before ``take``)."""
+        if volatile:
+            if key not in self._volatile:
+                self._volatile[key] = Item(self._next_volatile, key, kind, body)
+                self._next_volatile -= 1
+            self.changed.set()
+            return
         self._pending.append((key, kind, body, time.time()))
-        if len(self._pending) == 1:
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.flush()))
+        if self._flush_task is None:
+            self._flush_task = asyncio.create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(COMMIT_DELAY)
+        self._flush_task = None
+        try:
+            await self.flush()
+        except Exception as exc:  # the disk is full or gone: keep the items, say so
+            log.error("outbox write failed; retrying", error=str(exc))
+            if self._flush_task is None:
+                self._flush_task = asyncio.create_task(self._flush_soon())
 
     async def flush(self) -> None:
         async with self._lock:
             batch, self._pending = self._pending, []
             if batch:
-                await self._run(self._insert, batch)
+                try:
+                    await self._run(self._insert, batch)
+                except BaseException:
+                    self._pending[:0] = batch
+                    raise
                 self.changed.set()
 
     def _insert(self, batch: list[tuple[str, str, bytes, float]]) -> None:
@@ -81,9 +113,11 @@ class Outbox:
             self._db.executemany("INSERT OR IGNORE INTO outbox (key, kind, body, created) "
                                  "VALUES (?, ?, ?, ?)", batch)
 
-    async def take(self, limit: int = 500, kind: str | None = None) -> list[Item]:
+    async def take(self, limit: int = 500) -> list[Item]:
+        """The oldest items (volatile ones first: they happened before)."""
         await self.flush()
-        return await self._run(self._select, limit, kind)
+        volatile = list(self._volatile.values())[:limit]
+        return volatile + await self._run(self._select, limit - len(volatile), None)
 
     def _select(self, limit: int, kind: str | None) -> list[Item]:
         assert self._db is not None
@@ -96,8 +130,12 @@ class Outbox:
         return [Item(*row) for row in rows]
 
     async def ack(self, ids: list[int]) -> None:
-        if ids:
-            await self._run(self._delete, ids)
+        gone = {i for i in ids if i < 0}
+        if gone:
+            self._volatile = {k: v for k, v in self._volatile.items() if v.id not in gone}
+        stored = [i for i in ids if i >= 0]
+        if stored:
+            await self._run(self._delete, stored)
 
     def _delete(self, ids: list[int]) -> None:
         assert self._db is not None
@@ -106,6 +144,7 @@ class Outbox:
             self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
 
     async def count(self) -> int:
+        """Items the hub has not answered for (volatile ones do not count)."""
         await self.flush()
         return await self._run(self._count)
 
@@ -115,6 +154,9 @@ class Outbox:
 
     async def close(self) -> None:
         """Write what is pending, then close. Safe to call twice."""
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+            self._flush_task = None
         if self._db is not None:
             await self.flush()
             await self._run(self._db.close)

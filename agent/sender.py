@@ -23,6 +23,8 @@ from protocol import BucketReport, ReportRequest, ReportResponse, TaskReport
 log = structlog.get_logger("agent.sender")
 
 BATCH = 500
+LINGER = 0.1  # seconds to wait after a small batch, so that the next one is not as small
+SMALL = 20  # items: a batch this small was sent before much had gathered
 _decoder = msgspec.json.Decoder(TaskReport | BucketReport)
 
 
@@ -35,10 +37,15 @@ class OutboxSender:
     async def run(self, stop: asyncio.Event) -> None:
         """Send until ``stop`` is set (what is left stays on disk for the next start)."""
         while not stop.is_set():
-            if not await self.send_once():
+            sent = await self.send_once()
+            if sent == 0:
                 self.outbox.changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.outbox.changed.wait(), timeout=1.0)
+            elif sent < SMALL:  # more is coming: let it gather rather than send it piecemeal
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=LINGER)
+            # a bigger batch took long enough for the next one to gather: send at once
 
     async def drain(self, seconds: float) -> bool:
         """Send everything now, for at most ``seconds``; True when the outbox is empty."""
@@ -51,18 +58,18 @@ class OutboxSender:
                         error=str(exc) or "time is up")
         return await self.outbox.count() == 0
 
-    async def send_once(self) -> bool:
-        """Send one batch; False when there was nothing to send."""
+    async def send_once(self) -> int:
+        """Send one batch; returns how many items it held (0: nothing to send)."""
         items = await self.outbox.take(BATCH)
         if not items:
-            return False
+            return 0
         reports = [i for i in items if i.kind == "report"]
         if reports:
             await self._send_reports(reports)
         for item in items:
             if item.kind == "log":
                 await self._send_log(item)
-        return True
+        return len(items)
 
     async def _send_reports(self, items: list[Item]) -> None:
         decoded = [_decoder.decode(i.body) for i in items]

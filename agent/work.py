@@ -139,21 +139,27 @@ class Work:
 
     # -- buckets
     async def _run_bucket(self, run: BucketRun) -> None:
+        """Its tasks run back to back on the lane's thread; their events come back here."""
         bucket = run.work
         started = time.time()
+        loop = asyncio.get_running_loop()
+        by_id = {task.id: task for task in bucket.tasks}
+
+        def on_start(task: TaskRun) -> None:  # on the lane's thread
+            run.running = task.task_id
+            loop.call_soon_threadsafe(self._report, bucket, by_id[task.task_id], "started",
+                                      time.time())
+
+        def on_end(task: TaskRun, outcome: Outcome) -> None:  # on the lane's thread
+            run.running = None
+            if not run.lost:  # the hub refuses reports for a lease it took back
+                loop.call_soon_threadsafe(self._finish, bucket, by_id[task.task_id], outcome)
+
         try:
-            for index, task in enumerate(bucket.tasks):
-                if run.stop_reason:
-                    if not run.lost:
-                        self._hand_back(bucket, bucket.tasks[index:], run.stop_reason)
-                    break
-                run.running = task.id
-                self._report(bucket, task, "started", at=time.time())
-                outcome = await run.lane.run(self._task_run(bucket, task))
-                run.running = None
-                if run.lost:
-                    continue  # the hub refuses reports for a lease it took back
-                self._finish(bucket, task, outcome)
+            ran = await run.lane.run_many(self._task_runs(bucket), on_start, on_end,
+                                          lambda: not run.stop_reason)
+            if run.stop_reason and not run.lost:
+                self._hand_back(bucket, bucket.tasks[ran:], run.stop_reason)
             if not run.lost:
                 self.outbox.add("report", f"{bucket.id}/end", msgspec.json.encode(BucketReport(
                     key=f"{bucket.id}/end", bucket_id=bucket.id, started=iso(started),
@@ -167,16 +173,17 @@ class Work:
                 self._held.clear()
             self._lane_free.set()
 
-    def _task_run(self, bucket: BucketWork, task: TaskWork) -> TaskRun:
+    def _task_runs(self, bucket: BucketWork) -> list[TaskRun]:
         folder = self.logs / bucket.job_id
         folder.mkdir(parents=True, exist_ok=True)
-        env = {**bucket.env, "FERRY_ITEM": task.item, "FERRY_TASK_ID": task.id,
-               "FERRY_JOB_ID": bucket.job_id, "FERRY_BUCKET_ID": bucket.id,
-               "FERRY_ATTEMPT": str(task.attempt), "FERRY_URI": task.uri,
-               "FERRY_LANE": bucket.lane_id, "FERRY_AGENT_ID": self.agent_id}
-        return TaskRun(task_id=task.id, argv=task.argv, log=folder / f"{task.id}.log", env=env,
-                       cwd=bucket.cwd, timeout=bucket.timeout, grace=bucket.grace,
-                       mark="FERRY_TASK_ID")
+        common = {**bucket.env, "FERRY_JOB_ID": bucket.job_id, "FERRY_BUCKET_ID": bucket.id,
+                  "FERRY_LANE": bucket.lane_id, "FERRY_AGENT_ID": self.agent_id}
+        return [TaskRun(task_id=task.id, argv=task.argv, log=folder / f"{task.id}.log",
+                        env={**common, "FERRY_ITEM": task.item, "FERRY_TASK_ID": task.id,
+                             "FERRY_ATTEMPT": str(task.attempt), "FERRY_URI": task.uri},
+                        cwd=bucket.cwd, timeout=bucket.timeout, grace=bucket.grace,
+                        mark="FERRY_TASK_ID")
+                for task in bucket.tasks]
 
     def _finish(self, bucket: BucketWork, task: TaskWork, outcome: Outcome) -> None:
         self._report(bucket, task, outcome.status, at=outcome.ended, outcome=outcome)
@@ -199,7 +206,7 @@ class Work:
                 message=outcome.message[:4096], log_tail=outcome.log_tail[-16384:],
                 log_size=outcome.log_size, cpu_seconds=outcome.cpu_seconds,
                 peak_memory=outcome.peak_memory)
-        self.outbox.add("report", key, msgspec.json.encode(report))
+        self.outbox.add("report", key, msgspec.json.encode(report), volatile=event == "started")
 
     def _hand_back(self, bucket: BucketWork, tasks: list[TaskWork], why: str) -> None:
         for task in tasks:

@@ -89,6 +89,7 @@ class LaneCgroup:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._procs: int | None = None  # cgroup.procs, kept open: moving a task is one write
+        self._peak_resets = True  # until a reset fails: then memory.peak is not ours
 
     def add(self, pid: int) -> bool:
         """Move a just-spawned task here, as fast as one syscall, before it forks much."""
@@ -119,10 +120,13 @@ class LaneCgroup:
 
     def reset_peak(self) -> bool:
         """Start a new memory.peak (kernel 6.12+, with the memory controller)."""
+        if not self._peak_resets:
+            return False
         try:
             (self.path / "memory.peak").write_text("0")
             return True
         except OSError:
+            self._peak_resets = False
             return False
 
     def peak_memory(self) -> int | None:

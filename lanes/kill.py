@@ -1,19 +1,20 @@
 """Stopping a task: SIGTERM to its whole tree, a grace period, then SIGKILL.
 
 The tree is the task's process group (its session), its cgroup when there
-is one, and every descendant found at the moment of the kill, so
-grandchildren that started sessions of their own go too.
+is one, every descendant found at the moment of the kill, and every process
+carrying the task's mark in its environment, so grandchildren that started
+sessions of their own, or left before the cgroup move, go too. This runs on
+the lane's own thread: it may sleep.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
 
 import psutil
 
@@ -34,7 +35,35 @@ def _signal_group(pgid: int, sig: int) -> bool:
 
 
 def group_alive(pgid: int) -> bool:
+    """Cheap: is anyone (a zombie included) left in the process group?"""
     return _signal_group(pgid, 0)
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """The live (not zombie) processes of a group: a zombie whose parent died stays in
+    its group until init reaps it, which can take a while."""
+    if not group_alive(pgid):
+        return []
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def marked(name: str, value: str) -> list[psutil.Process]:
+    """Processes whose environment has ``name=value``: a task's processes carry its id."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(name) == value:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
@@ -42,12 +71,6 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return psutil.Process(pid).children(recursive=True)
     except psutil.Error:
         return []
-
-
-def _signal_all(procs: list[psutil.Process], sig: int) -> None:
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(sig)
 
 
 def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
@@ -61,56 +84,44 @@ def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
     return out
 
 
-def marked(name: str, value: str) -> list[psutil.Process]:
-    """Processes whose environment has ``name=value``: a task's processes carry its id,
-    even those that left its session, its cgroup and its parent."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(name) == value:
-                found.append(proc)
-        except (psutil.Error, OSError):
-            continue
-    return found
+def _signal_all(procs: list[psutil.Process], sig: int) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(sig)
 
 
-async def kill_tree(pid: int, pgid: int, cgroup: LaneCgroup | None, grace: float,
-                    exited: asyncio.Future[Any] | None = None, mark: tuple[str, str] | None = None
-                    ) -> None:
+def kill_tree(pid: int, pgid: int, cgroup: LaneCgroup | None, grace: float,
+              main_reaped: Callable[[], bool], mark: tuple[str, str] | None = None) -> None:
     """TERM everything the task started; after ``grace`` seconds KILL what is left.
 
-    ``exited`` completes when the task's main process has been reaped. ``mark`` is an
-    environment variable every process of the task carries.
+    ``main_reaped`` says whether the main process has been waited for (its pid may
+    then belong to someone else and is not signalled); it may reap it, too.
     """
     tree = _descendants(pid)
     if cgroup is not None:
         tree += [p for p in (_proc(q) for q in cgroup.pids()) if p is not None]
     if mark is not None:
-        tree += await asyncio.to_thread(marked, *mark)
+        tree += marked(*mark)
     term = signal.SIGTERM if sys.platform != "win32" else signal.CTRL_BREAK_EVENT  # type: ignore[attr-defined,unused-ignore]
     _signal_group(pgid, term)
     _signal_all(tree, term)
-    _signal_main(pid, term, exited)
+    if not main_reaped():
+        with contextlib.suppress(OSError):
+            os.kill(pid, term)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        main_done = exited is None or exited.done()
-        if main_done and not group_alive(pgid) and not _alive(tree) and \
+        if main_reaped() and not _alive(tree) and not group_members(pgid) and \
                 (cgroup is None or not cgroup.pids()):
             return
-        await asyncio.sleep(0.05)
+        time.sleep(0.05)
     kill = getattr(signal, "SIGKILL", signal.SIGTERM)
     _signal_group(pgid, kill)
-    _signal_all(_alive(tree), kill)
-    _signal_main(pid, kill, exited)
+    _signal_all(_alive(tree) + group_members(pgid), kill)
+    if not main_reaped():
+        with contextlib.suppress(OSError):
+            os.kill(pid, kill)
     if cgroup is not None:
         cgroup.kill()
-
-
-def _signal_main(pid: int, sig: int, exited: asyncio.Future[Any] | None) -> None:
-    """Only while unreaped: after that the pid may belong to someone else."""
-    if exited is None or not exited.done():
-        with contextlib.suppress(OSError):
-            os.kill(pid, sig)
 
 
 def _proc(pid: int) -> psutil.Process | None:

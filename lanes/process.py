@@ -1,4 +1,4 @@
-"""Starting a task process in its own session, and waiting for it without a thread.
+"""Starting a task process in its own session, and waiting for it (on the lane's thread).
 
 ``posix_spawn`` (vfork speed) is used when it can do the job; a working
 folder or a platform without ``POSIX_SPAWN_SETSID`` falls back to
@@ -8,24 +8,35 @@ the child to the log file: the agent never pumps pipes.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import os
+import select
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lanes.base import LaneError
+
+LINUX = sys.platform.startswith("linux")
 
 
 @dataclass
 class Child:
     pid: int
     popen: subprocess.Popen[bytes] | None = None
+    pidfd: int = -1  # Linux: readable once the child has exited
+    reaped: bool = field(default=False)
 
     @property
     def pgid(self) -> int:
         return self.pid  # a new session's leader leads its process group too
+
+    def close(self) -> None:
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
 
 
 def spawn(argv: list[str], env: dict[str, str], log: Path, cwd: str | None) -> Child:
@@ -34,15 +45,20 @@ def spawn(argv: list[str], env: dict[str, str], log: Path, cwd: str | None) -> C
     except OSError as exc:
         raise LaneError(f"cannot open the task log {log}: {exc.strerror}") from None
     try:
-        if cwd is None and hasattr(os, "posix_spawn") and sys.platform.startswith("linux"):
-            return Child(_posix_spawn(argv, env, fd))
-        return _popen(argv, env, fd, cwd)
+        child = Child(_posix_spawn(argv, env, fd)) if cwd is None and LINUX \
+            else _popen(argv, env, fd, cwd)
     finally:
         os.close(fd)
+    if hasattr(os, "pidfd_open"):  # opened at once: the pid cannot be reused before
+        try:
+            child.pidfd = os.pidfd_open(child.pid)
+        except OSError:
+            child.pidfd = -1
+    return child
 
 
 def _posix_spawn(argv: list[str], env: dict[str, str], fd: int) -> int:
-    program = argv[0] if os.sep in argv[0] else _which(argv[0], env)
+    program = argv[0] if os.sep in argv[0] else _which(argv[0], env.get("PATH", os.defpath))
     try:
         return os.posix_spawn(program, argv, env, setsid=True, file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -53,8 +69,9 @@ def _posix_spawn(argv: list[str], env: dict[str, str], fd: int) -> int:
         raise LaneError(f"cannot run {argv[0]!r}: {exc.strerror}") from None
 
 
-def _which(program: str, env: dict[str, str]) -> str:
-    for folder in env.get("PATH", os.defpath).split(os.pathsep):
+@functools.lru_cache(maxsize=256)
+def _which(program: str, path: str) -> str:
+    for folder in path.split(os.pathsep):
         candidate = os.path.join(folder or ".", program)
         if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
             return candidate
@@ -83,40 +100,58 @@ def _popen(argv: list[str], env: dict[str, str], fd: int, cwd: str | None) -> Ch
 class Exit:
     code: int  # negative: killed by that signal
     cpu_seconds: float | None
-    peak_memory: int | None
 
 
-async def wait(child: Child) -> Exit:
-    """The child's exit, with its rusage where the OS gives one."""
-    if sys.platform == "win32":
-        assert child.popen is not None
-        code = await asyncio.to_thread(child.popen.wait)
-        return Exit(code, None, None)
-    pidfd = -1
-    if hasattr(os, "pidfd_open"):
-        try:
-            pidfd = os.pidfd_open(child.pid)
-        except OSError:
-            pidfd = -1
-    if pidfd >= 0:  # Linux: the event loop tells us when it exits; reaping is then instant
-        loop = asyncio.get_running_loop()
-        exited: asyncio.Future[None] = loop.create_future()
-        def readable() -> None:
-            if not exited.done():
-                exited.set_result(None)
+def wait_exit(child: Child, timeout: float, wake: int = -1) -> bool:
+    """Block up to ``timeout`` seconds for the child to exit, or for ``wake`` to be
+    readable; True once the child has exited (it is not reaped yet)."""
+    if child.pidfd >= 0:
+        poller = select.poll()
+        poller.register(child.pidfd, select.POLLIN)
+        if wake >= 0:
+            poller.register(wake, select.POLLIN)
+        events = poller.poll(max(0, int(timeout * 1000)))
+        return any(fd == child.pidfd for fd, _ in events)
+    deadline = time.monotonic() + timeout  # no pidfd (macOS, old kernels): look often
+    while True:
+        if _exited(child):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(min(0.005, max(0.0, deadline - time.monotonic())))
 
-        loop.add_reader(pidfd, readable)
-        try:
-            await exited
-        finally:
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-        # it has exited: WNOHANG reaps it at once, no thread needed
-        _, status, usage = os.wait4(child.pid, os.WNOHANG)  # noqa: ASYNC222 - never blocks
-    else:
-        _, status, usage = await asyncio.to_thread(os.wait4, child.pid, 0)
+
+def _exited(child: Child) -> bool:
+    if child.popen is not None:
+        return child.popen.poll() is not None
+    try:
+        return psutil_zombie(child.pid)
+    except OSError:
+        return True
+
+
+def psutil_zombie(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def reap(child: Child) -> Exit:
+    """Collect the exit of a child that has exited."""
+    if child.popen is not None and sys.platform == "win32":
+        code = child.popen.wait()
+        child.reaped = True
+        return Exit(code, None)
+    if child.popen is not None and child.popen.returncode is not None:
+        child.reaped = True  # poll() reaped it; its rusage went with it
+        return Exit(child.popen.returncode, None)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.reaped = True
     code = os.waitstatus_to_exitcode(status)
     if child.popen is not None:
         child.popen.returncode = code  # we reaped it: keep Popen from trying again
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return Exit(code, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * scale)
+    # ru_maxrss is not the task's peak: after exec it still holds the agent's own
+    return Exit(code, usage.ru_utime + usage.ru_stime)

@@ -1,4 +1,17 @@
-"""A lane that runs each task as a subprocess in its own session."""
+"""A lane that runs each task as a subprocess in its own session.
+
+Each lane has a thread of its own for the process work (spawn, waiting,
+kills): those calls release the GIL, so lanes overlap on a multi-core host
+and the agent's event loop only hears the outcome. ``abort`` may be called
+from the event loop at any time.
+
+A task that is still running after ``MOVE_AFTER`` is moved, with all it has
+started so far, into its lane's cgroup (moving a process is a slow kernel
+path, and a task that ends sooner has little to account or escape). What
+escapes both its session and the cgroup is still found by the mark in its
+environment when it is stopped, or when a task that ran over
+``SWEEP_AFTER`` ends.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +20,11 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -15,13 +32,15 @@ import structlog
 
 from lanes.accounting import CgroupTree, LaneCgroup
 from lanes.base import LaneError, Outcome, Status, TaskRun
-from lanes.kill import group_alive, kill_tree
-from lanes.process import Child, Exit, spawn, wait
+from lanes.kill import group_alive, group_members, kill_tree, marked
+from lanes.process import Child, Exit, reap, spawn, wait_exit
 
 log = structlog.get_logger("lanes.subprocess")
 
 TAIL = 4096
 SAMPLE_EVERY = 0.5  # seconds between memory samples of a running task
+MOVE_AFTER = 0.05  # seconds a task runs before it is moved into its lane's cgroup
+SWEEP_AFTER = 1.0  # seconds a task runs before its end is followed by a search by mark
 
 
 class SubprocessLane:
@@ -32,99 +51,174 @@ class SubprocessLane:
         self.cgroup: LaneCgroup | None = cgroups.lane(name) if cgroups else None
         self.base_env = dict(os.environ)
         self.current: str | None = None  # task id
-        self._stop: asyncio.Future[str] | None = None
+        self._abort: str | None = None
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe() if sys.platform != "win32" else (-1, -1)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lane-{name}")
+        self._moved: tuple[float | None, bool] | None = None  # (cgroup CPU then, exact peak)
 
     def abort(self, task_id: str, reason: str = "aborted") -> bool:
         """Ask the running task to stop; False when it is not this lane's."""
-        if self.current != task_id or self._stop is None or self._stop.done():
-            return False
-        self._stop.set_result(reason)
+        with self._lock:
+            if self.current != task_id or self._abort is not None:
+                return False
+            self._abort = reason
+        if self._wake_w >= 0:
+            os.write(self._wake_w, b"!")
         return True
 
     def close(self) -> None:
+        self._thread.shutdown(wait=False)
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
         if self.cgroup is not None:
             self.cgroup.kill()
             self.cgroup.remove()
 
     async def run(self, task: TaskRun) -> Outcome:
-        started = time.time()
-        self.current = task.task_id
-        self._stop = asyncio.get_running_loop().create_future()
-        cpu_before = self.cgroup.cpu_seconds() if self.cgroup else None
-        exact_peak = self.cgroup.reset_peak() if self.cgroup else False
-        try:
-            try:
-                child = spawn(task.argv, {**self.base_env, **task.env}, task.log, task.cwd)
-            except LaneError as exc:
-                _append(task.log, f"ferry: {exc}\n")
-                return self._outcome(task, "failed", None, str(exc), started)
-            if self.cgroup is not None:
-                self.cgroup.add(child.pid)
-            status, result, message, sampled = await self._watch(task, child)
-            outcome = self._outcome(task, status, result, message, started, sampled)
-            if self.cgroup is not None and cpu_before is not None:
-                cpu_after = self.cgroup.cpu_seconds()
-                if cpu_after is not None:
-                    outcome = _replace(outcome, cpu_seconds=round(cpu_after - cpu_before, 6))
-                if exact_peak:
-                    outcome = _replace(outcome, peak_memory=self.cgroup.peak_memory())
-            return outcome
-        finally:
-            self.current = None
-            self._stop = None
+        """Run one task."""
+        outcomes: list[Outcome] = []
+        await self.run_many([task], lambda _t: None, lambda _t, o: outcomes.append(o),
+                            lambda: True)
+        return outcomes[0]
 
-    async def _watch(self, task: TaskRun, child: Child
-                     ) -> tuple[Status, Exit, str, int | None]:
-        assert self._stop is not None
-        exited: asyncio.Task[Exit] = asyncio.ensure_future(wait(child))
-        stop = self._stop
-        deadline = None if task.timeout is None else time.monotonic() + task.timeout
+    async def run_many(self, tasks: list[TaskRun], started: Callable[[TaskRun], None],
+                       ended: Callable[[TaskRun, Outcome], None],
+                       go_on: Callable[[], bool]) -> int:
+        """Run tasks one after the other on the lane's thread, without coming back to the
+        event loop between them. ``started`` and ``ended`` are called on that thread
+        (hand anything for the loop over with ``call_soon_threadsafe``); ``go_on`` is
+        asked before each task. Returns how many ran."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._run_many, tasks, started, ended, go_on)
+
+    # -- on the lane's thread
+    def _run_many(self, tasks: list[TaskRun], started: Callable[[TaskRun], None],
+                  ended: Callable[[TaskRun, Outcome], None], go_on: Callable[[], bool]) -> int:
+        count = 0
+        for task in tasks:
+            if not go_on():
+                break
+            with self._lock:
+                self.current, self._abort = task.task_id, None
+            try:
+                started(task)
+                outcome = self._run(task)
+            finally:
+                with self._lock:
+                    self.current = None
+            ended(task, outcome)
+            count += 1
+        return count
+
+    def _run(self, task: TaskRun) -> Outcome:
+        started = time.time()
+        self._drain_wake()
+        self._moved = None
+        try:
+            child = spawn(task.argv, {**self.base_env, **task.env}, task.log, task.cwd)
+        except LaneError as exc:
+            _append(task.log, f"ferry: {exc}\n")
+            return _outcome(task, "failed", None, str(exc), started)
+        try:
+            status, result, message, sampled = self._watch(task, child)
+        finally:
+            child.close()
+        outcome = _outcome(task, status, result, message, started, sampled)
+        moved = self._moved_state()
+        if self.cgroup is not None and moved is not None:
+            cpu_before, exact_peak = moved
+            cpu_after = self.cgroup.cpu_seconds()
+            if cpu_after is not None and cpu_before is not None:
+                # the cgroup counts what ran after the move, strays included
+                cpu = max(cpu_after - cpu_before, outcome.cpu_seconds or 0.0)
+                outcome = replace(outcome, cpu_seconds=round(cpu, 6))
+            if exact_peak:
+                outcome = replace(outcome, peak_memory=self.cgroup.peak_memory())
+        return outcome
+
+    def _moved_state(self) -> tuple[float | None, bool] | None:
+        """(cgroup CPU when the task was moved, exact peak) once ``_watch`` moved it."""
+        return self._moved
+
+    def _move(self, child: Child) -> None:
+        """Into the lane's cgroup: the task and everything it has started so far."""
+        assert self.cgroup is not None
+        cpu = self.cgroup.cpu_seconds()
+        exact_peak = self.cgroup.reset_peak()
+        with contextlib.suppress(psutil.Error):
+            tree = [child.pid, *(p.pid for p in psutil.Process(child.pid).children(recursive=True))]
+            tree += [p.pid for p in group_members(child.pgid) if p.pid not in tree]
+            for pid in tree:
+                self.cgroup.add(pid)
+        self._moved = (cpu, exact_peak)
+
+    def _watch(self, task: TaskRun, child: Child) -> tuple[Status, Exit, str, int | None]:
+        begun = time.monotonic()
+        deadline = None if task.timeout is None else begun + task.timeout
         peak: int | None = None
+        reason: str | None = None
         while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            step = SAMPLE_EVERY if left is None else min(SAMPLE_EVERY, left)
-            done, _ = await asyncio.wait({exited, stop}, timeout=step,  # type: ignore[type-var]
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if done:
+            step = SAMPLE_EVERY if self._moved is not None or self.cgroup is None else MOVE_AFTER
+            left = step if deadline is None else min(step, deadline - time.monotonic())
+            if wait_exit(child, max(0.0, left), self._wake_r):
+                break
+            if self._moved is None and self.cgroup is not None:
+                self._move(child)
+            reason = self._abort
+            if reason is None and deadline is not None and time.monotonic() >= deadline:
+                reason = f"timed out after {task.timeout:g} s"
+            if reason is not None:
                 break
             peak = max(peak or 0, _tree_memory(child.pid))
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-        if exited in done:
-            result = exited.result()
-            await self._sweep(child, task.grace, exited)  # what it left running
+        mark = (task.mark, task.env[task.mark]) if task.mark else None
+        if reason is None:
+            result = reap(child)
+            long = time.monotonic() - begun > SWEEP_AFTER
+            if (group_alive(child.pgid) and group_members(child.pgid)) or \
+                    (self.cgroup is not None and self._moved and self.cgroup.pids()) or \
+                    (long and mark is not None and marked(*mark)):
+                log.info("task left processes running; stopping them", task=task.task_id)
+                kill_tree(child.pid, child.pgid, self.cgroup, min(task.grace, 2.0),
+                          lambda: child.reaped, mark)
             if result.code == 0:
                 return "done", result, "", peak
             return "failed", result, _describe(result.code), peak
-        reason = stop.result() if stop in done else f"timed out after {task.timeout:g} s"
         log.info("stopping task", task=task.task_id, reason=reason, grace=task.grace)
-        mark = (task.mark, task.env[task.mark]) if task.mark else None
-        await kill_tree(child.pid, child.pgid, self.cgroup, task.grace, exited, mark)
-        result = await exited
-        status: Status = "aborted" if stop in done else "failed"
+        ended: list[Exit] = []
+
+        def reaped() -> bool:
+            """Reap the main process as soon as it exits: a zombie still holds its group."""
+            if not child.reaped and wait_exit(child, 0):
+                ended.append(reap(child))
+            return child.reaped
+
+        kill_tree(child.pid, child.pgid, self.cgroup, task.grace, reaped, mark)
+        if not ended:
+            wait_exit(child, 60.0)
+            ended.append(reap(child))
+        result = ended[0]
+        status: Status = "failed" if reason.startswith("timed out") else "aborted"
         return status, result, f"{reason} ({_describe(result.code)})", peak
 
-    async def _sweep(self, child: Child, grace: float, exited: asyncio.Future[Exit]) -> None:
-        """A task is over when its main process is: whatever it left behind is stopped."""
-        cgroup = self.cgroup
-        if group_alive(child.pgid) or (cgroup is not None and bool(cgroup.pids())):
-            log.info("task left processes running; stopping them", pid=child.pid)
-            await kill_tree(child.pid, child.pgid, cgroup, min(grace, 2.0), exited)
-
-    @staticmethod
-    def _outcome(task: TaskRun, status: Status, result: Exit | None, message: str,
-                 started: float, sampled: int | None = None) -> Outcome:
-        tail, size = _tail(task.log)
-        return Outcome(status=status, exit_code=None if result is None else result.code,
-                       message=message, started=started, ended=time.time(), log_tail=tail,
-                       log_size=size, cpu_seconds=None if result is None else result.cpu_seconds,
-                       peak_memory=sampled)
+    def _drain_wake(self) -> None:
+        if self._wake_r < 0:
+            return
+        os.set_blocking(self._wake_r, False)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 64):
+                pass
 
 
-def _replace(outcome: Outcome, **changes: object) -> Outcome:
-    from dataclasses import replace
-
-    return replace(outcome, **changes)  # type: ignore[arg-type]
+def _outcome(task: TaskRun, status: Status, result: Exit | None, message: str,
+             started: float, sampled: int | None = None) -> Outcome:
+    tail, size = _tail(task.log)
+    return Outcome(status=status, exit_code=None if result is None else result.code,
+                   message=message, started=started, ended=time.time(), log_tail=tail,
+                   log_size=size, cpu_seconds=None if result is None else result.cpu_seconds,
+                   peak_memory=sampled)
 
 
 def _tree_memory(pid: int) -> int:
@@ -159,7 +253,7 @@ def _describe(code: int) -> str:
 
 
 def _tail(path: Path) -> tuple[str, int]:
-    """The last 4 KiB of the log (a small read: fine on the event loop)."""
+    """The last 4 KiB of the log."""
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size

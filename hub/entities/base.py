@@ -28,8 +28,8 @@ AnySelect = Select[*tuple[Any, ...]]
 
 
 def iso(value: datetime | None) -> str | None:
-    """Times are shown as UTC ISO 8601 with seconds and a trailing Z."""
-    return None if value is None else value.replace(microsecond=0).isoformat() + "Z"
+    """Times are shown as UTC ISO 8601 to the millisecond, with a trailing Z."""
+    return None if value is None else value.isoformat(timespec="milliseconds") + "Z"
 
 
 _AT = re.compile(r" - at (?P<key>`key` in )?`\$\.?(?P<path>[^`]*)`$")

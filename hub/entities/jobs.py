@@ -75,7 +75,7 @@ class JobEntity(Entity):
         stmt = stmt.order_by(Job.id).offset(offset).limit(min(limit or 100_000, 100_000))
         async with ctx.db.read() as conn:
             found = (await conn.execute(stmt)).mappings().all()
-            counts = await st.task_counts(conn, [r["id"] for r in found], ctx.now)
+            counts = await st.task_counts(conn, [r["id"] for r in found], ctx.now, recent=True)
             names = await party_names(conn, found)
         return [self.record(r, counts[r["id"]], names, ctx) for r in found]
 

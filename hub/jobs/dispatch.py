@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import exists, func, insert, or_, select, update
+from sqlalchemy import bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.entities.base import iso
@@ -33,6 +33,30 @@ log = structlog.get_logger("hub.dispatch")
 
 RECHECK = 1.0  # seconds: a waiting claim looks again even unwoken (other hub processes)
 CLAIMER_MEMORY = 60.0  # seconds an agent counts as asking for work after its last claim
+
+
+# built once: claims run them for every bucket
+_AGENT = select(Client.id, Client.site_id, Client.code, Client.tags, Client.disabled,
+                Client.benchmark).where(Client.id == bindparam("id"))
+_LANES = select(Client.id).where(Client.parent_id == bindparam("agent"),
+                                 Client.id.in_(bindparam("ids", expanding=True)),
+                                 Client.disabled.is_(False))
+_RUNNABLE = select(Job.id, Job.spec).where(
+    Job.status.in_(st.ACTIVE), Job.kind == "compute",
+    exists().where(Task.job_id == Job.id, Task.status == st.TaskStatus.QUEUED))
+_QUEUED_BY_JOB = (select(Task.job_id, func.count())
+                  .where(Task.job_id.in_(bindparam("ids", expanding=True)),
+                         Task.status == st.TaskStatus.QUEUED).group_by(Task.job_id))
+_BEST_JOB = (select(Task.job_id).join(Job, Job.id == Task.job_id)
+             .where(Task.status == st.TaskStatus.QUEUED,
+                    Task.job_id.in_(bindparam("ids", expanding=True)))
+             .order_by(Job.priority.desc(), Job.created, Task.priority.desc(), Task.seq).limit(1))
+_NEXT_TASKS = (select(Task.id, Task.uri, Task.item, Task.attempts)
+               .where(Task.job_id == bindparam("job"), Task.status == st.TaskStatus.QUEUED)
+               .order_by(Task.priority.desc(), Task.seq).limit(bindparam("n")))
+_LEASE_TASKS = update(Task).where(Task.id.in_(bindparam("ids", expanding=True))).values(
+    status=st.TaskStatus.BOOTING, bucket_id=bindparam("bucket"), client_id=bindparam("agent"),
+    lane_id=bindparam("lane"), modified=bindparam("now"))
 
 
 @dataclass
@@ -87,9 +111,7 @@ class Dispatcher:
     async def _claim_once(self, client_id: str, lanes: list[str]) -> list[BucketWork]:
         now = utcnow()
         async with self.db.write() as conn:
-            agent = (await conn.execute(select(
-                Client.id, Client.site_id, Client.code, Client.tags, Client.disabled,
-                Client.benchmark).where(Client.id == client_id))).first()
+            agent = (await conn.execute(_AGENT, {"id": client_id})).first()
             if agent is None or agent.disabled:
                 return []
             free = await self._free_lanes(conn, client_id, lanes)
@@ -112,17 +134,13 @@ class Dispatcher:
 
     async def _free_lanes(self, conn: AsyncConnection, client_id: str, lanes: list[str]
                           ) -> list[str]:
-        mine = {r.id for r in (await conn.execute(select(Client.id).where(
-            Client.parent_id == client_id, Client.id.in_(lanes),
-            Client.disabled.is_(False)))).all()}
-        busy = {r.lane_id for r in (await conn.execute(select(Bucket.lane_id).where(
-            Bucket.lane_id.in_(lanes), Bucket.status == "leased"))).all()}
-        return [lane for lane in dict.fromkeys(lanes) if lane in mine and lane not in busy]
+        """The agent's own, enabled lanes among those it says are free. The agent knows
+        best when a lane is free: its last bucket's end report may still be on the way."""
+        mine = {r.id for r in await conn.execute(_LANES, {"agent": client_id, "ids": lanes})}
+        return [lane for lane in dict.fromkeys(lanes) if lane in mine]
 
     async def _eligible_jobs(self, conn: AsyncConnection, agent: Any) -> dict[str, Any]:
-        queued = exists().where(Task.job_id == Job.id, Task.status == st.TaskStatus.QUEUED)
-        rows = (await conn.execute(select(Job.id, Job.spec).where(
-            Job.status.in_(st.ACTIVE), Job.kind == "compute", queued))).all()
+        rows = await conn.execute(_RUNNABLE)
         return {r.id: r.spec for r in rows if targets_match(r.spec.get("targets", []), agent)}
 
     def _remember(self, client_id: str, benchmark: float | None, free: int) -> None:
@@ -139,9 +157,7 @@ class Dispatcher:
         others = [c for cid, c in self._claimers.items() if cid != client_id and c.lanes]
         if not others:
             return free
-        queued = (await conn.execute(select(Task.job_id, func.count()).where(
-            Task.job_id.in_(list(eligible)), Task.status == st.TaskStatus.QUEUED)
-            .group_by(Task.job_id))).all()
+        queued = (await conn.execute(_QUEUED_BY_JOB, {"ids": list(eligible)})).all()
         buckets = sum(math.ceil(int(n) / max(1, int(eligible[j].get("bucket_size", 1))))
                       for j, n in queued)
         demand = free + sum(c.lanes for c in others)
@@ -153,25 +169,18 @@ class Dispatcher:
 
     async def _lease_bucket(self, conn: AsyncConnection, client_id: str, lane: str,
                             eligible: dict[str, Any], now: datetime) -> BucketWork | None:
-        best = (await conn.execute(
-            select(Task.job_id).join(Job, Job.id == Task.job_id)
-            .where(Task.status == st.TaskStatus.QUEUED, Task.job_id.in_(list(eligible)))
-            .order_by(Job.priority.desc(), Job.created, Task.priority.desc(), Task.seq)
-            .limit(1))).scalar()
+        best = (await conn.execute(_BEST_JOB, {"ids": list(eligible)})).scalar()
         if best is None:
             return None
         spec = eligible[best]
-        rows = (await conn.execute(
-            select(Task.id, Task.uri, Task.item, Task.attempts)
-            .where(Task.job_id == best, Task.status == st.TaskStatus.QUEUED)
-            .order_by(Task.priority.desc(), Task.seq).limit(spec.get("bucket_size", 1)))).all()
+        rows = (await conn.execute(_NEXT_TASKS, {"job": best,
+                                                 "n": spec.get("bucket_size", 1)})).all()
         bucket_id, until = new_id(), now + self.lease
         await conn.execute(insert(Bucket).values(
             id=bucket_id, job_id=best, client_id=client_id, lane_id=lane, status="leased",
             leased_until=until, created=now))
-        await conn.execute(update(Task).where(Task.id.in_([r.id for r in rows])).values(
-            status=st.TaskStatus.BOOTING, bucket_id=bucket_id, client_id=client_id,
-            lane_id=lane, modified=now))
+        await conn.execute(_LEASE_TASKS, {"ids": [r.id for r in rows], "bucket": bucket_id,
+                                          "agent": client_id, "lane": lane, "now": now})
         return BucketWork(
             id=bucket_id, job_id=best, lane_id=lane,
             tasks=[TaskWork(id=r.id, uri=r.uri, item=r.item, attempt=r.attempts + 1,

@@ -4,6 +4,10 @@ Every item carries an idempotency key; a key seen before is answered
 ``duplicate`` and changes nothing, so an agent may resend its whole outbox.
 An item about a lease the agent no longer holds is ``refused``: the task was
 (or will be) given to another agent, and only that run counts.
+
+A batch is applied in memory first (a task may have several events in one
+batch) and then written with one prepared statement for all its tasks: a
+report of 500 task ends costs a handful of statements, not 500.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.jobs import status as st
@@ -20,6 +24,19 @@ from hub.storage.models import Bucket, Job, ReportKey, Task
 from protocol import BucketReport, ReportResult, TaskReport
 
 T = st.TaskStatus
+
+# every column a report may change; a touched task is written whole
+MUTABLE = ("status", "bucket_id", "attempts", "exit_code", "message", "log_tail", "has_log",
+           "cpu_seconds", "peak_memory", "started", "finished", "abort_to")
+_write_tasks = update(Task).where(Task.id == bindparam("b_id")).values(
+    {name: bindparam(f"b_{name}") for name in (*MUTABLE, "modified")})
+_start_job = update(Job).where(Job.id == bindparam("b_id"), Job.started.is_(None)).values(
+    started=bindparam("b_started"))
+_seen = select(ReportKey.key).where(ReportKey.key.in_(bindparam("keys", expanding=True)))
+_buckets = select(Bucket.id, Bucket.client_id, Bucket.status, Bucket.job_id).where(
+    Bucket.id.in_(bindparam("ids", expanding=True)))
+_tasks = (select(Task.id, Task.job_id, *(getattr(Task, c) for c in MUTABLE), Job.spec)
+          .join(Job, Job.id == Task.job_id).where(Task.id.in_(bindparam("ids", expanding=True))))
 
 
 def _time(text: str | None, fallback: datetime) -> datetime:
@@ -33,19 +50,16 @@ def _time(text: str | None, fallback: datetime) -> datetime:
 
 async def apply(conn: AsyncConnection, client_id: str, items: list[TaskReport | BucketReport],
                 now: datetime) -> list[ReportResult]:
-    keys = [i.key for i in items]
-    seen = {r.key for r in (await conn.execute(
-        select(ReportKey.key).where(ReportKey.key.in_(keys)))).all()}
-    bucket_ids = {i.bucket_id for i in items}
-    buckets = {r.id: r for r in (await conn.execute(select(
-        Bucket.id, Bucket.client_id, Bucket.status, Bucket.job_id, Bucket.created)
-        .where(Bucket.id.in_(bucket_ids)))).all()}
-    task_ids = [i.task_id for i in items if isinstance(i, TaskReport)]
-    tasks = {r.id: r for r in (await conn.execute(
-        select(Task.id, Task.job_id, Task.status, Task.bucket_id, Task.attempts, Task.abort_to,
-               Job.spec).join(Job, Job.id == Task.job_id).where(Task.id.in_(task_ids)))).all()}
+    seen = {r.key for r in (await conn.execute(_seen, {"keys": [i.key for i in items]}))}
+    buckets = {r.id: r for r in (await conn.execute(
+        _buckets, {"ids": list({i.bucket_id for i in items})}))}
+    task_ids = list({i.task_id for i in items if isinstance(i, TaskReport)})
+    rows = (await conn.execute(_tasks, {"ids": task_ids})).mappings().all() if task_ids else []
+    tasks = {r["id"]: dict(r) for r in rows}
+    changed: set[str] = set()
+    job_started: dict[str, datetime] = {}
+    ended: list[tuple[BucketReport, Any]] = []
     results: list[ReportResult] = []
-    touched: set[str] = set()
     fresh: list[str] = []
     for item in items:
         if item.key in seen:
@@ -57,65 +71,72 @@ async def apply(conn: AsyncConnection, client_id: str, items: list[TaskReport | 
                                         reason="no such bucket leased to this agent"))
             continue
         if isinstance(item, BucketReport):
-            await _bucket_done(conn, item, bucket, now)
-            touched.add(bucket.job_id)
+            ended.append((item, bucket))  # after the task events of this batch are written
         else:
-            reason = await _task_event(conn, item, bucket, tasks.get(item.task_id), now)
+            task = tasks.get(item.task_id)
+            reason = _task_event(item, bucket, task, now)
             if reason:
                 results.append(ReportResult(key=item.key, outcome="refused", reason=reason))
                 continue
-            touched.add(bucket.job_id)
+            assert task is not None
+            changed.add(task["id"])
+            if task["started"] is not None:
+                first = job_started.get(task["job_id"])
+                job_started[task["job_id"]] = min(first, task["started"]) if first else \
+                    task["started"]
         seen.add(item.key)
         fresh.append(item.key)
         results.append(ReportResult(key=item.key, outcome="applied"))
+    if changed:
+        await conn.execute(_write_tasks, [
+            {"b_id": t, "b_modified": now, **{f"b_{c}": tasks[t][c] for c in MUTABLE}}
+            for t in changed])
+    if job_started:
+        await conn.execute(_start_job, [{"b_id": j, "b_started": s}
+                                        for j, s in job_started.items()])
+    for item, bucket in ended:
+        await _bucket_done(conn, item, bucket, now)
     if fresh:
         await conn.execute(insert(ReportKey), [{"key": k, "received": now} for k in fresh])
-    await st.refresh(conn, touched, now)
+    await st.refresh(conn, {b.job_id for b in buckets.values()}, now)
     return results
 
 
-async def _task_event(conn: AsyncConnection, item: TaskReport, bucket: Any, task: Any,
-                      now: datetime) -> str:
-    """Apply one task event; returns why it was refused, or '' when applied."""
-    if task is None or task.bucket_id != bucket.id:
+def _task_event(item: TaskReport, bucket: Any, task: dict[str, Any] | None,
+                now: datetime) -> str:
+    """Apply one event to the task's row (in memory); returns why it was refused, or ''."""
+    if task is None or task["bucket_id"] != bucket.id:
         return "lease lost: this task now belongs to another lease"
     if bucket.status != "leased" and not (bucket.status == "done" and item.event == "done"):
         return f"lease lost ({bucket.status})"
     at = _time(item.at, now)
-    values: dict[str, Any] = {"modified": now}
-    if task.abort_to is not None:
+    if task["abort_to"] is not None:
         # a kill the hub asked for: the task already shows its new status
-        if item.event in ("aborted", "returned", "failed", "done"):
-            values["abort_to"] = None
-            if task.abort_to == T.QUEUED:
-                values.update(status=T.QUEUED, bucket_id=None)
-        await conn.execute(update(Task).where(Task.id == task.id).values(**values))
+        if item.event != "started":
+            if task["abort_to"] == T.QUEUED:
+                task.update(status=T.QUEUED, bucket_id=None)
+            task["abort_to"] = None
         return ""
-    if task.status not in st.RUNNING_TASK:
-        return f"task is {task.status}, not running"
+    if task["status"] not in st.RUNNING_TASK:
+        return f"task is {task['status']}, not running"
     if item.event == "started":
-        values.update(status=T.EXECUTING, started=at)
-        await conn.execute(update(Job).where(Job.id == task.job_id, Job.started.is_(None))
-                           .values(started=at))
+        task.update(status=T.EXECUTING, started=at)
     elif item.event in ("returned", "aborted"):  # handed back unfinished: no attempt spent
-        values.update(status=T.QUEUED, bucket_id=None, message=item.message)
+        task.update(status=T.QUEUED, bucket_id=None, message=item.message)
     else:
-        values.update(exit_code=item.exit_code, message=item.message, log_tail=item.log_tail,
-                      cpu_seconds=item.cpu_seconds, peak_memory=item.peak_memory,
-                      has_log=item.log_size > 0)
+        task.update(exit_code=item.exit_code, message=item.message, log_tail=item.log_tail,
+                    cpu_seconds=item.cpu_seconds, peak_memory=item.peak_memory,
+                    has_log=item.log_size > 0)
         if item.started:
-            values["started"] = _time(item.started, at)
-            await conn.execute(update(Job).where(Job.id == task.job_id, Job.started.is_(None))
-                               .values(started=values["started"]))
+            task["started"] = _time(item.started, at)
         if item.event == "done":
-            values.update(status=T.DONE, finished=at)
-        elif task.attempts + 1 > task.spec.get("retries", 0):
-            values.update(status=T.FAILED, finished=at, attempts=task.attempts + 1)
+            task.update(status=T.DONE, finished=at)
+        elif task["attempts"] + 1 > task["spec"].get("retries", 0):
+            task.update(status=T.FAILED, finished=at, attempts=task["attempts"] + 1)
         else:  # another try, on whichever agent claims it
-            values.update(status=T.QUEUED, bucket_id=None, attempts=task.attempts + 1,
-                          message=f"{item.message} (attempt {task.attempts + 1} failed; "
-                          "queued again)".strip())
-    await conn.execute(update(Task).where(Task.id == task.id).values(**values))
+            task.update(status=T.QUEUED, bucket_id=None, attempts=task["attempts"] + 1,
+                        message=f"{item.message} (attempt {task['attempts'] + 1} failed; "
+                        "queued again)".strip())
     return ""
 
 

@@ -182,7 +182,8 @@ class Task(Base):
     """One item of a job: a frame to compute (or, later, a file to move)."""
 
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_job_status", "job_id", "status"),)
+    __table_args__ = (Index("ix_tasks_job_status", "job_id", "status"),
+                      Index("ix_tasks_job_finished", "job_id", "finished"))
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
     job_id: Mapped[str] = mapped_column(ID, ForeignKey("jobs.id", ondelete="CASCADE"))
     uri: Mapped[str] = mapped_column(String(32))  # "0", "1", … in order of creation

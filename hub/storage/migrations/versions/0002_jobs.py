@@ -73,6 +73,7 @@ def upgrade() -> None:
         sa.Column("finished", sa.DateTime(), nullable=True),
     )
     op.create_index("ix_tasks_job_status", "tasks", ["job_id", "status"])
+    op.create_index("ix_tasks_job_finished", "tasks", ["job_id", "finished"])
     op.create_index("ix_tasks_status", "tasks", ["status"])
     op.create_index("ix_tasks_bucket_id", "tasks", ["bucket_id"])
     op.create_table(

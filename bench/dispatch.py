@@ -1,0 +1,134 @@
+"""Dispatch throughput and latency: no-op tasks through a hub and one agent, against xargs.
+
+One hub (SQLite) and one agent with 2 lanes run a job of N tasks that each
+run ``true``; in the same run, ``xargs -P2 -n1 true`` runs the same count.
+The throughput ratio is tasks/s through Ferry (job created to the hub
+knowing every task done) over tasks/s of xargs. Then single-task jobs are
+submitted one after another to an idle agent, and the time from creating
+the job to its task's process starting is measured (the agent's clock and
+ours are the same machine's).
+
+    .venv/bin/python bench/dispatch.py                 # 2,000 tasks
+    .venv/bin/python bench/dispatch.py --tasks 5000 --bucket-size 100
+
+Goals (printed, not asserted): at least 0.7 of xargs' throughput; the first
+task running within 50 ms of job creation (p50).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import start_ferry, stop_process
+from hub import Session
+
+PASSWORD = "bench-root-password"
+
+
+def xargs_seconds(count: int) -> float:
+    started = time.perf_counter()
+    subprocess.run(["xargs", "-P2", "-n1", "true"], input="\n".join(["x"] * count).encode(),
+                   check=True)
+    return time.perf_counter() - started
+
+
+def epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).replace(tzinfo=UTC).timestamp()
+
+
+def ferry_run(session: Session, count: int, bucket_size: int) -> dict[str, Any]:
+    created = time.time()
+    started = time.perf_counter()
+    job = session.create("Job", {"code": "bench", "compute": {
+        "command": ["true"], "items": f"1-{count}", "bucket_size": bucket_size, "retries": 0}})
+    while True:
+        state = session.get("Job", job["id"])
+        if state["status"] in ("done", "failed", "aborted"):
+            break
+        time.sleep(0.05)
+    seconds = time.perf_counter() - started
+    tasks = session.find(f"task WHERE job.id={job['id']}")
+    done = sum(t["status"] == "done" for t in tasks)
+    last = max(epoch(t["finished"]) for t in tasks if t["finished"])
+    return {"seconds": seconds, "done": done, "status": state["status"],
+            "executed_seconds": last - created}
+
+
+def first_task_latency(session: Session, runs: int) -> list[float]:
+    """Milliseconds from creating a one-task job to its process starting."""
+    out = []
+    for _ in range(runs):
+        time.sleep(0.2)  # the agent is idle again, waiting in a claim
+        created = time.time()
+        job = session.create("Job", {"compute": {"command": ["true"], "items": "1"}})
+        while (task := session.find_one(f"task WHERE job.id={job['id']}"))["started"] is None:
+            time.sleep(0.02)
+        out.append((epoch(task["started"]) - created) * 1000)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--bucket-size", type=int, default=50)
+    parser.add_argument("--latency-runs", type=int, default=30)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-dispatch-"))
+    procs = []
+    results: dict[str, Any] = {"tasks": args.tasks, "bucket_size": args.bucket_size}
+    try:
+        hub, info = start_ferry("hub", tmp, {"ip": "127.0.0.1", "port": 0,
+                                             "logging": {"level": "WARNING"}},
+                                {"FERRY_ROOT_PASSWORD": PASSWORD})
+        procs.append(hub)
+        session = Session(info["url"], username="root", password=PASSWORD)
+        key = session.create("Node", {"name": "bench"})["api_key"]
+        agent, _ = start_ferry("agent", tmp, {"hub": info["url"], "api_key": key, "lanes": 2,
+                                              "logging": {"level": "WARNING"}})
+        procs.append(agent)
+        while not session.find("Client where type=5 AND status=online"):
+            time.sleep(0.1)
+        ferry_run(session, 50, args.bucket_size)  # warm up: imports, first claims
+        results["xargs_seconds"] = xargs_seconds(args.tasks)
+        run = ferry_run(session, args.tasks, args.bucket_size)
+        results["ferry"] = run
+        results["latency_ms"] = first_task_latency(session, args.latency_runs)
+    finally:
+        for proc in reversed(procs):
+            stop_process(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    x_rate = args.tasks / results["xargs_seconds"]
+    f_rate = args.tasks / run["seconds"]
+    latency = results["latency_ms"]
+    results["ratio"] = f_rate / x_rate
+    results["latency_p50_ms"] = statistics.median(latency)
+    print(f"{args.tasks} tasks of `true`, 2 in parallel (ferry: 1 agent, 2 lanes, "
+          f"buckets of {args.bucket_size}):")
+    print(f"  xargs -P2 -n1 true   {results['xargs_seconds']:7.2f} s  {x_rate:8.0f} tasks/s")
+    print(f"  ferry hub + agent    {run['seconds']:7.2f} s  {f_rate:8.0f} tasks/s  "
+          f"({run['done']} done; last task ended {run['executed_seconds']:.2f} s after "
+          "creation)")
+    print(f"throughput ratio ferry/xargs: {results['ratio']:.2f}  (goal >= 0.7)")
+    print(f"job created -> first task running: p50 {results['latency_p50_ms']:.1f} ms, "
+          f"min {min(latency):.1f}, max {max(latency):.1f} over {len(latency)} jobs "
+          "(goal p50 <= 50 ms)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
