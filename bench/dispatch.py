@@ -56,7 +56,7 @@ def ferry_run(session: Session, count: int, bucket_size: int) -> dict[str, Any]:
         state = session.get("Job", job["id"])
         if state["status"] in ("done", "failed", "aborted"):
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     seconds = time.perf_counter() - started
     tasks = session.find(f"task WHERE job.id={job['id']}")
     done = sum(t["status"] == "done" for t in tasks)
@@ -66,7 +66,8 @@ def ferry_run(session: Session, count: int, bucket_size: int) -> dict[str, Any]:
 
 
 def first_task_latency(session: Session, runs: int) -> list[float]:
-    """Milliseconds from creating a one-task job to its process starting."""
+    """Milliseconds from creating a one-task job to its process starting (the task's
+    ``started``, stamped by the agent just before it spawns the process)."""
     out = []
     for _ in range(runs):
         time.sleep(0.2)  # the agent is idle again, waiting in a claim

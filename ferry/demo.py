@@ -1,7 +1,9 @@
 """``ferry demo``: an embedded hub and one agent on this machine, end to end.
 
-Everything lives in a temporary folder and is removed afterwards (unless
-``--keep``). Later issues extend the demo with jobs and transfers.
+The agent enrolls and checks in; a render-like job of 200 frames runs over
+its lanes with a live progress bar; the buckets' timings are printed; the
+agent drains and goes offline. Everything lives in a temporary folder,
+removed afterwards (unless ``--keep``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from typing import Any
 from ferry.errors import FerryError
 from ferry.logs import LoggingConfig
 from ferry.logs import setup as setup_logging
+
+FRAMES = "1-200"
+# a stand-in for a renderer: a little work per frame, a line of output
+RENDER = ["sh", "-c", "sleep 0.02; echo rendered frame $FERRY_ITEM on lane $FERRY_LANE"]
 
 
 def _gib(value: Any) -> str:
@@ -46,9 +52,62 @@ def client_rows(clients: list[dict[str, Any]]) -> list[dict[str, str]]:
             "memory": f"{m['m']:.0f}% of {_gib(m.get('mpt'))}" if "m" in m else "-",
             "load": " ".join(f"{x:.2f}" for x in m.get("la") or []) or "-",
             "host_id": str(c["host_id"] or "-"), "wan_ip": str(c["wan_ip"]),
-            "last_checkin": str(c["last_checkin"]),
         })
     return rows
+
+
+def progress_bar(job: dict[str, Any], width: int = 30) -> str:
+    counts = job["counts"]
+    total = sum(counts.values())
+    done = counts.get("done", 0)
+    filled = int(width * job["progress"] / 100)
+    return (f"[{'#' * filled}{'-' * (width - filled)}] {job['progress']:3d}%  {done}/{total} done"
+            f"  executing {counts.get('executing', 0)}"
+            f"  {job['speed']:.1f} tasks/s  etr {job['etr'] or '-'}")
+
+
+def bucket_rows(tasks: list[dict[str, Any]], lanes: dict[str, str]) -> list[dict[str, str]]:
+    buckets: dict[str, list[dict[str, Any]]] = {}
+    for task in tasks:
+        buckets.setdefault(task["bucket"], []).append(task)
+    rows = []
+    for members in sorted(buckets.values(), key=lambda m: min(t["started"] or "" for t in m)):
+        items = sorted(int(t["item"]) for t in members)
+        rows.append({"bucket": members[0]["bucket"][-8:],
+                     "lane": lanes.get(members[0]["source"]["lane"], "?"),
+                     "frames": f"{items[0]}-{items[-1]}", "tasks": str(len(members)),
+                     "time": f"{members[0]['time'] / 1000:.2f} s",
+                     "status": ",".join(sorted({t["status"] for t in members}))})
+    return rows
+
+
+async def _run_job(session: Any, lanes: dict[str, str]) -> bool:
+    call = asyncio.to_thread
+    job = await call(session.create, "Job", {"code": "demo render", "compute": {
+        "command": RENDER, "items": FRAMES, "bucket_size": 10, "retries": 1}})
+    print(f"\njob      '{job['code']}': {sum(job['counts'].values())} frames, buckets of 10, "
+          f"over {len(lanes)} lane(s)")
+    tty = sys.stdout.isatty()
+    shown = -25
+    while True:
+        job = await call(session.get, "Job", job["id"])
+        if tty:
+            print("\r" + progress_bar(job), end="", flush=True)
+        elif job["progress"] >= shown + 25 or job["status"] in ("done", "failed"):
+            shown = job["progress"]
+            print(progress_bar(job), flush=True)
+        if job["status"] in ("done", "failed", "aborted"):
+            break
+        await asyncio.sleep(0.2)
+    if tty:
+        print()
+    tasks = await call(session.find, f"task WHERE job.id={job['id']}")
+    print(f"\nbuckets  (jobs.rst: a task's time is its whole bucket's)\n"
+          f"{table(bucket_rows(tasks, lanes))}")
+    seconds = [t["time"] / 1000 for t in {t["bucket"]: t for t in tasks}.values()]
+    print(f"\n{len(seconds)} buckets, {sum(seconds) / len(seconds):.2f} s on average; job "
+          f"{job['status']} with {job['counts']}")
+    return bool(job["status"] == "done")
 
 
 async def _run(base: Path, wait_online: float) -> int:
@@ -61,47 +120,46 @@ async def _run(base: Path, wait_online: float) -> int:
 
     password = new_password()
     os.environ["FERRY_ROOT_PASSWORD"] = password
-    hub = HubServer(HubConfig(port=0, checkin_interval=2.0, description="ferry demo"),
+    hub = HubServer(HubConfig(port=0, checkin_interval=2.0, heartbeat_interval=2.0,
+                              description="ferry demo"),
                     "application", base / "hub", handle_signals=False)
     await hub.startup()
     print(f"hub      {hub.url}/api/v1  (SQLite in {base / 'hub'})")
     agent: Agent | None = None
     agent_task: asyncio.Task[None] | None = None
+    call = asyncio.to_thread
     try:
-        session = await asyncio.to_thread(Session, hub.url, username="root", password=password)
-        node = await asyncio.to_thread(session.create, "Node", {"name": "demo-agent"})
+        session = await call(Session, hub.url, username="root", password=password)
+        node = await call(session.create, "Node", {"name": "demo-agent"})
         print(f"node     {node['name']} created; API key shown once: {node['api_key'][:10]}…")
         agent = Agent(AgentConfig(hub=hub.url, api_key=node["api_key"]), "demo",
                       base / "agent", handle_signals=False)
         agent_task = asyncio.create_task(agent.serve())
         deadline = time.monotonic() + wait_online
         online: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            online = await asyncio.to_thread(
-                session.find, f"Client where node={node['id']} AND status=online")
-            if online and (online[0].get("metrics") or {}).get("l") is not None \
-                    and agent.state.checkins >= 1:
-                break
-            if agent_task.done():
+        while time.monotonic() < deadline and not agent_task.done():
+            online = await call(session.find, f"Client where node={node['id']} AND status=online")
+            if online and (online[0].get("metrics") or {}).get("l") is not None:
                 break
             await asyncio.sleep(0.3)
-        else:
-            print(f"error: the agent did not come online within {wait_online:.0f} s", file=sys.stderr)
-            return 1
         if agent_task.done():
             agent_task.result()
-        print(f"agent    enrolled as client {online[0]['id']}, status {agent.state.status}, "
+        if not online:
+            print(f"error: the agent did not come online within {wait_online:.0f} s",
+                  file=sys.stderr)
+            return 1
+        agent_id = online[0]["id"]
+        print(f"agent    enrolled as client {agent_id}, status {agent.state.status}, "
               f"local status at {agent.status_server.url}/status.json\n")
-        everyone = await asyncio.to_thread(session.find, "Client")
-        print(table(client_rows(everyone)))
-        print("\nquery:   session.find('Client where status=online AND site=hq') -> "
-              f"{len(await asyncio.to_thread(session.find, 'Client where status=online AND site=hq'))}"
-              " client(s)")
+        print(table(client_rows(await call(session.find, "Client"))))
+        lanes = {c["id"]: c["code"] for c in await call(session.find,
+                                                          f"Client where parent={agent_id}")}
+        ok = await _run_job(session, lanes)
         agent.request_stop()
         await asyncio.gather(agent_task, return_exceptions=True)
-        after = await asyncio.to_thread(session.get, "Client", online[0]["id"])
+        after = await call(session.get, "Client", agent_id)
         print(f"\nagent    stopped (drained); the hub now shows it {after['status']}")
-        return 0 if after["status"] == "offline" else 1
+        return 0 if ok and after["status"] == "offline" else 1
     finally:
         if agent is not None and agent_task is not None and not agent_task.done():
             agent.request_stop()
@@ -122,6 +180,6 @@ def main(*, keep: bool = False, timeout: float = 60.0) -> int:
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
     if code == 0:
-        print("\ndemo finished: the agent enrolled, checked in with live metrics, and went "
-              "offline when stopped.")
+        print("\ndemo finished: the agent enrolled, checked in with live metrics, ran a job "
+              "over its lanes, and went offline when stopped.")
     return code

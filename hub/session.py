@@ -187,6 +187,17 @@ class Session:
         return self._call("PATCH", f"/job/{_quote(parent)}/{_name(entitytype)}s",  # type: ignore[no-any-return]
                           {"tasks": data})
 
+    def task_log(self, task_id: str) -> str:
+        """The whole log of a task (its tail, until the agent has uploaded it)."""
+        request = urllib.request.Request(f"{self.url}{API_PREFIX}/task/{_quote(task_id)}/log")
+        request.add_header("Authorization", f"Bearer {self._token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as resp:
+                return resp.read().decode("utf-8", "replace")  # type: ignore[no-any-return]
+        except urllib.error.HTTPError as exc:
+            raise ApiError(exc.code, "http_error", exc.read()[:300].decode("utf-8", "replace")) \
+                from None
+
     def delete_one(self, entitytype: str, entityid: str) -> bool:
         self._call("DELETE", f"/{_name(entitytype)}/{_quote(entityid)}")
         return True

@@ -56,3 +56,4 @@ def test_200_tasks_on_2_lanes(hub: Hub, session: Session, node_key, start_agent)
     token = session._token
     status, text = http("GET", f"{hub.api}/task/{by_item['7']['id']}/log", token=token)
     assert status == 200 and text.startswith(f"frame 7 of {job['id']}")
+    assert session.task_log(by_item["50"]["id"]).endswith("to stderr\n")

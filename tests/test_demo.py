@@ -11,3 +11,6 @@ def test_demo(env: dict[str, str]) -> None:
     assert "online" in result.stdout
     assert "the hub now shows it offline" in result.stdout
     assert "CORES" in result.stdout and "HOST_ID" in result.stdout
+    assert "compute lane" in result.stdout
+    assert "100%  200/200 done" in result.stdout
+    assert "20 buckets" in result.stdout and "job done with {'done': 200}" in result.stdout

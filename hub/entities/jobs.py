@@ -99,7 +99,7 @@ class JobEntity(Entity):
             "etr": st.etr(counts, j["started"], ctx.now, j["status"]),
             "metadata": j["metadata"] or {}, "parent": j["parent_id"], "parent_hr": None,
             "progress": st.progress(counts, j["status"]), "size": j["size"],
-            "speed": st.speed(counts), "user": j["user_id"],
+            "speed": st.speed(counts, j["started"], ctx.now), "user": j["user_id"],
             "user_hr": user_hr(j["user_name"], j["user_role"]), "finished": iso(j["finished"]),
             "modified": iso(j["modified"]), "modifier": j["modifier"],
             "priority": j["priority"], "kind": j["kind"], "started": iso(j["started"]),

@@ -54,6 +54,9 @@ _BEST_JOB = (select(Task.job_id).join(Job, Job.id == Task.job_id)
 _NEXT_TASKS = (select(Task.id, Task.uri, Task.item, Task.attempts)
                .where(Task.job_id == bindparam("job"), Task.status == st.TaskStatus.QUEUED)
                .order_by(Task.priority.desc(), Task.seq).limit(bindparam("n")))
+_RUNNING = update(Job).where(Job.id.in_(bindparam("ids", expanding=True)),
+                             Job.status.in_(st.ACTIVE)).values(status=st.JobStatus.RUNNING,
+                                                               modified=bindparam("now"))
 _LEASE_TASKS = update(Task).where(Task.id.in_(bindparam("ids", expanding=True))).values(
     status=st.TaskStatus.BOOTING, bucket_id=bindparam("bucket"), client_id=bindparam("agent"),
     lane_id=bindparam("lane"), modified=bindparam("now"))
@@ -128,8 +131,8 @@ class Dispatcher:
                 if bucket is None:
                     break
                 work.append(bucket)
-            if work:
-                await st.refresh(conn, {b.job_id for b in work}, now)
+            if work:  # a lease only ever makes a job run: no need to count its tasks
+                await conn.execute(_RUNNING, {"ids": list({b.job_id for b in work}), "now": now})
         return work
 
     async def _free_lanes(self, conn: AsyncConnection, client_id: str, lanes: list[str]

@@ -163,6 +163,10 @@ def etr(counts: Counts, started: datetime | None, now: datetime, status: str) ->
     return format_etr(counts.remaining / (ended / elapsed))
 
 
-def speed(counts: Counts) -> float:
-    """Tasks ended per second over the last minute (compute jobs have no bytes to move)."""
-    return round(counts.recent / SPEED_WINDOW.total_seconds(), 3)
+def speed(counts: Counts, started: datetime | None, now: datetime) -> float:
+    """Tasks ended per second over the last minute, or since the job started when that is
+    sooner (compute jobs have no bytes to move)."""
+    if started is None:
+        return 0.0
+    window = min(SPEED_WINDOW.total_seconds(), (now - started).total_seconds())
+    return round(counts.recent / window, 3) if window > 0 else 0.0
