@@ -23,8 +23,7 @@ from protocol import BucketReport, ReportRequest, ReportResponse, TaskReport
 log = structlog.get_logger("agent.sender")
 
 BATCH = 500
-LINGER = 0.1  # seconds to wait after a small batch, so that the next one is not as small
-SMALL = 20  # items: a batch this small was sent before much had gathered
+GATHER = 0.1  # seconds a send waits for more items to join it, unless BATCH are waiting
 _decoder = msgspec.json.Decoder(TaskReport | BucketReport)
 
 
@@ -42,10 +41,9 @@ class OutboxSender:
                 self.outbox.changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.outbox.changed.wait(), timeout=1.0)
-            elif sent < SMALL:  # more is coming: let it gather rather than send it piecemeal
+            if 0 <= sent < BATCH:  # let what comes next join the same request
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=LINGER)
-            # a bigger batch took long enough for the next one to gather: send at once
+                    await asyncio.wait_for(stop.wait(), timeout=GATHER)
 
     async def drain(self, seconds: float) -> bool:
         """Send everything now, for at most ``seconds``; True when the outbox is empty."""

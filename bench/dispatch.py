@@ -1,12 +1,15 @@
 """Dispatch throughput and latency: no-op tasks through a hub and one agent, against xargs.
 
 One hub (SQLite) and one agent with 2 lanes run a job of N tasks that each
-run ``true``; in the same run, ``xargs -P2 -n1 true`` runs the same count.
+run ``true``; right before it, ``xargs -P2 -n1 true`` runs the same count.
 The throughput ratio is tasks/s through Ferry (job created to the hub
-knowing every task done) over tasks/s of xargs. Then single-task jobs are
-submitted one after another to an idle agent, and the time from creating
-the job to its task's process starting is measured (the agent's clock and
-ours are the same machine's).
+knowing every task done) over tasks/s of xargs. This machine's speed drifts
+from minute to minute, so the pair is run in several rounds and the median
+ratio is reported; CPU time per task (ours: hub, agent and the tasks; xargs:
+xargs and its children) is printed too, as it drifts less. Then single-task
+jobs are submitted one after another to an idle agent, and the time from
+creating the job to its task's process starting is measured (the agent's
+clock and ours are the same machine's).
 
     .venv/bin/python bench/dispatch.py                 # 2,000 tasks
     .venv/bin/python bench/dispatch.py --tasks 5000 --bucket-size 100
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import statistics
 import subprocess
@@ -29,6 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import start_ferry, stop_process
 from hub import Session
@@ -36,18 +42,33 @@ from hub import Session
 PASSWORD = "bench-root-password"
 
 
-def xargs_seconds(count: int) -> float:
+def xargs_run(count: int) -> tuple[float, float]:
+    """Seconds and CPU seconds of xargs running ``true`` ``count`` times, two at once."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(["xargs", "-P2", "-n1", "true"], input="\n".join(["x"] * count).encode(),
                    check=True)
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return seconds, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    """CPU of these processes and of their children already reaped (the agent's tasks)."""
+    total = 0.0
+    for proc in procs:
+        t = proc.cpu_times()
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
 
 
 def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).replace(tzinfo=UTC).timestamp()
 
 
-def ferry_run(session: Session, count: int, bucket_size: int) -> dict[str, Any]:
+def ferry_run(session: Session, count: int, bucket_size: int,
+              procs: list[psutil.Process]) -> dict[str, Any]:
+    cpu_before = cpu_seconds(procs)
     created = time.time()
     started = time.perf_counter()
     job = session.create("Job", {"code": "bench", "compute": {
@@ -62,7 +83,7 @@ def ferry_run(session: Session, count: int, bucket_size: int) -> dict[str, Any]:
     done = sum(t["status"] == "done" for t in tasks)
     last = max(epoch(t["finished"]) for t in tasks if t["finished"])
     return {"seconds": seconds, "done": done, "status": state["status"],
-            "executed_seconds": last - created}
+            "executed_seconds": last - created, "cpu": cpu_seconds(procs) - cpu_before}
 
 
 def first_task_latency(session: Session, runs: int) -> list[float]:
@@ -82,7 +103,8 @@ def first_task_latency(session: Session, runs: int) -> list[float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=2000)
-    parser.add_argument("--bucket-size", type=int, default=50)
+    parser.add_argument("--bucket-size", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-runs", type=int, default=30)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -99,30 +121,38 @@ def main() -> int:
         agent, _ = start_ferry("agent", tmp, {"hub": info["url"], "api_key": key, "lanes": 2,
                                               "logging": {"level": "WARNING"}})
         procs.append(agent)
+        measured = [psutil.Process(hub.pid), psutil.Process(agent.pid)]
         while not session.find("Client where type=5 AND status=online"):
             time.sleep(0.1)
-        ferry_run(session, 50, args.bucket_size)  # warm up: imports, first claims
-        results["xargs_seconds"] = xargs_seconds(args.tasks)
-        run = ferry_run(session, args.tasks, args.bucket_size)
-        results["ferry"] = run
+        ferry_run(session, 50, args.bucket_size, measured)  # warm up: imports, first claims
+        rounds = []
+        for _ in range(args.rounds):
+            x_seconds, x_cpu = xargs_run(args.tasks)
+            run = ferry_run(session, args.tasks, args.bucket_size, measured)
+            rounds.append({"xargs_seconds": x_seconds, "xargs_cpu": x_cpu, "ferry": run,
+                           "ratio": x_seconds / run["seconds"]})
+        results["rounds"] = rounds
         results["latency_ms"] = first_task_latency(session, args.latency_runs)
     finally:
         for proc in reversed(procs):
             stop_process(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    x_rate = args.tasks / results["xargs_seconds"]
-    f_rate = args.tasks / run["seconds"]
     latency = results["latency_ms"]
-    results["ratio"] = f_rate / x_rate
+    results["ratio"] = statistics.median(r["ratio"] for r in rounds)
     results["latency_p50_ms"] = statistics.median(latency)
     print(f"{args.tasks} tasks of `true`, 2 in parallel (ferry: 1 agent, 2 lanes, "
           f"buckets of {args.bucket_size}):")
-    print(f"  xargs -P2 -n1 true   {results['xargs_seconds']:7.2f} s  {x_rate:8.0f} tasks/s")
-    print(f"  ferry hub + agent    {run['seconds']:7.2f} s  {f_rate:8.0f} tasks/s  "
-          f"({run['done']} done; last task ended {run['executed_seconds']:.2f} s after "
-          "creation)")
-    print(f"throughput ratio ferry/xargs: {results['ratio']:.2f}  (goal >= 0.7)")
+    print(f"{'round':>5}  {'xargs s':>8} {'tasks/s':>8} {'cpu ms/task':>11}   "
+          f"{'ferry s':>8} {'tasks/s':>8} {'cpu ms/task':>11} {'last ended s':>12}   ratio")
+    for n, r in enumerate(rounds, 1):
+        f = r["ferry"]
+        print(f"{n:>5}  {r['xargs_seconds']:8.2f} {args.tasks / r['xargs_seconds']:8.0f} "
+              f"{1000 * r['xargs_cpu'] / args.tasks:11.3f}   {f['seconds']:8.2f} "
+              f"{args.tasks / f['seconds']:8.0f} {1000 * f['cpu'] / args.tasks:11.3f} "
+              f"{f['executed_seconds']:12.2f}   {r['ratio']:.2f}")
+    print(f"throughput ratio ferry/xargs: {results['ratio']:.2f} (median of {len(rounds)}; "
+          "goal >= 0.7)")
     print(f"job created -> first task running: p50 {results['latency_p50_ms']:.1f} ms, "
           f"min {min(latency):.1f}, max {max(latency):.1f} over {len(latency)} jobs "
           "(goal p50 <= 50 ms)")

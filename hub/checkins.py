@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.engine import Connection
 
 from hub.storage.db import Database
 from hub.storage.models import Client
@@ -135,15 +136,7 @@ class CheckinWriter:
         return {k: self._pending.pop(k) for k in keys}
 
     async def _write(self, batch: dict[str, _Pending]) -> dict[str, bool]:
-        async with self._db.write() as conn:
-            await conn.execute(_update, [p.values for p in batch.values()])
-            # an agent's lanes live and die with it
-            await conn.execute(_lanes, [{"b_parent": p.values["b_id"],
-                                         "b_last_checkin": p.values["b_last_checkin"]}
-                                        for p in batch.values()])
-            rows = await conn.execute(
-                select(Client.id, Client.disabled).where(Client.id.in_(list(batch))))
-            return {r.id: bool(r.disabled) for r in rows}
+        return await self._db.run(_write_batch, [p.values for p in batch.values()])
 
     async def close(self) -> None:
         """Write what is pending, then stop. Safe to call twice."""
@@ -155,3 +148,15 @@ class CheckinWriter:
             except TimeoutError:
                 self._task.cancel()
             self._task = None
+
+
+def _write_batch(conn: Connection, values: list[dict[str, Any]]) -> dict[str, bool]:
+    """One transaction of ``Database.run``: the check-ins, their agents' lanes, and who is
+    disabled now."""
+    conn.execute(_update, values)
+    # an agent's lanes live and die with it
+    conn.execute(_lanes, [{"b_parent": v["b_id"], "b_last_checkin": v["b_last_checkin"]}
+                          for v in values])
+    rows = conn.execute(select(Client.id, Client.disabled).where(
+        Client.id.in_([v["b_id"] for v in values])))
+    return {r.id: bool(r.disabled) for r in rows}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -40,6 +41,7 @@ log = structlog.get_logger("lanes.subprocess")
 TAIL = 4096
 SAMPLE_EVERY = 0.5  # seconds between memory samples of a running task
 MOVE_AFTER = 0.05  # seconds a task runs before it is moved into its lane's cgroup
+ANNOUNCE_AFTER = 0.5  # seconds a task runs before it is reported as executing
 SWEEP_AFTER = 1.0  # seconds a task runs before its end is followed by a search by mark
 
 
@@ -56,6 +58,7 @@ class SubprocessLane:
         self._wake_r, self._wake_w = os.pipe() if sys.platform != "win32" else (-1, -1)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lane-{name}")
         self._moved: tuple[float | None, bool] | None = None  # (cgroup CPU then, exact peak)
+        self._announce: Callable[[], None] | None = None  # the running task's "started"
 
     def abort(self, task_id: str, reason: str = "aborted") -> bool:
         """Ask the running task to stop; False when it is not this lane's."""
@@ -88,9 +91,11 @@ class SubprocessLane:
                        ended: Callable[[TaskRun, Outcome], None],
                        go_on: Callable[[], bool]) -> int:
         """Run tasks one after the other on the lane's thread, without coming back to the
-        event loop between them. ``started`` and ``ended`` are called on that thread
-        (hand anything for the loop over with ``call_soon_threadsafe``); ``go_on`` is
-        asked before each task. Returns how many ran."""
+        event loop between them. ``started`` is called once a task has run for
+        ``ANNOUNCE_AFTER`` (a task that ends sooner is told of by its end alone),
+        ``ended`` when it is over; both on that thread (hand anything for the loop over
+        with ``call_soon_threadsafe``). ``go_on`` is asked before each task. Returns how
+        many ran."""
         return await asyncio.get_running_loop().run_in_executor(
             self._thread, self._run_many, tasks, started, ended, go_on)
 
@@ -104,7 +109,7 @@ class SubprocessLane:
             with self._lock:
                 self.current, self._abort = task.task_id, None
             try:
-                started(task)
+                self._announce = functools.partial(started, task)
                 outcome = self._run(task)
             finally:
                 with self._lock:
@@ -162,11 +167,16 @@ class SubprocessLane:
         reason: str | None = None
         while True:
             step = SAMPLE_EVERY if self._moved is not None or self.cgroup is None else MOVE_AFTER
+            if self._announce is not None:
+                step = min(step, max(0.01, ANNOUNCE_AFTER - (time.monotonic() - begun)))
             left = step if deadline is None else min(step, deadline - time.monotonic())
             if wait_exit(child, max(0.0, left), self._wake_r):
                 break
             if self._moved is None and self.cgroup is not None:
                 self._move(child)
+            if self._announce is not None and time.monotonic() - begun >= ANNOUNCE_AFTER:
+                self._announce()
+                self._announce = None
             reason = self._abort
             if reason is None and deadline is not None and time.monotonic() >= deadline:
                 reason = f"timed out after {task.timeout:g} s"

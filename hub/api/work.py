@@ -46,8 +46,7 @@ async def report(request: web.Request) -> web.Response:
     who = agent_principal(request)
     body = await read_body(request, ReportRequest)
     rt = runtime(request)
-    async with rt.db.write() as conn:
-        results = await reports.apply(conn, who.id, body.items, utcnow())
+    results = await rt.db.run(reports.apply, who.id, body.items, utcnow())
     rt.dispatcher.notify()  # failures and hand-backs may have queued tasks again
     return json_response(ReportResponse(results=results))
 

@@ -75,7 +75,8 @@ class JobEntity(Entity):
         stmt = stmt.order_by(Job.id).offset(offset).limit(min(limit or 100_000, 100_000))
         async with ctx.db.read() as conn:
             found = (await conn.execute(stmt)).mappings().all()
-            counts = await st.task_counts(conn, [r["id"] for r in found], ctx.now, recent=True)
+            counts = await conn.run_sync(st.task_counts, [r["id"] for r in found], ctx.now,
+                                         recent=True)
             names = await party_names(conn, found)
         return [self.record(r, counts[r["id"]], names, ctx) for r in found]
 
@@ -133,7 +134,7 @@ class JobEntity(Entity):
                 meta=spec.metadata, size=-1, created=now, modified=now,
                 modifier=ctx.principal.id))
             await insert_tasks(conn, job_id, items, 0, now)
-            await st.refresh(conn, [job_id], now)
+            await conn.run_sync(st.refresh, [job_id], now)
         ctx.rt.dispatcher.notify()
         return await self.get(ctx, job_id)
 
@@ -163,7 +164,7 @@ class JobEntity(Entity):
             await conn.execute(update(Job).where(Job.id == entity_id).values(**values))
             if wanted is not None:
                 await change_status(conn, entity_id, job.status, wanted, ctx)
-            await st.refresh(conn, [entity_id], ctx.now)
+            await conn.run_sync(st.refresh, [entity_id], ctx.now)
         ctx.rt.dispatcher.notify()
         return await self.get(ctx, entity_id)
 

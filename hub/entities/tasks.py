@@ -110,7 +110,7 @@ class TaskEntity(Entity):
             if job.status in st.FINISHED and job.status != st.JobStatus.ABORTED:
                 await conn.execute(update(Job).where(Job.id == job_id).values(
                     status=st.JobStatus.WAITING, finished=None))
-            await st.refresh(conn, [job_id], ctx.now)
+            await conn.run_sync(st.refresh, [job_id], ctx.now)
         ctx.rt.dispatcher.notify()
         return {"success": True, "created": created, "retried": retried}
 
@@ -133,7 +133,7 @@ class TaskEntity(Entity):
             for change in changes:
                 values = _values(change, rows[change["id"]].status, ctx)
                 await conn.execute(update(Task).where(Task.id == change["id"]).values(**values))
-            await st.refresh(conn, [job_id], ctx.now)
+            await conn.run_sync(st.refresh, [job_id], ctx.now)
         ctx.rt.dispatcher.notify()
         return await self.rows(ctx, Task.id.in_(ids))
 

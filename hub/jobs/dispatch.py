@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, exists, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from hub.entities.base import iso
 from hub.jobs import status as st
@@ -104,46 +104,47 @@ class Dispatcher:
         deadline = time.monotonic() + min(wait, self.wait_max)
         while True:
             self._work.clear()
-            buckets = await self._claim_once(client_id, lanes)
+            buckets = await self.db.run(self._claim_once, client_id, lanes)
             left = deadline - time.monotonic()
             if buckets or left <= 0:
                 return buckets
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._work.wait(), timeout=min(left, RECHECK))
 
-    async def _claim_once(self, client_id: str, lanes: list[str]) -> list[BucketWork]:
+    def _claim_once(self, conn: Connection, client_id: str, lanes: list[str]
+                    ) -> list[BucketWork]:
+        """One try at a claim: one transaction of ``Database.run``."""
         now = utcnow()
-        async with self.db.write() as conn:
-            agent = (await conn.execute(_AGENT, {"id": client_id})).first()
-            if agent is None or agent.disabled:
-                return []
-            free = await self._free_lanes(conn, client_id, lanes)
-            self._remember(client_id, agent.benchmark, len(free))
-            if not free:
-                return []
-            eligible = await self._eligible_jobs(conn, agent)
-            if not eligible:
-                return []
-            share = await self._share(conn, client_id, eligible, len(free))
-            work = []
-            for lane in free[:share]:
-                bucket = await self._lease_bucket(conn, client_id, lane, eligible, now)
-                if bucket is None:
-                    break
-                work.append(bucket)
-            if work:  # a lease only ever makes a job run: no need to count its tasks
-                await conn.execute(_RUNNING, {"ids": list({b.job_id for b in work}), "now": now})
+        agent = conn.execute(_AGENT, {"id": client_id}).first()
+        if agent is None or agent.disabled:
+            return []
+        free = self._free_lanes(conn, client_id, lanes)
+        self._remember(client_id, agent.benchmark, len(free))
+        if not free:
+            return []
+        eligible = self._eligible_jobs(conn, agent)
+        if not eligible:
+            return []
+        share = self._share(conn, client_id, eligible, len(free))
+        work = []
+        for lane in free[:share]:
+            bucket = self._lease_bucket(conn, client_id, lane, eligible, now)
+            if bucket is None:
+                break
+            work.append(bucket)
+        if work:  # a lease only ever makes a job run: no need to count its tasks
+            conn.execute(_RUNNING, {"ids": list({b.job_id for b in work}), "now": now})
         return work
 
-    async def _free_lanes(self, conn: AsyncConnection, client_id: str, lanes: list[str]
+    def _free_lanes(self, conn: Connection, client_id: str, lanes: list[str]
                           ) -> list[str]:
         """The agent's own, enabled lanes among those it says are free. The agent knows
         best when a lane is free: its last bucket's end report may still be on the way."""
-        mine = {r.id for r in await conn.execute(_LANES, {"agent": client_id, "ids": lanes})}
+        mine = {r.id for r in conn.execute(_LANES, {"agent": client_id, "ids": lanes})}
         return [lane for lane in dict.fromkeys(lanes) if lane in mine]
 
-    async def _eligible_jobs(self, conn: AsyncConnection, agent: Any) -> dict[str, Any]:
-        rows = await conn.execute(_RUNNABLE)
+    def _eligible_jobs(self, conn: Connection, agent: Any) -> dict[str, Any]:
+        rows = conn.execute(_RUNNABLE)
         return {r.id: r.spec for r in rows if targets_match(r.spec.get("targets", []), agent)}
 
     def _remember(self, client_id: str, benchmark: float | None, free: int) -> None:
@@ -153,14 +154,14 @@ class Dispatcher:
         for other in [c for c, v in self._claimers.items() if now - v.seen > CLAIMER_MEMORY]:
             del self._claimers[other]
 
-    async def _share(self, conn: AsyncConnection, client_id: str, eligible: dict[str, Any],
+    def _share(self, conn: Connection, client_id: str, eligible: dict[str, Any],
                      free: int) -> int:
         """How many of our free lanes to fill: all, unless the work is too little for
         everyone who asked, then our benchmark's part of it."""
         others = [c for cid, c in self._claimers.items() if cid != client_id and c.lanes]
         if not others:
             return free
-        queued = (await conn.execute(_QUEUED_BY_JOB, {"ids": list(eligible)})).all()
+        queued = (conn.execute(_QUEUED_BY_JOB, {"ids": list(eligible)})).all()
         buckets = sum(math.ceil(int(n) / max(1, int(eligible[j].get("bucket_size", 1))))
                       for j, n in queued)
         demand = free + sum(c.lanes for c in others)
@@ -170,19 +171,19 @@ class Dispatcher:
         total = weight + sum(c.weight for c in others)
         return max(1, min(free, math.ceil(buckets * weight / total)))
 
-    async def _lease_bucket(self, conn: AsyncConnection, client_id: str, lane: str,
+    def _lease_bucket(self, conn: Connection, client_id: str, lane: str,
                             eligible: dict[str, Any], now: datetime) -> BucketWork | None:
-        best = (await conn.execute(_BEST_JOB, {"ids": list(eligible)})).scalar()
+        best = (conn.execute(_BEST_JOB, {"ids": list(eligible)})).scalar()
         if best is None:
             return None
         spec = eligible[best]
-        rows = (await conn.execute(_NEXT_TASKS, {"job": best,
+        rows = (conn.execute(_NEXT_TASKS, {"job": best,
                                                  "n": spec.get("bucket_size", 1)})).all()
         bucket_id, until = new_id(), now + self.lease
-        await conn.execute(insert(Bucket).values(
+        conn.execute(insert(Bucket).values(
             id=bucket_id, job_id=best, client_id=client_id, lane_id=lane, status="leased",
             leased_until=until, created=now))
-        await conn.execute(_LEASE_TASKS, {"ids": [r.id for r in rows], "bucket": bucket_id,
+        conn.execute(_LEASE_TASKS, {"ids": [r.id for r in rows], "bucket": bucket_id,
                                           "agent": client_id, "lane": lane, "now": now})
         return BucketWork(
             id=bucket_id, job_id=best, lane_id=lane,
@@ -194,19 +195,22 @@ class Dispatcher:
 
     # -- heartbeats and releases
     async def heartbeat(self, client_id: str, bucket_ids: list[str]) -> HeartbeatResponse:
+        return await self.db.run(self._heartbeat, client_id, bucket_ids)
+
+    def _heartbeat(self, conn: Connection, client_id: str, bucket_ids: list[str]
+                   ) -> HeartbeatResponse:
         now = utcnow()
-        async with self.db.write() as conn:
-            held = [r.id for r in (await conn.execute(select(Bucket.id).where(
-                Bucket.id.in_(bucket_ids), Bucket.client_id == client_id,
-                Bucket.status == "leased"))).all()]
-            if held:
-                await conn.execute(update(Bucket).where(Bucket.id.in_(held)).values(
-                    leased_until=now + self.lease))
-            abort = [r.id for r in (await conn.execute(select(Task.id).where(
-                Task.bucket_id.in_(held), Task.abort_to.is_not(None)))).all()]
-            paused = [r.id for r in (await conn.execute(
-                select(Job.id).join(Bucket, Bucket.job_id == Job.id).where(
-                    Bucket.id.in_(held), Job.status == st.JobStatus.PAUSED).distinct())).all()]
+        held = [r.id for r in conn.execute(select(Bucket.id).where(
+            Bucket.id.in_(bucket_ids), Bucket.client_id == client_id,
+            Bucket.status == "leased"))]
+        if held:
+            conn.execute(update(Bucket).where(Bucket.id.in_(held)).values(
+                leased_until=now + self.lease))
+        abort = [r.id for r in conn.execute(select(Task.id).where(
+            Task.bucket_id.in_(held), Task.abort_to.is_not(None)))]
+        paused = [r.id for r in conn.execute(
+            select(Job.id).join(Bucket, Bucket.job_id == Job.id).where(
+                Bucket.id.in_(held), Job.status == st.JobStatus.PAUSED).distinct())]
         lost = [b for b in bucket_ids if b not in set(held)]
         return HeartbeatResponse(lost=lost, abort=abort, paused=paused,
                                  heartbeat_interval=self.heartbeat_interval)
@@ -214,27 +218,35 @@ class Dispatcher:
     async def reset(self, client_id: str, reason: str) -> int:
         """The agent runs nothing of what it holds: it goes back to the queue. After a
         restart that costs an attempt (the run was lost); after a drain it does not."""
-        async with self.db.write() as conn:
-            held = [r.id for r in (await conn.execute(select(Bucket.id).where(
-                Bucket.client_id == client_id, Bucket.status == "leased"))).all()]
-            if reason == "restarted":
-                await release(conn, held, "lost", utcnow(), "the agent restarted")
-            else:
-                await release(conn, held, "returned", utcnow(), "handed back by a stopping "
-                              "agent", penalty=False)
-        if held:
+        released = await self.db.run(self._reset, client_id, reason)
+        if released:
             self.notify()
+        return released
+
+    @staticmethod
+    def _reset(conn: Connection, client_id: str, reason: str) -> int:
+        held = [r.id for r in conn.execute(select(Bucket.id).where(
+            Bucket.client_id == client_id, Bucket.status == "leased"))]
+        if reason == "restarted":
+            release(conn, held, "lost", utcnow(), "the agent restarted")
+        else:
+            release(conn, held, "returned", utcnow(), "handed back by a stopping agent",
+                    penalty=False)
         return len(held)
 
     async def sweep(self) -> int:
-        now = utcnow()
-        async with self.db.write() as conn:
-            expired = [r.id for r in (await conn.execute(select(Bucket.id).where(
-                Bucket.status == "leased", Bucket.leased_until < now))).all()]
-            await release(conn, expired, "lost", now, "the lease expired")
+        expired = await self.db.run(self._sweep)
         if expired:
-            log.warning("leases expired", buckets=len(expired))
+            log.warning("leases expired", buckets=expired)
             self.notify()
+        return expired
+
+    @staticmethod
+    def _sweep(conn: Connection) -> int:
+        now = utcnow()
+        expired = [r.id for r in conn.execute(select(Bucket.id).where(
+            Bucket.status == "leased", Bucket.leased_until < now))]
+        release(conn, expired, "lost", now, "the lease expired")
         return len(expired)
 
     async def _sweep_forever(self) -> None:
@@ -246,15 +258,15 @@ class Dispatcher:
                 log.exception("lease sweep failed")
 
 
-async def release(conn: AsyncConnection, bucket_ids: list[str], bucket_status: str,
+def release(conn: Connection, bucket_ids: list[str], bucket_status: str,
                   now: datetime, why: str, *, penalty: bool = True) -> None:
     """End these leases. Their unfinished tasks go back to the queue with one more attempt,
     or fail once the job's retries are used up; a task being killed takes its new status."""
     if not bucket_ids:
         return
-    await conn.execute(update(Bucket).where(Bucket.id.in_(bucket_ids)).values(
+    conn.execute(update(Bucket).where(Bucket.id.in_(bucket_ids)).values(
         status=bucket_status, ended=now))
-    rows = (await conn.execute(select(Task.id, Task.job_id, Task.attempts, Task.abort_to,
+    rows = (conn.execute(select(Task.id, Task.job_id, Task.attempts, Task.abort_to,
                                       Job.spec).join(Job, Job.id == Task.job_id).where(
         Task.bucket_id.in_(bucket_ids),
         or_(Task.status.in_(st.RUNNING_TASK), Task.abort_to.is_not(None))))).all()
@@ -273,5 +285,5 @@ async def release(conn: AsyncConnection, bucket_ids: list[str], bucket_status: s
             values = {"status": st.TaskStatus.QUEUED, "attempts": row.attempts + 1,
                       "bucket_id": None, "message": f"{why}; queued again"}
         values["modified"] = now
-        await conn.execute(update(Task).where(Task.id == row.id).values(**values))
-    await st.refresh(conn, {r.job_id for r in rows}, now)
+        conn.execute(update(Task).where(Task.id == row.id).values(**values))
+    st.refresh(conn, {r.job_id for r in rows}, now)

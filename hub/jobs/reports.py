@@ -7,7 +7,8 @@ An item about a lease the agent no longer holds is ``refused``: the task was
 
 A batch is applied in memory first (a task may have several events in one
 batch) and then written with one prepared statement for all its tasks: a
-report of 500 task ends costs a handful of statements, not 500.
+report of 500 task ends costs a handful of statements, not 500. It is one
+transaction of ``Database.run``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from hub.jobs import status as st
 from hub.query.fields import parse_time
@@ -35,8 +36,9 @@ _start_job = update(Job).where(Job.id == bindparam("b_id"), Job.started.is_(None
 _seen = select(ReportKey.key).where(ReportKey.key.in_(bindparam("keys", expanding=True)))
 _buckets = select(Bucket.id, Bucket.client_id, Bucket.status, Bucket.job_id).where(
     Bucket.id.in_(bindparam("ids", expanding=True)))
-_tasks = (select(Task.id, Task.job_id, *(getattr(Task, c) for c in MUTABLE), Job.spec)
-          .join(Job, Job.id == Task.job_id).where(Task.id.in_(bindparam("ids", expanding=True))))
+_tasks = select(Task.id, Task.job_id, *(getattr(Task, c) for c in MUTABLE)).where(
+    Task.id.in_(bindparam("ids", expanding=True)))
+_specs = select(Job.id, Job.spec).where(Job.id.in_(bindparam("ids", expanding=True)))
 
 
 def _time(text: str | None, fallback: datetime) -> datetime:
@@ -48,14 +50,21 @@ def _time(text: str | None, fallback: datetime) -> datetime:
         return fallback
 
 
-async def apply(conn: AsyncConnection, client_id: str, items: list[TaskReport | BucketReport],
+def apply(conn: Connection, client_id: str, items: list[TaskReport | BucketReport],
                 now: datetime) -> list[ReportResult]:
-    seen = {r.key for r in (await conn.execute(_seen, {"keys": [i.key for i in items]}))}
-    buckets = {r.id: r for r in (await conn.execute(
+    seen = {r.key for r in (conn.execute(_seen, {"keys": [i.key for i in items]}))}
+    buckets = {r.id: r for r in (conn.execute(
         _buckets, {"ids": list({i.bucket_id for i in items})}))}
     task_ids = list({i.task_id for i in items if isinstance(i, TaskReport)})
-    rows = (await conn.execute(_tasks, {"ids": task_ids})).mappings().all() if task_ids else []
+    rows = (conn.execute(_tasks, {"ids": task_ids})).mappings().all() if task_ids else []
     tasks = {r["id"]: dict(r) for r in rows}
+    job_ids = list({t["job_id"] for t in tasks.values()})
+    retries: dict[str, int] = {}
+    if job_ids:
+        for job_id, spec in conn.execute(_specs, {"ids": job_ids}):
+            retries[job_id] = int(spec.get("retries", 0))
+    for row in tasks.values():
+        row["retries"] = retries[row["job_id"]]
     changed: set[str] = set()
     job_started: dict[str, datetime] = {}
     ended: list[tuple[BucketReport, Any]] = []
@@ -88,17 +97,17 @@ async def apply(conn: AsyncConnection, client_id: str, items: list[TaskReport | 
         fresh.append(item.key)
         results.append(ReportResult(key=item.key, outcome="applied"))
     if changed:
-        await conn.execute(_write_tasks, [
+        conn.execute(_write_tasks, [
             {"b_id": t, "b_modified": now, **{f"b_{c}": tasks[t][c] for c in MUTABLE}}
             for t in changed])
     if job_started:
-        await conn.execute(_start_job, [{"b_id": j, "b_started": s}
+        conn.execute(_start_job, [{"b_id": j, "b_started": s}
                                         for j, s in job_started.items()])
     for item, bucket in ended:
-        await _bucket_done(conn, item, bucket, now)
+        _bucket_done(conn, item, bucket, now)
     if fresh:
-        await conn.execute(insert(ReportKey), [{"key": k, "received": now} for k in fresh])
-    await st.refresh(conn, {b.job_id for b in buckets.values()}, now)
+        conn.execute(insert(ReportKey), [{"key": k, "received": now} for k in fresh])
+    st.refresh(conn, {b.job_id for b in buckets.values()}, now)
     return results
 
 
@@ -131,7 +140,7 @@ def _task_event(item: TaskReport, bucket: Any, task: dict[str, Any] | None,
             task["started"] = _time(item.started, at)
         if item.event == "done":
             task.update(status=T.DONE, finished=at)
-        elif task["attempts"] + 1 > task["spec"].get("retries", 0):
+        elif task["attempts"] + 1 > task["retries"]:
             task.update(status=T.FAILED, finished=at, attempts=task["attempts"] + 1)
         else:  # another try, on whichever agent claims it
             task.update(status=T.QUEUED, bucket_id=None, attempts=task["attempts"] + 1,
@@ -140,17 +149,17 @@ def _task_event(item: TaskReport, bucket: Any, task: dict[str, Any] | None,
     return ""
 
 
-async def _bucket_done(conn: AsyncConnection, item: BucketReport, bucket: Any,
+def _bucket_done(conn: Connection, item: BucketReport, bucket: Any,
                        now: datetime) -> None:
     """The bucket ran to its end: its time (jobs.rst: per bucket, as dispatched) goes on
     each of its tasks; a task it never reported goes back to the queue."""
     started, ended = _time(item.started, now), _time(item.ended, now)
     elapsed = max(0, int((ended - started).total_seconds() * 1000))
-    await conn.execute(update(Bucket).where(Bucket.id == bucket.id).values(
+    conn.execute(update(Bucket).where(Bucket.id == bucket.id).values(
         status="done" if bucket.status == "leased" else bucket.status, started=started,
         ended=ended, time=elapsed))
-    await conn.execute(update(Task).where(Task.bucket_id == bucket.id).values(time=elapsed))
-    await conn.execute(update(Task).where(
+    conn.execute(update(Task).where(Task.bucket_id == bucket.id).values(time=elapsed))
+    conn.execute(update(Task).where(
         Task.bucket_id == bucket.id, Task.status.in_(st.RUNNING_TASK),
         Task.abort_to.is_(None)).values(status=T.QUEUED, bucket_id=None, modified=now,
                                         message="not run by its bucket; queued again"))

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from hub.storage.models import Job, Task
 
@@ -87,19 +87,18 @@ _JOBS = select(Job.id, Job.status, Job.finished).where(Job.id.in_(bindparam("ids
                                                                            expanding=True)))
 
 
-async def task_counts(conn: AsyncConnection, job_ids: Iterable[str], now: datetime, *,
-                      recent: bool = False) -> dict[str, Counts]:
+def task_counts(conn: Connection, job_ids: Iterable[str], now: datetime, *,
+                recent: bool = False) -> dict[str, Counts]:
     """Tasks per status (from the index alone); with ``recent``, also those that ended
     within the last minute (an indexed range per job)."""
     ids = list(job_ids)
     out = {job_id: Counts() for job_id in ids}
     if not ids:
         return out
-    for job_id, status, count in await conn.execute(_COUNTS, {"ids": ids}):
+    for job_id, status, count in conn.execute(_COUNTS, {"ids": ids}):
         out[job_id].by_status[status] = int(count)
     if recent:
-        for job_id, count in await conn.execute(_RECENT, {"ids": ids,
-                                                          "since": now - SPEED_WINDOW}):
+        for job_id, count in conn.execute(_RECENT, {"ids": ids, "since": now - SPEED_WINDOW}):
             out[job_id].recent = int(count)
     return out
 
@@ -118,13 +117,17 @@ def derived_status(current: str, counts: Counts) -> JobStatus:
     return JobStatus.DONE
 
 
-async def refresh(conn: AsyncConnection, job_ids: Iterable[str], now: datetime) -> None:
-    """Bring the stored status and ``finished`` of these jobs in line with their tasks."""
+def refresh(conn: Connection, job_ids: Iterable[str], now: datetime) -> None:
+    """Bring the stored status and ``finished`` of these jobs in line with their tasks.
+
+    A function of a synchronous connection (``Database.run``); from async code:
+    ``await conn.run_sync(refresh, ids, now)``.
+    """
     ids = sorted(set(job_ids))
     if not ids:
         return
-    counts = await task_counts(conn, ids, now)
-    rows = await conn.execute(_JOBS, {"ids": ids})
+    counts = task_counts(conn, ids, now)
+    rows = conn.execute(_JOBS, {"ids": ids})
     for job_id, status, finished in rows.all():
         new = derived_status(status, counts[job_id])
         values: dict[str, Any] = {}
@@ -136,7 +139,7 @@ async def refresh(conn: AsyncConnection, job_ids: Iterable[str], now: datetime) 
             values["finished"] = None
         if values:
             values["modified"] = now
-            await conn.execute(update(Job).where(Job.id == job_id).values(**values))
+            conn.execute(update(Job).where(Job.id == job_id).values(**values))
 
 
 def progress(counts: Counts, status: str) -> int:

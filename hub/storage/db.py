@@ -4,19 +4,27 @@ SQLite (the default) takes one writer at a time; rather than letting
 concurrent writers collide on SQLite's lock and retry, every write
 transaction in this process queues on one ``asyncio.Lock``. PostgreSQL
 needs no such lock.
+
+Busy paths (check-ins, claims, heartbeats, reports) are plain functions of
+a synchronous connection, run by ``Database.run``: on SQLite the whole
+transaction runs in the database's own thread, one hop there and back
+(the async driver hops for every statement, and each hop waits for the
+GIL while the event loop is busy); on PostgreSQL the same function runs on
+the event loop through the async driver, which has no threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -25,6 +33,8 @@ from sqlalchemy.pool import StaticPool
 from ferry.errors import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def async_url(uri: str, data_dir: Path) -> str:
@@ -85,6 +95,15 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._write_lock = asyncio.Lock()
+        self._sync: Engine | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        if self.is_sqlite and self.file is not None:
+            # one connection, used only from one thread: the transactions of ``run``
+            self._sync = create_engine(str(make_url(self.url).set(drivername="sqlite")),
+                                       poolclass=StaticPool, hide_parameters=True,
+                                       connect_args={"check_same_thread": False})
+            event.listen(self._sync, "connect", _sqlite_pragmas)
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -95,6 +114,22 @@ class Database:
         else:
             async with self.engine.begin() as conn:
                 yield conn
+
+    async def run(self, fn: Callable[Concatenate[Connection, P], R], *args: P.args,
+                  **kwargs: P.kwargs) -> R:
+        """Run ``fn(connection, ...)`` as one write transaction (see the module's doc)."""
+        if self._sync is not None and self._thread is not None:
+            sync = self._sync
+
+            def transaction() -> R:
+                with sync.begin() as conn:
+                    return fn(conn, *args, **kwargs)
+
+            async with self._write_lock:
+                return await asyncio.get_running_loop().run_in_executor(self._thread,
+                                                                        transaction)
+        async with self.write() as conn:
+            return await conn.run_sync(fn, *args, **kwargs)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -118,6 +153,10 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._sync is not None and self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._sync.dispose)
+            self._thread.shutdown(wait=True)
+            self._sync = self._thread = None
 
 
 def alembic_config(connection: Connection) -> AlembicConfig:
