@@ -33,7 +33,13 @@ from agent.status import StatusServer
 from agent.work import Work
 from ferry.errors import AgentError, ConfigError, EnrollmentError
 from ferry.lifecycle import Service
-from protocol import ClientType, EnrollRequest, EnrollResponse, ResetRequest
+from protocol import (
+    ClientType,
+    EnrollRequest,
+    EnrollResponse,
+    ResetRequest,
+    ResetResponse,
+)
 
 log = structlog.get_logger("agent")
 
@@ -143,10 +149,10 @@ class Agent(Service):
         while await self.sender.send_once():
             pass
         # ...then whatever the hub still thinks we hold is stale: we run nothing yet
-        released = await self.hub.request("POST", "/agent/reset",
-                                          ResetRequest(reason="restarted"), dict)
-        if released.get("released"):
-            log.warning("handed back work an earlier run held", buckets=released["released"])
+        answer = await self.hub.request("POST", "/agent/reset", ResetRequest(reason="restarted"),
+                                        ResetResponse)
+        if answer.released:
+            log.warning("handed back work an earlier run held", buckets=answer.released)
         self._spawn(self.sender.run(self._sending), "sender")
         self._spawn(self.work.heartbeat_loop(self.should_exit), "heartbeat-loop")
         await self.work.claim_loop(self.should_exit)
@@ -184,8 +190,8 @@ class Agent(Service):
                 # nothing owed: anything still leased to us (a claim cut short) goes back
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.hub.request(
-                        "POST", "/agent/reset", ResetRequest(reason="stopped"), dict,
-                        attempts=1), timeout=3)
+                        "POST", "/agent/reset", ResetRequest(reason="stopped"),
+                        ResetResponse, attempts=1), timeout=3)
             await self.hub.goodbye()
             await self.hub.close()
         await self.outbox.close()

@@ -75,6 +75,7 @@ class HubClient:
         self.base_url = base_url.rstrip("/")
         self._enroll_request = enroll_request
         self._retry_max_delay = retry_max_delay
+        self.request_timeout = request_timeout
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._session: aiohttp.ClientSession | None = None
         self._token: str | None = None

@@ -23,6 +23,7 @@ from protocol import BucketReport, ReportRequest, ReportResponse, TaskReport
 log = structlog.get_logger("agent.sender")
 
 BATCH = 500
+MAX_BYTES = 512 * 1024  # per request, well under the hub's default body limit of 1 MiB
 GATHER = 0.1  # seconds a send waits for more items to join it, unless BATCH are waiting
 _decoder = msgspec.json.Decoder(TaskReport | BucketReport)
 
@@ -76,15 +77,42 @@ class OutboxSender:
         skip = [i.id for i, r in zip(items, decoded, strict=True)
                 if isinstance(r, TaskReport) and r.event == "started" and r.task_id in ended]
         send = [(i, r) for i, r in zip(items, decoded, strict=True) if i.id not in set(skip)]
-        answer = await self.hub.request("POST", "/agent/report",
-                                        ReportRequest(items=[r for _, r in send]), ReportResponse)
+        await self.outbox.ack(skip)
+        chunk: list[tuple[Item, TaskReport | BucketReport]] = []
+        size = 0
+        for pair in send:
+            if chunk and size + len(pair[0].body) > MAX_BYTES:
+                await self._post(chunk)
+                chunk, size = [], 0
+            chunk.append(pair)
+            size += len(pair[0].body)
+        if chunk:
+            await self._post(chunk)
+
+    async def _post(self, chunk: list[tuple[Item, TaskReport | BucketReport]]) -> None:
+        """Send reports; a 4xx for the whole request is narrowed down to the items that
+        cause it, which are dropped (with an error in the log) so that the rest goes on."""
+        try:
+            answer = await self.hub.request("POST", "/agent/report",
+                                            ReportRequest(items=[r for _, r in chunk]),
+                                            ReportResponse)
+        except ApiError as exc:
+            if len(chunk) > 1:
+                half = len(chunk) // 2
+                await self._post(chunk[:half])
+                await self._post(chunk[half:])
+                return
+            log.error("hub refused a report; dropping it", key=chunk[0][1].key,
+                      error=str(exc))
+            await self.outbox.ack([chunk[0][0].id])
+            return
         by_key = {r.key: r for r in answer.results}
-        for _, report in send:
+        for _, report in chunk:
             result = by_key.get(report.key)
             if result is not None and result.outcome == "refused":
                 log.warning("hub refused a report", key=report.key, reason=result.reason)
-        await self.outbox.ack(skip + [i.id for i, r in send if r.key in by_key])
-        self.sent += len(send)
+        await self.outbox.ack([i.id for i, r in chunk if r.key in by_key])
+        self.sent += len(chunk)
 
     async def _send_log(self, item: Item) -> None:
         info = msgspec.json.decode(item.body)
@@ -96,4 +124,11 @@ class OutboxSender:
             except ApiError as exc:  # lease lost or task gone: nobody wants this log
                 log.warning("hub refused a log", task=info["task_id"], error=exc.message)
         await self.outbox.ack([item.id])
-        await asyncio.to_thread(path.unlink, True)
+        await asyncio.to_thread(_remove, path)
+
+
+def _remove(path: Path) -> None:
+    """A sent log, and its job's folder once that is empty."""
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()

@@ -57,7 +57,8 @@ class BucketRun:
     work: BucketWork
     lane: SubprocessLane
     stop_reason: str = ""  # "lost", "paused", "draining": no new task starts
-    running: str | None = None
+    aborted: set[str] = field(default_factory=set)  # tasks the hub wants stopped
+    ended: set[str] = field(default_factory=set)  # tasks whose end is reported
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -113,9 +114,11 @@ class Work:
                 await _first(stop, self._lane_free.wait() if not free else asyncio.sleep(1.0))
                 continue
             try:
+                # the hub answers within the wait: keep it well inside the request timeout,
+                # or an answer (and its leases) could be lost to our own time-out
+                wait = max(0.0, min(CLAIM_WAIT, self.hub.request_timeout - 5.0))
                 answer = await _first(stop, self.hub.request(
-                    "POST", "/agent/claim", ClaimRequest(lanes=free, wait=CLAIM_WAIT),
-                    ClaimResponse))
+                    "POST", "/agent/claim", ClaimRequest(lanes=free, wait=wait), ClaimResponse))
             except ApiError as exc:
                 log.error("hub refused the claim", error=str(exc))
                 await _first(stop, asyncio.sleep(5.0))
@@ -146,26 +149,34 @@ class Work:
         by_id = {task.id: task for task in bucket.tasks}
 
         def on_start(task: TaskRun) -> None:  # on the lane's thread
-            run.running = task.task_id
             loop.call_soon_threadsafe(self._report, bucket, by_id[task.task_id], "started",
                                       time.time())
 
         def on_end(task: TaskRun, outcome: Outcome) -> None:  # on the lane's thread
-            run.running = None
-            if not run.lost:  # the hub refuses reports for a lease it took back
+            run.ended.add(task.task_id)
+            if run.lost:  # the hub refuses reports for a lease it took back
+                task.log.unlink(missing_ok=True)
+            else:
                 loop.call_soon_threadsafe(self._finish, bucket, by_id[task.task_id], outcome)
 
         try:
             ran = await run.lane.run_many(self._task_runs(bucket), on_start, on_end,
-                                          lambda: not run.stop_reason)
+                                          lambda: not run.stop_reason,
+                                          lambda task: task.task_id in run.aborted)
             if run.stop_reason and not run.lost:
                 self._hand_back(bucket, bucket.tasks[ran:], run.stop_reason)
+            with contextlib.suppress(OSError):  # the job's log folder, once it is empty
+                (self.logs / bucket.job_id).rmdir()
             if not run.lost:
                 self.outbox.add("report", f"{bucket.id}/end", msgspec.json.encode(BucketReport(
                     key=f"{bucket.id}/end", bucket_id=bucket.id, started=iso(started),
                     ended=iso(time.time()))))
         except Exception:
-            log.exception("bucket failed in the agent", bucket=bucket.id)
+            log.exception("bucket failed in the agent; handing back what it did not run",
+                          bucket=bucket.id)
+            if not run.lost:
+                self._hand_back(bucket, [t for t in bucket.tasks if t.id not in run.ended],
+                                "the agent failed")
         finally:
             self.buckets.pop(bucket.id, None)
             self.state.busy = len(self.buckets)
@@ -188,7 +199,7 @@ class Work:
     def _finish(self, bucket: BucketWork, task: TaskWork, outcome: Outcome) -> None:
         self._report(bucket, task, outcome.status, at=outcome.ended, outcome=outcome)
         path = self.logs / bucket.job_id / f"{task.id}.log"
-        if outcome.log_size > 0:
+        if outcome.log_size > len(outcome.log_tail.encode()):  # more than the report carries
             self.outbox.add("log", f"{bucket.id}/{task.id}/log", msgspec.json.encode(
                 {"task_id": task.id, "bucket_id": bucket.id, "path": str(path)}))
         else:
@@ -241,11 +252,14 @@ class Work:
             if run is not None:
                 log.warning("lease lost; stopping the bucket", bucket=bucket_id)
                 run.stop_reason = "lost"
-                if run.running:
-                    run.lane.abort(run.running, "lease lost")
+                if run.lane.current:
+                    run.lane.abort(run.lane.current, "lease lost")
+        abort = set(answer.abort)
         for run in self.buckets.values():
-            if run.running in answer.abort:
-                run.lane.abort(run.running, "aborted at the hub")
+            mine = {t.id for t in run.work.tasks} & abort
+            run.aborted |= mine  # those not started yet are skipped
+            if run.lane.current in mine:
+                run.lane.abort(run.lane.current, "aborted at the hub")
             if run.work.job_id in answer.paused and not run.stop_reason:
                 run.stop_reason = "paused"
 
@@ -259,7 +273,7 @@ class Work:
                                              if r.task is not None}
         if pending:
             log.info("draining", buckets=len(pending), running=sum(
-                1 for r in self.buckets.values() if r.running))
+                1 for r in self.buckets.values() if r.lane.current))
         force = asyncio.ensure_future(forced.wait())
         try:
             while pending and not forced.is_set():
@@ -273,8 +287,8 @@ class Work:
             force.cancel()
         if pending:  # past the deadline: stop them; the buckets report them handed back
             for run in list(self.buckets.values()):
-                if run.running:
-                    run.lane.abort(run.running, "the agent is stopping")
+                if run.lane.current:
+                    run.lane.abort(run.lane.current, "the agent is stopping")
             await asyncio.wait(pending, timeout=60)
         for lane in self.lanes.values():
             lane.close()

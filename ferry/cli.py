@@ -19,9 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="group", metavar="GROUP", required=True)
     register(sub, HubKind(), "run and manage hubs (the coordinator)")
     register(sub, AgentKind(), "run and manage agents (the node daemon)")
-    demo = sub.add_parser("demo", help="start an embedded hub and an agent, show it online",
+    demo = sub.add_parser("demo", help="an embedded hub and an agent running a job, end to end",
                           description="Start an embedded hub (SQLite in a temporary folder) "
-                          "and one agent, show the agent online with its metrics, and exit.")
+                          "and one agent, show it online with its metrics, run a 200-frame job "
+                          "over its lanes with a progress bar, print the buckets' timings, "
+                          "and exit.")
     demo.add_argument("--keep", action="store_true", help="keep the demo's temporary folder")
     demo.add_argument("--timeout", type=float, default=60.0,
                       help="give up if the agent is not online after this many seconds")

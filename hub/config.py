@@ -59,6 +59,13 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     claim_wait_max: Annotated[float, msgspec.Meta(ge=0, le=60)] = 30.0
     max_log_size: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024 * 1024
 
+    def __post_init__(self) -> None:
+        if self.heartbeat_interval * 2 > self.lease_seconds:
+            raise ValueError("`heartbeat_interval`: must be at most half of lease_seconds "
+                             f"({self.lease_seconds:g}), or leases run out between heartbeats")
+        if self.job_archive_after <= self.job_inactive_after:
+            raise ValueError("`job_archive_after`: must be longer than job_inactive_after")
+
     def environment_type(self, section: str) -> EnvType:
         if self.type is not None:
             return self.type

@@ -74,7 +74,8 @@ class Session:
         self.login()
 
     # -- transport
-    def _send(self, method: str, path: str, body: Any, token: str | None) -> Any:
+    def _send(self, method: str, path: str, body: Any, token: str | None,
+              text: bool = False) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(f"{self.url}{API_PREFIX}{path}", data=data,
                                          method=method)
@@ -102,12 +103,15 @@ class Session:
             reason = getattr(exc, "reason", exc)
             raise _Retry(f"cannot reach hub at {self.url}: {reason}",
                          processed=not isinstance(reason, ConnectionRefusedError)) from None
+        if text:
+            return raw.decode("utf-8", "replace")
         try:
             return json.loads(raw) if raw else None
         except ValueError:
             raise _Retry("hub sent an answer that is not JSON") from None
 
-    def _call(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+    def _call(self, method: str, path: str, body: Any = None, *, auth: bool = True,
+              text: bool = False) -> Any:
         repeatable = method != "POST" or path in _SAFE_POSTS
 
         def worth_retrying(exc: BaseException) -> bool:
@@ -119,12 +123,13 @@ class Session:
                                     reraise=True):
                 with attempt:
                     try:
-                        return self._send(method, path, body, self._token if auth else None)
+                        return self._send(method, path, body, self._token if auth else None,
+                                          text)
                     except ApiError as exc:
                         if not auth or exc.status != 401 or exc.code == "bad_credentials":
                             raise
                         self.login()  # token expired or hub secret changed: once more
-                        return self._send(method, path, body, self._token)
+                        return self._send(method, path, body, self._token, text)
         except _Retry as exc:
             if not repeatable and exc.processed:
                 raise HubError(f"{exc}; not repeated, since the hub may have done it: "
@@ -189,14 +194,7 @@ class Session:
 
     def task_log(self, task_id: str) -> str:
         """The whole log of a task (its tail, until the agent has uploaded it)."""
-        request = urllib.request.Request(f"{self.url}{API_PREFIX}/task/{_quote(task_id)}/log")
-        request.add_header("Authorization", f"Bearer {self._token}")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as resp:
-                return resp.read().decode("utf-8", "replace")  # type: ignore[no-any-return]
-        except urllib.error.HTTPError as exc:
-            raise ApiError(exc.code, "http_error", exc.read()[:300].decode("utf-8", "replace")) \
-                from None
+        return self._call("GET", f"/task/{_quote(task_id)}/log", text=True)  # type: ignore[no-any-return]
 
     def delete_one(self, entitytype: str, entityid: str) -> bool:
         self._call("DELETE", f"/{_name(entitytype)}/{_quote(entityid)}")

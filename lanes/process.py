@@ -41,7 +41,11 @@ class Child:
 
 def spawn(argv: list[str], env: dict[str, str], log: Path, cwd: str | None) -> Child:
     try:
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except FileNotFoundError:  # its folder was tidied away meanwhile
+            log.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     except OSError as exc:
         raise LaneError(f"cannot open the task log {log}: {exc.strerror}") from None
     try:

@@ -89,23 +89,32 @@ class SubprocessLane:
 
     async def run_many(self, tasks: list[TaskRun], started: Callable[[TaskRun], None],
                        ended: Callable[[TaskRun, Outcome], None],
-                       go_on: Callable[[], bool]) -> int:
+                       go_on: Callable[[], bool],
+                       skip: Callable[[TaskRun], bool] = lambda _t: False) -> int:
         """Run tasks one after the other on the lane's thread, without coming back to the
         event loop between them. ``started`` is called once a task has run for
         ``ANNOUNCE_AFTER`` (a task that ends sooner is told of by its end alone),
         ``ended`` when it is over; both on that thread (hand anything for the loop over
-        with ``call_soon_threadsafe``). ``go_on`` is asked before each task. Returns how
-        many ran."""
+        with ``call_soon_threadsafe``). ``go_on`` is asked before each task: False stops
+        the rest; ``skip`` True ends that one task as aborted without running it.
+        Returns how many were taken (run or skipped)."""
         return await asyncio.get_running_loop().run_in_executor(
-            self._thread, self._run_many, tasks, started, ended, go_on)
+            self._thread, self._run_many, tasks, started, ended, go_on, skip)
 
     # -- on the lane's thread
     def _run_many(self, tasks: list[TaskRun], started: Callable[[TaskRun], None],
-                  ended: Callable[[TaskRun, Outcome], None], go_on: Callable[[], bool]) -> int:
+                  ended: Callable[[TaskRun, Outcome], None], go_on: Callable[[], bool],
+                  skip: Callable[[TaskRun], bool]) -> int:
         count = 0
         for task in tasks:
             if not go_on():
                 break
+            if skip(task):
+                now = time.time()
+                ended(task, Outcome(status="aborted", exit_code=None, message="aborted before "
+                                    "it started", started=now, ended=now))
+                count += 1
+                continue
             with self._lock:
                 self.current, self._abort = task.task_id, None
             try:
@@ -276,5 +285,6 @@ def _tail(path: Path) -> tuple[str, int]:
 
 
 def _append(path: Path, text: str) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
+    """Add a line of Ferry's own to a task's log, if the log can be written at all."""
+    with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as fh:
         fh.write(text)

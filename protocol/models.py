@@ -135,7 +135,7 @@ class CheckinRequest(Struct, frozen=True):
     os: ShortText | None = None
     username: ShortText | None = None
     version: ShortText | None = None
-    lanes: Annotated[int, msgspec.Meta(ge=0, le=4096)] | None = None
+    lanes: Annotated[int, msgspec.Meta(ge=0, le=1024)] | None = None
 
 
 class CheckinResponse(Struct, frozen=True):
@@ -217,6 +217,10 @@ class ResetRequest(Struct, frozen=True):
     ``stopped`` (a drained agent returning what it never started: no attempt spent)."""
 
     reason: Literal["restarted", "stopped"]
+
+
+class ResetResponse(Struct, frozen=True):
+    released: int  # buckets handed back
 
 
 class HeartbeatRequest(Struct, frozen=True):

@@ -29,6 +29,13 @@ def task_processes(task_id: str | None = None, job_id: str | None = None
     return found
 
 
+def alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def ended(session: Session, job_id: str) -> dict[str, Any] | None:
     job = session.get("Job", job_id)
     return job if job["status"] in ("done", "failed", "aborted") else None
@@ -93,9 +100,11 @@ def test_restarted_agent_kills_what_it_left_running(fast_hub: Hub, root: Session
                     what="task running")
     assert task_processes(task["id"])
     agent.kill()
-    assert task_processes(task["id"]), "SIGKILL of the agent leaves its task running"
+    orphans = task_processes(task["id"])
+    assert orphans, "SIGKILL of the agent leaves its task running"
     agent.start()  # the same agent again
-    wait_for(lambda: not task_processes(task["id"]), timeout=20, what="orphan killed")
+    # the task may start again at once: watch the orphan's own processes, not the task id
+    wait_for(lambda: not any(alive(p) for p in orphans), timeout=20, what="orphan killed")
     # the hub got the task back at once (restart), and it runs again
     again = wait_for(lambda: root.find_one(
         f"task WHERE job.id={job['id']} AND status=executing AND attempts=1"), timeout=30,
@@ -207,3 +216,33 @@ def test_stop_drains(fast_hub: Hub, root: Session, start_agent) -> None:
     assert after[first["id"]]["status"] == "done" and after[first["id"]]["log_tail"] == "finished\n"
     others = [t for t in after.values() if t["id"] != first["id"]]
     assert all(t["status"] == "queued" and t["attempts"] == 0 for t in others)
+
+
+def test_abort_skips_the_rest_of_the_bucket(fast_hub: Hub, root: Session, start_agent) -> None:
+    start_agent(fast_hub, root.create("Node", {"name": "a"})["api_key"], lanes=1)
+    job = root.create("Job", {"compute": {"command": ["sleep", "30"], "items": "1-4",
+                                          "bucket_size": 4, "grace": 0.2}})
+    first = wait_for(lambda: root.find_one(f"task WHERE job.id={job['id']} AND status=executing"),
+                     what="first task running")
+    root.update("job", job["id"], {"status": "aborted"})
+    wait_for(lambda: not task_processes(job_id=job["id"]), timeout=5, interval=0.05,
+             what="the job's processes gone")
+    time.sleep(2)  # the other three must not start, one after the other
+    assert not task_processes(job_id=job["id"])
+    tasks = root.find(f"task WHERE job.id={job['id']}")
+    assert {t["status"] for t in tasks} == {"failed"}  # all four were leased when it aborted
+    assert [t["id"] for t in tasks if t["started"]] == [first["id"]]  # one ever ran
+
+
+def test_big_reports_are_split_and_the_agent_goes_on(fast_hub: Hub, root: Session,
+                                                    start_agent) -> None:
+    agent = start_agent(fast_hub, root.create("Node", {"name": "a"})["api_key"], lanes=2)
+    # 400 tasks with 6 KiB of output each: one report batch would be ~2 MB
+    job = root.create("Job", {"compute": {
+        "command": ["sh", "-c", "head -c 6000 /dev/zero | tr '\\\\0' x"], "items": "1-400",
+        "bucket_size": 200}})
+    done = wait_for(lambda: ended(root, job["id"]), timeout=120, what="job to end")
+    assert done["counts"] == {"done": 400}
+    assert agent.alive and "413" not in agent.log()
+    task = root.find_one(f"task WHERE job.id={job['id']}")
+    assert len(task["log_tail"]) == 4096

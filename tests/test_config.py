@@ -179,3 +179,14 @@ def test_write_atomic_leaves_no_partial_file(tmp_path: Path) -> None:
     assert target.read_text() == "a: 1\n"
     assert target.stat().st_mode & 0o777 == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["out.yaml"]
+
+
+def test_hub_timings_must_fit_together(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, "application: {lease_seconds: 4, heartbeat_interval: 3}\n"),
+                    HubConfig)
+    assert info.value.key == "application.heartbeat_interval"
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, "application: {job_inactive_after: 10, "
+                                    "job_archive_after: 5}\n"), HubConfig)
+    assert info.value.key == "application.job_archive_after"

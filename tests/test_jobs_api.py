@@ -207,3 +207,47 @@ def test_job_writes_are_checked(root: Session) -> None:
     assert again["status"] == "waiting" and again["finished"] is None
     assert root.update("Job", job["id"], {"priority": 900, "code": "renamed"})["priority"] == 900
     assert root.find_one("Job where code=renamed AND priority>=900") is not None
+
+
+def test_targets_tags_and_items_are_checked(hub: Hub, session: Session, node_key,
+                                            start_agent) -> None:
+    agent = start_agent(hub, node_key("gpu01")["api_key"], lanes=1)
+    agent_id = wait_for(lambda: agent.status()["client_id"], what="enrolled")
+    lane = session.find_one(f"Client where parent={agent_id}")
+    with pytest.raises(ApiError) as info:
+        session.create("Job", {"compute": {**SPEC, "clients": [f"client:{lane['id']}"]}})
+    assert info.value.code == "unknown_target" and "compute lane" in info.value.message
+    with pytest.raises(ApiError) as info:
+        session.create("Job", {"compute": {**SPEC, "clients": ["tag:gpu"]}})
+    assert info.value.code == "unknown_target"
+    assert session.update("Client", agent_id, {"tags": ["gpu", "gpu", "nvme"]})["tags"] == \
+        ["gpu", "nvme"]
+    job = session.create("Job", {"compute": {**SPEC, "items": "1-3", "clients": ["tag:gpu"]}})
+    done = wait_for(lambda: (j := session.get("Job", job["id"]))["status"] == "done" and j,
+                    what="tagged job done")
+    assert done["counts"] == {"done": 3}
+    with pytest.raises(ApiError) as info:
+        session.create("Job", {"compute": {**SPEC, "items": "1-5,3"}})
+    assert "item '3' is listed twice" in info.value.message
+    with pytest.raises(ApiError) as info:
+        session.update("Client", agent_id, {"tags": ["x" * 65]})
+    assert info.value.status == 422
+
+
+def test_status_writes_keep_their_times(root: Session) -> None:
+    job = make(root, "j")
+    root.update("Job", job["id"], {"status": "aborted"})
+    first = root.get("Job", job["id"])["finished"]
+    root.update("Job", job["id"], {"status": "aborted"})
+    assert root.get("Job", job["id"])["finished"] == first
+    closed = root.update("Job", make(root, "k")["id"], {"status": "done"})
+    tasks = root.find(f"task WHERE job.id={closed['id']}")
+    assert all(t["status"] == "excluded" and t["finished"] for t in tasks)
+    again = root.update("Job", closed["id"], {"status": "waiting"})  # nothing to redo
+    assert again["status"] == "done" and again["finished"] == closed["finished"]
+    with pytest.raises(ApiError) as info:
+        root.find("Job where status=runing")
+    assert info.value.status == 400 and "has no value 'runing'" in info.value.message
+    with pytest.raises(ApiError) as info:
+        root.update_many("task", job["id"], [{"id": tasks[0]["id"], "colour": "red"}])
+    assert info.value.code == "unknown_field"

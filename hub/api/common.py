@@ -158,7 +158,7 @@ class Route:
     handler: Handler
     summary: str
     auth: str | None = "user"  # "user", "client", "any" or None
-    body: Any = None  # a msgspec type, or "object" for a free JSON object
-    response: Any = None
+    body: Any = None  # a msgspec type, "object" (any JSON object) or "text"
+    response: Any = None  # a msgspec type or "text"
     status: int = 200
     errors: tuple[int, ...] = (400, 401, 403, 404, 409, 413, 422)

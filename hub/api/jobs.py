@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from aiohttp import web
 from sqlalchemy import select
 
 from ferry.errors import ApiError
 from hub.api.common import Route, context, json_response, read_json
+from hub.api.work import log_file
 from hub.entities.tasks import TaskEntity
 from hub.storage.models import Task
 
@@ -30,15 +34,29 @@ async def task_log(request: web.Request) -> web.StreamResponse:
     task_id = request.match_info["id"]
     TASKS.visible(ctx)
     async with ctx.db.read() as conn:
-        row = (await conn.execute(select(Task.job_id, Task.has_log, Task.log_tail)
+        row = (await conn.execute(select(Task.job_id, Task.bucket_id, Task.log_tail)
                                   .where(Task.id == task_id))).first()
     if row is None:
         raise ApiError(404, "not_found", f"no Task with id '{task_id}'")
-    path = ctx.rt.data_dir / "logs" / row.job_id / f"{task_id}.log"
-    if path.exists():
+    path = await asyncio.to_thread(_latest_log, ctx.rt.data_dir, row.job_id, task_id,
+                                   row.bucket_id)
+    if path is not None:
         return web.FileResponse(path, headers={"Content-Type": "text/plain; charset=utf-8"})
-    # no whole log (nothing written, or not uploaded yet): the tail is all there is
+    # no log file: the tail is the whole log (a short one is never uploaded), or the
+    # upload has not come yet
     return web.Response(text=row.log_tail, content_type="text/plain")
+
+
+def _latest_log(data_dir: Path, job_id: str, task_id: str, bucket_id: str | None
+                ) -> Path | None:
+    """The log of the task's current run, else of its latest one."""
+    if bucket_id:
+        current = log_file(data_dir, job_id, task_id, bucket_id)
+        if current.exists():
+            return current
+    runs = sorted((data_dir / "logs" / job_id).glob(f"{task_id}.*.log"),
+                  key=lambda p: p.stat().st_mtime)
+    return runs[-1] if runs else None
 
 
 ROUTES = [
@@ -46,5 +64,5 @@ ROUTES = [
           body="object", status=201),
     Route("PATCH", "/job/{id}/tasks", update_tasks,
           "Change status, priority or metadata of tasks; returns them", body="object"),
-    Route("GET", "/task/{id}/log", task_log, "A task's whole log, as text"),
+    Route("GET", "/task/{id}/log", task_log, "A task's whole log, as text", response="text"),
 ]

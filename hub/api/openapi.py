@@ -33,14 +33,19 @@ def build(routes: list[Route], prefix: str) -> dict[str, Any]:
         if params:
             op["parameters"] = [{"name": p, "in": "path", "required": True,
                                  "schema": {"type": "string"}} for p in params]
-        if route.body is not None:
+        if route.body == "text":
+            op["requestBody"] = {"required": True, "content": {
+                "text/plain": {"schema": {"type": "string"}}}}
+        elif route.body is not None:
             schema = ref_of[route.body] if isinstance(route.body, type) else {"type": "object"}
             op["requestBody"] = {"required": True,
                                  "content": {"application/json": {"schema": schema}}}
-        response_schema = ref_of.get(route.response, {"type": "object"})
-        op["responses"] = {str(route.status): {
-            "description": "Success",
-            "content": {"application/json": {"schema": response_schema}}}}
+        if route.response == "text":
+            content = {"text/plain": {"schema": {"type": "string"}}}
+        else:
+            content = {"application/json": {"schema": ref_of.get(route.response,
+                                                                 {"type": "object"})}}
+        op["responses"] = {str(route.status): {"description": "Success", "content": content}}
         for status in route.errors:
             if route.auth is None and status in (401, 403):
                 continue

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 from typing import BinaryIO
 
 from aiohttp import web
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from ferry.errors import ApiError
 from hub.api.agents import agent_principal
@@ -22,6 +23,7 @@ from protocol import (
     ReportRequest,
     ReportResponse,
     ResetRequest,
+    ResetResponse,
 )
 
 CHUNK = 1 << 20
@@ -55,25 +57,30 @@ async def reset(request: web.Request) -> web.Response:
     who = agent_principal(request)
     body = await read_body(request, ResetRequest)
     released = await runtime(request).dispatcher.reset(who.id, body.reason)
-    return json_response({"released": released})
+    return json_response(ResetResponse(released=released))
+
+
+def log_file(data_dir: Path, job_id: str, task_id: str, bucket_id: str) -> Path:
+    """One log per run: a task run again (after a failure) keeps each run's log."""
+    return data_dir / "logs" / job_id / f"{task_id}.{bucket_id}.log"
 
 
 async def upload_log(request: web.Request) -> web.Response:
-    """The whole log of one task, streamed; kept up to ``max_log_size`` bytes."""
+    """The whole log of one run of a task, streamed; kept up to ``max_log_size`` bytes."""
     who = agent_principal(request)
     rt = runtime(request)
     task_id = request.match_info["task"]
     bucket_id = request.query.get("bucket", "")
     async with rt.db.read() as conn:
-        row = (await conn.execute(select(Task.job_id, Task.bucket_id, Bucket.client_id)
-                                  .join(Bucket, Bucket.id == Task.bucket_id, isouter=True)
-                                  .where(Task.id == task_id))).first()
-    if row is None:
+        job_id = (await conn.execute(select(Task.job_id).where(Task.id == task_id))).scalar()
+        bucket = (await conn.execute(select(Bucket.job_id, Bucket.client_id)
+                                     .where(Bucket.id == bucket_id))).first()
+    if job_id is None:
         raise ApiError(404, "not_found", f"no Task with id '{task_id}'")
-    if row.bucket_id != bucket_id or row.client_id != who.id:
-        raise ApiError(409, "lease_lost", "this task's log belongs to another lease")
-    folder = rt.data_dir / "logs" / row.job_id
-    final = folder / f"{task_id}.log"
+    if bucket is None or bucket.client_id != who.id or bucket.job_id != job_id:
+        raise ApiError(409, "lease_lost", "no run of this task in a bucket leased to this agent")
+    folder = rt.data_dir / "logs" / job_id
+    final = log_file(rt.data_dir, job_id, task_id, bucket_id)
     partial = folder / f".{task_id}.{os.getpid()}.part"
     limit = rt.config.max_log_size
     written = 0
@@ -97,8 +104,6 @@ async def upload_log(request: web.Request) -> web.Response:
         raise
     await asyncio.to_thread(out.close)
     await asyncio.to_thread(os.replace, partial, final)
-    async with rt.db.write() as conn:
-        await conn.execute(update(Task).where(Task.id == task_id).values(has_log=True))
     return json_response({"task_id": task_id, "bytes": written, "kept": min(written, limit)})
 
 
@@ -110,7 +115,7 @@ ROUTES = [
     Route("POST", "/agent/report", report, "Report task and bucket events (idempotent)",
           auth="client", body=ReportRequest, response=ReportResponse),
     Route("POST", "/agent/reset", reset, "Hand back every lease (after a restart, or a drain)",
-          auth="client", body=ResetRequest),
-    Route("POST", "/agent/log/{task}", upload_log, "Upload a task's whole log",
-          auth="client", body="object"),
+          auth="client", body=ResetRequest, response=ResetResponse),
+    Route("POST", "/agent/log/{task}", upload_log, "Upload the whole log of one run of a task "
+          "(?bucket=<bucket id>)", auth="client", body="text"),
 ]

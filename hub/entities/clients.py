@@ -81,9 +81,9 @@ SCHEMA = Schema("Client", {
 READABLE = (
     "id", "code", "user", "user_hr", "created", "type", "site", "site_hr", "description",
     "host_id", "last_checkin", "status", "os", "type_hr", "username", "version", "wan_ip",
-    "parent", "benchmark", "metrics", "metadata", "modified", "modifier", "node",
+    "parent", "benchmark", "metrics", "metadata", "modified", "modifier", "node", "tags",
 )
-WRITABLE = ("status", "description", "site", "benchmark", "metadata")
+WRITABLE = ("status", "description", "site", "benchmark", "metadata", "tags")
 
 
 def user_hr(username: str | None, role: str | None) -> str | None:
@@ -136,6 +136,7 @@ class ClientEntity(Entity):
             "modified": iso(c["modified"]),
             "modifier": c["modifier"],
             "node": c["node_id"],
+            "tags": c["tags"] or [],
         }
 
     async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:
@@ -152,6 +153,12 @@ class ClientEntity(Entity):
             values["benchmark"] = None if value is None else float(value)
         if "metadata" in body:
             values["meta"] = expect(body, "metadata", dict, "an object")
+        if "tags" in body:
+            tags = expect(body, "tags", list, "a list of strings")
+            if not all(isinstance(t, str) and 0 < len(t) <= 64 for t in tags) or len(tags) > 64:
+                raise ApiError(422, "invalid_value", "field 'tags' must be a list of at most 64 "
+                               "strings of 1 to 64 characters", {"field": "tags"})
+            values["tags"] = sorted(set(tags))
         async with ctx.db.write() as conn:
             client = (await conn.execute(select(Client).where(Client.id == entity_id))).first()
             if client is None:

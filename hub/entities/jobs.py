@@ -17,7 +17,7 @@ from hub.entities.clients import user_hr
 from hub.jobs import status as st
 from hub.jobs.spec import JobCreate, check_command, expand_items, parse_target
 from hub.query import Query
-from hub.query.fields import Context, Number, Party, Reference, Schema, Text, Timestamp
+from hub.query.fields import Choice, Context, Number, Party, Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
 from hub.storage.models import Client, Job, Site, Task, User, new_id
 
@@ -25,7 +25,7 @@ SCHEMA = Schema("Job", {
     "id": Text(Job.id),
     "code": Text(Job.code),
     "uri": Text(Job.queue),
-    "status": Text(Job.status),
+    "status": Choice(Job.status, {s.value: s.value for s in st.JobStatus}),
     "kind": Text(Job.kind),
     "priority": Number(Job.priority, integer=True),
     "user": Reference(Job.user_id, User.id, (User.username, User.email)),
@@ -133,7 +133,7 @@ class JobEntity(Entity):
                 destination_scope=destination[0], destination_id=destination[1], spec=stored,
                 meta=spec.metadata, size=-1, created=now, modified=now,
                 modifier=ctx.principal.id))
-            await insert_tasks(conn, job_id, items, 0, now)
+            await insert_tasks(conn, job_id, items, 0, now, spec.priority)
             await conn.run_sync(st.refresh, [job_id], now)
         ctx.rt.dispatcher.notify()
         return await self.get(ctx, job_id)
@@ -190,7 +190,7 @@ def default_code(command: list[str], items: list[str]) -> str:
 
 
 async def insert_tasks(conn: Any, job_id: str, items: list[str], first_seq: int, now: Any,
-                       priority: int = 500) -> list[str]:
+                       priority: int) -> list[str]:
     ids = [new_id() for _ in items]
     if items:
         await conn.execute(insert(Task), [
@@ -215,10 +215,14 @@ async def resolve_targets(conn: Any, entries: list[str]
                 raise _no_target(entry, f"no site '{value}'")
             targets.append({"site": found})
         elif scope == "client":
-            found = (await conn.execute(select(Client.id).where(Client.id == value))).scalar()
+            found = (await conn.execute(select(Client.id, Client.parent_id)
+                                        .where(Client.id == value))).first()
             if found is None:
                 raise _no_target(entry, f"no client with id '{value}'")
-            targets.append({"client": found})
+            if found.parent_id is not None:
+                raise _no_target(entry, f"'{value}' is a compute lane; target its agent "
+                                 f"'{found.parent_id}'")
+            targets.append({"client": found.id})
         else:
             rows = (await conn.execute(select(Client.code, Client.tags).where(
                 Client.parent_id.is_(None)))).all()
@@ -273,34 +277,38 @@ async def change_status(conn: Any, job_id: str, current: str, wanted: str, ctx: 
                            "'waiting' to run it again", {"field": "status"})
         await conn.execute(update(Job).where(Job.id == job_id).values(status=S.PAUSED))
     elif wanted == S.WAITING:
+        requeued = 0
         if finished:  # run again what did not succeed
-            await conn.execute(update(Task).where(
+            requeued = (await conn.execute(update(Task).where(
                 Task.job_id == job_id, Task.status.in_((T.FAILED, T.QUEUED)),
                 Task.abort_to.is_(None)).values(
-                status=T.QUEUED, attempts=0, bucket_id=None, exit_code=None, message="",
-                modified=ctx.now))
+                **st.FRESH_RUN, status=T.QUEUED, attempts=0, message="", modified=ctx.now))
+            ).rowcount
             # still being killed on an agent: queued again once the kill is confirmed
-            await conn.execute(update(Task).where(
+            requeued += (await conn.execute(update(Task).where(
                 Task.job_id == job_id, Task.abort_to.is_not(None)).values(
-                abort_to=T.QUEUED, attempts=0))
-        if current in st.HELD_BY_USER or finished:
+                abort_to=T.QUEUED, attempts=0))).rowcount
+        if current in st.HELD_BY_USER or requeued:  # a done job with nothing to redo stays
             await conn.execute(update(Job).where(Job.id == job_id).values(
                 status=S.WAITING, finished=None))
     elif wanted == S.ABORTED:
         if current in (S.DONE, S.FAILED):
             raise ApiError(409, "invalid_transition", f"the job has already ended ({current})",
                            {"field": "status"})
+        if current == S.ABORTED:
+            return  # already: its finished time stays
         await conn.execute(update(Task).where(
             Task.job_id == job_id, Task.status.in_(st.RUNNING_TASK)).values(
-            status=T.FAILED, message="aborted", abort_to=T.FAILED, modified=ctx.now))
+            status=T.FAILED, message="aborted", abort_to=T.FAILED, finished=ctx.now,
+            modified=ctx.now))
         await conn.execute(update(Job).where(Job.id == job_id).values(
             status=S.ABORTED, finished=ctx.now))
     elif wanted == S.DONE:
         await conn.execute(update(Task).where(
             Task.job_id == job_id, Task.status.in_(st.RUNNING_TASK)).values(
-            status=T.EXCLUDED, abort_to=T.EXCLUDED, modified=ctx.now))
+            status=T.EXCLUDED, abort_to=T.EXCLUDED, finished=ctx.now, modified=ctx.now))
         await conn.execute(update(Task).where(
             Task.job_id == job_id, Task.status.in_((T.QUEUED, T.ONHOLD, T.PENDING))).values(
-            status=T.EXCLUDED, modified=ctx.now))
+            status=T.EXCLUDED, finished=ctx.now, modified=ctx.now))
         if current in st.HELD_BY_USER:
             await conn.execute(update(Job).where(Job.id == job_id).values(status=S.WAITING))

@@ -88,7 +88,8 @@ class TaskEntity(Entity):
         if len(set(items)) != len(items):
             raise ApiError(422, "invalid_body", "the same item is listed twice", {"field": "tasks"})
         async with ctx.db.write() as conn:
-            job = (await conn.execute(select(Job.id, Job.status).where(Job.id == job_id))).first()
+            job = (await conn.execute(select(Job.id, Job.status, Job.priority)
+                                      .where(Job.id == job_id))).first()
             if job is None:
                 raise ApiError(404, "not_found", f"no Job with id '{job_id}'")
             existing = dict((await conn.execute(select(Task.item, Task.id).where(
@@ -101,12 +102,13 @@ class TaskEntity(Entity):
             if retried:  # jobs.rst: a duplicate is not added; the existing task runs again
                 await conn.execute(update(Task).where(
                     Task.id.in_(retried), Task.status.in_((*st.ENDED_TASK, st.TaskStatus.ONHOLD))
-                ).values(status=st.TaskStatus.QUEUED, attempts=0, bucket_id=None,
-                         exit_code=None, message="", modified=ctx.now))
+                ).values(**st.FRESH_RUN, status=st.TaskStatus.QUEUED, attempts=0, message="",
+                         modified=ctx.now))
             last = (await conn.execute(select(func.max(Task.seq)).where(
                 Task.job_id == job_id))).scalar()
             created = await insert_tasks(conn, job_id, [i for i in items if i not in existing],
-                                         (last if last is not None else -1) + 1, ctx.now)
+                                         (last if last is not None else -1) + 1, ctx.now,
+                                         job.priority)
             if job.status in st.FINISHED and job.status != st.JobStatus.ABORTED:
                 await conn.execute(update(Job).where(Job.id == job_id).values(
                     status=st.JobStatus.WAITING, finished=None))
@@ -158,10 +160,11 @@ def _check_change(change: Any) -> None:
         if key == "id":
             continue
         if key not in CHANGEABLE:
-            why = "cannot be changed" if key in ("source", "destination", "item", "uri") \
-                else "is not a field that can be changed"
-            raise ApiError(422, "read_only", f"'{key}' {why} (tasks change only status, priority "
-                           "and metadata)", {"field": key})
+            if key in SCHEMA.fields or key in ("source", "destination", "metadata"):
+                raise ApiError(422, "read_only", f"'{key}' cannot be changed (tasks change only "
+                               "status, priority and metadata)", {"field": key})
+            raise ApiError(422, "unknown_field", f"unknown field '{key}' for Task (changeable: "
+                           f"{', '.join(CHANGEABLE)})", {"field": key})
     if "status" in change and change["status"] not in st.TASK_WRITABLE:
         raise ApiError(422, "invalid_status", f"'{change['status']}' cannot be written (writable:"
                        f" {', '.join(st.TASK_WRITABLE)})", {"field": "status"})
@@ -188,7 +191,7 @@ def _values(change: dict[str, Any], current: str, ctx: Ctx) -> dict[str, Any]:
         if running:
             raise ApiError(409, "invalid_transition", f"task {change['id']} is {current}; it "
                            "cannot be queued while it runs", {"field": "status"})
-        values.update(status=wanted, attempts=0, bucket_id=None, exit_code=None, message="")
+        values.update(st.FRESH_RUN, status=wanted, attempts=0, message="")
     else:
         values["status"] = wanted
         if running:  # the agent kills it at its next heartbeat

@@ -19,19 +19,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from hub.entities.base import iso
 from hub.jobs import status as st
 from hub.jobs.spec import render_argv, targets_match
 from hub.storage.db import Database
-from hub.storage.models import Bucket, Client, Job, Task, new_id, utcnow
+from hub.storage.models import Bucket, Client, Job, ReportKey, Task, new_id, utcnow
 from protocol import BucketWork, HeartbeatResponse, TaskWork
 
 log = structlog.get_logger("hub.dispatch")
 
 RECHECK = 1.0  # seconds: a waiting claim looks again even unwoken (other hub processes)
+KEYS_KEPT = timedelta(days=7)  # report keys older than this are forgotten (hourly)
 CLAIMER_MEMORY = 60.0  # seconds an agent counts as asking for work after its last claim
 
 
@@ -51,13 +52,17 @@ _BEST_JOB = (select(Task.job_id).join(Job, Job.id == Task.job_id)
              .where(Task.status == st.TaskStatus.QUEUED,
                     Task.job_id.in_(bindparam("ids", expanding=True)))
              .order_by(Job.priority.desc(), Job.created, Task.priority.desc(), Task.seq).limit(1))
+# PostgreSQL: several hub processes claim at once; SKIP LOCKED leaves each its own
+# tasks (SQLite has one writer, and renders no FOR UPDATE)
 _NEXT_TASKS = (select(Task.id, Task.uri, Task.item, Task.attempts)
                .where(Task.job_id == bindparam("job"), Task.status == st.TaskStatus.QUEUED)
-               .order_by(Task.priority.desc(), Task.seq).limit(bindparam("n")))
+               .order_by(Task.priority.desc(), Task.seq).limit(bindparam("n"))
+               .with_for_update(skip_locked=True))
 _RUNNING = update(Job).where(Job.id.in_(bindparam("ids", expanding=True)),
                              Job.status.in_(st.ACTIVE)).values(status=st.JobStatus.RUNNING,
                                                                modified=bindparam("now"))
-_LEASE_TASKS = update(Task).where(Task.id.in_(bindparam("ids", expanding=True))).values(
+_LEASE_TASKS = update(Task).where(Task.id.in_(bindparam("ids", expanding=True)),
+                                  Task.status == st.TaskStatus.QUEUED).values(
     status=st.TaskStatus.BOOTING, bucket_id=bindparam("bucket"), client_id=bindparam("agent"),
     lane_id=bindparam("lane"), modified=bindparam("now"))
 
@@ -178,7 +183,9 @@ class Dispatcher:
             return None
         spec = eligible[best]
         rows = (conn.execute(_NEXT_TASKS, {"job": best,
-                                                 "n": spec.get("bucket_size", 1)})).all()
+                                           "n": spec.get("bucket_size", 1)})).all()
+        if not rows:  # another hub process took them between the two reads
+            return None
         bucket_id, until = new_id(), now + self.lease
         conn.execute(insert(Bucket).values(
             id=bucket_id, job_id=best, client_id=client_id, lane_id=lane, status="leased",
@@ -250,10 +257,14 @@ class Dispatcher:
         return len(expired)
 
     async def _sweep_forever(self) -> None:
+        rounds = 0
         while True:
             await asyncio.sleep(1.0)
+            rounds += 1
             try:
                 await self.sweep()
+                if rounds % 3600 == 1:
+                    await self.db.run(_forget_keys, utcnow() - KEYS_KEPT)
             except Exception:
                 log.exception("lease sweep failed")
 
@@ -274,16 +285,21 @@ def release(conn: Connection, bucket_ids: list[str], bucket_status: str,
         if row.abort_to is not None:
             values: dict[str, Any] = {"status": row.abort_to, "abort_to": None}
             if row.abort_to == st.TaskStatus.QUEUED:
-                values["bucket_id"] = None
+                values.update(st.FRESH_RUN)
         elif not penalty:
-            values = {"status": st.TaskStatus.QUEUED, "bucket_id": None, "message": why}
+            values = {**st.FRESH_RUN, "status": st.TaskStatus.QUEUED, "message": why}
         elif row.attempts + 1 > row.spec.get("retries", 0):
             values = {"status": st.TaskStatus.FAILED, "attempts": row.attempts + 1,
                       "message": f"{why} (attempt {row.attempts + 1}; no retries left)",
                       "finished": now}
         else:
-            values = {"status": st.TaskStatus.QUEUED, "attempts": row.attempts + 1,
-                      "bucket_id": None, "message": f"{why}; queued again"}
+            values = {**st.FRESH_RUN, "status": st.TaskStatus.QUEUED,
+                      "attempts": row.attempts + 1, "message": f"{why}; queued again"}
         values["modified"] = now
         conn.execute(update(Task).where(Task.id == row.id).values(**values))
     st.refresh(conn, {r.job_id for r in rows}, now)
+
+
+def _forget_keys(conn: Connection, before: datetime) -> None:
+    """An agent resends a report at most until its outbox is empty; a week is ample."""
+    conn.execute(delete(ReportKey).where(ReportKey.received < before))

@@ -123,7 +123,7 @@ def _task_event(item: TaskReport, bucket: Any, task: dict[str, Any] | None,
         # a kill the hub asked for: the task already shows its new status
         if item.event != "started":
             if task["abort_to"] == T.QUEUED:
-                task.update(status=T.QUEUED, bucket_id=None)
+                task.update(st.FRESH_RUN, status=T.QUEUED)
             task["abort_to"] = None
         return ""
     if task["status"] not in st.RUNNING_TASK:
@@ -131,11 +131,11 @@ def _task_event(item: TaskReport, bucket: Any, task: dict[str, Any] | None,
     if item.event == "started":
         task.update(status=T.EXECUTING, started=at)
     elif item.event in ("returned", "aborted"):  # handed back unfinished: no attempt spent
-        task.update(status=T.QUEUED, bucket_id=None, message=item.message)
+        task.update(st.FRESH_RUN, status=T.QUEUED, message=item.message)
     else:
         task.update(exit_code=item.exit_code, message=item.message, log_tail=item.log_tail,
                     cpu_seconds=item.cpu_seconds, peak_memory=item.peak_memory,
-                    has_log=item.log_size > 0)
+                    has_log=item.log_size > len(item.log_tail.encode()))
         if item.started:
             task["started"] = _time(item.started, at)
         if item.event == "done":
@@ -143,7 +143,7 @@ def _task_event(item: TaskReport, bucket: Any, task: dict[str, Any] | None,
         elif task["attempts"] + 1 > task["retries"]:
             task.update(status=T.FAILED, finished=at, attempts=task["attempts"] + 1)
         else:  # another try, on whichever agent claims it
-            task.update(status=T.QUEUED, bucket_id=None, attempts=task["attempts"] + 1,
+            task.update(st.FRESH_RUN, status=T.QUEUED, attempts=task["attempts"] + 1,
                         message=f"{item.message} (attempt {task['attempts'] + 1} failed; "
                         "queued again)".strip())
     return ""
@@ -161,5 +161,5 @@ def _bucket_done(conn: Connection, item: BucketReport, bucket: Any,
     conn.execute(update(Task).where(Task.bucket_id == bucket.id).values(time=elapsed))
     conn.execute(update(Task).where(
         Task.bucket_id == bucket.id, Task.status.in_(st.RUNNING_TASK),
-        Task.abort_to.is_(None)).values(status=T.QUEUED, bucket_id=None, modified=now,
+        Task.abort_to.is_(None)).values(**st.FRESH_RUN, status=T.QUEUED, modified=now,
                                         message="not run by its bucket; queued again"))

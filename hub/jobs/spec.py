@@ -90,6 +90,11 @@ def expand_items(items: str | list[str | int]) -> list[str]:
             out.extend(str(n) for n in range(start, end + 1, stride))
     if not out:
         raise _bad("items", "items is empty: give a range like 1-100 or a list")
+    seen: set[str] = set()
+    for item in out:
+        if item in seen:
+            raise _bad("items", f"item '{item}' is listed twice")
+        seen.add(item)
     if len(out) > MAX_ITEMS:
         raise _bad("items", f"more than {MAX_ITEMS} items")
     return out

@@ -43,6 +43,11 @@ class TaskStatus(enum.StrEnum):
     DONE = "done"
 
 
+# what a task queued again forgets of its last run (its message says why it runs again)
+FRESH_RUN = {"bucket_id": None, "started": None, "finished": None, "time": None,
+             "exit_code": None, "log_tail": "", "has_log": False, "cpu_seconds": None,
+             "peak_memory": None}
+
 JOB_WRITABLE = ("pending", "waiting", "paused", "aborted", "done")
 TASK_WRITABLE = ("queued", "failed", "onhold", "excluded", "done")
 HELD_BY_USER = (JobStatus.PAUSED, JobStatus.ABORTED)
