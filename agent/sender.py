@@ -24,15 +24,18 @@ log = structlog.get_logger("agent.sender")
 
 BATCH = 500
 MAX_BYTES = 512 * 1024  # per request, well under the hub's default body limit of 1 MiB
-GATHER = 0.1  # seconds a send waits for more items to join it, unless BATCH are waiting
+GATHER = 0.1  # seconds a send waits for more items to join it, while tasks are running
 _decoder = msgspec.json.Decoder(TaskReport | BucketReport)
 
 
 class OutboxSender:
-    def __init__(self, hub: HubClient, outbox: Outbox) -> None:
+    def __init__(self, hub: HubClient, outbox: Outbox, idle: asyncio.Event | None = None
+                 ) -> None:
         self.hub = hub
         self.outbox = outbox
         self.sent = 0
+        # set while no task runs: then nothing is about to join a send, so it goes at once
+        self.idle = idle if idle is not None else asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send until ``stop`` is set (what is left stays on disk for the next start)."""
@@ -42,9 +45,18 @@ class OutboxSender:
                 self.outbox.changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.outbox.changed.wait(), timeout=1.0)
-            if 0 <= sent < BATCH:  # let what comes next join the same request
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=GATHER)
+            if 0 <= sent < BATCH and not self.idle.is_set():
+                await self._gather(stop)
+
+    async def _gather(self, stop: asyncio.Event) -> None:
+        """Let what the running tasks report next join the same request: wait ``GATHER``,
+        less if the agent stops or its last task ends meanwhile."""
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.idle.wait())]
+        try:
+            await asyncio.wait(waits, timeout=GATHER, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     async def drain(self, seconds: float) -> bool:
         """Send everything now, for at most ``seconds``; True when the outbox is empty."""

@@ -1,7 +1,8 @@
 """Starting a task process in its own session, and waiting for it (on the lane's thread).
 
-``posix_spawn`` (vfork speed) is used when it can do the job; a working
-folder or a platform without ``POSIX_SPAWN_SETSID`` falls back to
+``posix_spawn`` (vfork speed) is used when it can do the job, called through
+ctypes on glibc so that the GIL is free meanwhile (``lanes/cspawn.py``); a
+working folder or a platform without ``POSIX_SPAWN_SETSID`` falls back to
 ``subprocess.Popen``, which also covers Windows. Output goes straight from
 the child to the log file: the agent never pumps pipes.
 """
@@ -17,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lanes import cspawn
 from lanes.base import LaneError
 
 LINUX = sys.platform.startswith("linux")
@@ -64,13 +66,18 @@ def spawn(argv: list[str], env: dict[str, str], log: Path, cwd: str | None) -> C
 def _posix_spawn(argv: list[str], env: dict[str, str], fd: int) -> int:
     program = argv[0] if os.sep in argv[0] else _which(argv[0], env.get("PATH", os.defpath))
     try:
-        return os.posix_spawn(program, argv, env, setsid=True, file_actions=[
+        if cspawn.AVAILABLE:  # the same call, with the GIL released
+            return cspawn.posix_spawn(program, argv, env, fd)
+        return os.posix_spawn(program, argv, env, setsid=True, setsigdef=cspawn.RESET,
+                              setsigmask=(), file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_DUP2, fd, 1),
             (os.POSIX_SPAWN_DUP2, fd, 2),
         ])
     except OSError as exc:
         raise LaneError(f"cannot run {argv[0]!r}: {exc.strerror}") from None
+    except ValueError as exc:  # os.posix_spawn: a NUL byte in an argument
+        raise LaneError(f"cannot run {argv[0]!r}: {exc}") from None
 
 
 @functools.lru_cache(maxsize=256)
@@ -97,6 +104,8 @@ def _popen(argv: list[str], env: dict[str, str], fd: int, cwd: str | None) -> Ch
             from None
     except OSError as exc:
         raise LaneError(f"cannot run {argv[0]!r}: {exc.strerror}") from None
+    except ValueError as exc:  # a NUL byte in an argument
+        raise LaneError(f"cannot run {argv[0]!r}: {exc}") from None
     return Child(proc.pid, proc)
 
 

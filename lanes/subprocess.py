@@ -56,6 +56,9 @@ class SubprocessLane:
         self._abort: str | None = None
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe() if sys.platform != "win32" else (-1, -1)
+        if self._wake_r >= 0:
+            os.set_blocking(self._wake_r, False)
+        self._woken = False  # a wake-up byte may be waiting in the pipe
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lane-{name}")
         self._moved: tuple[float | None, bool] | None = None  # (cgroup CPU then, exact peak)
         self._announce: Callable[[], None] | None = None  # the running task's "started"
@@ -66,6 +69,7 @@ class SubprocessLane:
             if self.current != task_id or self._abort is not None:
                 return False
             self._abort = reason
+            self._woken = True
         if self._wake_w >= 0:
             os.write(self._wake_w, b"!")
         return True
@@ -223,9 +227,9 @@ class SubprocessLane:
         return status, result, f"{reason} ({_describe(result.code)})", peak
 
     def _drain_wake(self) -> None:
-        if self._wake_r < 0:
+        if self._wake_r < 0 or not self._woken:
             return
-        os.set_blocking(self._wake_r, False)
+        self._woken = False
         with contextlib.suppress(BlockingIOError):
             while os.read(self._wake_r, 64):
                 pass

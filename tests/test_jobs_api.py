@@ -169,6 +169,10 @@ BAD_SPECS: list[tuple[dict[str, Any], str, str]] = [
     ({"compute": {**SPEC, "clients": ["code:render*"]}}, "compute.clients", "a code matching"),
     ({"compute": {**SPEC, "clients": ["planet:mars"]}}, "compute.clients", "is not site:NAME"),
     ({"compute": {**SPEC, "env": {"1BAD": "x"}}}, "compute.env", "a key of field"),
+    ({"compute": {**SPEC, "command": ["echo", "a\0b"]}}, "compute.command[1]", "NUL"),
+    ({"compute": {**SPEC, "env": {"X": "a\0"}}}, "compute.env.X", "NUL"),
+    ({"compute": {**SPEC, "cwd": "/tmp\0x"}}, "compute.cwd", "NUL"),
+    ({"compute": {**SPEC, "items": ["a\0b"]}}, "compute.items", "NUL"),
     ({"compute": {**SPEC, "retries": -1}}, "compute.retries", ">= 0"),
     ({"compute": {**SPEC, "timeout": 0}}, "compute.timeout", "> 0"),
     ({"compute": SPEC, "priority": 0}, "priority", ">= 1"),
@@ -229,6 +233,9 @@ def test_targets_tags_and_items_are_checked(hub: Hub, session: Session, node_key
     with pytest.raises(ApiError) as info:
         session.create("Job", {"compute": {**SPEC, "items": "1-5,3"}})
     assert "item '3' is listed twice" in info.value.message
+    with pytest.raises(ApiError) as info:
+        session.create("task", {"tasks": ["ok", "a\0b"]}, job["id"])
+    assert info.value.status == 422 and "NUL" in info.value.message
     with pytest.raises(ApiError) as info:
         session.update("Client", agent_id, {"tags": ["x" * 65]})
     assert info.value.status == 422

@@ -150,6 +150,9 @@ def _item(task: Any, index: int) -> str:
             or len(str(task)) > 1024:
         raise ApiError(422, "invalid_body", f"tasks[{index}]: an item is a string or an integer "
                        "of 1 to 1024 characters", {"field": f"tasks[{index}]"})
+    if "\0" in str(task):
+        raise ApiError(422, "invalid_body", f"tasks[{index}]: an item cannot hold a NUL "
+                       "character (it goes into the command line)", {"field": f"tasks[{index}]"})
     return str(task)
 
 

@@ -68,6 +68,9 @@ def expand_items(items: str | list[str | int]) -> list[str]:
         for value in out:
             if not value or len(value) > 1024:
                 raise _bad("items", "every item must be 1 to 1024 characters")
+            if "\0" in value:
+                raise _bad("items", "an item cannot hold a NUL character (it goes into the "
+                           "command line)")
     else:
         out = []
         for raw in items.split(","):
@@ -106,8 +109,17 @@ def _bad(field: str, message: str) -> ApiError:
 
 
 def check_command(spec: ComputeSpec) -> None:
+    """What the spec's types cannot say: a program, and no NUL where the OS reads C strings."""
     if not spec.command[0].strip():
         raise _bad("command", "the program (first element) is empty")
+    for n, arg in enumerate(spec.command):
+        if "\0" in arg:
+            raise _bad(f"command[{n}]", "a NUL character cannot be passed to a program")
+    for name, value in spec.env.items():
+        if "\0" in value:
+            raise _bad(f"env.{name}", "a NUL character cannot be put in the environment")
+    if spec.cwd is not None and "\0" in spec.cwd:
+        raise _bad("cwd", "a NUL character cannot be in a folder name")
 
 
 def render_argv(command: list[str], *, item: str, task: str, job: str) -> list[str]:
