@@ -43,6 +43,15 @@ class Retryable(Exception):
         self.retry_after = retry_after
 
 
+def _raise_for(resp: aiohttp.ClientResponse, raw: bytes) -> None:
+    """A 429 or 5xx is worth another try (after its Retry-After); another 4xx is not."""
+    if resp.status == 429 or resp.status >= 500:
+        raise Retryable(f"hub answered {resp.status}",
+                        parse_retry_after(resp.headers.get("Retry-After")))
+    if resp.status >= 400:
+        raise _api_error(resp.status, raw)
+
+
 def _api_error(status: int, raw: bytes) -> ApiError:
     code, message = "http_error", raw[:200].decode("utf-8", "replace")
     try:
@@ -127,17 +136,12 @@ class HubClient:
             async with self.session.request(method, self._url(path), data=data,
                                             headers=headers) as resp:
                 raw = await resp.read()
-                status = resp.status
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                _raise_for(resp, raw)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Retryable(f"cannot reach hub at {self.base_url}: {exc or type(exc).__name__}") \
                 from None
         finally:
             self.in_flight -= 1
-        if status == 429 or status >= 500:
-            raise Retryable(f"hub answered {status}", retry_after)
-        if status >= 400:
-            raise _api_error(status, raw)
         try:
             return msgspec.json.decode(raw, type=kind)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -224,17 +228,12 @@ class HubClient:
             with open(file, "rb") as body:  # noqa: ASYNC230 - aiohttp reads it in a thread
                 async with self.session.post(self._url(path), data=body, params=params,
                                              headers=headers) as resp:
-                    raw = await resp.read()
-                    status = resp.status
+                    _raise_for(resp, await resp.read())
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Retryable(f"cannot reach hub at {self.base_url}: {exc or type(exc).__name__}") \
                 from None
         finally:
             self.in_flight -= 1
-        if status == 429 or status >= 500:
-            raise Retryable(f"hub answered {status}")
-        if status >= 400:
-            raise _api_error(status, raw)
 
     async def checkin(self, body: CheckinRequest) -> CheckinResponse:
         return await self.request("POST", "/agent/checkin", body, CheckinResponse)
