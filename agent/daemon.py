@@ -31,7 +31,7 @@ from agent.sender import OutboxSender
 from agent.state import AgentState
 from agent.status import StatusServer
 from agent.work import Work
-from ferry.errors import AgentError, ConfigError, EnrollmentError
+from ferry.errors import AgentError, ApiError, ConfigError, EnrollmentError
 from ferry.lifecycle import Service
 from protocol import (
     ClientType,
@@ -146,8 +146,11 @@ class Agent(Service):
     async def _work(self) -> None:
         assert self.hub is not None and self.work is not None and self.sender is not None
         # results of an earlier run go first, so they count...
-        while await self.sender.send_once():
-            pass
+        try:
+            while await self.sender.send_once():
+                pass
+        except ApiError as exc:  # kept: the sender loop tries again
+            log.error("hub refused the reports of an earlier run", error=str(exc))
         # ...then whatever the hub still thinks we hold is stale: we run nothing yet
         answer = await self.hub.request("POST", "/agent/reset", ResetRequest(reason="restarted"),
                                         ResetResponse)

@@ -40,7 +40,14 @@ class OutboxSender:
     async def run(self, stop: asyncio.Event) -> None:
         """Send until ``stop`` is set (what is left stays on disk for the next start)."""
         while not stop.is_set():
-            sent = await self.send_once()
+            try:
+                sent = await self.send_once()
+            except ApiError as exc:  # about the whole request, not an item: keep them all
+                log.error("hub refused the reports; keeping them to send again in 5 s",
+                          error=str(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=5.0)
+                continue
             if sent == 0:
                 self.outbox.changed.clear()
                 with contextlib.suppress(TimeoutError):
@@ -102,13 +109,17 @@ class OutboxSender:
             await self._post(chunk)
 
     async def _post(self, chunk: list[tuple[Item, TaskReport | BucketReport]]) -> None:
-        """Send reports; a 4xx for the whole request is narrowed down to the items that
-        cause it, which are dropped (with an error in the log) so that the rest goes on."""
+        """Send reports. A 413 or 422 (the body or an item is wrong) is narrowed down to
+        the items that cause it, which are dropped with an error in the log, so that the
+        rest goes on; any other 4xx is about the request as a whole and is raised, and
+        the reports stay in the outbox."""
         try:
             answer = await self.hub.request("POST", "/agent/report",
                                             ReportRequest(items=[r for _, r in chunk]),
                                             ReportResponse)
         except ApiError as exc:
+            if exc.status not in (413, 422):
+                raise
             if len(chunk) > 1:
                 half = len(chunk) // 2
                 await self._post(chunk[:half])

@@ -41,6 +41,7 @@ from protocol import (
     HeartbeatResponse,
     TaskReport,
     TaskWork,
+    whole_log_needed,
 )
 
 log = structlog.get_logger("agent.work")
@@ -49,9 +50,14 @@ CLAIM_WAIT = 20.0  # seconds a claim may wait at the hub for work
 T = TypeVar("T")
 
 
+def _log_path(folder: Path, task_id: str, bucket_id: str) -> Path:
+    """One file per run: a run of the same task that starts while an earlier run's log
+    still waits for its upload must not overwrite it."""
+    return folder / f"{task_id}.{bucket_id}.log"
+
+
 def _upload_log(outcome: Outcome) -> bool:
-    """Is the log longer than the tail its report carries? (Else the tail is all of it.)"""
-    return outcome.log_size > len(outcome.log_tail.encode())
+    return whole_log_needed(outcome.log_size, outcome.log_tail)
 
 
 def iso(ts: float) -> str:
@@ -169,7 +175,8 @@ class Work:
             try:
                 # the hub answers within the wait: keep it well inside the request timeout,
                 # or an answer (and its leases) could be lost to our own time-out
-                wait = max(0.0, min(CLAIM_WAIT, self.hub.request_timeout - 5.0))
+                timeout = self.hub.request_timeout
+                wait = min(CLAIM_WAIT, max(timeout - 5.0, timeout / 2))
                 answer = await _first(stop, self.hub.request(
                     "POST", "/agent/claim", ClaimRequest(lanes=free, wait=wait), ClaimResponse))
             except ApiError as exc:
@@ -244,7 +251,7 @@ class Work:
         folder.mkdir(parents=True, exist_ok=True)
         common = {**bucket.env, "FERRY_JOB_ID": bucket.job_id, "FERRY_BUCKET_ID": bucket.id,
                   "FERRY_LANE": bucket.lane_id, "FERRY_AGENT_ID": self.agent_id}
-        return [TaskRun(task_id=task.id, argv=task.argv, log=folder / f"{task.id}.log",
+        return [TaskRun(task_id=task.id, argv=task.argv, log=_log_path(folder, task.id, bucket.id),
                         env={**common, "FERRY_ITEM": task.item, "FERRY_TASK_ID": task.id,
                              "FERRY_ATTEMPT": str(task.attempt), "FERRY_URI": task.uri},
                         cwd=bucket.cwd, timeout=bucket.timeout, grace=bucket.grace,
@@ -254,7 +261,7 @@ class Work:
     def _finish(self, bucket: BucketWork, task: TaskWork, outcome: Outcome) -> None:
         self._report(bucket, task, outcome.status, at=outcome.ended, outcome=outcome)
         if _upload_log(outcome):
-            path = self.logs / bucket.job_id / f"{task.id}.log"
+            path = _log_path(self.logs / bucket.job_id, task.id, bucket.id)
             self.outbox.add("log", f"{bucket.id}/{task.id}/log", msgspec.json.encode(
                 {"task_id": task.id, "bucket_id": bucket.id, "path": str(path)}))
 
@@ -305,14 +312,13 @@ class Work:
             if run is not None:
                 log.warning("lease lost; stopping the bucket", bucket=bucket_id)
                 run.stop_reason = "lost"
-                if run.lane.current:
-                    run.lane.abort(run.lane.current, "lease lost")
+                run.lane.abort(None, "lease lost")
         abort = set(answer.abort)
         for run in self.buckets.values():
             mine = {t.id for t in run.work.tasks} & abort
             run.aborted |= mine  # those not started yet are skipped
-            if run.lane.current in mine:
-                run.lane.abort(run.lane.current, "aborted at the hub")
+            for task_id in mine:  # the one running (if any) is stopped
+                run.lane.abort(task_id, "aborted at the hub")
             if run.work.job_id in answer.paused and not run.stop_reason:
                 run.stop_reason = "paused"
 
@@ -340,8 +346,7 @@ class Work:
             force.cancel()
         if pending:  # past the deadline: stop them; the buckets report them handed back
             for run in list(self.buckets.values()):
-                if run.lane.current:
-                    run.lane.abort(run.lane.current, "the agent is stopping")
+                run.lane.abort(None, "the agent is stopping")
             await asyncio.wait(pending, timeout=60)
         for lane in self.lanes.values():
             lane.close()

@@ -64,8 +64,8 @@ def spawn(argv: list[str], env: dict[str, str], log: Path, cwd: str | None) -> C
 
 
 def _posix_spawn(argv: list[str], env: dict[str, str], fd: int) -> int:
-    program = argv[0] if os.sep in argv[0] else _which(argv[0], env.get("PATH", os.defpath))
     try:
+        program = argv[0] if os.sep in argv[0] else _which(argv[0], env.get("PATH", os.defpath))
         if cspawn.AVAILABLE:  # the same call, with the GIL released
             return cspawn.posix_spawn(program, argv, env, fd)
         return os.posix_spawn(program, argv, env, setsid=True, setsigdef=cspawn.RESET,

@@ -35,10 +35,11 @@ from lanes.accounting import CgroupTree, LaneCgroup
 from lanes.base import LaneError, Outcome, Status, TaskRun
 from lanes.kill import group_alive, group_members, kill_tree, marked
 from lanes.process import Child, Exit, reap, spawn, wait_exit
+from protocol import LOG_TAIL_BYTES
 
 log = structlog.get_logger("lanes.subprocess")
 
-TAIL = 4096
+TAIL = LOG_TAIL_BYTES
 SAMPLE_EVERY = 0.5  # seconds between memory samples of a running task
 MOVE_AFTER = 0.05  # seconds a task runs before it is moved into its lane's cgroup
 ANNOUNCE_AFTER = 0.5  # seconds a task runs before it is reported as executing
@@ -63,16 +64,18 @@ class SubprocessLane:
         self._moved: tuple[float | None, bool] | None = None  # (cgroup CPU then, exact peak)
         self._announce: Callable[[], None] | None = None  # the running task's "started"
 
-    def abort(self, task_id: str, reason: str = "aborted") -> bool:
-        """Ask the running task to stop; False when it is not this lane's."""
+    def abort(self, task_id: str | None, reason: str = "aborted") -> bool:
+        """Ask the running task (``None``: whichever runs) to stop; False when that is not
+        the lane's running task, or it is being stopped already."""
         with self._lock:
-            if self.current != task_id or self._abort is not None:
+            if self.current is None or task_id not in (None, self.current) or \
+                    self._abort is not None:
                 return False
             self._abort = reason
-            self._woken = True
-        if self._wake_w >= 0:
-            os.write(self._wake_w, b"!")
-        return True
+            if self._wake_w >= 0:  # under the lock: the flag and the byte go together
+                self._woken = True
+                os.write(self._wake_w, b"!")
+            return True
 
     def close(self) -> None:
         self._thread.shutdown(wait=False)
@@ -111,16 +114,23 @@ class SubprocessLane:
                   skip: Callable[[TaskRun], bool]) -> int:
         count = 0
         for task in tasks:
-            if not go_on():
+            self._drain_wake()  # a wake-up left from the task before
+            # the task is current before go_on and skip are asked: a stop that comes later
+            # finds it running (abort), one that came sooner is seen here
+            with self._lock:
+                self.current, self._abort = task.task_id, None
+                go = go_on()
+                skipped = go and skip(task)
+                if not go or skipped:
+                    self.current = None
+            if not go:
                 break
-            if skip(task):
+            if skipped:
                 now = time.time()
                 ended(task, Outcome(status="aborted", exit_code=None, message="aborted before "
                                     "it started", started=now, ended=now))
                 count += 1
                 continue
-            with self._lock:
-                self.current, self._abort = task.task_id, None
             try:
                 self._announce = functools.partial(started, task)
                 outcome = self._run(task)
@@ -132,16 +142,25 @@ class SubprocessLane:
         return count
 
     def _run(self, task: TaskRun) -> Outcome:
+        """Never raises: whatever goes wrong is the task's outcome, and the lane goes on."""
         started = time.time()
-        self._drain_wake()
         self._moved = None
         try:
             child = spawn(task.argv, {**self.base_env, **task.env}, task.log, task.cwd)
-        except LaneError as exc:
-            _append(task.log, f"ferry: {exc}\n")
-            return _outcome(task, "failed", None, str(exc), started)
+        except Exception as exc:
+            if not isinstance(exc, LaneError):
+                log.exception("starting a task failed", task=task.task_id)
+            message = str(exc) if isinstance(exc, LaneError) else \
+                f"cannot run {task.argv[0]!r}: {exc}"
+            _append(task.log, f"ferry: {message}\n")
+            return _outcome(task, "failed", None, message, started)
         try:
             status, result, message, sampled = self._watch(task, child)
+        except Exception as exc:  # a bug, or the OS: the task must not run on unwatched
+            log.exception("watching a task failed; stopping it", task=task.task_id)
+            stopped = self._stop_unwatched(task, child)
+            return _outcome(task, "failed", stopped, f"the agent failed while running it: {exc}",
+                            started)
         finally:
             child.close()
         outcome = _outcome(task, status, result, message, started, sampled)
@@ -226,13 +245,30 @@ class SubprocessLane:
         status: Status = "failed" if reason.startswith("timed out") else "aborted"
         return status, result, f"{reason} ({_describe(result.code)})", peak
 
+    def _stop_unwatched(self, task: TaskRun, child: Child) -> Exit | None:
+        """Stop a task whose watch failed: its whole tree, as on an abort."""
+        ended: list[Exit] = []
+
+        def reaped() -> bool:
+            if not child.reaped and wait_exit(child, 0):
+                ended.append(reap(child))
+            return child.reaped
+
+        mark = (task.mark, task.env[task.mark]) if task.mark else None
+        with contextlib.suppress(Exception):
+            kill_tree(child.pid, child.pgid, self.cgroup, min(task.grace, 2.0), reaped, mark)
+            if not child.reaped and wait_exit(child, 10.0):
+                ended.append(reap(child))
+        return ended[0] if ended else None
+
     def _drain_wake(self) -> None:
-        if self._wake_r < 0 or not self._woken:
+        if self._wake_r < 0:
             return
-        self._woken = False
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_r, 64):
-                pass
+        with self._lock, contextlib.suppress(BlockingIOError):
+            if self._woken:
+                self._woken = False
+                while os.read(self._wake_r, 64):
+                    pass
 
 
 def _outcome(task: TaskRun, status: Status, result: Exit | None, message: str,

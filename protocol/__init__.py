@@ -6,6 +6,7 @@ names and status strings are those of the reference documents.
 
 from protocol.models import (
     API_PREFIX,
+    LOG_TAIL_BYTES,
     PROTOCOL_VERSION,
     BucketReport,
     BucketWork,
@@ -32,10 +33,12 @@ from protocol.models import (
     TaskWork,
     TokenRequest,
     TokenResponse,
+    whole_log_needed,
 )
 
 __all__ = [
     "API_PREFIX",
+    "LOG_TAIL_BYTES",
     "PROTOCOL_VERSION",
     "BucketReport",
     "BucketWork",
@@ -62,4 +65,5 @@ __all__ = [
     "TaskWork",
     "TokenRequest",
     "TokenResponse",
+    "whole_log_needed",
 ]

@@ -240,6 +240,15 @@ class HeartbeatResponse(Struct, frozen=True):
 
 TaskEvent = Literal["started", "done", "failed", "returned", "aborted"]
 
+LOG_TAIL_BYTES = 4096  # the end of a task's log that its end report carries
+
+
+def whole_log_needed(log_size: int, log_tail: str) -> bool:
+    """Does a run's log say more than its tail? Then the agent uploads the whole log (and
+    the hub shows ``has_log``). The tail is text: bytes that are not UTF-8 come out as
+    U+FFFD, so such a log is uploaded too, to keep its bytes."""
+    return log_size > LOG_TAIL_BYTES or "\ufffd" in log_tail
+
 
 class TaskReport(Struct, frozen=True, tag="task", tag_field="kind"):
     key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -251,7 +260,7 @@ class TaskReport(Struct, frozen=True, tag="task", tag_field="kind"):
     exit_code: int | None = None
     message: Annotated[str, msgspec.Meta(max_length=4096)] = ""
     log_tail: Annotated[str, msgspec.Meta(max_length=16384)] = ""
-    log_size: int = 0  # bytes in the whole log (uploaded separately when > 0)
+    log_size: int = 0  # bytes in the whole log (uploaded when whole_log_needed)
     cpu_seconds: float | None = None
     peak_memory: int | None = None
 

@@ -57,3 +57,40 @@ def test_200_tasks_on_2_lanes(hub: Hub, session: Session, node_key, start_agent)
     status, text = http("GET", f"{hub.api}/task/{by_item['7']['id']}/log", token=token)
     assert status == 200 and text.startswith(f"frame 7 of {job['id']}")
     assert session.task_log(by_item["50"]["id"]).endswith("to stderr\n")
+
+
+def test_logs_of_each_run(hub: Hub, session: Session, node_key, start_agent) -> None:
+    """A long log is uploaded whole, one file per run; a short one is its own tail; bytes
+    that are not UTF-8 are kept; a run that failed keeps its log after a retry."""
+    import urllib.request
+
+    start_agent(hub, node_key("render01")["api_key"], lanes=2)
+    script = ('if [ "$FERRY_ITEM" = binary ]; then printf "\\377\\376abc"; '
+              'elif [ "$FERRY_ATTEMPT" = 1 ]; then head -c 9000 /dev/zero | tr "\\0" f; '
+              'echo; echo first run failed; exit 4; else echo ok; fi')
+    job = session.create("Job", {"compute": {"command": ["sh", "-c", script],
+                                             "items": ["retried", "binary"], "retries": 1}})
+    done = wait_for(lambda: job_done(session, job["id"]), timeout=60, what="job to end")
+    assert done["status"] == "done"
+    tasks = {t["item"]: t for t in session.find(f"task WHERE job.id={job['id']}")}
+
+    # the retried task shows its own (second) run: short, so the tail is the whole log
+    retried = tasks["retried"]
+    assert retried["attempts"] == 1 and retried["log_tail"] == "ok\n"
+    assert not retried["has_log"]
+    assert session.task_log(retried["id"]) == "ok\n"
+    # the failed first run's whole log was kept at the hub, in a file of its own
+    folder = hub.paths.data_dir / "logs" / job["id"]
+    runs = sorted(folder.glob(f"{retried['id']}.*.log"))
+    assert len(runs) == 1 and runs[0].read_text().endswith("first run failed\n")
+    assert runs[0].stat().st_size == 9000 + len("\nfirst run failed\n")
+
+    # bytes that are not UTF-8: the tail shows U+FFFD, the uploaded log has the bytes
+    binary = wait_for(lambda: (t := session.get("Task", tasks["binary"]["id"]))["has_log"]
+                      and t, what="binary log flagged")
+    assert "\ufffd" in binary["log_tail"]
+    request = urllib.request.Request(f"{hub.api}/task/{binary['id']}/log",
+                                     headers={"Authorization": f"Bearer {session._token}"})
+    raw = wait_for(lambda: (body := urllib.request.urlopen(request).read()) == b"\xff\xfeabc"
+                   and body, what="binary log uploaded")
+    assert raw == b"\xff\xfeabc"

@@ -96,3 +96,52 @@ def test_working_folder(tmp_path: Path, spawner: str) -> None:
     outcome, _ = run(tmp_path, ["pwd"], cwd=str(tmp_path / "missing"))
     assert outcome.status == "failed" and "not found" in outcome.message
     assert os.path.exists(tmp_path / "task.log")
+
+
+def test_a_failing_watch_stops_the_task(tmp_path: Path, spawner: str,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug while a task runs must not leave it running unwatched: it is stopped, whole
+    tree, and fails with the reason; the lane runs the next task as usual."""
+    def broken(*_args: object) -> None:
+        raise RuntimeError("watch broke")
+
+    monkeypatch.setattr(SubprocessLane, "_watch", broken)
+    marker = tmp_path / "pid"
+    outcome, _ = run(tmp_path, ["sh", "-c", f"echo $$ > {marker}; sleep 30"])
+    assert outcome.status == "failed"
+    assert outcome.message == "the agent failed while running it: watch broke"
+    pid = int(marker.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    monkeypatch.undo()
+    assert run(tmp_path, ["true"])[0].status == "done"
+
+
+def test_abort_then_next_task_waits_normally(tmp_path: Path, spawner: str) -> None:
+    """An abort wakes the lane at once, and leaves no wake-up behind for the next task."""
+    lane = SubprocessLane("test")
+    runs = [TaskRun(task_id=f"t{n}", argv=["sleep", "0.6" if n else "30"],
+                    log=tmp_path / f"{n}.log", grace=1.0) for n in range(2)]
+    outcomes: list[Outcome] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        def started(task: TaskRun) -> None:
+            if task.task_id == "t0":
+                loop.call_soon_threadsafe(lane.abort, None, "stop it")
+
+        await lane.run_many(runs, started, lambda _t, o: outcomes.append(o), lambda: True)
+
+    try:
+        asyncio.run(main())
+        # a wake-up byte left in the pipe would make every later wait return at once
+        assert not lane._woken
+        with pytest.raises(BlockingIOError):
+            os.read(lane._wake_r, 1)
+    finally:
+        lane.close()
+    first, second = outcomes
+    assert first.status == "aborted" and first.message.startswith("stop it")
+    assert first.ended - first.started < 25  # stopped, not run to its end
+    assert second.status == "done"

@@ -44,19 +44,23 @@ async def task_log(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(path, headers={"Content-Type": "text/plain; charset=utf-8"})
     # no log file: the tail is the whole log (a short one is never uploaded), or the
     # upload has not come yet
-    return web.Response(text=row.log_tail, content_type="text/plain")
+    return web.Response(text=row.log_tail, content_type="text/plain", charset="utf-8")
 
 
 def _latest_log(data_dir: Path, job_id: str, task_id: str, bucket_id: str | None
                 ) -> Path | None:
-    """The log of the task's current run, else of its latest one."""
+    """The uploaded log of the task's current (or last) run. A task queued again has
+    no run of its own yet: then the newest log of an earlier run, to show why it failed."""
     if bucket_id:
         current = log_file(data_dir, job_id, task_id, bucket_id)
-        if current.exists():
-            return current
-    runs = sorted((data_dir / "logs" / job_id).glob(f"{task_id}.*.log"),
-                  key=lambda p: p.stat().st_mtime)
-    return runs[-1] if runs else None
+        return current if current.exists() else None  # else its tail tells all, or will
+    runs = []
+    for path in (data_dir / "logs" / job_id).glob(f"{task_id}.*.log"):
+        try:
+            runs.append((path.stat().st_mtime, path))
+        except OSError:  # deleted meanwhile (the job, by another request)
+            continue
+    return max(runs)[1] if runs else None
 
 
 ROUTES = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -81,15 +82,18 @@ async def upload_log(request: web.Request) -> web.Response:
         raise ApiError(409, "lease_lost", "no run of this task in a bucket leased to this agent")
     folder = rt.data_dir / "logs" / job_id
     final = log_file(rt.data_dir, job_id, task_id, bucket_id)
-    partial = folder / f".{task_id}.{os.getpid()}.part"
     limit = rt.config.max_log_size
     written = 0
 
-    def open_partial() -> BinaryIO:
+    def open_partial() -> tuple[BinaryIO, Path]:
+        """A file of this request's own: the same log may be uploaded twice at once (an
+        agent that gave up waiting sends it again while the first upload still runs)."""
         folder.mkdir(parents=True, exist_ok=True)
-        return open(partial, "wb")
+        fd, name = tempfile.mkstemp(dir=folder, prefix=f".{task_id}.{bucket_id}.",
+                                    suffix=".part")
+        return os.fdopen(fd, "wb"), Path(name)
 
-    out = await asyncio.to_thread(open_partial)
+    out, partial = await asyncio.to_thread(open_partial)
     try:
         async for chunk in request.content.iter_chunked(CHUNK):
             room = limit - written

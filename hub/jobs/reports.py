@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from hub.jobs import status as st
 from hub.query.fields import parse_time
 from hub.storage.models import Bucket, Job, ReportKey, Task
-from protocol import BucketReport, ReportResult, TaskReport
+from protocol import BucketReport, ReportResult, TaskReport, whole_log_needed
 
 T = st.TaskStatus
 
@@ -135,7 +135,7 @@ def _task_event(item: TaskReport, bucket: Any, task: dict[str, Any] | None,
     else:
         task.update(exit_code=item.exit_code, message=item.message, log_tail=item.log_tail,
                     cpu_seconds=item.cpu_seconds, peak_memory=item.peak_memory,
-                    has_log=item.log_size > len(item.log_tail.encode()))
+                    has_log=whole_log_needed(item.log_size, item.log_tail))
         if item.started:
             task["started"] = _time(item.started, at)
         if item.event == "done":
