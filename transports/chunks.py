@@ -159,7 +159,8 @@ class PartialFile:
         self.temp = dest.with_name(f".{dest.name}.ferry-part")
         self.journal = dest.with_name(f".{dest.name}.ferry-state")
         self.hashes: list[bytes | None] = [None] * self.count
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._writing = 0  # writes in progress (on other threads): close waits for them
         self._fd = -1
         self._journal_fd = -1
 
@@ -241,15 +242,23 @@ class PartialFile:
             raise ChunkCorrupt(f"chunk {index} has {len(data)} bytes, not {length}")
         if chunk_hash(data) != digest:
             raise ChunkCorrupt(f"chunk {index} does not match its hash (corrupted in flight)")
+        with self._lock:
+            if self._fd < 0:
+                raise TransferError(f"{self.dest.name} is closed")
+            self._writing += 1
         try:
             written = os.pwrite(self._fd, data, offset)
+            if written != length:
+                raise TransferError(f"short write of chunk {index} to {self.temp}")
+            with self._lock:
+                self.hashes[index] = digest
+                os.write(self._journal_fd, _RECORD.pack(index, digest))
         except OSError as exc:
             raise _write_error(exc, self.dest) from None
-        if written != length:
-            raise TransferError(f"short write of chunk {index} to {self.temp}")
-        with self._lock:
-            self.hashes[index] = digest
-            os.write(self._journal_fd, _RECORD.pack(index, digest))
+        finally:
+            with self._lock:
+                self._writing -= 1
+                self._lock.notify_all()
 
     # -- finish
     def commit(self, expected: str | None = None) -> str:
@@ -274,12 +283,15 @@ class PartialFile:
         return whole
 
     def close(self) -> None:
-        for attr in ("_fd", "_journal_fd"):
-            fd = getattr(self, attr)
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-                setattr(self, attr, -1)
+        """Close the files (after the writes in progress); what is written stays."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._writing == 0, timeout=60)
+            for attr in ("_fd", "_journal_fd"):
+                fd = getattr(self, attr)
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                    setattr(self, attr, -1)
 
     def discard(self) -> None:
         """Give up: nothing of it is left behind."""
@@ -287,6 +299,20 @@ class PartialFile:
         for path in (self.temp, self.journal):
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+def write_small(dest: Path, data: bytes, digest: bytes, mtime_ns: int, mode: int) -> str:
+    """A whole (small) file that arrived in one piece, by the same rules: checked against
+    its hash, written aside, renamed into place. Returns its file hash."""
+    part = PartialFile(dest, len(data), max(len(data), 1), Stat(len(data), mtime_ns, mode))
+    part.open()
+    try:
+        if data:
+            part.write(0, data, digest)
+        return part.commit()
+    except BaseException:
+        part.discard()
+        raise
 
 
 def _preallocate(fd: int, size: int, dest: Path) -> None:

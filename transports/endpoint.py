@@ -1,0 +1,460 @@
+"""The transfer endpoint a serving agent runs for its shares (HTTPS, ticket per request).
+
+Every request names a share (by id) and a path inside it, and carries a
+ticket from the hub (``Authorization: Ticket <ticket>``) that covers exactly
+that: this server, that share, that path, that direction. Anything else is
+answered 403 (or 400 for a path that is not allowed) with the reason, and
+logged with the peer's address.
+
+Reading (the receiver pulls; ticket ``op: read``):
+
+    GET  /transfer/v1/stat?share=S&path=P           the file, or a folder's files (tree ticket)
+    GET  /transfer/v1/chunk?share=S&path=P&index=N&chunk=C&identity=I
+                                                    chunk N's bytes; X-Ferry-Hash is its BLAKE3
+    POST /transfer/v1/files?share=S  {"paths": [...]}   small files in one answer
+
+Writing (the sender pushes; ticket ``op: write``):
+
+    POST /transfer/v1/receive/open?share=S&path=P    {"size","chunk","identity","mode","mtime_ns"}
+                                                    -> {"missing": [chunk indexes]}
+    PUT  /transfer/v1/receive/chunk?share=S&path=P&index=N   bytes, X-Ferry-Hash
+    POST /transfer/v1/receive/commit?share=S&path=P  {"hash": whole-file hash or null}
+    POST /transfer/v1/receive/files?share=S          small files in one request
+
+docs/TRANSFERS.md has the whole protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import structlog
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from protocol import tickets
+from protocol.paths import PathRefused, join, share_parts
+from protocol.tickets import Op, TicketRefused
+from transports.chunks import (
+    ChunkCorrupt,
+    DiskFull,
+    PartialFile,
+    SourceFile,
+    Stat,
+    TransferError,
+    chunk_count,
+    chunk_hash,
+    span,
+    write_small,
+)
+from transports.shares import resolve
+
+log = structlog.get_logger("transports.endpoint")
+
+PREFIX = "/transfer/v1"
+MAX_CHUNK = 256 << 20
+BATCH_BYTES = 16 << 20  # a batch of small files, at most
+SMALL_FILE = 1 << 20  # files up to this travel in batches
+
+
+@dataclass(frozen=True)
+class Share:
+    id: str
+    name: str
+    root: Path
+
+
+class FileInfo(msgspec.Struct, frozen=True):
+    path: str
+    size: int
+    mtime_ns: int
+    mode: int
+
+
+class StatAnswer(msgspec.Struct, frozen=True):
+    type: str  # "file" or "dir"
+    size: int = 0
+    mtime_ns: int = 0
+    mode: int = 0
+    chunk: int = 0
+    identity: str = ""
+    files: list[FileInfo] = []
+
+
+class OpenRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    size: int
+    chunk: int
+    identity: str
+    mode: int
+    mtime_ns: int
+
+
+class CommitRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    hash: str | None = None
+
+
+class FilesRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    paths: list[str]
+
+
+class FileHeader(msgspec.Struct, frozen=True):
+    """One file of a batch, before its bytes (``size`` of them) in the same stream."""
+    path: str
+    size: int
+    mtime_ns: int
+    mode: int
+    hash: str = ""  # BLAKE3 of the bytes (hex)
+    error: str = ""  # instead of bytes: why this file could not be read
+
+
+class Refused(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status, self.code, self.message = status, code, message
+        super().__init__(message)
+
+
+@dataclass
+class TransferEndpoint:
+    """Serves ``shares`` for the server with client id ``server_id``."""
+
+    server_id: str
+    ticket_key: Ed25519PublicKey
+    shares: dict[str, Share] = field(default_factory=dict)
+    refused: int = 0  # requests refused so far (for the status page)
+    served_chunks: int = 0
+    received_chunks: int = 0
+    _receiving: dict[tuple[str, str], PartialFile] = field(default_factory=dict)
+    _runner: web.AppRunner | None = None
+    port: int = 0
+
+    # -- running
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_CHUNK + (1 << 20),
+                              middlewares=[self._errors])
+        app.add_routes([
+            web.get(f"{PREFIX}/stat", self.stat),
+            web.get(f"{PREFIX}/chunk", self.chunk),
+            web.post(f"{PREFIX}/files", self.files),
+            web.post(f"{PREFIX}/receive/open", self.receive_open),
+            web.put(f"{PREFIX}/receive/chunk", self.receive_chunk),
+            web.post(f"{PREFIX}/receive/commit", self.receive_commit),
+            web.post(f"{PREFIX}/receive/files", self.receive_files),
+        ])
+        return app
+
+    async def start(self, host: str, port: int, context: ssl.SSLContext | None) -> int:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, ssl_context=context)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return self.port
+
+    async def stop(self) -> None:
+        for part in self._receiving.values():
+            part.close()  # kept on disk: the sender resumes
+        self._receiving.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @web.middleware
+    async def _errors(self, request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                      ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Refused as exc:
+            if exc.status in (400, 403):
+                self.refused += 1
+                log.warning("transfer request refused", peer=request.remote, reason=exc.message,
+                            path=request.query.get("path", ""), share=request.query.get("share"))
+            return web.json_response({"error": {"code": exc.code, "message": exc.message}},
+                                     status=exc.status)
+
+    # -- what every request checks
+    def _allow(self, request: web.Request, op: Op, *, path: str | None = None
+               ) -> tuple[Share, tuple[str, ...], tickets.TicketScope]:
+        share = self.shares.get(request.query.get("share", ""))
+        if share is None:
+            raise Refused(404, "no_share", f"no share {request.query.get('share', '')!r} here")
+        text = request.query.get("path", "") if path is None else path
+        try:
+            parts = share_parts(text)
+        except PathRefused as exc:
+            raise Refused(400, "bad_path", str(exc)) from None
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Ticket "):
+            raise Refused(403, "no_ticket", "a transfer needs a ticket (Authorization: Ticket …)")
+        try:
+            scope = tickets.verify(self.ticket_key, auth[len("Ticket "):], server=self.server_id,
+                                   share=share.id, path=join(parts), op=op)
+        except TicketRefused as exc:
+            raise Refused(403, "ticket_refused", exc.why) from None
+        return share, parts, scope
+
+    @staticmethod
+    def _place(share: Share, parts: tuple[str, ...]) -> Path:
+        try:
+            return resolve(share.root, parts)
+        except PathRefused as exc:
+            raise Refused(400, "bad_path", str(exc)) from None
+
+    # -- reading
+    async def stat(self, request: web.Request) -> web.Response:
+        share, parts, scope = self._allow(request, "read")
+        place = self._place(share, parts)
+        answer = await asyncio.to_thread(_stat, share, place, parts, scope.tree)
+        return _json(answer)
+
+    async def chunk(self, request: web.Request) -> web.StreamResponse:
+        share, parts, _ = self._allow(request, "read")
+        place = self._place(share, parts)
+        index, chunk = _int(request, "index"), _int(request, "chunk")
+        if not 0 < chunk <= MAX_CHUNK:
+            raise Refused(400, "bad_chunk", f"chunk size must be 1 to {MAX_CHUNK} bytes")
+        identity = request.query.get("identity", "")
+        data, digest = await asyncio.to_thread(_read_chunk, place, index, chunk, identity)
+        self.served_chunks += 1
+        return web.Response(body=data, content_type="application/octet-stream",
+                            headers={"X-Ferry-Hash": digest.hex()})
+
+    async def files(self, request: web.Request) -> web.StreamResponse:
+        body = await _body(request, FilesRequest)
+        checked = [self._allow(request, "read", path=p) for p in body.paths]
+        places = [(join(parts), self._place(share, parts)) for share, parts, _ in checked]
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ferry-files"})
+        await response.prepare(request)
+        for name, place in places:
+            header, data = await asyncio.to_thread(_read_small, name, place)
+            await response.write(msgspec.json.encode(header) + b"\n")
+            if data:
+                await response.write(data)
+        await response.write_eof()
+        return response
+
+    # -- writing
+    async def receive_open(self, request: web.Request) -> web.Response:
+        share, parts, _ = self._allow(request, "write")
+        place = self._place(share, parts)
+        body = await _body(request, OpenRequest)
+        if body.size < 0 or not 0 < body.chunk <= MAX_CHUNK:
+            raise Refused(400, "bad_request", "size must be >= 0 and chunk 1 to "
+                          f"{MAX_CHUNK} bytes")
+        if chunk_count(body.size, body.chunk) > 1 << 20:
+            raise Refused(400, "bad_request", "too many chunks: use larger ones")
+        key = (share.id, join(parts))
+        old = self._receiving.pop(key, None)
+        if old is not None:
+            old.close()
+        part = PartialFile(place, body.size, body.chunk,
+                           Stat(body.size, body.mtime_ns, body.mode & 0o7777))
+        if place.is_dir():
+            raise Refused(409, "is_folder", f"{join(parts)!r} is a folder at the destination")
+        try:
+            have = await asyncio.to_thread(part.open)
+        except DiskFull as exc:
+            raise Refused(507, "disk_full", str(exc)) from None
+        except (TransferError, OSError) as exc:
+            raise Refused(409, "cannot_write", str(exc)) from None
+        self._receiving[key] = part
+        return _json({"missing": part.missing(), "have": have})
+
+    def _partial(self, share: Share, parts: tuple[str, ...]) -> PartialFile:
+        part = self._receiving.get((share.id, join(parts)))
+        if part is None:
+            raise Refused(409, "not_open", "open the file first (receive/open)")
+        return part
+
+    async def receive_chunk(self, request: web.Request) -> web.Response:
+        share, parts, _ = self._allow(request, "write")
+        part = self._partial(share, parts)
+        index = _int(request, "index")
+        if not 0 <= index < part.count:
+            raise Refused(400, "bad_chunk", f"chunk {index} is outside the file")
+        _, length = span(part.size, part.chunk, index)
+        try:
+            digest = bytes.fromhex(request.headers.get("X-Ferry-Hash", ""))
+        except ValueError:
+            raise Refused(400, "bad_hash", "X-Ferry-Hash must be the chunk's BLAKE3, hex") \
+                from None
+        if request.content_length is not None and request.content_length != length:
+            raise Refused(400, "bad_chunk", f"chunk {index} has {length} bytes, not "
+                          f"{request.content_length}")
+        data = await request.content.read(length + 1)
+        while len(data) < length + 1 and not request.content.at_eof():
+            more = await request.content.read(length + 1 - len(data))
+            if not more:
+                break
+            data += more
+        try:
+            await asyncio.to_thread(part.write, index, data, digest)
+        except ChunkCorrupt as exc:
+            raise Refused(422, "chunk_corrupt", str(exc)) from None
+        except DiskFull as exc:
+            raise Refused(507, "disk_full", str(exc)) from None
+        except TransferError as exc:
+            raise Refused(409, "cannot_write", str(exc)) from None
+        self.received_chunks += 1
+        return web.Response(status=204)
+
+    async def receive_commit(self, request: web.Request) -> web.Response:
+        share, parts, _ = self._allow(request, "write")
+        part = self._partial(share, parts)
+        body = await _body(request, CommitRequest)
+        try:
+            whole = await asyncio.to_thread(part.commit, body.hash)
+        except ChunkCorrupt as exc:
+            self._receiving.pop((share.id, join(parts)), None)
+            raise Refused(422, "file_corrupt", str(exc)) from None
+        except TransferError as exc:
+            raise Refused(409, "cannot_write", str(exc)) from None
+        self._receiving.pop((share.id, join(parts)), None)
+        return _json({"hash": whole})
+
+    async def receive_files(self, request: web.Request) -> web.Response:
+        """Small files, each a header line and its bytes; each is checked against its own
+        ticket scope and hash, and renamed into place on its own."""
+        results: list[dict[str, str]] = []
+        reader = request.content
+        while True:
+            line = await reader.readline()
+            if not line:
+                break
+            try:
+                header = msgspec.json.decode(line, type=FileHeader)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise Refused(400, "bad_request", f"bad file header: {exc}") from None
+            if not 0 <= header.size <= SMALL_FILE:
+                raise Refused(400, "bad_request", f"{header.path}: batched files are at most "
+                              f"{SMALL_FILE} bytes")
+            try:
+                data = await reader.readexactly(header.size) if header.size else b""
+            except asyncio.IncompleteReadError:
+                raise Refused(400, "bad_request", f"{header.path}: the stream ended inside "
+                              "the file") from None
+            try:
+                share, parts, _ = self._allow(request, "write", path=header.path)
+                place = self._place(share, parts)
+            except Refused as exc:
+                self.refused += 1
+                log.warning("transfer request refused", peer=request.remote, reason=exc.message,
+                            path=header.path)
+                results.append({"path": header.path, "error": exc.message})
+                continue
+            try:
+                whole = await asyncio.to_thread(_write_small, place, header, data)
+                results.append({"path": header.path, "hash": whole})
+            except TransferError as exc:
+                results.append({"path": header.path, "error": str(exc)})
+        return _json({"files": results})
+
+
+# -- helpers (threads)
+def _stat(share: Share, place: Path, parts: tuple[str, ...], tree: bool) -> StatAnswer:
+    try:
+        st = os.stat(place)
+    except FileNotFoundError:
+        raise Refused(404, "not_found", f"{join(parts)!r} does not exist in share "
+                      f"{share.name!r}") from None
+    if not os.path.isdir(place):
+        source = SourceFile(place)
+        try:
+            return StatAnswer(type="file", size=source.stat.size, mtime_ns=source.stat.mtime_ns,
+                              mode=source.stat.mode, chunk=source.chunk,
+                              identity=source.stat.identity)
+        finally:
+            source.close()
+    if not tree:
+        raise Refused(403, "ticket_refused", "a folder needs a ticket for its whole tree")
+    files: list[FileInfo] = []
+    root = Path(os.path.realpath(share.root))
+    for folder, dirs, names in os.walk(place):
+        dirs.sort()
+        for name in sorted(names):
+            if name.endswith((".ferry-part", ".ferry-state")):
+                continue
+            full = Path(folder) / name
+            try:
+                real = Path(os.path.realpath(full))
+                if root not in real.parents:
+                    continue  # a symlink out of the share: not served
+                info = os.stat(real)
+            except OSError:
+                continue
+            rel = full.relative_to(place).as_posix()
+            files.append(FileInfo(path="/".join((*parts, rel)) if parts else rel,
+                                  size=info.st_size, mtime_ns=info.st_mtime_ns,
+                                  mode=info.st_mode & 0o7777))
+    return StatAnswer(type="dir", mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o7777,
+                      files=files)
+
+
+def _read_chunk(place: Path, index: int, chunk: int, identity: str) -> tuple[bytes, bytes]:
+    try:
+        source = SourceFile(place, chunk)
+    except TransferError as exc:
+        raise Refused(404, "not_found", str(exc)) from None
+    try:
+        if identity and source.stat.identity != identity:
+            raise Refused(409, "source_changed", "the file changed since the transfer began")
+        if not 0 <= index < source.count:
+            raise Refused(400, "bad_chunk", f"chunk {index} is outside the file")
+        return source.read(index)
+    finally:
+        source.close()
+
+
+def _read_small(name: str, place: Path) -> tuple[FileHeader, bytes]:
+    try:
+        source = SourceFile(place)
+    except TransferError as exc:
+        return FileHeader(path=name, size=0, mtime_ns=0, mode=0, error=str(exc)), b""
+    try:
+        if source.stat.size > SMALL_FILE:
+            return FileHeader(path=name, size=0, mtime_ns=0, mode=0,
+                              error=f"larger than {SMALL_FILE} bytes: send it in chunks"), b""
+        data = os.pread(source.fd, source.stat.size, 0) if source.stat.size else b""
+        return FileHeader(path=name, size=len(data), mtime_ns=source.stat.mtime_ns,
+                          mode=source.stat.mode, hash=chunk_hash(data).hex()), data
+    finally:
+        source.close()
+
+
+def _write_small(place: Path, header: FileHeader, data: bytes) -> str:
+    if place.is_dir():
+        raise TransferError(f"{header.path!r} is a folder at the destination")
+    try:
+        digest = bytes.fromhex(header.hash)
+    except ValueError:
+        raise TransferError(f"{header.path}: hash must be BLAKE3, hex") from None
+    return write_small(place, data, digest, header.mtime_ns, header.mode)
+
+
+def _int(request: web.Request, name: str) -> int:
+    try:
+        return int(request.query[name])
+    except (KeyError, ValueError):
+        raise Refused(400, "bad_request", f"query parameter {name!r} must be an integer") \
+            from None
+
+
+async def _body(request: web.Request, kind: type[Any]) -> Any:
+    try:
+        return msgspec.json.decode(await request.read(), type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise Refused(400, "bad_request", f"bad body: {exc}") from None
+
+
+def _json(value: Any) -> web.Response:
+    return web.Response(body=msgspec.json.encode(value), content_type="application/json")
+
