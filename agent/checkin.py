@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Callable
 
 import structlog
 
@@ -15,7 +16,7 @@ from agent.identity import Identity
 from agent.metrics import MetricsSampler
 from agent.state import AgentState, now_iso
 from ferry.errors import ApiError
-from protocol import CheckinRequest
+from protocol import CheckinRequest, ShareInfo
 
 log = structlog.get_logger("agent.checkin")
 
@@ -25,11 +26,13 @@ FINISH_ON_STOP = 5.0  # seconds a check-in already sent may take to finish when 
 
 class CheckinLoop:
     def __init__(self, hub: HubClient, identity: Identity, sampler: MetricsSampler,
-                 state: AgentState) -> None:
+                 state: AgentState,
+                 on_shares: Callable[[list[ShareInfo]], None] | None = None) -> None:
         self.hub = hub
         self.identity = identity
         self.sampler = sampler
         self.state = state
+        self.on_shares = on_shares
 
     def request(self) -> CheckinRequest:
         return CheckinRequest(metrics=self.sampler.sample(), host_id=self.identity.host_id,
@@ -55,6 +58,8 @@ class CheckinLoop:
         self.state.checkins += 1
         if previous != self.state.status:
             log.info("client status", status=self.state.status, client_id=answer.client_id)
+        if self.on_shares is not None:
+            self.on_shares(answer.shares)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -23,6 +23,13 @@ class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     lanes: Annotated[int, msgspec.Meta(ge=1, le=1024)] | None = None  # default: core count
     status_ip: str = "127.0.0.1"
     status_port: Port = 0  # 0 picks a free port; the one in use is in runtime.json
+    # the transfer endpoint that serves this agent's shares (HTTPS); transfer_host is the
+    # name or address peers connect to (default: transfer_ip, or this host's name)
+    transfer: bool = True
+    transfer_ip: str = "0.0.0.0"
+    transfer_port: Port = 0
+    transfer_host: Annotated[str, msgspec.Meta(min_length=1, max_length=255,
+                                               pattern=r"^[^\s/?#@]+$")] | None = None
     drain_timeout: Seconds = 60.0
     retry_max_delay: Seconds = 30.0
     request_timeout: Seconds = 30.0

@@ -30,6 +30,7 @@ from agent.outbox import Outbox
 from agent.sender import OutboxSender
 from agent.state import AgentState
 from agent.status import StatusServer
+from agent.transfer import TransferService
 from agent.work import Work
 from ferry.errors import AgentError, ApiError, ConfigError, EnrollmentError
 from ferry.lifecycle import Service
@@ -87,6 +88,9 @@ class Agent(Service):
         self.outbox = Outbox(data_dir / "outbox.sqlite")
         self.work: Work | None = None
         self.sender: OutboxSender | None = None
+        self.transfer = TransferService(config, data_dir) if config.transfer else None
+        if self.transfer is not None:
+            self.state.transfer = self.transfer.status
         # tasks carry this in their environment; a restarted agent finds its orphans by it
         self.agent_id = hashlib.sha256(str(data_dir.absolute()).encode()).hexdigest()[:12]
 
@@ -96,7 +100,8 @@ class Agent(Service):
                              code=self.identity.code, type=int(self.client_type),
                              os=self.identity.os, username=self.identity.username,
                              version=ferry.__version__, host_id=self.identity.host_id,
-                             site=self.config.site, lanes=self.lanes)
+                             site=self.config.site, lanes=self.lanes,
+                             transfer=self.transfer.info() if self.transfer else None)
 
     def _enrolled(self, answer: EnrollResponse) -> None:
         self.state.client_id = answer.client_id
@@ -104,6 +109,9 @@ class Agent(Service):
         self.state.status = str(answer.status)
         if self.work is not None:
             self.work.set_lanes(answer.lanes)
+        if self.transfer is not None:
+            self.transfer.enrolled(answer.client_id, answer.ticket_key)
+            self.transfer.set_shares(answer.shares)
 
     def _retrying(self, error: str) -> None:
         self.state.last_error = error
@@ -118,6 +126,8 @@ class Agent(Service):
             raise ConfigError(f"cannot serve status on {self.config.status_ip}:"
                               f"{self.config.status_port}: {exc.strerror or exc}",
                               key="status_port") from None
+        if self.transfer is not None:  # listening before enrollment says where
+            await self.transfer.start()
         self.hub = HubClient(self.config.hub, self._enroll_request,
                              retry_max_delay=self.config.retry_max_delay,
                              request_timeout=self.config.request_timeout)
@@ -136,7 +146,8 @@ class Agent(Service):
         killed = await asyncio.to_thread(self.work.kill_leftovers)
         if killed:
             log.warning("killed tasks left running by an earlier run", processes=killed)
-        checkins = CheckinLoop(self.hub, self.identity, sampler, self.state)
+        checkins = CheckinLoop(self.hub, self.identity, sampler, self.state,
+                               on_shares=self.transfer.set_shares if self.transfer else None)
         self._spawn(checkins.run(self.should_exit), "checkin-loop")
         self._spawn(self._work(), "work")
 
@@ -199,6 +210,8 @@ class Agent(Service):
             await self.hub.close()
         await self.outbox.close()
         await self.status_server.stop()
+        if self.transfer is not None:
+            await self.transfer.stop()
         log.info("agent stopped", name=self.name)
         if self.failure is not None:
             raise AgentError(str(self.failure)) from self.failure

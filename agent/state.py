@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,7 @@ class AgentState:
     busy: int = 0  # lanes running a bucket
     started_at: float = field(default_factory=time.monotonic)
     started: str = field(default_factory=now_iso)
+    transfer: Callable[[], dict[str, Any]] | None = None  # the transfer endpoint's status
 
     @property
     def accepting_work(self) -> bool:
@@ -68,4 +70,5 @@ class AgentState:
             "pid": os.getpid(),
             "started": self.started,
             "uptime": round(time.monotonic() - self.started_at, 1),
+            "transfer": self.transfer() if self.transfer is not None else None,
         }

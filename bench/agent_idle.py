@@ -172,7 +172,8 @@ def main() -> int:
         _, hub = runner.ferry("hub", "benchhub", {"ip": "127.0.0.1", "port": 0, "checkin_interval": 15})
         key = Session(hub["url"], username="root", password=PASSWORD).create(
             "Node", {"name": "idle-bench"})["api_key"]
-        agent_pid, agent = runner.ferry("agent", "benchagent", {"hub": hub["url"], "api_key": key})
+        agent_pid, agent = runner.ferry("agent", "benchagent", {
+            "hub": hub["url"], "api_key": key, "transfer_ip": "127.0.0.1"})
         wait_for(lambda: agent_status(agent["status_url"]).get("checkins", 0) >= 1,
                  "the agent's first check-in")
         pids = {"ferry agent": agent_pid, "rsync daemon": start_rsync(runner, tmp),

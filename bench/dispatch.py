@@ -122,6 +122,7 @@ def main() -> int:
         session = Session(info["url"], username="root", password=PASSWORD)
         key = session.create("Node", {"name": "bench"})["api_key"]
         agent, _ = start_ferry("agent", tmp, {"hub": info["url"], "api_key": key, "lanes": 2,
+                                              "transfer_ip": "127.0.0.1",
                                               "logging": {"level": "WARNING"}})
         procs.append(agent)
         measured = [psutil.Process(hub.pid), psutil.Process(agent.pid)]

@@ -132,8 +132,9 @@ async def _run(base: Path, wait_online: float) -> int:
         session = await call(Session, hub.url, username="root", password=password)
         node = await call(session.create, "Node", {"name": "demo-agent"})
         print(f"node     {node['name']} created; API key shown once: {node['api_key'][:10]}…")
-        agent = Agent(AgentConfig(hub=hub.url, api_key=node["api_key"]), "demo",
-                      base / "agent", handle_signals=False)
+        agent = Agent(AgentConfig(hub=hub.url, api_key=node["api_key"],
+                                  transfer_ip="127.0.0.1"),
+                      "demo", base / "agent", handle_signals=False)
         agent_task = asyncio.create_task(agent.serve())
         deadline = time.monotonic() + wait_online
         online: list[dict[str, Any]] = []

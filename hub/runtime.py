@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import insert, select
 
 from hub.config import HubConfig
@@ -17,6 +18,7 @@ from hub.storage.models import HubState, utcnow
 
 if TYPE_CHECKING:
     from hub.jobs.dispatch import Dispatcher
+    from hub.shares import ShareDirectory
 
 
 @dataclass
@@ -29,6 +31,9 @@ class Runtime:
     logins: FailureLimiter
     data_dir: Path
     dispatcher: Dispatcher
+    ticket_key: Ed25519PrivateKey  # signs transfer tickets; agents hold the public half
+    shares: ShareDirectory
+
     @property
     def offline_grace(self) -> timedelta:
         return timedelta(seconds=self.config.offline_grace)
@@ -62,11 +67,15 @@ async def build_runtime(config: HubConfig, section: str, db: Database, data_dir:
         client_lifetime=timedelta(minutes=config.agent_token_minutes),
     )
     from hub.jobs.dispatch import Dispatcher
+    from hub.shares import ShareDirectory
+    from protocol import tickets
 
+    ticket_key = tickets.private_key(bytes.fromhex(await state_secret(db, "ticket_seed")))
     dispatcher = Dispatcher(db, lease=config.lease_seconds, heartbeat=config.heartbeat_interval,
                             wait_max=config.claim_wait_max)
     return Runtime(config, section, db, tokens, pepper,
-                   FailureLimiter(config.login_failures_per_minute), data_dir, dispatcher)
+                   FailureLimiter(config.login_failures_per_minute), data_dir, dispatcher,
+                   ticket_key, ShareDirectory(db))
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,12 @@ from protocol.models import (
     ReportResult,
     ResetRequest,
     ResetResponse,
+    ShareInfo,
     TaskReport,
     TaskWork,
     TokenRequest,
     TokenResponse,
+    TransferInfo,
     whole_log_needed,
 )
 
@@ -61,9 +63,11 @@ __all__ = [
     "ReportResult",
     "ResetRequest",
     "ResetResponse",
+    "ShareInfo",
     "TaskReport",
     "TaskWork",
     "TokenRequest",
     "TokenResponse",
+    "TransferInfo",
     "whole_log_needed",
 ]

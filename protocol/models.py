@@ -98,6 +98,22 @@ class Metrics(msgspec.Struct, frozen=True, kw_only=True):
     la: list[NonNegative] | None = None
 
 
+class TransferInfo(Struct, frozen=True):
+    """Where an agent's transfer endpoint answers, and the certificate peers pin."""
+
+    url: Annotated[str, msgspec.Meta(min_length=8, max_length=1024,
+                                     pattern=r"^https?://[^\s/?#]+$")]
+    fingerprint: Annotated[str, msgspec.Meta(pattern=r"^([0-9a-f]{64})?$")] = ""
+
+
+class ShareInfo(Struct, frozen=True):
+    """A share this agent serves: its id (in tickets), name and root folder."""
+
+    id: str
+    name: str
+    path: str
+
+
 class EnrollRequest(Struct, frozen=True):
     """An agent trades its node API key for a client record and a token."""
 
@@ -111,6 +127,7 @@ class EnrollRequest(Struct, frozen=True):
     host_id: Annotated[str, msgspec.Meta(max_length=4096)] = ""
     site: ShortText | None = None
     lanes: Annotated[int, msgspec.Meta(ge=0, le=1024)] = 0
+    transfer: TransferInfo | None = None  # None: it serves no transfer endpoint
 
 
 class EnrollResponse(Struct, frozen=True):
@@ -120,6 +137,8 @@ class EnrollResponse(Struct, frozen=True):
     checkin_interval: float
     status: ClientStatus
     lanes: list[str] = []  # the lane clients (type 5), in order
+    ticket_key: str = ""  # the hub's Ed25519 public key: transfer tickets are signed with it
+    shares: list[ShareInfo] = []  # the shares this agent serves
 
 
 class CheckinRequest(Struct, frozen=True):
@@ -143,6 +162,7 @@ class CheckinResponse(Struct, frozen=True):
     status: ClientStatus
     checkin_interval: float
     server_time: str
+    shares: list[ShareInfo] = []  # the shares this agent serves, as they are now
 
 
 class TokenRequest(Struct, frozen=True):

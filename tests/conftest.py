@@ -70,7 +70,7 @@ def start_agent(tmp_path: Path, env: dict[str, str]) -> Iterator[Callable[..., A
 
     def start(hub: Hub, api_key: str, **overrides: Any) -> Agent:
         section = {"hub": hub.url, "api_key": api_key, "retry_max_delay": 0.5,
-                   "logging": {"level": "DEBUG"}, **overrides}
+                   "transfer_ip": "127.0.0.1", "logging": {"level": "DEBUG"}, **overrides}
         agent = Agent("agent", f"a{next(names)}", tmp_path, section, env)
         agent.start()
         started.append(agent)

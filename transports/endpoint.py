@@ -125,7 +125,7 @@ class TransferEndpoint:
     """Serves ``shares`` for the server with client id ``server_id``."""
 
     server_id: str
-    ticket_key: Ed25519PublicKey
+    ticket_key: Ed25519PublicKey | None  # None: not enrolled yet, every ticket is refused
     shares: dict[str, Share] = field(default_factory=dict)
     refused: int = 0  # requests refused so far (for the status page)
     served_chunks: int = 0
@@ -195,6 +195,8 @@ class TransferEndpoint:
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Ticket "):
             raise Refused(403, "no_ticket", "a transfer needs a ticket (Authorization: Ticket …)")
+        if self.ticket_key is None or not self.server_id:
+            raise Refused(403, "not_ready", "this agent has not enrolled with its hub yet")
         try:
             scope = tickets.verify(self.ticket_key, auth[len("Ticket "):], server=self.server_id,
                                    share=share.id, path=join(parts), op=op)

@@ -23,6 +23,7 @@ from protocol import (
     ClientType,
     EnrollRequest,
     EnrollResponse,
+    tickets,
 )
 
 WRITER: web.AppKey[CheckinWriter] = web.AppKey("checkin_writer", CheckinWriter)
@@ -59,7 +60,9 @@ async def enroll(request: web.Request) -> web.Response:
             Client.node_id == node.id, Client.parent_id.is_(None)))).first()
         fields = dict(code=body.code, type=body.type, os=body.os, username=body.username,
                       version=body.version, host_id=body.host_id, wan_ip=client_ip(request),
-                      last_checkin=now, gone=False, modified=now)
+                      last_checkin=now, gone=False, modified=now,
+                      transfer_url=body.transfer.url if body.transfer else "",
+                      transfer_fingerprint=body.transfer.fingerprint if body.transfer else "")
         if current is not None and current.machine_id != body.machine_id:
             raise ApiError(409, "node_taken", f"node '{node.name}' is enrolled by another machine "
                            f"(client {current.id}, host {current.code}); delete that client once "
@@ -83,7 +86,9 @@ async def enroll(request: web.Request) -> web.Response:
         client_id=client_id, token=issued.token,
         expires=iso(issued.expires.replace(tzinfo=None)) or "",
         checkin_interval=rt.config.checkin_interval,
-        status=ClientStatus.DISABLED if disabled else ClientStatus.ONLINE, lanes=lanes))
+        status=ClientStatus.DISABLED if disabled else ClientStatus.ONLINE, lanes=lanes,
+        ticket_key=tickets.public_key_text(rt.ticket_key),
+        shares=await rt.shares.for_client(client_id)))
 
 
 async def ensure_lanes(conn: Any, client_id: str, count: int, code: str, now: Any) -> list[str]:
@@ -125,7 +130,8 @@ async def checkin(request: web.Request) -> web.Response:
                        "enroll again")
     return json_response(CheckinResponse(
         client_id=who.id, status=ClientStatus.DISABLED if disabled else ClientStatus.ONLINE,
-        checkin_interval=rt.config.checkin_interval, server_time=iso(utcnow()) or ""))
+        checkin_interval=rt.config.checkin_interval, server_time=iso(utcnow()) or "",
+        shares=await rt.shares.for_client(who.id)))
 
 
 async def goodbye(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ from hub.entities.base import Entity
 from hub.entities.clients import ClientEntity
 from hub.entities.jobs import JobEntity
 from hub.entities.nodes import NodeEntity
+from hub.entities.shares import ShareEntity
 from hub.entities.sites import SiteEntity
 from hub.entities.tasks import TaskEntity
 from hub.entities.users import UserEntity
@@ -15,7 +16,7 @@ from hub.entities.users import UserEntity
 ENTITIES: dict[str, Entity] = {
     e.name.lower(): e
     for e in (ClientEntity(), NodeEntity(), UserEntity(), SiteEntity(), ApiKeyEntity(),
-              JobEntity(), TaskEntity())
+              JobEntity(), TaskEntity(), ShareEntity())
 }
 
 

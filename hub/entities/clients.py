@@ -82,6 +82,7 @@ READABLE = (
     "id", "code", "user", "user_hr", "created", "type", "site", "site_hr", "description",
     "host_id", "last_checkin", "status", "os", "type_hr", "username", "version", "wan_ip",
     "parent", "benchmark", "metrics", "metadata", "modified", "modifier", "node", "tags",
+    "transfer",
 )
 WRITABLE = ("status", "description", "site", "benchmark", "metadata", "tags")
 
@@ -137,6 +138,8 @@ class ClientEntity(Entity):
             "modifier": c["modifier"],
             "node": c["node_id"],
             "tags": c["tags"] or [],
+            "transfer": {"url": c["transfer_url"], "fingerprint": c["transfer_fingerprint"]}
+            if c["transfer_url"] else None,
         }
 
     async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:

@@ -146,6 +146,26 @@ class Client(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     boot_id: Mapped[str] = mapped_column(String(64), default="")  # the agent process's
+    # its transfer endpoint, as it said at enrollment (empty: it serves none)
+    transfer_url: Mapped[str] = mapped_column(String(1024), default="")
+    transfer_fingerprint: Mapped[str] = mapped_column(String(64), default="")
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modifier: Mapped[str | None] = mapped_column(ID)
+
+
+class Share(Base):
+    """A named root folder (``share=projects/...``) served by one agent (type 1 or 2)."""
+
+    __tablename__ = "shares"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # the agent that serves it; null once that client is deleted (the share is kept)
+    client_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("clients.id", ondelete="SET NULL"), index=True
+    )
+    path: Mapped[str] = mapped_column(String(4096))  # the root folder, on that agent
+    description: Mapped[str] = mapped_column(Text, default="")
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     modifier: Mapped[str | None] = mapped_column(ID)

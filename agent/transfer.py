@@ -1,0 +1,80 @@
+"""The agent's side of transfers that others start: its endpoint serves its shares.
+
+The endpoint listens before the agent enrolls (so that enrollment can tell the
+hub where it is and which certificate to pin), and refuses every ticket until
+enrollment has brought the agent's client id and the hub's ticket key. The
+shares come with every check-in; a share whose folder is missing is logged
+and served as soon as it exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import structlog
+
+from agent.config import AgentConfig
+from ferry.errors import ConfigError
+from protocol import ShareInfo, TransferInfo, tickets
+from transports import tls
+from transports.endpoint import Share, TransferEndpoint
+
+log = structlog.get_logger("agent.transfer")
+
+
+class TransferService:
+    def __init__(self, config: AgentConfig, data_dir: Path) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.endpoint = TransferEndpoint(server_id="", ticket_key=None)
+        self.url = ""
+        self.fingerprint = ""
+
+    async def start(self) -> None:
+        key, cert = await asyncio.to_thread(tls.ensure_identity, self.data_dir, "agent")
+        self.fingerprint = await asyncio.to_thread(tls.fingerprint, cert)
+        try:
+            port = await self.endpoint.start(self.config.transfer_ip, self.config.transfer_port,
+                                             tls.server_context(key, cert))
+        except OSError as exc:
+            raise ConfigError(f"cannot serve transfers on {self.config.transfer_ip}:"
+                              f"{self.config.transfer_port}: {exc.strerror or exc}",
+                              key="transfer_port") from None
+        host = self.config.transfer_host or (
+            self.config.transfer_ip if self.config.transfer_ip not in ("0.0.0.0", "::")
+            else socket.gethostname())
+        self.url = f"https://{f'[{host}]' if ':' in host else host}:{port}"
+        log.info("serving transfers", url=self.url, fingerprint=self.fingerprint[:16])
+
+    def info(self) -> TransferInfo | None:
+        return TransferInfo(url=self.url, fingerprint=self.fingerprint) if self.url else None
+
+    def enrolled(self, client_id: str, ticket_key: str) -> None:
+        self.endpoint.server_id = client_id
+        if ticket_key:
+            self.endpoint.ticket_key = tickets.public_key(ticket_key)
+
+    def set_shares(self, shares: list[ShareInfo]) -> None:
+        now = {s.id: Share(s.id, s.name, Path(s.path)) for s in shares}
+        if now == self.endpoint.shares:
+            return
+        for share in now.values():
+            if share.id not in self.endpoint.shares or self.endpoint.shares[share.id] != share:
+                if not share.root.is_dir():
+                    log.warning("share folder missing; serving it once it exists",
+                                share=share.name, path=str(share.root))
+                else:
+                    log.info("serving share", share=share.name, path=str(share.root))
+        for gone in set(self.endpoint.shares) - set(now):
+            log.info("no longer serving share", share=self.endpoint.shares[gone].name)
+        self.endpoint.shares = now
+
+    def status(self) -> dict[str, object]:
+        return {"url": self.url, "fingerprint": self.fingerprint,
+                "shares": sorted(s.name for s in self.endpoint.shares.values()),
+                "refused": self.endpoint.refused}
+
+    async def stop(self) -> None:
+        await self.endpoint.stop()
