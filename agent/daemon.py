@@ -142,6 +142,7 @@ class Agent(Service):
                            "version": ferry.__version__, "agent_id": self.agent_id})
         await self.outbox.open()
         self.work = Work(self.hub, self.outbox, self.state, self.data_dir, self.agent_id)
+        self.work.transfer = self.transfer
         self.sender = OutboxSender(self.hub, self.outbox, self.work.idle)
         killed = await asyncio.to_thread(self.work.kill_leftovers)
         if killed:

@@ -17,9 +17,13 @@ import structlog
 
 from agent.config import AgentConfig
 from ferry.errors import ConfigError
-from protocol import ShareInfo, TransferInfo, tickets
+from protocol import ShareInfo, TransferInfo, TransferWork, tickets
+from protocol.paths import PathRefused, share_parts
 from transports import tls
-from transports.endpoint import Share, TransferEndpoint
+from transports.chunks import TransferError
+from transports.client import TransferClient, batches
+from transports.endpoint import SMALL_FILE, Share, TransferEndpoint
+from transports.shares import resolve
 
 log = structlog.get_logger("agent.transfer")
 
@@ -78,3 +82,41 @@ class TransferService:
 
     async def stop(self) -> None:
         await self.endpoint.stop()
+
+    async def run(self, work: TransferWork) -> tuple[str, int]:
+        """Pull a transfer task's file or folder into this agent's destination share;
+        returns a summary and the bytes moved. Raises TransferError with the reason."""
+        share = self.endpoint.shares.get(work.dest_share)
+        if share is None:
+            raise TransferError("this agent does not serve the destination share (any more)")
+        if not work.url or not work.ticket:
+            raise TransferError("the source share's agent runs no transfer endpoint now")
+        try:
+            source_parts, dest_parts = share_parts(work.path), share_parts(work.dest_path)
+        except PathRefused as exc:
+            raise TransferError(str(exc)) from None
+
+        def place(parts: tuple[str, ...]) -> Path:
+            try:
+                return resolve(share.root, parts)
+            except PathRefused as exc:
+                raise TransferError(str(exc)) from None
+
+        async with TransferClient(work.url, work.fingerprint or None, work.ticket, work.share,
+                                  streams=work.streams) as client:
+            info = await client.stat(work.path)
+            name = source_parts[-1:] if work.into_folder else ()
+            base = dest_parts + name
+            if info.type == "file":
+                digest = await client.pull(work.path, place(base), info)
+                return f"{info.size} bytes, blake3 {digest}", info.size
+            skip = len(source_parts)
+            small = [(f.path, f.size) for f in info.files if f.size <= SMALL_FILE]
+            for batch in batches(small):
+                await client.pull_small(
+                    batch, lambda path: place(base + share_parts(path)[skip:]))
+            for f in info.files:
+                if f.size > SMALL_FILE:
+                    await client.pull(f.path, place(base + share_parts(f.path)[skip:]))
+            total = sum(f.size for f in info.files)
+            return f"{len(info.files)} files, {total} bytes", total

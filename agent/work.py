@@ -28,6 +28,7 @@ import structlog
 from agent.hubclient import HubClient, Retryable
 from agent.outbox import Outbox
 from agent.state import AgentState
+from agent.transfer import TransferService
 from ferry.errors import ApiError
 from lanes import Outcome, SubprocessLane, TaskRun
 from lanes.accounting import CgroupTree
@@ -43,6 +44,7 @@ from protocol import (
     TaskWork,
     whole_log_needed,
 )
+from transports.chunks import TransferError
 
 log = structlog.get_logger("agent.work")
 
@@ -111,10 +113,20 @@ class BucketRun:
     aborted: set[str] = field(default_factory=set)  # tasks the hub wants stopped
     ended: set[str] = field(default_factory=set)  # tasks whose end is reported
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    # a transfer bucket's running task: (task id, its coroutine), and why it was stopped
+    transfer: tuple[str, asyncio.Task[tuple[str, int]]] | None = field(default=None, repr=False)
+    stopped_because: str = ""
 
     @property
     def lost(self) -> bool:
         return self.stop_reason == "lost"
+
+    def stop_current(self, reason: str, task_id: str | None = None) -> None:
+        """Stop the running task (``task_id``: only if it is that one)."""
+        self.lane.abort(task_id, reason)
+        if self.transfer is not None and task_id in (None, self.transfer[0]):
+            self.stopped_because = reason
+            self.transfer[1].cancel()
 
 
 class Work:
@@ -134,6 +146,7 @@ class Work:
         self.idle = asyncio.Event()  # set while none is
         self.idle.set()
         self._lane_events: LoopInbox | None = None
+        self.transfer: TransferService | None = None  # runs transfer tasks (the daemon sets it)
 
     def _inbox(self) -> LoopInbox:
         if self._lane_events is None:  # made on the loop that runs the buckets
@@ -220,9 +233,12 @@ class Work:
                 inbox.call(self._finish, bucket, by_id[task.task_id], outcome)
 
         try:
-            ran = await run.lane.run_many(self._task_runs(bucket), on_start, on_end,
-                                          lambda: not run.stop_reason,
-                                          lambda task: task.task_id in run.aborted)
+            if bucket.kind == "transfer":
+                ran = await self._run_transfers(run)
+            else:
+                ran = await run.lane.run_many(self._task_runs(bucket), on_start, on_end,
+                                              lambda: not run.stop_reason,
+                                              lambda task: task.task_id in run.aborted)
             inbox.flush()  # every task's end is in the outbox before the bucket's
             if run.stop_reason and not run.lost:
                 self._hand_back(bucket, bucket.tasks[ran:], run.stop_reason)
@@ -245,6 +261,56 @@ class Work:
                 self._held.clear()
                 self.idle.set()
             self._lane_free.set()
+
+    async def _run_transfers(self, run: BucketRun) -> int:
+        """Transfer tasks, one after the other, on the event loop (the bytes move on
+        threads); returns how many were taken."""
+        bucket = run.work
+        taken = 0
+        for task in bucket.tasks:
+            if run.stop_reason:
+                break
+            taken += 1
+            started = time.time()
+            if task.id in run.aborted:
+                outcome = Outcome(status="aborted", exit_code=None,
+                                  message="aborted before it started", started=started,
+                                  ended=started)
+            else:
+                self._report(bucket, task, "started", started)
+                outcome = await self._transfer(run, task, started)
+            run.ended.add(task.id)
+            if not run.lost:
+                self._finish(bucket, task, outcome)
+        return taken
+
+    async def _transfer(self, run: BucketRun, task: TaskWork, started: float) -> Outcome:
+        def failed(message: str) -> Outcome:
+            return Outcome(status="failed", exit_code=None, message=message, started=started,
+                           ended=time.time())
+
+        if self.transfer is None or task.transfer is None:
+            return failed("this agent runs no transfer endpoint (transfer: false)")
+        runner = asyncio.create_task(self.transfer.run(task.transfer))
+        run.transfer = (task.id, runner)
+        try:
+            summary, _size = await runner
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # we are being stopped, not the transfer
+            return Outcome(status="aborted", exit_code=None, message=run.stopped_because,
+                           started=started, ended=time.time())
+        except TransferError as exc:
+            return failed(str(exc))
+        except Exception as exc:
+            log.exception("transfer failed in the agent", task=task.id)
+            return failed(f"the agent failed while running it: {exc}")
+        finally:
+            run.transfer = None
+        text = summary + "\n"
+        return Outcome(status="done", exit_code=0, message="", started=started,
+                       ended=time.time(), log_tail=text, log_size=len(text.encode()))
 
     def _task_runs(self, bucket: BucketWork) -> list[TaskRun]:
         folder = self.logs / bucket.job_id
@@ -312,13 +378,13 @@ class Work:
             if run is not None:
                 log.warning("lease lost; stopping the bucket", bucket=bucket_id)
                 run.stop_reason = "lost"
-                run.lane.abort(None, "lease lost")
+                run.stop_current("lease lost")
         abort = set(answer.abort)
         for run in self.buckets.values():
             mine = {t.id for t in run.work.tasks} & abort
             run.aborted |= mine  # those not started yet are skipped
             for task_id in mine:  # the one running (if any) is stopped
-                run.lane.abort(task_id, "aborted at the hub")
+                run.stop_current("aborted at the hub", task_id)
             if run.work.job_id in answer.paused and not run.stop_reason:
                 run.stop_reason = "paused"
 
@@ -346,7 +412,7 @@ class Work:
             force.cancel()
         if pending:  # past the deadline: stop them; the buckets report them handed back
             for run in list(self.buckets.values()):
-                run.lane.abort(None, "the agent is stopping")
+                run.stop_current("the agent is stopping")
             await asyncio.wait(pending, timeout=60)
         for lane in self.lanes.values():
             lane.close()

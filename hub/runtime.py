@@ -72,7 +72,7 @@ async def build_runtime(config: HubConfig, section: str, db: Database, data_dir:
 
     ticket_key = tickets.private_key(bytes.fromhex(await state_secret(db, "ticket_seed")))
     dispatcher = Dispatcher(db, lease=config.lease_seconds, heartbeat=config.heartbeat_interval,
-                            wait_max=config.claim_wait_max)
+                            wait_max=config.claim_wait_max, ticket_key=ticket_key)
     return Runtime(config, section, db, tokens, pepper,
                    FailureLimiter(config.login_failures_per_minute), data_dir, dispatcher,
                    ticket_key, ShareDirectory(db))

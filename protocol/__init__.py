@@ -35,6 +35,7 @@ from protocol.models import (
     TokenRequest,
     TokenResponse,
     TransferInfo,
+    TransferWork,
     whole_log_needed,
 )
 
@@ -69,5 +70,6 @@ __all__ = [
     "TokenRequest",
     "TokenResponse",
     "TransferInfo",
+    "TransferWork",
     "whole_log_needed",
 ]

@@ -195,6 +195,22 @@ class ErrorBody(Struct, frozen=True):
 # --- work: claims, heartbeats, reports -------------------------------------------------
 
 
+class TransferWork(Struct, frozen=True):
+    """A transfer task as the receiving agent runs it: pull ``path`` (a file or a folder) of
+    share ``share`` from the agent at ``url`` (pinning ``fingerprint``) with ``ticket``, into
+    its own share ``dest_share`` at ``dest_path`` (inside that folder when ``into_folder``)."""
+
+    url: str
+    fingerprint: str
+    share: str
+    path: str
+    ticket: str
+    dest_share: str
+    dest_path: str
+    into_folder: bool
+    streams: int = 4
+
+
 class TaskWork(Struct, frozen=True):
     """One task as a lane runs it; the hub has already filled in the command."""
 
@@ -203,6 +219,7 @@ class TaskWork(Struct, frozen=True):
     item: str
     argv: list[str]
     attempt: int  # 1 for the first try
+    transfer: TransferWork | None = None  # a transfer task: no command
 
 
 class BucketWork(Struct, frozen=True):
@@ -217,6 +234,7 @@ class BucketWork(Struct, frozen=True):
     timeout: float | None = None  # seconds per task
     grace: float = 10.0  # seconds between SIGTERM and SIGKILL
     leased_until: str = ""
+    kind: str = "compute"  # or "transfer"
 
 
 class ClaimRequest(Struct, frozen=True):

@@ -161,10 +161,10 @@ class TransferClient:
             return
         raise ChunkCorrupt(f"{path}: chunk {index} arrived damaged {TRIES} times")
 
-    async def pull_small(self, paths: list[str], dest_root: Path, strip: int = 0,
+    async def pull_small(self, paths: list[str], place: Callable[[str], Path],
                          progress: Progress | None = None) -> dict[str, str]:
-        """Small files in one request; each lands at ``dest_root`` / its path (less its
-        first ``strip`` names). Returns path -> hash, or raises on the first failure."""
+        """Small files in one request; each lands where ``place`` puts its path. Returns
+        path -> hash, or raises on the first failure."""
         hashes: dict[str, str] = {}
         status, body, _ = await self._call("POST", "files", params={},
                                            data=msgspec.json.encode({"paths": paths}),
@@ -179,8 +179,7 @@ class TransferClient:
             at = end + 1 + header.size
             if header.error:
                 raise TransferError(f"{header.path}: {header.error}")
-            parts = share_parts(header.path)[strip:]
-            dest = dest_root.joinpath(*parts)
+            dest = place(header.path)
             digest = bytes.fromhex(header.hash)
             if chunk_hash(data) != digest:
                 raise ChunkCorrupt(f"{header.path} arrived damaged")

@@ -15,11 +15,18 @@ from ferry.errors import ApiError
 from hub.entities.base import Entity, check_body, expect, invalid, iso, name_value
 from hub.entities.clients import user_hr
 from hub.jobs import status as st
-from hub.jobs.spec import JobCreate, check_command, expand_items, parse_target
+from hub.jobs.spec import (
+    JobCreate,
+    TransferCreate,
+    check_command,
+    expand_items,
+    parse_target,
+    share_party,
+)
 from hub.query import Query
 from hub.query.fields import Choice, Context, Number, Party, Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
-from hub.storage.models import Client, Job, Site, Task, User, new_id
+from hub.storage.models import Client, Job, Share, Site, Task, User, new_id
 
 SCHEMA = Schema("Job", {
     "id": Text(Job.id),
@@ -39,7 +46,7 @@ SCHEMA = Schema("Job", {
 READABLE = ("id", "code", "uri", "status", "created", "source", "source_hr", "destination",
             "destination_hr", "etr", "metadata", "parent", "parent_hr", "progress", "size",
             "speed", "user", "user_hr", "finished", "modified", "modifier", "priority", "kind",
-            "started", "counts", "compute")
+            "started", "counts", "compute", "transfer")
 WRITABLE = ("status", "priority", "code", "metadata")
 
 
@@ -105,15 +112,61 @@ class JobEntity(Entity):
             "modified": iso(j["modified"]), "modifier": j["modifier"],
             "priority": j["priority"], "kind": j["kind"], "started": iso(j["started"]),
             "counts": dict(sorted(counts.by_status.items())),
-            "compute": {k: v for k, v in (j["spec"] or {}).items() if k != "targets"},
+            "compute": {k: v for k, v in (j["spec"] or {}).items() if k != "targets"}
+            if j["kind"] == "compute" else None,
+            "transfer": (j["spec"] or {}).get("transfer") if j["kind"] == "transfer" else None,
         }
+
+    async def _create_transfer(self, ctx: Ctx, body: Any) -> dict[str, Any]:
+        """A transfer from one share path to another: one task, run by the agent that
+        serves the destination, which pulls from the agent that serves the source."""
+        try:
+            spec = msgspec.convert(body, TransferCreate)
+        except msgspec.ValidationError as exc:
+            raise invalid(exc, "invalid_spec") from None
+        source_name, source_parts, _ = share_party(spec.source, "source")
+        dest_name, dest_parts, into_folder = share_party(spec.destination, "destination")
+        job_id, now = new_id(), ctx.now
+        async with ctx.db.write() as conn:
+            shares = {r.name: r for r in (await conn.execute(
+                select(Share.id, Share.name, Share.client_id, Client.transfer_url)
+                .outerjoin(Client, Client.id == Share.client_id)
+                .where(Share.name.in_([source_name, dest_name])))).all()}
+            for name, field in ((source_name, "source"), (dest_name, "destination")):
+                if name not in shares:
+                    raise ApiError(422, "unknown_share", f"{field}: no share named '{name}'",
+                                   {"field": field})
+                if shares[name].client_id is None:
+                    raise ApiError(422, "unknown_share", f"{field}: share '{name}' has no "
+                                   "agent to serve it", {"field": field})
+            source, dest = shares[source_name], shares[dest_name]
+            if not source.transfer_url:
+                raise ApiError(422, "not_served", f"source: the agent of share '{source_name}' "
+                               "runs no transfer endpoint", {"field": "source"})
+            item = "/".join(source_parts)
+            stored = {"transfer": {
+                "source_share": source.id, "source_path": item,
+                "destination_share": dest.id, "destination_path": "/".join(dest_parts),
+                "into_folder": into_folder, "streams": spec.streams},
+                "targets": [{"client": dest.client_id}], "bucket_size": 1,
+                "retries": spec.retries}
+            code = spec.code or (source_parts[-1] if source_parts else source_name)
+            await conn.execute(insert(Job).values(
+                id=job_id, code=code, kind="transfer", queue=spec.queue, status=spec.status,
+                priority=spec.priority, user_id=ctx.principal.id, source_scope="share",
+                source_id=source.id, destination_scope="share", destination_id=dest.id,
+                spec=stored, meta=spec.metadata, size=-1, created=now, modified=now,
+                modifier=ctx.principal.id))
+            await insert_tasks(conn, job_id, [item], 0, now, spec.priority)
+            await conn.run_sync(st.refresh, [job_id], now)
+        ctx.rt.dispatcher.notify()
+        return await self.get(ctx, job_id)
 
     async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
         self.visible(ctx)
         if isinstance(body, dict) and "compute" not in body and (
                 "source" in body or "destination" in body):
-            raise ApiError(422, "not_supported", "transfer jobs (source/destination) are not "
-                           "supported yet; give a 'compute' spec", {"field": "source"})
+            return await self._create_transfer(ctx, body)
         try:
             spec = msgspec.convert(body, JobCreate)
         except msgspec.ValidationError as exc:
@@ -244,7 +297,8 @@ def _no_target(entry: str, why: str) -> ApiError:
 
 
 async def party_names(conn: Any, jobs: Any) -> dict[tuple[str, str], str]:
-    wanted: dict[str, set[str]] = {"site": set(), "user": set(), "client": set()}
+    wanted: dict[str, set[str]] = {"site": set(), "user": set(), "client": set(),
+                                   "share": set()}
     for j in jobs:
         for scope, ident in ((j["source_scope"], j["source_id"]),
                              (j["destination_scope"], j["destination_id"])):
@@ -252,7 +306,8 @@ async def party_names(conn: Any, jobs: Any) -> dict[tuple[str, str], str]:
                 wanted[scope].add(ident)
     names: dict[tuple[str, str], str] = {}
     for scope, column, ident in (("site", Site.name, Site.id), ("user", User.username, User.id),
-                                 ("client", Client.code, Client.id)):
+                                 ("client", Client.code, Client.id),
+                                 ("share", Share.name, Share.id)):
         if wanted[scope]:
             for row_id, name in await conn.execute(select(ident, column)
                                                    .where(ident.in_(wanted[scope]))):

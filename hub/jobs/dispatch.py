@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
@@ -26,13 +27,14 @@ from hub.entities.base import iso
 from hub.jobs import status as st
 from hub.jobs.spec import render_argv, targets_match
 from hub.storage.db import Database
-from hub.storage.models import Bucket, Client, Job, ReportKey, Task, new_id, utcnow
-from protocol import BucketWork, HeartbeatResponse, TaskWork
+from hub.storage.models import Bucket, Client, Job, ReportKey, Share, Task, new_id, utcnow
+from protocol import BucketWork, HeartbeatResponse, TaskWork, TransferWork, tickets
 
 log = structlog.get_logger("hub.dispatch")
 
 RECHECK = 1.0  # seconds: a waiting claim looks again even unwoken (other hub processes)
 KEYS_KEPT = timedelta(days=7)  # report keys older than this are forgotten (hourly)
+TICKET_TTL = 6 * 3600.0  # seconds a transfer task's ticket lasts: a long pull must not outlive it
 CLAIMER_MEMORY = 60.0  # seconds an agent counts as asking for work after its last claim
 
 
@@ -43,7 +45,7 @@ _LANES = select(Client.id).where(Client.parent_id == bindparam("agent"),
                                  Client.id.in_(bindparam("ids", expanding=True)),
                                  Client.disabled.is_(False))
 _RUNNABLE = select(Job.id, Job.spec).where(
-    Job.status.in_(st.ACTIVE), Job.kind == "compute",
+    Job.status.in_(st.ACTIVE), Job.kind.in_(("compute", "transfer")),
     exists().where(Task.job_id == Job.id, Task.status == st.TaskStatus.QUEUED))
 _QUEUED_BY_JOB = (select(Task.job_id, func.count())
                   .where(Task.job_id.in_(bindparam("ids", expanding=True)),
@@ -75,8 +77,10 @@ class Claimer:
 
 
 class Dispatcher:
-    def __init__(self, db: Database, *, lease: float, heartbeat: float, wait_max: float) -> None:
+    def __init__(self, db: Database, *, lease: float, heartbeat: float, wait_max: float,
+                 ticket_key: Ed25519PrivateKey | None = None) -> None:
         self.db = db
+        self.ticket_key = ticket_key  # signs the tickets of transfer tasks
         self.lease = timedelta(seconds=lease)
         self.heartbeat_interval = heartbeat
         self.wait_max = wait_max
@@ -192,6 +196,10 @@ class Dispatcher:
             leased_until=until, created=now))
         conn.execute(_LEASE_TASKS, {"ids": [r.id for r in rows], "bucket": bucket_id,
                                           "agent": client_id, "lane": lane, "now": now})
+        if "transfer" in spec:
+            return BucketWork(id=bucket_id, job_id=best, lane_id=lane, kind="transfer",
+                              tasks=[self._transfer_task(conn, best, spec, r) for r in rows],
+                              leased_until=iso(until) or "")
         return BucketWork(
             id=bucket_id, job_id=best, lane_id=lane,
             tasks=[TaskWork(id=r.id, uri=r.uri, item=r.item, attempt=r.attempts + 1,
@@ -199,6 +207,31 @@ class Dispatcher:
                    for r in rows],
             env=spec.get("env", {}), cwd=spec.get("cwd"), timeout=spec.get("timeout"),
             grace=spec.get("grace", 10.0), leased_until=iso(until) or "")
+
+    def _transfer_task(self, conn: Connection, job_id: str, spec: dict[str, Any], row: Any
+                       ) -> TaskWork:
+        """A transfer task with a fresh ticket for the source's serving agent. A source whose
+        agent is gone (or serves nothing now) gets an empty url: the task fails on the
+        agent with that reason, and is retried like any failure."""
+        transfer = spec["transfer"]
+        source = conn.execute(select(Share.client_id, Client.transfer_url,
+                                     Client.transfer_fingerprint)
+                              .outerjoin(Client, Client.id == Share.client_id)
+                              .where(Share.id == transfer["source_share"])).first()
+        ticket = ""
+        if source is not None and source.client_id and self.ticket_key is not None:
+            ticket = tickets.issue(self.ticket_key, tickets.TicketScope(
+                server=source.client_id, share=transfer["source_share"], path=row.item,
+                op="read", job=job_id, task=row.id, tree=True), ttl=TICKET_TTL)
+        return TaskWork(id=row.id, uri=row.uri, item=row.item, attempt=row.attempts + 1,
+                        argv=[], transfer=TransferWork(
+                            url=(source.transfer_url or "") if source else "",
+                            fingerprint=(source.transfer_fingerprint or "") if source else "",
+                            share=transfer["source_share"], path=row.item, ticket=ticket,
+                            dest_share=transfer["destination_share"],
+                            dest_path=transfer["destination_path"],
+                            into_folder=transfer["into_folder"],
+                            streams=transfer.get("streams", 4)))
 
     # -- heartbeats and releases
     async def heartbeat(self, client_id: str, bucket_ids: list[str]) -> HeartbeatResponse:

@@ -1,0 +1,108 @@
+"""Transfer jobs end to end: a real hub and two real agents; the agent that serves the
+destination share pulls from the one that serves the source, with the hub's tickets."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub import Session
+from hub.session import ApiError
+from tests.helpers import Hub, db_rows, wait_for
+from transports.chunks import MiB
+
+
+def digest_tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def ended(session: Session, job_id: str) -> dict[str, Any] | None:
+    job = session.get("Job", job_id)
+    return job if job["status"] in ("done", "failed", "aborted") else None
+
+
+@pytest.fixture
+def two_sites(hub: Hub, session: Session, node_key, start_agent, tmp_path: Path
+              ) -> tuple[Path, Path]:
+    source_agent = start_agent(hub, node_key("storage-a")["api_key"], lanes=1)
+    dest_agent = start_agent(hub, node_key("storage-b")["api_key"], lanes=1)
+    a = wait_for(lambda: source_agent.status()["client_id"], what="a enrolled")
+    b = wait_for(lambda: dest_agent.status()["client_id"], what="b enrolled")
+    projects, backup = tmp_path / "a" / "projects", tmp_path / "b" / "backup"
+    projects.mkdir(parents=True)
+    backup.mkdir(parents=True)
+    session.create("Share", {"name": "projects", "client": a, "path": str(projects)})
+    session.create("Share", {"name": "backup", "client": b, "path": str(backup)})
+    wait_for(lambda: source_agent.status()["transfer"]["shares"] == ["projects"], what="a")
+    wait_for(lambda: dest_agent.status()["transfer"]["shares"] == ["backup"], what="b")
+    return projects, backup
+
+
+def test_a_file_and_a_folder_arrive_identical(session: Session, two_sites: tuple[Path, Path]
+                                              ) -> None:
+    projects, backup = two_sites
+    (projects / "thefilm").mkdir()
+    edit = random.randbytes(20 * MiB + 11)
+    (projects / "thefilm" / "latest_edit.mov").write_bytes(edit)
+    for n in range(40):
+        plate = projects / "plates" / f"reel{n % 4}" / f"plate.{n:04}.dpx"
+        plate.parent.mkdir(parents=True, exist_ok=True)
+        plate.write_bytes(random.randbytes(2000 + 37 * n))
+    (projects / "plates" / "reel0" / "big.exr").write_bytes(random.randbytes(9 * MiB))
+
+    # jobs.rst's call shape: created paused, then let go
+    job = session.create("Job", {"source": "share=projects/thefilm/latest_edit.mov",
+                                 "destination": "share=backup/incoming/", "status": "paused"})
+    assert job["status"] == "paused" and job["kind"] == "transfer"
+    assert (job["source_hr"], job["destination_hr"]) == ("share:projects", "share:backup")
+    assert job["code"] == "latest_edit.mov"
+    session.update("job", job["id"], {"status": "waiting"})
+    done = wait_for(lambda: ended(session, job["id"]), timeout=60, what="file job")
+    assert done["status"] == "done", session.find(f"task WHERE job.id={job['id']}")
+    assert (backup / "incoming" / "latest_edit.mov").read_bytes() == edit
+    task = session.find_one(f"task WHERE job.id={job['id']}")
+    assert task["log_tail"].startswith(f"{len(edit)} bytes, blake3 ")
+
+    folder = session.create("Job", {"source": "share=projects/plates",
+                                    "destination": "share=backup/"})
+    done = wait_for(lambda: ended(session, folder["id"]), timeout=60, what="folder job")
+    assert done["status"] == "done", session.find(f"task WHERE job.id={folder['id']}")
+    assert digest_tree(backup / "plates") == digest_tree(projects / "plates")
+    assert not [p for p in backup.rglob(".*ferry*")], "no part files left"
+
+
+def test_a_missing_source_fails_with_the_reason(session: Session,
+                                                two_sites: tuple[Path, Path]) -> None:
+    job = session.create("Job", {"source": "share=projects/nope.mov",
+                                 "destination": "share=backup/x.mov", "retries": 0})
+    done = wait_for(lambda: ended(session, job["id"]), timeout=60, what="job to fail")
+    assert done["status"] == "failed"
+    task = session.find_one(f"task WHERE job.id={job['id']}")
+    assert "'nope.mov' does not exist in share 'projects'" in task["message"]
+
+
+def test_bad_transfer_specs(hub: Hub, session: Session, two_sites: tuple[Path, Path]) -> None:
+    before = db_rows(hub.database)["jobs"]
+    for body, field, needle in (
+        ({"source": "share=nowhere/a.mov", "destination": "share=backup/"}, "source",
+         "no share named 'nowhere'"),
+        ({"source": "share=projects/a.mov", "destination": "lars@edit.com"}, "destination",
+         "only share paths"),
+        ({"source": "share=projects/../etc/passwd", "destination": "share=backup/"}, "source",
+         "'..' would leave the share"),
+        ({"source": "share=projects/a.mov", "destination": "share=backup/", "colour": 1},
+         "colour", "unknown field"),
+        ({"source": "share=projects/a.mov", "destination": "share=backup/", "streams": 0},
+         "streams", ">= 1"),
+    ):
+        with pytest.raises(ApiError) as info:
+            session.create("Job", body)
+        assert info.value.status == 422, body
+        assert info.value.details.get("field") == field, (body, info.value)
+        assert needle in info.value.message, (body, info.value)
+    assert db_rows(hub.database)["jobs"] == before
