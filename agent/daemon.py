@@ -149,6 +149,8 @@ class Agent(Service):
             log.warning("killed tasks left running by an earlier run", processes=killed)
         checkins = CheckinLoop(self.hub, self.identity, sampler, self.state,
                                on_shares=self.transfer.set_shares if self.transfer else None)
+        if self.transfer is not None:
+            self.transfer.checkin = checkins.once
         self._spawn(checkins.run(self.should_exit), "checkin-loop")
         self._spawn(self._work(), "work")
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
@@ -27,12 +29,18 @@ from transports.shares import resolve
 
 log = structlog.get_logger("agent.transfer")
 
+SMALL_BATCH = 4 << 20  # bytes of small files per request: several requests overlap
+
 
 class TransferService:
     def __init__(self, config: AgentConfig, data_dir: Path) -> None:
         self.config = config
         self.data_dir = data_dir
         self.endpoint = TransferEndpoint(server_id="", ticket_key=None)
+        self.endpoint.refresh = self._refresh
+        self.checkin: Callable[[], Awaitable[None]] | None = None  # one check-in, now
+        self._refreshing: asyncio.Future[None] | None = None
+        self._refreshed = 0.0
         self.url = ""
         self.fingerprint = ""
 
@@ -75,6 +83,25 @@ class TransferService:
             log.info("no longer serving share", share=self.endpoint.shares[gone].name)
         self.endpoint.shares = now
 
+    async def _refresh(self) -> None:
+        """Check in now, for a share asked for that we do not know yet: at most every
+        2 s, and callers at the same moment share one check-in."""
+        if self.checkin is None:
+            return
+        if self._refreshing is None:
+            if time.monotonic() - self._refreshed < 2.0:
+                return
+            self._refreshed = time.monotonic()
+            self._refreshing = asyncio.ensure_future(self.checkin())
+        waiting = self._refreshing
+        try:
+            await asyncio.wait_for(asyncio.shield(waiting), timeout=5.0)
+        except Exception as exc:  # the hub is away: answer with what we know
+            log.warning("could not ask the hub for this agent's shares", error=str(exc))
+        finally:
+            if waiting.done():
+                self._refreshing = None
+
     def status(self) -> dict[str, object]:
         return {"url": self.url, "fingerprint": self.fingerprint,
                 "shares": sorted(s.name for s in self.endpoint.shares.values()),
@@ -87,6 +114,8 @@ class TransferService:
         """Pull a transfer task's file or folder into this agent's destination share;
         returns a summary and the bytes moved. Raises TransferError with the reason."""
         share = self.endpoint.shares.get(work.dest_share)
+        if share is None and work.dest_root:  # made a moment ago: the hub's word is enough
+            share = Share(work.dest_share, "", Path(work.dest_root))
         if share is None:
             raise TransferError("this agent does not serve the destination share (any more)")
         if not work.url or not work.ticket:
@@ -96,9 +125,11 @@ class TransferService:
         except PathRefused as exc:
             raise TransferError(str(exc)) from None
 
+        folders: dict[tuple[str, ...], Path] = {}
+
         def place(parts: tuple[str, ...]) -> Path:
             try:
-                return resolve(share.root, parts)
+                return resolve(share.root, parts, folders)
             except PathRefused as exc:
                 raise TransferError(str(exc)) from None
 
@@ -112,9 +143,14 @@ class TransferService:
                 return f"{info.size} bytes, blake3 {digest}", info.size
             skip = len(source_parts)
             small = [(f.path, f.size) for f in info.files if f.size <= SMALL_FILE]
-            for batch in batches(small):
-                await client.pull_small(
-                    batch, lambda path: place(base + share_parts(path)[skip:]))
+            lanes = asyncio.Semaphore(work.streams)  # batches in flight, like chunk streams
+
+            async def batch_of(paths: list[str]) -> None:
+                async with lanes:
+                    await client.pull_small(
+                        paths, lambda path: place(base + share_parts(path)[skip:]))
+
+            await asyncio.gather(*(batch_of(b) for b in batches(small, SMALL_BATCH)))
             for f in info.files:
                 if f.size > SMALL_FILE:
                     await client.pull(f.path, place(base + share_parts(f.path)[skip:]))

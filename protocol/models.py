@@ -209,6 +209,7 @@ class TransferWork(Struct, frozen=True):
     dest_path: str
     into_folder: bool
     streams: int = 4
+    dest_root: str = ""  # the destination share's folder, as the hub has it
 
 
 class TaskWork(Struct, frozen=True):

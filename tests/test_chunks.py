@@ -201,3 +201,23 @@ def test_disk_full_fails_clearly_and_leaves_nothing(tmp_path: Path, tiny_disk: P
                                        r"needed"):
         part.open()
     assert list(tiny_disk.iterdir()) == []
+
+
+def test_small_files_land_together_and_a_bad_one_stays_out(tmp_path: Path) -> None:
+    from transports.chunks import SmallFile, chunk_hash, land_small
+
+    files = []
+    for n in range(5):
+        data = random.randbytes(100 * n)
+        files.append(SmallFile(tmp_path / "out" / f"sub{n % 2}" / f"f{n}", data,
+                               chunk_hash(data), 1_600_000_000_000_000_000, 0o600))
+    bad = files[3]
+    files[3] = SmallFile(bad.dest, bad.data + b"!", bad.digest, bad.mtime_ns, bad.mode)
+    results = land_small(files)
+    assert [isinstance(r, str) for r in results] == [True, True, True, False, True]
+    assert "does not match its hash" in str(results[3])
+    for n in (0, 1, 2, 4):
+        assert files[n].dest.read_bytes() == files[n].data
+        assert files[n].dest.stat().st_mode & 0o777 == 0o600
+    assert not files[3].dest.exists()
+    assert not [p for p in (tmp_path / "out").rglob(".*")]

@@ -98,3 +98,17 @@ def test_open_beneath_refuses_a_swapped_in_symlink(tmp_path: Path) -> None:
     os.symlink("/etc/hostname", target)
     with pytest.raises(PathRefused, match="became a symlink"):
         open_beneath(target, os.O_RDONLY)
+
+
+def test_resolving_with_a_folder_cache_gives_the_same_answers(tmp_path: Path) -> None:
+    root = tmp_path / "share"
+    (root / "a" / "b").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (root / "a" / "b" / "f1").write_text("1")
+    os.symlink(tmp_path / "outside", root / "a" / "b" / "out")
+    folders: dict[tuple[str, ...], Path] = {}
+    assert resolve(root, "a/b/f1", folders) == resolve(root, "a/b/f1")
+    assert ("a", "b") in folders
+    assert resolve(root, "a/b/new", folders) == (root / "a" / "b" / "new").resolve()
+    with pytest.raises(PathRefused, match="leads outside"):
+        resolve(root, "a/b/out", folders)  # a symlink in a cached folder is still followed

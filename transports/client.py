@@ -24,13 +24,14 @@ from protocol.paths import join, share_parts
 from transports.chunks import (
     ChunkCorrupt,
     PartialFile,
+    SmallFile,
     SourceChanged,
     SourceFile,
     Stat,
     TransferError,
     chunk_hash,
     file_hash,
-    write_small,
+    land_small,
 )
 from transports.endpoint import (
     BATCH_BYTES,
@@ -172,6 +173,7 @@ class TransferClient:
         self._raise(status, body)
         view = memoryview(body)
         at = 0
+        files: list[tuple[str, SmallFile]] = []
         while at < len(view):
             end = body.index(b"\n", at)
             header = msgspec.json.decode(view[at:end], type=FileHeader)
@@ -179,14 +181,16 @@ class TransferClient:
             at = end + 1 + header.size
             if header.error:
                 raise TransferError(f"{header.path}: {header.error}")
-            dest = place(header.path)
-            digest = bytes.fromhex(header.hash)
-            if chunk_hash(data) != digest:
-                raise ChunkCorrupt(f"{header.path} arrived damaged")
-            hashes[header.path] = await asyncio.to_thread(write_small, dest, data, digest,
-                                                          header.mtime_ns, header.mode)
+            files.append((header.path, SmallFile(place(header.path), data,
+                                                 bytes.fromhex(header.hash), header.mtime_ns,
+                                                 header.mode)))
+        landed = await asyncio.to_thread(land_small, [f for _, f in files])
+        for (path, f), result in zip(files, landed, strict=True):
+            if isinstance(result, TransferError):
+                raise TransferError(f"{path}: {result}")
+            hashes[path] = result
             if progress:
-                progress(len(data))
+                progress(len(f.data))
         return hashes
 
     # -- push

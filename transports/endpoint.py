@@ -46,13 +46,14 @@ from transports.chunks import (
     ChunkCorrupt,
     DiskFull,
     PartialFile,
+    SmallFile,
     SourceFile,
     Stat,
     TransferError,
     chunk_count,
     chunk_hash,
+    land_small,
     span,
-    write_small,
 )
 from transports.shares import resolve
 
@@ -130,6 +131,8 @@ class TransferEndpoint:
     refused: int = 0  # requests refused so far (for the status page)
     served_chunks: int = 0
     received_chunks: int = 0
+    # asks the hub for this agent's shares now: a share made a moment ago is served at once
+    refresh: Callable[[], Awaitable[None]] | None = None
     _receiving: dict[tuple[str, str], PartialFile] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     port: int = 0
@@ -172,6 +175,9 @@ class TransferEndpoint:
                       handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                       ) -> web.StreamResponse:
         try:
+            share = request.query.get("share", "")
+            if share and share not in self.shares and self.refresh is not None:
+                await self.refresh()
             return await handler(request)
         except Refused as exc:
             if exc.status in (400, 403):
@@ -230,19 +236,23 @@ class TransferEndpoint:
         return web.Response(body=data, content_type="application/octet-stream",
                             headers={"X-Ferry-Hash": digest.hex()})
 
-    async def files(self, request: web.Request) -> web.StreamResponse:
+    async def files(self, request: web.Request) -> web.Response:
         body = await _body(request, FilesRequest)
-        checked = [self._allow(request, "read", path=p) for p in body.paths]
-        places = [(join(parts), self._place(share, parts)) for share, parts, _ in checked]
-        response = web.StreamResponse(headers={"Content-Type": "application/x-ferry-files"})
-        await response.prepare(request)
-        for name, place in places:
-            header, data = await asyncio.to_thread(_read_small, name, place)
-            await response.write(msgspec.json.encode(header) + b"\n")
-            if data:
-                await response.write(data)
-        await response.write_eof()
-        return response
+        if not body.paths:
+            raise Refused(400, "bad_request", "no paths")
+        # one ticket for the batch: checked once, then each path must be under it
+        share, first, scope = self._allow(request, "read", path=body.paths[0])
+        names = [join(first)]
+        for text in body.paths[1:]:
+            try:
+                parts = share_parts(text)
+            except PathRefused as exc:
+                raise Refused(400, "bad_path", str(exc)) from None
+            if not tickets.covers(scope, join(parts)):
+                raise Refused(403, "ticket_refused", f"ticket for another path ({text!r})")
+            names.append(join(parts))
+        payload = await asyncio.to_thread(_read_batch, share, names)
+        return web.Response(body=payload, content_type="application/x-ferry-files")
 
     # -- writing
     async def receive_open(self, request: web.Request) -> web.Response:
@@ -325,8 +335,10 @@ class TransferEndpoint:
 
     async def receive_files(self, request: web.Request) -> web.Response:
         """Small files, each a header line and its bytes; each is checked against its own
-        ticket scope and hash, and renamed into place on its own."""
+        ticket scope and hash, written aside, flushed to disk with the rest of the batch,
+        and renamed into place on its own."""
         results: list[dict[str, str]] = []
+        landing: list[tuple[int, SmallFile]] = []
         reader = request.content
         while True:
             line = await reader.readline()
@@ -344,20 +356,30 @@ class TransferEndpoint:
             except asyncio.IncompleteReadError:
                 raise Refused(400, "bad_request", f"{header.path}: the stream ended inside "
                               "the file") from None
+            results.append({"path": header.path})
             try:
                 share, parts, _ = self._allow(request, "write", path=header.path)
                 place = self._place(share, parts)
+                if place.is_dir():
+                    raise Refused(409, "is_folder", f"{header.path!r} is a folder at the "
+                                  "destination")
+                digest = bytes.fromhex(header.hash)
             except Refused as exc:
-                self.refused += 1
-                log.warning("transfer request refused", peer=request.remote, reason=exc.message,
-                            path=header.path)
-                results.append({"path": header.path, "error": exc.message})
+                if exc.status in (400, 403):
+                    self.refused += 1
+                    log.warning("transfer request refused", peer=request.remote,
+                                reason=exc.message, path=header.path)
+                results[-1]["error"] = exc.message
                 continue
-            try:
-                whole = await asyncio.to_thread(_write_small, place, header, data)
-                results.append({"path": header.path, "hash": whole})
-            except TransferError as exc:
-                results.append({"path": header.path, "error": str(exc)})
+            except ValueError:
+                results[-1]["error"] = "hash must be BLAKE3, hex"
+                continue
+            landing.append((len(results) - 1, SmallFile(place, data, digest, header.mtime_ns,
+                                                        header.mode)))
+        landed = await asyncio.to_thread(land_small, [f for _, f in landing])
+        for (index, _), result in zip(landing, landed, strict=True):
+            results[index]["error" if isinstance(result, TransferError) else "hash"] = \
+                str(result)
         return _json({"files": results})
 
 
@@ -416,6 +438,22 @@ def _read_chunk(place: Path, index: int, chunk: int, identity: str) -> tuple[byt
         source.close()
 
 
+def _read_batch(share: Share, names: list[str]) -> bytes:
+    """Small files as one answer: per file a JSON header line, then its bytes."""
+    out = bytearray()
+    folders: dict[tuple[str, ...], Path] = {}
+    for name in names:
+        try:
+            place = resolve(share.root, share_parts(name), folders)
+        except PathRefused as exc:
+            header, data = FileHeader(path=name, size=0, mtime_ns=0, mode=0,
+                                      error=str(exc)), b""
+        else:
+            header, data = _read_small(name, place)
+        out += msgspec.json.encode(header) + b"\n" + data
+    return bytes(out)
+
+
 def _read_small(name: str, place: Path) -> tuple[FileHeader, bytes]:
     try:
         source = SourceFile(place)
@@ -430,16 +468,6 @@ def _read_small(name: str, place: Path) -> tuple[FileHeader, bytes]:
                           mode=source.stat.mode, hash=chunk_hash(data).hex()), data
     finally:
         source.close()
-
-
-def _write_small(place: Path, header: FileHeader, data: bytes) -> str:
-    if place.is_dir():
-        raise TransferError(f"{header.path!r} is a folder at the destination")
-    try:
-        digest = bytes.fromhex(header.hash)
-    except ValueError:
-        raise TransferError(f"{header.path}: hash must be BLAKE3, hex") from None
-    return write_small(place, data, digest, header.mtime_ns, header.mode)
 
 
 def _int(request: web.Request, name: str) -> int:

@@ -231,7 +231,9 @@ class Dispatcher:
                             dest_share=transfer["destination_share"],
                             dest_path=transfer["destination_path"],
                             into_folder=transfer["into_folder"],
-                            streams=transfer.get("streams", 4)))
+                            streams=transfer.get("streams", 4),
+                            dest_root=conn.execute(select(Share.path).where(
+                                Share.id == transfer["destination_share"])).scalar() or ""))
 
     # -- heartbeats and releases
     async def heartbeat(self, client_id: str, bucket_ids: list[str]) -> HeartbeatResponse:
