@@ -105,7 +105,9 @@ class TransferService:
     def status(self) -> dict[str, object]:
         return {"url": self.url, "fingerprint": self.fingerprint,
                 "shares": sorted(s.name for s in self.endpoint.shares.values()),
-                "refused": self.endpoint.refused}
+                "refused": self.endpoint.refused,
+                "served_chunks": self.endpoint.served_chunks,
+                "received_chunks": self.endpoint.received_chunks}
 
     async def stop(self) -> None:
         await self.endpoint.stop()

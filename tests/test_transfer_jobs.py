@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from hub import Session
 from hub.session import ApiError
-from tests.helpers import Hub, db_rows, wait_for
+from tests.helpers import Agent, Hub, db_rows, wait_for
 from transports.chunks import MiB
 
 
@@ -26,9 +27,16 @@ def ended(session: Session, job_id: str) -> dict[str, Any] | None:
     return job if job["status"] in ("done", "failed", "aborted") else None
 
 
+@dataclass
+class Sites:
+    projects: Path  # served by source_agent
+    backup: Path  # served by dest_agent, which runs the transfers
+    source_agent: Agent
+    dest_agent: Agent
+
+
 @pytest.fixture
-def two_sites(hub: Hub, session: Session, node_key, start_agent, tmp_path: Path
-              ) -> tuple[Path, Path]:
+def two_sites(hub: Hub, session: Session, node_key, start_agent, tmp_path: Path) -> Sites:
     source_agent = start_agent(hub, node_key("storage-a")["api_key"], lanes=1)
     dest_agent = start_agent(hub, node_key("storage-b")["api_key"], lanes=1)
     a = wait_for(lambda: source_agent.status()["client_id"], what="a enrolled")
@@ -40,12 +48,11 @@ def two_sites(hub: Hub, session: Session, node_key, start_agent, tmp_path: Path
     session.create("Share", {"name": "backup", "client": b, "path": str(backup)})
     wait_for(lambda: source_agent.status()["transfer"]["shares"] == ["projects"], what="a")
     wait_for(lambda: dest_agent.status()["transfer"]["shares"] == ["backup"], what="b")
-    return projects, backup
+    return Sites(projects, backup, source_agent, dest_agent)
 
 
-def test_a_file_and_a_folder_arrive_identical(session: Session, two_sites: tuple[Path, Path]
-                                              ) -> None:
-    projects, backup = two_sites
+def test_a_file_and_a_folder_arrive_identical(session: Session, two_sites: Sites) -> None:
+    projects, backup = two_sites.projects, two_sites.backup
     (projects / "thefilm").mkdir()
     edit = random.randbytes(20 * MiB + 11)
     (projects / "thefilm" / "latest_edit.mov").write_bytes(edit)
@@ -76,8 +83,7 @@ def test_a_file_and_a_folder_arrive_identical(session: Session, two_sites: tuple
     assert not [p for p in backup.rglob(".*ferry*")], "no part files left"
 
 
-def test_a_missing_source_fails_with_the_reason(session: Session,
-                                                two_sites: tuple[Path, Path]) -> None:
+def test_a_missing_source_fails_with_the_reason(session: Session, two_sites: Sites) -> None:
     job = session.create("Job", {"source": "share=projects/nope.mov",
                                  "destination": "share=backup/x.mov", "retries": 0})
     done = wait_for(lambda: ended(session, job["id"]), timeout=60, what="job to fail")
@@ -86,7 +92,7 @@ def test_a_missing_source_fails_with_the_reason(session: Session,
     assert "'nope.mov' does not exist in share 'projects'" in task["message"]
 
 
-def test_bad_transfer_specs(hub: Hub, session: Session, two_sites: tuple[Path, Path]) -> None:
+def test_bad_transfer_specs(hub: Hub, session: Session, two_sites: Sites) -> None:
     before = db_rows(hub.database)["jobs"]
     for body, field, needle in (
         ({"source": "share=nowhere/a.mov", "destination": "share=backup/"}, "source",
@@ -106,3 +112,54 @@ def test_bad_transfer_specs(hub: Hub, session: Session, two_sites: tuple[Path, P
         assert info.value.details.get("field") == field, (body, info.value)
         assert needle in info.value.message, (body, info.value)
     assert db_rows(hub.database)["jobs"] == before
+
+
+def test_a_big_file_and_a_big_tree_arrive_identical(session: Session, two_sites: Sites
+                                                    ) -> None:
+    projects, backup = two_sites.projects, two_sites.backup
+    with open(projects / "feature.mov", "wb") as fh:
+        for _ in range(64):
+            fh.write(random.randbytes(16 * MiB))  # 1 GiB
+    for n in range(10_000):
+        path = projects / "tree" / f"d{n // 1000}" / f"f{n:05}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(random.randbytes(n % 3000))
+    big = session.create("Job", {"source": "share=projects/feature.mov",
+                                 "destination": "share=backup/"})
+    tree = session.create("Job", {"source": "share=projects/tree",
+                                  "destination": "share=backup/copy"})
+    for job in (big, tree):
+        done = wait_for(lambda job=job: ended(session, job["id"]), timeout=300,
+                        what=f"job {job['code']}")
+        assert done["status"] == "done", session.find(f"task WHERE job.id={job['id']}")
+    assert digest_tree(backup / "copy") == digest_tree(projects / "tree")
+    assert hashlib.sha256((backup / "feature.mov").read_bytes()).digest() == \
+        hashlib.sha256((projects / "feature.mov").read_bytes()).digest()
+
+
+def test_a_killed_receiver_resumes_where_it_was(session: Session, two_sites: Sites) -> None:
+    """SIGKILL the receiving agent at about half: after its restart the task runs again and
+    only what was missing travels, at most one chunk per stream twice."""
+    projects, backup = two_sites.projects, two_sites.backup
+    chunks = 64  # 8 MiB each
+    with open(projects / "reel.mov", "wb") as fh:
+        for _ in range(chunks // 2):
+            fh.write(random.randbytes(16 * MiB))
+    job = session.create("Job", {"source": "share=projects/reel.mov",
+                                 "destination": "share=backup/", "streams": 4})
+    journal = backup / ".reel.mov.ferry-state"
+    wait_for(lambda: journal.exists() and journal.stat().st_size > 36 * chunks // 2,
+             timeout=120, interval=0.02, what="half of the chunks")
+    two_sites.dest_agent.kill()
+    records = journal.read_bytes()[len(b"ferry-part 1\n"):].partition(b"\n")[2]
+    kept = len(records) // 36  # one record per chunk written
+    assert 0 < kept < chunks, "killed part-way"
+    assert not (backup / "reel.mov").exists()
+    two_sites.dest_agent.start()
+    done = wait_for(lambda: ended(session, job["id"]), timeout=120, what="resumed job")
+    assert done["status"] == "done", session.find(f"task WHERE job.id={job['id']}")
+    assert (backup / "reel.mov").read_bytes() == (projects / "reel.mov").read_bytes()
+    served = two_sites.source_agent.status()["transfer"]["served_chunks"]
+    assert chunks <= served <= chunks + 4, served
+    task = session.find_one(f"task WHERE job.id={job['id']}")
+    assert task["attempts"] == 1  # the killed run counted as one
