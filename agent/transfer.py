@@ -112,9 +112,11 @@ class TransferService:
     async def stop(self) -> None:
         await self.endpoint.stop()
 
-    async def run(self, work: TransferWork) -> tuple[str, int]:
+    async def run(self, work: TransferWork, sized: Callable[[int], None] | None = None,
+                  moved: Callable[[int], None] | None = None) -> tuple[str, int]:
         """Pull a transfer task's file or folder into this agent's destination share;
-        returns a summary and the bytes moved. Raises TransferError with the reason."""
+        returns a summary and the bytes moved. Raises TransferError with the reason.
+        ``sized`` hears the bytes in all once known, ``moved`` each verified piece."""
         share = self.endpoint.shares.get(work.dest_share)
         if share is None and work.dest_root:  # made a moment ago: the hub's word is enough
             share = Share(work.dest_share, "", Path(work.dest_root))
@@ -140,8 +142,10 @@ class TransferService:
             info = await client.stat(work.path)
             name = source_parts[-1:] if work.into_folder else ()
             base = dest_parts + name
+            if sized is not None:
+                sized(info.size if info.type == "file" else sum(f.size for f in info.files))
             if info.type == "file":
-                digest = await client.pull(work.path, place(base), info)
+                digest = await client.pull(work.path, place(base), info, moved)
                 return f"{info.size} bytes, blake3 {digest}", info.size
             skip = len(source_parts)
             small = [(f.path, f.size) for f in info.files if f.size <= SMALL_FILE]
@@ -150,11 +154,12 @@ class TransferService:
             async def batch_of(paths: list[str]) -> None:
                 async with lanes:
                     await client.pull_small(
-                        paths, lambda path: place(base + share_parts(path)[skip:]))
+                        paths, lambda path: place(base + share_parts(path)[skip:]), moved)
 
             await asyncio.gather(*(batch_of(b) for b in batches(small, SMALL_BATCH)))
             for f in info.files:
                 if f.size > SMALL_FILE:
-                    await client.pull(f.path, place(base + share_parts(f.path)[skip:]))
+                    await client.pull(f.path, place(base + share_parts(f.path)[skip:]),
+                                      progress=moved)
             total = sum(f.size for f in info.files)
             return f"{len(info.files)} files, {total} bytes", total

@@ -40,6 +40,7 @@ from protocol import (
     ClaimResponse,
     HeartbeatRequest,
     HeartbeatResponse,
+    Progress,
     TaskReport,
     TaskWork,
     whole_log_needed,
@@ -147,6 +148,7 @@ class Work:
         self.idle.set()
         self._lane_events: LoopInbox | None = None
         self.transfer: TransferService | None = None  # runs transfer tasks (the daemon sets it)
+        self._moving: dict[str, list[int]] = {}  # running transfers: [bytes done, bytes]
 
     def _inbox(self) -> LoopInbox:
         if self._lane_events is None:  # made on the loop that runs the buckets
@@ -291,10 +293,18 @@ class Work:
 
         if self.transfer is None or task.transfer is None:
             return failed("this agent runs no transfer endpoint (transfer: false)")
-        runner = asyncio.create_task(self.transfer.run(task.transfer))
+        moving = self._moving[task.id] = [0, 0]
+
+        def sized(total: int) -> None:
+            moving[1] = total
+
+        def moved(count: int) -> None:
+            moving[0] += count
+
+        runner = asyncio.create_task(self.transfer.run(task.transfer, sized, moved))
         run.transfer = (task.id, runner)
         try:
-            summary, _size = await runner
+            summary, size = await runner
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
@@ -308,9 +318,10 @@ class Work:
             return failed(f"the agent failed while running it: {exc}")
         finally:
             run.transfer = None
+            self._moving.pop(task.id, None)
         text = summary + "\n"
         return Outcome(status="done", exit_code=0, message="", started=started,
-                       ended=time.time(), log_tail=text, log_size=len(text.encode()))
+                       ended=time.time(), log_tail=text, log_size=len(text.encode()), size=size)
 
     def _task_runs(self, bucket: BucketWork) -> list[TaskRun]:
         folder = self.logs / bucket.job_id
@@ -342,7 +353,7 @@ class Work:
                 started=iso(outcome.started), exit_code=outcome.exit_code,
                 message=outcome.message[:4096], log_tail=outcome.log_tail[-16384:],
                 log_size=outcome.log_size, cpu_seconds=outcome.cpu_seconds,
-                peak_memory=outcome.peak_memory)
+                peak_memory=outcome.peak_memory, size=outcome.size)
         self.outbox.add("report", key, msgspec.json.encode(report), volatile=event == "started")
 
     def _hand_back(self, bucket: BucketWork, tasks: list[TaskWork], why: str) -> None:
@@ -363,7 +374,10 @@ class Work:
                 continue
             try:
                 answer = await self.hub.request(
-                    "POST", "/agent/heartbeat", HeartbeatRequest(buckets=held),
+                    "POST", "/agent/heartbeat", HeartbeatRequest(
+                        buckets=held, progress={
+                            task_id: Progress(done=min(done, size), size=size)
+                            for task_id, (done, size) in self._moving.items() if size}),
                     HeartbeatResponse, attempts=3)
             except (Retryable, ApiError) as exc:
                 log.warning("heartbeat failed; leases run on until the hub is back",

@@ -38,3 +38,4 @@ class Outcome:
     log_size: int = 0
     cpu_seconds: float | None = None
     peak_memory: int | None = None  # bytes
+    size: int | None = None  # a transfer's bytes (transfer tasks only)

@@ -262,9 +262,17 @@ class ResetResponse(Struct, frozen=True):
     released: int  # buckets handed back
 
 
+class Progress(Struct, frozen=True, array_like=True):
+    """A running transfer task's bytes: verified so far, and in all."""
+
+    done: Annotated[int, msgspec.Meta(ge=0)]
+    size: Annotated[int, msgspec.Meta(ge=0)]
+
+
 class HeartbeatRequest(Struct, frozen=True):
     buckets: Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]],
                        msgspec.Meta(max_length=4096)]
+    progress: Annotated[dict[str, Progress], msgspec.Meta(max_length=4096)] = {}
 
 
 class HeartbeatResponse(Struct, frozen=True):
@@ -302,6 +310,7 @@ class TaskReport(Struct, frozen=True, tag="task", tag_field="kind"):
     log_size: int = 0  # bytes in the whole log (uploaded when whole_log_needed)
     cpu_seconds: float | None = None
     peak_memory: int | None = None
+    size: Annotated[int, msgspec.Meta(ge=0)] | None = None  # a transfer's bytes, when done
 
 
 class BucketReport(Struct, frozen=True, tag="bucket", tag_field="kind"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,12 @@ def digest_tree(root: Path) -> dict[str, str]:
 def ended(session: Session, job_id: str) -> dict[str, Any] | None:
     job = session.get("Job", job_id)
     return job if job["status"] in ("done", "failed", "aborted") else None
+
+
+@pytest.fixture
+def hub(start_hub) -> Hub:
+    # heartbeats carry transfer progress: twice a second here, so that tests see it move
+    return start_hub(heartbeat_interval=0.5, lease_seconds=10)
 
 
 @dataclass
@@ -125,7 +132,19 @@ def test_a_big_file_and_a_big_tree_arrive_identical(session: Session, two_sites:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(random.randbytes(n % 3000))
     big = session.create("Job", {"source": "share=projects/feature.mov",
-                                 "destination": "share=backup/"})
+                                 "destination": "share=backup/", "streams": 2})
+    seen: set[int] = set()
+    started = time.monotonic()
+    while (job := session.get("Job", big["id"]))["status"] not in ("done", "failed"):
+        seen.add(job["progress"])
+        time.sleep(0.05)
+    took = time.monotonic() - started
+    assert job["status"] == "done"
+    assert job["size"] == 1 << 30 and job["progress"] == 100 and job["speed"] > 0
+    task = session.find_one(f"task WHERE job.id={big['id']}")
+    assert task["size"] == task["transferred"] == 1 << 30
+    if took > 3.0:  # several heartbeats went by: the job showed its bytes on the way
+        assert any(0 < p < 100 for p in seen), seen
     tree = session.create("Job", {"source": "share=projects/tree",
                                   "destination": "share=backup/copy"})
     for job in (big, tree):

@@ -84,8 +84,16 @@ class JobEntity(Entity):
             found = (await conn.execute(stmt)).mappings().all()
             counts = await conn.run_sync(st.task_counts, [r["id"] for r in found], ctx.now,
                                          recent=True)
+            transfers = [r["id"] for r in found if r["kind"] == "transfer"]
+            moved = await conn.run_sync(st.transfer_bytes, transfers) if transfers else {}
             names = await party_names(conn, found)
-        return [self.record(r, counts[r["id"]], names, ctx) for r in found]
+        records = [self.record(r, counts[r["id"]], names, ctx) for r in found]
+        for record, row in zip(records, found, strict=True):
+            if row["kind"] == "transfer":  # jobs.rst: bytes, MB/s
+                (record["size"], record["progress"], record["speed"],
+                 record["etr"]) = st.transfer_figures(moved.get(row["id"]), row["started"],
+                                                      ctx.now, row["status"])
+        return records
 
     def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:
         raise NotImplementedError  # rows() builds records with record()

@@ -58,7 +58,7 @@ class TaskEntity(Entity):
             "exit_code": t["exit_code"], "message": t["message"], "log_tail": t["log_tail"],
             "has_log": t["has_log"], "cpu_seconds": t["cpu_seconds"],
             "peak_memory": t["peak_memory"], "started": iso(t["started"]),
-            "metadata": t["metadata"] or {},
+            "metadata": t["metadata"] or {}, "transferred": t["transferred"],
         }
 
     async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from hub.jobs import status as st
 from hub.jobs.spec import render_argv, targets_match
 from hub.storage.db import Database
 from hub.storage.models import Bucket, Client, Job, ReportKey, Share, Task, new_id, utcnow
-from protocol import BucketWork, HeartbeatResponse, TaskWork, TransferWork, tickets
+from protocol import BucketWork, HeartbeatResponse, Progress, TaskWork, TransferWork, tickets
 
 log = structlog.get_logger("hub.dispatch")
 
@@ -63,6 +63,10 @@ _NEXT_TASKS = (select(Task.id, Task.uri, Task.item, Task.attempts)
 _RUNNING = update(Job).where(Job.id.in_(bindparam("ids", expanding=True)),
                              Job.status.in_(st.ACTIVE)).values(status=st.JobStatus.RUNNING,
                                                                modified=bindparam("now"))
+_PROGRESS = update(Task).where(
+    Task.id == bindparam("b_id"), Task.bucket_id.in_(bindparam("b_buckets", expanding=True)),
+    Task.status.in_(st.RUNNING_TASK)).values(size=bindparam("b_size"),
+                                              transferred=bindparam("b_done"))
 _LEASE_TASKS = update(Task).where(Task.id.in_(bindparam("ids", expanding=True)),
                                   Task.status == st.TaskStatus.QUEUED).values(
     status=st.TaskStatus.BOOTING, bucket_id=bindparam("bucket"), client_id=bindparam("agent"),
@@ -236,11 +240,12 @@ class Dispatcher:
                                 Share.id == transfer["destination_share"])).scalar() or ""))
 
     # -- heartbeats and releases
-    async def heartbeat(self, client_id: str, bucket_ids: list[str]) -> HeartbeatResponse:
-        return await self.db.run(self._heartbeat, client_id, bucket_ids)
+    async def heartbeat(self, client_id: str, bucket_ids: list[str],
+                        progress: dict[str, Progress] | None = None) -> HeartbeatResponse:
+        return await self.db.run(self._heartbeat, client_id, bucket_ids, progress or {})
 
-    def _heartbeat(self, conn: Connection, client_id: str, bucket_ids: list[str]
-                   ) -> HeartbeatResponse:
+    def _heartbeat(self, conn: Connection, client_id: str, bucket_ids: list[str],
+                   progress: dict[str, Progress]) -> HeartbeatResponse:
         now = utcnow()
         held = [r.id for r in conn.execute(select(Bucket.id).where(
             Bucket.id.in_(bucket_ids), Bucket.client_id == client_id,
@@ -248,6 +253,10 @@ class Dispatcher:
         if held:
             conn.execute(update(Bucket).where(Bucket.id.in_(held)).values(
                 leased_until=now + self.lease))
+        if held and progress:  # bytes of running transfers, for the tasks of held buckets
+            for task_id, p in progress.items():  # one running transfer per lane at most
+                conn.execute(_PROGRESS, {"b_id": task_id, "b_size": p.size,
+                                         "b_done": min(p.done, p.size), "b_buckets": held})
         abort = [r.id for r in conn.execute(select(Task.id).where(
             Task.bucket_id.in_(held), Task.abort_to.is_not(None)))]
         paused = [r.id for r in conn.execute(

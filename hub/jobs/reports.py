@@ -28,7 +28,8 @@ T = st.TaskStatus
 
 # every column a report may change; a touched task is written whole
 MUTABLE = ("status", "bucket_id", "attempts", "exit_code", "message", "log_tail", "has_log",
-           "cpu_seconds", "peak_memory", "started", "finished", "abort_to")
+           "cpu_seconds", "peak_memory", "started", "finished", "abort_to", "size",
+           "transferred")
 _write_tasks = update(Task).where(Task.id == bindparam("b_id")).values(
     {name: bindparam(f"b_{name}") for name in (*MUTABLE, "modified")})
 _start_job = update(Job).where(Job.id == bindparam("b_id"), Job.started.is_(None)).values(
@@ -138,6 +139,9 @@ def _task_event(item: TaskReport, bucket: Any, task: dict[str, Any] | None,
                     has_log=whole_log_needed(item.log_size, item.log_tail))
         if item.started:
             task["started"] = _time(item.started, at)
+        if item.size is not None:  # a transfer: its bytes, all of them moved when done
+            task.update(size=item.size, transferred=item.size if item.event == "done"
+                        else min(task["transferred"], item.size))
         if item.event == "done":
             task.update(status=T.DONE, finished=at)
         elif task["attempts"] + 1 > task["retries"]:

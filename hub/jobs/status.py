@@ -46,7 +46,7 @@ class TaskStatus(enum.StrEnum):
 # what a task queued again forgets of its last run (its message says why it runs again)
 FRESH_RUN = {"bucket_id": None, "started": None, "finished": None, "time": None,
              "exit_code": None, "log_tail": "", "has_log": False, "cpu_seconds": None,
-             "peak_memory": None}
+             "peak_memory": None, "transferred": 0}
 
 JOB_WRITABLE = ("pending", "waiting", "paused", "aborted", "done")
 TASK_WRITABLE = ("queued", "failed", "onhold", "excluded", "done")
@@ -106,6 +106,44 @@ def task_counts(conn: Connection, job_ids: Iterable[str], now: datetime, *,
         for job_id, count in conn.execute(_RECENT, {"ids": ids, "since": now - SPEED_WINDOW}):
             out[job_id].recent = int(count)
     return out
+
+
+_BYTES = (select(Task.job_id, func.sum(Task.size), func.sum(Task.transferred), func.count())
+          .where(Task.job_id.in_(bindparam("ids", expanding=True)), Task.size >= 0,
+                 Task.status != TaskStatus.EXCLUDED)
+          .group_by(Task.job_id))
+
+
+@dataclass(frozen=True)
+class Bytes:
+    """A transfer job's bytes: of the tasks whose size is known, all and moved so far."""
+
+    size: int
+    done: int
+    known: int  # tasks whose size is known
+
+
+def transfer_bytes(conn: Connection, job_ids: Iterable[str]) -> dict[str, Bytes]:
+    ids = list(job_ids)
+    if not ids:
+        return {}
+    return {job_id: Bytes(int(size or 0), int(done or 0), int(known))
+            for job_id, size, done, known in conn.execute(_BYTES, {"ids": ids})}
+
+
+def transfer_figures(b: Bytes | None, started: datetime | None, now: datetime, status: str
+                     ) -> tuple[int, int, float, str]:
+    """``size``, ``progress`` (0-100), ``speed`` (MB/s since the job started) and ``etr``
+    of a transfer job, from its bytes."""
+    if b is None or b.known == 0:
+        return -1, 100 if status == JobStatus.DONE else 0, 0.0, ""
+    progress = 100 if b.size == 0 else int(100 * b.done / b.size)
+    elapsed = (now - started).total_seconds() if started is not None else 0.0
+    rate = b.done / elapsed if elapsed > 0 else 0.0
+    left = ""
+    if rate > 0 and status not in FINISHED and status not in HELD_BY_USER:
+        left = format_etr((b.size - b.done) / rate)
+    return b.size, progress, round(rate / 1e6, 3), left
 
 
 def derived_status(current: str, counts: Counts) -> JobStatus:

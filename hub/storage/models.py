@@ -212,6 +212,7 @@ class Task(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     priority: Mapped[int] = mapped_column(Integer, default=500)
     size: Mapped[int] = mapped_column(BigInteger, default=-1)
+    transferred: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes, transfer tasks
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     bucket_id: Mapped[str | None] = mapped_column(ID, index=True)
     client_id: Mapped[str | None] = mapped_column(ID)

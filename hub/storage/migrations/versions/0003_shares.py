@@ -1,4 +1,4 @@
-"""Shares, and the transfer endpoint of each client.
+"""Shares, the transfer endpoint of each client, and bytes moved per task.
 
 Revision ID: 0003
 Revises: 0002
@@ -21,6 +21,9 @@ def upgrade() -> None:
                                    server_default=""))
         batch.add_column(sa.Column("transfer_fingerprint", sa.String(64), nullable=False,
                                    server_default=""))
+    with op.batch_alter_table("tasks") as batch:
+        batch.add_column(sa.Column("transferred", sa.BigInteger(), nullable=False,
+                                   server_default="0"))
     op.create_table(
         "shares",
         sa.Column("id", ID, primary_key=True),
@@ -39,6 +42,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_shares_client_id", "shares")
     op.drop_table("shares")
+    with op.batch_alter_table("tasks") as batch:
+        batch.drop_column("transferred")
     with op.batch_alter_table("clients") as batch:
         batch.drop_column("transfer_fingerprint")
         batch.drop_column("transfer_url")
