@@ -22,6 +22,7 @@ from ferry.logs import LoggingConfig
 from ferry.logs import setup as setup_logging
 
 FRAMES = "1-200"
+TRANSFER_MIB = 256
 # a stand-in for a renderer: a little work per frame, a line of output
 RENDER = ["sh", "-c", "sleep 0.02; echo rendered frame $FERRY_ITEM on lane $FERRY_LANE"]
 
@@ -64,6 +65,69 @@ def progress_bar(job: dict[str, Any], width: int = 30) -> str:
     return (f"[{'#' * filled}{'-' * (width - filled)}] {job['progress']:3d}%  {done}/{total} done"
             f"  executing {counts.get('executing', 0)}"
             f"  {job['speed']:.1f} tasks/s  etr {job['etr'] or '-'}")
+
+
+def bytes_bar(job: dict[str, Any], width: int = 30) -> str:
+    """A transfer job's progress, by bytes."""
+    filled = int(width * job["progress"] / 100)
+    size = max(job["size"], 0) / 1e6
+    return (f"[{'#' * filled}{'-' * (width - filled)}] {job['progress']:3d}%  "
+            f"{size * job['progress'] / 100:.0f}/{size:.0f} MB  {job['speed']:.1f} MB/s  "
+            f"etr {job['etr'] or '-'}")
+
+
+def _digest(root: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+async def _run_transfer(session: Any, agent_id: str, base: Path) -> bool:
+    """Two shares on the demo agent; a folder moves from one to the other, verified."""
+    call = asyncio.to_thread
+    source, backup = base / "studio" / "projects", base / "studio" / "backup"
+    shot = source / "shot010"
+
+    def make() -> None:
+        (shot / "plates").mkdir(parents=True)
+        backup.mkdir(parents=True)
+        with open(shot / "edit.mov", "wb") as fh:
+            for _ in range(TRANSFER_MIB // 16):
+                fh.write(os.urandom(16 << 20))
+        for n in range(200):
+            (shot / "plates" / f"plate.{n:04}.dpx").write_bytes(os.urandom(20_000 + 97 * n))
+
+    await call(make)
+    for name, path in (("projects", source), ("backup", backup)):
+        await call(session.create, "Share", {"name": name, "client": agent_id,
+                                             "path": str(path)})
+    print("\nshares   'projects' and 'backup' on the demo agent; moving shot010 "
+          f"({TRANSFER_MIB} MiB and 200 plates) with BLAKE3-verified chunks over HTTPS")
+    job = await call(session.create, "Job", {"source": "share=projects/shot010",
+                                             "destination": "share=backup/"})
+    tty = sys.stdout.isatty()
+    shown = -25
+    while True:
+        job = await call(session.get, "Job", job["id"])
+        if tty:
+            print("\r" + bytes_bar(job), end="", flush=True)
+        elif job["progress"] >= shown + 25 or job["status"] in ("done", "failed"):
+            shown = job["progress"]
+            print(bytes_bar(job), flush=True)
+        if job["status"] in ("done", "failed", "aborted"):
+            break
+        await asyncio.sleep(0.2)
+    if tty:
+        print()
+    task = await call(session.find_one, f"task WHERE job.id={job['id']}")
+    same = job["status"] == "done" and await call(_digest, shot) == await call(
+        _digest, backup / "shot010")
+    print(f"transfer {job['status']}: {task['log_tail'].strip() or task['message']}; "
+          f"{'identical to the source' if same else 'NOT identical'}")
+    return same
 
 
 def bucket_rows(tasks: list[dict[str, Any]], lanes: dict[str, str]) -> list[dict[str, str]]:
@@ -120,7 +184,7 @@ async def _run(base: Path, wait_online: float) -> int:
 
     password = new_password()
     os.environ["FERRY_ROOT_PASSWORD"] = password
-    hub = HubServer(HubConfig(port=0, checkin_interval=2.0, heartbeat_interval=2.0,
+    hub = HubServer(HubConfig(port=0, checkin_interval=2.0, heartbeat_interval=0.5,
                               description="ferry demo"),
                     "application", base / "hub", handle_signals=False)
     await hub.startup()
@@ -156,6 +220,7 @@ async def _run(base: Path, wait_online: float) -> int:
         lanes = {c["id"]: c["code"] for c in await call(session.find,
                                                           f"Client where parent={agent_id}")}
         ok = await _run_job(session, lanes)
+        ok = await _run_transfer(session, agent_id, base) and ok
         agent.request_stop()
         await asyncio.gather(agent_task, return_exceptions=True)
         after = await call(session.get, "Client", agent_id)
@@ -182,5 +247,6 @@ def main(*, keep: bool = False, timeout: float = 60.0) -> int:
             shutil.rmtree(base, ignore_errors=True)
     if code == 0:
         print("\ndemo finished: the agent enrolled, checked in with live metrics, ran a job "
-              "over its lanes, and went offline when stopped.")
+              "over its lanes, moved a folder between two shares, and went offline when "
+              "stopped.")
     return code
