@@ -10,6 +10,7 @@ and served as soon as it exists.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ import structlog
 from agent.config import AgentConfig
 from ferry.errors import ConfigError
 from protocol import ShareInfo, TransferInfo, TransferWork, tickets
-from protocol.paths import PathRefused, share_parts
+from protocol.paths import PathRefused, join, share_parts
 from transports import tls
 from transports.chunks import TransferError
 from transports.client import TransferClient, batches
@@ -117,6 +118,8 @@ class TransferService:
         """Pull a transfer task's file or folder into this agent's destination share;
         returns a summary and the bytes moved. Raises TransferError with the reason.
         ``sized`` hears the bytes in all once known, ``moved`` each verified piece."""
+        if work.direction == "push":
+            return await self._push(work, sized, moved)
         share = self.endpoint.shares.get(work.dest_share)
         if share is None and work.dest_root:  # made a moment ago: the hub's word is enough
             share = Share(work.dest_share, "", Path(work.dest_root))
@@ -163,3 +166,64 @@ class TransferService:
                                       progress=moved)
             total = sum(f.size for f in info.files)
             return f"{len(info.files)} files, {total} bytes", total
+
+    async def _push(self, work: TransferWork, sized: Callable[[int], None] | None,
+                    moved: Callable[[int], None] | None) -> tuple[str, int]:
+        """Send a file or folder of the source share (served here) to the destination's
+        agent: for a source behind NAT, which no peer can call."""
+        if not work.source_root:
+            raise TransferError("the source share has no folder")
+        if not work.url or not work.ticket:
+            raise TransferError("the destination share's agent runs no transfer endpoint now")
+        try:
+            source_parts, dest_parts = share_parts(work.path), share_parts(work.dest_path)
+            local = resolve(Path(work.source_root), source_parts)
+        except PathRefused as exc:
+            raise TransferError(str(exc)) from None
+        base = dest_parts + (source_parts[-1:] if work.into_folder else ())
+        files = await asyncio.to_thread(_local_files, Path(work.source_root), local)
+        if files is None:
+            raise TransferError(f"{work.path!r} does not exist in the source share")
+        total = sum(size for _, _, size in files)
+        if sized is not None:
+            sized(total)
+        async with TransferClient(work.url, work.fingerprint or None, work.ticket, work.share,
+                                  streams=work.streams) as client:
+            if len(files) == 1 and files[0][1] == ():  # the source is one file
+                digest = await client.push(files[0][0], join(base), moved)
+                return f"{total} bytes, blake3 {digest}", total
+            lanes = asyncio.Semaphore(work.streams)
+            small = [(path, size) for path, _, size in files if size <= SMALL_FILE]
+            by_path = {path: join(base + rel) for path, rel, _ in files}
+
+            async def batch_of(paths: list[Path]) -> None:
+                async with lanes:
+                    await client.push_small([(p, by_path[p]) for p in paths], moved)
+
+            await asyncio.gather(*(batch_of(b) for b in batches(small, SMALL_BATCH)))
+            for path, rel, size in files:
+                if size > SMALL_FILE:
+                    await client.push(path, join(base + rel), moved)
+        return f"{len(files)} files, {total} bytes", total
+
+
+def _local_files(root: Path, place: Path) -> list[tuple[Path, tuple[str, ...], int]] | None:
+    """The files to send: (local path, path below ``place``, size); None if nothing is
+    there. Part files and symlinks that lead out of the share are left out."""
+    if place.is_file():
+        return [(place, (), place.stat().st_size)]
+    if not place.is_dir():
+        return None
+    out = []
+    real_root = Path(os.path.realpath(root))
+    for folder, dirs, names in os.walk(place):
+        dirs.sort()
+        for name in sorted(names):
+            if name.endswith((".ferry-part", ".ferry-state")):
+                continue
+            path = Path(folder) / name
+            real = Path(os.path.realpath(path))
+            if real_root not in real.parents or not real.is_file():
+                continue
+            out.append((path, path.relative_to(place).parts, real.stat().st_size))
+    return out

@@ -210,6 +210,10 @@ class TransferWork(Struct, frozen=True):
     into_folder: bool
     streams: int = 4
     dest_root: str = ""  # the destination share's folder, as the hub has it
+    # push: this agent serves the source (``source_root``) and sends to the destination's
+    # agent at ``url``, whose ``dest_share`` the ticket lets it write
+    direction: str = "pull"
+    source_root: str = ""
 
 
 class TaskWork(Struct, frozen=True):

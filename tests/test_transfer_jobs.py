@@ -182,3 +182,25 @@ def test_a_killed_receiver_resumes_where_it_was(session: Session, two_sites: Sit
     assert chunks <= served <= chunks + 4, served
     task = session.find_one(f"task WHERE job.id={job['id']}")
     assert task["attempts"] == 1  # the killed run counted as one
+
+
+def test_push_from_the_source_agent(session: Session, two_sites: Sites) -> None:
+    """direction: push — the agent that serves the source sends (a source behind NAT)."""
+    projects, backup = two_sites.projects, two_sites.backup
+    (projects / "out" / "sub").mkdir(parents=True)
+    (projects / "out" / "big.mov").write_bytes(random.randbytes(9 * MiB + 3))
+    for n in range(30):
+        (projects / "out" / "sub" / f"s{n}.txt").write_bytes(random.randbytes(50 * n))
+    for source, dest in (("share=projects/out/big.mov", "share=backup/pushed/one.mov"),
+                         ("share=projects/out", "share=backup/pushed/")):
+        job = session.create("Job", {"source": source, "destination": dest,
+                                     "direction": "push", "retries": 0})
+        done = wait_for(lambda job=job: ended(session, job["id"]), timeout=60, what="push")
+        assert done["status"] == "done", session.find(f"task WHERE job.id={job['id']}")
+        task = session.find_one(f"task WHERE job.id={job['id']}")
+        source_id = two_sites.source_agent.status()["client_id"]
+        assert task["source"]["client"] == source_id, "the source's agent ran it"
+    assert (backup / "pushed" / "one.mov").read_bytes() == (projects / "out" / "big.mov"
+                                                             ).read_bytes()
+    assert digest_tree(backup / "pushed" / "out") == digest_tree(projects / "out")
+    assert two_sites.dest_agent.status()["transfer"]["received_chunks"] >= 4

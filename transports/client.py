@@ -14,7 +14,7 @@ import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
@@ -46,6 +46,7 @@ log = structlog.get_logger("transports.client")
 
 TRIES = 5  # per chunk request, for dropped connections and damaged chunks
 Progress = Callable[[int], None]  # bytes verified, as they are
+P = TypeVar("P")
 
 
 class TransferClient:
@@ -287,9 +288,10 @@ class TransferClient:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def batches(files: list[tuple[str, int]], limit: int = BATCH_BYTES) -> list[list[str]]:
-    """Small files grouped into requests of about ``limit`` bytes."""
-    out: list[list[str]] = []
+def batches(files: list[tuple[P, int]], limit: int = BATCH_BYTES) -> list[list[P]]:
+    """Small files (any name for them, with their sizes) grouped into requests of about
+    ``limit`` bytes."""
+    out: list[list[P]] = []
     size = 0
     for path, length in files:
         if not out or size + length > limit:

@@ -148,15 +148,19 @@ class JobEntity(Entity):
                     raise ApiError(422, "unknown_share", f"{field}: share '{name}' has no "
                                    "agent to serve it", {"field": field})
             source, dest = shares[source_name], shares[dest_name]
-            if not source.transfer_url:
-                raise ApiError(422, "not_served", f"source: the agent of share '{source_name}' "
-                               "runs no transfer endpoint", {"field": "source"})
+            # the side that is called must run an endpoint; the other side runs the task
+            called, runner, field = (source, dest, "source") if spec.direction == "pull" \
+                else (dest, source, "destination")
+            if not called.transfer_url:
+                raise ApiError(422, "not_served", f"{field}: the agent of share "
+                               f"'{called.name}' runs no transfer endpoint", {"field": field})
             item = "/".join(source_parts)
             stored = {"transfer": {
                 "source_share": source.id, "source_path": item,
                 "destination_share": dest.id, "destination_path": "/".join(dest_parts),
-                "into_folder": into_folder, "streams": spec.streams},
-                "targets": [{"client": dest.client_id}], "bucket_size": 1,
+                "into_folder": into_folder, "streams": spec.streams,
+                "direction": spec.direction},
+                "targets": [{"client": runner.client_id}], "bucket_size": 1,
                 "retries": spec.retries}
             code = spec.code or (source_parts[-1] if source_parts else source_name)
             await conn.execute(insert(Job).values(

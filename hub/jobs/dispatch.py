@@ -218,26 +218,34 @@ class Dispatcher:
         agent is gone (or serves nothing now) gets an empty url: the task fails on the
         agent with that reason, and is retried like any failure."""
         transfer = spec["transfer"]
-        source = conn.execute(select(Share.client_id, Client.transfer_url,
-                                     Client.transfer_fingerprint)
-                              .outerjoin(Client, Client.id == Share.client_id)
-                              .where(Share.id == transfer["source_share"])).first()
+        push = transfer.get("direction") == "push"
+        shares = {r.id: r for r in conn.execute(
+            select(Share.id, Share.path, Share.client_id, Client.transfer_url,
+                   Client.transfer_fingerprint)
+            .outerjoin(Client, Client.id == Share.client_id)
+            .where(Share.id.in_([transfer["source_share"], transfer["destination_share"]])))}
+        source, dest = shares.get(transfer["source_share"]), shares.get(
+            transfer["destination_share"])
+        called = dest if push else source  # the agent whose endpoint the runner calls
         ticket = ""
-        if source is not None and source.client_id and self.ticket_key is not None:
+        if called is not None and called.client_id and self.ticket_key is not None:
             ticket = tickets.issue(self.ticket_key, tickets.TicketScope(
-                server=source.client_id, share=transfer["source_share"], path=row.item,
-                op="read", job=job_id, task=row.id, tree=True), ttl=TICKET_TTL)
+                server=called.client_id, share=called.id,
+                path=transfer["destination_path"] if push else row.item,
+                op="write" if push else "read", job=job_id, task=row.id, tree=True),
+                ttl=TICKET_TTL)
         return TaskWork(id=row.id, uri=row.uri, item=row.item, attempt=row.attempts + 1,
                         argv=[], transfer=TransferWork(
-                            url=(source.transfer_url or "") if source else "",
-                            fingerprint=(source.transfer_fingerprint or "") if source else "",
-                            share=transfer["source_share"], path=row.item, ticket=ticket,
+                            url=(called.transfer_url or "") if called else "",
+                            fingerprint=(called.transfer_fingerprint or "") if called else "",
+                            share=called.id if called else "", path=row.item, ticket=ticket,
                             dest_share=transfer["destination_share"],
                             dest_path=transfer["destination_path"],
                             into_folder=transfer["into_folder"],
                             streams=transfer.get("streams", 4),
-                            dest_root=conn.execute(select(Share.path).where(
-                                Share.id == transfer["destination_share"])).scalar() or ""))
+                            dest_root=dest.path if dest else "",
+                            direction="push" if push else "pull",
+                            source_root=source.path if source else ""))
 
     # -- heartbeats and releases
     async def heartbeat(self, client_id: str, bucket_ids: list[str],

@@ -169,6 +169,9 @@ class TransferCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     metadata: dict[str, Any] = {}
     retries: Annotated[int, msgspec.Meta(ge=0, le=100)] = 2
     streams: Annotated[int, msgspec.Meta(ge=1, le=32)] = 4
+    # pull: the destination's agent fetches (default); push: the source's agent sends, for
+    # a source behind NAT that nobody can reach
+    direction: Literal["pull", "push"] = "pull"
 
 
 def share_party(text: str, field: str) -> tuple[str, tuple[str, ...], bool]:
