@@ -10,7 +10,6 @@ and served as soon as it exists.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -25,8 +24,9 @@ from protocol.paths import PathRefused, join, share_parts
 from transports import tls
 from transports.chunks import TransferError
 from transports.client import TransferClient, batches
-from transports.endpoint import SMALL_FILE, Share, TransferEndpoint
-from transports.shares import resolve
+from transports.endpoint import TransferEndpoint
+from transports.shares import files_below, resolve
+from transports.wire import SMALL_FILE, Share
 
 log = structlog.get_logger("agent.transfer")
 
@@ -214,16 +214,4 @@ def _local_files(root: Path, place: Path) -> list[tuple[Path, tuple[str, ...], i
         return [(place, (), place.stat().st_size)]
     if not place.is_dir():
         return None
-    out = []
-    real_root = Path(os.path.realpath(root))
-    for folder, dirs, names in os.walk(place):
-        dirs.sort()
-        for name in sorted(names):
-            if name.endswith((".ferry-part", ".ferry-state")):
-                continue
-            path = Path(folder) / name
-            real = Path(os.path.realpath(path))
-            if real_root not in real.parents or not real.is_file():
-                continue
-            out.append((path, path.relative_to(place).parts, real.stat().st_size))
-    return out
+    return [(path, rel, info.st_size) for path, rel, info in files_below(root, place)]

@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,27 @@ def _digest(root: Path) -> str:
     return h.hexdigest()
 
 
+async def _follow(session: Any, job_id: str, bar: Callable[[dict[str, Any]], str]
+                  ) -> dict[str, Any]:
+    """Show the job's bar until it ends (redrawn in place on a terminal, else a line every
+    quarter); returns the job as it ended."""
+    tty = sys.stdout.isatty()
+    shown = -25
+    while True:
+        job: dict[str, Any] = await asyncio.to_thread(session.get, "Job", job_id)
+        if tty:
+            print("\r" + bar(job), end="", flush=True)
+        elif job["progress"] >= shown + 25 or job["status"] in ("done", "failed"):
+            shown = job["progress"]
+            print(bar(job), flush=True)
+        if job["status"] in ("done", "failed", "aborted"):
+            break
+        await asyncio.sleep(0.2)
+    if tty:
+        print()
+    return job
+
+
 async def _run_transfer(session: Any, agent_id: str, base: Path) -> bool:
     """Two shares on the demo agent; a folder moves from one to the other, verified."""
     call = asyncio.to_thread
@@ -108,20 +130,7 @@ async def _run_transfer(session: Any, agent_id: str, base: Path) -> bool:
           f"({TRANSFER_MIB} MiB and 200 plates) with BLAKE3-verified chunks over HTTPS")
     job = await call(session.create, "Job", {"source": "share=projects/shot010",
                                              "destination": "share=backup/"})
-    tty = sys.stdout.isatty()
-    shown = -25
-    while True:
-        job = await call(session.get, "Job", job["id"])
-        if tty:
-            print("\r" + bytes_bar(job), end="", flush=True)
-        elif job["progress"] >= shown + 25 or job["status"] in ("done", "failed"):
-            shown = job["progress"]
-            print(bytes_bar(job), flush=True)
-        if job["status"] in ("done", "failed", "aborted"):
-            break
-        await asyncio.sleep(0.2)
-    if tty:
-        print()
+    job = await _follow(session, job["id"], bytes_bar)
     task = await call(session.find_one, f"task WHERE job.id={job['id']}")
     same = job["status"] == "done" and await call(_digest, shot) == await call(
         _digest, backup / "shot010")
@@ -151,20 +160,7 @@ async def _run_job(session: Any, lanes: dict[str, str]) -> bool:
         "command": RENDER, "items": FRAMES, "bucket_size": 10, "retries": 1}})
     print(f"\njob      '{job['code']}': {sum(job['counts'].values())} frames, buckets of 10, "
           f"over {len(lanes)} lane(s)")
-    tty = sys.stdout.isatty()
-    shown = -25
-    while True:
-        job = await call(session.get, "Job", job["id"])
-        if tty:
-            print("\r" + progress_bar(job), end="", flush=True)
-        elif job["progress"] >= shown + 25 or job["status"] in ("done", "failed"):
-            shown = job["progress"]
-            print(progress_bar(job), flush=True)
-        if job["status"] in ("done", "failed", "aborted"):
-            break
-        await asyncio.sleep(0.2)
-    if tty:
-        print()
+    job = await _follow(session, job["id"], progress_bar)
     tasks = await call(session.find, f"task WHERE job.id={job['id']}")
     print(f"\nbuckets  (jobs.rst: a task's time is its whole bucket's)\n"
           f"{table(bucket_rows(tasks, lanes))}")

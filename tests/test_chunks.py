@@ -204,7 +204,8 @@ def test_disk_full_fails_clearly_and_leaves_nothing(tmp_path: Path, tiny_disk: P
 
 
 def test_small_files_land_together_and_a_bad_one_stays_out(tmp_path: Path) -> None:
-    from transports.chunks import SmallFile, chunk_hash, land_small
+    from transports.chunks import chunk_hash
+    from transports.small import SmallFile, land_small
 
     files = []
     for n in range(5):

@@ -20,7 +20,8 @@ from protocol.tickets import TicketScope
 from transports import tls
 from transports.chunks import MiB, TransferError
 from transports.client import TransferClient
-from transports.endpoint import Share, TransferEndpoint
+from transports.endpoint import TransferEndpoint
+from transports.wire import Share
 
 KEY = tickets.private_key(os.urandom(32))
 

@@ -23,17 +23,12 @@ permission bits are the source's.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
-import functools
 import math
 import os
 import shutil
 import struct
-import sys
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,7 +254,7 @@ class PartialFile:
                 self.hashes[index] = digest
                 os.write(self._journal_fd, _RECORD.pack(index, digest))
         except OSError as exc:
-            raise _write_error(exc, self.dest) from None
+            raise write_error(exc, self.dest) from None
         finally:
             with self._lock:
                 self._writing -= 1
@@ -281,8 +276,8 @@ class PartialFile:
             os.utime(self._fd, ns=(self.source.mtime_ns, self.source.mtime_ns))
             os.replace(self.temp, self.dest)
         except OSError as exc:
-            raise _write_error(exc, self.dest) from None
-        _sync_folder(self.dest.parent)
+            raise write_error(exc, self.dest) from None
+        sync_folder(self.dest.parent)
         self.close()
         self.journal.unlink(missing_ok=True)
         return whole
@@ -306,108 +301,6 @@ class PartialFile:
                 path.unlink()
 
 
-@dataclass(frozen=True)
-class SmallFile:
-    """A small file that arrived whole, with the hash its sender gave it."""
-
-    dest: Path
-    data: bytes
-    digest: bytes
-    mtime_ns: int
-    mode: int
-
-
-def land_small(files: list[SmallFile]) -> list[str | TransferError]:
-    """Small files by the same rules as big ones: each checked against its hash and
-    written aside; then one flush to disk for all of them (not one per file, which is
-    what makes many small files slow); then each renamed into place. Returns, in order,
-    each file's hash or the error that kept it out."""
-    results: list[str | TransferError] = []
-    staged: list[tuple[int, int, SmallFile, Path]] = []  # (index, fd, file, temp)
-    for index, f in enumerate(files):
-        if chunk_hash(f.data) != f.digest:
-            results.append(ChunkCorrupt(f"{f.dest.name} does not match its hash "
-                                        "(corrupted in flight)"))
-            continue
-        temp = f.dest.with_name(f".{f.dest.name}.ferry-part")
-        try:
-            f.dest.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC |
-                         getattr(os, "O_NOFOLLOW", 0), 0o600)
-        except OSError as exc:
-            results.append(_write_error(exc, f.dest))
-            continue
-        try:
-            view = memoryview(f.data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fchmod(fd, f.mode & 0o7777)
-            os.utime(fd, ns=(f.mtime_ns, f.mtime_ns))
-        except OSError as exc:
-            os.close(fd)
-            temp.unlink(missing_ok=True)
-            results.append(_write_error(exc, f.dest, len(f.data)))
-            continue
-        staged.append((index, fd, f, temp))
-        results.append(file_hash(len(f.data), max(len(f.data), 1),
-                                 [f.digest] if f.data else []))
-    try:
-        _flush([fd for _, fd, _, _ in staged])
-    except OSError as exc:
-        for _, fd, _f, temp in staged:
-            os.close(fd)
-            temp.unlink(missing_ok=True)
-        error = _write_error(exc, staged[0][2].dest)
-        return [error if isinstance(r, str) else r for r in results]
-    position = {index: n for n, (index, _, _, _) in enumerate(staged)}
-    out: list[str | TransferError] = []
-    for index, result in enumerate(results):
-        landed: str | TransferError = result
-        if index in position:
-            _, fd, f, temp = staged[position[index]]
-            os.close(fd)
-            try:
-                os.replace(temp, f.dest)
-            except OSError as exc:
-                temp.unlink(missing_ok=True)
-                landed = _write_error(exc, f.dest)
-        out.append(landed)
-    for folder in {f.dest.parent for _, _, f, _ in staged}:
-        _sync_folder(folder)
-    return out
-
-
-def _flush(fds: list[int]) -> None:
-    """Data of these files on disk: one syncfs per file system on Linux, else fsync each."""
-    syncfs = _syncfs()
-    if syncfs is None:
-        for fd in fds:
-            os.fsync(fd)
-        return
-    done: set[int] = set()
-    for fd in fds:
-        device = os.fstat(fd).st_dev
-        if device in done:
-            continue
-        if syncfs(fd) != 0:
-            for each in fds:
-                os.fsync(each)
-            return
-        done.add(device)
-
-
-@functools.cache
-def _syncfs() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        function: Callable[[int], int] = libc.syncfs
-        return function
-    except (OSError, AttributeError):
-        return None
-
-
 def _preallocate(fd: int, size: int, dest: Path) -> None:
     if size == 0:
         return
@@ -417,10 +310,10 @@ def _preallocate(fd: int, size: int, dest: Path) -> None:
         else:
             os.ftruncate(fd, size)
     except OSError as exc:
-        raise _write_error(exc, dest, size) from None
+        raise write_error(exc, dest, size) from None
 
 
-def _write_error(exc: OSError, dest: Path, need: int | None = None) -> TransferError:
+def write_error(exc: OSError, dest: Path, need: int | None = None) -> TransferError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         free = shutil.disk_usage(dest.parent).free if dest.parent.exists() else 0
         what = f"{need} bytes are needed, {free} are free" if need is not None \
@@ -429,7 +322,7 @@ def _write_error(exc: OSError, dest: Path, need: int | None = None) -> TransferE
     return TransferError(f"cannot write {dest}: {exc.strerror}")
 
 
-def _sync_folder(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
     """The rename itself on disk (POSIX: fsync the folder)."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))

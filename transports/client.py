@@ -24,23 +24,22 @@ from protocol.paths import join, share_parts
 from transports.chunks import (
     ChunkCorrupt,
     PartialFile,
-    SmallFile,
     SourceChanged,
     SourceFile,
     Stat,
     TransferError,
     chunk_hash,
     file_hash,
-    land_small,
 )
-from transports.endpoint import (
+from transports.small import SmallFile, land_small
+from transports.tls import pin
+from transports.wire import (
     BATCH_BYTES,
     PREFIX,
     SMALL_FILE,
     FileHeader,
     StatAnswer,
 )
-from transports.tls import pin
 
 log = structlog.get_logger("transports.client")
 

@@ -27,7 +27,6 @@ docs/TRANSFERS.md has the whole protocol.
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,83 +41,31 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from protocol import tickets
 from protocol.paths import PathRefused, join, share_parts
 from protocol.tickets import Op, TicketRefused
+from transports import reading
 from transports.chunks import (
     ChunkCorrupt,
     DiskFull,
     PartialFile,
-    SmallFile,
-    SourceFile,
     Stat,
     TransferError,
     chunk_count,
-    chunk_hash,
-    land_small,
     span,
 )
 from transports.shares import resolve
+from transports.small import SmallFile, land_small
+from transports.wire import (
+    MAX_CHUNK,
+    PREFIX,
+    SMALL_FILE,
+    CommitRequest,
+    FileHeader,
+    FilesRequest,
+    OpenRequest,
+    Refused,
+    Share,
+)
 
 log = structlog.get_logger("transports.endpoint")
-
-PREFIX = "/transfer/v1"
-MAX_CHUNK = 256 << 20
-BATCH_BYTES = 16 << 20  # a batch of small files, at most
-SMALL_FILE = 1 << 20  # files up to this travel in batches
-
-
-@dataclass(frozen=True)
-class Share:
-    id: str
-    name: str
-    root: Path
-
-
-class FileInfo(msgspec.Struct, frozen=True):
-    path: str
-    size: int
-    mtime_ns: int
-    mode: int
-
-
-class StatAnswer(msgspec.Struct, frozen=True):
-    type: str  # "file" or "dir"
-    size: int = 0
-    mtime_ns: int = 0
-    mode: int = 0
-    chunk: int = 0
-    identity: str = ""
-    files: list[FileInfo] = []
-
-
-class OpenRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    size: int
-    chunk: int
-    identity: str
-    mode: int
-    mtime_ns: int
-
-
-class CommitRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    hash: str | None = None
-
-
-class FilesRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    paths: list[str]
-
-
-class FileHeader(msgspec.Struct, frozen=True):
-    """One file of a batch, before its bytes (``size`` of them) in the same stream."""
-    path: str
-    size: int
-    mtime_ns: int
-    mode: int
-    hash: str = ""  # BLAKE3 of the bytes (hex)
-    error: str = ""  # instead of bytes: why this file could not be read
-
-
-class Refused(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        self.status, self.code, self.message = status, code, message
-        super().__init__(message)
 
 
 @dataclass
@@ -221,7 +168,7 @@ class TransferEndpoint:
     async def stat(self, request: web.Request) -> web.Response:
         share, parts, scope = self._allow(request, "read")
         place = self._place(share, parts)
-        answer = await asyncio.to_thread(_stat, share, place, parts, scope.tree)
+        answer = await asyncio.to_thread(reading.stat, share, place, parts, scope.tree)
         return _json(answer)
 
     async def chunk(self, request: web.Request) -> web.StreamResponse:
@@ -231,7 +178,7 @@ class TransferEndpoint:
         if not 0 < chunk <= MAX_CHUNK:
             raise Refused(400, "bad_chunk", f"chunk size must be 1 to {MAX_CHUNK} bytes")
         identity = request.query.get("identity", "")
-        data, digest = await asyncio.to_thread(_read_chunk, place, index, chunk, identity)
+        data, digest = await asyncio.to_thread(reading.read_chunk, place, index, chunk, identity)
         self.served_chunks += 1
         return web.Response(body=data, content_type="application/octet-stream",
                             headers={"X-Ferry-Hash": digest.hex()})
@@ -251,7 +198,7 @@ class TransferEndpoint:
             if not tickets.covers(scope, join(parts)):
                 raise Refused(403, "ticket_refused", f"ticket for another path ({text!r})")
             names.append(join(parts))
-        payload = await asyncio.to_thread(_read_batch, share, names)
+        payload = await asyncio.to_thread(reading.read_batch, share, names)
         return web.Response(body=payload, content_type="application/x-ferry-files")
 
     # -- writing
@@ -381,93 +328,6 @@ class TransferEndpoint:
             results[index]["error" if isinstance(result, TransferError) else "hash"] = \
                 str(result)
         return _json({"files": results})
-
-
-# -- helpers (threads)
-def _stat(share: Share, place: Path, parts: tuple[str, ...], tree: bool) -> StatAnswer:
-    try:
-        st = os.stat(place)
-    except FileNotFoundError:
-        raise Refused(404, "not_found", f"{join(parts)!r} does not exist in share "
-                      f"{share.name!r}") from None
-    if not os.path.isdir(place):
-        source = SourceFile(place)
-        try:
-            return StatAnswer(type="file", size=source.stat.size, mtime_ns=source.stat.mtime_ns,
-                              mode=source.stat.mode, chunk=source.chunk,
-                              identity=source.stat.identity)
-        finally:
-            source.close()
-    if not tree:
-        raise Refused(403, "ticket_refused", "a folder needs a ticket for its whole tree")
-    files: list[FileInfo] = []
-    root = Path(os.path.realpath(share.root))
-    for folder, dirs, names in os.walk(place):
-        dirs.sort()
-        for name in sorted(names):
-            if name.endswith((".ferry-part", ".ferry-state")):
-                continue
-            full = Path(folder) / name
-            try:
-                real = Path(os.path.realpath(full))
-                if root not in real.parents:
-                    continue  # a symlink out of the share: not served
-                info = os.stat(real)
-            except OSError:
-                continue
-            rel = full.relative_to(place).as_posix()
-            files.append(FileInfo(path="/".join((*parts, rel)) if parts else rel,
-                                  size=info.st_size, mtime_ns=info.st_mtime_ns,
-                                  mode=info.st_mode & 0o7777))
-    return StatAnswer(type="dir", mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o7777,
-                      files=files)
-
-
-def _read_chunk(place: Path, index: int, chunk: int, identity: str) -> tuple[bytes, bytes]:
-    try:
-        source = SourceFile(place, chunk)
-    except TransferError as exc:
-        raise Refused(404, "not_found", str(exc)) from None
-    try:
-        if identity and source.stat.identity != identity:
-            raise Refused(409, "source_changed", "the file changed since the transfer began")
-        if not 0 <= index < source.count:
-            raise Refused(400, "bad_chunk", f"chunk {index} is outside the file")
-        return source.read(index)
-    finally:
-        source.close()
-
-
-def _read_batch(share: Share, names: list[str]) -> bytes:
-    """Small files as one answer: per file a JSON header line, then its bytes."""
-    out = bytearray()
-    folders: dict[tuple[str, ...], Path] = {}
-    for name in names:
-        try:
-            place = resolve(share.root, share_parts(name), folders)
-        except PathRefused as exc:
-            header, data = FileHeader(path=name, size=0, mtime_ns=0, mode=0,
-                                      error=str(exc)), b""
-        else:
-            header, data = _read_small(name, place)
-        out += msgspec.json.encode(header) + b"\n" + data
-    return bytes(out)
-
-
-def _read_small(name: str, place: Path) -> tuple[FileHeader, bytes]:
-    try:
-        source = SourceFile(place)
-    except TransferError as exc:
-        return FileHeader(path=name, size=0, mtime_ns=0, mode=0, error=str(exc)), b""
-    try:
-        if source.stat.size > SMALL_FILE:
-            return FileHeader(path=name, size=0, mtime_ns=0, mode=0,
-                              error=f"larger than {SMALL_FILE} bytes: send it in chunks"), b""
-        data = os.pread(source.fd, source.stat.size, 0) if source.stat.size else b""
-        return FileHeader(path=name, size=len(data), mtime_ns=source.stat.mtime_ns,
-                          mode=source.stat.mode, hash=chunk_hash(data).hex()), data
-    finally:
-        source.close()
 
 
 def _int(request: web.Request, name: str) -> int:

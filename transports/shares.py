@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from protocol.paths import PathRefused, join, share_parts
@@ -62,3 +64,25 @@ def open_beneath(path: Path, flags: int, mode: int = 0o644) -> int:
         if nofollow and exc.errno == errno.ELOOP:
             raise PathRefused(str(path), "became a symlink") from None
         raise
+
+
+def files_below(root: Path, place: Path) -> Iterator[tuple[Path, tuple[str, ...], os.stat_result]]:
+    """The files of the folder ``place`` in the share rooted at ``root``, in name order:
+    (path, names below ``place``, stat). Part files being received, and symlinks that lead
+    out of the share, are left out."""
+    real_root = Path(os.path.realpath(root))
+    for folder, dirs, names in os.walk(place):
+        dirs.sort()
+        for name in sorted(names):
+            if name.endswith((".ferry-part", ".ferry-state")):
+                continue
+            path = Path(folder) / name
+            try:
+                real = Path(os.path.realpath(path))
+                if real_root not in real.parents:
+                    continue
+                info = os.stat(real)
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                yield path, path.relative_to(place).parts, info

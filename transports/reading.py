@@ -1,0 +1,84 @@
+"""What the endpoint reads for a peer, on a worker thread: a file's facts or a folder's
+files, one chunk, or a batch of small files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+from protocol.paths import PathRefused, join, share_parts
+from transports.chunks import SourceFile, TransferError, chunk_hash
+from transports.shares import files_below, resolve
+from transports.wire import SMALL_FILE, FileHeader, FileInfo, Refused, Share, StatAnswer
+
+
+def stat(share: Share, place: Path, parts: tuple[str, ...], tree: bool) -> StatAnswer:
+    try:
+        st = os.stat(place)
+    except FileNotFoundError:
+        raise Refused(404, "not_found", f"{join(parts)!r} does not exist in share "
+                      f"{share.name!r}") from None
+    if not os.path.isdir(place):
+        source = SourceFile(place)
+        try:
+            return StatAnswer(type="file", size=source.stat.size, mtime_ns=source.stat.mtime_ns,
+                              mode=source.stat.mode, chunk=source.chunk,
+                              identity=source.stat.identity)
+        finally:
+            source.close()
+    if not tree:
+        raise Refused(403, "ticket_refused", "a folder needs a ticket for its whole tree")
+    files = [FileInfo(path=join((*parts, *rel)), size=info.st_size, mtime_ns=info.st_mtime_ns,
+                      mode=info.st_mode & 0o7777)
+             for _, rel, info in files_below(share.root, place)]
+    return StatAnswer(type="dir", mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o7777,
+                      files=files)
+
+
+def read_chunk(place: Path, index: int, chunk: int, identity: str) -> tuple[bytes, bytes]:
+    try:
+        source = SourceFile(place, chunk)
+    except TransferError as exc:
+        raise Refused(404, "not_found", str(exc)) from None
+    try:
+        if identity and source.stat.identity != identity:
+            raise Refused(409, "source_changed", "the file changed since the transfer began")
+        if not 0 <= index < source.count:
+            raise Refused(400, "bad_chunk", f"chunk {index} is outside the file")
+        return source.read(index)
+    finally:
+        source.close()
+
+
+def read_batch(share: Share, names: list[str]) -> bytes:
+    """Small files as one answer: per file a JSON header line, then its bytes."""
+    out = bytearray()
+    folders: dict[tuple[str, ...], Path] = {}
+    for name in names:
+        try:
+            place = resolve(share.root, share_parts(name), folders)
+        except PathRefused as exc:
+            header, data = FileHeader(path=name, size=0, mtime_ns=0, mode=0,
+                                      error=str(exc)), b""
+        else:
+            header, data = read_small(name, place)
+        out += msgspec.json.encode(header) + b"\n" + data
+    return bytes(out)
+
+
+def read_small(name: str, place: Path) -> tuple[FileHeader, bytes]:
+    try:
+        source = SourceFile(place)
+    except TransferError as exc:
+        return FileHeader(path=name, size=0, mtime_ns=0, mode=0, error=str(exc)), b""
+    try:
+        if source.stat.size > SMALL_FILE:
+            return FileHeader(path=name, size=0, mtime_ns=0, mode=0,
+                              error=f"larger than {SMALL_FILE} bytes: send it in chunks"), b""
+        data = os.pread(source.fd, source.stat.size, 0) if source.stat.size else b""
+        return FileHeader(path=name, size=len(data), mtime_ns=source.stat.mtime_ns,
+                          mode=source.stat.mode, hash=chunk_hash(data).hex()), data
+    finally:
+        source.close()
