@@ -6,7 +6,7 @@ payload is compact JSON, the signature Ed25519 over the payload's bytes. The
 hub signs with a key only it holds; every agent knows the public half (it
 comes with enrollment) and checks tickets without asking the hub. A ticket is
 a bearer token for its scope only: one share, one path, one direction, one
-serving agent, a few minutes.
+serving agent, for as long as its task may need (6 hours for a transfer task).
 
     ticket = issue(key, TicketScope(server=..., share=..., path="a/b.mov", op="read",
                                     job=..., task=...), ttl=300)

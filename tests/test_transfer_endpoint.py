@@ -275,3 +275,39 @@ async def test_a_pinned_certificate_must_match(served: Served, tmp_path: Path) -
     async with client:
         with pytest.raises(TransferError, match="fingerprint mismatch"):
             await client.stat("ok.mov")
+
+
+async def test_hostile_requests(served: Served, tmp_path: Path) -> None:
+    """Set-id bits never travel; writes never go through a symlink or onto the share's
+    root; a FIFO is refused, not waited on; bodies are bounded and need a ticket first."""
+    import aiohttp
+
+    local = random_file(tmp_path / "tool", 1000)
+    os.chmod(local, 0o6755)
+    async with served.client(served.ticket("in", "write", tree=True)) as client:
+        await client.push(local, "in/tool")
+        await client.push_small([(local, "in/tool2")])
+    for name in ("tool", "tool2"):
+        assert (served.root / "in" / name).stat().st_mode & 0o7777 == 0o755
+    (served.root / "in" / "target").write_text("keep")
+    os.symlink(served.root / "in" / "target", served.root / "in" / "link")
+    async with served.client(served.ticket("in", "write", tree=True)) as client:
+        with pytest.raises(TransferError, match="is a symlink at the destination"):
+            await client.push(local, "in/link")
+    assert (served.root / "in" / "target").read_text() == "keep"
+    async with served.client(served.ticket("", "write", tree=True)) as client:
+        with pytest.raises(TransferError, match="not at its root"):
+            await client.push(local, "")
+    os.mkfifo(served.root / "pipe")
+    async with served.client(served.ticket("pipe")) as client:
+        with pytest.raises(TransferError, match="not a regular file"):
+            await asyncio.wait_for(client.stat("pipe"), timeout=30)
+    async with aiohttp.ClientSession() as http:
+        url = f"{served.url}/transfer/v1/files?share=sh1"
+        ssl = tls.pin(served.fingerprint) if served.fingerprint else None
+        async with http.post(url, data=b"{" * 2_000_000, ssl=ssl) as resp:
+            assert resp.status == 403  # no ticket: refused before the body is read
+        async with http.post(url, data=b'{"paths": ["' + b"a" * 2_000_000 + b'"]}', ssl=ssl,
+                             headers={"Authorization": f"Ticket {served.ticket('', tree=True)}"}
+                             ) as resp:
+            assert resp.status == 413

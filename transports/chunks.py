@@ -27,6 +27,7 @@ import errno
 import math
 import os
 import shutil
+import stat as stat_module
 import struct
 import threading
 from dataclasses import dataclass
@@ -91,12 +92,19 @@ class DiskFull(TransferError):
 class Stat:
     size: int
     mtime_ns: int
-    mode: int  # permission bits
+    mode: int  # permission bits (rwx only: set-id and sticky bits never travel)
+    ident: str = ""  # the source's own identity, when known (see ``identity``)
 
     @property
     def identity(self) -> str:
-        """What a resumed receive checks: the same source file, unchanged."""
-        return f"{self.size}:{self.mtime_ns}"
+        """What a resumed receive checks: the same source file, unchanged. The source
+        side adds its inode and ctime (which no one can set) to size and mtime, so an
+        in-place rewrite that keeps size and mtime still counts as a change."""
+        return self.ident or f"{self.size}:{self.mtime_ns}"
+
+
+_OPEN: set[str] = set()  # destinations being received in this process
+_OPEN_LOCK = threading.Lock()
 
 
 class SourceFile:
@@ -104,13 +112,19 @@ class SourceFile:
 
     def __init__(self, path: Path, chunk: int | None = None) -> None:
         self.path = path
-        try:
+        try:  # non-blocking: a FIFO must not hang the thread that opens it
             self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) |
-                              getattr(os, "O_CLOEXEC", 0))
+                              getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
         except OSError as exc:
             raise TransferError(f"cannot read {path}: {exc.strerror}") from None
         st = os.fstat(self.fd)
-        self.stat = Stat(st.st_size, st.st_mtime_ns, st.st_mode & 0o7777)
+        if not stat_module.S_ISREG(st.st_mode):
+            os.close(self.fd)
+            self.fd = -1
+            raise TransferError(f"cannot read {path}: not a regular file")
+        os.set_blocking(self.fd, True)
+        self.stat = Stat(st.st_size, st.st_mtime_ns, st.st_mode & 0o777,
+                         f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}")
         self.chunk = chunk or chunk_size(self.stat.size)
         self.count = chunk_count(self.stat.size, self.chunk)
 
@@ -166,13 +180,24 @@ class PartialFile:
 
     # -- open, resume
     def open(self) -> int:
-        """Open (or resume) the partial file; returns how many chunks it already holds."""
+        """Open (or resume) the partial file; returns how many chunks it already holds.
+        One transfer at a time may receive a destination (in this process)."""
+        key = os.path.realpath(self.dest)
+        with _OPEN_LOCK:
+            if key in _OPEN:
+                raise TransferError(f"{self.dest.name} is being received by another transfer")
+            _OPEN.add(key)
+        self._key = key
         header = _Header(self.size, self.chunk, self.source.identity, boot_id())
-        resumed = self._load(header)
-        if resumed is None:
-            self._start(header)
-            return 0
-        return resumed
+        try:
+            resumed = self._load(header)
+            if resumed is None:
+                self._start(header)
+                return 0
+            return resumed
+        except BaseException:
+            self.close()
+            raise
 
     def _start(self, header: _Header) -> None:
         self.dest.parent.mkdir(parents=True, exist_ok=True)
@@ -189,10 +214,22 @@ class PartialFile:
         os.write(self._journal_fd, _MAGIC + msgspec.json.encode(header) + b"\n")
 
     def _load(self, header: _Header) -> int | None:
-        try:
-            raw = self.journal.read_bytes()
-            fd = os.open(self.temp, os.O_RDWR | os.O_CLOEXEC)
+        nofollow = getattr(os, "O_NOFOLLOW", 0)
+        try:  # only our own plain files: a symlink planted here must not be written through
+            journal_fd = os.open(self.journal, os.O_RDONLY | os.O_CLOEXEC | nofollow)
+            try:
+                if not _own_plain_file(journal_fd):
+                    return None
+                raw = b""
+                while block := os.read(journal_fd, 1 << 20):
+                    raw += block
+            finally:
+                os.close(journal_fd)
+            fd = os.open(self.temp, os.O_RDWR | os.O_CLOEXEC | nofollow)
         except OSError:
+            return None
+        if not _own_plain_file(fd):
+            os.close(fd)
             return None
         first, _, records = raw[len(_MAGIC):].partition(b"\n")
         try:
@@ -271,9 +308,12 @@ class PartialFile:
             self.discard()
             raise ChunkCorrupt(f"{self.dest.name}: the file's hash does not match the sender's")
         try:
-            os.fchmod(self._fd, self.source.mode & 0o7777)
+            os.fchmod(self._fd, self.source.mode & 0o777)
             os.fsync(self._fd)
             os.utime(self._fd, ns=(self.source.mtime_ns, self.source.mtime_ns))
+            ours, there = os.fstat(self._fd), os.lstat(self.temp)
+            if (ours.st_dev, ours.st_ino) != (there.st_dev, there.st_ino):
+                raise TransferError(f"{self.temp.name} was replaced while it was written")
             os.replace(self.temp, self.dest)
         except OSError as exc:
             raise write_error(exc, self.dest) from None
@@ -284,6 +324,8 @@ class PartialFile:
 
     def close(self) -> None:
         """Close the files (after the writes in progress); what is written stays."""
+        with _OPEN_LOCK:
+            _OPEN.discard(getattr(self, "_key", ""))
         with self._lock:
             self._lock.wait_for(lambda: self._writing == 0, timeout=60)
             for attr in ("_fd", "_journal_fd"):
@@ -299,6 +341,12 @@ class PartialFile:
         for path in (self.temp, self.journal):
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+def _own_plain_file(fd: int) -> bool:
+    st = os.fstat(fd)
+    return stat_module.S_ISREG(st.st_mode) and st.st_nlink == 1 and (
+        not hasattr(os, "geteuid") or st.st_uid == os.geteuid())
 
 
 def _preallocate(fd: int, size: int, dest: Path) -> None:

@@ -81,21 +81,26 @@ class TransferClient:
         return self._session
 
     async def _call(self, method: str, endpoint: str, *, params: dict[str, Any],
-                    data: Any = None, headers: dict[str, str] | None = None) -> tuple[int, bytes,
-                                                                                 Any]:
-        """One request, retried on dropped connections; (status, body, response headers)."""
-        for attempt in range(TRIES):
+                    data: Any = None, headers: dict[str, str] | None = None,
+                    idempotent: bool = True) -> tuple[int, bytes, Any]:
+        """One request, retried on dropped connections; (status, body, response headers).
+        A request that must not run twice (it preallocates, syncs or renames, which can
+        take long on slow storage) is made once, and waited for however long it takes."""
+        tries = TRIES if idempotent else 1
+        timeout = self.session.timeout if idempotent else aiohttp.ClientTimeout(
+            total=None, sock_connect=10, sock_read=None)
+        for attempt in range(tries):
             try:
                 async with self.session.request(
                         method, f"{self.base}/{endpoint}", params={"share": self.share, **params},
                         data=data, headers={**self.headers, **(headers or {})},
-                        ssl=self.ssl) as resp:
+                        ssl=self.ssl, timeout=timeout) as resp:
                     return resp.status, await resp.read(), resp.headers
             except aiohttp.ServerFingerprintMismatch:
                 raise TransferError("the serving agent's certificate is not the one the hub "
                                     "knows (fingerprint mismatch)") from None
             except (aiohttp.ClientError, TimeoutError) as exc:
-                if attempt == TRIES - 1:
+                if attempt == tries - 1:
                     raise TransferError(f"cannot reach the serving agent: {exc}") from None
                 self.retried += 1
                 await asyncio.sleep(self.backoff * 2 ** attempt)
@@ -127,7 +132,7 @@ class TransferClient:
         if info.type != "file":
             raise TransferError(f"{path!r} is a folder: pull its files")
         part = PartialFile(dest, info.size, info.chunk,
-                           Stat(info.size, info.mtime_ns, info.mode))
+                           Stat(info.size, info.mtime_ns, info.mode & 0o777, info.identity))
         try:
             await asyncio.to_thread(part.open)
             if progress and part.count:
@@ -202,7 +207,8 @@ class TransferClient:
                       "identity": source.stat.identity, "mode": source.stat.mode,
                       "mtime_ns": source.stat.mtime_ns}
             status, body, _ = await self._call("POST", "receive/open", params={"path": path},
-                                               data=msgspec.json.encode(opened))
+                                               data=msgspec.json.encode(opened),
+                                               idempotent=False)
             self._raise(status, body)
             missing: list[int] = msgspec.json.decode(body)["missing"]
             if progress:
@@ -220,7 +226,8 @@ class TransferClient:
                 whole = file_hash(source.stat.size, source.chunk,
                                   [hashes[i] for i in range(source.count)])
             status, body, _ = await self._call("POST", "receive/commit", params={"path": path},
-                                               data=msgspec.json.encode({"hash": whole}))
+                                               data=msgspec.json.encode({"hash": whole}),
+                                               idempotent=False)
             self._raise(status, body)
             return str(msgspec.json.decode(body)["hash"])
         finally:
@@ -252,12 +259,12 @@ class TransferClient:
         for local, path in files:
             data, st = await asyncio.to_thread(_read_local_small, local)
             header = FileHeader(path=join(share_parts(path)), size=len(data),
-                                mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o7777,
+                                mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o777,
                                 hash=chunk_hash(data).hex())
             body += msgspec.json.encode(header) + b"\n" + data
             total += len(data)
         status, answer, _ = await self._call("POST", "receive/files", params={},
-                                             data=bytes(body))
+                                             data=bytes(body), idempotent=False)
         self._raise(status, answer)
         out: dict[str, str] = {}
         for result in msgspec.json.decode(answer)["files"]:

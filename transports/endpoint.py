@@ -27,7 +27,9 @@ docs/TRANSFERS.md has the whole protocol.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,7 @@ from protocol.paths import PathRefused, join, share_parts
 from protocol.tickets import Op, TicketRefused
 from transports import reading
 from transports.chunks import (
+    MAX_CHUNKS,
     ChunkCorrupt,
     DiskFull,
     PartialFile,
@@ -54,6 +57,7 @@ from transports.chunks import (
 from transports.shares import resolve
 from transports.small import SmallFile, land_small
 from transports.wire import (
+    BATCH_BYTES,
     MAX_CHUNK,
     PREFIX,
     SMALL_FILE,
@@ -66,6 +70,9 @@ from transports.wire import (
 )
 
 log = structlog.get_logger("transports.endpoint")
+
+MAX_JSON = 1 << 20  # bytes of a JSON request body
+MAX_BATCH_FILES = 10_000  # small files per batch request
 
 
 @dataclass
@@ -122,9 +129,6 @@ class TransferEndpoint:
                       handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                       ) -> web.StreamResponse:
         try:
-            share = request.query.get("share", "")
-            if share and share not in self.shares and self.refresh is not None:
-                await self.refresh()
             return await handler(request)
         except Refused as exc:
             if exc.status in (400, 403):
@@ -134,31 +138,58 @@ class TransferEndpoint:
             return web.json_response({"error": {"code": exc.code, "message": exc.message}},
                                      status=exc.status)
 
-    # -- what every request checks
-    def _allow(self, request: web.Request, op: Op, *, path: str | None = None
-               ) -> tuple[Share, tuple[str, ...], tickets.TicketScope]:
-        share = self.shares.get(request.query.get("share", ""))
-        if share is None:
-            raise Refused(404, "no_share", f"no share {request.query.get('share', '')!r} here")
-        text = request.query.get("path", "") if path is None else path
-        try:
-            parts = share_parts(text)
-        except PathRefused as exc:
-            raise Refused(400, "bad_path", str(exc)) from None
+    # -- what every request checks, before any body is read
+    async def _grant(self, request: web.Request, op: Op) -> tuple[Share, tickets.TicketScope]:
+        """The share this request may use: its ticket must be the hub's, unexpired, and for
+        this server, this share and this direction."""
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Ticket "):
             raise Refused(403, "no_ticket", "a transfer needs a ticket (Authorization: Ticket …)")
         if self.ticket_key is None or not self.server_id:
             raise Refused(403, "not_ready", "this agent has not enrolled with its hub yet")
+        share_id = request.query.get("share", "")
         try:
-            scope = tickets.verify(self.ticket_key, auth[len("Ticket "):], server=self.server_id,
-                                   share=share.id, path=join(parts), op=op)
+            scope = tickets.read(self.ticket_key, auth[len("Ticket "):])
         except TicketRefused as exc:
             raise Refused(403, "ticket_refused", exc.why) from None
-        return share, parts, scope
+        if scope.server != self.server_id:
+            raise Refused(403, "ticket_refused", "ticket for another server")
+        if scope.share != share_id:
+            raise Refused(403, "ticket_refused", "ticket for another share")
+        if scope.op != op:
+            raise Refused(403, "ticket_refused", f"ticket to {scope.op}, not to {op}")
+        share = self.shares.get(share_id)
+        if share is None and self.refresh is not None:  # made a moment ago, at the hub
+            await self.refresh()
+            share = self.shares.get(share_id)
+        if share is None:
+            raise Refused(404, "no_share", f"no share {share_id!r} here")
+        return share, scope
 
     @staticmethod
-    def _place(share: Share, parts: tuple[str, ...]) -> Path:
+    def _path(scope: tickets.TicketScope, text: str, op: Op) -> tuple[str, ...]:
+        """A path of the request, allowed as text and covered by its ticket."""
+        try:
+            parts = share_parts(text, windows=sys.platform == "win32")
+        except PathRefused as exc:
+            raise Refused(400, "bad_path", str(exc)) from None
+        if op == "write" and not parts:
+            raise Refused(400, "bad_path", "a file is written at a path inside the share, "
+                          "not at its root")
+        if not tickets.covers(scope, join(parts)):
+            raise Refused(403, "ticket_refused", "ticket for another path")
+        return parts
+
+    async def _allow(self, request: web.Request, op: Op
+                     ) -> tuple[Share, tuple[str, ...], tickets.TicketScope]:
+        share, scope = await self._grant(request, op)
+        return share, self._path(scope, request.query.get("path", ""), op), scope
+
+    @staticmethod
+    def _place(share: Share, parts: tuple[str, ...], write: bool = False) -> Path:
+        if write and os.path.islink(share.root.joinpath(*parts)):
+            # writing through it would land somewhere the ticket does not name
+            raise Refused(400, "bad_path", f"{join(parts)!r} is a symlink at the destination")
         try:
             return resolve(share.root, parts)
         except PathRefused as exc:
@@ -166,13 +197,13 @@ class TransferEndpoint:
 
     # -- reading
     async def stat(self, request: web.Request) -> web.Response:
-        share, parts, scope = self._allow(request, "read")
+        share, parts, scope = await self._allow(request, "read")
         place = self._place(share, parts)
         answer = await asyncio.to_thread(reading.stat, share, place, parts, scope.tree)
         return _json(answer)
 
     async def chunk(self, request: web.Request) -> web.StreamResponse:
-        share, parts, _ = self._allow(request, "read")
+        share, parts, _ = await self._allow(request, "read")
         place = self._place(share, parts)
         index, chunk = _int(request, "index"), _int(request, "chunk")
         if not 0 < chunk <= MAX_CHUNK:
@@ -184,39 +215,30 @@ class TransferEndpoint:
                             headers={"X-Ferry-Hash": digest.hex()})
 
     async def files(self, request: web.Request) -> web.Response:
+        share, scope = await self._grant(request, "read")  # before the body is read
         body = await _body(request, FilesRequest)
-        if not body.paths:
-            raise Refused(400, "bad_request", "no paths")
-        # one ticket for the batch: checked once, then each path must be under it
-        share, first, scope = self._allow(request, "read", path=body.paths[0])
-        names = [join(first)]
-        for text in body.paths[1:]:
-            try:
-                parts = share_parts(text)
-            except PathRefused as exc:
-                raise Refused(400, "bad_path", str(exc)) from None
-            if not tickets.covers(scope, join(parts)):
-                raise Refused(403, "ticket_refused", f"ticket for another path ({text!r})")
-            names.append(join(parts))
+        if not 0 < len(body.paths) <= MAX_BATCH_FILES:
+            raise Refused(400, "bad_request", f"1 to {MAX_BATCH_FILES} paths per request")
+        names = [join(self._path(scope, text, "read")) for text in body.paths]
         payload = await asyncio.to_thread(reading.read_batch, share, names)
         return web.Response(body=payload, content_type="application/x-ferry-files")
 
     # -- writing
     async def receive_open(self, request: web.Request) -> web.Response:
-        share, parts, _ = self._allow(request, "write")
-        place = self._place(share, parts)
+        share, parts, _ = await self._allow(request, "write")
+        place = self._place(share, parts, write=True)
         body = await _body(request, OpenRequest)
         if body.size < 0 or not 0 < body.chunk <= MAX_CHUNK:
             raise Refused(400, "bad_request", "size must be >= 0 and chunk 1 to "
                           f"{MAX_CHUNK} bytes")
-        if chunk_count(body.size, body.chunk) > 1 << 20:
-            raise Refused(400, "bad_request", "too many chunks: use larger ones")
+        if chunk_count(body.size, body.chunk) > MAX_CHUNKS:
+            raise Refused(400, "bad_request", f"more than {MAX_CHUNKS} chunks: use larger ones")
         key = (share.id, join(parts))
         old = self._receiving.pop(key, None)
         if old is not None:
             old.close()
         part = PartialFile(place, body.size, body.chunk,
-                           Stat(body.size, body.mtime_ns, body.mode & 0o7777))
+                           Stat(body.size, body.mtime_ns, body.mode & 0o777, body.identity))
         if place.is_dir():
             raise Refused(409, "is_folder", f"{join(parts)!r} is a folder at the destination")
         try:
@@ -235,7 +257,7 @@ class TransferEndpoint:
         return part
 
     async def receive_chunk(self, request: web.Request) -> web.Response:
-        share, parts, _ = self._allow(request, "write")
+        share, parts, _ = await self._allow(request, "write")
         part = self._partial(share, parts)
         index = _int(request, "index")
         if not 0 <= index < part.count:
@@ -267,7 +289,7 @@ class TransferEndpoint:
         return web.Response(status=204)
 
     async def receive_commit(self, request: web.Request) -> web.Response:
-        share, parts, _ = self._allow(request, "write")
+        share, parts, _ = await self._allow(request, "write")
         part = self._partial(share, parts)
         body = await _body(request, CommitRequest)
         try:
@@ -284,13 +306,18 @@ class TransferEndpoint:
         """Small files, each a header line and its bytes; each is checked against its own
         ticket scope and hash, written aside, flushed to disk with the rest of the batch,
         and renamed into place on its own."""
+        share, scope = await self._grant(request, "write")  # before the body is read
         results: list[dict[str, str]] = []
         landing: list[tuple[int, SmallFile]] = []
         reader = request.content
+        received = 0
         while True:
             line = await reader.readline()
             if not line:
                 break
+            if len(results) >= MAX_BATCH_FILES or received > BATCH_BYTES:
+                raise Refused(413, "too_large", f"at most {MAX_BATCH_FILES} files and "
+                              f"{BATCH_BYTES} bytes per request")
             try:
                 header = msgspec.json.decode(line, type=FileHeader)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -303,10 +330,10 @@ class TransferEndpoint:
             except asyncio.IncompleteReadError:
                 raise Refused(400, "bad_request", f"{header.path}: the stream ended inside "
                               "the file") from None
+            received += len(data)
             results.append({"path": header.path})
             try:
-                share, parts, _ = self._allow(request, "write", path=header.path)
-                place = self._place(share, parts)
+                place = self._place(share, self._path(scope, header.path, "write"), True)
                 if place.is_dir():
                     raise Refused(409, "is_folder", f"{header.path!r} is a folder at the "
                                   "destination")
@@ -339,8 +366,19 @@ def _int(request: web.Request, name: str) -> int:
 
 
 async def _body(request: web.Request, kind: type[Any]) -> Any:
+    """A small JSON body: read only up to ``MAX_JSON`` bytes."""
+    if request.content_length is not None and request.content_length > MAX_JSON:
+        raise Refused(413, "too_large", f"a request body is at most {MAX_JSON} bytes")
+    raw = await request.content.read(MAX_JSON + 1)
+    while len(raw) <= MAX_JSON and not request.content.at_eof():
+        more = await request.content.read(MAX_JSON + 1 - len(raw))
+        if not more:
+            break
+        raw += more
+    if len(raw) > MAX_JSON:
+        raise Refused(413, "too_large", f"a request body is at most {MAX_JSON} bytes")
     try:
-        return msgspec.json.decode(await request.read(), type=kind)
+        return msgspec.json.decode(raw, type=kind)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise Refused(400, "bad_request", f"bad body: {exc}") from None
 

@@ -11,7 +11,7 @@ import msgspec
 from protocol.paths import PathRefused, join, share_parts
 from transports.chunks import SourceFile, TransferError, chunk_hash
 from transports.shares import files_below, resolve
-from transports.wire import SMALL_FILE, FileHeader, FileInfo, Refused, Share, StatAnswer
+from transports.wire import BATCH_BYTES, SMALL_FILE, FileHeader, FileInfo, Refused, Share, StatAnswer
 
 
 def stat(share: Share, place: Path, parts: tuple[str, ...], tree: bool) -> StatAnswer:
@@ -21,7 +21,10 @@ def stat(share: Share, place: Path, parts: tuple[str, ...], tree: bool) -> StatA
         raise Refused(404, "not_found", f"{join(parts)!r} does not exist in share "
                       f"{share.name!r}") from None
     if not os.path.isdir(place):
-        source = SourceFile(place)
+        try:
+            source = SourceFile(place)
+        except TransferError as exc:  # a FIFO, a device: nothing a transfer reads
+            raise Refused(409, "not_a_file", str(exc)) from None
         try:
             return StatAnswer(type="file", size=source.stat.size, mtime_ns=source.stat.mtime_ns,
                               mode=source.stat.mode, chunk=source.chunk,
@@ -31,9 +34,9 @@ def stat(share: Share, place: Path, parts: tuple[str, ...], tree: bool) -> StatA
     if not tree:
         raise Refused(403, "ticket_refused", "a folder needs a ticket for its whole tree")
     files = [FileInfo(path=join((*parts, *rel)), size=info.st_size, mtime_ns=info.st_mtime_ns,
-                      mode=info.st_mode & 0o7777)
+                      mode=info.st_mode & 0o777)
              for _, rel, info in files_below(share.root, place)]
-    return StatAnswer(type="dir", mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o7777,
+    return StatAnswer(type="dir", mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o777,
                       files=files)
 
 
@@ -57,6 +60,10 @@ def read_batch(share: Share, names: list[str]) -> bytes:
     out = bytearray()
     folders: dict[tuple[str, ...], Path] = {}
     for name in names:
+        if len(out) > BATCH_BYTES:  # bounded, whatever is asked (a path may repeat)
+            out += msgspec.json.encode(FileHeader(path=name, size=0, mtime_ns=0, mode=0,
+                                                  error="the batch is full")) + b"\n"
+            continue
         try:
             place = resolve(share.root, share_parts(name), folders)
         except PathRefused as exc:

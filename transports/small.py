@@ -9,6 +9,7 @@ import ctypes.util
 import functools
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +47,11 @@ def land_small(files: list[SmallFile]) -> list[str | TransferError]:
             results.append(ChunkCorrupt(f"{f.dest.name} does not match its hash "
                                         "(corrupted in flight)"))
             continue
-        temp = f.dest.with_name(f".{f.dest.name}.ferry-part")
-        try:
+        try:  # a temp of this batch's own: two batches for one file must not share it
             f.dest.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC |
-                         getattr(os, "O_NOFOLLOW", 0), 0o600)
+            fd, name = tempfile.mkstemp(dir=f.dest.parent, prefix=f".{f.dest.name[:200]}.",
+                                        suffix=".ferry-part")
+            temp = Path(name)
         except OSError as exc:
             results.append(write_error(exc, f.dest))
             continue
@@ -58,7 +59,7 @@ def land_small(files: list[SmallFile]) -> list[str | TransferError]:
             view = memoryview(f.data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fchmod(fd, f.mode & 0o7777)
+            os.fchmod(fd, f.mode & 0o777)
             os.utime(fd, ns=(f.mtime_ns, f.mtime_ns))
         except OSError as exc:
             os.close(fd)

@@ -231,7 +231,7 @@ class Dispatcher:
         if called is not None and called.client_id and self.ticket_key is not None:
             ticket = tickets.issue(self.ticket_key, tickets.TicketScope(
                 server=called.client_id, share=called.id,
-                path=transfer["destination_path"] if push else row.item,
+                path=_landing(transfer, row.item) if push else row.item,
                 op="write" if push else "read", job=job_id, task=row.id, tree=True),
                 ttl=TICKET_TTL)
         return TaskWork(id=row.id, uri=row.uri, item=row.item, attempt=row.attempts + 1,
@@ -355,3 +355,13 @@ def release(conn: Connection, bucket_ids: list[str], bucket_status: str,
 def _forget_keys(conn: Connection, before: datetime) -> None:
     """An agent resends a report at most until its outbox is empty; a week is ample."""
     conn.execute(delete(ReportKey).where(ReportKey.received < before))
+
+
+def _landing(transfer: dict[str, Any], item: str) -> str:
+    """Where a pushed source lands in the destination share: what its write ticket covers,
+    and nothing around it."""
+    dest = transfer["destination_path"]
+    if not transfer["into_folder"] or not item:
+        return str(dest)
+    name = item.rsplit("/", 1)[-1]
+    return f"{dest}/{name}" if dest else name
