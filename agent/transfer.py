@@ -19,7 +19,7 @@ import structlog
 
 from agent.config import AgentConfig
 from ferry.errors import ConfigError
-from protocol import ShareInfo, TransferInfo, TransferWork, tickets
+from protocol import Progress, ShareInfo, TransferInfo, TransferWork, tickets
 from protocol.paths import PathRefused, join, share_parts
 from transports import tls
 from transports.chunks import TransferError
@@ -41,6 +41,7 @@ class TransferService:
         self.endpoint.refresh = self._refresh
         self.checkin: Callable[[], Awaitable[None]] | None = None  # one check-in, now
         self._refreshing: asyncio.Future[None] | None = None
+        self._moving: dict[str, list[int]] = {}  # running transfer tasks: [bytes done, bytes]
         self._refreshed = 0.0
         self.url = ""
         self.fingerprint = ""
@@ -112,6 +113,26 @@ class TransferService:
 
     async def stop(self) -> None:
         await self.endpoint.stop()
+
+    async def run_task(self, task_id: str, work: TransferWork) -> tuple[str, int]:
+        """``run``, with the task's bytes kept for ``progress`` while it runs."""
+        moving = self._moving[task_id] = [0, 0]
+
+        def sized(total: int) -> None:
+            moving[1] = total
+
+        def moved(count: int) -> None:
+            moving[0] += count
+
+        try:
+            return await self.run(work, sized, moved)
+        finally:
+            self._moving.pop(task_id, None)
+
+    def progress(self) -> dict[str, Progress]:
+        """Bytes of the running transfers, for the heartbeat."""
+        return {task_id: Progress(done=min(done, size), size=size)
+                for task_id, (done, size) in self._moving.items() if size}
 
     async def run(self, work: TransferWork, sized: Callable[[int], None] | None = None,
                   moved: Callable[[int], None] | None = None) -> tuple[str, int]:

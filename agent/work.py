@@ -39,7 +39,6 @@ from protocol import (
     ClaimResponse,
     HeartbeatRequest,
     HeartbeatResponse,
-    Progress,
     TaskReport,
     TaskWork,
     whole_log_needed,
@@ -109,7 +108,6 @@ class Work:
         self.idle.set()
         self._lane_events: LoopInbox | None = None
         self.transfer: TransferService | None = None  # runs transfer tasks (the daemon sets it)
-        self._moving: dict[str, list[int]] = {}  # running transfers: [bytes done, bytes]
 
     def _inbox(self) -> LoopInbox:
         if self._lane_events is None:  # made on the loop that runs the buckets
@@ -254,15 +252,7 @@ class Work:
 
         if self.transfer is None or task.transfer is None:
             return failed("this agent runs no transfer endpoint (transfer: false)")
-        moving = self._moving[task.id] = [0, 0]
-
-        def sized(total: int) -> None:
-            moving[1] = total
-
-        def moved(count: int) -> None:
-            moving[0] += count
-
-        runner = asyncio.create_task(self.transfer.run(task.transfer, sized, moved))
+        runner = asyncio.create_task(self.transfer.run_task(task.id, task.transfer))
         run.transfer = (task.id, runner)
         try:
             summary, size = await runner
@@ -279,7 +269,6 @@ class Work:
             return failed(f"the agent failed while running it: {exc}")
         finally:
             run.transfer = None
-            self._moving.pop(task.id, None)
         text = summary + "\n"
         return Outcome(status="done", exit_code=0, message="", started=started,
                        ended=time.time(), log_tail=text, log_size=len(text.encode()), size=size)
@@ -336,9 +325,8 @@ class Work:
             try:
                 answer = await self.hub.request(
                     "POST", "/agent/heartbeat", HeartbeatRequest(
-                        buckets=held, progress={
-                            task_id: Progress(done=min(done, size), size=size)
-                            for task_id, (done, size) in self._moving.items() if size}),
+                        buckets=held,
+                        progress=self.transfer.progress() if self.transfer else {}),
                     HeartbeatResponse, attempts=3)
             except (Retryable, ApiError) as exc:
                 log.warning("heartbeat failed; leases run on until the hub is back",
