@@ -34,7 +34,7 @@ import psutil
 from hub import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import free_port, isolated_env, start_ferry, stop_process
+from bench.common import ensure, free_port, isolated_env, start_ferry, stop_process
 
 PASSWORD = "bench-root-password-0123"
 MIB = 1024 * 1024
@@ -93,9 +93,7 @@ def agent_status(status_url: str) -> dict[str, Any]:
 
 
 def start_rsync(runner: Runner, tmp: Path) -> int:
-    if shutil.which("rsync") is None:
-        print("rsync not found; installing it with apt-get", file=sys.stderr)
-        subprocess.run(["apt-get", "install", "-y", "rsync"], check=True, capture_output=True)
+    ensure("rsync", "rsync")
     port, module = free_port(), tmp / "rsync-module"
     module.mkdir()
     conf = tmp / "rsyncd.conf"

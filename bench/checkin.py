@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import resource
 import shutil
@@ -35,7 +34,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import free_port, start_ferry, stop_process
+from bench.common import ensure, free_port, start_ferry, stop_process
 
 PASSWORD = "bench-root-password"
 METRICS = {"c": 16, "l": 23.1, "m": 76.0, "mpf": 7954137088, "mpt": 34359738368,
@@ -148,9 +147,7 @@ NGINX_ANSWER = json.dumps({"client_id": "x", "status": "online", "checkin_interv
 
 def start_nginx(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     """nginx answering every POST to the check-in path with a fixed JSON body."""
-    if shutil.which("nginx") is None:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light"], check=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    ensure("nginx", "nginx-light")
     port = free_port()
     conf = tmp / "nginx.conf"
     conf.write_text(f"""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -67,3 +68,11 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeo
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def ensure(binary: str, package: str) -> None:
+    """A standard tool from Debian's packages, installed when missing."""
+    if shutil.which(binary) is None:
+        print(f"{binary} not found; installing {package} with apt-get", file=sys.stderr)
+        subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True,
+                       capture_output=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})

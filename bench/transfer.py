@@ -32,18 +32,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import free_port, start_ferry, stop_process
+from bench.common import ensure, free_port, start_ferry, stop_process
 from hub import Session
 
 PASSWORD = "bench-root-password"
 MiB = 1 << 20
-
-
-def ensure(binary: str, package: str) -> None:
-    if shutil.which(binary) is None:
-        print(f"{binary} not found; installing {package} with apt-get", file=sys.stderr)
-        subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True,
-                       capture_output=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
 
 def make_data(root: Path, big_mib: int, small_files: int, small_kib: int) -> None:

@@ -109,10 +109,11 @@ def read(key: Ed25519PublicKey, ticket: str, now: float | None = None) -> Ticket
     return scope
 
 
-def verify(key: Ed25519PublicKey, ticket: str, *, server: str, share: str, path: str, op: Op,
-           now: float | None = None) -> TicketScope:
+def verify(key: Ed25519PublicKey, ticket: str, *, server: str, share: str, path: str | None,
+           op: Op, now: float | None = None) -> TicketScope:
     """``read``, and that the ticket covers this request: this server, share, path and
-    direction. A folder ticket (``tree``) covers what is below its path."""
+    direction. A folder ticket (``tree``) covers what is below its path. ``path`` None
+    leaves the path to the caller (``covers``), for a request that names several."""
     scope = read(key, ticket, now)
     if scope.server != server:
         raise TicketRefused("ticket for another server")
@@ -120,7 +121,7 @@ def verify(key: Ed25519PublicKey, ticket: str, *, server: str, share: str, path:
         raise TicketRefused("ticket for another share")
     if scope.op != op:
         raise TicketRefused(f"ticket to {scope.op}, not to {op}")
-    if not covers(scope, path):
+    if path is not None and not covers(scope, path):
         raise TicketRefused("ticket for another path")
     return scope
 

@@ -149,15 +149,10 @@ class TransferEndpoint:
             raise Refused(403, "not_ready", "this agent has not enrolled with its hub yet")
         share_id = request.query.get("share", "")
         try:
-            scope = tickets.read(self.ticket_key, auth[len("Ticket "):])
+            scope = tickets.verify(self.ticket_key, auth[len("Ticket "):],
+                                   server=self.server_id, share=share_id, path=None, op=op)
         except TicketRefused as exc:
             raise Refused(403, "ticket_refused", exc.why) from None
-        if scope.server != self.server_id:
-            raise Refused(403, "ticket_refused", "ticket for another server")
-        if scope.share != share_id:
-            raise Refused(403, "ticket_refused", "ticket for another share")
-        if scope.op != op:
-            raise Refused(403, "ticket_refused", f"ticket to {scope.op}, not to {op}")
         share = self.shares.get(share_id)
         if share is None and self.refresh is not None:  # made a moment ago, at the hub
             await self.refresh()
