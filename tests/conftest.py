@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from hub import Session
 from lanes.accounting import CgroupTree
 from lanes.kill import marked
-from tests.helpers import ROOT_PASSWORD, Agent, Hub, isolated_env
+from tests.helpers import ROOT_PASSWORD, Agent, Hub, isolated_env, wait_for
 
 HUB_DEFAULTS: dict[str, Any] = {
     "ip": "127.0.0.1",
@@ -96,3 +97,30 @@ def node_key(session: Session) -> Callable[[str], dict[str, Any]]:
 
     return make
 
+
+
+@dataclass
+class Sites:
+    """Two agents, each serving one share: transfers between them."""
+
+    projects: Path  # served by source_agent
+    backup: Path  # served by dest_agent, which runs the (pulled) transfers
+    source_agent: Agent
+    dest_agent: Agent
+
+
+@pytest.fixture
+def two_sites(hub: Hub, session: Session, node_key: Callable[[str], dict[str, Any]],
+              start_agent: Callable[..., Agent], tmp_path: Path) -> Sites:
+    source_agent = start_agent(hub, node_key("storage-a")["api_key"], lanes=1)
+    dest_agent = start_agent(hub, node_key("storage-b")["api_key"], lanes=1)
+    a = wait_for(lambda: source_agent.status()["client_id"], what="a enrolled")
+    b = wait_for(lambda: dest_agent.status()["client_id"], what="b enrolled")
+    projects, backup = tmp_path / "a" / "projects", tmp_path / "b" / "backup"
+    projects.mkdir(parents=True)
+    backup.mkdir(parents=True)
+    session.create("Share", {"name": "projects", "client": a, "path": str(projects)})
+    session.create("Share", {"name": "backup", "client": b, "path": str(backup)})
+    wait_for(lambda: source_agent.status()["transfer"]["shares"] == ["projects"], what="a")
+    wait_for(lambda: dest_agent.status()["transfer"]["shares"] == ["backup"], what="b")
+    return Sites(projects, backup, source_agent, dest_agent)

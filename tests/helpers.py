@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -197,3 +198,15 @@ def db_rows(database: Path) -> dict[str, list[tuple[Any, ...]]]:
                 for t in tables}
     finally:
         con.close()
+
+
+def digest_tree(root: Path) -> dict[str, str]:
+    """Each file below ``root`` by its relative path, as a SHA-256."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def ended(session: Any, job_id: str) -> dict[str, Any] | None:
+    """The job once it has ended (done, failed or aborted), else None: for wait_for."""
+    job: dict[str, Any] = session.get("Job", job_id)
+    return job if job["status"] in ("done", "failed", "aborted") else None

@@ -177,8 +177,8 @@ BAD_SPECS: list[tuple[dict[str, Any], str, str]] = [
     ({"compute": {**SPEC, "timeout": 0}}, "compute.timeout", "> 0"),
     ({"compute": SPEC, "priority": 0}, "priority", ">= 1"),
     ({"compute": SPEC, "status": "running"}, "status", "Invalid enum value"),
-    ({"source": "share=projects/x.mov", "destination": "lars@edit.com"}, "destination",
-     "only share paths"),
+    ({"source": "/etc/passwd", "destination": "lars@edit.com"}, "source",
+     "write a share path"),
     ({}, "compute", "missing required field"),
 ]
 

@@ -6,56 +6,20 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from hub import Session
 from hub.session import ApiError
-from tests.helpers import Agent, Hub, db_rows, wait_for
+from tests.conftest import Sites
+from tests.helpers import Hub, db_rows, digest_tree, ended, wait_for
 from transports.chunks import MiB
-
-
-def digest_tree(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def ended(session: Session, job_id: str) -> dict[str, Any] | None:
-    job = session.get("Job", job_id)
-    return job if job["status"] in ("done", "failed", "aborted") else None
 
 
 @pytest.fixture
 def hub(start_hub) -> Hub:
     # heartbeats carry transfer progress: twice a second here, so that tests see it move
     return start_hub(heartbeat_interval=0.5, lease_seconds=10)
-
-
-@dataclass
-class Sites:
-    projects: Path  # served by source_agent
-    backup: Path  # served by dest_agent, which runs the transfers
-    source_agent: Agent
-    dest_agent: Agent
-
-
-@pytest.fixture
-def two_sites(hub: Hub, session: Session, node_key, start_agent, tmp_path: Path) -> Sites:
-    source_agent = start_agent(hub, node_key("storage-a")["api_key"], lanes=1)
-    dest_agent = start_agent(hub, node_key("storage-b")["api_key"], lanes=1)
-    a = wait_for(lambda: source_agent.status()["client_id"], what="a enrolled")
-    b = wait_for(lambda: dest_agent.status()["client_id"], what="b enrolled")
-    projects, backup = tmp_path / "a" / "projects", tmp_path / "b" / "backup"
-    projects.mkdir(parents=True)
-    backup.mkdir(parents=True)
-    session.create("Share", {"name": "projects", "client": a, "path": str(projects)})
-    session.create("Share", {"name": "backup", "client": b, "path": str(backup)})
-    wait_for(lambda: source_agent.status()["transfer"]["shares"] == ["projects"], what="a")
-    wait_for(lambda: dest_agent.status()["transfer"]["shares"] == ["backup"], what="b")
-    return Sites(projects, backup, source_agent, dest_agent)
 
 
 def test_a_file_and_a_folder_arrive_identical(session: Session, two_sites: Sites) -> None:
@@ -104,8 +68,12 @@ def test_bad_transfer_specs(hub: Hub, session: Session, two_sites: Sites) -> Non
     for body, field, needle in (
         ({"source": "share=nowhere/a.mov", "destination": "share=backup/"}, "source",
          "no share named 'nowhere'"),
-        ({"source": "share=projects/a.mov", "destination": "lars@edit.com"}, "destination",
-         "only share paths"),
+        ({"source": "share=projects/a.mov", "destination": "nobody@edit.com"}, "destination",
+         "no site or user named 'nobody@edit.com'"),
+        ({"source": "share=projects/a.mov", "destination": "site:mars"}, "destination",
+         "no site named 'mars'"),
+        ({"source": "share=projects/a.mov", "destination": "user:"}, "destination",
+         "names no user or site"),
         ({"source": "share=projects/../etc/passwd", "destination": "share=backup/"}, "source",
          "'..' would leave the share"),
         ({"source": "share=projects/a.mov", "destination": "share=backup/", "colour": 1},

@@ -15,14 +15,8 @@ from ferry.errors import ApiError
 from hub.entities.base import Entity, check_body, expect, invalid, iso, name_value
 from hub.entities.clients import user_hr
 from hub.jobs import status as st
-from hub.jobs.spec import (
-    JobCreate,
-    TransferCreate,
-    check_command,
-    expand_items,
-    parse_target,
-    share_party,
-)
+from hub.jobs import transfers
+from hub.jobs.spec import JobCreate, check_command, expand_items, parse_target
 from hub.query import Query
 from hub.query.fields import Choice, Context, Number, Party, Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
@@ -46,8 +40,8 @@ SCHEMA = Schema("Job", {
 READABLE = ("id", "code", "uri", "status", "created", "source", "source_hr", "destination",
             "destination_hr", "etr", "metadata", "parent", "parent_hr", "progress", "size",
             "speed", "user", "user_hr", "finished", "modified", "modifier", "priority", "kind",
-            "started", "counts", "compute", "transfer")
-WRITABLE = ("status", "priority", "code", "metadata")
+            "started", "counts", "compute", "transfer", "destination_path")
+WRITABLE = ("status", "priority", "code", "metadata", "destination_path")
 
 
 class JobEntity(Entity):
@@ -123,62 +117,17 @@ class JobEntity(Entity):
             "compute": {k: v for k, v in (j["spec"] or {}).items() if k != "targets"}
             if j["kind"] == "compute" else None,
             "transfer": (j["spec"] or {}).get("transfer") if j["kind"] == "transfer" else None,
+            # where a transfer's files land, as written (None: pending, or a compute job)
+            "destination_path": ((j["spec"] or {}).get("transfer") or {}).get("destination"),
         }
-
-    async def _create_transfer(self, ctx: Ctx, body: Any) -> dict[str, Any]:
-        """A transfer from one share path to another: one task, run by the agent that
-        serves the destination, which pulls from the agent that serves the source."""
-        try:
-            spec = msgspec.convert(body, TransferCreate)
-        except msgspec.ValidationError as exc:
-            raise invalid(exc, "invalid_spec") from None
-        source_name, source_parts, _ = share_party(spec.source, "source")
-        dest_name, dest_parts, into_folder = share_party(spec.destination, "destination")
-        job_id, now = new_id(), ctx.now
-        async with ctx.db.write() as conn:
-            shares = {r.name: r for r in (await conn.execute(
-                select(Share.id, Share.name, Share.client_id, Client.transfer_url)
-                .outerjoin(Client, Client.id == Share.client_id)
-                .where(Share.name.in_([source_name, dest_name])))).all()}
-            for name, field in ((source_name, "source"), (dest_name, "destination")):
-                if name not in shares:
-                    raise ApiError(422, "unknown_share", f"{field}: no share named '{name}'",
-                                   {"field": field})
-                if shares[name].client_id is None:
-                    raise ApiError(422, "unknown_share", f"{field}: share '{name}' has no "
-                                   "agent to serve it", {"field": field})
-            source, dest = shares[source_name], shares[dest_name]
-            # the side that is called must run an endpoint; the other side runs the task
-            called, runner, field = (source, dest, "source") if spec.direction == "pull" \
-                else (dest, source, "destination")
-            if not called.transfer_url:
-                raise ApiError(422, "not_served", f"{field}: the agent of share "
-                               f"'{called.name}' runs no transfer endpoint", {"field": field})
-            item = "/".join(source_parts)
-            stored = {"transfer": {
-                "source_share": source.id, "source_path": item,
-                "destination_share": dest.id, "destination_path": "/".join(dest_parts),
-                "into_folder": into_folder, "streams": spec.streams,
-                "direction": spec.direction},
-                "targets": [{"client": runner.client_id}], "bucket_size": 1,
-                "retries": spec.retries}
-            code = spec.code or (source_parts[-1] if source_parts else source_name)
-            await conn.execute(insert(Job).values(
-                id=job_id, code=code, kind="transfer", queue=spec.queue, status=spec.status,
-                priority=spec.priority, user_id=ctx.principal.id, source_scope="share",
-                source_id=source.id, destination_scope="share", destination_id=dest.id,
-                spec=stored, meta=spec.metadata, size=-1, created=now, modified=now,
-                modifier=ctx.principal.id))
-            await insert_tasks(conn, job_id, [item], 0, now, spec.priority)
-            await conn.run_sync(st.refresh, [job_id], now)
-        ctx.rt.dispatcher.notify()
-        return await self.get(ctx, job_id)
 
     async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
         self.visible(ctx)
         if isinstance(body, dict) and "compute" not in body and (
                 "source" in body or "destination" in body):
-            return await self._create_transfer(ctx, body)
+            job_id = await transfers.create(ctx, body)
+            ctx.rt.dispatcher.notify()
+            return await self.get(ctx, job_id)
         try:
             spec = msgspec.convert(body, JobCreate)
         except msgspec.ValidationError as exc:
@@ -222,13 +171,25 @@ class JobEntity(Entity):
             raise ApiError(422, "invalid_status", f"'{wanted}' cannot be written (writable: "
                            f"{', '.join(st.JOB_WRITABLE)})", {"field": "status"})
         async with ctx.db.write() as conn:
-            job = (await conn.execute(select(Job.status).where(Job.id == entity_id))).first()
+            job = (await conn.execute(select(
+                Job.id, Job.status, Job.kind, Job.spec, Job.destination_scope,
+                Job.destination_id).where(Job.id == entity_id))).first()
             if job is None:
                 raise ApiError(404, "not_found", f"no Job with id '{entity_id}'")
             values.update(modified=ctx.now, modifier=ctx.principal.id)
+            held = transfers.hold(job, wanted) if wanted is not None else None
+            if held is not None:  # pending stays pending; it becomes this once it has a path
+                values["spec"], wanted = held, None
             await conn.execute(update(Job).where(Job.id == entity_id).values(**values))
-            if wanted is not None:
+            if wanted == st.JobStatus.PENDING:
+                await transfers.resend(conn, ctx, job)
+            elif wanted is not None:
                 await change_status(conn, entity_id, job.status, wanted, ctx)
+            if "destination_path" in body:
+                job = (await conn.execute(select(
+                    Job.id, Job.status, Job.kind, Job.spec, Job.destination_scope,
+                    Job.destination_id).where(Job.id == entity_id))).first()
+                await transfers.set_destination(conn, ctx, job, body["destination_path"])
             await conn.run_sync(st.refresh, [entity_id], ctx.now)
         ctx.rt.dispatcher.notify()
         return await self.get(ctx, entity_id)
@@ -335,9 +296,6 @@ async def change_status(conn: Any, job_id: str, current: str, wanted: str, ctx: 
     """
     S, T = st.JobStatus, st.TaskStatus
     finished = current in st.FINISHED
-    if wanted == S.PENDING:
-        raise ApiError(422, "invalid_status", "'pending' resends a transfer; compute jobs have no "
-                       "destination to reset", {"field": "status"})
     if wanted == S.PAUSED:
         if finished:
             raise ApiError(409, "invalid_transition", f"the job has ended ({current}); write "

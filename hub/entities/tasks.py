@@ -11,6 +11,7 @@ from ferry.errors import ApiError
 from hub.entities.base import AnySelect, Entity, expect, iso
 from hub.entities.jobs import insert_tasks
 from hub.jobs import status as st
+from hub.jobs import transfers
 from hub.query.fields import Choice, Number, Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
 from hub.storage.models import Job, Task
@@ -50,8 +51,11 @@ class TaskEntity(Entity):
         t = row
         return {
             "id": t["id"], "uri": t["uri"], "status": t["status"], "created": iso(t["created"]),
-            "source": {"item": t["item"], "client": t["client_id"], "lane": t["lane_id"]},
-            "destination": {}, "priority": t["priority"], "size": t["size"],
+            "source": {"item": t["item"], "path": t["item"], "client": t["client_id"],
+                       "lane": t["lane_id"]},
+            # transfers: where the file lands on the job's destination share (None: pending)
+            "destination": {"path": t["destination"] or None} if t["destination"] or
+            t["status"] == st.TaskStatus.PENDING else {}, "priority": t["priority"], "size": t["size"],
             "finished": iso(t["finished"]), "time": t["time"],
             "job": t["job_id"], "item": t["item"], "attempts": t["attempts"],
             "bucket": t["bucket_id"],
@@ -70,8 +74,8 @@ class TaskEntity(Entity):
                        "status to 'excluded' instead")
 
     async def add(self, ctx: Ctx, job_id: str, body: Any) -> dict[str, Any]:
-        """Add tasks to a compute job; an existing item is retried, or refused with
-        ``allow_duplicates: false`` (jobs.rst)."""
+        """Add tasks to a job; an existing one (same item; for transfers, same source and
+        destination) is retried, or refused with ``allow_duplicates: false`` (jobs.rst)."""
         self.visible(ctx)
         if not isinstance(body, dict) or set(body) - {"tasks", "allow_duplicates"}:
             raise ApiError(422, "invalid_body", "body must be {\"tasks\": [...], "
@@ -84,14 +88,20 @@ class TaskEntity(Entity):
         if not isinstance(allow, bool):
             raise ApiError(422, "wrong_type", "'allow_duplicates' must be true or false",
                            {"field": "allow_duplicates"})
-        items = [_item(t, n) for n, t in enumerate(tasks)]
-        if len(set(items)) != len(items):
-            raise ApiError(422, "invalid_body", "the same item is listed twice", {"field": "tasks"})
         async with ctx.db.write() as conn:
-            job = (await conn.execute(select(Job.id, Job.status, Job.priority)
+            job = (await conn.execute(select(Job.id, Job.status, Job.priority, Job.kind, Job.spec)
                                       .where(Job.id == job_id))).first()
             if job is None:
                 raise ApiError(404, "not_found", f"no Job with id '{job_id}'")
+            if job.kind == "transfer":
+                added = await transfers.add_tasks(conn, ctx, job, tasks, allow)
+                await _reopen(conn, job, ctx)
+                ctx.rt.dispatcher.notify()
+                return {"success": True, **added}
+            items = [_item(t, n) for n, t in enumerate(tasks)]
+            if len(set(items)) != len(items):
+                raise ApiError(422, "invalid_body", "the same item is listed twice",
+                               {"field": "tasks"})
             existing = dict((await conn.execute(select(Task.item, Task.id).where(
                 Task.job_id == job_id, Task.item.in_(items)))).all())
             if existing and not allow:
@@ -109,10 +119,7 @@ class TaskEntity(Entity):
             created = await insert_tasks(conn, job_id, [i for i in items if i not in existing],
                                          (last if last is not None else -1) + 1, ctx.now,
                                          job.priority)
-            if job.status in st.FINISHED and job.status != st.JobStatus.ABORTED:
-                await conn.execute(update(Job).where(Job.id == job_id).values(
-                    status=st.JobStatus.WAITING, finished=None))
-            await conn.run_sync(st.refresh, [job_id], ctx.now)
+            await _reopen(conn, job, ctx)
         ctx.rt.dispatcher.notify()
         return {"success": True, "created": created, "retried": retried}
 
@@ -138,6 +145,14 @@ class TaskEntity(Entity):
             await conn.run_sync(st.refresh, [job_id], ctx.now)
         ctx.rt.dispatcher.notify()
         return await self.rows(ctx, Task.id.in_(ids))
+
+
+async def _reopen(conn: Any, job: Any, ctx: Ctx) -> None:
+    """A job that ended runs again for the tasks just added or retried (not an aborted one)."""
+    if job.status in st.FINISHED and job.status != st.JobStatus.ABORTED:
+        await conn.execute(update(Job).where(Job.id == job.id).values(
+            status=st.JobStatus.WAITING, finished=None))
+    await conn.run_sync(st.refresh, [job.id], ctx.now)
 
 
 def _item(task: Any, index: int) -> str:

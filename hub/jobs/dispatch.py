@@ -56,7 +56,7 @@ _BEST_JOB = (select(Task.job_id).join(Job, Job.id == Task.job_id)
              .order_by(Job.priority.desc(), Job.created, Task.priority.desc(), Task.seq).limit(1))
 # PostgreSQL: several hub processes claim at once; SKIP LOCKED leaves each its own
 # tasks (SQLite has one writer, and renders no FOR UPDATE)
-_NEXT_TASKS = (select(Task.id, Task.uri, Task.item, Task.attempts)
+_NEXT_TASKS = (select(Task.id, Task.uri, Task.item, Task.attempts, Task.destination)
                .where(Task.job_id == bindparam("job"), Task.status == st.TaskStatus.QUEUED)
                .order_by(Task.priority.desc(), Task.seq).limit(bindparam("n"))
                .with_for_update(skip_locked=True))
@@ -231,7 +231,7 @@ class Dispatcher:
         if called is not None and called.client_id and self.ticket_key is not None:
             ticket = tickets.issue(self.ticket_key, tickets.TicketScope(
                 server=called.client_id, share=called.id,
-                path=_landing(transfer, row.item) if push else row.item,
+                path=row.destination if push else row.item,
                 op="write" if push else "read", job=job_id, task=row.id, tree=True),
                 ttl=TICKET_TTL)
         return TaskWork(id=row.id, uri=row.uri, item=row.item, attempt=row.attempts + 1,
@@ -240,8 +240,7 @@ class Dispatcher:
                             fingerprint=(called.transfer_fingerprint or "") if called else "",
                             share=called.id if called else "", path=row.item, ticket=ticket,
                             dest_share=transfer["destination_share"],
-                            dest_path=transfer["destination_path"],
-                            into_folder=transfer["into_folder"],
+                            dest_path=row.destination, into_folder=False,
                             streams=transfer.get("streams", 4),
                             dest_root=dest.path if dest else "",
                             direction="push" if push else "pull",
@@ -336,7 +335,7 @@ def release(conn: Connection, bucket_ids: list[str], bucket_status: str,
     for row in rows:
         if row.abort_to is not None:
             values: dict[str, Any] = {"status": row.abort_to, "abort_to": None}
-            if row.abort_to == st.TaskStatus.QUEUED:
+            if row.abort_to in st.RUN_AGAIN:
                 values.update(st.FRESH_RUN)
         elif not penalty:
             values = {**st.FRESH_RUN, "status": st.TaskStatus.QUEUED, "message": why}
@@ -355,13 +354,3 @@ def release(conn: Connection, bucket_ids: list[str], bucket_status: str,
 def _forget_keys(conn: Connection, before: datetime) -> None:
     """An agent resends a report at most until its outbox is empty; a week is ample."""
     conn.execute(delete(ReportKey).where(ReportKey.received < before))
-
-
-def _landing(transfer: dict[str, Any], item: str) -> str:
-    """Where a pushed source lands in the destination share: what its write ticket covers,
-    and nothing around it."""
-    dest = transfer["destination_path"]
-    if not transfer["into_folder"] or not item:
-        return str(dest)
-    name = item.rsplit("/", 1)[-1]
-    return f"{dest}/{name}" if dest else name

@@ -123,8 +123,8 @@ def _task_event(item: TaskReport, bucket: Any, task: dict[str, Any] | None,
     if task["abort_to"] is not None:
         # a kill the hub asked for: the task already shows its new status
         if item.event != "started":
-            if task["abort_to"] == T.QUEUED:
-                task.update(st.FRESH_RUN, status=T.QUEUED)
+            if task["abort_to"] in st.RUN_AGAIN:
+                task.update(st.FRESH_RUN, status=task["abort_to"])
             task["abort_to"] = None
         return ""
     if task["status"] not in st.RUNNING_TASK:

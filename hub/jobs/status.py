@@ -55,6 +55,8 @@ FINISHED = (JobStatus.DONE, JobStatus.FAILED, JobStatus.ABORTED)
 ACTIVE = (JobStatus.INIT, JobStatus.WAITING, JobStatus.RUNNING)  # may be dispatched
 RUNNING_TASK = (TaskStatus.BOOTING, TaskStatus.EXECUTING)
 ENDED_TASK = (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.EXCLUDED)
+# a task killed on its way to one of these runs afresh: it forgets the killed run
+RUN_AGAIN = (TaskStatus.QUEUED, TaskStatus.PENDING)
 SPEED_WINDOW = timedelta(seconds=60)
 
 

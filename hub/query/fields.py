@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, not_, or_, select, true
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select, true
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 from ferry.errors import QueryError
@@ -231,8 +231,8 @@ class Schema:
 class Party(Field):
     """A ``<scope>:<id>`` party (jobs.rst): ``source=hq``, ``destination="stockholm"``.
 
-    The value is a name or id of a site, user (username or email) or client
-    (code); ``site:hq`` or ``user:lars@edit.com`` pins the scope.
+    The value is a name or id of a site, user (username or email), client (code)
+    or share; ``site:hq`` or ``user:lars@edit.com`` pins the scope.
     """
 
     scope: Any
@@ -240,18 +240,19 @@ class Party(Field):
     kind = "party"
 
     def compile(self, cmp: Comparison, ctx: Context) -> ColumnElement[bool]:
-        from hub.storage.models import Client, Site, User
+        from hub.storage.models import Client, Share, Site, User
 
         if cmp.op not in ("=", "!="):
             raise ctx.error(f"field '{cmp.field}' can only be compared with = or !=", cmp.position)
         scope, sep, value = cmp.value.partition(":")
-        if not sep or scope not in ("site", "user", "client"):
+        if not sep or scope not in ("site", "user", "client", "share"):
             scope, value = "", cmp.value
         lookups = {
             "site": select(Site.id).where(or_(Site.id == value, Site.name == value)),
             "user": select(User.id).where(or_(User.id == value, User.username == value,
-                                              User.email == value)),
+                                              func.lower(User.email) == value.lower())),
             "client": select(Client.id).where(or_(Client.id == value, Client.code == value)),
+            "share": select(Share.id).where(or_(Share.id == value, Share.name == value)),
         }
         matches = or_(*(and_(self.scope == name, self.ident.in_(ids))
                         for name, ids in lookups.items() if scope in ("", name)))

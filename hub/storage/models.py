@@ -209,6 +209,8 @@ class Task(Base):
     uri: Mapped[str] = mapped_column(String(32))  # "0", "1", … in order of creation
     seq: Mapped[int] = mapped_column(Integer)
     item: Mapped[str] = mapped_column(String(1024))
+    # transfer tasks: where the file lands on the job's destination share (empty: pending)
+    destination: Mapped[str] = mapped_column(String(4096), default="")
     status: Mapped[str] = mapped_column(String(16), index=True)
     priority: Mapped[int] = mapped_column(Integer, default=500)
     size: Mapped[int] = mapped_column(BigInteger, default=-1)

@@ -1,0 +1,355 @@
+"""Transfer jobs (jobs.rst): parties, destination paths, where each file lands, resend.
+
+A transfer job sends files from a share path to a party::
+
+    {"source": "share=projects/thefilm/latest_edit.mov",
+     "destination": "lars@edit.com",   # a user, a site ("hq") or a share path
+     "status": "paused"}
+
+A share path as destination says where the files land, and the job can run
+at once. A user or a site says only who receives them: the job is
+``pending`` until a destination path is set (``destination_path``, a share
+served by one of that user's agents or by an agent at that site). Writing
+``pending`` resends the job: every task runs again, to a destination path
+set anew.
+
+Each task stores where it lands (``Task.destination``). By default a task
+*mirrors* its source: its path below the job's source folder is kept below
+the job's destination folder. A task may instead name its own destination
+on the job's destination share.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from sqlalchemy import func, insert, or_, select, update
+
+from ferry.errors import ApiError
+from hub.entities.base import expect, invalid
+from hub.jobs import status as st
+from hub.runtime import Ctx
+from hub.storage.models import Client, Job, Share, Site, Task, User, new_id
+from protocol.paths import PathRefused, join, share_parts, split_share_path
+
+S, T = st.JobStatus, st.TaskStatus
+
+
+class TransferCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A transfer job (jobs.rst): ``source`` a share path, ``destination`` a party."""
+
+    source: Annotated[str, msgspec.Meta(min_length=1, max_length=4200)]
+    destination: Annotated[str, msgspec.Meta(min_length=1, max_length=4200)]
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
+    priority: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 500
+    status: Literal["waiting", "paused"] = "waiting"
+    queue: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "default"
+    metadata: dict[str, Any] = {}
+    retries: Annotated[int, msgspec.Meta(ge=0, le=100)] = 2
+    streams: Annotated[int, msgspec.Meta(ge=1, le=32)] = 4
+    # pull: the destination's agent fetches (default); push: the source's agent sends, for
+    # a source behind NAT that nobody can reach
+    direction: Literal["pull", "push"] = "pull"
+
+
+def share_party(text: str, field: str) -> tuple[str, tuple[str, ...], bool]:
+    """``share=<name>/<path>`` as (share name, path parts, names a folder: ends in '/' or is
+    the share's root)."""
+    if not isinstance(text, str) or not text.startswith("share="):
+        raise ApiError(422, "invalid_path", f"{field}: write a share path, "
+                       "share=<share>/<path>", {"field": field})
+    try:
+        name, parts = split_share_path(text)
+    except PathRefused as exc:
+        raise ApiError(422, "invalid_path", f"{field}: {exc}", {"field": field}) from None
+    return name, parts, text.endswith("/") or not parts
+
+
+async def find_party(conn: Any, text: str, field: str) -> tuple[str, str]:
+    """A receiving user or site as (scope, id): ``lars@edit.com``, ``hq``, ``user:lars``,
+    ``site:stockholm``. A bare name is a site if one has it, else a user."""
+    scope, sep, value = text.partition(":")
+    if not sep or scope not in ("user", "site"):
+        scope, value = "", text
+    value = value.strip()
+    if not value:
+        raise ApiError(422, "unknown_party", f"{field}: names no user or site", {"field": field})
+    if scope in ("", "site"):
+        site = (await conn.execute(select(Site.id).where(
+            or_(Site.id == value, Site.name == value)))).scalar()
+        if site is not None:
+            return "site", site
+    if scope in ("", "user"):
+        user = (await conn.execute(select(User.id).where(or_(
+            User.id == value, User.username == value,
+            func.lower(User.email) == value.lower())))).scalar()
+        if user is not None:
+            return "user", user
+    what = {"": "no site or user", "site": "no site", "user": "no user"}[scope]
+    raise ApiError(422, "unknown_party", f"{field}: {what} named '{value}' (a destination is a "
+                   "user, a site or a share path share=<share>/<path>)", {"field": field})
+
+
+def landing(transfer: dict[str, Any], item: str) -> str:
+    """Where ``item`` lands when it mirrors the job's paths. The job's own source lands
+    inside the destination folder (``into_folder``) or at the destination path itself;
+    what is below the source's folder keeps its place below the destination's; anything
+    else lands by its name beside the job's own source."""
+    src, dst = share_parts(transfer["source_path"]), share_parts(transfer["destination_path"])
+    parts = share_parts(item)
+    into = transfer["into_folder"]
+    origin, target = (src[:-1], dst) if into else (src, dst)
+    if parts[:len(origin)] == origin:
+        return join(target + parts[len(origin):])
+    if not into and src and parts[:len(src) - 1] == src[:-1]:
+        return join(dst[:-1] + parts[len(src) - 1:])
+    return join((dst if into else dst[:-1]) + parts[-1:])
+
+
+async def share_rows(conn: Any, names: list[str]) -> dict[str, Any]:
+    return {r.name: r for r in (await conn.execute(
+        select(Share.id, Share.name, Share.path, Share.client_id, Client.transfer_url,
+               Client.user_id, Client.site_id)
+        .outerjoin(Client, Client.id == Share.client_id)
+        .where(Share.name.in_(names)))).all()}
+
+
+def served(shares: dict[str, Any], name: str, field: str) -> Any:
+    if name not in shares:
+        raise ApiError(422, "unknown_share", f"{field}: no share named '{name}'",
+                       {"field": field})
+    if shares[name].client_id is None:
+        raise ApiError(422, "unknown_share", f"{field}: share '{name}' has no agent to serve "
+                       "it", {"field": field})
+    return shares[name]
+
+
+def runner(source: Any, dest: Any, direction: str) -> str:
+    """The agent that runs the job's tasks. The other side is called, so it must run an
+    endpoint."""
+    called, runs, field = (source, dest, "source") if direction == "pull" \
+        else (dest, source, "destination")
+    if not called.transfer_url:
+        raise ApiError(422, "not_served", f"{field}: the agent of share '{called.name}' runs no "
+                       "transfer endpoint", {"field": field})
+    return str(runs.client_id)
+
+
+async def create(ctx: Ctx, body: Any) -> str:
+    """Store a transfer job and its first task; the job's id."""
+    try:
+        spec = msgspec.convert(body, TransferCreate)
+    except msgspec.ValidationError as exc:
+        raise invalid(exc, "invalid_spec") from None
+    source_name, source_parts, _ = share_party(spec.source, "source")
+    to_share = spec.destination.startswith("share=")
+    if to_share:
+        dest_name, dest_parts, into_folder = share_party(spec.destination, "destination")
+    job_id, now = new_id(), ctx.now
+    async with ctx.db.write() as conn:
+        shares = await share_rows(conn, [source_name] + ([dest_name] if to_share else []))
+        source = served(shares, source_name, "source")
+        item = join(source_parts)
+        transfer: dict[str, Any] = {
+            "source_share": source.id, "source_path": item, "streams": spec.streams,
+            "direction": spec.direction, "destination_share": None, "destination_path": None,
+            "destination": None, "into_folder": True, "hold": spec.status == "paused"}
+        stored: dict[str, Any] = {"transfer": transfer, "targets": [], "bucket_size": 1,
+                                  "retries": spec.retries}
+        if to_share:
+            dest = served(shares, dest_name, "destination")
+            stored["targets"] = [{"client": runner(source, dest, spec.direction)}]
+            transfer.update(destination_share=dest.id, destination_path=join(dest_parts),
+                            destination=spec.destination, into_folder=into_folder)
+            party, status, lands = ("share", dest.id), str(spec.status), landing(transfer, item)
+        else:
+            party, status, lands = await find_party(conn, spec.destination, "destination"), \
+                str(S.PENDING), ""
+        await conn.execute(insert(Job).values(
+            id=job_id, code=spec.code or (source_parts[-1] if source_parts else source_name),
+            kind="transfer", queue=spec.queue, status=status, priority=spec.priority,
+            user_id=ctx.principal.id, source_scope="share", source_id=source.id,
+            destination_scope=party[0], destination_id=party[1], spec=stored,
+            meta=spec.metadata, size=-1, created=now, modified=now, modifier=ctx.principal.id))
+        await insert_transfer_tasks(conn, job_id, [(item, lands)], 0, now,
+                                    spec.priority, pending=not to_share)
+        await conn.run_sync(st.refresh, [job_id], now)
+    return job_id
+
+
+async def insert_transfer_tasks(conn: Any, job_id: str, pairs: list[tuple[str, str]],
+                                first_seq: int, now: Any, priority: int, *, pending: bool
+                                ) -> list[str]:
+    ids = [new_id() for _ in pairs]
+    if pairs:
+        await conn.execute(insert(Task), [
+            {"id": task_id, "job_id": job_id, "uri": str(first_seq + n), "seq": first_seq + n,
+             "item": item, "destination": lands,
+             "status": T.PENDING if pending else T.QUEUED, "priority": priority, "size": -1,
+             "attempts": 0, "message": "", "log_tail": "", "has_log": False, "meta": {},
+             "created": now, "modified": now}
+            for n, (task_id, (item, lands)) in enumerate(zip(ids, pairs, strict=True))])
+    return ids
+
+
+async def set_destination(conn: Any, ctx: Ctx, job: Any, text: Any) -> None:
+    """Give a pending job its destination path: its tasks land by it and are queued."""
+    text = expect({"destination_path": text}, "destination_path", str, "a share path")
+    if job.kind != "transfer":
+        raise ApiError(422, "read_only", "'destination_path' belongs to transfer jobs",
+                       {"field": "destination_path"})
+    if job.status != S.PENDING:
+        raise ApiError(409, "not_pending", f"the job is {job.status}: its destination path is "
+                       "set only while it is pending (write status 'pending' to resend it)",
+                       {"field": "destination_path"})
+    name, parts, into_folder = share_party(text, "destination_path")
+    stored = dict(job.spec)
+    transfer = dict(stored["transfer"])
+    shares = await share_rows(conn, [name])
+    dest = served(shares, name, "destination_path")
+    source = (await conn.execute(
+        select(Share.id, Share.name, Client.transfer_url, Share.client_id)
+        .outerjoin(Client, Client.id == Share.client_id)
+        .where(Share.id == transfer["source_share"]))).first()
+    if source is None or source.client_id is None:
+        raise ApiError(409, "unknown_share", "the job's source share is gone or served by no "
+                       "agent", {"field": "source"})
+    scope, ident = job.destination_scope, job.destination_id
+    if scope == "user" and dest.user_id != ident:
+        raise ApiError(422, "not_theirs", f"destination_path: share '{name}' is not served by "
+                       "an agent of the receiving user", {"field": "destination_path"})
+    if scope == "site" and dest.site_id != ident:
+        raise ApiError(422, "not_theirs", f"destination_path: share '{name}' is not served by "
+                       "an agent at the receiving site", {"field": "destination_path"})
+    stored["targets"] = [{"client": runner(source, dest, transfer["direction"])}]
+    transfer.update(destination_share=dest.id, destination_path=join(parts),
+                    destination=text, into_folder=into_folder)
+    stored["transfer"] = transfer
+    tasks = (await conn.execute(select(Task.id, Task.item, Task.abort_to).where(
+        Task.job_id == job.id, Task.status == T.PENDING))).all()
+    for task in tasks:
+        # a task still being stopped since the resend is queued once the agent confirms
+        state = {"abort_to": T.QUEUED} if task.abort_to is not None else {"status": T.QUEUED}
+        await conn.execute(update(Task).where(Task.id == task.id).values(
+            destination=landing(transfer, task.item), modified=ctx.now, **state))
+    values: dict[str, Any] = {"spec": stored}
+    if scope == "share":  # the job's party follows its path
+        values["destination_id"] = dest.id
+    if transfer.get("hold"):
+        values["status"] = S.PAUSED
+    await conn.execute(update(Job).where(Job.id == job.id).values(**values))
+
+
+async def resend(conn: Any, ctx: Ctx, job: Any) -> None:
+    """``status: pending``: every task runs again, once a destination path is set anew.
+    Tasks still running are stopped first (the agent hears it at its next heartbeat)."""
+    if job.kind != "transfer":
+        raise ApiError(422, "invalid_status", "'pending' resends a transfer; compute jobs have "
+                       "no destination to reset", {"field": "status"})
+    stored = dict(job.spec)
+    stored["transfer"] = {**stored["transfer"], "destination_share": None,
+                          "destination_path": None, "destination": None,
+                          "hold": job.status == S.PAUSED}
+    stored["targets"] = []
+    await conn.execute(update(Task).where(
+        Task.job_id == job.id, Task.status.in_(st.RUNNING_TASK)).values(
+        status=T.PENDING, abort_to=T.PENDING, destination="", modified=ctx.now))
+    await conn.execute(update(Task).where(
+        Task.job_id == job.id, Task.status.not_in(st.RUNNING_TASK),
+        Task.status != T.EXCLUDED).values(
+        **st.FRESH_RUN, status=T.PENDING, destination="", attempts=0, message="",
+        modified=ctx.now))
+    await conn.execute(update(Job).where(Job.id == job.id).values(
+        status=S.PENDING, spec=stored, started=None, finished=None))
+
+
+def hold(job: Any, wanted: str) -> dict[str, Any] | None:
+    """A pending job written ``paused`` or ``waiting`` stays pending and remembers which to
+    become once its destination path is set; None when the job is not pending."""
+    if job.kind != "transfer" or job.status != S.PENDING or wanted not in (S.PAUSED, S.WAITING):
+        return None
+    return {**job.spec, "transfer": {**job.spec["transfer"], "hold": wanted == S.PAUSED}}
+
+
+async def add_tasks(conn: Any, ctx: Ctx, job: Any, tasks: list[Any], allow: bool
+                    ) -> dict[str, Any]:
+    """Add files to a transfer job: each mirrors the job's paths or names its own
+    destination on the job's destination share. A task with the same source and
+    destination is not added: it runs again (or, with ``allow_duplicates: false``, the
+    call is refused)."""
+    transfer = job.spec["transfer"]
+    pending = job.status == S.PENDING
+    source = (await conn.execute(select(Share.name, Share.path).where(
+        Share.id == transfer["source_share"]))).first()
+    dest_name = None if pending else (await conn.execute(select(Share.name).where(
+        Share.id == transfer["destination_share"]))).scalar()
+    pairs: list[tuple[str, str]] = []
+    for n, entry in enumerate(tasks):
+        field = f"tasks[{n}]"
+        task, explicit = entry, None
+        if isinstance(entry, dict):
+            if set(entry) - {"source", "destination"} or "source" not in entry:
+                raise ApiError(422, "invalid_body", f"{field}: a transfer task is a source path "
+                               "or {\"source\": ..., \"destination\": ...}", {"field": field})
+            task, explicit = entry["source"], entry.get("destination")
+        item = _source_item(task, source, field)
+        if explicit is None:
+            lands = "" if pending else landing(transfer, item)
+        else:
+            if pending:
+                raise ApiError(409, "not_pending", f"{field}: the job has no destination "
+                               "share yet; add it without a destination (mirrored)",
+                               {"field": field})
+            name, parts, into_folder = share_party(explicit, f"{field}.destination")
+            if name != dest_name:
+                raise ApiError(422, "invalid_path", f"{field}.destination: the job's files "
+                               f"land on share '{dest_name}'", {"field": field})
+            lands = join(parts + (share_parts(item)[-1:] if into_folder else ()))
+        pairs.append((item, lands))
+    if len(set(pairs)) != len(pairs):
+        raise ApiError(422, "invalid_body", "the same source and destination are listed twice",
+                       {"field": "tasks"})
+    rows = (await conn.execute(select(Task.id, Task.item, Task.destination).where(
+        Task.job_id == job.id, Task.item.in_([p[0] for p in pairs])))).all()
+    existing = {(r.item, r.destination): r.id for r in rows}
+    dupes = [p for p in pairs if p in existing]
+    if dupes and not allow:
+        raise ApiError(409, "duplicate", f"'{dupes[0][0]}' to '{dupes[0][1]}' is already a "
+                       f"task of this job ({len(dupes)} duplicates; nothing added)",
+                       {"field": "tasks"})
+    retried = [existing[p] for p in dupes]
+    if retried:  # jobs.rst: a duplicate is not added; the existing task runs again
+        await conn.execute(update(Task).where(
+            Task.id.in_(retried), Task.status.in_((*st.ENDED_TASK, T.ONHOLD))).values(
+            **st.FRESH_RUN, status=T.PENDING if pending else T.QUEUED, attempts=0,
+            message="", modified=ctx.now))
+    last = (await conn.execute(select(func.max(Task.seq)).where(Task.job_id == job.id))).scalar()
+    created = await insert_transfer_tasks(
+        conn, job.id, [p for p in pairs if p not in existing],
+        (last if last is not None else -1) + 1, ctx.now, job.priority, pending=pending)
+    return {"created": created, "retried": retried}
+
+
+def _source_item(task: Any, source: Any, field: str) -> str:
+    """A source on the job's source share: ``share=<share>/<path>``, or an absolute path
+    below the share's root folder on its agent (jobs.rst's ``/Volumes/projects/...``)."""
+    if not isinstance(task, str) or not task:
+        raise ApiError(422, "invalid_body", f"{field}: a source is a non-empty string",
+                       {"field": field})
+    if task.startswith("share="):
+        name, parts, _ = share_party(task, field)
+        if name != source.name:
+            raise ApiError(422, "invalid_path", f"{field}: the job's files come from share "
+                           f"'{source.name}'", {"field": field})
+        return join(parts)
+    root = source.path.rstrip("/\\")
+    normal = task.replace("\\", "/")
+    if root and normal.startswith(root.replace("\\", "/") + "/"):
+        try:
+            return join(share_parts(normal[len(root) + 1:]))
+        except PathRefused as exc:
+            raise ApiError(422, "invalid_path", f"{field}: {exc}", {"field": field}) from None
+    raise ApiError(422, "invalid_path", f"{field}: '{task}' is neither a path of share "
+                   f"'{source.name}' (share={source.name}/...) nor below its folder "
+                   f"'{source.path}'", {"field": field})
