@@ -30,6 +30,8 @@ class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     transfer_port: Port = 0
     transfer_host: Annotated[str, msgspec.Meta(min_length=1, max_length=255,
                                                pattern=r"^[^\s/?#@]+$")] | None = None
+    # the port peers connect to when it is not transfer_port (port forwarding, a relay)
+    transfer_public_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
     drain_timeout: Seconds = 60.0
     retry_max_delay: Seconds = 30.0
     request_timeout: Seconds = 30.0

@@ -59,7 +59,8 @@ class TransferService:
         host = self.config.transfer_host or (
             self.config.transfer_ip if self.config.transfer_ip not in ("0.0.0.0", "::")
             else socket.gethostname())
-        self.url = f"https://{f'[{host}]' if ':' in host else host}:{port}"
+        public = self.config.transfer_public_port or port
+        self.url = f"https://{f'[{host}]' if ':' in host else host}:{public}"
         log.info("serving transfers", url=self.url, fingerprint=self.fingerprint[:16])
 
     def info(self) -> TransferInfo | None:
@@ -170,7 +171,7 @@ class TransferService:
                 sized(info.size if info.type == "file" else sum(f.size for f in info.files))
             if info.type == "file":
                 digest = await client.pull(work.path, place(base), info, moved)
-                return f"{info.size} bytes, blake3 {digest}", info.size
+                return _summary(f"{info.size} bytes, blake3 {digest}", client), info.size
             skip = len(source_parts)
             small = [(f.path, f.size) for f in info.files if f.size <= SMALL_FILE]
             lanes = asyncio.Semaphore(work.streams)  # batches in flight, like chunk streams
@@ -186,7 +187,7 @@ class TransferService:
                     await client.pull(f.path, place(base + share_parts(f.path)[skip:]),
                                       progress=moved)
             total = sum(f.size for f in info.files)
-            return f"{len(info.files)} files, {total} bytes", total
+            return _summary(f"{len(info.files)} files, {total} bytes", client), total
 
     async def _push(self, work: TransferWork, sized: Callable[[int], None] | None,
                     moved: Callable[[int], None] | None) -> tuple[str, int]:
@@ -212,7 +213,7 @@ class TransferService:
                                   streams=work.streams) as client:
             if len(files) == 1 and files[0][1] == ():  # the source is one file
                 digest = await client.push(files[0][0], join(base), moved)
-                return f"{total} bytes, blake3 {digest}", total
+                return _summary(f"{total} bytes, blake3 {digest}", client), total
             lanes = asyncio.Semaphore(work.streams)
             small = [(path, size) for path, _, size in files if size <= SMALL_FILE]
             by_path = {path: join(base + rel) for path, rel, _ in files}
@@ -225,7 +226,12 @@ class TransferService:
             for path, rel, size in files:
                 if size > SMALL_FILE:
                     await client.push(path, join(base + rel), moved)
-        return f"{len(files)} files, {total} bytes", total
+            return _summary(f"{len(files)} files, {total} bytes", client), total
+
+
+def _summary(text: str, client: TransferClient) -> str:
+    """A task's log line: what arrived, and how many requests had to be made again."""
+    return f"{text}; {client.retried} requests made again" if client.retried else text
 
 
 def _local_files(root: Path, place: Path) -> list[tuple[Path, tuple[str, ...], int]] | None:

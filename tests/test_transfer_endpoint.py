@@ -17,6 +17,7 @@ import structlog.testing
 
 from protocol import tickets
 from protocol.tickets import TicketScope
+from tests.proxy import Proxy
 from transports import tls
 from transports.chunks import MiB, TransferError
 from transports.client import TransferClient
@@ -70,51 +71,6 @@ def random_file(path: Path, size: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(random.randbytes(size))
     return path
-
-
-class Proxy:
-    """A TCP relay that can damage or cut the first server->client stream once."""
-
-    def __init__(self, target_port: int, *, flip_at: int | None = None,
-                 cut_at: int | None = None) -> None:
-        self.target_port = target_port
-        self.flip_at, self.cut_at = flip_at, cut_at
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self.port
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, down: bool) -> None:
-            sent = 0
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await src.read(65536):
-                    if down and self.flip_at is not None and sent <= self.flip_at < sent + len(data):
-                        damaged = bytearray(data)
-                        damaged[self.flip_at - sent] ^= 0xFF
-                        data, self.flip_at = bytes(damaged), None
-                    if down and self.cut_at is not None and sent + len(data) > self.cut_at:
-                        self.cut_at = None
-                        dst.write(data[: max(0, self.cut_at or 0)])
-                        writer.transport.abort()
-                        up_writer.transport.abort()
-                        return
-                    dst.write(data)
-                    await dst.drain()
-                    sent += len(data)
-            with contextlib.suppress(Exception):
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
 
 
 async def test_pull_a_file_in_chunks_over_tls(served: Served, tmp_path: Path) -> None:

@@ -102,6 +102,8 @@ class TransferClient:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 if attempt == tries - 1:
                     raise TransferError(f"cannot reach the serving agent: {exc}") from None
+                log.info("request failed; making it again", request=endpoint,
+                         error=str(exc) or type(exc).__name__, attempt=attempt + 1)
                 self.retried += 1
                 await asyncio.sleep(self.backoff * 2 ** attempt)
         raise AssertionError("unreachable")
