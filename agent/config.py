@@ -32,6 +32,7 @@ class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
                                                pattern=r"^[^\s/?#@]+$")] | None = None
     # the port peers connect to when it is not transfer_port (port forwarding, a relay)
     transfer_public_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
+    transfer_slots: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4  # transfer buckets at once
     drain_timeout: Seconds = 60.0
     retry_max_delay: Seconds = 30.0
     request_timeout: Seconds = 30.0

@@ -143,6 +143,7 @@ class Agent(Service):
         await self.outbox.open()
         self.work = Work(self.hub, self.outbox, self.state, self.data_dir, self.agent_id)
         self.work.transfer = self.transfer
+        self.work.transfer_slots = self.config.transfer_slots
         self.sender = OutboxSender(self.hub, self.outbox, self.work.idle)
         killed = await asyncio.to_thread(self.work.kill_leftovers)
         if killed:

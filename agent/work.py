@@ -69,7 +69,7 @@ def iso(ts: float) -> str:
 @dataclass
 class BucketRun:
     work: BucketWork
-    lane: SubprocessLane
+    lane: SubprocessLane | None  # None: a transfer bucket, in a transfer slot
     stop_reason: str = ""  # "lost", "paused", "draining": no new task starts
     aborted: set[str] = field(default_factory=set)  # tasks the hub wants stopped
     ended: set[str] = field(default_factory=set)  # tasks whose end is reported
@@ -84,7 +84,8 @@ class BucketRun:
 
     def stop_current(self, reason: str, task_id: str | None = None) -> None:
         """Stop the running task (``task_id``: only if it is that one)."""
-        self.lane.abort(task_id, reason)
+        if self.lane is not None:
+            self.lane.abort(task_id, reason)
         if self.transfer is not None and task_id in (None, self.transfer[0]):
             self.stopped_because = reason
             self.transfer[1].cancel()
@@ -108,6 +109,7 @@ class Work:
         self.idle.set()
         self._lane_events: LoopInbox | None = None
         self.transfer: TransferService | None = None  # runs transfer tasks (the daemon sets it)
+        self.transfer_slots = 0  # transfer buckets at once, beside the lanes (the daemon sets it)
 
     def _inbox(self) -> LoopInbox:
         if self._lane_events is None:  # made on the loop that runs the buckets
@@ -123,8 +125,15 @@ class Work:
         self._lane_free.set()
 
     def free_lanes(self) -> list[str]:
-        busy = {b.lane.name for b in self.buckets.values()}
+        busy = {b.lane.name for b in self.buckets.values() if b.lane is not None}
         return [lane for lane in self.lanes if lane not in busy]
+
+    def free_slots(self) -> int:
+        """Transfer slots with no bucket: transfers run beside the lanes, not in them."""
+        if self.transfer is None:
+            return 0
+        return max(0, self.transfer_slots - sum(
+            1 for b in self.buckets.values() if b.lane is None))
 
     def kill_leftovers(self) -> int:
         """Tasks a killed earlier run of this agent left running: the hub gives them to
@@ -140,11 +149,12 @@ class Work:
     # -- claims
     async def claim_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            free = self.free_lanes()
-            if not free or not self.state.accepting_work:
+            free, slots = self.free_lanes(), self.free_slots()
+            if not (free or slots) or not self.state.accepting_work:
                 self._lane_free.clear()
-                # no lane free: until one is; disabled: look again in a second
-                await _first(stop, self._lane_free.wait() if not free else asyncio.sleep(1.0))
+                # nothing free: until something is; disabled: look again in a second
+                await _first(stop, self._lane_free.wait() if not (free or slots)
+                             else asyncio.sleep(1.0))
                 continue
             try:
                 # the hub answers within the wait: keep it well inside the request timeout,
@@ -152,7 +162,7 @@ class Work:
                 timeout = self.hub.request_timeout
                 wait = min(CLAIM_WAIT, max(timeout - 5.0, timeout / 2))
                 answer = await _first(stop, self.hub.request(
-                    "POST", "/agent/claim", ClaimRequest(lanes=free, wait=wait), ClaimResponse))
+                    "POST", "/agent/claim", ClaimRequest(lanes=free, wait=wait, slots=slots), ClaimResponse))
             except ApiError as exc:
                 log.error("hub refused the claim", error=str(exc))
                 await _first(stop, asyncio.sleep(5.0))
@@ -165,7 +175,7 @@ class Work:
 
     def _start(self, bucket: BucketWork) -> None:
         lane = self.lanes.get(bucket.lane_id)
-        if lane is None:
+        if lane is None and bucket.kind != "transfer":
             log.error("hub gave work to a lane we do not have", lane=bucket.lane_id)
             return
         run = BucketRun(bucket, lane)
@@ -197,6 +207,7 @@ class Work:
             if bucket.kind == "transfer":
                 ran = await self._run_transfers(run)
             else:
+                assert run.lane is not None  # compute buckets come for a lane
                 ran = await run.lane.run_many(self._task_runs(bucket), on_start, on_end,
                                               lambda: not run.stop_reason,
                                               lambda task: task.task_id in run.aborted)
@@ -361,7 +372,7 @@ class Work:
                                              if r.task is not None}
         if pending:
             log.info("draining", buckets=len(pending), running=sum(
-                1 for r in self.buckets.values() if r.lane.current))
+                1 for r in self.buckets.values() if r.lane is None or r.lane.current))
         force = asyncio.ensure_future(forced.wait())
         try:
             while pending and not forced.is_set():

@@ -243,11 +243,13 @@ class BucketWork(Struct, frozen=True):
 
 
 class ClaimRequest(Struct, frozen=True):
-    """Free lanes ask for work; the hub answers at once or within ``wait`` seconds."""
+    """Free lanes (compute) and free transfer slots ask for work; the hub answers at once
+    or within ``wait`` seconds."""
 
     lanes: Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]],
-                     msgspec.Meta(min_length=1, max_length=1024)]
+                     msgspec.Meta(max_length=1024)]
     wait: Annotated[float, msgspec.Meta(ge=0, le=60)] = 20.0
+    slots: Annotated[int, msgspec.Meta(ge=0, le=256)] = 0  # free transfer slots
 
 
 class ClaimResponse(Struct, frozen=True):

@@ -251,3 +251,36 @@ def test_big_reports_are_split_and_the_agent_goes_on(start_hub, start_agent) -> 
     task = root.find_one(f"task WHERE job.id={job['id']}")
     assert len(task["log_tail"]) == 4096
     assert not root.find(f"task WHERE job.id={job['id']} AND attempts>0"), "no lease was lost"
+
+
+def test_a_claim_whose_agent_hung_up_leases_nothing(start_hub) -> None:
+    """An agent killed while its claim waits at the hub must not be handed the next task:
+    nobody would run it until its lease ran out."""
+    import json
+    from http.client import HTTPConnection
+
+    from tests.helpers import http
+
+    hub = start_hub(lease_seconds=60)
+    session = Session(hub.url, username="root", password=ROOT_PASSWORD)
+    status, enrolled = http("POST", f"{hub.api}/agent/enroll", {
+        "api_key": session.create("Node", {"name": "n1"})["api_key"], "machine_id": "m" * 12, "code": "box",
+        "lanes": 1})
+    assert status == 200, enrolled
+    auth = {"Authorization": f"Bearer {enrolled['token']}",
+            "Content-Type": "application/json"}
+    claim = json.dumps({"lanes": enrolled["lanes"], "wait": 20}).encode()
+    host, port = hub.url.removeprefix("http://").split(":")
+    dying = HTTPConnection(host, int(port), timeout=30)
+    dying.request("POST", "/api/v1/agent/claim", claim, auth)
+    time.sleep(0.5)  # the claim waits at the hub for work...
+    dying.sock.close()  # ...and its agent dies
+    time.sleep(0.3)
+    job = session.create("Job", {"compute": {"command": ["true"], "items": "1"}})
+    status, answer = http("POST", f"{hub.api}/agent/claim",
+                          {"lanes": enrolled["lanes"], "wait": 5},
+                          headers={"Authorization": f"Bearer {enrolled['token']}"})
+    assert status == 200, answer
+    assert [b["job_id"] for b in answer["buckets"]] == [job["id"]], "the live claim got it"
+    task = session.find_one(f"task WHERE job.id={job['id']}")
+    assert task["attempts"] == 0

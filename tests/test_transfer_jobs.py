@@ -149,7 +149,7 @@ def test_a_killed_receiver_resumes_where_it_was(session: Session, two_sites: Sit
     served = two_sites.source_agent.status()["transfer"]["served_chunks"]
     assert chunks <= served <= chunks + 4, served
     task = session.find_one(f"task WHERE job.id={job['id']}")
-    assert task["attempts"] == 1  # the killed run counted as one
+    assert task["attempts"] == 1  # the killed run counted as one, and only it
 
 
 def test_push_from_the_source_agent(session: Session, two_sites: Sites) -> None:
@@ -172,3 +172,20 @@ def test_push_from_the_source_agent(session: Session, two_sites: Sites) -> None:
                                                              ).read_bytes()
     assert digest_tree(backup / "pushed" / "out") == digest_tree(projects / "out")
     assert two_sites.dest_agent.status()["transfer"]["received_chunks"] >= 4
+
+
+def test_transfers_run_beside_a_busy_lane(session: Session, two_sites: Sites) -> None:
+    # the receiving agent's only lane renders; the transfer takes a slot, not that lane
+    dest = two_sites.dest_agent.status()["client_id"]
+    render = session.create("Job", {"compute": {"command": ["sleep", "60"], "items": "1",
+                                                "clients": [dest], "retries": 0}})
+    wait_for(lambda: session.get("Job", render["id"])["status"] == "running", what="render")
+    (two_sites.projects / "plate.dpx").write_bytes(b"p" * 300_000)
+    job = session.create("Job", {"source": "share=projects/plate.dpx",
+                                 "destination": "share=backup/"})
+    done = wait_for(lambda: ended(session, job["id"]), timeout=30, what="transfer")
+    assert done["status"] == "done"
+    assert session.get("Job", render["id"])["status"] == "running", "the render goes on"
+    task = session.find_one(f"task WHERE job.id={job['id']}")
+    assert task["source"]["lane"] is None and task["source"]["client"] == dest
+    session.update("Job", render["id"], {"status": "aborted"})

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from ferry.errors import ApiError
 from hub.api.agents import agent_principal
-from hub.api.common import Route, json_response, read_body, runtime
+from hub.api.common import Route, error_response, json_response, read_body, runtime
 from hub.jobs import reports
 from hub.storage.models import Bucket, Task, utcnow
 from protocol import (
@@ -34,7 +34,14 @@ async def claim(request: web.Request) -> web.Response:
     who = agent_principal(request)
     body = await read_body(request, ClaimRequest)
     rt = runtime(request)
-    buckets = await rt.dispatcher.claim(who.id, body.lanes, body.wait)
+
+    def gone() -> bool:  # the agent hung up (it died, or gave up waiting)
+        return request.transport is None or request.transport.is_closing()
+
+    buckets = await rt.dispatcher.claim(who.id, body.lanes, body.wait, body.slots, gone)
+    if buckets and gone():  # leased to nobody: back in the queue at once, no attempt spent
+        await rt.dispatcher.unsent(who.id, [b.id for b in buckets])
+        return error_response(499, "gone", "the agent hung up before its claim was answered")
     return json_response(ClaimResponse(buckets=buckets,
                                        heartbeat_interval=rt.config.heartbeat_interval))
 

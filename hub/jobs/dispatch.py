@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -113,35 +114,49 @@ class Dispatcher:
         self._work.set()
 
     # -- claims
-    async def claim(self, client_id: str, lanes: list[str], wait: float) -> list[BucketWork]:
+    async def claim(self, client_id: str, lanes: list[str], wait: float, slots: int = 0,
+                    gone: Callable[[], bool] = lambda: False) -> list[BucketWork]:
+        """Buckets for free lanes and slots, waiting up to ``wait`` for work. A claim whose
+        agent hung up (``gone``) leases nothing: an agent killed while its claim waited
+        must not be handed work that would sit until its lease runs out."""
         deadline = time.monotonic() + min(wait, self.wait_max)
         while True:
             self._work.clear()
-            buckets = await self.db.run(self._claim_once, client_id, lanes)
+            if gone():
+                return []
+            buckets = await self.db.run(self._claim_once, client_id, lanes, slots)
             left = deadline - time.monotonic()
             if buckets or left <= 0:
                 return buckets
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._work.wait(), timeout=min(left, RECHECK))
 
-    def _claim_once(self, conn: Connection, client_id: str, lanes: list[str]
+    def _claim_once(self, conn: Connection, client_id: str, lanes: list[str], slots: int
                     ) -> list[BucketWork]:
-        """One try at a claim: one transaction of ``Database.run``."""
+        """One try at a claim: one transaction of ``Database.run``. Compute buckets go to
+        free lanes, transfer buckets to free transfer slots: a transfer never holds a lane
+        that a render could use, nor waits for one."""
         now = utcnow()
         agent = conn.execute(_AGENT, {"id": client_id}).first()
         if agent is None or agent.disabled:
             return []
         free = self._free_lanes(conn, client_id, lanes)
         self._remember(client_id, agent.benchmark, len(free))
-        if not free:
+        if not free and not slots:
             return []
         eligible = self._eligible_jobs(conn, agent)
-        if not eligible:
-            return []
-        share = self._share(conn, client_id, eligible, len(free))
+        compute = {j: spec for j, spec in eligible.items() if "transfer" not in spec}
+        moving = {j: spec for j, spec in eligible.items() if "transfer" in spec}
         work = []
-        for lane in free[:share]:
-            bucket = self._lease_bucket(conn, client_id, lane, eligible, now)
+        if free and compute:
+            share = self._share(conn, client_id, compute, len(free))
+            for lane in free[:share]:
+                bucket = self._lease_bucket(conn, client_id, lane, compute, now)
+                if bucket is None:
+                    break
+                work.append(bucket)
+        for _ in range(slots if moving else 0):
+            bucket = self._lease_bucket(conn, client_id, None, moving, now)
             if bucket is None:
                 break
             work.append(bucket)
@@ -184,8 +199,9 @@ class Dispatcher:
         total = weight + sum(c.weight for c in others)
         return max(1, min(free, math.ceil(buckets * weight / total)))
 
-    def _lease_bucket(self, conn: Connection, client_id: str, lane: str,
-                            eligible: dict[str, Any], now: datetime) -> BucketWork | None:
+    def _lease_bucket(self, conn: Connection, client_id: str, lane: str | None,
+                      eligible: dict[str, Any], now: datetime) -> BucketWork | None:
+        """A bucket of the best job: for a lane (compute), or a transfer slot (None)."""
         best = (conn.execute(_BEST_JOB, {"ids": list(eligible)})).scalar()
         if best is None:
             return None
@@ -201,11 +217,11 @@ class Dispatcher:
         conn.execute(_LEASE_TASKS, {"ids": [r.id for r in rows], "bucket": bucket_id,
                                           "agent": client_id, "lane": lane, "now": now})
         if "transfer" in spec:
-            return BucketWork(id=bucket_id, job_id=best, lane_id=lane, kind="transfer",
+            return BucketWork(id=bucket_id, job_id=best, lane_id=lane or "", kind="transfer",
                               tasks=[self._transfer_task(conn, best, spec, r) for r in rows],
                               leased_until=iso(until) or "")
         return BucketWork(
-            id=bucket_id, job_id=best, lane_id=lane,
+            id=bucket_id, job_id=best, lane_id=lane or "",
             tasks=[TaskWork(id=r.id, uri=r.uri, item=r.item, attempt=r.attempts + 1,
                             argv=render_argv(spec["command"], item=r.item, task=r.id, job=best))
                    for r in rows],
@@ -272,6 +288,15 @@ class Dispatcher:
         lost = [b for b in bucket_ids if b not in set(held)]
         return HeartbeatResponse(lost=lost, abort=abort, paused=paused,
                                  heartbeat_interval=self.heartbeat_interval)
+
+    async def unsent(self, client_id: str, bucket_ids: list[str]) -> None:
+        """Leases whose answer could not be sent: back to the queue, no attempt spent."""
+        await self.db.run(lambda conn: release(
+            conn, [r.id for r in conn.execute(select(Bucket.id).where(
+                Bucket.id.in_(bucket_ids), Bucket.client_id == client_id,
+                Bucket.status == "leased"))],
+            "returned", utcnow(), "the claim's answer could not be sent", penalty=False))
+        self.notify()
 
     async def reset(self, client_id: str, reason: str) -> int:
         """The agent runs nothing of what it holds: it goes back to the queue. After a
