@@ -37,13 +37,17 @@ from protocol import (
     BucketWork,
     ClaimRequest,
     ClaimResponse,
+    ExpandRequest,
+    ExpandResponse,
     HeartbeatRequest,
     HeartbeatResponse,
+    ListedFile,
     TaskReport,
     TaskWork,
     whole_log_needed,
 )
 from transports.chunks import TransferError
+from transports.client import Landed
 
 log = structlog.get_logger("agent.work")
 
@@ -75,7 +79,7 @@ class BucketRun:
     ended: set[str] = field(default_factory=set)  # tasks whose end is reported
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     # a transfer bucket's running task: (task id, its coroutine), and why it was stopped
-    transfer: tuple[str, asyncio.Task[tuple[str, int]]] | None = field(default=None, repr=False)
+    transfer: tuple[str, asyncio.Task[Any]] | None = field(default=None, repr=False)
     stopped_because: str = ""
 
     @property
@@ -104,6 +108,7 @@ class Work:
         self.buckets: dict[str, BucketRun] = {}
         self.heartbeat_interval = 5.0
         self._lane_free = asyncio.Event()
+        self._slot_free = asyncio.Event()
         self._held = asyncio.Event()  # set while any bucket is held
         self.idle = asyncio.Event()  # set while none is
         self.idle.set()
@@ -148,13 +153,20 @@ class Work:
 
     # -- claims
     async def claim_loop(self, stop: asyncio.Event) -> None:
+        """Two claimers, each long-polling on its own: one for free lanes, one for free
+        transfer slots. A claim waiting for transfers never keeps a free lane idle."""
+        await asyncio.gather(self._claimer(stop, transfers=False),
+                             self._claimer(stop, transfers=True))
+
+    async def _claimer(self, stop: asyncio.Event, *, transfers: bool) -> None:
+        freed = self._slot_free if transfers else self._lane_free
         while not stop.is_set():
-            free, slots = self.free_lanes(), self.free_slots()
+            free = [] if transfers else self.free_lanes()
+            slots = self.free_slots() if transfers else 0
             if not (free or slots) or not self.state.accepting_work:
-                self._lane_free.clear()
+                freed.clear()
                 # nothing free: until something is; disabled: look again in a second
-                await _first(stop, self._lane_free.wait() if not (free or slots)
-                             else asyncio.sleep(1.0))
+                await _first(stop, freed.wait() if not (free or slots) else asyncio.sleep(1.0))
                 continue
             try:
                 # the hub answers within the wait: keep it well inside the request timeout,
@@ -162,7 +174,8 @@ class Work:
                 timeout = self.hub.request_timeout
                 wait = min(CLAIM_WAIT, max(timeout - 5.0, timeout / 2))
                 answer = await _first(stop, self.hub.request(
-                    "POST", "/agent/claim", ClaimRequest(lanes=free, wait=wait, slots=slots), ClaimResponse))
+                    "POST", "/agent/claim", ClaimRequest(lanes=free, wait=wait, slots=slots),
+                    ClaimResponse))
             except ApiError as exc:
                 log.error("hub refused the claim", error=str(exc))
                 await _first(stop, asyncio.sleep(5.0))
@@ -232,12 +245,15 @@ class Work:
             if not self.buckets:
                 self._held.clear()
                 self.idle.set()
-            self._lane_free.set()
+            (self._lane_free if run.lane is not None else self._slot_free).set()
 
     async def _run_transfers(self, run: BucketRun) -> int:
-        """Transfer tasks, one after the other, on the event loop (the bytes move on
-        threads); returns how many were taken."""
+        """Transfer tasks on the event loop (the bytes move on threads): one after the
+        other, or a bucket of small files together. Returns how many were taken."""
         bucket = run.work
+        if len(bucket.tasks) > 1 and self.transfer is not None and all(
+                t.transfer is not None for t in bucket.tasks):
+            return await self._run_small(run)
         taken = 0
         for task in bucket.tasks:
             if run.stop_reason:
@@ -263,7 +279,13 @@ class Work:
 
         if self.transfer is None or task.transfer is None:
             return failed("this agent runs no transfer endpoint (transfer: false)")
-        runner = asyncio.create_task(self.transfer.run_task(task.id, task.transfer))
+
+        async def expand(files: list[ListedFile]) -> None:  # a folder: a task per file
+            await self.hub.request("POST", "/agent/expand", ExpandRequest(
+                bucket_id=run.work.id, task_id=task.id, files=files), ExpandResponse)
+
+        runner = asyncio.create_task(self.transfer.mover.run_task(task.id, task.transfer,
+                                                                  expand))
         run.transfer = (task.id, runner)
         try:
             summary, size = await runner
@@ -273,7 +295,7 @@ class Work:
                 raise  # we are being stopped, not the transfer
             return Outcome(status="aborted", exit_code=None, message=run.stopped_because,
                            started=started, ended=time.time())
-        except TransferError as exc:
+        except (TransferError, ApiError) as exc:
             return failed(str(exc))
         except Exception as exc:
             log.exception("transfer failed in the agent", task=task.id)
@@ -283,6 +305,59 @@ class Work:
         text = summary + "\n"
         return Outcome(status="done", exit_code=0, message="", started=started,
                        ended=time.time(), log_tail=text, log_size=len(text.encode()), size=size)
+
+    async def _run_small(self, run: BucketRun) -> int:
+        """A bucket of small files, many to a request. Each task is reported as its
+        request ends; what was never sent is reported aborted (if it was) or handed back
+        (a stopping bucket)."""
+        assert self.transfer is not None
+        bucket = run.work
+        by_id = {task.id: task for task in bucket.tasks}
+        started = time.time()
+
+        def end(task_id: str, outcome: Outcome) -> None:
+            run.ended.add(task_id)
+            if not run.lost:
+                self._finish(bucket, by_id[task_id], outcome)
+
+        def done(task_id: str, result: Landed | TransferError) -> None:
+            if isinstance(result, TransferError):
+                end(task_id, Outcome(status="failed", exit_code=None, message=str(result),
+                                     started=started, ended=time.time()))
+                return
+            text = f"{result.size} bytes, blake3 {result.hash}\n"
+            end(task_id, Outcome(status="done", exit_code=0, message="", started=started,
+                                 ended=time.time(), log_tail=text, log_size=len(text),
+                                 size=result.size))
+
+        runner = asyncio.create_task(self.transfer.mover.run_small(
+            [(t.id, t.transfer) for t in bucket.tasks if t.transfer is not None], done,
+            lambda task_id: not run.stop_reason and task_id not in run.aborted))
+        run.transfer = ("", runner)  # stopped as a whole; an abort only skips its task
+        failure = ""
+        try:
+            await runner
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+        except Exception as exc:
+            log.exception("small-file bucket failed in the agent", bucket=bucket.id)
+            failure = f"the agent failed while running it: {exc}"
+        finally:
+            run.transfer = None
+        now = time.time()
+        for task in bucket.tasks:
+            if task.id in run.ended:
+                continue
+            if failure or task.id in run.aborted:
+                end(task.id, Outcome(status="failed" if failure else "aborted", exit_code=None,
+                                     message=failure or "aborted before it started",
+                                     started=now, ended=now))
+        if not run.lost:
+            self._hand_back(bucket, [t for t in bucket.tasks if t.id not in run.ended],
+                            run.stop_reason or "stopped")
+        return len(bucket.tasks)
 
     def _task_runs(self, bucket: BucketWork) -> list[TaskRun]:
         folder = self.logs / bucket.job_id
@@ -337,7 +412,7 @@ class Work:
                 answer = await self.hub.request(
                     "POST", "/agent/heartbeat", HeartbeatRequest(
                         buckets=held,
-                        progress=self.transfer.progress() if self.transfer else {}),
+                        progress=self.transfer.mover.progress() if self.transfer else {}),
                     HeartbeatResponse, attempts=3)
             except (Retryable, ApiError) as exc:
                 log.warning("heartbeat failed; leases run on until the hub is back",

@@ -131,10 +131,14 @@ async def _run_transfer(session: Any, agent_id: str, base: Path) -> bool:
     job = await call(session.create, "Job", {"source": "share=projects/shot010",
                                              "destination": "share=backup/"})
     job = await _follow(session, job["id"], bytes_bar)
-    task = await call(session.find_one, f"task WHERE job.id={job['id']}")
+    tasks = await call(session.find, f"task WHERE job.id={job['id']}")
     same = job["status"] == "done" and await call(_digest, shot) == await call(
         _digest, backup / "shot010")
-    print(f"transfer {job['status']}: {task['log_tail'].strip() or task['message']}; "
+    failed = [t for t in tasks if t["status"] == "failed"]
+    buckets = len({t["bucket"] for t in tasks})
+    what = (f"the folder became {len(tasks) - 1} tasks, one per file, moved in {buckets - 1} "
+            f"buckets" if not failed else f"{len(failed)} failed, e.g. {failed[0]['message']}")
+    print(f"transfer {job['status']}: {what}; "
           f"{'identical to the source' if same else 'NOT identical'}")
     return same
 

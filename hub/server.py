@@ -140,6 +140,8 @@ class HubServer(Service):
                     modified=now))
 
     async def shutdown(self) -> None:
+        if self.runtime is not None:  # waiting claims answer at once; no lease expires now
+            await self.runtime.dispatcher.close()
         if self.runner is not None:
             # stops accepting, lets requests finish within shutdown_timeout (sooner when forced)
             cleanup = asyncio.create_task(self.runner.cleanup())
@@ -148,8 +150,6 @@ class HubServer(Service):
         if self.writer is not None:
             await self.writer.close()
             self.writer = None
-        if self.runtime is not None:
-            await self.runtime.dispatcher.close()
         if self.db is not None:
             await self.db.close()
             self.db = None

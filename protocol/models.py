@@ -214,6 +214,29 @@ class TransferWork(Struct, frozen=True):
     # agent at ``url``, whose ``dest_share`` the ticket lets it write
     direction: str = "pull"
     source_root: str = ""
+    size: int = -1  # bytes, when the hub knows them (a file listed by a folder's expansion)
+
+
+MAX_EXPAND = 10_000  # files per expansion request: a bigger folder comes in several
+
+
+class ListedFile(Struct, frozen=True):
+    path: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]  # in the source share
+    size: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class ExpandRequest(Struct, frozen=True):
+    """The files of a transfer task whose source is a folder, found by the agent that runs
+    it: each becomes a task of its own. Sent in pages; a file already a task is skipped."""
+
+    bucket_id: Annotated[str, msgspec.Meta(max_length=64)]
+    task_id: Annotated[str, msgspec.Meta(max_length=64)]
+    files: Annotated[list[ListedFile], msgspec.Meta(max_length=MAX_EXPAND)]
+
+
+class ExpandResponse(Struct, frozen=True):
+    created: int  # tasks made for files of this page
+    known: int  # files of this page that were tasks already
 
 
 class TaskWork(Struct, frozen=True):

@@ -14,6 +14,6 @@ def test_demo(env: dict[str, str]) -> None:
     assert "compute lane" in result.stdout
     assert "100%  200/200 done" in result.stdout
     assert "20 buckets" in result.stdout and "job done with {'done': 200}" in result.stdout
-    assert "transfer done: 201 files" in result.stdout
+    assert "transfer done: the folder became 201 tasks, one per file" in result.stdout
     assert "identical to the source" in result.stdout
     assert "MB/s" in result.stdout

@@ -52,6 +52,16 @@ def test_a_file_and_a_folder_arrive_identical(session: Session, two_sites: Sites
     assert done["status"] == "done", session.find(f"task WHERE job.id={folder['id']}")
     assert digest_tree(backup / "plates") == digest_tree(projects / "plates")
     assert not [p for p in backup.rglob(".*ferry*")], "no part files left"
+    # the folder became a task per file: the small ones moved together, the big one alone
+    tasks = session.find(f"task WHERE job.id={folder['id']}")
+    by_item = {t["item"]: t for t in tasks}
+    assert len(tasks) == 1 + 41 and by_item["plates"]["log_tail"].startswith(
+        "a folder of 41 files")
+    assert by_item["plates/reel0/big.exr"]["size"] == 9 * MiB
+    assert by_item["plates/reel2/plate.0006.dpx"]["destination"] == {
+        "path": "plates/reel2/plate.0006.dpx"}
+    assert len({t["bucket"] for t in tasks}) == 3  # the folder, 40 plates, the big one
+    assert all(t["status"] == "done" for t in tasks)
 
 
 def test_a_missing_source_fails_with_the_reason(session: Session, two_sites: Sites) -> None:

@@ -14,7 +14,7 @@ import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple
 
 import aiohttp
 import msgspec
@@ -34,7 +34,6 @@ from transports.chunks import (
 from transports.small import SmallFile, land_small
 from transports.tls import pin
 from transports.wire import (
-    BATCH_BYTES,
     PREFIX,
     SMALL_FILE,
     FileHeader,
@@ -45,7 +44,6 @@ log = structlog.get_logger("transports.client")
 
 TRIES = 5  # per chunk request, for dropped connections and damaged chunks
 Progress = Callable[[int], None]  # bytes verified, as they are
-P = TypeVar("P")
 
 
 class TransferClient:
@@ -173,13 +171,19 @@ class TransferClient:
                          progress: Progress | None = None) -> dict[str, str]:
         """Small files in one request; each lands where ``place`` puts its path. Returns
         path -> hash, or raises on the first failure."""
-        hashes: dict[str, str] = {}
+        return _all_or_raise(await self.pull_batch(paths, place, progress))
+
+    async def pull_batch(self, paths: list[str], place: Callable[[str], Path],
+                         progress: Progress | None = None) -> dict[str, Landed | TransferError]:
+        """Small files in one request, each with its own result: landed (hash and size)
+        where ``place`` puts its path, or why not. A failure of the request itself raises."""
         status, body, _ = await self._call("POST", "files", params={},
                                            data=msgspec.json.encode({"paths": paths}),
                                            headers={"Content-Type": "application/json"})
         self._raise(status, body)
         view = memoryview(body)
         at = 0
+        out: dict[str, Landed | TransferError] = {}
         files: list[tuple[str, SmallFile]] = []
         while at < len(view):
             end = body.index(b"\n", at)
@@ -187,18 +191,24 @@ class TransferClient:
             data = bytes(view[end + 1:end + 1 + header.size])
             at = end + 1 + header.size
             if header.error:
-                raise TransferError(f"{header.path}: {header.error}")
-            files.append((header.path, SmallFile(place(header.path), data,
-                                                 bytes.fromhex(header.hash), header.mtime_ns,
-                                                 header.mode)))
+                out[header.path] = TransferError(f"{header.path}: {header.error}")
+                continue
+            try:
+                where = place(header.path)
+            except TransferError as exc:
+                out[header.path] = exc
+                continue
+            files.append((header.path, SmallFile(where, data, bytes.fromhex(header.hash),
+                                                 header.mtime_ns, header.mode)))
         landed = await asyncio.to_thread(land_small, [f for _, f in files])
         for (path, f), result in zip(files, landed, strict=True):
             if isinstance(result, TransferError):
-                raise TransferError(f"{path}: {result}")
-            hashes[path] = result
+                out[path] = TransferError(f"{path}: {result}")
+                continue
+            out[path] = Landed(result, len(f.data))
             if progress:
                 progress(len(f.data))
-        return hashes
+        return out
 
     # -- push
     async def push(self, source_path: Path, path: str, progress: Progress | None = None) -> str:
@@ -255,26 +265,45 @@ class TransferClient:
 
     async def push_small(self, files: list[tuple[Path, str]],
                          progress: Progress | None = None) -> dict[str, str]:
-        """Small local files to their paths in the share, in one request."""
+        """Small local files to their paths in the share, in one request. Returns path ->
+        hash, or raises on the first failure."""
+        return _all_or_raise(await self.push_batch(files, progress))
+
+    async def push_batch(self, files: list[tuple[Path, str]], progress: Progress | None = None
+                         ) -> dict[str, Landed | TransferError]:
+        """Small local files to their paths in the share, in one request, each with its
+        own result (keyed by the path in the share). A failure of the request raises."""
         body = bytearray()
-        total = 0
+        out: dict[str, Landed | TransferError] = {}
+        sizes: dict[str, int] = {}
         for local, path in files:
-            data, st = await asyncio.to_thread(_read_local_small, local)
+            try:
+                data, st = await asyncio.to_thread(_read_local_small, local)
+            except TransferError as exc:
+                out[join(share_parts(path))] = exc
+                continue
+            except OSError as exc:  # gone or unreadable since it was listed
+                out[join(share_parts(path))] = TransferError(
+                    f"{path}: cannot read it: {exc.strerror or exc}")
+                continue
             header = FileHeader(path=join(share_parts(path)), size=len(data),
                                 mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o777,
                                 hash=chunk_hash(data).hex())
             body += msgspec.json.encode(header) + b"\n" + data
-            total += len(data)
+            sizes[header.path] = len(data)
+        if not sizes:
+            return out
         status, answer, _ = await self._call("POST", "receive/files", params={},
                                              data=bytes(body), idempotent=False)
         self._raise(status, answer)
-        out: dict[str, str] = {}
         for result in msgspec.json.decode(answer)["files"]:
+            path = result["path"]
             if "error" in result:
-                raise TransferError(f"{result['path']}: {result['error']}")
-            out[result["path"]] = result["hash"]
-        if progress:
-            progress(total)
+                out[path] = TransferError(f"{path}: {result['error']}")
+                continue
+            out[path] = Landed(result["hash"], sizes.get(path, 0))
+            if progress:
+                progress(sizes.get(path, 0))
         return out
 
     async def _workers(self, todo: asyncio.Queue[int],
@@ -296,23 +325,24 @@ class TransferClient:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def batches(files: list[tuple[P, int]], limit: int = BATCH_BYTES) -> list[list[P]]:
-    """Small files (any name for them, with their sizes) grouped into requests of about
-    ``limit`` bytes."""
-    out: list[list[P]] = []
-    size = 0
-    for path, length in files:
-        if not out or size + length > limit:
-            out.append([])
-            size = 0
-        out[-1].append(path)
-        size += length
-    return out
-
-
 def _read_local_small(local: Path) -> tuple[bytes, os.stat_result]:
     with open(local, "rb") as fh:
         st = os.fstat(fh.fileno())
         if st.st_size > SMALL_FILE:
             raise TransferError(f"{local} is larger than {SMALL_FILE} bytes: push it in chunks")
         return fh.read(), st
+
+
+class Landed(NamedTuple):
+    """A small file that arrived whole and verified."""
+
+    hash: str
+    size: int
+
+
+def _all_or_raise(results: dict[str, Landed | TransferError]) -> dict[str, str]:
+    for result in results.values():
+        if isinstance(result, TransferError):
+            raise result
+    return {path: result.hash for path, result in results.items()
+            if isinstance(result, Landed)}

@@ -1,4 +1,5 @@
-"""What agents call to get and report work: claim, heartbeat, report, reset, log upload."""
+"""What agents call to get and report work: claim, heartbeat, report, reset, log upload,
+and the files of a folder being transferred."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from sqlalchemy import select
 from ferry.errors import ApiError
 from hub.api.agents import agent_principal
 from hub.api.common import Route, error_response, json_response, read_body, runtime
-from hub.jobs import reports
+from hub.jobs import reports, transfers
 from hub.storage.models import Bucket, Task, utcnow
 from protocol import (
     ClaimRequest,
     ClaimResponse,
+    ExpandRequest,
+    ExpandResponse,
     HeartbeatRequest,
     HeartbeatResponse,
     ReportRequest,
@@ -60,6 +63,17 @@ async def report(request: web.Request) -> web.Response:
     results = await rt.db.run(reports.apply, who.id, body.items, utcnow())
     rt.dispatcher.notify()  # failures and hand-backs may have queued tasks again
     return json_response(ReportResponse(results=results))
+
+
+async def expand(request: web.Request) -> web.Response:
+    """A page of a folder's files, from the agent running the folder's transfer task."""
+    who = agent_principal(request)
+    body = await read_body(request, ExpandRequest)
+    rt = runtime(request)
+    answer = await rt.db.run(transfers.expand, who.id, body, utcnow())
+    if answer.created:
+        rt.dispatcher.notify()
+    return json_response(answer)
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -122,6 +136,8 @@ async def upload_log(request: web.Request) -> web.Response:
 ROUTES = [
     Route("POST", "/agent/claim", claim, "Ask for buckets of work for free lanes (long-poll)",
           auth="client", body=ClaimRequest, response=ClaimResponse),
+    Route("POST", "/agent/expand", expand, "A folder's files, each to become a transfer task",
+          auth="client", body=ExpandRequest, response=ExpandResponse),
     Route("POST", "/agent/heartbeat", heartbeat, "Renew leases; learn of aborts and pauses",
           auth="client", body=HeartbeatRequest, response=HeartbeatResponse),
     Route("POST", "/agent/report", report, "Report task and bucket events (idempotent)",

@@ -30,6 +30,8 @@ from hub.jobs.spec import render_argv, targets_match
 from hub.storage.db import Database
 from hub.storage.models import Bucket, Client, Job, ReportKey, Share, Task, new_id, utcnow
 from protocol import BucketWork, HeartbeatResponse, Progress, TaskWork, TransferWork, tickets
+from protocol.paths import join, share_parts
+from transports.wire import SMALL_FILE
 
 log = structlog.get_logger("hub.dispatch")
 
@@ -57,7 +59,7 @@ _BEST_JOB = (select(Task.job_id).join(Job, Job.id == Task.job_id)
              .order_by(Job.priority.desc(), Job.created, Task.priority.desc(), Task.seq).limit(1))
 # PostgreSQL: several hub processes claim at once; SKIP LOCKED leaves each its own
 # tasks (SQLite has one writer, and renders no FOR UPDATE)
-_NEXT_TASKS = (select(Task.id, Task.uri, Task.item, Task.attempts, Task.destination)
+_NEXT_TASKS = (select(Task.id, Task.uri, Task.item, Task.attempts, Task.destination, Task.size)
                .where(Task.job_id == bindparam("job"), Task.status == st.TaskStatus.QUEUED)
                .order_by(Task.priority.desc(), Task.seq).limit(bindparam("n"))
                .with_for_update(skip_locked=True))
@@ -92,6 +94,7 @@ class Dispatcher:
         self._work = asyncio.Event()
         self._claimers: dict[str, Claimer] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._closing = False
 
     # -- lifecycle
     async def start(self) -> None:
@@ -103,6 +106,10 @@ class Dispatcher:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="lease-sweeper")
 
     async def close(self) -> None:
+        """The hub stops: claims waiting for work answer now, with none (agents cannot
+        heartbeat while the hub is down, so no lease may expire meanwhile either)."""
+        self._closing = True
+        self._work.set()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -122,7 +129,7 @@ class Dispatcher:
         deadline = time.monotonic() + min(wait, self.wait_max)
         while True:
             self._work.clear()
-            if gone():
+            if gone() or self._closing:
                 return []
             buckets = await self.db.run(self._claim_once, client_id, lanes, slots)
             left = deadline - time.monotonic()
@@ -141,7 +148,8 @@ class Dispatcher:
         if agent is None or agent.disabled:
             return []
         free = self._free_lanes(conn, client_id, lanes)
-        self._remember(client_id, agent.benchmark, len(free))
+        if lanes or not slots:  # a claim for transfer slots alone says nothing of lanes
+            self._remember(client_id, agent.benchmark, len(free))
         if not free and not slots:
             return []
         eligible = self._eligible_jobs(conn, agent)
@@ -206,8 +214,11 @@ class Dispatcher:
         if best is None:
             return None
         spec = eligible[best]
-        rows = (conn.execute(_NEXT_TASKS, {"job": best,
-                                           "n": spec.get("bucket_size", 1)})).all()
+        if "transfer" in spec:
+            rows = _transfer_rows(conn, best)
+        else:
+            rows = list(conn.execute(_NEXT_TASKS, {"job": best,
+                                                   "n": spec.get("bucket_size", 1)}))
         if not rows:  # another hub process took them between the two reads
             return None
         bucket_id, until = new_id(), now + self.lease
@@ -218,7 +229,7 @@ class Dispatcher:
                                           "agent": client_id, "lane": lane, "now": now})
         if "transfer" in spec:
             return BucketWork(id=bucket_id, job_id=best, lane_id=lane or "", kind="transfer",
-                              tasks=[self._transfer_task(conn, best, spec, r) for r in rows],
+                              tasks=self._transfer_tasks(conn, best, bucket_id, spec, rows),
                               leased_until=iso(until) or "")
         return BucketWork(
             id=bucket_id, job_id=best, lane_id=lane or "",
@@ -228,11 +239,12 @@ class Dispatcher:
             env=spec.get("env", {}), cwd=spec.get("cwd"), timeout=spec.get("timeout"),
             grace=spec.get("grace", 10.0), leased_until=iso(until) or "")
 
-    def _transfer_task(self, conn: Connection, job_id: str, spec: dict[str, Any], row: Any
-                       ) -> TaskWork:
-        """A transfer task with a fresh ticket for the source's serving agent. A source whose
-        agent is gone (or serves nothing now) gets an empty url: the task fails on the
-        agent with that reason, and is retried like any failure."""
+    def _transfer_tasks(self, conn: Connection, job_id: str, bucket_id: str,
+                        spec: dict[str, Any], rows: list[Any]) -> list[TaskWork]:
+        """Transfer tasks with one fresh ticket for the agent the runner calls, scoped to
+        the narrowest folder that holds every path of the bucket. A source whose agent is
+        gone (or serves nothing now) gets an empty url: the tasks fail on the agent with
+        that reason, and are retried like any failure."""
         transfer = spec["transfer"]
         push = transfer.get("direction") == "push"
         shares = {r.id: r for r in conn.execute(
@@ -245,22 +257,23 @@ class Dispatcher:
         called = dest if push else source  # the agent whose endpoint the runner calls
         ticket = ""
         if called is not None and called.client_id and self.ticket_key is not None:
+            paths = [r.destination if push else r.item for r in rows]
             ticket = tickets.issue(self.ticket_key, tickets.TicketScope(
-                server=called.client_id, share=called.id,
-                path=row.destination if push else row.item,
-                op="write" if push else "read", job=job_id, task=row.id, tree=True),
-                ttl=TICKET_TTL)
-        return TaskWork(id=row.id, uri=row.uri, item=row.item, attempt=row.attempts + 1,
-                        argv=[], transfer=TransferWork(
-                            url=(called.transfer_url or "") if called else "",
-                            fingerprint=(called.transfer_fingerprint or "") if called else "",
-                            share=called.id if called else "", path=row.item, ticket=ticket,
-                            dest_share=transfer["destination_share"],
-                            dest_path=row.destination, into_folder=False,
-                            streams=transfer.get("streams", 4),
-                            dest_root=dest.path if dest else "",
-                            direction="push" if push else "pull",
-                            source_root=source.path if source else ""))
+                server=called.client_id, share=called.id, path=_common_folder(paths),
+                op="write" if push else "read", job=job_id,
+                task=rows[0].id if len(rows) == 1 else bucket_id, tree=True), ttl=TICKET_TTL)
+        return [TaskWork(id=row.id, uri=row.uri, item=row.item, attempt=row.attempts + 1,
+                         argv=[], transfer=TransferWork(
+                             url=(called.transfer_url or "") if called else "",
+                             fingerprint=(called.transfer_fingerprint or "") if called else "",
+                             share=called.id if called else "", path=row.item, ticket=ticket,
+                             dest_share=transfer["destination_share"],
+                             dest_path=row.destination, into_folder=False,
+                             streams=transfer.get("streams", 4),
+                             dest_root=dest.path if dest else "",
+                             direction="push" if push else "pull",
+                             source_root=source.path if source else "", size=row.size))
+                for row in rows]
 
     # -- heartbeats and releases
     async def heartbeat(self, client_id: str, bucket_ids: list[str],
@@ -379,3 +392,42 @@ def release(conn: Connection, bucket_ids: list[str], bucket_status: str,
 def _forget_keys(conn: Connection, before: datetime) -> None:
     """An agent resends a report at most until its outbox is empty; a week is ample."""
     conn.execute(delete(ReportKey).where(ReportKey.received < before))
+
+
+# a bucket of small files: up to this many, and this many bytes (one slot moves them in
+# several batched requests at once)
+SMALL_BUCKET_FILES = 1000
+SMALL_BUCKET_BYTES = 64 << 20
+_NEXT_SMALL = (select(Task.id, Task.uri, Task.item, Task.attempts, Task.destination, Task.size)
+               .where(Task.job_id == bindparam("job"), Task.status == st.TaskStatus.QUEUED,
+                      Task.size >= 0, Task.size <= SMALL_FILE)
+               .order_by(Task.priority.desc(), Task.seq).limit(SMALL_BUCKET_FILES)
+               .with_for_update(skip_locked=True))
+
+
+def _transfer_rows(conn: Connection, job_id: str) -> list[Any]:
+    """The next transfer task alone, or, when it is a small file (its size known from its
+    folder's listing), the next small files together: they travel many to a request."""
+    first = conn.execute(_NEXT_TASKS, {"job": job_id, "n": 1}).first()
+    if first is None or not 0 <= first.size <= SMALL_FILE:
+        return [first] if first is not None else []
+    rows: list[Any] = []
+    total = 0
+    for row in conn.execute(_NEXT_SMALL, {"job": job_id}):
+        if rows and total + row.size > SMALL_BUCKET_BYTES:
+            break
+        rows.append(row)
+        total += row.size
+    return rows
+
+
+def _common_folder(paths: list[str]) -> str:
+    """The deepest folder (or the one path) that holds every path."""
+    split = [share_parts(p) for p in paths]
+    common = split[0]
+    for parts in split[1:]:
+        n = 0
+        while n < min(len(common), len(parts)) and common[n] == parts[n]:
+            n += 1
+        common = common[:n]
+    return join(common)

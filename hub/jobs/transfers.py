@@ -21,16 +21,19 @@ on the job's destination share.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.engine import Connection
 
 from ferry.errors import ApiError
 from hub.entities.base import expect, invalid
 from hub.jobs import status as st
 from hub.runtime import Ctx
-from hub.storage.models import Client, Job, Share, Site, Task, User, new_id
+from hub.storage.models import Bucket, Client, Job, Share, Site, Task, User, new_id
+from protocol import ExpandRequest, ExpandResponse
 from protocol.paths import PathRefused, join, share_parts, split_share_path
 
 S, T = st.JobStatus, st.TaskStatus
@@ -353,3 +356,58 @@ def _source_item(task: Any, source: Any, field: str) -> str:
     raise ApiError(422, "invalid_path", f"{field}: '{task}' is neither a path of share "
                    f"'{source.name}' (share={source.name}/...) nor below its folder "
                    f"'{source.path}'", {"field": field})
+
+
+def expand(conn: Connection, client_id: str, req: ExpandRequest, now: datetime
+           ) -> ExpandResponse:
+    """A page of the files below a running folder task: each becomes a queued task that
+    lands at the folder's landing plus its path below the folder. A file that is already
+    a task of the job with that landing is skipped, so a page sent twice, or a folder
+    listed again when its task runs again, adds only what is new. A function of a
+    synchronous connection (``Database.run``)."""
+    task = conn.execute(
+        select(Task.id, Task.job_id, Task.item, Task.destination, Task.priority, Task.status,
+               Bucket.client_id, Bucket.status.label("lease"), Job.kind)
+        .join(Bucket, Bucket.id == Task.bucket_id).join(Job, Job.id == Task.job_id)
+        .where(Task.id == req.task_id, Task.bucket_id == req.bucket_id)).first()
+    if task is None or task.client_id != client_id or task.lease != "leased" \
+            or task.status not in st.RUNNING_TASK:
+        raise ApiError(409, "lease_lost", "this task is not running in a bucket leased to "
+                       "this agent")
+    if task.kind != "transfer":
+        raise ApiError(422, "not_transfer", "only a transfer task lists a folder")
+    folder, landing = share_parts(task.item), share_parts(task.destination)
+    pairs: list[tuple[str, str]] = []
+    sizes: dict[tuple[str, str], int] = {}
+    for n, listed in enumerate(req.files):
+        try:
+            parts = share_parts(listed.path)
+        except PathRefused as exc:
+            raise ApiError(422, "invalid_path", f"files[{n}]: {exc}",
+                           {"field": f"files[{n}]"}) from None
+        if len(parts) <= len(folder) or parts[:len(folder)] != folder:
+            raise ApiError(422, "invalid_path", f"files[{n}]: '{listed.path}' is not below "
+                           f"the task's folder '{task.item}'", {"field": f"files[{n}]"})
+        pair = (join(parts), join(landing + parts[len(folder):]))
+        if pair not in sizes:
+            pairs.append(pair)
+        sizes[pair] = listed.size
+    known: set[tuple[str, str]] = set()
+    for start in range(0, len(pairs), 500):  # bounded IN lists
+        items = [p[0] for p in pairs[start:start + 500]]
+        known.update((r.item, r.destination) for r in conn.execute(
+            select(Task.item, Task.destination).where(Task.job_id == task.job_id,
+                                                      Task.item.in_(items))))
+    new = [p for p in pairs if p not in known]
+    if new:
+        last = conn.execute(select(func.max(Task.seq)).where(Task.job_id == task.job_id)
+                            ).scalar()
+        first = (last if last is not None else -1) + 1
+        conn.execute(insert(Task), [
+            {"id": new_id(), "job_id": task.job_id, "uri": str(first + n), "seq": first + n,
+             "item": item, "destination": lands, "status": T.QUEUED,
+             "priority": task.priority, "size": sizes[(item, lands)], "attempts": 0,
+             "message": "", "log_tail": "", "has_log": False, "meta": {}, "created": now,
+             "modified": now}
+            for n, (item, lands) in enumerate(new)])
+    return ExpandResponse(created=len(new), known=len(pairs) - len(new))

@@ -1,0 +1,238 @@
+"""The agent's side of the transfer tasks it runs: one file at a time, or a bucket of
+small files many to a request; a folder becomes one task per file.
+
+The agent runs a transfer task when it serves the destination (it pulls from
+the source's endpoint) or, for ``direction: push``, the source (it sends to the
+destination's endpoint). A task whose source turns out to be a folder is not
+moved as a whole: its files are listed to the hub (``/agent/expand``), each
+becomes a task of its own, and the hub leases them in buckets, small files
+together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from protocol import ListedFile, Progress, TransferWork
+from protocol.models import MAX_EXPAND
+from protocol.paths import PathRefused, join, share_parts
+from transports.chunks import TransferError
+from transports.client import Landed, TransferClient
+from transports.shares import files_below, resolve
+from transports.wire import Share
+
+SMALL_BATCH = 4 << 20  # bytes of small files per request: several requests overlap
+
+Expand = Callable[[list[ListedFile]], Awaitable[None]]  # a page of a folder's files, to the hub
+Result = Landed | TransferError
+
+
+class Mover:
+    """Runs transfer tasks into (or, pushing, out of) the shares this agent serves."""
+
+    def __init__(self, shares: Callable[[], dict[str, Share]]) -> None:
+        self.shares = shares  # the endpoint's shares by id, as of now
+        self._moving: dict[str, list[int]] = {}  # running transfer tasks: [bytes done, bytes]
+
+    def progress(self) -> dict[str, Progress]:
+        """Bytes of the running transfers, for the heartbeat."""
+        return {task_id: Progress(done=min(done, size), size=size)
+                for task_id, (done, size) in self._moving.items() if size}
+
+    async def run_task(self, task_id: str, work: TransferWork, expand: Expand | None = None
+                       ) -> tuple[str, int]:
+        """``run``, with the task's bytes kept for ``progress`` while it runs."""
+        moving = self._moving[task_id] = [0, 0]
+
+        def sized(total: int) -> None:
+            moving[1] = total
+
+        def moved(count: int) -> None:
+            moving[0] += count
+
+        try:
+            return await self.run(work, sized, moved, expand)
+        finally:
+            self._moving.pop(task_id, None)
+
+    def _dest_share(self, work: TransferWork) -> Share:
+        share = self.shares().get(work.dest_share)
+        if share is None and work.dest_root:  # made a moment ago: the hub's word is enough
+            share = Share(work.dest_share, "", Path(work.dest_root))
+        if share is None:
+            raise TransferError("this agent does not serve the destination share (any more)")
+        return share
+
+    async def run(self, work: TransferWork, sized: Callable[[int], None] | None = None,
+                  moved: Callable[[int], None] | None = None, expand: Expand | None = None
+                  ) -> tuple[str, int]:
+        """Move one transfer task's file; returns a summary and the bytes moved. A folder's
+        files go to ``expand`` (each becomes a task) and nothing moves. Raises
+        TransferError with the reason. ``sized`` hears the bytes in all once known,
+        ``moved`` each verified piece."""
+        if work.direction == "push":
+            return await self._push(work, sized, moved, expand)
+        share = self._dest_share(work)
+        if not work.url or not work.ticket:
+            raise TransferError("the source share's agent runs no transfer endpoint now")
+        try:
+            dest = resolve(share.root, share_parts(work.dest_path))
+        except PathRefused as exc:
+            raise TransferError(str(exc)) from None
+        async with TransferClient(work.url, work.fingerprint or None, work.ticket, work.share,
+                                  streams=work.streams) as client:
+            info = await client.stat(work.path)
+            if info.type != "file":
+                return await _expand([ListedFile(f.path, f.size) for f in info.files], expand)
+            if sized is not None:
+                sized(info.size)
+            digest = await client.pull(work.path, dest, info, moved)
+            return _summary(f"{info.size} bytes, blake3 {digest}", client), info.size
+
+    async def _push(self, work: TransferWork, sized: Callable[[int], None] | None,
+                    moved: Callable[[int], None] | None, expand: Expand | None
+                    ) -> tuple[str, int]:
+        """Send a file of the source share (served here) to the destination's agent: for a
+        source behind NAT, which no peer can call."""
+        if not work.source_root:
+            raise TransferError("the source share has no folder")
+        if not work.url or not work.ticket:
+            raise TransferError("the destination share's agent runs no transfer endpoint now")
+        try:
+            source_parts = share_parts(work.path)
+            local = resolve(Path(work.source_root), source_parts)
+        except PathRefused as exc:
+            raise TransferError(str(exc)) from None
+        files = await asyncio.to_thread(_local_files, Path(work.source_root), local)
+        if files is None:
+            raise TransferError(f"{work.path!r} does not exist in the source share")
+        if not (len(files) == 1 and files[0][1] == ()):  # a folder
+            return await _expand([ListedFile(join(source_parts + rel), size)
+                                  for _, rel, size in files], expand)
+        path, _, size = files[0]
+        if sized is not None:
+            sized(size)
+        async with TransferClient(work.url, work.fingerprint or None, work.ticket, work.share,
+                                  streams=work.streams) as client:
+            digest = await client.push(path, work.dest_path, moved)
+            return _summary(f"{size} bytes, blake3 {digest}", client), size
+
+    async def run_small(self, tasks: list[tuple[str, TransferWork]],
+                        done: Callable[[str, Result], None], wanted: Callable[[str], bool]
+                        ) -> None:
+        """A bucket of small files (one job, one ticket): many to a request, ``streams``
+        requests at once. ``done`` hears each task's result when its request ends; a task
+        no longer ``wanted`` (aborted, or the bucket is stopping) stays out of requests not
+        yet sent."""
+        first = tasks[0][1]
+        push = first.direction == "push"
+        try:
+            if not first.url or not first.ticket:
+                raise TransferError(f"the {'destination' if push else 'source'} share's agent"
+                                    " runs no transfer endpoint now")
+            if push and not first.source_root:
+                raise TransferError("the source share has no folder")
+            share = None if push else self._dest_share(first)
+        except TransferError as exc:
+            for task_id, _ in tasks:
+                done(task_id, exc)
+            return
+        lanes = asyncio.Semaphore(first.streams)
+        async with TransferClient(first.url, first.fingerprint or None, first.ticket,
+                                  first.share, streams=first.streams) as client:
+
+            async def one(group: list[tuple[str, TransferWork]]) -> None:
+                async with lanes:
+                    group = [(task_id, work) for task_id, work in group if wanted(task_id)]
+                    if not group:
+                        return
+                    try:
+                        results = await (_push_batch(client, Path(first.source_root), group)
+                                         if share is None else _pull_batch(client, share, group))
+                    except TransferError as exc:
+                        results = {task_id: exc for task_id, _ in group}
+                    for task_id, _ in group:
+                        done(task_id, results[task_id])
+
+            await asyncio.gather(*(one(g) for g in _groups(tasks, push)))
+
+
+async def _expand(files: list[ListedFile], expand: Expand | None) -> tuple[str, int]:
+    """A folder: its files go to the hub, a page at a time, to become tasks of their own.
+    The folder's task moves no bytes itself (its files' tasks count them)."""
+    if expand is None:
+        raise TransferError("the source is a folder, and nothing here can list its files to "
+                            "the hub")
+    for start in range(0, len(files), MAX_EXPAND):
+        await expand(files[start:start + MAX_EXPAND])
+    total = sum(f.size for f in files)
+    return f"a folder of {len(files)} files, {total} bytes: each is a task of its own", 0
+
+
+def _groups(tasks: list[tuple[str, TransferWork]], push: bool
+            ) -> list[list[tuple[str, TransferWork]]]:
+    """Requests of about SMALL_BATCH bytes, none naming the same path twice (the answer
+    is keyed by path: the source's when pulling, the destination's when pushing)."""
+    out: list[list[tuple[str, TransferWork]]] = []
+    size, seen = 0, set[str]()
+    for task_id, work in tasks:
+        key = work.dest_path if push else work.path
+        if not out or size + max(0, work.size) > SMALL_BATCH or key in seen:
+            out.append([])
+            size, seen = 0, set()
+        out[-1].append((task_id, work))
+        size += max(0, work.size)
+        seen.add(key)
+    return out
+
+
+async def _pull_batch(client: TransferClient, share: Share,
+                      group: list[tuple[str, TransferWork]]) -> dict[str, Result]:
+    results: dict[str, Result] = {}
+    places: dict[str, tuple[str, Path]] = {}
+    folders: dict[tuple[str, ...], Path] = {}
+    for task_id, work in group:
+        try:
+            places[work.path] = (task_id, resolve(share.root, share_parts(work.dest_path),
+                                                  folders))
+        except PathRefused as exc:
+            results[task_id] = TransferError(str(exc))
+    if places:
+        got = await client.pull_batch(list(places), lambda path: places[path][1])
+        for path, (task_id, _) in places.items():
+            results[task_id] = got.get(path) or TransferError(f"{path}: not in the answer")
+    return results
+
+
+async def _push_batch(client: TransferClient, root: Path,
+                      group: list[tuple[str, TransferWork]]) -> dict[str, Result]:
+    results: dict[str, Result] = {}
+    sending: dict[str, tuple[str, Path]] = {}
+    for task_id, work in group:
+        try:
+            sending[join(share_parts(work.dest_path))] = (
+                task_id, resolve(root, share_parts(work.path)))
+        except PathRefused as exc:
+            results[task_id] = TransferError(str(exc))
+    if sending:
+        got = await client.push_batch([(local, path) for path, (_, local) in sending.items()])
+        for path, (task_id, _) in sending.items():
+            results[task_id] = got.get(path) or TransferError(f"{path}: not in the answer")
+    return results
+
+
+def _summary(text: str, client: TransferClient) -> str:
+    """A task's log line: what arrived, and how many requests had to be made again."""
+    return f"{text}; {client.retried} requests made again" if client.retried else text
+
+
+def _local_files(root: Path, place: Path) -> list[tuple[Path, tuple[str, ...], int]] | None:
+    """The files to send: (local path, path below ``place``, size); None if nothing is
+    there. Part files and symlinks that lead out of the share are left out."""
+    if place.is_file():
+        return [(place, (), place.stat().st_size)]
+    if not place.is_dir():
+        return None
+    return [(path, rel, info.st_size) for path, rel, info in files_below(root, place)]
