@@ -119,7 +119,8 @@ class Agent(Service):
     async def startup(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.identity = await asyncio.to_thread(Identity.gather)
-        sampler = await asyncio.to_thread(MetricsSampler)
+        sampler = await asyncio.to_thread(
+            MetricsSampler, self.transfer.moved_bytes if self.transfer else None)
         try:
             await self.status_server.start()
         except OSError as exc:

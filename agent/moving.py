@@ -23,7 +23,7 @@ from transports.client import Landed, TransferClient
 from transports.shares import files_below, resolve
 from transports.wire import Share
 
-SMALL_BATCH = 4 << 20  # bytes of small files per request: several requests overlap
+SMALL_BATCH = 8 << 20  # bytes of small files per request: several requests overlap
 
 Expand = Callable[[list[ListedFile]], Awaitable[None]]  # a page of a folder's files, to the hub
 Result = Landed | TransferError
@@ -35,6 +35,8 @@ class Mover:
     def __init__(self, shares: Callable[[], dict[str, Share]]) -> None:
         self.shares = shares  # the endpoint's shares by id, as of now
         self._moving: dict[str, list[int]] = {}  # running transfer tasks: [bytes done, bytes]
+        self.bytes_in = 0  # verified bytes this agent pulled, and pushed, so far
+        self.bytes_out = 0
 
     def progress(self) -> dict[str, Progress]:
         """Bytes of the running transfers, for the heartbeat."""
@@ -45,12 +47,17 @@ class Mover:
                        ) -> tuple[str, int]:
         """``run``, with the task's bytes kept for ``progress`` while it runs."""
         moving = self._moving[task_id] = [0, 0]
+        push = work.direction == "push"
 
         def sized(total: int) -> None:
             moving[1] = total
 
         def moved(count: int) -> None:
             moving[0] += count
+            if push:
+                self.bytes_out += count
+            else:
+                self.bytes_in += count
 
         try:
             return await self.run(work, sized, moved, expand)
@@ -154,7 +161,13 @@ class Mover:
                     except TransferError as exc:
                         results = {task_id: exc for task_id, _ in group}
                     for task_id, _ in group:
-                        done(task_id, results[task_id])
+                        result = results[task_id]
+                        if isinstance(result, Landed):
+                            if push:
+                                self.bytes_out += result.size
+                            else:
+                                self.bytes_in += result.size
+                        done(task_id, result)
 
             await asyncio.gather(*(one(g) for g in _groups(tasks, push)))
 

@@ -107,5 +107,11 @@ class TransferService:
                 "served_chunks": self.endpoint.served_chunks,
                 "received_chunks": self.endpoint.received_chunks}
 
+    def moved_bytes(self) -> tuple[int, int]:
+        """File bytes this agent's transfers took in and sent out so far: what it pulled
+        or was pushed, and what it served or pushed (for the check-in's ``s_t``)."""
+        return (self.endpoint.received_bytes + self.mover.bytes_in,
+                self.endpoint.served_bytes + self.mover.bytes_out)
+
     async def stop(self) -> None:
         await self.endpoint.stop()

@@ -10,6 +10,7 @@ warm for all of them alike.
 
     .venv/bin/python bench/transfer.py                     # 2 GiB file, 10,000 x 64 KiB
     .venv/bin/python bench/transfer.py --big-mib 512 --small-files 2000
+    .venv/bin/python bench/transfer.py --tmpfs             # no disk: protocol and CPU only
 
 Goals (printed, not asserted): (a) one 2 GiB file at least 1.5x rsync's and
 1.0x curl's throughput; (b) 10,000 files of 64 KiB at least 1.0x rsync's
@@ -164,11 +165,15 @@ def main() -> int:
     parser.add_argument("--small-files", type=int, default=10_000)
     parser.add_argument("--small-kib", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--tmpfs", action="store_true",
+                        help="keep the data and every copy in /dev/shm (memory): the tools "
+                             "compete on protocol and CPU, not on the disk")
     args = parser.parse_args()
     ensure("rsync", "rsync")
     ensure("nginx", "nginx-light")
     ensure("curl", "curl")
-    tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-transfer-"))
+    tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-transfer-",
+                                dir="/dev/shm" if args.tmpfs else None))
     source = tmp / "source"
     procs = []
     ferry = None
@@ -215,7 +220,8 @@ def main() -> int:
 
     med = {k: statistics.median(v) for k, v in results.items()}
     big_mb = args.big_mib * MiB / 1e6
-    print(f"(a) one {args.big_mib} MiB file, median of {args.rounds}:")
+    where = "in memory (/dev/shm)" if args.tmpfs else "on disk"
+    print(f"(a) one {args.big_mib} MiB file, median of {args.rounds}, {where}:")
     for name in ("ferry", "rsync", "curl"):
         print(f"    {name:6} {med[name + '_big']:7.2f} s  {big_mb / med[name + '_big']:8.1f} MB/s")
     print(f"    ratio ferry/rsync {med['rsync_big'] / med['ferry_big']:.2f} (goal >= 1.5), "

@@ -65,11 +65,11 @@ def test_a_folder_becomes_a_task_per_file(start_hub) -> None:
     assert landing["plates/reel1/p0001.dpx"] == "in/plates/reel1/p0001.dpx"
     assert session.get("Job", job["id"])["size"] == 600 * 200_000 + (50 << 20)
 
-    # small files come many to a bucket (by bytes: 64 MiB), under one ticket; a big one
+    # small files come many to a bucket (by bytes: 16 MiB), under one ticket; a big one
     # comes alone
-    status, claim = call("/agent/claim", {"lanes": [], "slots": 3, "wait": 0})
+    status, claim = call("/agent/claim", {"lanes": [], "slots": 12, "wait": 0})
     sizes = sorted(len(b["tasks"]) for b in claim["buckets"])
-    assert status == 200 and sizes == [1, 265, 335], sizes
+    assert status == 200 and sizes == [1, 19] + [83] * 7, sizes  # 83 x 200 kB < 16 MiB
     for b in claim["buckets"]:
         assert len({t["transfer"]["ticket"] for t in b["tasks"]}) == 1
 

@@ -112,17 +112,23 @@ def test_a_big_file_and_a_big_tree_arrive_identical(session: Session, two_sites:
     big = session.create("Job", {"source": "share=projects/feature.mov",
                                  "destination": "share=backup/", "streams": 2})
     seen: set[int] = set()
+    rates: set[tuple[float, float]] = set()  # the check-ins' s_t: pulled in, served out
+    dest = two_sites.dest_agent.status()["client_id"]
+    source = two_sites.source_agent.status()["client_id"]
     started = time.monotonic()
     while (job := session.get("Job", big["id"]))["status"] not in ("done", "failed"):
         seen.add(job["progress"])
+        rates.add((session.get("Client", dest)["metrics"]["in"]["s_t"],
+                   session.get("Client", source)["metrics"]["out"]["s_t"]))
         time.sleep(0.05)
     took = time.monotonic() - started
     assert job["status"] == "done"
     assert job["size"] == 1 << 30 and job["progress"] == 100 and job["speed"] > 0
     task = session.find_one(f"task WHERE job.id={big['id']}")
     assert task["size"] == task["transferred"] == 1 << 30
-    if took > 3.0:  # several heartbeats went by: the job showed its bytes on the way
+    if took > 3.0:  # several heartbeats and check-ins went by: the bytes showed on the way
         assert any(0 < p < 100 for p in seen), seen
+        assert any(into > 0 and out > 0 for into, out in rates), rates
     tree = session.create("Job", {"source": "share=projects/tree",
                                   "destination": "share=backup/copy"})
     for job in (big, tree):

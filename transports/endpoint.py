@@ -85,6 +85,8 @@ class TransferEndpoint:
     refused: int = 0  # requests refused so far (for the status page)
     served_chunks: int = 0
     received_chunks: int = 0
+    served_bytes: int = 0  # file bytes sent and received (chunks and small files)
+    received_bytes: int = 0
     # asks the hub for this agent's shares now: a share made a moment ago is served at once
     refresh: Callable[[], Awaitable[None]] | None = None
     _receiving: dict[tuple[str, str], PartialFile] = field(default_factory=dict)
@@ -206,6 +208,7 @@ class TransferEndpoint:
         identity = request.query.get("identity", "")
         data, digest = await asyncio.to_thread(reading.read_chunk, place, index, chunk, identity)
         self.served_chunks += 1
+        self.served_bytes += len(data)
         return web.Response(body=data, content_type="application/octet-stream",
                             headers={"X-Ferry-Hash": digest.hex()})
 
@@ -216,6 +219,7 @@ class TransferEndpoint:
             raise Refused(400, "bad_request", f"1 to {MAX_BATCH_FILES} paths per request")
         names = [join(self._path(scope, text, "read")) for text in body.paths]
         payload = await asyncio.to_thread(reading.read_batch, share, names)
+        self.served_bytes += len(payload)
         return web.Response(body=payload, content_type="application/x-ferry-files")
 
     # -- writing
@@ -281,6 +285,7 @@ class TransferEndpoint:
         except TransferError as exc:
             raise Refused(409, "cannot_write", str(exc)) from None
         self.received_chunks += 1
+        self.received_bytes += len(data)
         return web.Response(status=204)
 
     async def receive_commit(self, request: web.Request) -> web.Response:
@@ -326,6 +331,7 @@ class TransferEndpoint:
                 raise Refused(400, "bad_request", f"{header.path}: the stream ended inside "
                               "the file") from None
             received += len(data)
+            self.received_bytes += len(data)
             results.append({"path": header.path})
             try:
                 place = self._place(share, self._path(scope, header.path, "write"), True)

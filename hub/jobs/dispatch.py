@@ -396,8 +396,8 @@ def _forget_keys(conn: Connection, before: datetime) -> None:
 
 # a bucket of small files: up to this many, and this many bytes (one slot moves them in
 # several batched requests at once)
-SMALL_BUCKET_FILES = 1000
-SMALL_BUCKET_BYTES = 64 << 20
+SMALL_BUCKET_FILES = 256
+SMALL_BUCKET_BYTES = 16 << 20
 _NEXT_SMALL = (select(Task.id, Task.uri, Task.item, Task.attempts, Task.destination, Task.size)
                .where(Task.job_id == bindparam("job"), Task.status == st.TaskStatus.QUEUED,
                       Task.size >= 0, Task.size <= SMALL_FILE)
