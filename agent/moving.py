@@ -127,12 +127,12 @@ class Mover:
             return _summary(f"{size} bytes, blake3 {digest}", client), size
 
     async def run_small(self, tasks: list[tuple[str, TransferWork]],
-                        done: Callable[[str, Result], None], wanted: Callable[[str], bool]
-                        ) -> None:
+                        done: Callable[[list[tuple[str, Result]]], None],
+                        wanted: Callable[[str], bool]) -> None:
         """A bucket of small files (one job, one ticket): many to a request, ``streams``
-        requests at once. ``done`` hears each task's result when its request ends; a task
-        no longer ``wanted`` (aborted, or the bucket is stopping) stays out of requests not
-        yet sent."""
+        requests at once. ``done`` hears the results of each request's tasks when it ends;
+        a task no longer ``wanted`` (aborted, or the bucket is stopping) stays out of
+        requests not yet sent."""
         first = tasks[0][1]
         push = first.direction == "push"
         try:
@@ -143,8 +143,7 @@ class Mover:
                 raise TransferError("the source share has no folder")
             share = None if push else self._dest_share(first)
         except TransferError as exc:
-            for task_id, _ in tasks:
-                done(task_id, exc)
+            done([(task_id, exc) for task_id, _ in tasks])
             return
         lanes = asyncio.Semaphore(first.streams)
         async with TransferClient(first.url, first.fingerprint or None, first.ticket,
@@ -160,14 +159,12 @@ class Mover:
                                          if share is None else _pull_batch(client, share, group))
                     except TransferError as exc:
                         results = {task_id: exc for task_id, _ in group}
-                    for task_id, _ in group:
-                        result = results[task_id]
-                        if isinstance(result, Landed):
-                            if push:
-                                self.bytes_out += result.size
-                            else:
-                                self.bytes_in += result.size
-                        done(task_id, result)
+                    moved = sum(r.size for r in results.values() if isinstance(r, Landed))
+                    if push:
+                        self.bytes_out += moved
+                    else:
+                        self.bytes_in += moved
+                    done([(task_id, results[task_id]) for task_id, _ in group])
 
             await asyncio.gather(*(one(g) for g in _groups(tasks, push)))
 

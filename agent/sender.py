@@ -18,14 +18,14 @@ import structlog
 from agent.hubclient import HubClient, Retryable
 from agent.outbox import Item, Outbox
 from ferry.errors import ApiError
-from protocol import BucketReport, ReportRequest, ReportResponse, TaskReport
+from protocol import Report, ReportRequest, ReportResponse, TaskReport
 
 log = structlog.get_logger("agent.sender")
 
 BATCH = 500
 MAX_BYTES = 512 * 1024  # per request, well under the hub's default body limit of 1 MiB
 GATHER = 0.1  # seconds a send waits for more items to join it, while tasks are running
-_decoder = msgspec.json.Decoder(TaskReport | BucketReport)
+_decoder = msgspec.json.Decoder(Report)
 
 
 class OutboxSender:
@@ -97,7 +97,7 @@ class OutboxSender:
                 if isinstance(r, TaskReport) and r.event == "started" and r.task_id in ended]
         send = [(i, r) for i, r in zip(items, decoded, strict=True) if i.id not in set(skip)]
         await self.outbox.ack(skip)
-        chunk: list[tuple[Item, TaskReport | BucketReport]] = []
+        chunk: list[tuple[Item, Report]] = []
         size = 0
         for pair in send:
             if chunk and size + len(pair[0].body) > MAX_BYTES:
@@ -108,7 +108,7 @@ class OutboxSender:
         if chunk:
             await self._post(chunk)
 
-    async def _post(self, chunk: list[tuple[Item, TaskReport | BucketReport]]) -> None:
+    async def _post(self, chunk: list[tuple[Item, Report]]) -> None:
         """Send reports. A 413 or 422 (the body or an item is wrong) is narrowed down to
         the items that cause it, which are dropped with an error in the log, so that the
         rest goes on; any other 4xx is about the request as a whole and is raised, and

@@ -39,6 +39,8 @@ from protocol import (
     ClaimResponse,
     ExpandRequest,
     ExpandResponse,
+    FileResult,
+    FilesReport,
     HeartbeatRequest,
     HeartbeatResponse,
     ListedFile,
@@ -307,28 +309,28 @@ class Work:
                        ended=time.time(), log_tail=text, log_size=len(text.encode()), size=size)
 
     async def _run_small(self, run: BucketRun) -> int:
-        """A bucket of small files, many to a request. Each task is reported as its
-        request ends; what was never sent is reported aborted (if it was) or handed back
-        (a stopping bucket)."""
+        """A bucket of small files, many to a request. The files of each request are
+        reported together, when it ends; what was never sent is reported aborted (if it
+        was) or handed back (a stopping bucket)."""
         assert self.transfer is not None
         bucket = run.work
-        by_id = {task.id: task for task in bucket.tasks}
-        started = time.time()
+        started = iso(time.time())
+        sent = 0
 
-        def end(task_id: str, outcome: Outcome) -> None:
-            run.ended.add(task_id)
-            if not run.lost:
-                self._finish(bucket, by_id[task_id], outcome)
-
-        def done(task_id: str, result: Landed | TransferError) -> None:
-            if isinstance(result, TransferError):
-                end(task_id, Outcome(status="failed", exit_code=None, message=str(result),
-                                     started=started, ended=time.time()))
+        def done(results: list[tuple[str, Landed | TransferError]]) -> None:
+            nonlocal sent
+            run.ended.update(task_id for task_id, _ in results)
+            if run.lost or not results:
                 return
-            text = f"{result.size} bytes, blake3 {result.hash}\n"
-            end(task_id, Outcome(status="done", exit_code=0, message="", started=started,
-                                 ended=time.time(), log_tail=text, log_size=len(text),
-                                 size=result.size))
+            key = f"{bucket.id}/files/{sent}"
+            sent += 1
+            files = [FileResult(task_id=task_id, size=r.size, hash=r.hash)
+                     if isinstance(r, Landed) else FileResult(task_id=task_id,
+                                                              message=str(r)[:4096])
+                     for task_id, r in results]
+            self.outbox.add("report", key, msgspec.json.encode(FilesReport(
+                key=key, bucket_id=bucket.id, at=iso(time.time()), started=started,
+                files=files)))
 
         runner = asyncio.create_task(self.transfer.mover.run_small(
             [(t.id, t.transfer) for t in bucket.tasks if t.transfer is not None], done,
@@ -346,14 +348,17 @@ class Work:
             failure = f"the agent failed while running it: {exc}"
         finally:
             run.transfer = None
+        left = [t for t in bucket.tasks if t.id not in run.ended]
+        if failure:
+            done([(t.id, TransferError(failure)) for t in left])
         now = time.time()
-        for task in bucket.tasks:
-            if task.id in run.ended:
-                continue
-            if failure or task.id in run.aborted:
-                end(task.id, Outcome(status="failed" if failure else "aborted", exit_code=None,
-                                     message=failure or "aborted before it started",
-                                     started=now, ended=now))
+        for task in left:
+            if not failure and task.id in run.aborted:
+                run.ended.add(task.id)
+                if not run.lost:
+                    self._finish(bucket, task, Outcome(
+                        status="aborted", exit_code=None, message="aborted before it started",
+                        started=now, ended=now))
         if not run.lost:
             self._hand_back(bucket, [t for t in bucket.tasks if t.id not in run.ended],
                             run.stop_reason or "stopped")

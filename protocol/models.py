@@ -349,8 +349,31 @@ class BucketReport(Struct, frozen=True, tag="bucket", tag_field="kind"):
     ended: str
 
 
+class FileResult(Struct, frozen=True):
+    """One small file of a ``FilesReport``: done (with its hash) or failed (a message)."""
+
+    task_id: str
+    size: Annotated[int, msgspec.Meta(ge=0)] = 0
+    hash: Annotated[str, msgspec.Meta(pattern=r"^([0-9a-f]{64})?$")] = ""  # empty: failed
+    message: Annotated[str, msgspec.Meta(max_length=4096)] = ""
+
+
+class FilesReport(Struct, frozen=True, tag="files", tag_field="kind"):
+    """The ends of many small-file transfer tasks of one bucket (one request's worth), in
+    one report: each applies as a task's ``done`` or ``failed`` would."""
+
+    key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    bucket_id: str
+    at: str
+    started: str
+    files: Annotated[list[FileResult], msgspec.Meta(min_length=1, max_length=10_000)]
+
+
+Report = TaskReport | BucketReport | FilesReport
+
+
 class ReportRequest(Struct, frozen=True):
-    items: Annotated[list[TaskReport | BucketReport], msgspec.Meta(max_length=5000)]
+    items: Annotated[list[Report], msgspec.Meta(max_length=5000)]
 
 
 class ReportResult(Struct, frozen=True):

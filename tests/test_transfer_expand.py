@@ -73,6 +73,31 @@ def test_a_folder_becomes_a_task_per_file(start_hub) -> None:
     for b in claim["buckets"]:
         assert len({t["transfer"]["ticket"] for t in b["tasks"]}) == 1
 
+    # the files of one request are reported together: each task ends as its file did
+    small = next(b for b in claim["buckets"] if len(b["tasks"]) == 83)
+    first, second, third = (t["id"] for t in small["tasks"][:3])
+    report = {"kind": "files", "key": "f1", "bucket_id": small["id"],
+              "at": "2026-01-01T00:00:02Z", "started": "2026-01-01T00:00:01Z", "files": [
+                  {"task_id": first, "size": 200_000, "hash": "ab" * 32},
+                  {"task_id": second, "size": 200_000, "hash": "cd" * 32},
+                  {"task_id": third, "message": "plates/x.dpx: destination disk full"}]}
+    status, answer = call("/agent/report", {"items": [report]})
+    assert status == 200 and answer["results"][0]["outcome"] == "applied", answer
+    status, answer = call("/agent/report", {"items": [report]})  # sent again
+    assert answer["results"][0]["outcome"] == "duplicate", answer
+    ended = {t["id"]: t for t in session.find(f"task WHERE job.id={job['id']} AND "
+                                             "status<>executing AND status<>booting AND "
+                                             "status<>queued")}
+    assert ended[first]["status"] == ended[second]["status"] == "done"
+    assert ended[first]["transferred"] == 200_000
+    assert ended[first]["log_tail"] == f"200000 bytes, blake3 {'ab' * 32}\n"
+    assert session.get("Task", third)["status"] == "queued"  # retried: retries is 2
+    assert "destination disk full" in session.get("Task", third)["message"]
+    status, answer = http("POST", f"{hub.api}/agent/report",
+                          {"items": [{**report, "key": "f2"}]},
+                          headers={"Authorization": f"Bearer {source['token']}"})
+    assert answer["results"][0]["outcome"] == "refused", answer  # not its bucket
+
     # the folder's task ends; its lease is over, and so is its listing
     status, answer = call("/agent/report", {"items": [{
         "kind": "task", "key": "k1", "task_id": folder["id"], "bucket_id": bucket["id"],
