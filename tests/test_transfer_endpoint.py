@@ -267,3 +267,63 @@ async def test_hostile_requests(served: Served, tmp_path: Path) -> None:
                              headers={"Authorization": f"Ticket {served.ticket('', tree=True)}"}
                              ) as resp:
             assert resp.status == 413
+
+
+async def test_a_ticket_covers_only_what_is_really_below_its_path(served: Served,
+                                                                  tmp_path: Path) -> None:
+    """A symlink inside the share that leads from the ticket's folder to another folder of
+    the same share reaches nothing there: not by reading, listing, batching or writing."""
+    random_file(served.root / "shot010" / "plate.dpx", 500)
+    secret = random_file(served.root / "finance" / "salaries.xls", 300)
+    os.symlink(secret, served.root / "shot010" / "looks_innocent.dpx")
+    os.symlink(served.root / "finance", served.root / "shot010" / "more")
+    tree = served.ticket("shot010", tree=True)
+    async with served.client(tree) as client:
+        listing = await client.stat("shot010")
+        assert [f.path for f in listing.files] == ["shot010/plate.dpx"]
+        for path in ("shot010/looks_innocent.dpx", "shot010/more/salaries.xls"):
+            with pytest.raises(TransferError, match="leads outside the ticket's path"):
+                await client.stat(path)
+            with pytest.raises(TransferError, match="leads outside the ticket's path"):
+                await client.pull(path, tmp_path / "out" / "x")
+        got = await client.pull_batch(["shot010/plate.dpx", "shot010/looks_innocent.dpx"],
+                                      lambda path: tmp_path / "batch" / path)
+        assert not isinstance(got["shot010/plate.dpx"], TransferError)
+        assert "leads outside the ticket's path" in str(got["shot010/looks_innocent.dpx"])
+    assert not (tmp_path / "batch" / "shot010" / "looks_innocent.dpx").exists()
+    # writing: a push ticket for shot010 cannot land in finance through the folder link
+    local = random_file(tmp_path / "local.dpx", 100)
+    async with served.client(served.ticket("shot010", "write", tree=True)) as client:
+        with pytest.raises(TransferError, match="leads outside the ticket's path"):
+            await client.push(local, "shot010/more/new.dpx")
+        got = await client.push_batch([(local, "shot010/more/new2.dpx")])
+        assert "leads outside the ticket's path" in str(got["shot010/more/new2.dpx"])
+    assert sorted(p.name for p in (served.root / "finance").iterdir()) == ["salaries.xls"]
+    # the finance folder is served to a ticket for it
+    async with served.client(served.ticket("finance", tree=True)) as client:
+        assert [f.path for f in (await client.stat("finance")).files] == [
+            "finance/salaries.xls"]
+
+
+async def test_a_push_left_idle_is_closed_and_can_resume(served: Served, tmp_path: Path
+                                                        ) -> None:
+    import time
+
+    import msgspec
+
+    local = random_file(tmp_path / "local.mov", 3 * MiB)
+    async with served.client(served.ticket("in", "write", tree=True)) as client:
+        opened = {"size": 3 * MiB, "chunk": MiB, "identity": "x", "mode": 0o644,
+                  "mtime_ns": 1}
+        status, _, _ = await client._call("POST", "receive/open", params={"path": "in/a.mov"},
+                                          data=msgspec.json.encode(opened))
+        assert status == 200
+        assert served.endpoint.close_idle(time.monotonic() - 60) == 0  # not idle long enough
+        assert served.endpoint.close_idle(time.monotonic() + 1) == 1  # the sender went away
+        assert list((served.root / "in").glob(".a.mov*")), "its part file stays on disk"
+        status, body, _ = await client._call("PUT", "receive/chunk", params={
+            "path": "in/a.mov", "index": 0}, data=b"x" * MiB, headers={"X-Ferry-Hash": "00"})
+        assert status == 409 and b"not_open" in body  # closed: chunks need a new open
+        assert await client.push(local, "in/a.mov")  # a sender that comes back finishes
+    assert (served.root / "in" / "a.mov").read_bytes() == local.read_bytes()
+    assert served.endpoint.close_idle(time.monotonic() + 1) == 0

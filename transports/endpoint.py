@@ -30,6 +30,7 @@ import asyncio
 import os
 import ssl
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,8 @@ from transports.wire import (
 log = structlog.get_logger("transports.endpoint")
 
 MAX_JSON = 1 << 20  # bytes of a JSON request body
+PUSH_IDLE = 600.0  # seconds a pushed file may sit untouched before its part file is closed
+PUSH_SWEEP = 60.0  # seconds between looks for such files
 MAX_BATCH_FILES = 10_000  # small files per batch request
 
 
@@ -90,6 +93,9 @@ class TransferEndpoint:
     # asks the hub for this agent's shares now: a share made a moment ago is served at once
     refresh: Callable[[], Awaitable[None]] | None = None
     _receiving: dict[tuple[str, str], PartialFile] = field(default_factory=dict)
+    # per file being received: [requests using it now, when the last one ended]
+    _use: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    _sweeper: asyncio.Task[None] | None = None
     _runner: web.AppRunner | None = None
     port: int = 0
 
@@ -116,12 +122,42 @@ class TransferEndpoint:
         server = site._server
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._sweeper = asyncio.create_task(self._sweep_idle(), name="push-idle-sweeper")
         return self.port
 
+    async def _sweep_idle(self) -> None:
+        while True:
+            await asyncio.sleep(PUSH_SWEEP)
+            closed = self.close_idle(time.monotonic() - PUSH_IDLE)
+            if closed:
+                log.info("closed pushed files nobody sent to for a while", files=closed,
+                         idle_seconds=PUSH_IDLE)
+
+    def close_idle(self, before: float) -> int:
+        """Close the part files of pushes untouched since ``before`` (monotonic) with no
+        request using them: a sender that went away must not hold them open. They stay on
+        disk, journal and all: a sender that comes back resumes."""
+        closed = 0
+        for key, part in list(self._receiving.items()):
+            busy, last = self._use.get(key, (0, 0.0))
+            if not busy and last < before:
+                part.close()
+                self._forget(key)
+                closed += 1
+        return closed
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        self._receiving.pop(key, None)
+        self._use.pop(key, None)
+
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for part in self._receiving.values():
             part.close()  # kept on disk: the sender resumes
         self._receiving.clear()
+        self._use.clear()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -183,25 +219,40 @@ class TransferEndpoint:
         return share, self._path(scope, request.query.get("path", ""), op), scope
 
     @staticmethod
-    def _place(share: Share, parts: tuple[str, ...], write: bool = False) -> Path:
+    def _bound(share: Share, scope: tickets.TicketScope) -> Path:
+        """Where the ticket's path really is: what it covers must really be there too, not
+        reached through a symlink to elsewhere in the share."""
+        try:
+            return resolve(share.root, share_parts(scope.path))
+        except PathRefused as exc:
+            raise Refused(403, "ticket_refused", f"the ticket's path: {exc}") from None
+
+    @classmethod
+    def _place(cls, share: Share, parts: tuple[str, ...], scope: tickets.TicketScope,
+               write: bool = False, bound: Path | None = None) -> Path:
         if write and os.path.islink(share.root.joinpath(*parts)):
             # writing through it would land somewhere the ticket does not name
             raise Refused(400, "bad_path", f"{join(parts)!r} is a symlink at the destination")
         try:
-            return resolve(share.root, parts)
+            place = resolve(share.root, parts)
         except PathRefused as exc:
             raise Refused(400, "bad_path", str(exc)) from None
+        if not reading.inside(bound or cls._bound(share, scope), place, scope.tree):
+            raise Refused(403, "ticket_refused", f"{join(parts)!r} leads outside the ticket's "
+                          "path (through a symlink)")
+        return place
 
     # -- reading
     async def stat(self, request: web.Request) -> web.Response:
         share, parts, scope = await self._allow(request, "read")
-        place = self._place(share, parts)
-        answer = await asyncio.to_thread(reading.stat, share, place, parts, scope.tree)
+        place = self._place(share, parts, scope)
+        answer = await asyncio.to_thread(reading.stat, share, place, parts, scope.tree,
+                                         self._bound(share, scope))
         return _json(answer)
 
     async def chunk(self, request: web.Request) -> web.StreamResponse:
-        share, parts, _ = await self._allow(request, "read")
-        place = self._place(share, parts)
+        share, parts, scope = await self._allow(request, "read")
+        place = self._place(share, parts, scope)
         index, chunk = _int(request, "index"), _int(request, "chunk")
         if not 0 < chunk <= MAX_CHUNK:
             raise Refused(400, "bad_chunk", f"chunk size must be 1 to {MAX_CHUNK} bytes")
@@ -218,14 +269,15 @@ class TransferEndpoint:
         if not 0 < len(body.paths) <= MAX_BATCH_FILES:
             raise Refused(400, "bad_request", f"1 to {MAX_BATCH_FILES} paths per request")
         names = [join(self._path(scope, text, "read")) for text in body.paths]
-        payload = await asyncio.to_thread(reading.read_batch, share, names)
+        payload = await asyncio.to_thread(reading.read_batch, share, names,
+                                          self._bound(share, scope), scope.tree)
         self.served_bytes += len(payload)
         return web.Response(body=payload, content_type="application/x-ferry-files")
 
     # -- writing
     async def receive_open(self, request: web.Request) -> web.Response:
-        share, parts, _ = await self._allow(request, "write")
-        place = self._place(share, parts, write=True)
+        share, parts, scope = await self._allow(request, "write")
+        place = self._place(share, parts, scope, write=True)
         body = await _body(request, OpenRequest)
         if body.size < 0 or not 0 < body.chunk <= MAX_CHUNK:
             raise Refused(400, "bad_request", "size must be >= 0 and chunk 1 to "
@@ -233,6 +285,8 @@ class TransferEndpoint:
         if chunk_count(body.size, body.chunk) > MAX_CHUNKS:
             raise Refused(400, "bad_request", f"more than {MAX_CHUNKS} chunks: use larger ones")
         key = (share.id, join(parts))
+        if self._use.get(key, (0, 0.0))[0]:
+            raise Refused(409, "busy", f"{join(parts)!r} is being received right now")
         old = self._receiving.pop(key, None)
         if old is not None:
             old.close()
@@ -247,17 +301,34 @@ class TransferEndpoint:
         except (TransferError, OSError) as exc:
             raise Refused(409, "cannot_write", str(exc)) from None
         self._receiving[key] = part
+        self._use[key] = [0, time.monotonic()]
         return _json({"missing": part.missing(), "have": have})
 
-    def _partial(self, share: Share, parts: tuple[str, ...]) -> PartialFile:
-        part = self._receiving.get((share.id, join(parts)))
+    def _partial(self, share: Share, parts: tuple[str, ...]
+                 ) -> tuple[tuple[str, str], PartialFile]:
+        """The file being received at this path, marked in use until ``_done_with``."""
+        key = (share.id, join(parts))
+        part = self._receiving.get(key)
         if part is None:
             raise Refused(409, "not_open", "open the file first (receive/open)")
-        return part
+        self._use.setdefault(key, [0, 0.0])[0] += 1
+        return key, part
+
+    def _done_with(self, key: tuple[str, str]) -> None:
+        use = self._use.get(key)
+        if use is not None:
+            use[0] -= 1
+            use[1] = time.monotonic()
 
     async def receive_chunk(self, request: web.Request) -> web.Response:
         share, parts, _ = await self._allow(request, "write")
-        part = self._partial(share, parts)
+        key, part = self._partial(share, parts)
+        try:
+            return await self._write_chunk(request, part)
+        finally:
+            self._done_with(key)
+
+    async def _write_chunk(self, request: web.Request, part: PartialFile) -> web.Response:
         index = _int(request, "index")
         if not 0 <= index < part.count:
             raise Refused(400, "bad_chunk", f"chunk {index} is outside the file")
@@ -290,17 +361,20 @@ class TransferEndpoint:
 
     async def receive_commit(self, request: web.Request) -> web.Response:
         share, parts, _ = await self._allow(request, "write")
-        part = self._partial(share, parts)
-        body = await _body(request, CommitRequest)
+        key, part = self._partial(share, parts)
         try:
-            whole = await asyncio.to_thread(part.commit, body.hash)
-        except ChunkCorrupt as exc:
-            self._receiving.pop((share.id, join(parts)), None)
-            raise Refused(422, "file_corrupt", str(exc)) from None
-        except TransferError as exc:
-            raise Refused(409, "cannot_write", str(exc)) from None
-        self._receiving.pop((share.id, join(parts)), None)
-        return _json({"hash": whole})
+            body = await _body(request, CommitRequest)
+            try:
+                whole = await asyncio.to_thread(part.commit, body.hash)
+            except ChunkCorrupt as exc:
+                self._forget(key)
+                raise Refused(422, "file_corrupt", str(exc)) from None
+            except TransferError as exc:
+                raise Refused(409, "cannot_write", str(exc)) from None
+            self._forget(key)
+            return _json({"hash": whole})
+        finally:
+            self._done_with(key)
 
     async def receive_files(self, request: web.Request) -> web.Response:
         """Small files, each a header line and its bytes; each is checked against its own
@@ -309,6 +383,7 @@ class TransferEndpoint:
         share, scope = await self._grant(request, "write")  # before the body is read
         results: list[dict[str, str]] = []
         landing: list[tuple[int, SmallFile]] = []
+        bound: Path | None = None  # where the ticket's path really is, once looked up
         reader = request.content
         received = 0
         while True:
@@ -334,7 +409,9 @@ class TransferEndpoint:
             self.received_bytes += len(data)
             results.append({"path": header.path})
             try:
-                place = self._place(share, self._path(scope, header.path, "write"), True)
+                bound = bound or self._bound(share, scope)
+                place = self._place(share, self._path(scope, header.path, "write"), scope,
+                                    write=True, bound=bound)
                 if place.is_dir():
                     raise Refused(409, "is_folder", f"{header.path!r} is a folder at the "
                                   "destination")

@@ -14,7 +14,15 @@ from transports.shares import files_below, resolve
 from transports.wire import BATCH_BYTES, SMALL_FILE, FileHeader, FileInfo, Refused, Share, StatAnswer
 
 
-def stat(share: Share, place: Path, parts: tuple[str, ...], tree: bool) -> StatAnswer:
+def inside(bound: Path, place: Path, tree: bool) -> bool:
+    """``place`` is ``bound`` itself or, for a ticket to a tree, below it (real paths)."""
+    return place == bound or (tree and bound in place.parents)
+
+
+def stat(share: Share, place: Path, parts: tuple[str, ...], tree: bool, bound: Path
+         ) -> StatAnswer:
+    """A file's size and identity, or a folder's files (those really below ``bound``, the
+    ticket's own place: a symlink to elsewhere is left out)."""
     try:
         st = os.stat(place)
     except FileNotFoundError:
@@ -35,7 +43,7 @@ def stat(share: Share, place: Path, parts: tuple[str, ...], tree: bool) -> StatA
         raise Refused(403, "ticket_refused", "a folder needs a ticket for its whole tree")
     files = [FileInfo(path=join((*parts, *rel)), size=info.st_size, mtime_ns=info.st_mtime_ns,
                       mode=info.st_mode & 0o777)
-             for _, rel, info in files_below(share.root, place)]
+             for _, rel, info in files_below(bound, place)]
     return StatAnswer(type="dir", mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o777,
                       files=files)
 
@@ -55,8 +63,9 @@ def read_chunk(place: Path, index: int, chunk: int, identity: str) -> tuple[byte
         source.close()
 
 
-def read_batch(share: Share, names: list[str]) -> bytes:
-    """Small files as one answer: per file a JSON header line, then its bytes."""
+def read_batch(share: Share, names: list[str], bound: Path, tree: bool) -> bytes:
+    """Small files as one answer: per file a JSON header line, then its bytes. A file that
+    is really outside ``bound`` (the ticket's own place) is refused in its header."""
     out = bytearray()
     folders: dict[tuple[str, ...], Path] = {}
     for name in names:
@@ -66,6 +75,8 @@ def read_batch(share: Share, names: list[str]) -> bytes:
             continue
         try:
             place = resolve(share.root, share_parts(name), folders)
+            if not inside(bound, place, tree):
+                raise PathRefused(name, "leads outside the ticket's path (through a symlink)")
         except PathRefused as exc:
             header, data = FileHeader(path=name, size=0, mtime_ns=0, mode=0,
                                       error=str(exc)), b""
