@@ -18,12 +18,13 @@ from pathlib import Path
 from protocol import ListedFile, Progress, TransferWork
 from protocol.models import MAX_EXPAND
 from protocol.paths import PathRefused, join, share_parts
-from transports.chunks import TransferError
+from transports.chunks import TooLarge, TransferError
 from transports.client import Landed, TransferClient
 from transports.shares import files_below, resolve
 from transports.wire import Share
 
 SMALL_BATCH = 8 << 20  # bytes of small files per request: several requests overlap
+EXPAND_BYTES = 512 << 10  # a page of a folder's listing, as JSON, about at most
 
 Expand = Callable[[list[ListedFile]], Awaitable[None]]  # a page of a folder's files, to the hub
 Result = Landed | TransferError
@@ -159,6 +160,9 @@ class Mover:
                                          if share is None else _pull_batch(client, share, group))
                     except TransferError as exc:
                         results = {task_id: exc for task_id, _ in group}
+                    for task_id, work in group:  # grew since it was listed: in chunks
+                        if isinstance(results[task_id], TooLarge):
+                            results[task_id] = await _one_file(client, share, work)
                     moved = sum(r.size for r in results.values() if isinstance(r, Landed))
                     if push:
                         self.bytes_out += moved
@@ -169,14 +173,44 @@ class Mover:
             await asyncio.gather(*(one(g) for g in _groups(tasks, push)))
 
 
+async def _one_file(client: TransferClient, share: Share | None, work: TransferWork
+                    ) -> Result:
+    """One file of a small-file bucket that has to travel in chunks after all."""
+    try:
+        if share is None:
+            local = resolve(Path(work.source_root), share_parts(work.path))
+            digest = await client.push(local, work.dest_path)
+            return Landed(digest, local.stat().st_size)
+        info = await client.stat(work.path)
+        if info.type != "file":
+            raise TransferError(f"{work.path!r} is no longer a file")
+        digest = await client.pull(work.path, resolve(share.root, share_parts(work.dest_path)),
+                                   info)
+        return Landed(digest, info.size)
+    except PathRefused as exc:
+        return TransferError(str(exc))
+    except TransferError as exc:
+        return exc
+    except OSError as exc:
+        return TransferError(f"{work.path}: {exc.strerror or exc}")
+
+
 async def _expand(files: list[ListedFile], expand: Expand | None) -> tuple[str, int]:
     """A folder: its files go to the hub, a page at a time, to become tasks of their own.
     The folder's task moves no bytes itself (its files' tasks count them)."""
     if expand is None:
         raise TransferError("the source is a folder, and nothing here can list its files to "
                             "the hub")
-    for start in range(0, len(files), MAX_EXPAND):
-        await expand(files[start:start + MAX_EXPAND])
+    page: list[ListedFile] = []
+    size = 0
+    for listed in files:  # pages well inside the hub's request limit, however long the names
+        if page and (len(page) >= MAX_EXPAND or size + len(listed.path) > EXPAND_BYTES):
+            await expand(page)
+            page, size = [], 0
+        page.append(listed)
+        size += len(listed.path.encode()) + 48
+    if page:
+        await expand(page)
     total = sum(f.size for f in files)
     return f"a folder of {len(files)} files, {total} bytes: each is a task of its own", 0
 

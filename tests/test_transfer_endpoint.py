@@ -327,3 +327,43 @@ async def test_a_push_left_idle_is_closed_and_can_resume(served: Served, tmp_pat
         assert await client.push(local, "in/a.mov")  # a sender that comes back finishes
     assert (served.root / "in" / "a.mov").read_bytes() == local.read_bytes()
     assert served.endpoint.close_idle(time.monotonic() + 1) == 0
+
+
+async def test_a_small_file_that_grew_travels_in_chunks(served: Served, tmp_path: Path) -> None:
+    from agent.moving import Mover
+    from protocol import TransferWork
+
+    small = random_file(served.root / "plates" / "a.dpx", 1000)
+    grown = random_file(served.root / "plates" / "b.dpx", 3 * MiB)  # listed at 2,000 bytes
+    ticket = served.ticket("plates", tree=True)
+
+    def work(path: str, size: int) -> TransferWork:
+        return TransferWork(url=served.url, fingerprint=served.fingerprint or "", share="sh1",
+                            path=path, ticket=ticket, dest_share="d", dest_path=f"in/{path}",
+                            into_folder=False, dest_root=str(tmp_path / "dest"), size=size)
+
+    results: dict[str, object] = {}
+    await Mover(dict).run_small([("t1", work("plates/a.dpx", 1000)),
+                                 ("t2", work("plates/b.dpx", 2000))],
+                                results.update, lambda _: True)
+    assert [type(r).__name__ for r in results.values()] == ["Landed", "Landed"], results
+    assert (tmp_path / "dest" / "in" / "plates" / "b.dpx").read_bytes() == grown.read_bytes()
+    assert (tmp_path / "dest" / "in" / "plates" / "a.dpx").read_bytes() == small.read_bytes()
+
+
+async def test_a_long_listing_goes_to_the_hub_in_pages_it_accepts() -> None:
+    import msgspec
+
+    from agent.moving import EXPAND_BYTES, _expand
+    from protocol import ListedFile
+
+    pages: list[list[ListedFile]] = []
+
+    async def expand(page: list[ListedFile]) -> None:
+        pages.append(page)
+
+    files = [ListedFile(path=f"plates/{'x' * 200}/{n:05}.dpx", size=n) for n in range(12_000)]
+    summary, moved = await _expand(files, expand)
+    assert summary.startswith("a folder of 12000 files") and moved == 0
+    assert [f for page in pages for f in page] == files and len(pages) > 2
+    assert all(len(msgspec.json.encode(page)) <= EXPAND_BYTES * 1.1 for page in pages)

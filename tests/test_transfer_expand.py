@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from hub import Session
+from protocol import tickets
 from tests.helpers import ROOT_PASSWORD, Hub, db_rows, http
 
 
@@ -70,8 +71,13 @@ def test_a_folder_becomes_a_task_per_file(start_hub) -> None:
     status, claim = call("/agent/claim", {"lanes": [], "slots": 12, "wait": 0})
     sizes = sorted(len(b["tasks"]) for b in claim["buckets"])
     assert status == 200 and sizes == [1, 19] + [83] * 7, sizes  # 83 x 200 kB < 16 MiB
+    key = tickets.public_key(dest["ticket_key"])
     for b in claim["buckets"]:
-        assert len({t["transfer"]["ticket"] for t in b["tasks"]}) == 1
+        (ticket,) = {t["transfer"]["ticket"] for t in b["tasks"]}
+        scope = tickets.read(key, ticket)
+        # never more than the folder that was listed (the big file: just itself)
+        assert scope.path in ("plates", "plates/big.mov") and scope.op == "read", scope
+        assert scope.path == "plates/big.mov" or len(b["tasks"]) > 1
 
     # the files of one request are reported together: each task ends as its file did
     small = next(b for b in claim["buckets"] if len(b["tasks"]) == 83)

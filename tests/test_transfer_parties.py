@@ -5,6 +5,7 @@ duplicate rule. A real hub and real agents."""
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +204,42 @@ def test_pending_and_destination_path_refuse_what_does_not_fit(
     session.update("Job", job["id"], {"status": "waiting"})
     wait_for(lambda: ended(session, job["id"]), timeout=60, what="resent job")
     assert (two_sites.backup / "second" / "a.mov").read_bytes() == b"x" * 100
+
+
+def test_a_job_with_no_path_never_runs_and_a_resend_keeps_each_files_place(
+        hub: Hub, session: Session, two_sites: Sites) -> None:
+    projects, backup = two_sites.projects, two_sites.backup
+    for rel in ("shot/a/one.dpx", "shot/b/two.dpx", "ref/show.mov"):
+        (projects / rel).parent.mkdir(parents=True, exist_ok=True)
+        (projects / rel).write_bytes(random.randbytes(3000))
+    job = session.create("Job", {"source": "share=projects/shot",
+                                 "destination": "share=backup/first/"})
+    wait_for(lambda: ended(session, job["id"]), timeout=60, what="first copy")
+    session.create("task", {"tasks": [{"source": "share=projects/ref/show.mov",
+                                       "destination": "share=backup/refs/show_v1.mov"}]},
+                   job["id"])
+    wait_for(lambda: ended(session, job["id"]), timeout=60, what="the added file")
+    assert (backup / "first" / "shot" / "b" / "two.dpx").exists()
+    before = {t["item"]: t["destination"]["path"] for t in tasks_of(session, job["id"])}
+
+    # resent: no path, so nothing may run, whatever is written to the job or its tasks
+    session.update("Job", job["id"], {"status": "pending"})
+    one = tasks_of(session, job["id"])[1]
+    session.update_many("task", job["id"], [{"id": one["id"], "status": "failed"}])
+    session.update_many("task", job["id"], [{"id": one["id"], "status": "queued"}])
+    assert session.get("Task", one["id"])["status"] == "pending"
+    assert session.update("Job", job["id"], {"status": "waiting"})["status"] == "pending"
+    time.sleep(1.5)  # claims come and go: none may take a task of a job with no path
+    assert {t["status"] for t in tasks_of(session, job["id"])} == {"pending"}
+
+    # a new path: every file keeps its place relative to the job's landing; a file with
+    # its own destination keeps it; re-listing the folder adds no duplicate
+    session.update("Job", job["id"], {"destination_path": "share=backup/second/"})
+    done = wait_for(lambda: ended(session, job["id"]), timeout=60, what="resent job")
+    assert done["status"] == "done", tasks_of(session, job["id"])
+    after = {t["item"]: t["destination"]["path"] for t in tasks_of(session, job["id"])}
+    assert len(after) == len(before) == len(tasks_of(session, job["id"]))
+    assert after["shot/b/two.dpx"] == "second/shot/b/two.dpx"
+    assert after["ref/show.mov"] == "refs/show_v1.mov" == before["ref/show.mov"]
+    assert (backup / "second" / "shot" / "a" / "one.dpx").read_bytes() == \
+        (projects / "shot" / "a" / "one.dpx").read_bytes()

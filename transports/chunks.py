@@ -88,6 +88,13 @@ class DiskFull(TransferError):
     pass
 
 
+class TooLarge(TransferError):
+    """A file listed as small is no longer: it must travel in chunks."""
+
+
+TOO_LARGE = "send it in chunks"  # ends the answer's error for such a file
+
+
 @dataclass(frozen=True)
 class Stat:
     size: int

@@ -22,11 +22,13 @@ import structlog
 
 from protocol.paths import join, share_parts
 from transports.chunks import (
+    TOO_LARGE,
     ChunkCorrupt,
     PartialFile,
     SourceChanged,
     SourceFile,
     Stat,
+    TooLarge,
     TransferError,
     chunk_hash,
     file_hash,
@@ -191,7 +193,8 @@ class TransferClient:
             data = bytes(view[end + 1:end + 1 + header.size])
             at = end + 1 + header.size
             if header.error:
-                out[header.path] = TransferError(f"{header.path}: {header.error}")
+                kind = TooLarge if header.error.endswith(TOO_LARGE) else TransferError
+                out[header.path] = kind(f"{header.path}: {header.error}")
                 continue
             try:
                 where = place(header.path)
@@ -218,9 +221,15 @@ class TransferClient:
             opened = {"size": source.stat.size, "chunk": source.chunk,
                       "identity": source.stat.identity, "mode": source.stat.mode,
                       "mtime_ns": source.stat.mtime_ns}
-            status, body, _ = await self._call("POST", "receive/open", params={"path": path},
-                                               data=msgspec.json.encode(opened),
-                                               idempotent=False)
+            for attempt in range(TRIES):  # busy: our earlier requests for it still run there
+                status, body, _ = await self._call("POST", "receive/open",
+                                                   params={"path": path},
+                                                   data=msgspec.json.encode(opened),
+                                                   idempotent=False)
+                if status != 409 or b'"busy"' not in body or attempt == TRIES - 1:
+                    break
+                self.retried += 1
+                await asyncio.sleep(self.backoff * 2 ** attempt)
             self._raise(status, body)
             missing: list[int] = msgspec.json.decode(body)["missing"]
             if progress:
@@ -329,7 +338,7 @@ def _read_local_small(local: Path) -> tuple[bytes, os.stat_result]:
     with open(local, "rb") as fh:
         st = os.fstat(fh.fileno())
         if st.st_size > SMALL_FILE:
-            raise TransferError(f"{local} is larger than {SMALL_FILE} bytes: push it in chunks")
+            raise TooLarge(f"{local} is larger than {SMALL_FILE} bytes: {TOO_LARGE}")
         return fh.read(), st
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 
 from protocol.paths import PathRefused, join, share_parts
-from transports.chunks import SourceFile, TransferError, chunk_hash
+from transports.chunks import TOO_LARGE, SourceFile, TransferError, chunk_hash
 from transports.shares import files_below, resolve
 from transports.wire import BATCH_BYTES, SMALL_FILE, FileHeader, FileInfo, Refused, Share, StatAnswer
 
@@ -94,7 +94,7 @@ def read_small(name: str, place: Path) -> tuple[FileHeader, bytes]:
     try:
         if source.stat.size > SMALL_FILE:
             return FileHeader(path=name, size=0, mtime_ns=0, mode=0,
-                              error=f"larger than {SMALL_FILE} bytes: send it in chunks"), b""
+                              error=f"larger than {SMALL_FILE} bytes: {TOO_LARGE}"), b""
         data = os.pread(source.fd, source.stat.size, 0) if source.stat.size else b""
         return FileHeader(path=name, size=len(data), mtime_ns=source.stat.mtime_ns,
                           mode=source.stat.mode, hash=chunk_hash(data).hex()), data

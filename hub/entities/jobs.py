@@ -177,13 +177,11 @@ class JobEntity(Entity):
             if job is None:
                 raise ApiError(404, "not_found", f"no Job with id '{entity_id}'")
             values.update(modified=ctx.now, modifier=ctx.principal.id)
-            held = transfers.hold(job, wanted) if wanted is not None else None
-            if held is not None:  # pending stays pending; it becomes this once it has a path
-                values["spec"], wanted = held, None
             await conn.execute(update(Job).where(Job.id == entity_id).values(**values))
             if wanted == st.JobStatus.PENDING:
                 await transfers.resend(conn, ctx, job)
-            elif wanted is not None:
+            elif wanted is not None and not await transfers.status_write(conn, ctx, job,
+                                                                         wanted):
                 await change_status(conn, entity_id, job.status, wanted, ctx)
             if "destination_path" in body:
                 job = (await conn.execute(select(

@@ -139,8 +139,11 @@ class TaskEntity(Entity):
             missing = [i for i in ids if i not in rows]
             if missing:
                 raise ApiError(404, "not_found", f"job '{job_id}' has no task '{missing[0]}'")
+            spec = (await conn.execute(select(Job.spec).where(Job.id == job_id))).scalar()
+            # a transfer with no destination path yet: what would be queued waits for one
+            pathless = isinstance(spec, dict) and "transfer" in spec and not transfers.has_path(spec)
             for change in changes:
-                values = _values(change, rows[change["id"]].status, ctx)
+                values = _values(change, rows[change["id"]].status, ctx, pathless)
                 await conn.execute(update(Task).where(Task.id == change["id"]).values(**values))
             await conn.run_sync(st.refresh, [job_id], ctx.now)
         ctx.rt.dispatcher.notify()
@@ -195,7 +198,8 @@ def _check_change(change: Any) -> None:
         expect(change, "metadata", dict, "an object")
 
 
-def _values(change: dict[str, Any], current: str, ctx: Ctx) -> dict[str, Any]:
+def _values(change: dict[str, Any], current: str, ctx: Ctx, pathless: bool = False
+            ) -> dict[str, Any]:
     values: dict[str, Any] = {"modified": ctx.now}
     if "priority" in change:
         values["priority"] = change["priority"]
@@ -209,7 +213,8 @@ def _values(change: dict[str, Any], current: str, ctx: Ctx) -> dict[str, Any]:
         if running:
             raise ApiError(409, "invalid_transition", f"task {change['id']} is {current}; it "
                            "cannot be queued while it runs", {"field": "status"})
-        values.update(st.FRESH_RUN, status=wanted, attempts=0, message="")
+        values.update(st.FRESH_RUN, status=st.TaskStatus.PENDING if pathless else wanted,
+                      attempts=0, message="")
     else:
         values["status"] = wanted
         if running:  # the agent kills it at its next heartbeat

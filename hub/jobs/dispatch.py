@@ -59,7 +59,9 @@ _BEST_JOB = (select(Task.job_id).join(Job, Job.id == Task.job_id)
              .order_by(Job.priority.desc(), Job.created, Task.priority.desc(), Task.seq).limit(1))
 # PostgreSQL: several hub processes claim at once; SKIP LOCKED leaves each its own
 # tasks (SQLite has one writer, and renders no FOR UPDATE)
-_NEXT_TASKS = (select(Task.id, Task.uri, Task.item, Task.attempts, Task.destination, Task.size)
+_COLUMNS = (Task.id, Task.uri, Task.item, Task.attempts, Task.destination, Task.size,
+            Task.folder)
+_NEXT_TASKS = (select(*_COLUMNS)
                .where(Task.job_id == bindparam("job"), Task.status == st.TaskStatus.QUEUED)
                .order_by(Task.priority.desc(), Task.seq).limit(bindparam("n"))
                .with_for_update(skip_locked=True))
@@ -181,7 +183,8 @@ class Dispatcher:
 
     def _eligible_jobs(self, conn: Connection, agent: Any) -> dict[str, Any]:
         rows = conn.execute(_RUNNABLE)
-        return {r.id: r.spec for r in rows if targets_match(r.spec.get("targets", []), agent)}
+        return {r.id: r.spec for r in rows if targets_match(r.spec.get("targets", []), agent)
+                and _has_destination(r.spec)}
 
     def _remember(self, client_id: str, benchmark: float | None, free: int) -> None:
         now = time.monotonic()
@@ -398,22 +401,29 @@ def _forget_keys(conn: Connection, before: datetime) -> None:
 # several batched requests at once)
 SMALL_BUCKET_FILES = 256
 SMALL_BUCKET_BYTES = 16 << 20
-_NEXT_SMALL = (select(Task.id, Task.uri, Task.item, Task.attempts, Task.destination, Task.size)
+_NEXT_SMALL = (select(*_COLUMNS)
                .where(Task.job_id == bindparam("job"), Task.status == st.TaskStatus.QUEUED,
-                      Task.size >= 0, Task.size <= SMALL_FILE)
+                      Task.folder == bindparam("folder"), Task.size >= 0,
+                      Task.size <= SMALL_FILE)
                .order_by(Task.priority.desc(), Task.seq).limit(SMALL_BUCKET_FILES)
                .with_for_update(skip_locked=True))
 
 
+def _has_destination(spec: dict[str, Any]) -> bool:
+    """A transfer job runs only once it knows where its files land."""
+    return "transfer" not in spec or spec["transfer"].get("destination_share") is not None
+
+
 def _transfer_rows(conn: Connection, job_id: str) -> list[Any]:
-    """The next transfer task alone, or, when it is a small file (its size known from its
-    folder's listing), the next small files together: they travel many to a request."""
+    """The next transfer task alone, or, when it is a small file listed from a folder (its
+    size known from that listing), the next small files of that folder together: they
+    travel many to a request, under one ticket for that folder and nothing more."""
     first = conn.execute(_NEXT_TASKS, {"job": job_id, "n": 1}).first()
-    if first is None or not 0 <= first.size <= SMALL_FILE:
+    if first is None or not first.folder or not 0 <= first.size <= SMALL_FILE:
         return [first] if first is not None else []
     rows: list[Any] = []
     total = 0
-    for row in conn.execute(_NEXT_SMALL, {"job": job_id}):
+    for row in conn.execute(_NEXT_SMALL, {"job": job_id, "folder": first.folder}):
         if rows and total + row.size > SMALL_BUCKET_BYTES:
             break
         rows.append(row)

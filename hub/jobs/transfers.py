@@ -129,14 +129,13 @@ def served(shares: dict[str, Any], name: str, field: str) -> Any:
 
 
 def runner(source: Any, dest: Any, direction: str) -> str:
-    """The agent that runs the job's tasks. The other side is called, so it must run an
-    endpoint."""
-    called, runs, field = (source, dest, "source") if direction == "pull" \
-        else (dest, source, "destination")
-    if not called.transfer_url:
-        raise ApiError(422, "not_served", f"{field}: the agent of share '{called.name}' runs no "
-                       "transfer endpoint", {"field": field})
-    return str(runs.client_id)
+    """The agent that runs the job's tasks (the destination's when pulling, the source's
+    when pushing). Both must run a transfer endpoint: one is called, the other moves."""
+    for side, field in ((source, "source"), (dest, "destination")):
+        if not side.transfer_url:  # it can neither serve a peer nor run transfers itself
+            raise ApiError(422, "not_served", f"{field}: the agent of share '{side.name}' runs "
+                           "no transfer endpoint", {"field": field})
+    return str((dest if direction == "pull" else source).client_id)
 
 
 async def create(ctx: Ctx, body: Any) -> str:
@@ -196,16 +195,23 @@ async def insert_transfer_tasks(conn: Any, job_id: str, pairs: list[tuple[str, s
     return ids
 
 
+def has_path(spec: dict[str, Any]) -> bool:
+    """The job knows where its files land (a pending job does not)."""
+    return spec.get("transfer", {}).get("destination_share") is not None
+
+
 async def set_destination(conn: Any, ctx: Ctx, job: Any, text: Any) -> None:
-    """Give a pending job its destination path: its tasks land by it and are queued."""
+    """Give a job with no destination path one: each task gets its landing (kept relative
+    to the job's landing when it had one before a resend) and the pending ones are
+    queued."""
     text = expect({"destination_path": text}, "destination_path", str, "a share path")
     if job.kind != "transfer":
         raise ApiError(422, "read_only", "'destination_path' belongs to transfer jobs",
                        {"field": "destination_path"})
-    if job.status != S.PENDING:
-        raise ApiError(409, "not_pending", f"the job is {job.status}: its destination path is "
-                       "set only while it is pending (write status 'pending' to resend it)",
-                       {"field": "destination_path"})
+    if has_path(job.spec):
+        raise ApiError(409, "not_pending", f"the job is {job.status} and has its destination "
+                       "path: it is set only while it is pending (write status 'pending' to "
+                       "resend it)", {"field": "destination_path"})
     name, parts, into_folder = share_party(text, "destination_path")
     stored = dict(job.spec)
     transfer = dict(stored["transfer"])
@@ -226,53 +232,98 @@ async def set_destination(conn: Any, ctx: Ctx, job: Any, text: Any) -> None:
         raise ApiError(422, "not_theirs", f"destination_path: share '{name}' is not served by "
                        "an agent at the receiving site", {"field": "destination_path"})
     stored["targets"] = [{"client": runner(source, dest, transfer["direction"])}]
+    previous = transfer.pop("previous", None)
     transfer.update(destination_share=dest.id, destination_path=join(parts),
                     destination=text, into_folder=into_folder)
     stored["transfer"] = transfer
-    tasks = (await conn.execute(select(Task.id, Task.item, Task.abort_to).where(
-        Task.job_id == job.id, Task.status == T.PENDING))).all()
+    tasks = (await conn.execute(select(
+        Task.id, Task.item, Task.destination, Task.status, Task.abort_to).where(
+        Task.job_id == job.id))).all()
     for task in tasks:
-        # a task still being stopped since the resend is queued once the agent confirms
-        state = {"abort_to": T.QUEUED} if task.abort_to is not None else {"status": T.QUEUED}
-        await conn.execute(update(Task).where(Task.id == task.id).values(
-            destination=landing(transfer, task.item), modified=ctx.now, **state))
-    values: dict[str, Any] = {"spec": stored}
+        values: dict[str, Any] = {"destination": relanding(previous, transfer, task.item,
+                                                          task.destination),
+                                  "modified": ctx.now}
+        if task.status == T.PENDING:  # one still being stopped is queued once it is
+            values.update({"abort_to": T.QUEUED} if task.abort_to is not None
+                          else {"status": T.QUEUED})
+        await conn.execute(update(Task).where(Task.id == task.id).values(**values))
+    values = {"spec": stored}
     if scope == "share":  # the job's party follows its path
         values["destination_id"] = dest.id
-    if transfer.get("hold"):
+    if job.status == S.PENDING and transfer.get("hold"):
         values["status"] = S.PAUSED
     await conn.execute(update(Job).where(Job.id == job.id).values(**values))
 
 
+def relanding(previous: dict[str, Any] | None, transfer: dict[str, Any], item: str,
+              old: str) -> str:
+    """Where a task lands under the job's new destination path. A task that landed
+    somewhere before a resend keeps its place relative to the job's landing (below the
+    job's source, or beside it); one named elsewhere on the share keeps its path; a new
+    one mirrors."""
+    if not old or previous is None or item == transfer["source_path"]:
+        return landing(transfer, item)
+    before = {**transfer, **previous}
+    was = share_parts(old)
+    for old_base, new_base in (
+            (share_parts(landing(before, transfer["source_path"])),
+             share_parts(landing(transfer, transfer["source_path"]))),
+            (_beside(before), _beside(transfer))):
+        if old_base and was[:len(old_base)] == old_base:
+            return join(new_base + was[len(old_base):])
+    return old
+
+
+def _beside(transfer: dict[str, Any]) -> tuple[str, ...]:
+    """The folder the job's source lands in."""
+    dst = share_parts(transfer["destination_path"])
+    return dst if transfer["into_folder"] else dst[:-1]
+
+
 async def resend(conn: Any, ctx: Ctx, job: Any) -> None:
     """``status: pending``: every task runs again, once a destination path is set anew.
-    Tasks still running are stopped first (the agent hears it at its next heartbeat)."""
+    A task still running (or still being stopped) is stopped: the agent hears it at its
+    next heartbeat, and until it confirms the task keeps its bucket."""
     if job.kind != "transfer":
         raise ApiError(422, "invalid_status", "'pending' resends a transfer; compute jobs have "
                        "no destination to reset", {"field": "status"})
-    stored = dict(job.spec)
-    stored["transfer"] = {**stored["transfer"], "destination_share": None,
-                          "destination_path": None, "destination": None,
-                          "hold": job.status == S.PAUSED}
-    stored["targets"] = []
+    transfer = dict(job.spec["transfer"])
+    if has_path(job.spec):
+        transfer["previous"] = {k: transfer[k] for k in (
+            "destination_share", "destination_path", "into_folder")}
+    transfer.update(destination_share=None, destination_path=None, destination=None,
+                    hold=job.status == S.PAUSED or (
+                        job.status == S.PENDING and bool(transfer.get("hold"))))
+    stored = {**job.spec, "transfer": transfer, "targets": []}
+    stopping = or_(Task.status.in_(st.RUNNING_TASK), Task.abort_to.is_not(None))
+    await conn.execute(update(Task).where(Task.job_id == job.id, stopping).values(
+        status=T.PENDING, abort_to=T.PENDING, modified=ctx.now))
     await conn.execute(update(Task).where(
-        Task.job_id == job.id, Task.status.in_(st.RUNNING_TASK)).values(
-        status=T.PENDING, abort_to=T.PENDING, destination="", modified=ctx.now))
-    await conn.execute(update(Task).where(
-        Task.job_id == job.id, Task.status.not_in(st.RUNNING_TASK),
-        Task.status != T.EXCLUDED).values(
-        **st.FRESH_RUN, status=T.PENDING, destination="", attempts=0, message="",
-        modified=ctx.now))
+        Task.job_id == job.id, ~stopping, Task.status != T.EXCLUDED).values(
+        **st.FRESH_RUN, status=T.PENDING, attempts=0, message="", modified=ctx.now))
     await conn.execute(update(Job).where(Job.id == job.id).values(
         status=S.PENDING, spec=stored, started=None, finished=None))
 
 
-def hold(job: Any, wanted: str) -> dict[str, Any] | None:
-    """A pending job written ``paused`` or ``waiting`` stays pending and remembers which to
-    become once its destination path is set; None when the job is not pending."""
-    if job.kind != "transfer" or job.status != S.PENDING or wanted not in (S.PAUSED, S.WAITING):
-        return None
-    return {**job.spec, "transfer": {**job.spec["transfer"], "hold": wanted == S.PAUSED}}
+async def status_write(conn: Any, ctx: Ctx, job: Any, wanted: str) -> bool:
+    """``paused`` or ``waiting`` written to a transfer job with no destination path: it
+    stays (or becomes again) pending, and remembers which to become once it has a path.
+    Returns whether the write was handled here."""
+    if job.kind != "transfer" or has_path(job.spec) or wanted not in (S.PAUSED, S.WAITING):
+        return False
+    if wanted == S.PAUSED and job.status in st.FINISHED:
+        return False  # refused as for any ended job
+    stored = {**job.spec, "transfer": {**job.spec["transfer"], "hold": wanted == S.PAUSED}}
+    if wanted == S.WAITING:  # run again what did not succeed, once there is a path
+        await conn.execute(update(Task).where(
+            Task.job_id == job.id, Task.status.in_((T.FAILED, T.QUEUED)),
+            Task.abort_to.is_(None)).values(
+            **st.FRESH_RUN, status=T.PENDING, attempts=0, message="", modified=ctx.now))
+        await conn.execute(update(Task).where(
+            Task.job_id == job.id, Task.abort_to.is_not(None)).values(abort_to=T.PENDING))
+    await conn.execute(update(Job).where(Job.id == job.id).values(
+        spec=stored, status=S.PENDING, finished=None))
+    return True
 
 
 async def add_tasks(conn: Any, ctx: Ctx, job: Any, tasks: list[Any], allow: bool
@@ -281,8 +332,9 @@ async def add_tasks(conn: Any, ctx: Ctx, job: Any, tasks: list[Any], allow: bool
     destination on the job's destination share. A task with the same source and
     destination is not added: it runs again (or, with ``allow_duplicates: false``, the
     call is refused)."""
+    await conn.execute(select(Job.id).where(Job.id == job.id).with_for_update())  # see expand
     transfer = job.spec["transfer"]
-    pending = job.status == S.PENDING
+    pending = transfer.get("destination_share") is None
     source = (await conn.execute(select(Share.name, Share.path).where(
         Share.id == transfer["source_share"]))).first()
     dest_name = None if pending else (await conn.execute(select(Share.name).where(
@@ -392,6 +444,9 @@ def expand(conn: Connection, client_id: str, req: ExpandRequest, now: datetime
         if pair not in sizes:
             pairs.append(pair)
         sizes[pair] = listed.size
+    # PostgreSQL: pages of one job's folders listed at once must neither number alike nor
+    # both add the same file; the job's row orders them (SQLite has one writer anyway)
+    conn.execute(select(Job.id).where(Job.id == task.job_id).with_for_update())
     known: set[tuple[str, str]] = set()
     for start in range(0, len(pairs), 500):  # bounded IN lists
         items = [p[0] for p in pairs[start:start + 500]]
@@ -405,7 +460,7 @@ def expand(conn: Connection, client_id: str, req: ExpandRequest, now: datetime
         first = (last if last is not None else -1) + 1
         conn.execute(insert(Task), [
             {"id": new_id(), "job_id": task.job_id, "uri": str(first + n), "seq": first + n,
-             "item": item, "destination": lands, "status": T.QUEUED,
+             "item": item, "destination": lands, "folder": task.item, "status": T.QUEUED,
              "priority": task.priority, "size": sizes[(item, lands)], "attempts": 0,
              "message": "", "log_tail": "", "has_log": False, "meta": {}, "created": now,
              "modified": now}

@@ -208,9 +208,12 @@ class Task(Base):
     job_id: Mapped[str] = mapped_column(ID, ForeignKey("jobs.id", ondelete="CASCADE"))
     uri: Mapped[str] = mapped_column(String(32))  # "0", "1", … in order of creation
     seq: Mapped[int] = mapped_column(Integer)
-    item: Mapped[str] = mapped_column(String(1024))
-    # transfer tasks: where the file lands on the job's destination share (empty: pending)
+    item: Mapped[str] = mapped_column(String(4096))  # a compute item, or a source path
+    # transfer tasks: where the file lands on the job's destination share (empty: pending),
+    # and the folder whose listing made it a task (empty: named by a user): small files of
+    # one folder share a bucket and a ticket for that folder, never for more
     destination: Mapped[str] = mapped_column(String(4096), default="")
+    folder: Mapped[str] = mapped_column(String(4096), default="")
     status: Mapped[str] = mapped_column(String(16), index=True)
     priority: Mapped[int] = mapped_column(Integer, default=500)
     size: Mapped[int] = mapped_column(BigInteger, default=-1)
