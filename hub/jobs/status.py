@@ -90,8 +90,11 @@ _RECENT = (select(Task.job_id, func.count())
            .where(Task.job_id.in_(bindparam("ids", expanding=True)),
                   Task.finished >= bindparam("since"))
            .group_by(Task.job_id))
-_JOBS = select(Job.id, Job.status, Job.finished).where(Job.id.in_(bindparam("ids",
-                                                                           expanding=True)))
+# locked, in id order: on PostgreSQL two reports of one job must not each count the other's
+# tasks as still running (each would leave the job "running" with every task done)
+_JOBS = (select(Job.id, Job.status, Job.finished)
+         .where(Job.id.in_(bindparam("ids", expanding=True)))
+         .order_by(Job.id).with_for_update())
 
 
 def task_counts(conn: Connection, job_ids: Iterable[str], now: datetime, *,
@@ -171,9 +174,9 @@ def refresh(conn: Connection, job_ids: Iterable[str], now: datetime) -> None:
     ids = sorted(set(job_ids))
     if not ids:
         return
+    rows = conn.execute(_JOBS, {"ids": ids}).all()  # first the lock, then the counts
     counts = task_counts(conn, ids, now)
-    rows = conn.execute(_JOBS, {"ids": ids})
-    for job_id, status, finished in rows.all():
+    for job_id, status, finished in rows:
         new = derived_status(status, counts[job_id])
         values: dict[str, Any] = {}
         if new != status:
