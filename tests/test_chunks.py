@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import small_tmpfs
 from transports.chunks import (
     ChunkCorrupt,
     DiskFull,
@@ -181,16 +182,9 @@ def test_empty_file(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def tiny_disk(tmp_path: Path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                      check=False, capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    with small_tmpfs(tmp_path / "tiny", "1m") as mount:
+        yield mount
 
 
 def test_disk_full_fails_clearly_and_leaves_nothing(tmp_path: Path, tiny_disk: Path) -> None:

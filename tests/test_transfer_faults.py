@@ -3,10 +3,8 @@ connection cut in flight, and a destination disk that fills up."""
 
 from __future__ import annotations
 
-import os
 import random
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 
 from hub import Session
 from tests.conftest import Sites
-from tests.helpers import Hub, ended, wait_for
+from tests.helpers import Hub, ended, small_tmpfs, wait_for
 from tests.proxy import ThreadedProxy
 from transports.chunks import MiB
 
@@ -69,15 +67,8 @@ def test_damage_and_a_cut_in_flight_are_survived(hub: Hub, session: Session, nod
 
 @pytest.fixture
 def tiny_share_folder(two_sites: Sites) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mount = two_sites.backup / "tiny"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                      check=False, capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with small_tmpfs(two_sites.backup / "tiny", "4m") as mount:
+        yield mount
 
 
 def test_a_full_destination_disk_fails_clearly_and_leaves_nothing(

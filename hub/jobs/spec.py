@@ -155,36 +155,3 @@ def targets_match(targets: list[dict[str, str]], client: Any) -> bool:
         if scope == "tag" and value in (client.tags or []):
             return True
     return False
-
-
-class TransferCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """A transfer job (jobs.rst): ``source`` and ``destination`` as share paths."""
-
-    source: Annotated[str, msgspec.Meta(min_length=1, max_length=4200)]
-    destination: Annotated[str, msgspec.Meta(min_length=1, max_length=4200)]
-    code: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
-    priority: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 500
-    status: Literal["waiting", "paused"] = "waiting"
-    queue: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "default"
-    metadata: dict[str, Any] = {}
-    retries: Annotated[int, msgspec.Meta(ge=0, le=100)] = 2
-    streams: Annotated[int, msgspec.Meta(ge=1, le=32)] = 4
-    # pull: the destination's agent fetches (default); push: the source's agent sends, for
-    # a source behind NAT that nobody can reach
-    direction: Literal["pull", "push"] = "pull"
-
-
-def share_party(text: str, field: str) -> tuple[str, tuple[str, ...], bool]:
-    """``share=<name>/<path>`` as (share name, path parts, names a folder: ends in '/' or is
-    the share's root). Other parties (users, sites) come with pending jobs."""
-    from protocol.paths import PathRefused, split_share_path
-
-    if not text.startswith("share="):
-        raise ApiError(422, "not_supported", f"{field}: only share paths (share=<share>/<path>) "
-                       "are supported so far; users and sites as parties come later",
-                       {"field": field})
-    try:
-        name, parts = split_share_path(text)
-    except PathRefused as exc:
-        raise ApiError(422, "invalid_path", f"{field}: {exc}", {"field": field}) from None
-    return name, parts, text.endswith("/") or not parts
