@@ -15,7 +15,6 @@ import contextlib
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +27,7 @@ from agent.inbox import LoopInbox
 from agent.outbox import Outbox
 from agent.state import AgentState
 from agent.transfer import TransferService
+from agent.transfer_buckets import TransferBuckets, iso
 from ferry.errors import ApiError
 from lanes import Outcome, SubprocessLane, TaskRun
 from lanes.accounting import CgroupTree
@@ -37,19 +37,12 @@ from protocol import (
     BucketWork,
     ClaimRequest,
     ClaimResponse,
-    ExpandRequest,
-    ExpandResponse,
-    FileResult,
-    FilesReport,
     HeartbeatRequest,
     HeartbeatResponse,
-    ListedFile,
     TaskReport,
     TaskWork,
     whole_log_needed,
 )
-from transports.chunks import TransferError
-from transports.client import Landed
 
 log = structlog.get_logger("agent.work")
 
@@ -65,11 +58,6 @@ def _log_path(folder: Path, task_id: str, bucket_id: str) -> Path:
 
 def _upload_log(outcome: Outcome) -> bool:
     return whole_log_needed(outcome.log_size, outcome.log_tail)
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).replace(tzinfo=None).isoformat(
-        timespec="milliseconds") + "Z"
 
 
 @dataclass
@@ -97,7 +85,7 @@ class BucketRun:
             self.transfer[1].cancel()
 
 
-class Work:
+class Work(TransferBuckets):
     def __init__(self, hub: HubClient, outbox: Outbox, state: AgentState, data_dir: Path,
                  agent_id: str) -> None:
         self.hub = hub
@@ -248,121 +236,6 @@ class Work:
                 self._held.clear()
                 self.idle.set()
             (self._lane_free if run.lane is not None else self._slot_free).set()
-
-    async def _run_transfers(self, run: BucketRun) -> int:
-        """Transfer tasks on the event loop (the bytes move on threads): one after the
-        other, or a bucket of small files together. Returns how many were taken."""
-        bucket = run.work
-        if len(bucket.tasks) > 1 and self.transfer is not None and all(
-                t.transfer is not None for t in bucket.tasks):
-            return await self._run_small(run)
-        taken = 0
-        for task in bucket.tasks:
-            if run.stop_reason:
-                break
-            taken += 1
-            started = time.time()
-            if task.id in run.aborted:
-                outcome = Outcome(status="aborted", exit_code=None,
-                                  message="aborted before it started", started=started,
-                                  ended=started)
-            else:
-                self._report(bucket, task, "started", started)
-                outcome = await self._transfer(run, task, started)
-            run.ended.add(task.id)
-            if not run.lost:
-                self._finish(bucket, task, outcome)
-        return taken
-
-    async def _transfer(self, run: BucketRun, task: TaskWork, started: float) -> Outcome:
-        def failed(message: str) -> Outcome:
-            return Outcome(status="failed", exit_code=None, message=message, started=started,
-                           ended=time.time())
-
-        if self.transfer is None or task.transfer is None:
-            return failed("this agent runs no transfer endpoint (transfer: false)")
-
-        async def expand(files: list[ListedFile]) -> None:  # a folder: a task per file
-            await self.hub.request("POST", "/agent/expand", ExpandRequest(
-                bucket_id=run.work.id, task_id=task.id, files=files), ExpandResponse)
-
-        runner = asyncio.create_task(self.transfer.mover.run_task(task.id, task.transfer,
-                                                                  expand))
-        run.transfer = (task.id, runner)
-        try:
-            summary, size = await runner
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # we are being stopped, not the transfer
-            return Outcome(status="aborted", exit_code=None, message=run.stopped_because,
-                           started=started, ended=time.time())
-        except (TransferError, ApiError) as exc:
-            return failed(str(exc))
-        except Exception as exc:
-            log.exception("transfer failed in the agent", task=task.id)
-            return failed(f"the agent failed while running it: {exc}")
-        finally:
-            run.transfer = None
-        text = summary + "\n"
-        return Outcome(status="done", exit_code=0, message="", started=started,
-                       ended=time.time(), log_tail=text, log_size=len(text.encode()), size=size)
-
-    async def _run_small(self, run: BucketRun) -> int:
-        """A bucket of small files, many to a request. The files of each request are
-        reported together, when it ends; what was never sent is reported aborted (if it
-        was) or handed back (a stopping bucket)."""
-        assert self.transfer is not None
-        bucket = run.work
-        started = iso(time.time())
-        sent = 0
-
-        def done(results: list[tuple[str, Landed | TransferError]]) -> None:
-            nonlocal sent
-            run.ended.update(task_id for task_id, _ in results)
-            if run.lost or not results:
-                return
-            key = f"{bucket.id}/files/{sent}"
-            sent += 1
-            files = [FileResult(task_id=task_id, size=r.size, hash=r.hash)
-                     if isinstance(r, Landed) else FileResult(task_id=task_id,
-                                                              message=str(r)[:4096])
-                     for task_id, r in results]
-            self.outbox.add("report", key, msgspec.json.encode(FilesReport(
-                key=key, bucket_id=bucket.id, at=iso(time.time()), started=started,
-                files=files)))
-
-        runner = asyncio.create_task(self.transfer.mover.run_small(
-            [(t.id, t.transfer) for t in bucket.tasks if t.transfer is not None], done,
-            lambda task_id: not run.stop_reason and task_id not in run.aborted))
-        run.transfer = ("", runner)  # stopped as a whole; an abort only skips its task
-        failure = ""
-        try:
-            await runner
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
-        except Exception as exc:
-            log.exception("small-file bucket failed in the agent", bucket=bucket.id)
-            failure = f"the agent failed while running it: {exc}"
-        finally:
-            run.transfer = None
-        left = [t for t in bucket.tasks if t.id not in run.ended]
-        if failure:
-            done([(t.id, TransferError(failure)) for t in left])
-        now = time.time()
-        for task in left:
-            if not failure and task.id in run.aborted:
-                run.ended.add(task.id)
-                if not run.lost:
-                    self._finish(bucket, task, Outcome(
-                        status="aborted", exit_code=None, message="aborted before it started",
-                        started=now, ended=now))
-        if not run.lost:
-            self._hand_back(bucket, [t for t in bucket.tasks if t.id not in run.ended],
-                            run.stop_reason or "stopped")
-        return len(bucket.tasks)
 
     def _task_runs(self, bucket: BucketWork) -> list[TaskRun]:
         folder = self.logs / bucket.job_id

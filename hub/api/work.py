@@ -15,7 +15,7 @@ from sqlalchemy import select
 from ferry.errors import ApiError
 from hub.api.agents import agent_principal
 from hub.api.common import Route, error_response, json_response, read_body, runtime
-from hub.jobs import reports, transfers
+from hub.jobs import reports, transfer_tasks
 from hub.storage.models import Bucket, Task, utcnow
 from protocol import (
     ClaimRequest,
@@ -70,7 +70,7 @@ async def expand(request: web.Request) -> web.Response:
     who = agent_principal(request)
     body = await read_body(request, ExpandRequest)
     rt = runtime(request)
-    answer = await rt.db.run(transfers.expand, who.id, body, utcnow())
+    answer = await rt.db.run(transfer_tasks.expand, who.id, body, utcnow())
     if answer.created:
         rt.dispatcher.notify()
     return json_response(answer)

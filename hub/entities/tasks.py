@@ -11,7 +11,7 @@ from ferry.errors import ApiError
 from hub.entities.base import AnySelect, Entity, expect, iso
 from hub.entities.jobs import insert_tasks
 from hub.jobs import status as st
-from hub.jobs import transfers
+from hub.jobs import transfer_tasks, transfers
 from hub.query.fields import Choice, Number, Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
 from hub.storage.models import Job, Task
@@ -94,7 +94,7 @@ class TaskEntity(Entity):
             if job is None:
                 raise ApiError(404, "not_found", f"no Job with id '{job_id}'")
             if job.kind == "transfer":
-                added = await transfers.add_tasks(conn, ctx, job, tasks, allow)
+                added = await transfer_tasks.add_tasks(conn, ctx, job, tasks, allow)
                 await _reopen(conn, job, ctx)
                 ctx.rt.dispatcher.notify()
                 return {"success": True, **added}

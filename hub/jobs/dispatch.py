@@ -26,18 +26,16 @@ from sqlalchemy.engine import Connection
 
 from hub.entities.base import iso
 from hub.jobs import status as st
+from hub.jobs.leases import NEXT_TASKS, has_destination, transfer_rows, transfer_work
 from hub.jobs.spec import render_argv, targets_match
 from hub.storage.db import Database
-from hub.storage.models import Bucket, Client, Job, ReportKey, Share, Task, new_id, utcnow
-from protocol import BucketWork, HeartbeatResponse, Progress, TaskWork, TransferWork, tickets
-from protocol.paths import join, share_parts
-from transports.wire import SMALL_FILE
+from hub.storage.models import Bucket, Client, Job, ReportKey, Task, new_id, utcnow
+from protocol import BucketWork, HeartbeatResponse, Progress, TaskWork
 
 log = structlog.get_logger("hub.dispatch")
 
 RECHECK = 1.0  # seconds: a waiting claim looks again even unwoken (other hub processes)
 KEYS_KEPT = timedelta(days=7)  # report keys older than this are forgotten (hourly)
-TICKET_TTL = 6 * 3600.0  # seconds a transfer task's ticket lasts: a long pull must not outlive it
 CLAIMER_MEMORY = 60.0  # seconds an agent counts as asking for work after its last claim
 
 
@@ -57,14 +55,6 @@ _BEST_JOB = (select(Task.job_id).join(Job, Job.id == Task.job_id)
              .where(Task.status == st.TaskStatus.QUEUED,
                     Task.job_id.in_(bindparam("ids", expanding=True)))
              .order_by(Job.priority.desc(), Job.created, Task.priority.desc(), Task.seq).limit(1))
-# PostgreSQL: several hub processes claim at once; SKIP LOCKED leaves each its own
-# tasks (SQLite has one writer, and renders no FOR UPDATE)
-_COLUMNS = (Task.id, Task.uri, Task.item, Task.attempts, Task.destination, Task.size,
-            Task.folder)
-_NEXT_TASKS = (select(*_COLUMNS)
-               .where(Task.job_id == bindparam("job"), Task.status == st.TaskStatus.QUEUED)
-               .order_by(Task.priority.desc(), Task.seq).limit(bindparam("n"))
-               .with_for_update(skip_locked=True))
 _RUNNING = update(Job).where(Job.id.in_(bindparam("ids", expanding=True)),
                              Job.status.in_(st.ACTIVE)).values(status=st.JobStatus.RUNNING,
                                                                modified=bindparam("now"))
@@ -184,7 +174,7 @@ class Dispatcher:
     def _eligible_jobs(self, conn: Connection, agent: Any) -> dict[str, Any]:
         rows = conn.execute(_RUNNABLE)
         return {r.id: r.spec for r in rows if targets_match(r.spec.get("targets", []), agent)
-                and _has_destination(r.spec)}
+                and has_destination(r.spec)}
 
     def _remember(self, client_id: str, benchmark: float | None, free: int) -> None:
         now = time.monotonic()
@@ -218,9 +208,9 @@ class Dispatcher:
             return None
         spec = eligible[best]
         if "transfer" in spec:
-            rows = _transfer_rows(conn, best)
+            rows = transfer_rows(conn, best)
         else:
-            rows = list(conn.execute(_NEXT_TASKS, {"job": best,
+            rows = list(conn.execute(NEXT_TASKS, {"job": best,
                                                    "n": spec.get("bucket_size", 1)}))
         if not rows:  # another hub process took them between the two reads
             return None
@@ -232,7 +222,8 @@ class Dispatcher:
                                           "agent": client_id, "lane": lane, "now": now})
         if "transfer" in spec:
             return BucketWork(id=bucket_id, job_id=best, lane_id=lane or "", kind="transfer",
-                              tasks=self._transfer_tasks(conn, best, bucket_id, spec, rows),
+                              tasks=transfer_work(conn, self.ticket_key, best, bucket_id,
+                                                  spec, rows),
                               leased_until=iso(until) or "")
         return BucketWork(
             id=bucket_id, job_id=best, lane_id=lane or "",
@@ -241,42 +232,6 @@ class Dispatcher:
                    for r in rows],
             env=spec.get("env", {}), cwd=spec.get("cwd"), timeout=spec.get("timeout"),
             grace=spec.get("grace", 10.0), leased_until=iso(until) or "")
-
-    def _transfer_tasks(self, conn: Connection, job_id: str, bucket_id: str,
-                        spec: dict[str, Any], rows: list[Any]) -> list[TaskWork]:
-        """Transfer tasks with one fresh ticket for the agent the runner calls, scoped to
-        the narrowest folder that holds every path of the bucket. A source whose agent is
-        gone (or serves nothing now) gets an empty url: the tasks fail on the agent with
-        that reason, and are retried like any failure."""
-        transfer = spec["transfer"]
-        push = transfer.get("direction") == "push"
-        shares = {r.id: r for r in conn.execute(
-            select(Share.id, Share.path, Share.client_id, Client.transfer_url,
-                   Client.transfer_fingerprint)
-            .outerjoin(Client, Client.id == Share.client_id)
-            .where(Share.id.in_([transfer["source_share"], transfer["destination_share"]])))}
-        source, dest = shares.get(transfer["source_share"]), shares.get(
-            transfer["destination_share"])
-        called = dest if push else source  # the agent whose endpoint the runner calls
-        ticket = ""
-        if called is not None and called.client_id and self.ticket_key is not None:
-            paths = [r.destination if push else r.item for r in rows]
-            ticket = tickets.issue(self.ticket_key, tickets.TicketScope(
-                server=called.client_id, share=called.id, path=_common_folder(paths),
-                op="write" if push else "read", job=job_id,
-                task=rows[0].id if len(rows) == 1 else bucket_id, tree=True), ttl=TICKET_TTL)
-        return [TaskWork(id=row.id, uri=row.uri, item=row.item, attempt=row.attempts + 1,
-                         argv=[], transfer=TransferWork(
-                             url=(called.transfer_url or "") if called else "",
-                             fingerprint=(called.transfer_fingerprint or "") if called else "",
-                             share=called.id if called else "", path=row.item, ticket=ticket,
-                             dest_share=transfer["destination_share"],
-                             dest_path=row.destination, into_folder=False,
-                             streams=transfer.get("streams", 4),
-                             dest_root=dest.path if dest else "",
-                             direction="push" if push else "pull",
-                             source_root=source.path if source else "", size=row.size))
-                for row in rows]
 
     # -- heartbeats and releases
     async def heartbeat(self, client_id: str, bucket_ids: list[str],
@@ -395,49 +350,3 @@ def release(conn: Connection, bucket_ids: list[str], bucket_status: str,
 def _forget_keys(conn: Connection, before: datetime) -> None:
     """An agent resends a report at most until its outbox is empty; a week is ample."""
     conn.execute(delete(ReportKey).where(ReportKey.received < before))
-
-
-# a bucket of small files: up to this many, and this many bytes (one slot moves them in
-# several batched requests at once)
-SMALL_BUCKET_FILES = 256
-SMALL_BUCKET_BYTES = 16 << 20
-_NEXT_SMALL = (select(*_COLUMNS)
-               .where(Task.job_id == bindparam("job"), Task.status == st.TaskStatus.QUEUED,
-                      Task.folder == bindparam("folder"), Task.size >= 0,
-                      Task.size <= SMALL_FILE)
-               .order_by(Task.priority.desc(), Task.seq).limit(SMALL_BUCKET_FILES)
-               .with_for_update(skip_locked=True))
-
-
-def _has_destination(spec: dict[str, Any]) -> bool:
-    """A transfer job runs only once it knows where its files land."""
-    return "transfer" not in spec or spec["transfer"].get("destination_share") is not None
-
-
-def _transfer_rows(conn: Connection, job_id: str) -> list[Any]:
-    """The next transfer task alone, or, when it is a small file listed from a folder (its
-    size known from that listing), the next small files of that folder together: they
-    travel many to a request, under one ticket for that folder and nothing more."""
-    first = conn.execute(_NEXT_TASKS, {"job": job_id, "n": 1}).first()
-    if first is None or not first.folder or not 0 <= first.size <= SMALL_FILE:
-        return [first] if first is not None else []
-    rows: list[Any] = []
-    total = 0
-    for row in conn.execute(_NEXT_SMALL, {"job": job_id, "folder": first.folder}):
-        if rows and total + row.size > SMALL_BUCKET_BYTES:
-            break
-        rows.append(row)
-        total += row.size
-    return rows
-
-
-def _common_folder(paths: list[str]) -> str:
-    """The deepest folder (or the one path) that holds every path."""
-    split = [share_parts(p) for p in paths]
-    common = split[0]
-    for parts in split[1:]:
-        n = 0
-        while n < min(len(common), len(parts)) and common[n] == parts[n]:
-            n += 1
-        common = common[:n]
-    return join(common)

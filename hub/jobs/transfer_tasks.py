@@ -1,0 +1,162 @@
+"""The tasks of transfer jobs beyond the first: files a user adds (jobs.rst's duplicate
+rule), and the files of a folder, listed by the agent that runs the folder's task."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from ferry.errors import ApiError
+from hub.jobs import status as st
+from hub.jobs.transfers import has_path, insert_transfer_tasks, landing, share_party
+from hub.runtime import Ctx
+from hub.storage.models import Bucket, Job, Share, Task, new_id
+from protocol import ExpandRequest, ExpandResponse
+from protocol.paths import PathRefused, join, share_parts
+
+T = st.TaskStatus
+
+
+async def add_tasks(conn: Any, ctx: Ctx, job: Any, tasks: list[Any], allow: bool
+                    ) -> dict[str, Any]:
+    """Add files to a transfer job: each mirrors the job's paths or names its own
+    destination on the job's destination share. A task with the same source and
+    destination is not added: it runs again (or, with ``allow_duplicates: false``, the
+    call is refused)."""
+    await conn.execute(select(Job.id).where(Job.id == job.id).with_for_update())  # see expand
+    transfer = job.spec["transfer"]
+    pending = not has_path(job.spec)
+    source = (await conn.execute(select(Share.name, Share.path).where(
+        Share.id == transfer["source_share"]))).first()
+    dest_name = None if pending else (await conn.execute(select(Share.name).where(
+        Share.id == transfer["destination_share"]))).scalar()
+    pairs: list[tuple[str, str]] = []
+    for n, entry in enumerate(tasks):
+        field = f"tasks[{n}]"
+        task, explicit = entry, None
+        if isinstance(entry, dict):
+            if set(entry) - {"source", "destination"} or "source" not in entry:
+                raise ApiError(422, "invalid_body", f"{field}: a transfer task is a source path "
+                               "or {\"source\": ..., \"destination\": ...}", {"field": field})
+            task, explicit = entry["source"], entry.get("destination")
+        item = _source_item(task, source, field)
+        if explicit is None:
+            lands = "" if pending else landing(transfer, item)
+        else:
+            if pending:
+                raise ApiError(409, "not_pending", f"{field}: the job has no destination "
+                               "share yet; add it without a destination (mirrored)",
+                               {"field": field})
+            name, parts, into_folder = share_party(explicit, f"{field}.destination")
+            if name != dest_name:
+                raise ApiError(422, "invalid_path", f"{field}.destination: the job's files "
+                               f"land on share '{dest_name}'", {"field": field})
+            lands = join(parts + (share_parts(item)[-1:] if into_folder else ()))
+        pairs.append((item, lands))
+    if len(set(pairs)) != len(pairs):
+        raise ApiError(422, "invalid_body", "the same source and destination are listed twice",
+                       {"field": "tasks"})
+    rows = (await conn.execute(select(Task.id, Task.item, Task.destination).where(
+        Task.job_id == job.id, Task.item.in_([p[0] for p in pairs])))).all()
+    existing = {(r.item, r.destination): r.id for r in rows}
+    dupes = [p for p in pairs if p in existing]
+    if dupes and not allow:
+        raise ApiError(409, "duplicate", f"'{dupes[0][0]}' to '{dupes[0][1]}' is already a "
+                       f"task of this job ({len(dupes)} duplicates; nothing added)",
+                       {"field": "tasks"})
+    retried = [existing[p] for p in dupes]
+    if retried:  # jobs.rst: a duplicate is not added; the existing task runs again
+        await conn.execute(update(Task).where(
+            Task.id.in_(retried), Task.status.in_((*st.ENDED_TASK, T.ONHOLD))).values(
+            **st.FRESH_RUN, status=T.PENDING if pending else T.QUEUED, attempts=0,
+            message="", modified=ctx.now))
+    last = (await conn.execute(select(func.max(Task.seq)).where(Task.job_id == job.id))).scalar()
+    created = await insert_transfer_tasks(
+        conn, job.id, [p for p in pairs if p not in existing],
+        (last if last is not None else -1) + 1, ctx.now, job.priority, pending=pending)
+    return {"created": created, "retried": retried}
+
+
+def _source_item(task: Any, source: Any, field: str) -> str:
+    """A source on the job's source share: ``share=<share>/<path>``, or an absolute path
+    below the share's root folder on its agent (jobs.rst's ``/Volumes/projects/...``)."""
+    if not isinstance(task, str) or not task:
+        raise ApiError(422, "invalid_body", f"{field}: a source is a non-empty string",
+                       {"field": field})
+    if task.startswith("share="):
+        name, parts, _ = share_party(task, field)
+        if name != source.name:
+            raise ApiError(422, "invalid_path", f"{field}: the job's files come from share "
+                           f"'{source.name}'", {"field": field})
+        return join(parts)
+    root = source.path.rstrip("/\\")
+    normal = task.replace("\\", "/")
+    if root and normal.startswith(root.replace("\\", "/") + "/"):
+        try:
+            return join(share_parts(normal[len(root) + 1:]))
+        except PathRefused as exc:
+            raise ApiError(422, "invalid_path", f"{field}: {exc}", {"field": field}) from None
+    raise ApiError(422, "invalid_path", f"{field}: '{task}' is neither a path of share "
+                   f"'{source.name}' (share={source.name}/...) nor below its folder "
+                   f"'{source.path}'", {"field": field})
+
+
+def expand(conn: Connection, client_id: str, req: ExpandRequest, now: datetime
+           ) -> ExpandResponse:
+    """A page of the files below a running folder task: each becomes a queued task that
+    lands at the folder's landing plus its path below the folder. A file that is already
+    a task of the job with that landing is skipped, so a page sent twice, or a folder
+    listed again when its task runs again, adds only what is new. A function of a
+    synchronous connection (``Database.run``)."""
+    task = conn.execute(
+        select(Task.id, Task.job_id, Task.item, Task.destination, Task.priority, Task.status,
+               Bucket.client_id, Bucket.status.label("lease"), Job.kind)
+        .join(Bucket, Bucket.id == Task.bucket_id).join(Job, Job.id == Task.job_id)
+        .where(Task.id == req.task_id, Task.bucket_id == req.bucket_id)).first()
+    if task is None or task.client_id != client_id or task.lease != "leased" \
+            or task.status not in st.RUNNING_TASK:
+        raise ApiError(409, "lease_lost", "this task is not running in a bucket leased to "
+                       "this agent")
+    if task.kind != "transfer":
+        raise ApiError(422, "not_transfer", "only a transfer task lists a folder")
+    folder, landing = share_parts(task.item), share_parts(task.destination)
+    pairs: list[tuple[str, str]] = []
+    sizes: dict[tuple[str, str], int] = {}
+    for n, listed in enumerate(req.files):
+        try:
+            parts = share_parts(listed.path)
+        except PathRefused as exc:
+            raise ApiError(422, "invalid_path", f"files[{n}]: {exc}",
+                           {"field": f"files[{n}]"}) from None
+        if len(parts) <= len(folder) or parts[:len(folder)] != folder:
+            raise ApiError(422, "invalid_path", f"files[{n}]: '{listed.path}' is not below "
+                           f"the task's folder '{task.item}'", {"field": f"files[{n}]"})
+        pair = (join(parts), join(landing + parts[len(folder):]))
+        if pair not in sizes:
+            pairs.append(pair)
+        sizes[pair] = listed.size
+    # PostgreSQL: pages of one job's folders listed at once must neither number alike nor
+    # both add the same file; the job's row orders them (SQLite has one writer anyway)
+    conn.execute(select(Job.id).where(Job.id == task.job_id).with_for_update())
+    known: set[tuple[str, str]] = set()
+    for start in range(0, len(pairs), 500):  # bounded IN lists
+        items = [p[0] for p in pairs[start:start + 500]]
+        known.update((r.item, r.destination) for r in conn.execute(
+            select(Task.item, Task.destination).where(Task.job_id == task.job_id,
+                                                      Task.item.in_(items))))
+    new = [p for p in pairs if p not in known]
+    if new:
+        last = conn.execute(select(func.max(Task.seq)).where(Task.job_id == task.job_id)
+                            ).scalar()
+        first = (last if last is not None else -1) + 1
+        conn.execute(insert(Task), [
+            {"id": new_id(), "job_id": task.job_id, "uri": str(first + n), "seq": first + n,
+             "item": item, "destination": lands, "folder": task.item, "status": T.QUEUED,
+             "priority": task.priority, "size": sizes[(item, lands)], "attempts": 0,
+             "message": "", "log_tail": "", "has_log": False, "meta": {}, "created": now,
+             "modified": now}
+            for n, (item, lands) in enumerate(new)])
+    return ExpandResponse(created=len(new), known=len(pairs) - len(new))
