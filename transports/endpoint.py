@@ -55,6 +55,7 @@ from transports.chunks import (
     chunk_count,
     span,
 )
+from transports.receiving import Receiving
 from transports.shares import resolve
 from transports.small import SmallFile, land_small
 from transports.wire import (
@@ -92,9 +93,7 @@ class TransferEndpoint:
     received_bytes: int = 0
     # asks the hub for this agent's shares now: a share made a moment ago is served at once
     refresh: Callable[[], Awaitable[None]] | None = None
-    _receiving: dict[tuple[str, str], PartialFile] = field(default_factory=dict)
-    # per file being received: [requests using it now, when the last one ended]
-    _use: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    receiving: Receiving = field(default_factory=Receiving)  # pushed files being received
     _sweeper: asyncio.Task[None] | None = None
     _runner: web.AppRunner | None = None
     port: int = 0
@@ -134,30 +133,15 @@ class TransferEndpoint:
                          idle_seconds=PUSH_IDLE)
 
     def close_idle(self, before: float) -> int:
-        """Close the part files of pushes untouched since ``before`` (monotonic) with no
-        request using them: a sender that went away must not hold them open. They stay on
-        disk, journal and all: a sender that comes back resumes."""
-        closed = 0
-        for key, part in list(self._receiving.items()):
-            busy, last = self._use.get(key, (0, 0.0))
-            if not busy and last < before:
-                part.close()
-                self._forget(key)
-                closed += 1
-        return closed
-
-    def _forget(self, key: tuple[str, str]) -> None:
-        self._receiving.pop(key, None)
-        self._use.pop(key, None)
+        """Close the part files of pushes untouched since ``before`` (monotonic): a sender
+        that went away must not hold them open (a sender that comes back resumes)."""
+        return self.receiving.close_idle(before)
 
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        for part in self._receiving.values():
-            part.close()  # kept on disk: the sender resumes
-        self._receiving.clear()
-        self._use.clear()
+        self.receiving.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -285,11 +269,9 @@ class TransferEndpoint:
         if chunk_count(body.size, body.chunk) > MAX_CHUNKS:
             raise Refused(400, "bad_request", f"more than {MAX_CHUNKS} chunks: use larger ones")
         key = (share.id, join(parts))
-        if self._use.get(key, (0, 0.0))[0]:
+        if self.receiving.busy(key):
             raise Refused(409, "busy", f"{join(parts)!r} is being received right now")
-        old = self._receiving.pop(key, None)
-        if old is not None:
-            old.close()
+        self.receiving.drop(key)
         part = PartialFile(place, body.size, body.chunk,
                            Stat(body.size, body.mtime_ns, body.mode & 0o777, body.identity))
         if place.is_dir():
@@ -300,25 +282,17 @@ class TransferEndpoint:
             raise Refused(507, "disk_full", str(exc)) from None
         except (TransferError, OSError) as exc:
             raise Refused(409, "cannot_write", str(exc)) from None
-        self._receiving[key] = part
-        self._use[key] = [0, time.monotonic()]
+        self.receiving.replace(key, part)
         return _json({"missing": part.missing(), "have": have})
 
     def _partial(self, share: Share, parts: tuple[str, ...]
                  ) -> tuple[tuple[str, str], PartialFile]:
-        """The file being received at this path, marked in use until ``_done_with``."""
+        """The file being received at this path, in use until ``receiving.release``."""
         key = (share.id, join(parts))
-        part = self._receiving.get(key)
+        part = self.receiving.take(key)
         if part is None:
             raise Refused(409, "not_open", "open the file first (receive/open)")
-        self._use.setdefault(key, [0, 0.0])[0] += 1
         return key, part
-
-    def _done_with(self, key: tuple[str, str]) -> None:
-        use = self._use.get(key)
-        if use is not None:
-            use[0] -= 1
-            use[1] = time.monotonic()
 
     async def receive_chunk(self, request: web.Request) -> web.Response:
         share, parts, _ = await self._allow(request, "write")
@@ -326,7 +300,7 @@ class TransferEndpoint:
         try:
             return await self._write_chunk(request, part)
         finally:
-            self._done_with(key)
+            self.receiving.release(key)
 
     async def _write_chunk(self, request: web.Request, part: PartialFile) -> web.Response:
         index = _int(request, "index")
@@ -367,14 +341,14 @@ class TransferEndpoint:
             try:
                 whole = await asyncio.to_thread(part.commit, body.hash)
             except ChunkCorrupt as exc:
-                self._forget(key)
+                self.receiving.forget(key)
                 raise Refused(422, "file_corrupt", str(exc)) from None
             except TransferError as exc:
                 raise Refused(409, "cannot_write", str(exc)) from None
-            self._forget(key)
+            self.receiving.forget(key)
             return _json({"hash": whole})
         finally:
-            self._done_with(key)
+            self.receiving.release(key)
 
     async def receive_files(self, request: web.Request) -> web.Response:
         """Small files, each a header line and its bytes; each is checked against its own
