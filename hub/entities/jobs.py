@@ -215,15 +215,11 @@ def default_code(command: list[str], items: list[str]) -> str:
 
 async def insert_tasks(conn: Any, job_id: str, items: list[str], first_seq: int, now: Any,
                        priority: int) -> list[str]:
-    ids = [new_id() for _ in items]
-    if items:
-        await conn.execute(insert(Task), [
-            {"id": task_id, "job_id": job_id, "uri": str(first_seq + n), "seq": first_seq + n,
-             "item": item, "status": st.TaskStatus.QUEUED, "priority": priority, "size": -1,
-             "attempts": 0, "message": "", "log_tail": "", "has_log": False, "meta": {},
-             "created": now, "modified": now}
-            for n, (task_id, item) in enumerate(zip(ids, items, strict=True))])
-    return ids
+    rows = [st.new_task(job_id, first_seq + n, item, now, priority)
+            for n, item in enumerate(items)]
+    if rows:
+        await conn.execute(insert(Task), rows)
+    return [row["id"] for row in rows]
 
 
 async def resolve_targets(conn: Any, entries: list[str]

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
-from hub.storage.models import Job, Task
+from hub.storage.models import Job, Task, new_id
 
 
 class JobStatus(enum.StrEnum):
@@ -47,6 +47,16 @@ class TaskStatus(enum.StrEnum):
 FRESH_RUN = {"bucket_id": None, "started": None, "finished": None, "time": None,
              "exit_code": None, "log_tail": "", "has_log": False, "cpu_seconds": None,
              "peak_memory": None, "transferred": 0}
+
+def new_task(job_id: str, seq: int, item: str, now: Any, priority: int, **fields: Any
+             ) -> dict[str, Any]:
+    """A task row as it is inserted: queued, never run, numbered ``seq`` in its job;
+    ``fields`` set others (a transfer's ``destination``, ``folder``, ``size``, ``status``)."""
+    return {"id": new_id(), "job_id": job_id, "uri": str(seq), "seq": seq, "item": item,
+            "status": TaskStatus.QUEUED, "priority": priority, "size": -1, "attempts": 0,
+            "message": "", "log_tail": "", "has_log": False, "meta": {}, "created": now,
+            "modified": now, **fields}
+
 
 JOB_WRITABLE = ("pending", "waiting", "paused", "aborted", "done")
 TASK_WRITABLE = ("queued", "failed", "onhold", "excluded", "done")

@@ -13,7 +13,7 @@ from ferry.errors import ApiError
 from hub.jobs import status as st
 from hub.jobs.transfers import has_path, insert_transfer_tasks, landing, share_party
 from hub.runtime import Ctx
-from hub.storage.models import Bucket, Job, Share, Task, new_id
+from hub.storage.models import Bucket, Job, Share, Task
 from protocol import ExpandRequest, ExpandResponse
 from protocol.paths import PathRefused, join, share_parts
 
@@ -153,10 +153,7 @@ def expand(conn: Connection, client_id: str, req: ExpandRequest, now: datetime
                             ).scalar()
         first = (last if last is not None else -1) + 1
         conn.execute(insert(Task), [
-            {"id": new_id(), "job_id": task.job_id, "uri": str(first + n), "seq": first + n,
-             "item": item, "destination": lands, "folder": task.item, "status": T.QUEUED,
-             "priority": task.priority, "size": sizes[(item, lands)], "attempts": 0,
-             "message": "", "log_tail": "", "has_log": False, "meta": {}, "created": now,
-             "modified": now}
+            st.new_task(task.job_id, first + n, item, now, task.priority, destination=lands,
+                        folder=task.item, size=sizes[(item, lands)])
             for n, (item, lands) in enumerate(new)])
     return ExpandResponse(created=len(new), known=len(pairs) - len(new))

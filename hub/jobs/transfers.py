@@ -180,16 +180,12 @@ async def create(ctx: Ctx, body: Any) -> str:
 async def insert_transfer_tasks(conn: Any, job_id: str, pairs: list[tuple[str, str]],
                                 first_seq: int, now: Any, priority: int, *, pending: bool
                                 ) -> list[str]:
-    ids = [new_id() for _ in pairs]
-    if pairs:
-        await conn.execute(insert(Task), [
-            {"id": task_id, "job_id": job_id, "uri": str(first_seq + n), "seq": first_seq + n,
-             "item": item, "destination": lands,
-             "status": T.PENDING if pending else T.QUEUED, "priority": priority, "size": -1,
-             "attempts": 0, "message": "", "log_tail": "", "has_log": False, "meta": {},
-             "created": now, "modified": now}
-            for n, (task_id, (item, lands)) in enumerate(zip(ids, pairs, strict=True))])
-    return ids
+    rows = [st.new_task(job_id, first_seq + n, item, now, priority, destination=lands,
+                        status=T.PENDING if pending else T.QUEUED)
+            for n, (item, lands) in enumerate(pairs)]
+    if rows:
+        await conn.execute(insert(Task), rows)
+    return [row["id"] for row in rows]
 
 
 def has_path(spec: dict[str, Any]) -> bool:
