@@ -15,13 +15,14 @@ if ! command -v pg_lsclusters >/dev/null 2>&1; then
 fi
 read -r version cluster port status _ < <(pg_lsclusters --no-header | head -n 1)
 if [ "$status" != "online" ]; then
-    as_root pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start
+    # its messages ("Removed stale pid file.") go to stderr: stdout carries only the URL
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start >&2
 fi
 for _ in $(seq 50); do
     as_root su postgres -c "psql -p $port -Atqc 'select 1'" >/dev/null 2>&1 && break
     sleep 0.2
 done
 if [ "$(as_root su postgres -c "psql -p $port -Atqc \"select 1 from pg_roles where rolname='ferry'\"")" != 1 ]; then
-    as_root su postgres -c "psql -p $port -qc \"create role ferry login createdb password 'ferry'\""
+    as_root su postgres -c "psql -p $port -qc \"create role ferry login createdb password 'ferry'\"" >&2
 fi
 echo "postgresql://ferry:ferry@127.0.0.1:$port/postgres"
