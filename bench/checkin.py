@@ -10,6 +10,12 @@ check-ins per second each can take.
 
     .venv/bin/python bench/checkin.py                  # 2,000 agents, 60 s
     .venv/bin/python bench/checkin.py --agents 5000    # the issue's goal
+    .venv/bin/python bench/checkin.py --postgres --hubs 2 --agents 1000 --seconds 30
+
+``--postgres`` measures the same schedule (and closed loop) a second time, with the hub on
+PostgreSQL (``scripts/postgres.sh`` starts the server; a fresh database each run) and
+``--hubs`` hub processes, behind nginx (round robin) when there are 2, and prints its
+figures as ratios of the SQLite hub's in the same run. The agents enroll again there.
 
 Goal (printed, not asserted): 5,000 agents at 15 s with p99 under 50 ms.
 """
@@ -34,7 +40,14 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import ensure, free_port, start_ferry, stop_process
+from bench.common import (
+    ensure,
+    free_port,
+    postgres_database,
+    start_balancer,
+    start_hubs,
+    stop_process,
+)
 
 PASSWORD = "bench-root-password"
 METRICS = {"c": 16, "l": 23.1, "m": 76.0, "mpf": 7954137088, "mpt": 34359738368,
@@ -175,6 +188,34 @@ http {{
     return proc, f"http://127.0.0.1:{port}"
 
 
+def ferry_phase(tmp: Path, args: argparse.Namespace, uri: str | None = None, hubs: int = 1
+                ) -> tuple[dict[str, Any], list[str]]:
+    """Hub processes on ``uri`` (SQLite when None; nginx in front of several): enroll the
+    agents, then the open and the closed loop. Returns the figures and the tokens."""
+    section: dict[str, Any] = {"ip": "127.0.0.1", "port": 0, "checkin_interval": args.interval,
+                               "offline_grace": 900, "logging": {"level": "WARNING"}}
+    if uri is not None:
+        section["uri"] = uri
+    procs, infos = start_hubs(tmp, section, hubs, {"FERRY_ROOT_PASSWORD": PASSWORD})
+    url = infos[0]["url"]
+    try:
+        if hubs > 1:
+            balancer, url = start_balancer(tmp, [i["url"] for i in infos])
+            procs.append(balancer)
+        t0 = time.monotonic()
+        tokens = asyncio.run(enroll_all(url, args.agents))
+        out: dict[str, Any] = {"setup_seconds": round(time.monotonic() - t0, 1)}
+        where = "SQLite" if uri is None else f"PostgreSQL, {hubs} hub process(es)"
+        print(f"{where} at {url}: {len(tokens)} agents enrolled in {out['setup_seconds']} s "
+              "(one argon2 hash and one verify each)", flush=True)
+        out["open"] = asyncio.run(open_loop(url, tokens, args.interval, args.seconds))
+        out["burst"] = asyncio.run(closed_loop(url, tokens, args.workers, args.burst_seconds))
+    finally:
+        for proc in reversed(procs):
+            stop_process(proc)
+    return out, tokens
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=2000)
@@ -182,55 +223,65 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="open-loop phase length")
     parser.add_argument("--burst-seconds", type=float, default=10.0, help="closed-loop length")
     parser.add_argument("--workers", type=int, default=64, help="closed-loop concurrency")
+    parser.add_argument("--postgres", action="store_true",
+                        help="also on PostgreSQL, as ratios of SQLite's figures")
+    parser.add_argument("--hubs", type=int, choices=(1, 2), default=1,
+                        help="hub processes on PostgreSQL (2: behind nginx)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-checkin-"))
-    hub = nginx = None
+    nginx = drop = None
     results: dict[str, Any] = {"agents": args.agents, "interval": args.interval}
     try:
-        hub, info = start_ferry("hub", tmp, {"ip": "127.0.0.1", "port": 0,
-                                             "checkin_interval": args.interval,
-                                             "offline_grace": 900,
-                                             "logging": {"level": "WARNING"}},
-                                {"FERRY_ROOT_PASSWORD": PASSWORD})
-        url = info["url"]
-        t0 = time.monotonic()
-        tokens = asyncio.run(enroll_all(url, args.agents))
-        results["setup_seconds"] = round(time.monotonic() - t0, 1)
-        print(f"hub {url}: {len(tokens)} agents enrolled in {results['setup_seconds']} s "
-              "(one argon2 hash and one verify each)")
-        results["ferry"] = asyncio.run(open_loop(url, tokens, args.interval, args.seconds))
-        results["ferry_burst"] = asyncio.run(closed_loop(url, tokens, args.workers,
-                                                          args.burst_seconds))
-        stop_process(hub)
-        hub = None
+        lite, tokens = ferry_phase(tmp / "sqlite", args)
+        results.update(ferry=lite["open"], ferry_burst=lite["burst"],
+                       setup_seconds=lite["setup_seconds"])
+        if args.postgres:
+            uri, drop = postgres_database()
+            results["hubs"] = args.hubs
+            results["postgres"], _ = ferry_phase(tmp / "postgres", args, uri, args.hubs)
         nginx, nginx_url = start_nginx(tmp)
         results["nginx"] = asyncio.run(open_loop(nginx_url, tokens, args.interval, args.seconds))
         results["nginx_burst"] = asyncio.run(closed_loop(nginx_url, tokens, args.workers,
                                                           args.burst_seconds))
     finally:
-        for proc in (hub, nginx):
-            if proc is not None:
-                stop_process(proc, sig=signal.SIGQUIT if proc is nginx else signal.SIGTERM)
+        if nginx is not None:
+            stop_process(nginx, sig=signal.SIGQUIT)
+        if drop is not None:
+            drop()
         shutil.rmtree(tmp, ignore_errors=True)
 
     f, n, fb, nb = (results[k] for k in ("ferry", "nginx", "ferry_burst", "nginx_burst"))
+    rows = [("ferry hub", f, fb)]
+    if args.postgres:
+        pg = results["postgres"]
+        rows.append((f"postgres x{args.hubs}", pg["open"], pg["burst"]))
+    rows.append(("nginx static", n, nb))
     print(f"\n{args.agents} agents, {args.interval:g} s interval, {args.seconds:g} s:")
     print(f"{'':14}{'check-ins/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}")
-    for name, r in (("ferry hub", f), ("nginx static", n)):
+    for name, r, _ in rows:
         print(f"{name:14}{r['per_second']:12.1f}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}"
               f"{r['max_ms']:9.1f}{r['errors']:8d}")
     print(f"\nclosed loop, {args.workers} concurrent, {args.burst_seconds:g} s:")
-    for name, r in (("ferry hub", fb), ("nginx static", nb)):
+    for name, _, r in rows:
         print(f"{name:14}{r['per_second']:12.1f}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}"
               f"{'':9}{r['errors']:8d}")
     results["ratio_p99"] = f["p99_ms"] / n["p99_ms"]
     results["ratio_max_rate"] = fb["per_second"] / nb["per_second"]
     print(f"\nratio ferry/nginx p99 latency (open loop):   {results['ratio_p99']:.2f}")
     print(f"ratio ferry/nginx max check-ins/s (closed):  {results['ratio_max_rate']:.3f}")
+    if args.postgres:
+        pg = results["postgres"]
+        results["pg_ratio_p99"] = pg["open"]["p99_ms"] / f["p99_ms"]
+        results["pg_ratio_max_rate"] = pg["burst"]["per_second"] / fb["per_second"]
+        where = "1 hub" if args.hubs == 1 else f"{args.hubs} hubs behind nginx"
+        print(f"ratio PostgreSQL ({where}) / SQLite (1 hub), p99 latency:  "
+              f"{results['pg_ratio_p99']:.2f}")
+        print(f"ratio PostgreSQL ({where}) / SQLite (1 hub), max check-ins/s: "
+              f"{results['pg_ratio_max_rate']:.2f}")
     needed = 5000 / 15
     print(f"goal: 5,000 agents at 15 s = {needed:.0f}/s with p99 < 50 ms -> this run: "
           f"{f['per_second']:.0f}/s at p99 {f['p99_ms']:.1f} ms; max {fb['per_second']:.0f}/s")

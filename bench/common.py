@@ -1,4 +1,5 @@
-"""What the benchmarks share: free ports, starting a Ferry hub or agent, stopping processes."""
+"""What the benchmarks share: free ports, starting Ferry hubs and agents, a PostgreSQL database,
+nginx in front of several hubs, stopping processes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +78,109 @@ def ensure(binary: str, package: str) -> None:
         print(f"{binary} not found; installing {package} with apt-get", file=sys.stderr)
         subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True,
                        capture_output=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def postgres_database(prefix: str = "ferry_bench") -> tuple[str, Callable[[], None]]:
+    """A fresh database on the server ``scripts/postgres.sh`` starts (installing it when
+    missing); returns its URL and a function that drops it."""
+    import asyncio
+    import uuid
+
+    root = Path(__file__).resolve().parent.parent
+    base = subprocess.run(["bash", str(root / "scripts" / "postgres.sh")], check=True,
+                          capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(base, timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"create database {name}"))
+    return (base.rsplit("/", 1)[0] + "/" + name,
+            lambda: asyncio.run(admin(f"drop database if exists {name} with (force)")))
+
+
+def start_hubs(base: Path, section: dict[str, Any], count: int,
+               extra_env: dict[str, str] | None = None
+               ) -> tuple[list[subprocess.Popen[bytes]], list[dict[str, Any]]]:
+    """``count`` hub processes with one config, one after the other (the first migrates)."""
+    procs, infos = [], []
+    try:
+        for n in range(1, count + 1):
+            proc, info = start_ferry("hub", base, section, extra_env, name=f"bench{n}")
+            procs.append(proc)
+            infos.append(info)
+    except BaseException:
+        for proc in procs:
+            stop_process(proc)
+        raise
+    return procs, infos
+
+
+def start_balancer(base: Path, upstreams: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    """nginx (Debian's package) in front of hubs (``http://host:port`` each), as a plain
+    process with its files under ``base``: round robin, a hub that refuses connections is
+    skipped, long-polling claims (up to 60 s) are let through, connections to the hubs are
+    kept open. Returns the process and the URL agents and users call."""
+    ensure("nginx", "nginx-light")
+    prefix = base / "balancer"
+    prefix.mkdir(exist_ok=True)
+    port = free_port()
+    servers = "\n".join(f"        server {u.removeprefix('http://')} max_fails=1 fail_timeout=10s;"
+                        for u in upstreams)
+    temp = "\n".join(f"    {kind}_temp_path {prefix}/{kind}_temp;"
+                     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf = prefix / "nginx.conf"
+    conf.write_text(f"""
+{"user root;" if os.geteuid() == 0 else ""}
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 16384; }}
+http {{
+{temp}
+    access_log off;
+    upstream hubs {{
+{servers}
+        keepalive 256;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        client_max_body_size 0;
+        keepalive_requests 1000000;
+        location / {{
+            proxy_pass http://hubs;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_next_upstream error timeout;
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 120s;
+            proxy_send_timeout 120s;
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }}
+    }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-p", str(prefix), "-c", str(conf),
+                             "-e", str(prefix / "error.log")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"nginx exited: {(prefix / 'error.log').read_text()}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, url
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("nginx did not listen within 30 s")

@@ -152,7 +152,10 @@ class CheckinWriter:
 
 def _write_batch(conn: Connection, values: list[dict[str, Any]]) -> dict[str, bool]:
     """One transaction of ``Database.run``: the check-ins, their agents' lanes, and who is
-    disabled now."""
+    disabled now. Rows are written in the order of their ids: two hub processes whose
+    batches share agents (one agent's check-ins may reach either) take the row locks in the
+    same order, and never wait for each other in a circle."""
+    values = sorted(values, key=lambda v: str(v["b_id"]))
     conn.execute(_update, values)
     # an agent's lanes live and die with it
     conn.execute(_lanes, [{"b_parent": v["b_id"], "b_last_checkin": v["b_last_checkin"]}

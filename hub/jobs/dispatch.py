@@ -6,6 +6,12 @@ appears. Each free lane gets at most one bucket: up to ``bucket_size`` queued
 tasks of the highest-priority job the agent may run. When work is scarce, an
 agent gets a share of it in proportion to its ``benchmark`` among the agents
 that asked recently (no benchmark counts as 1).
+
+Several hub processes may share one PostgreSQL database: nothing here depends on
+what one process alone has seen. Leases take rows with ``FOR UPDATE SKIP LOCKED``
+(``leases.py``), so two processes never lease one task; the agents that asked
+recently are kept in the database (``claimers.py``); and a process that sees work
+appear wakes the claims waiting in the others (``wakeup.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,17 +31,18 @@ from sqlalchemy.engine import Connection
 
 from hub.entities.base import iso
 from hub.jobs import status as st
+from hub.jobs.claimers import Claimers
 from hub.jobs.leases import NEXT_TASKS, has_destination, transfer_rows, transfer_work
 from hub.jobs.spec import render_argv, targets_match
+from hub.jobs.wakeup import WorkChannel, plain_dsn
 from hub.storage.db import Database
 from hub.storage.models import Bucket, Client, Job, ReportKey, Task, new_id, utcnow
 from protocol import BucketWork, HeartbeatResponse, Progress, TaskWork
 
 log = structlog.get_logger("hub.dispatch")
 
-RECHECK = 1.0  # seconds: a waiting claim looks again even unwoken (other hub processes)
+RECHECK = 1.0  # seconds: a waiting claim looks again even unwoken (a notice may be lost)
 KEYS_KEPT = timedelta(days=7)  # report keys older than this are forgotten (hourly)
-CLAIMER_MEMORY = 60.0  # seconds an agent counts as asking for work after its last claim
 
 
 # built once: claims run them for every bucket
@@ -68,13 +74,6 @@ _LEASE_TASKS = update(Task).where(Task.id.in_(bindparam("ids", expanding=True)),
     lane_id=bindparam("lane"), modified=bindparam("now"))
 
 
-@dataclass
-class Claimer:
-    weight: float
-    lanes: int
-    seen: float
-
-
 class Dispatcher:
     def __init__(self, db: Database, *, lease: float, heartbeat: float, wait_max: float,
                  ticket_key: Ed25519PrivateKey | None = None) -> None:
@@ -84,7 +83,8 @@ class Dispatcher:
         self.heartbeat_interval = heartbeat
         self.wait_max = wait_max
         self._work = asyncio.Event()
-        self._claimers: dict[str, Claimer] = {}
+        self.claimers = Claimers(shared=not db.is_sqlite)
+        self._channel = None if db.is_sqlite else WorkChannel(plain_dsn(db.url), self._work.set)
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -95,6 +95,8 @@ class Dispatcher:
         async with self.db.write() as conn:
             await conn.execute(update(Bucket).where(Bucket.status == "leased").values(
                 leased_until=utcnow() + self.lease))
+        if self._channel is not None:
+            self._channel.start()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="lease-sweeper")
 
     async def close(self) -> None:
@@ -107,10 +109,14 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+        if self._channel is not None:
+            await self._channel.close()
 
     def notify(self) -> None:
-        """Work may have appeared: wake waiting claims."""
+        """Work may have appeared: wake waiting claims, in every hub process."""
         self._work.set()
+        if self._channel is not None:
+            self._channel.announce()
 
     # -- claims
     async def claim(self, client_id: str, lanes: list[str], wait: float, slots: int = 0,
@@ -140,8 +146,9 @@ class Dispatcher:
         if agent is None or agent.disabled:
             return []
         free = self._free_lanes(conn, client_id, lanes)
+        weight = agent.benchmark if agent.benchmark is not None and agent.benchmark > 0 else 1.0
         if lanes or not slots:  # a claim for transfer slots alone says nothing of lanes
-            self._remember(client_id, agent.benchmark, len(free))
+            self.claimers.remember(conn, client_id, weight, len(free))
         if not free and not slots:
             return []
         eligible = self._eligible_jobs(conn, agent)
@@ -149,7 +156,7 @@ class Dispatcher:
         moving = {j: spec for j, spec in eligible.items() if "transfer" in spec}
         work = []
         if free and compute:
-            share = self._share(conn, client_id, compute, len(free))
+            share = self._share(conn, client_id, weight, compute, len(free))
             for lane in free[:share]:
                 bucket = self._lease_bucket(conn, client_id, lane, compute, now)
                 if bucket is None:
@@ -176,18 +183,11 @@ class Dispatcher:
         return {r.id: r.spec for r in rows if targets_match(r.spec.get("targets", []), agent)
                 and has_destination(r.spec)}
 
-    def _remember(self, client_id: str, benchmark: float | None, free: int) -> None:
-        now = time.monotonic()
-        weight = benchmark if benchmark is not None and benchmark > 0 else 1.0
-        self._claimers[client_id] = Claimer(weight, free, now)
-        for other in [c for c, v in self._claimers.items() if now - v.seen > CLAIMER_MEMORY]:
-            del self._claimers[other]
-
-    def _share(self, conn: Connection, client_id: str, eligible: dict[str, Any],
-                     free: int) -> int:
+    def _share(self, conn: Connection, client_id: str, weight: float,
+               eligible: dict[str, Any], free: int) -> int:
         """How many of our free lanes to fill: all, unless the work is too little for
         everyone who asked, then our benchmark's part of it."""
-        others = [c for cid, c in self._claimers.items() if cid != client_id and c.lanes]
+        others = self.claimers.others(conn, client_id)
         if not others:
             return free
         queued = (conn.execute(_QUEUED_BY_JOB, {"ids": list(eligible)})).all()
@@ -196,7 +196,6 @@ class Dispatcher:
         demand = free + sum(c.lanes for c in others)
         if buckets >= demand:
             return free
-        weight = self._claimers[client_id].weight
         total = weight + sum(c.weight for c in others)
         return max(1, min(free, math.ceil(buckets * weight / total)))
 
@@ -244,9 +243,9 @@ class Dispatcher:
         held = [r.id for r in conn.execute(select(Bucket.id).where(
             Bucket.id.in_(bucket_ids), Bucket.client_id == client_id,
             Bucket.status == "leased"))]
-        if held:
-            conn.execute(update(Bucket).where(Bucket.id.in_(held)).values(
-                leased_until=now + self.lease))
+        if held:  # one that another hub process released meanwhile stays released
+            conn.execute(update(Bucket).where(Bucket.id.in_(held), Bucket.status == "leased")
+                         .values(leased_until=now + self.lease))
         if held and progress:  # bytes of running transfers, for the tasks of held buckets
             for task_id, p in progress.items():  # one running transfer per lane at most
                 conn.execute(_PROGRESS, {"b_id": task_id, "b_size": p.size,
@@ -297,9 +296,12 @@ class Dispatcher:
 
     @staticmethod
     def _sweep(conn: Connection) -> int:
+        """Several hub processes sweep: each takes the expired leases no other holds
+        (SKIP LOCKED), and one released by another meanwhile is no longer ``leased``."""
         now = utcnow()
         expired = [r.id for r in conn.execute(select(Bucket.id).where(
-            Bucket.status == "leased", Bucket.leased_until < now))]
+            Bucket.status == "leased", Bucket.leased_until < now
+        ).with_for_update(skip_locked=True))]
         release(conn, expired, "lost", now, "the lease expired")
         return len(expired)
 
@@ -310,6 +312,8 @@ class Dispatcher:
             rounds += 1
             try:
                 await self.sweep()
+                if rounds % 60 == 1 and self.claimers.shared:
+                    await self.db.run(self.claimers.forget)
                 if rounds % 3600 == 1:
                     await self.db.run(_forget_keys, utcnow() - KEYS_KEPT)
             except Exception:

@@ -101,10 +101,12 @@ _RECENT = (select(Task.job_id, func.count())
                   Task.finished >= bindparam("since"))
            .group_by(Task.job_id))
 # locked, in id order: on PostgreSQL two reports of one job must not each count the other's
-# tasks as still running (each would leave the job "running" with every task done)
+# tasks as still running (each would leave the job "running" with every task done). FOR NO
+# KEY UPDATE (key_share): a claim holds the job's key-share lock (its bucket's foreign key)
+# until it marks the job running; FOR UPDATE would queue before it, and each wait on the other
 _JOBS = (select(Job.id, Job.status, Job.finished)
          .where(Job.id.in_(bindparam("ids", expanding=True)))
-         .order_by(Job.id).with_for_update())
+         .order_by(Job.id).with_for_update(key_share=True))
 
 
 def task_counts(conn: Connection, job_ids: Iterable[str], now: datetime, *,

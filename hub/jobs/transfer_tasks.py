@@ -26,7 +26,8 @@ async def add_tasks(conn: Any, ctx: Ctx, job: Any, tasks: list[Any], allow: bool
     destination on the job's destination share. A task with the same source and
     destination is not added: it runs again (or, with ``allow_duplicates: false``, the
     call is refused)."""
-    await conn.execute(select(Job.id).where(Job.id == job.id).with_for_update())  # see expand
+    await conn.execute(select(Job.id).where(Job.id == job.id)
+                       .with_for_update(key_share=True))  # see expand
     transfer = job.spec["transfer"]
     pending = not has_path(job.spec)
     source = (await conn.execute(select(Share.name, Share.path).where(
@@ -139,8 +140,9 @@ def expand(conn: Connection, client_id: str, req: ExpandRequest, now: datetime
             pairs.append(pair)
         sizes[pair] = listed.size
     # PostgreSQL: pages of one job's folders listed at once must neither number alike nor
-    # both add the same file; the job's row orders them (SQLite has one writer anyway)
-    conn.execute(select(Job.id).where(Job.id == task.job_id).with_for_update())
+    # both add the same file; the job's row orders them (SQLite has one writer anyway). Not
+    # FOR UPDATE: that would wait in a circle with a claim holding the row's key-share lock
+    conn.execute(select(Job.id).where(Job.id == task.job_id).with_for_update(key_share=True))
     known: set[tuple[str, str]] = set()
     for start in range(0, len(pairs), 500):  # bounded IN lists
         items = [p[0] for p in pairs[start:start + 500]]
