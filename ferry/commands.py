@@ -289,6 +289,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], spec: Kin
             p.add_argument("--timeout", type=float, metavar="SECONDS",
                            help="how long to wait for the drain (default: drain deadline + 15 s)")
         p.set_defaults(func=lambda args, f=func: f(spec, args))
+    # verbs of one kind only (``ferry hub import``, ``ferry hub shell``)
+    for verb, (func, text, configure) in getattr(spec, "extra_verbs", dict)().items():
+        p = verbs.add_parser(verb, help=text, description=text)
+        add_common(p)
+        configure(p)
+        p.set_defaults(func=lambda args, f=func: f(args))
 
 
 def run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

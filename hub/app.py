@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hub.api import agents, auth, entities, jobs, openapi, work
+from hub.api import agents, auth, entities, jobs, openapi, passwords, work
 from hub.api.common import RUNTIME, Route, errors, json_response
 from hub.checkins import CheckinWriter
 from hub.runtime import Runtime
 
 # fixed paths first: "/{entity}" would otherwise shadow them
-ROUTES: list[Route] = [*auth.ROUTES, *agents.ROUTES, *work.ROUTES, *jobs.ROUTES,
+ROUTES: list[Route] = [*auth.ROUTES, *passwords.ROUTES, *agents.ROUTES, *work.ROUTES, *jobs.ROUTES,
                        *entities.ROUTES]
 
 

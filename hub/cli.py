@@ -77,6 +77,24 @@ class HubKind:
                          "by its owner only)")
         return lines
 
+    def extra_verbs(self) -> dict[str, tuple[Callable[[argparse.Namespace], int], str,
+                                             Callable[[argparse.ArgumentParser], None]]]:
+        def import_args(p: argparse.ArgumentParser) -> None:
+            p.add_argument("file", type=Path, metavar="FILE",
+                           help="YAML with organizations (and their users) and collaborations "
+                           "(and their participants' node keys)")
+
+        def shell_args(p: argparse.ArgumentParser) -> None:
+            p.add_argument("-c", dest="command", metavar="CODE",
+                           help="run this Python code with db.* instead of a prompt")
+
+        return {
+            "import": (cmd_import, "import organizations, users, collaborations and nodes "
+                       "from a YAML file, in one transaction", import_args),
+            "shell": (cmd_shell, "a Python shell on the hub's database (db.Organization, "
+                      "db.User, …), checked as the API checks", shell_args),
+        }
+
     def running_version(self, info: dict[str, Any]) -> str | None:
         try:
             with urllib.request.urlopen(f"{info['url']}{info.get('api', '/api/v1')}/version",
@@ -86,3 +104,41 @@ class HubKind:
         except (OSError, ValueError, KeyError):
             return None
 
+
+
+def _admin_session(args: argparse.Namespace) -> Any:
+    from hub.admin import AdminSession, load_hub
+
+    config, section, data_dir = load_hub(args.name, args.system, args.config, args.environment)
+    return AdminSession(config, section, data_dir)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from hub.importer import ImportFailed, import_file
+
+    session = _admin_session(args)
+
+    async def run() -> Any:
+        await session.open()
+        try:
+            return await import_file(session, args.file)
+        finally:
+            await session.close()
+
+    try:
+        report = asyncio.run(run())
+    except ImportFailed as exc:
+        print(f"error: {args.file}: {exc}", file=sys.stderr)
+        print("nothing was imported", file=sys.stderr)
+        return 2
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    from hub.shell import run_shell
+
+    return run_shell(_admin_session(args), script=args.command)

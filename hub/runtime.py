@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 
 from hub.config import HubConfig
 from hub.security import FailureLimiter, Principal, TokenService
@@ -18,6 +19,7 @@ from hub.storage.models import HubState, utcnow
 
 if TYPE_CHECKING:
     from hub.jobs.dispatch import Dispatcher
+    from hub.permissions import Caller
     from hub.shares import ShareDirectory
 
 
@@ -49,11 +51,17 @@ async def state_secret(db: Database, key: str) -> str:
         value = (await conn.execute(select(HubState.value).where(HubState.key == key))).scalar()
     if value is not None:
         return value
-    async with db.write() as conn:
-        value = (await conn.execute(select(HubState.value).where(HubState.key == key))).scalar()
-        if value is None:
-            value = secrets.token_hex(32)
-            await conn.execute(insert(HubState).values(key=key, value=value))
+    try:
+        async with db.write() as conn:
+            value = (await conn.execute(select(HubState.value).where(HubState.key == key))
+                     ).scalar()
+            if value is None:
+                value = secrets.token_hex(32)
+                await conn.execute(insert(HubState).values(key=key, value=value))
+    except IntegrityError:  # another hub process, starting at the same time, made it first
+        async with db.read() as conn:
+            value = (await conn.execute(select(HubState.value).where(HubState.key == key))
+                     ).scalar_one()
     return value
 
 
@@ -80,15 +88,20 @@ async def build_runtime(config: HubConfig, section: str, db: Database, data_dir:
 
 @dataclass(frozen=True)
 class Ctx:
-    """One request's view: the runtime, who is asking, and when."""
+    """One request's view: the runtime, who is asking (and what they may do), and when."""
 
     rt: Runtime
     principal: Principal
     now: datetime
+    caller: Caller
 
     @classmethod
-    def of(cls, rt: Runtime, principal: Principal) -> Ctx:
-        return cls(rt, principal, utcnow())
+    async def of(cls, rt: Runtime, principal: Principal) -> Ctx:
+        from hub.permissions import load_caller
+
+        async with rt.db.read() as conn:
+            caller = await load_caller(conn, principal.kind, principal.id)
+        return cls(rt, principal, utcnow(), caller)
 
     @property
     def db(self) -> Database:

@@ -157,3 +157,25 @@ class TokenService:
             raise ApiError(401, "token_invalid", "access token is not valid")
         version = claims.get("ver")
         return Principal(kind, str(claims["sub"]), str(version) if version is not None else None)
+
+    def issue_reset(self, subject: str, version: str, lifetime: timedelta) -> Issued:
+        """A password-reset token: good for one reset (it names the password it replaces),
+        never as an access token."""
+        now = datetime.now(UTC)
+        expires = now + lifetime
+        claims = {"sub": subject, "kind": "reset", "ver": version, "iat": now, "exp": expires}
+        return Issued(jwt.encode(claims, self._secret, algorithm="HS256"), expires)
+
+    def verify_reset(self, token: str) -> tuple[str, str]:
+        """The user id and password version a reset token is for; 400 when it is not one."""
+        try:
+            claims = jwt.decode(token, self._secret, algorithms=["HS256"],
+                                options={"require": ["exp", "sub", "ver"]})
+        except jwt.ExpiredSignatureError:
+            raise ApiError(400, "reset_token_expired", "the reset token expired; ask for a new "
+                           "one") from None
+        except (jwt.InvalidTokenError, UnicodeError):
+            raise ApiError(400, "reset_token_invalid", "the reset token is not valid") from None
+        if claims.get("kind") != "reset":
+            raise ApiError(400, "reset_token_invalid", "the reset token is not valid")
+        return str(claims["sub"]), str(claims["ver"])

@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 
 import ferry
 from ferry.errors import ApiError, ConfigError
@@ -21,10 +22,11 @@ from hub.checkins import CheckinWriter
 from hub.config import HubConfig
 from hub.entities.sites import DEFAULT_SITE
 from hub.entities.users import ROOT, ROOT_ROLE
+from hub.permissions import ROOT_ORGANIZATION, role_id
 from hub.runtime import Runtime, build_runtime
 from hub.security import check_password_strength, hash_secret_async, new_password
 from hub.storage.db import Database
-from hub.storage.models import Site, User, new_id, utcnow
+from hub.storage.models import Organization, Site, User, new_id, user_roles, utcnow
 
 log = structlog.get_logger("hub.server")
 
@@ -127,17 +129,40 @@ class HubServer(Service):
                 write_secret_file(self.root_password_file, password)
                 self.root_password = password
             hashed = await hash_secret_async(password)
-            async with db.write() as conn:
-                await conn.execute(insert(User).values(
-                    id=new_id(), username=ROOT, password_hash=hashed, role=ROOT_ROLE,
-                    firstname="", lastname="", created=now, modified=now))
-            log.info("created user root", password_from=ROOT_PASSWORD_ENV if given is not None
-                     else str(self.root_password_file))
+            try:
+                async with db.write() as conn:
+                    org = (await conn.execute(select(Organization.id).where(
+                        Organization.name == ROOT_ORGANIZATION))).scalar()
+                    if org is None:
+                        org = new_id()
+                        await conn.execute(insert(Organization).values(
+                            id=org, name=ROOT_ORGANIZATION, domain="", address1="",
+                            address2="", zipcode="", country="", public_key="",
+                            created=now, modified=now))
+                    user_id = new_id()
+                    await conn.execute(insert(User).values(
+                        id=user_id, username=ROOT, password_hash=hashed, role=ROOT_ROLE,
+                        organization_id=org, firstname="", lastname="", created=now,
+                        modified=now))
+                    await conn.execute(insert(user_roles).values(user_id=user_id,
+                                                                 role_id=role_id(ROOT_ROLE)))
+            except IntegrityError:  # another hub process on this database made root first
+                if self.root_password_file is not None:
+                    self.root_password_file.unlink(missing_ok=True)
+                    self.root_password_file = None
+                self.root_password = None
+                log.info("user root was made by another hub process")
+            else:
+                log.info("created user root", password_from=ROOT_PASSWORD_ENV
+                         if given is not None else str(self.root_password_file))
         if has_site is None:
-            async with db.write() as conn:
-                await conn.execute(insert(Site).values(
-                    id=new_id(), name=DEFAULT_SITE, description="main site", created=now,
-                    modified=now))
+            try:
+                async with db.write() as conn:
+                    await conn.execute(insert(Site).values(
+                        id=new_id(), name=DEFAULT_SITE, description="main site", created=now,
+                        modified=now))
+            except IntegrityError:
+                pass  # another hub process on this database made it first
 
     async def shutdown(self) -> None:
         if self.runtime is not None:  # waiting claims answer at once; no lease expires now

@@ -196,6 +196,16 @@ class Session:
         """The whole log of a task (its tail, until the agent has uploaded it)."""
         return self._call("GET", f"/task/{_quote(task_id)}/log", text=True)  # type: ignore[no-any-return]
 
+    def related(self, entitytype: str, entityid: str, relation: str) -> list[dict[str, Any]]:
+        """Records related to one: ``related("Organization", org_id, "users")``; an
+        organization's users, nodes, collaborations, jobs, created_tasks, roles; a
+        collaboration's organizations, nodes, jobs, tasks; a user's roles and jobs; a role's
+        users and rules."""
+        if not isinstance(relation, str) or not relation.isidentifier():
+            raise HubError(f"not a relation name: {relation!r}")
+        return self._call("GET", f"/{_name(entitytype)}/{_quote(entityid)}/{relation}"  # type: ignore[no-any-return]
+                          )["result"]
+
     def delete_one(self, entitytype: str, entityid: str) -> bool:
         self._call("DELETE", f"/{_name(entitytype)}/{_quote(entityid)}")
         return True

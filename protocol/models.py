@@ -322,8 +322,9 @@ LOG_TAIL_BYTES = 4096  # the end of a task's log that its end report carries
 def whole_log_needed(log_size: int, log_tail: str) -> bool:
     """Does a run's log say more than its tail? Then the agent uploads the whole log (and
     the hub shows ``has_log``). The tail is text: bytes that are not UTF-8 come out as
-    U+FFFD, so such a log is uploaded too, to keep its bytes."""
-    return log_size > LOG_TAIL_BYTES or "\ufffd" in log_tail
+    U+FFFD, so such a log is uploaded too, to keep its bytes; so is one with NUL characters,
+    which the hub's tail shows as U+FFFD (PostgreSQL stores no NUL in text)."""
+    return log_size > LOG_TAIL_BYTES or "\ufffd" in log_tail or "\x00" in log_tail
 
 
 class TaskReport(Struct, frozen=True, tag="task", tag_field="kind"):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import count
@@ -38,20 +42,30 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return values
 
 
+# FERRY_TEST_DB=postgresql runs every test's hubs on PostgreSQL (a database of each
+# test's own on FERRY_POSTGRES_URL's server) instead of SQLite: .ci/run runs the suite both ways
+ON_POSTGRES = os.environ.get("FERRY_TEST_DB") == "postgresql"
+
+
 @pytest.fixture
 def start_hub(tmp_path: Path, env: dict[str, str]) -> Iterator[Callable[..., Hub]]:
     started: list[Hub] = []
     names = count(1)
+    with contextlib.ExitStack() as databases:
+        def start(**overrides: Any) -> Hub:
+            section = {**HUB_DEFAULTS, **overrides}
+            if ON_POSTGRES and "uri" not in overrides:
+                section["uri"] = databases.enter_context(postgres_database())
+            hub = Hub("hub", f"h{next(names)}", tmp_path, section, env)
+            hub.start()
+            started.append(hub)
+            return hub
 
-    def start(**overrides: Any) -> Hub:
-        hub = Hub("hub", f"h{next(names)}", tmp_path, {**HUB_DEFAULTS, **overrides}, env)
-        hub.start()
-        started.append(hub)
-        return hub
-
-    yield start
-    for hub in started:
-        hub.kill()
+        try:
+            yield start
+        finally:
+            for hub in started:
+                hub.kill()
 
 
 @pytest.fixture
@@ -96,6 +110,53 @@ def node_key(session: Session) -> Callable[[str], dict[str, Any]]:
         return session.create("Node", {"name": name})  # type: ignore[no-any-return]
 
     return make
+
+
+POSTGRES_URL = "postgresql://ferry:ferry@127.0.0.1:5432/postgres"  # scripts/postgres.sh
+
+
+async def _postgres_admin(url: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this test's own (FERRY_POSTGRES_URL names the server),
+    dropped afterwards. No server: skipped, or failed when FERRY_REQUIRE_POSTGRES=1."""
+    with postgres_database() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    base = os.environ.get("FERRY_POSTGRES_URL", POSTGRES_URL)
+    try:
+        asyncio.run(_postgres_admin(base, "select 1"))
+    except Exception as exc:  # any failure means: no server to test on
+        why = f"no PostgreSQL at {base} ({type(exc).__name__}: {exc}); " \
+              "bash scripts/postgres.sh starts one"
+        if os.environ.get("FERRY_REQUIRE_POSTGRES") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    name = f"ferry_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_postgres_admin(base, f"create database {name}"))
+    try:
+        yield base.rsplit("/", 1)[0] + "/" + name
+    finally:
+        for attempt in range(20):
+            try:
+                asyncio.run(_postgres_admin(base, f"drop database if exists {name} with (force)"))
+                break
+            except Exception:  # a killed hub's connection still starting up: not yet a backend
+                if attempt == 19:  # of a role that may be ended
+                    raise
+                time.sleep(0.25)
 
 
 

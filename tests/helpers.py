@@ -127,8 +127,10 @@ class Hub(Instance):
         return f"{self.url}/api/v1"
 
     @property
-    def database(self) -> Path:
-        return self.paths.data_dir / "hub.sqlite"
+    def database(self) -> Path | str:
+        """The hub's SQLite file, or the URL of its PostgreSQL database."""
+        uri = str(self.section.get("uri") or "")
+        return uri if uri.startswith("postgresql") else self.paths.data_dir / "hub.sqlite"
 
 
 class Agent(Instance):
@@ -187,18 +189,64 @@ def login(hub: Hub, username: str = "root", password: str = ROOT_PASSWORD) -> st
     return str(body["token"])
 
 
-def db_rows(database: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of the hub's tables, read straight from SQLite."""
+def _postgres(database: Path | str, sql: str, params: tuple[Any, ...], fetch: bool
+              ) -> list[tuple[Any, ...]]:
+    import asyncio
+    import re
+
+    import asyncpg
+
+    numbered = iter(range(1, len(params) + 1))
+    query = re.sub(r"\?", lambda _: f"${next(numbered)}", sql)
+
+    async def run() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(str(database).replace("postgresql+asyncpg", "postgresql"))
+        try:
+            if fetch:
+                return [tuple(r) for r in await conn.fetch(query, *params)]
+            await conn.execute(query, *params)
+            return []
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def db_query(database: Path | str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows of one query, read straight from the hub's database (SQLite or PostgreSQL;
+    write ``?`` for parameters)."""
+    if isinstance(database, str):
+        return _postgres(database, sql, params, fetch=True)
     import sqlite3
 
     con = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     try:
-        tables = [r[0] for r in con.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
-        return {t: sorted(con.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr)
-                for t in tables}
+        return con.execute(sql, params).fetchall()
     finally:
         con.close()
+
+
+def db_execute(database: Path | str, sql: str, *params: Any) -> None:
+    """One statement on the hub's database, committed: for tests that reach in."""
+    if isinstance(database, str):
+        _postgres(database, sql, params, fetch=False)
+        return
+    import sqlite3
+
+    with sqlite3.connect(database) as con:
+        con.execute(sql, params)
+    con.close()
+
+
+def db_rows(database: Path | str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the hub's tables, read straight from its database."""
+    if isinstance(database, str):
+        tables = [r[0] for r in db_query(database, "SELECT tablename FROM pg_tables WHERE "
+                                                   "schemaname = 'public'")]
+    else:
+        tables = [r[0] for r in db_query(database, "SELECT name FROM sqlite_master WHERE "
+                                                   "type='table' AND name NOT LIKE 'sqlite_%'")]
+    return {t: sorted(db_query(database, f'SELECT * FROM "{t}"'), key=repr) for t in tables}
 
 
 def digest_tree(root: Path) -> dict[str, str]:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from hub import Session
-from tests.helpers import Hub, db_rows, http, login, wait_for
+from tests.helpers import Hub, db_query, db_rows, http, login, wait_for
 
 METRICS = {"c": 2, "l": 1.0, "m": 3.0, "mpf": 1, "mpt": 2, "mvf": 0, "mvt": 0}
 
@@ -106,7 +106,8 @@ def test_bad_requests_are_refused_and_change_nothing(hub: Hub, world: dict[str, 
     expect("POST", "/node", {"name": ""}, 422, "invalid_value", "must not be empty")
     expect("POST", "/node", {"name": 5}, 422, "wrong_type", "'name'")
     expect("POST", "/node", {"name": "render01"}, 409, "duplicate", "already exists")
-    expect("POST", "/node", {"name": "n2", "api_key": "mine"}, 422, "read_only", "'api_key'")
+    expect("POST", "/node", {"name": "n2", "api_key": "mine"}, 422, "invalid_value",
+           "at least 16 characters")
     expect("PATCH", f"/node/{world['node']['id']}", {"api_key": "mine"}, 422, "invalid_value",
            "'reset'")
     expect("POST", "/site", {"name": "hq"}, 409, "duplicate", "already exists")
@@ -115,8 +116,26 @@ def test_bad_requests_are_refused_and_change_nothing(hub: Hub, world: dict[str, 
            "cannot be deleted")
     expect("POST", "/user", {"username": "ann", "password": "short"}, 422, "weak_password",
            "at least 8")
-    expect("POST", "/user", {"username": "root", "password": "long enough pw"}, 409, "duplicate",
-           "already exists")
+    expect("POST", "/user", {"username": "root", "password": "long enough pw"}, 409, "protected",
+           "'root' is reserved")
+    expect("POST", "/user", {"username": "u2", "password": "long enough pw", "roles": ["boss"]},
+           422, "unknown_role", "no role 'boss'")
+    expect("POST", "/user", {"username": "u2", "password": "long enough pw",
+                             "organization": "nowhere"}, 422, "unknown_organization",
+           "no organization 'nowhere'")
+    expect("POST", "/organization", {"name": "x", "public_key": "bm90IGEga2V5"}, 422,
+           "invalid_value", "'public_key'")
+    expect("POST", "/collaboration", {"name": "x", "organizations": ["nowhere"]}, 422,
+           "unknown_organization", "no organization 'nowhere'")
+    expect("POST", "/role", {"name": "r", "rules": ["fly kites (global)"]}, 422,
+           "unknown_rule", "rules[0]")
+    expect("PATCH", "/rule/abc", {"scope": "own"}, 405, "not_allowed", "cannot be modified")
+    # a NUL character is refused, naming where (PostgreSQL cannot store one)
+    expect("POST", "/site", {"name": "a\x00b"}, 422, "invalid_value", "field 'name' holds a NUL")
+    expect("POST", "/job", {"compute": {"command": ["echo", "{item}"], "items": ["1", "2\x00"]}},
+           422, "invalid_value", "field 'compute.items[1]' holds a NUL")
+    expect("POST", "/find", {"query": "Site where name=a\x00"}, 422, "invalid_value",
+           "field 'query' holds a NUL")
     expect("POST", "/widget", {"a": 1}, 404, "unknown_entity", "unknown entity 'widget'")
 
     # credentials
@@ -143,7 +162,10 @@ def test_bad_requests_are_refused_and_change_nothing(hub: Hub, world: dict[str, 
     expect("POST", "/agent/checkin", {"metrics": METRICS}, 403, "forbidden", "only agents")
 
     # routing
-    expect("GET", "/no/such/thing", None, 404, "not_found", "")
+    expect("GET", "/no/such/thing", None, 404, "unknown_entity", "unknown entity 'no'")
+    expect("GET", "/no/such/thing/either", None, 404, "not_found", "no such endpoint")
+    expect("GET", f"/node/{world['node']['id']}/pets", None, 404, "unknown_relation",
+           "Node has no relation 'pets'")
     expect("PUT", "/token", {}, 405, "method_not_allowed", "not allowed")
 
     # nothing was written, and the hub still serves
@@ -159,13 +181,17 @@ def test_agent_token_cannot_do_user_things(hub: Hub, world: dict[str, Any]) -> N
     assert status == 200
     agent_token = enrolled["token"]
     before = db_rows(hub.database)
-    for method, path, body in [("POST", "/find", {"query": "Client"}),
+    # it sees itself, and nothing else; it changes nothing through the entity API
+    got, answer = http("POST", f"{hub.api}/find", {"query": "Client"}, token=agent_token)
+    assert got == 200 and [c["id"] for c in answer["result"]] == [enrolled["client_id"]]
+    for method, path, body in [("POST", "/find", {"query": "User"}),
                                ("POST", "/node", {"name": "evil"}),
-                               ("PATCH", f"/client/{world['client_id']}", {"status": "disabled"}),
+                               ("PATCH", f"/client/{enrolled['client_id']}",
+                                {"status": "disabled"}),
                                ("DELETE", f"/client/{world['client_id']}", None)]:
         got, answer = http(method, f"{hub.api}{path}", body, token=agent_token)
         assert got == 403, (path, answer)
-        assert "user's token" in answer["error"]["message"]
+        assert "missing rule" in answer["error"]["message"]
     # a check-in with bad metrics names the field
     got, answer = http("POST", f"{hub.api}/agent/checkin",
                        {"metrics": {**METRICS, "c": "two"}}, token=agent_token)
@@ -183,12 +209,6 @@ def test_agent_token_cannot_do_user_things(hub: Hub, world: dict[str, Any]) -> N
 
 
 def _machine_id(hub: Hub, world: dict[str, Any]) -> str:
-    import sqlite3
-
-    con = sqlite3.connect(f"file:{hub.database}?mode=ro", uri=True)
-    try:
-        row = con.execute("SELECT machine_id FROM clients WHERE id=?",
-                          (world["client_id"],)).fetchone()
-    finally:
-        con.close()
-    return str(row[0])
+    [(machine_id,)] = db_query(hub.database, "SELECT machine_id FROM clients WHERE id=?",
+                               world["client_id"])
+    return str(machine_id)

@@ -66,10 +66,12 @@ def test_logs_of_each_run(hub: Hub, session: Session, node_key, start_agent) -> 
 
     start_agent(hub, node_key("render01")["api_key"], lanes=2)
     script = ('if [ "$FERRY_ITEM" = binary ]; then printf "\\377\\376abc"; '
+              'elif [ "$FERRY_ITEM" = nul ]; then printf "a\\000b"; '
               'elif [ "$FERRY_ATTEMPT" = 1 ]; then head -c 9000 /dev/zero | tr "\\0" f; '
               'echo; echo first run failed; exit 4; else echo ok; fi')
     job = session.create("Job", {"compute": {"command": ["sh", "-c", script],
-                                             "items": ["retried", "binary"], "retries": 1}})
+                                             "items": ["retried", "binary", "nul"],
+                                             "retries": 1}})
     done = wait_for(lambda: job_done(session, job["id"]), timeout=60, what="job to end")
     assert done["status"] == "done"
     tasks = {t["item"]: t for t in session.find(f"task WHERE job.id={job['id']}")}
@@ -94,3 +96,8 @@ def test_logs_of_each_run(hub: Hub, session: Session, node_key, start_agent) -> 
     raw = wait_for(lambda: (body := urllib.request.urlopen(request).read()) == b"\xff\xfeabc"
                    and body, what="binary log uploaded")
     assert raw == b"\xff\xfeabc"
+    # a NUL character: shown as U+FFFD (no database keeps NUL in text), the log has the byte
+    nul = wait_for(lambda: (t := session.get("Task", tasks["nul"]["id"]))["has_log"] and t,
+                   what="NUL log flagged")
+    assert nul["log_tail"] == "a\ufffdb"
+    wait_for(lambda: session.task_log(nul["id"]) == "a\x00b", what="NUL log uploaded")

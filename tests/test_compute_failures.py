@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 from hub import Session
-from tests.helpers import ROOT_PASSWORD, Hub, wait_for
+from tests.helpers import ROOT_PASSWORD, Hub, db_execute, db_query, wait_for
 
 FAST = {"lease_seconds": 3, "heartbeat_interval": 1}
 
@@ -80,14 +80,11 @@ def test_killed_agent_loses_nothing(fast_hub: Hub, root: Session, start_agent) -
 def _retarget(hub: Hub, job_id: str, client_id: str) -> None:
     """Point the job at the second agent (targets are fixed at submit; tests reach in)."""
     import json
-    import sqlite3
 
-    con = sqlite3.connect(hub.database)
-    spec = json.loads(con.execute("SELECT spec FROM jobs WHERE id=?", (job_id,)).fetchone()[0])
+    [(stored,)] = db_query(hub.database, "SELECT spec FROM jobs WHERE id=?", job_id)
+    spec = json.loads(stored)
     spec["targets"] = [{"client": client_id}]
-    con.execute("UPDATE jobs SET spec=? WHERE id=?", (json.dumps(spec), job_id))
-    con.commit()
-    con.close()
+    db_execute(hub.database, "UPDATE jobs SET spec=? WHERE id=?", json.dumps(spec), job_id)
 
 
 def test_restarted_agent_kills_what_it_left_running(fast_hub: Hub, root: Session,

@@ -47,13 +47,25 @@ def test_tokens_die_with_their_user_and_password(hub: Hub, session: Session) -> 
 
 
 def test_root_is_protected_by_role_not_name(hub: Hub, session: Session) -> None:
-    other = session.create("User", {"username": "ops", "password": "a long password"})
-    ops = Session(hub.url, username="ops", password="a long password")
     root_id = session.user["id"]
-    for body in ({"username": "toor"},):
+    # an organization admin of root's organization cannot touch root at all
+    session.create("User", {"username": "admin", "password": "a long password",
+                            "roles": ["organization admin"]})
+    admin = Session(hub.url, username="admin", password="a long password")
+    for change in ({"password": "taken over!"}, {"username": "toor"}):
         with pytest.raises(ApiError) as info:
-            ops.update("User", root_id, body)
-        assert info.value.status == 409 and "cannot be renamed" in info.value.message
+            admin.update("User", root_id, change)
+        assert info.value.status == 403 and "holds the rule" in info.value.message
+    with pytest.raises(ApiError) as info:
+        admin.delete_one("User", root_id)
+    assert info.value.status == 403
+    # another user with the root role may change root, but not rename or delete it
+    other = session.create("User", {"username": "ops", "password": "a long password",
+                                    "roles": ["root"]})
+    ops = Session(hub.url, username="ops", password="a long password")
+    with pytest.raises(ApiError) as info:
+        ops.update("User", root_id, {"username": "toor"})
+    assert info.value.status == 409 and "cannot be renamed" in info.value.message
     with pytest.raises(ApiError) as info:
         ops.delete_one("User", root_id)
     assert info.value.code == "protected"

@@ -3,6 +3,7 @@ API keys are stored hashed."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import stat
 from pathlib import Path
@@ -17,7 +18,7 @@ from ferry.errors import ApiError
 from hub import Session
 from hub.storage.db import MIGRATIONS, Database, alembic_config
 from hub.storage.models import Base
-from tests.helpers import Hub, http, wait_for
+from tests.helpers import Hub, db_query, db_rows, http, wait_for
 
 
 async def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
@@ -54,6 +55,48 @@ async def test_upgrade_from_the_first_release_keeps_clients(tmp_path: Path) -> N
     async with db.read() as conn:
         row = (await conn.exec_driver_sql("SELECT code, tags, boot_id FROM clients")).one()
     assert (row[0], row[2]) == ("old", "") and row[1] in ("[]", [])
+    await db.close()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_users_from_before_roles_keep_their_powers(tmp_path: Path, engine: str,
+                                                   request: pytest.FixtureRequest) -> None:
+    """Migrations run on both engines; an upgrade gives the users a hub had before roles
+    existed an organization, and root stays root while the others (all admins then) become
+    organization admins."""
+    uri = request.getfixturevalue("postgres_url") if engine == "postgresql" \
+        else "sqlite:///hub.sqlite"
+    asyncio.run(_upgrade_old_users(Database(uri, tmp_path)))
+
+
+async def _upgrade_old_users(db: Database) -> None:
+    def to_shares(connection):  # type: ignore[no-untyped-def]
+        command.upgrade(alembic_config(connection), "0004")
+
+    async with db.write() as conn:
+        await conn.run_sync(to_shares)
+        for ident, name, role in (("u1", "root", "root"), ("u2", "ops", "admin")):
+            await conn.exec_driver_sql(
+                "INSERT INTO users (id, username, firstname, lastname, password_hash, role, "
+                f"created, modified) VALUES ('{ident}', '{name}', '', '', 'x', '{role}', "
+                "'2026-01-01', '2026-01-01')")
+    await db.migrate()
+    await db.migrate()  # a second start changes nothing
+
+    def diff(connection):  # type: ignore[no-untyped-def]
+        return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+
+    async with db.read() as conn:
+        assert await conn.run_sync(diff) == []
+        rows = (await conn.exec_driver_sql(
+            "SELECT u.username, r.name, o.name FROM users u JOIN user_roles ur ON "
+            "ur.user_id = u.id JOIN roles r ON r.id = ur.role_id JOIN organizations o ON "
+            "o.id = u.organization_id ORDER BY u.username")).all()
+        defaults = (await conn.exec_driver_sql(
+            "SELECT count(*) FROM roles WHERE is_default")).scalar()
+    assert [tuple(r) for r in rows] == [("ops", "organization admin", "root"),
+                                        ("root", "root", "root")]
+    assert defaults == 5
     await db.close()
 
 
@@ -94,17 +137,19 @@ def test_weak_root_password_is_refused(tmp_path: Path, env) -> None:
 def test_keys_and_passwords_are_stored_hashed(hub: Hub, session: Session) -> None:
     node = session.create("Node", {"name": "n1"})
     key = session.create("ApiKey", {"description": "ci"})
-    content = hub.database.read_bytes()
-    for wal in hub.database.parent.glob("hub.sqlite-wal"):
-        content += wal.read_bytes()
+    if isinstance(hub.database, Path):  # the SQLite file, write-ahead log included
+        content = hub.database.read_bytes()
+        for wal in hub.database.parent.glob("hub.sqlite-wal"):
+            content += wal.read_bytes()
+    else:
+        content = repr(db_rows(hub.database)).encode()
     assert node["api_key"].encode() not in content
     assert key["api_key"].encode() not in content
     assert b"test-root-password" not in content
-    con = sqlite3.connect(f"file:{hub.database}?mode=ro", uri=True)
-    hashes = [r[0] for r in con.execute("SELECT hash FROM api_keys")]
+    hashes = [r[0] for r in db_query(hub.database, "SELECT hash FROM api_keys")]
     assert len(hashes) == 2 and all(h.startswith("$argon2id$") for h in hashes)
-    assert con.execute("SELECT password_hash FROM users").fetchone()[0].startswith("$argon2id$")
-    con.close()
+    [(password_hash,)] = db_query(hub.database, "SELECT password_hash FROM users")
+    assert password_hash.startswith("$argon2id$")
 
 
 def test_user_api_keys_log_in_and_can_be_revoked(hub: Hub, session: Session) -> None:

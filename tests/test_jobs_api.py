@@ -31,7 +31,8 @@ def make(session: Session, code: str, **extra: Any) -> dict[str, Any]:
 def test_reference_queries_verbatim(jobs_hub: Hub, root: Session) -> None:
     session = root
     session.create("Site", {"name": "stockholm"})
-    session.create("User", {"username": "user@mail.com", "password": "a long password"})
+    session.create("User", {"username": "user@mail.com", "password": "a long password",
+                            "roles": ["researcher"]})
     lars = Session(jobs_hub.url, username="user@mail.com", password="a long password")
 
     job = session.create("Job", {"code": "x and y.png", "compute": SPEC})

@@ -1,52 +1,19 @@
 """The hub on PostgreSQL (asyncpg): migrations, dispatch with SKIP LOCKED, transfers.
 
 Needs a reachable server: ``bash scripts/postgres.sh`` installs and starts one. Each test
-gets a database of its own, dropped afterwards. Skipped when no server answers, unless
-FERRY_REQUIRE_POSTGRES=1 (as in CI), where that is a failure.
+gets a database of its own, dropped afterwards (``postgres_url`` in conftest.py). Skipped
+when no server answers, unless FERRY_REQUIRE_POSTGRES=1 (as in CI), where that is a failure.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import random
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
 from hub import Session
 from tests.conftest import Sites
 from tests.helpers import Hub, digest_tree, ended, wait_for
-
-DEFAULT_URL = "postgresql://ferry:ferry@127.0.0.1:5432/postgres"
-
-
-async def _admin(url: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    base = os.environ.get("FERRY_POSTGRES_URL", DEFAULT_URL)
-    try:
-        asyncio.run(_admin(base, "select 1"))
-    except Exception as exc:  # any failure means: no server to test on
-        why = f"no PostgreSQL at {base} ({type(exc).__name__}: {exc}); " \
-              "bash scripts/postgres.sh starts one"
-        if os.environ.get("FERRY_REQUIRE_POSTGRES") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
-    name = f"ferry_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(base, f"create database {name}"))
-    yield base.rsplit("/", 1)[0] + "/" + name
-    asyncio.run(_admin(base, f"drop database if exists {name} with (force)"))
 
 
 @pytest.fixture

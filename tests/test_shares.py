@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +14,13 @@ from hub import Session
 from hub.session import ApiError
 from protocol import tickets
 from protocol.tickets import TicketScope
-from tests.helpers import Hub, db_rows, wait_for
+from tests.helpers import Hub, db_query, db_rows, wait_for
 from transports.chunks import MiB, TransferError
 from transports.client import TransferClient
 
 
 def hub_ticket_key(hub: Hub) -> Any:
-    con = sqlite3.connect(f"file:{hub.database}?mode=ro", uri=True)
-    try:
-        seed = con.execute("SELECT value FROM hub_state WHERE key='ticket_seed'").fetchone()[0]
-    finally:
-        con.close()
+    [(seed,)] = db_query(hub.database, "SELECT value FROM hub_state WHERE key='ticket_seed'")
     return tickets.private_key(bytes.fromhex(seed))
 
 

@@ -37,7 +37,7 @@ def refused(call: Any, status: int, needle: str) -> ApiError:
 def test_a_package_to_a_user_waits_for_a_download_folder(
         hub: Hub, session: Session, two_sites: Sites, start_agent, tmp_path: Path) -> None:
     session.create("User", {"username": "lars", "email": "Lars@Edit.com",
-                            "password": "lars-secret-1"})
+                            "password": "lars-secret-1", "roles": ["organization admin"]})
     lars = Session(hub.url, username="lars", password="lars-secret-1")
     desktop = start_agent(hub, lars.create("Node", {"name": "lars-laptop"})["api_key"], lanes=1)
     laptop = wait_for(lambda: desktop.status()["client_id"], what="lars's agent")

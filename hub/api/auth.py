@@ -17,7 +17,7 @@ from hub.storage.models import User
 from protocol import PROTOCOL_VERSION, TokenRequest, TokenResponse
 
 # verified when the username is unknown, so both failures take the same time
-_DUMMY_HASH = ("$argon2id$v=19$m=19456,t=2,p=1$1twZRIK3nW63WScuBFvB0g$"
+DUMMY_HASH = ("$argon2id$v=19$m=19456,t=2,p=1$1twZRIK3nW63WScuBFvB0g$"
                "NJYg9hrsKQ3Lvg1ySwJoJ+xl7LkmUNZYD7gS5Ia5BK4")
 
 
@@ -33,7 +33,7 @@ async def token(request: web.Request) -> web.Response:
             rt.logins.failed(source)
         raise
     issued = rt.tokens.issue("user", user_id, password_version(password_hash))
-    user = await entity("user").get(Ctx.of(rt, Principal("user", user_id)), user_id)
+    user = await entity("user").get(await Ctx.of(rt, Principal("user", user_id)), user_id)
     return json_response(TokenResponse(token=issued.token,
                                        expires=iso(issued.expires.replace(tzinfo=None)) or "",
                                        user=user))
@@ -55,11 +55,16 @@ async def _authenticate(rt: Runtime, body: TokenRequest) -> tuple[str, str]:
         if not body.username or body.password is None:
             raise ApiError(422, "invalid_body", "send username and password, or api_key")
         async with rt.db.read() as conn:
-            row = (await conn.execute(select(User.id, User.password_hash)
+            row = (await conn.execute(select(User.id, User.password_hash,
+                                             User.password_change_required)
                                       .where(User.username == body.username))).first()
-        ok = await verify_secret_async(row.password_hash if row else _DUMMY_HASH, body.password)
+        ok = await verify_secret_async(row.password_hash if row else DUMMY_HASH, body.password)
         if row is None or not ok:
             raise ApiError(401, "bad_credentials", "wrong username or password")
+        if row.password_change_required:
+            raise ApiError(403, "password_change_required", "this password must be changed "
+                           "before use: POST /api/v1/password/change with username, password "
+                           "and new_password")
         user_id, password_hash = row.id, row.password_hash
     return user_id, password_hash
 

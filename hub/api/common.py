@@ -7,6 +7,7 @@ internals shown (they are logged).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -48,12 +49,32 @@ async def read_json(request: web.Request) -> Any:
     return await read_body(request, Any)
 
 
-async def read_body(request: web.Request, kind: type[T]) -> T:
+def refuse_nul(value: Any, where: str = "") -> None:
+    """422 naming the first field whose text (or key) holds a NUL character."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ApiError(422, "invalid_value", f"field '{where or 'body'}' holds a NUL "
+                           "character (\\u0000); text cannot contain one",
+                           {"field": where or None})
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            refuse_nul(key, where)
+            refuse_nul(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            refuse_nul(item, f"{where}[{n}]")
+
+
+async def read_body(request: web.Request, kind: type[T], *, nul: bool = False) -> T:
     """The body validated into ``kind``; 400 if it is not JSON, 422 naming the field on a
-    mismatch, 413 if too large."""
+    mismatch, 413 if too large, 422 naming the field when a text holds a NUL character
+    (PostgreSQL cannot store one) unless ``nul`` (a task's output: the hub cleans it)."""
     body = await request.read()
     if not body:
         raise ApiError(400, "empty_body", "request body is empty; expected a JSON object")
+    if not nul and b"\\u0000" in body:  # JSON writes NUL only so; look closer
+        with contextlib.suppress(msgspec.DecodeError, RecursionError):
+            refuse_nul(msgspec.json.decode(body))
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
@@ -93,7 +114,7 @@ async def context(request: web.Request) -> Ctx:
         if password_version(stored) != who.version:
             raise ApiError(401, "token_revoked", "the password changed after this token was "
                            "issued; log in again")
-    return Ctx.of(rt, who)
+    return await Ctx.of(rt, who)
 
 
 def client_ip(request: web.Request) -> str:
@@ -125,7 +146,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except ApiError as exc:
         response = error_response(exc.status, exc.code, exc.message,
-                                  field=exc.details.get("field"))
+                                  field=exc.details.get("field"), rule=exc.details.get("rule"))
         if "retry_after" in exc.details:
             response.headers["Retry-After"] = str(exc.details["retry_after"])
         return response

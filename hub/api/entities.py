@@ -8,7 +8,7 @@ import msgspec
 from aiohttp import web
 
 from ferry.errors import ApiError
-from hub.api.common import Route, context, json_response, read_body, read_json
+from hub.api.common import Route, context, json_response, read_body, read_json, refuse_nul
 from hub.entities import entity
 from hub.query import parse
 
@@ -26,6 +26,7 @@ class FindResponse(msgspec.Struct, kw_only=True):
 
 
 async def _find(request: web.Request, req: FindRequest) -> web.Response:
+    refuse_nul(req.query, "query")  # as given in the URL
     ctx = await context(request)
     query = parse(req.query)
     found = await entity(query.entity).find(ctx, query, limit=req.limit, offset=req.offset,
@@ -85,6 +86,24 @@ async def get(request: web.Request) -> web.Response:
     return json_response(await kind.get(ctx, request.match_info["id"]))
 
 
+async def related(request: web.Request) -> web.Response:
+    """Records related to one: an organization's users, a collaboration's nodes…"""
+    ctx = await context(request)
+    kind = entity(request.match_info["entity"])
+    entity_id, name = request.match_info["id"], request.match_info["relation"]
+    relations = kind.relations(entity_id)
+    if name not in relations:
+        known = ", ".join(relations) or "none"
+        raise ApiError(404, "unknown_relation", f"{kind.name} has no relation '{name}' "
+                       f"(known: {known})")
+    await kind.get(ctx, entity_id)  # 404, or 403 naming the rule, before any related row
+    target, where = relations[name]
+    limit, offset = _int(request, "limit"), _int(request, "offset") or 0
+    if (limit is not None and limit < 1) or offset < 0:
+        raise ApiError(400, "invalid_parameter", "limit must be positive, offset not negative")
+    return json_response({"result": await entity(target).rows(ctx, where, limit, offset)})
+
+
 async def patch(request: web.Request) -> web.Response:
     ctx = await context(request)
     kind = entity(request.match_info["entity"])
@@ -102,9 +121,12 @@ ROUTES = [
     Route("POST", "/find", find_post, "Run a query, e.g. 'Client where type=1'",
           body=FindRequest, response=FindResponse),
     Route("GET", "/find", find_get, "Run a query given as ?query=…", response=FindResponse),
-    Route("POST", "/{entity}", create, "Create a record (Node, Site, User, ApiKey)",
+    Route("POST", "/{entity}", create, "Create a record (Organization, Collaboration, Role, "
+          "User, Node, Site, Share, Job, ApiKey)",
           body="object", status=201),
     Route("GET", "/{entity}/{id}", get, "One record by id"),
+    Route("GET", "/{entity}/{id}/{relation}", related, "Related records, e.g. "
+          "/organization/<id>/users, /collaboration/<id>/nodes", response=FindResponse),
     Route("PATCH", "/{entity}/{id}", patch, "Change writable fields of a record", body="object"),
     Route("DELETE", "/{entity}/{id}", remove, "Delete a record"),
 ]

@@ -32,8 +32,8 @@ async def update_tasks(request: web.Request) -> web.Response:
 async def task_log(request: web.Request) -> web.StreamResponse:
     ctx = await context(request)
     task_id = request.match_info["id"]
-    TASKS.visible(ctx)
     async with ctx.db.read() as conn:
+        await TASKS.check(conn, ctx, "view", task_id)
         row = (await conn.execute(select(Task.job_id, Task.bucket_id, Task.log_tail)
                                   .where(Task.id == task_id))).first()
     if row is None:

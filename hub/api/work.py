@@ -58,7 +58,7 @@ async def heartbeat(request: web.Request) -> web.Response:
 
 async def report(request: web.Request) -> web.Response:
     who = agent_principal(request)
-    body = await read_body(request, ReportRequest)
+    body = await read_body(request, ReportRequest, nul=True)
     rt = runtime(request)
     results = await rt.db.run(reports.apply, who.id, body.items, utcnow())
     rt.dispatcher.notify()  # failures and hand-backs may have queued tasks again

@@ -8,6 +8,8 @@ from hub.entities.base import Entity
 from hub.entities.clients import ClientEntity
 from hub.entities.jobs import JobEntity
 from hub.entities.nodes import NodeEntity
+from hub.entities.organizations import CollaborationEntity, OrganizationEntity
+from hub.entities.roles import RoleEntity, RuleEntity
 from hub.entities.shares import ShareEntity
 from hub.entities.sites import SiteEntity
 from hub.entities.tasks import TaskEntity
@@ -16,7 +18,8 @@ from hub.entities.users import UserEntity
 ENTITIES: dict[str, Entity] = {
     e.name.lower(): e
     for e in (ClientEntity(), NodeEntity(), UserEntity(), SiteEntity(), ApiKeyEntity(),
-              JobEntity(), TaskEntity(), ShareEntity())
+              JobEntity(), TaskEntity(), ShareEntity(), OrganizationEntity(),
+              CollaborationEntity(), RoleEntity(), RuleEntity())
 }
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete
+from sqlalchemy import delete, select
 from sqlalchemy.engine import RowMapping
 
 from ferry.errors import ApiError
-from hub.entities.base import Entity, check_body, expect, iso, require_user
+from hub.entities.base import AnySelect, Entity, check_body, expect, iso
 from hub.keys import new_key
 from hub.query.fields import Schema, Text, Timestamp
 from hub.runtime import Ctx
@@ -28,9 +28,16 @@ class ApiKeyEntity(Entity):
     model = ApiKey
     schema = SCHEMA
 
-    def visible(self, ctx: Ctx) -> ColumnElement[bool]:
-        require_user(ctx)
-        return ApiKey.user_id == ctx.principal.id
+    resource = "apikey"
+
+    def base_select(self) -> AnySelect:
+        return select(ApiKey).where(ApiKey.user_id.is_not(None))  # a node's key is its node's
+
+    def id_column(self) -> Any:
+        return ApiKey.id
+
+    def owner(self, ctx: Ctx) -> Any:
+        return ApiKey.user_id if ctx.principal.kind == "user" else None
 
     def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:
         k = row
@@ -38,7 +45,9 @@ class ApiKeyEntity(Entity):
                 "created": iso(k["created"]), "last_used": iso(k["last_used"])}
 
     async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
-        self.visible(ctx)
+        if ctx.principal.kind != "user":
+            raise ApiError(403, "forbidden", "API keys are for users; an agent has its node's")
+        ctx.caller.need("apikey", "create", "own")
         body = check_body(body, self.name, ("description",), READABLE)
         description = expect(body, "description", str, "a string") if "description" in body else ""
         key = await new_key(ctx.rt)
@@ -49,8 +58,8 @@ class ApiKeyEntity(Entity):
         return record
 
     async def delete(self, ctx: Ctx, entity_id: str) -> None:
-        scope = self.visible(ctx)
         async with ctx.db.write() as conn:
-            gone = await conn.execute(delete(ApiKey).where(ApiKey.id == entity_id, scope))
+            await self.check(conn, ctx, "delete", entity_id)
+            gone = await conn.execute(delete(ApiKey).where(ApiKey.id == entity_id))
             if gone.rowcount == 0:
                 raise ApiError(404, "not_found", f"no ApiKey with id '{entity_id}'")

@@ -14,10 +14,12 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import msgspec
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, false, select
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ferry.errors import ApiError, QueryError
+from hub import permissions
 from hub.query import Query
 from hub.query.fields import Context, Schema
 from hub.runtime import Ctx
@@ -49,11 +51,6 @@ def invalid(exc: msgspec.ValidationError, code: str = "invalid_body", prefix: st
     where = "a key of field" if at and at.group("key") else "field"
     return ApiError(422, code, message + (f" ({where} '{field}')" if field else ""),
                     {"field": field})
-
-
-def require_user(ctx: Ctx) -> None:
-    if ctx.principal.kind != "user":
-        raise ApiError(403, "forbidden", "this call needs a user's token, not an agent's")
 
 
 def check_body(body: Any, entity: str, writable: Iterable[str], readable: Iterable[str],
@@ -100,9 +97,19 @@ def name_value(body: Mapping[str, Any], key: str = "name") -> str:
     return value
 
 
+def scope_of_organization(ctx: Ctx, organization: str | None) -> str:
+    """The scope a record of ``organization`` falls in, for this caller."""
+    if organization is not None and organization == ctx.caller.organization:
+        return "organization"
+    if organization is not None and organization in ctx.caller.partners:
+        return "collaboration"
+    return "global"
+
+
 class Entity:
     name: ClassVar[str]
     schema: ClassVar[Schema]
+    resource: ClassVar[str]  # its name in rules (hub/permissions.py)
 
     model: ClassVar[Any]  # the mapped class whose rows this entity shows
 
@@ -116,10 +123,71 @@ class Entity:
     def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:
         raise NotImplementedError
 
-    def visible(self, ctx: Ctx) -> ColumnElement[bool] | None:
-        """Rows this caller may see (issue-5 permissions will narrow this)."""
-        require_user(ctx)
+    # -- permissions
+    def owner(self, ctx: Ctx) -> Any:
+        """The column naming the user (or, for an agent's token, the agent) a row is
+        ``own`` to; None: no row is anybody's own."""
         return None
+
+    def organization(self) -> Any:
+        """An expression giving the organization a row belongs to; None: no organization."""
+        return None
+
+    def in_scope(self, ctx: Ctx, scope: str) -> ColumnElement[bool] | None:
+        """Rows within ``scope`` of this caller (None: all of them)."""
+        caller = ctx.caller
+        if scope == "global":
+            return None
+        if scope == "own":
+            owner = self.owner(ctx)
+            return false() if owner is None else owner == caller.id
+        organization = self.organization()
+        if organization is None:
+            return false()
+        if scope == "organization":
+            return false() if caller.organization is None \
+                else organization == caller.organization
+        within: ColumnElement[bool] = organization.in_(sorted(caller.partners))
+        return within
+
+    def allowed(self, ctx: Ctx, operation: str = "view", resource: str | None = None
+                ) -> ColumnElement[bool] | None:
+        """Rows the caller may ``operation``: 403 naming the rule when it may do it to none.
+        ``resource``: the rules of another resource that lives in these rows (a job's
+        tasks)."""
+        resource = resource or self.resource
+        widest = ctx.caller.widest(resource, operation)
+        if widest is None:
+            ctx.caller.need(resource, operation, permissions.RESOURCES[resource][0])
+        return self.in_scope(ctx, widest or "global")
+
+    async def check(self, conn: AsyncConnection, ctx: Ctx, operation: str,
+                    entity_id: str, resource: str | None = None) -> None:
+        """May the caller ``operation`` this record? 404 when there is no such record,
+        403 naming the narrowest missing rule when it is out of the caller's reach."""
+        resource = resource or self.resource
+        allowed = self.allowed(ctx, operation, resource)
+        exists = select(self.id_column()).where(self.id_column() == entity_id)
+        if allowed is not None:
+            if (await conn.execute(exists.where(allowed))).first() is not None:
+                return
+        elif (await conn.execute(exists)).first() is not None:
+            return
+        if (await conn.execute(exists)).first() is None:
+            raise ApiError(404, "not_found", f"no {self.name} with id '{entity_id}'")
+        for scope in permissions.RESOURCES[resource]:
+            where = self.in_scope(ctx, scope)
+            if where is None or (await conn.execute(exists.where(where))).first() is not None:
+                ctx.caller.need(resource, operation, scope)
+        ctx.caller.need(resource, operation, "global")
+
+    def visible(self, ctx: Ctx) -> ColumnElement[bool] | None:
+        """Rows this caller may see."""
+        return self.allowed(ctx, "view")
+
+    def relations(self, entity_id: str) -> dict[str, tuple[str, ColumnElement[bool]]]:
+        """Related records by relation name: the entity they are, and which rows."""
+        return {}
 
     async def rows(self, ctx: Ctx, where: ColumnElement[bool] | None,
                    limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
@@ -145,6 +213,8 @@ class Entity:
     async def get(self, ctx: Ctx, entity_id: str) -> dict[str, Any]:
         found = await self.rows(ctx, self.id_column() == entity_id, 1)
         if not found:
+            async with ctx.db.read() as conn:
+                await self.check(conn, ctx, "view", entity_id)  # 404, or 403 naming the rule
             raise ApiError(404, "not_found", f"no {self.name} with id '{entity_id}'")
         return found[0]
 

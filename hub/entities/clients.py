@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, not_, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, not_, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import aliased
 
@@ -21,7 +21,7 @@ from ferry.errors import ApiError
 from hub.entities.base import AnySelect, Entity, check_body, expect, iso
 from hub.query.fields import Choice, Context, Derived, Number, Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
-from hub.storage.models import Client, Site, User, utcnow
+from hub.storage.models import Client, Node, Site, User, utcnow
 from protocol import ClientStatus, ClientType
 
 Parent = aliased(Client)
@@ -91,10 +91,26 @@ def user_hr(username: str | None, role: str | None) -> str | None:
     return None if username is None else f"user:{username}({role})"
 
 
+def client_organization(client_id: Any) -> Any:
+    """The organization of a client: that of the node it enrolled with."""
+    inner = aliased(Client)  # never correlated with a Client of the outer query
+    return (select(Node.organization_id).join(inner, inner.node_id == Node.id)
+            .where(inner.id == client_id).scalar_subquery())
+
+
 class ClientEntity(Entity):
     name = "Client"
     model = Client
     schema = SCHEMA
+    resource = "client"
+
+    def owner(self, ctx: Ctx) -> Any:
+        # an agent's own records are itself and its lanes
+        return func.coalesce(Client.parent_id, Client.id) if ctx.principal.kind == "client" \
+            else Client.user_id
+
+    def organization(self) -> Any:
+        return select(Node.organization_id).where(Node.id == Client.node_id).scalar_subquery()
 
     def base_select(self) -> AnySelect:
         return (
@@ -143,7 +159,6 @@ class ClientEntity(Entity):
         }
 
     async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:
-        self.visible(ctx)
         body = check_body(body, self.name, WRITABLE, READABLE)
         values: dict[str, Any] = {}
         if "description" in body:
@@ -163,6 +178,7 @@ class ClientEntity(Entity):
                                "strings of 1 to 64 characters", {"field": "tags"})
             values["tags"] = sorted(set(tags))
         async with ctx.db.write() as conn:
+            await self.check(conn, ctx, "edit", entity_id)
             client = (await conn.execute(select(Client).where(Client.id == entity_id))).first()
             if client is None:
                 raise ApiError(404, "not_found", f"no Client with id '{entity_id}'")
@@ -209,8 +225,8 @@ class ClientEntity(Entity):
                        "from missed check-ins", {"field": "status"})
 
     async def delete(self, ctx: Ctx, entity_id: str) -> None:
-        self.visible(ctx)
         async with ctx.db.write() as conn:
+            await self.check(conn, ctx, "delete", entity_id)
             client = (await conn.execute(select(Client).where(Client.id == entity_id))).first()
             if client is None:
                 raise ApiError(404, "not_found", f"no Client with id '{entity_id}'")

@@ -14,13 +14,14 @@ from sqlalchemy.engine import RowMapping
 from ferry.errors import ApiError
 from hub.entities.base import Entity, check_body, expect, invalid, iso, name_value
 from hub.entities.clients import user_hr
+from hub.entities.organizations import collaboration_id
 from hub.jobs import status as st
 from hub.jobs import transfers
 from hub.jobs.spec import JobCreate, check_command, expand_items, parse_target
 from hub.query import Query
 from hub.query.fields import Choice, Context, Number, Party, Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
-from hub.storage.models import Client, Job, Share, Site, Task, User, new_id
+from hub.storage.models import Client, Job, Share, Site, Task, User, members, new_id
 
 SCHEMA = Schema("Job", {
     "id": Text(Job.id),
@@ -48,6 +49,13 @@ class JobEntity(Entity):
     name = "Job"
     model = Job
     schema = SCHEMA
+    resource = "job"
+
+    def owner(self, ctx: Ctx) -> Any:
+        return Job.user_id if ctx.principal.kind == "user" else None
+
+    def organization(self) -> Any:
+        return Job.organization_id
 
     async def find(self, ctx: Ctx, query: Query, *, limit: int | None = None, offset: int = 0,
                    finished: bool = False, archived: bool = False) -> list[dict[str, Any]]:
@@ -68,11 +76,12 @@ class JobEntity(Entity):
 
     async def rows(self, ctx: Ctx, where: ColumnElement[bool] | None, limit: int | None = None,
                    offset: int = 0) -> list[dict[str, Any]]:
-        self.visible(ctx)
+        scope = self.visible(ctx)
         stmt = (select(Job, User.username.label("user_name"), User.role.label("user_role"))
                 .outerjoin(User, User.id == Job.user_id))
-        if where is not None:
-            stmt = stmt.where(where)
+        for condition in (scope, where):
+            if condition is not None:
+                stmt = stmt.where(condition)
         stmt = stmt.order_by(Job.id).offset(offset).limit(min(limit or 100_000, 100_000))
         async with ctx.db.read() as conn:
             found = (await conn.execute(stmt)).mappings().all()
@@ -122,7 +131,9 @@ class JobEntity(Entity):
         }
 
     async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
-        self.visible(ctx)
+        if ctx.principal.kind != "user":
+            raise ApiError(403, "forbidden", "jobs are started by users, not by agents")
+        ctx.caller.need("job", "create", "own")
         if isinstance(body, dict) and "compute" not in body and (
                 "source" in body or "destination" in body):
             job_id = await transfers.create(ctx, body)
@@ -138,12 +149,14 @@ class JobEntity(Entity):
         async with ctx.db.write() as conn:
             targets, destination = await resolve_targets(conn, spec.compute.clients)
             hq = (await conn.execute(select(Site.id).where(Site.name == "hq"))).scalar() or ""
+            collaboration = await member_collaboration(conn, ctx, spec.collaboration)
             stored = msgspec.to_builtins(spec.compute)
             stored["targets"] = targets
             await conn.execute(insert(Job).values(
                 id=job_id, code=spec.code or default_code(spec.compute.command, items),
                 kind="compute", queue=spec.queue, status=spec.status, priority=spec.priority,
-                user_id=ctx.principal.id, source_scope="site", source_id=hq,
+                user_id=ctx.principal.id, organization_id=ctx.caller.organization,
+                collaboration_id=collaboration, source_scope="site", source_id=hq,
                 destination_scope=destination[0], destination_id=destination[1], spec=stored,
                 meta=spec.metadata, size=-1, created=now, modified=now,
                 modifier=ctx.principal.id))
@@ -153,7 +166,6 @@ class JobEntity(Entity):
         return await self.get(ctx, job_id)
 
     async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:
-        self.visible(ctx)
         body = check_body(body, self.name, WRITABLE, READABLE)
         values: dict[str, Any] = {}
         if "code" in body:
@@ -171,6 +183,7 @@ class JobEntity(Entity):
             raise ApiError(422, "invalid_status", f"'{wanted}' cannot be written (writable: "
                            f"{', '.join(st.JOB_WRITABLE)})", {"field": "status"})
         async with ctx.db.write() as conn:
+            await self.check(conn, ctx, "edit", entity_id)
             job = (await conn.execute(select(
                 Job.id, Job.status, Job.kind, Job.spec, Job.destination_scope,
                 Job.destination_id).where(Job.id == entity_id))).first()
@@ -193,8 +206,8 @@ class JobEntity(Entity):
         return await self.get(ctx, entity_id)
 
     async def delete(self, ctx: Ctx, entity_id: str) -> None:
-        self.visible(ctx)
         async with ctx.db.write() as conn:
+            await self.check(conn, ctx, "delete", entity_id)
             found = (await conn.execute(select(Job.id).where(Job.id == entity_id))).first()
             if found is None:
                 raise ApiError(404, "not_found", f"no Job with id '{entity_id}'")
@@ -205,6 +218,21 @@ class JobEntity(Entity):
             await conn.execute(delete(Task).where(Task.job_id == entity_id))
             await conn.execute(delete(Job).where(Job.id == entity_id))
         shutil.rmtree(ctx.rt.data_dir / "logs" / entity_id, ignore_errors=True)
+
+
+async def member_collaboration(conn: Any, ctx: Ctx, given: str | None) -> str | None:
+    """The id of the collaboration a job runs in; 422 unless the caller's organization is
+    one of its members."""
+    if given is None:
+        return None
+    found = await collaboration_id(conn, given)
+    member = (await conn.execute(select(members.c.organization_id).where(
+        members.c.collaboration_id == found,
+        members.c.organization_id == ctx.caller.organization))).first()
+    if member is None:
+        raise ApiError(422, "not_a_member", f"your organization is not in collaboration "
+                       f"'{given}'", {"field": "collaboration"})
+    return found
 
 
 def default_code(command: list[str], items: list[str]) -> str:

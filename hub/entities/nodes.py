@@ -10,12 +10,31 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from ferry.errors import ApiError
-from hub.entities.base import AnySelect, Entity, check_body, expect, iso, name_value
+from hub.entities.base import (
+    AnySelect,
+    Entity,
+    check_body,
+    expect,
+    iso,
+    name_value,
+    scope_of_organization,
+)
 from hub.entities.clients import user_hr
+from hub.entities.organizations import collaboration_id, organization_id
 from hub.keys import new_key
 from hub.query.fields import Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
-from hub.storage.models import ApiKey, Client, Node, User, new_id, utcnow
+from hub.storage.models import (
+    ApiKey,
+    Client,
+    Collaboration,
+    Node,
+    Organization,
+    User,
+    members,
+    new_id,
+    utcnow,
+)
 
 Enrolled = aliased(Client)
 
@@ -24,18 +43,38 @@ SCHEMA = Schema("Node", {
     "name": Text(Node.name),
     "description": Text(Node.description),
     "user": Reference(Node.user_id, User.id, (User.username, User.email)),
+    "organization": Reference(Node.organization_id, Organization.id, (Organization.name,)),
+    "collaboration": Reference(Node.collaboration_id, Collaboration.id, (Collaboration.name,)),
     "created": Timestamp(Node.created),
     "modified": Timestamp(Node.modified),
 })
 
 READABLE = ("id", "name", "description", "user", "user_hr", "client", "created", "modified",
-            "modifier", "api_key")
+            "modifier", "api_key", "organization", "collaboration")
+WRITABLE = ("name", "description", "organization", "collaboration", "api_key")
+MIN_GIVEN_KEY = 16  # a key given by an admin (the import file's): no shorter than this
+
+
+def given_key(body: dict[str, Any]) -> str | None:
+    """The ``api_key`` of a create: None (the hub makes one) or one given, long enough."""
+    if "api_key" not in body:
+        return None
+    plain: str = expect(body, "api_key", str, "a string", max_length=1024)
+    if len(plain) < MIN_GIVEN_KEY or plain != plain.strip():
+        raise ApiError(422, "invalid_value", f"field 'api_key' must have at least "
+                       f"{MIN_GIVEN_KEY} characters and no surrounding spaces",
+                       {"field": "api_key"})
+    return plain
 
 
 class NodeEntity(Entity):
     name = "Node"
     model = Node
     schema = SCHEMA
+    resource = "node"
+
+    def organization(self) -> Any:
+        return Node.organization_id
 
     def base_select(self) -> AnySelect:
         client = (select(Enrolled.id).where(Enrolled.node_id == Node.id,
@@ -53,37 +92,61 @@ class NodeEntity(Entity):
             "description": n["description"],
             "user": n["user_id"],
             "user_hr": user_hr(row["user_name"], row["user_role"]),
+            "organization": n["organization_id"],
+            "collaboration": n["collaboration_id"],
             "client": row["client_id"],
             "created": iso(n["created"]),
             "modified": iso(n["modified"]),
             "modifier": n["modifier"],
         }
 
+    @staticmethod
+    async def _placement(conn: Any, ctx: Ctx, body: dict[str, Any], organization: str | None,
+                         collaboration: str | None) -> tuple[str | None, str | None]:
+        """The node's organization and collaboration after this write, checked."""
+        if "organization" in body:
+            organization = await organization_id(conn, expect(body, "organization", str,
+                                                              "an organization id or name"))
+        if "collaboration" in body:
+            given = expect(body, "collaboration", str, "a collaboration id or name",
+                           nullable=True)
+            collaboration = None if given is None else await collaboration_id(conn, given)
+        if collaboration is not None:
+            member = (await conn.execute(select(members.c.organization_id).where(
+                members.c.collaboration_id == collaboration,
+                members.c.organization_id == organization))).first()
+            if member is None:
+                raise ApiError(422, "not_a_member", "the node's organization is not in "
+                               "collaboration '{}'".format(body.get("collaboration")),
+                               {"field": "collaboration"})
+        return organization, collaboration
+
     async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
-        self.visible(ctx)
-        body = check_body(body, self.name, ("name", "description"), READABLE, ("name",))
+        body = check_body(body, self.name, WRITABLE, READABLE, ("name",))
         name = name_value(body)
         description = expect(body, "description", str, "a string", max_length=4096) \
             if "description" in body else ""
+        key = await new_key(ctx.rt, given_key(body))
         node_id = new_id()
-        key = await new_key(ctx.rt)
         try:
             async with ctx.db.write() as conn:
+                organization, collaboration = await self._placement(
+                    conn, ctx, body, ctx.caller.organization, None)
+                ctx.caller.need("node", "create", scope_of_organization(ctx, organization))
                 now = utcnow()
                 await conn.execute(insert(Node).values(
                     id=node_id, name=name, description=description, user_id=ctx.principal.id,
+                    organization_id=organization, collaboration_id=collaboration,
                     created=now, modified=now, modifier=ctx.principal.id))
                 await conn.execute(key.insert(node_id=node_id, description="node key"))
         except IntegrityError:
-            raise ApiError(409, "duplicate", f"a node named '{name}' already exists",
-                           {"field": "name"}) from None
+            raise _duplicate(name) from None
         record = await self.get(ctx, node_id)
         record["api_key"] = key.plain  # shown once; only its hash is stored
         return record
 
     async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:
-        self.visible(ctx)
-        body = check_body(body, self.name, ("name", "description", "api_key"), READABLE)
+        body = check_body(body, self.name, WRITABLE, READABLE)
         values: dict[str, Any] = {}
         if "name" in body:
             values["name"] = name_value(body)
@@ -96,17 +159,23 @@ class NodeEntity(Entity):
         key = await new_key(ctx.rt) if reset else None
         try:
             async with ctx.db.write() as conn:
-                found = (await conn.execute(select(Node.id).where(Node.id == entity_id))).first()
+                await self.check(conn, ctx, "edit", entity_id)
+                found = (await conn.execute(select(Node.organization_id, Node.collaboration_id)
+                                            .where(Node.id == entity_id))).first()
                 if found is None:
                     raise ApiError(404, "not_found", f"no Node with id '{entity_id}'")
+                if "organization" in body or "collaboration" in body:
+                    org, collab = await self._placement(conn, ctx, body, found.organization_id,
+                                                        found.collaboration_id)
+                    ctx.caller.need("node", "edit", scope_of_organization(ctx, org))
+                    values.update(organization_id=org, collaboration_id=collab)
                 values.update(modified=utcnow(), modifier=ctx.principal.id)
                 await conn.execute(update(Node).where(Node.id == entity_id).values(**values))
                 if key is not None:
                     await conn.execute(delete(ApiKey).where(ApiKey.node_id == entity_id))
                     await conn.execute(key.insert(node_id=entity_id, description="node key"))
         except IntegrityError:
-            raise ApiError(409, "duplicate", f"a node named '{values.get('name')}' already "
-                           "exists", {"field": "name"}) from None
+            raise _duplicate(values.get("name")) from None
         record = await self.get(ctx, entity_id)
         if key is not None:
             record["api_key"] = key.plain
@@ -114,9 +183,15 @@ class NodeEntity(Entity):
 
     async def delete(self, ctx: Ctx, entity_id: str) -> None:
         """Deleting a node revokes its key; its client record stays until deleted itself."""
-        self.visible(ctx)
         async with ctx.db.write() as conn:
+            await self.check(conn, ctx, "delete", entity_id)
             await conn.execute(delete(ApiKey).where(ApiKey.node_id == entity_id))
             gone = await conn.execute(delete(Node).where(Node.id == entity_id))
             if gone.rowcount == 0:
                 raise ApiError(404, "not_found", f"no Node with id '{entity_id}'")
+
+
+def _duplicate(name: str | None) -> ApiError:
+    return ApiError(409, "duplicate", f"a node named '{name}' already exists, or the "
+                    "organization already has a node in this collaboration (one per "
+                    "organization per collaboration)", {"field": "name"})

@@ -15,7 +15,8 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ferry.errors import ApiError
-from hub.entities.base import AnySelect, Entity, check_body, expect, iso
+from hub.entities.base import AnySelect, Entity, check_body, expect, iso, scope_of_organization
+from hub.entities.clients import client_organization
 from hub.query.fields import Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
 from hub.storage.models import Client, Share, new_id, utcnow
@@ -41,6 +42,20 @@ class ShareEntity(Entity):
     name = "Share"
     model = Share
     schema = SCHEMA
+    resource = "share"
+
+    def owner(self, ctx: Ctx) -> Any:
+        return Share.client_id if ctx.principal.kind == "client" else None
+
+    def organization(self) -> Any:
+        return client_organization(Share.client_id)
+
+    async def _need_client(self, ctx: Ctx, operation: str, client_id: str) -> None:
+        """Giving a share to an agent is an ``operation`` on shares of the agent's
+        organization."""
+        async with ctx.db.read() as conn:
+            org = (await conn.execute(select(client_organization(client_id)))).scalar()
+        ctx.caller.need("share", operation, scope_of_organization(ctx, org))
 
     def base_select(self) -> AnySelect:
         return select(Share, Client.code.label("client_code")).outerjoin(
@@ -89,9 +104,10 @@ class ShareEntity(Entity):
         return values
 
     async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
-        self.visible(ctx)
+        self.allowed(ctx, "create")
         values = await self._values(ctx, check_body(body, self.name, WRITABLE, READABLE,
                                                     ("name", "client", "path")))
+        await self._need_client(ctx, "create", values["client_id"])
         share_id, now = new_id(), utcnow()
         try:
             async with ctx.db.write() as conn:
@@ -104,10 +120,12 @@ class ShareEntity(Entity):
         return await self.get(ctx, share_id)
 
     async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:
-        self.visible(ctx)
         values = await self._values(ctx, check_body(body, self.name, WRITABLE, READABLE))
+        if "client_id" in values:
+            await self._need_client(ctx, "edit", values["client_id"])
         try:
             async with ctx.db.write() as conn:
+                await self.check(conn, ctx, "edit", entity_id)
                 found = (await conn.execute(update(Share).where(Share.id == entity_id).values(
                     modified=utcnow(), modifier=ctx.principal.id, **values))).rowcount
         except IntegrityError:
@@ -118,8 +136,8 @@ class ShareEntity(Entity):
         return await self.get(ctx, entity_id)
 
     async def delete(self, ctx: Ctx, entity_id: str) -> None:
-        self.visible(ctx)
         async with ctx.db.write() as conn:
+            await self.check(conn, ctx, "delete", entity_id)
             found = (await conn.execute(delete(Share).where(Share.id == entity_id))).rowcount
         if not found:
             raise ApiError(404, "not_found", f"no Share with id '{entity_id}'")

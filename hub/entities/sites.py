@@ -30,6 +30,7 @@ class SiteEntity(Entity):
     name = "Site"
     model = Site
     schema = SCHEMA
+    resource = "site"
 
     def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:
         s = row
@@ -45,7 +46,7 @@ class SiteEntity(Entity):
         return values
 
     async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
-        self.visible(ctx)
+        ctx.caller.need("site", "create", "global")
         values = self._values(check_body(body, self.name, ("name", "description"), READABLE,
                                          ("name",)))
         site_id, now = new_id(), utcnow()
@@ -59,7 +60,7 @@ class SiteEntity(Entity):
         return await self.get(ctx, site_id)
 
     async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:
-        self.visible(ctx)
+        ctx.caller.need("site", "edit", "global")
         values = self._values(check_body(body, self.name, ("name", "description"), READABLE))
         try:
             async with ctx.db.write() as conn:
@@ -76,7 +77,7 @@ class SiteEntity(Entity):
         return await self.get(ctx, entity_id)
 
     async def delete(self, ctx: Ctx, entity_id: str) -> None:
-        self.visible(ctx)
+        ctx.caller.need("site", "delete", "global")
         async with ctx.db.write() as conn:
             current = (await conn.execute(select(Site.name).where(Site.id == entity_id))).scalar()
             if current is None:

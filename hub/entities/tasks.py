@@ -9,7 +9,7 @@ from sqlalchemy.engine import RowMapping
 
 from ferry.errors import ApiError
 from hub.entities.base import AnySelect, Entity, expect, iso
-from hub.entities.jobs import insert_tasks
+from hub.entities.jobs import JobEntity, insert_tasks
 from hub.jobs import status as st
 from hub.jobs import transfer_tasks, transfers
 from hub.query.fields import Choice, Number, Reference, Schema, Text, Timestamp
@@ -39,10 +39,22 @@ CHANGEABLE = ("status", "priority", "metadata")
 MAX_CHANGES = 10_000
 
 
+JOBS = JobEntity()
+
+
 class TaskEntity(Entity):
     name = "Task"
     model = Task
     schema = SCHEMA
+    resource = "task"
+
+    def owner(self, ctx: Ctx) -> Any:
+        if ctx.principal.kind == "client":  # an agent: the tasks leased to it
+            return Task.client_id
+        return select(Job.user_id).where(Job.id == Task.job_id).scalar_subquery()
+
+    def organization(self) -> Any:
+        return select(Job.organization_id).where(Job.id == Task.job_id).scalar_subquery()
 
     def base_select(self) -> AnySelect:
         return select(Task)
@@ -76,7 +88,6 @@ class TaskEntity(Entity):
     async def add(self, ctx: Ctx, job_id: str, body: Any) -> dict[str, Any]:
         """Add tasks to a job; an existing one (same item; for transfers, same source and
         destination) is retried, or refused with ``allow_duplicates: false`` (jobs.rst)."""
-        self.visible(ctx)
         if not isinstance(body, dict) or set(body) - {"tasks", "allow_duplicates"}:
             raise ApiError(422, "invalid_body", "body must be {\"tasks\": [...], "
                            "\"allow_duplicates\": true|false}", {"field": "tasks"})
@@ -89,6 +100,7 @@ class TaskEntity(Entity):
             raise ApiError(422, "wrong_type", "'allow_duplicates' must be true or false",
                            {"field": "allow_duplicates"})
         async with ctx.db.write() as conn:
+            await JOBS.check(conn, ctx, "create", job_id, resource="task")
             job = (await conn.execute(select(Job.id, Job.status, Job.priority, Job.kind, Job.spec)
                                       .where(Job.id == job_id))).first()
             if job is None:
@@ -125,7 +137,6 @@ class TaskEntity(Entity):
 
     async def update_many(self, ctx: Ctx, job_id: str, body: Any) -> list[dict[str, Any]]:
         """Change status, priority or metadata of several tasks: all of them, or none."""
-        self.visible(ctx)
         changes = body.get("tasks") if isinstance(body, dict) else None
         if not isinstance(changes, list) or not changes or len(changes) > MAX_CHANGES:
             raise ApiError(422, "invalid_body", f"body must be {{\"tasks\": [...]}} with 1 to "
@@ -134,6 +145,7 @@ class TaskEntity(Entity):
             _check_change(change)
         ids = [c["id"] for c in changes]
         async with ctx.db.write() as conn:
+            await JOBS.check(conn, ctx, "edit", job_id, resource="task")
             rows = {r.id: r for r in (await conn.execute(select(Task.id, Task.status).where(
                 Task.job_id == job_id, Task.id.in_(ids)))).all()}
             missing = [i for i in ids if i not in rows]

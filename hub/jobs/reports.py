@@ -119,6 +119,13 @@ def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
     return results
 
 
+def storable(text: str) -> str:
+    """A task's output as text any database keeps: PostgreSQL refuses NUL characters, so
+    they show as U+FFFD (and a tail with one makes the agent upload the whole log, bytes
+    as they were)."""
+    return text.replace("\x00", "\ufffd")
+
+
 def _file_events(item: FilesReport) -> list[TaskReport]:
     """A report of many small files, as the task reports it stands for."""
     return [TaskReport(key=item.key, task_id=f.task_id, bucket_id=item.bucket_id,
@@ -148,9 +155,10 @@ def _task_event(item: TaskReport, bucket: Any, task: dict[str, Any] | None,
     if item.event == "started":
         task.update(status=T.EXECUTING, started=at)
     elif item.event in ("returned", "aborted"):  # handed back unfinished: no attempt spent
-        task.update(st.FRESH_RUN, status=T.QUEUED, message=item.message)
+        task.update(st.FRESH_RUN, status=T.QUEUED, message=storable(item.message))
     else:
-        task.update(exit_code=item.exit_code, message=item.message, log_tail=item.log_tail,
+        tail = storable(item.log_tail)
+        task.update(exit_code=item.exit_code, message=storable(item.message), log_tail=tail,
                     cpu_seconds=item.cpu_seconds, peak_memory=item.peak_memory,
                     has_log=whole_log_needed(item.log_size, item.log_tail))
         if item.started:
@@ -164,7 +172,7 @@ def _task_event(item: TaskReport, bucket: Any, task: dict[str, Any] | None,
             task.update(status=T.FAILED, finished=at, attempts=task["attempts"] + 1)
         else:  # another try, on whichever agent claims it
             task.update(st.FRESH_RUN, status=T.QUEUED, attempts=task["attempts"] + 1,
-                        message=f"{item.message} (attempt {task['attempts'] + 1} failed; "
+                        message=f"{storable(item.message)} (attempt {task['attempts'] + 1} failed; "
                         "queued again)".strip())
     return ""
 

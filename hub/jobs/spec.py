@@ -56,6 +56,9 @@ class JobCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     status: Literal["waiting", "paused"] = "waiting"
     queue: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "default"
     metadata: dict[str, Any] = {}
+    # a collaboration (id or name) the caller's organization is in: the job is shown to
+    # its members
+    collaboration: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
 
 
 _RANGE = re.compile(r"^(-?\d+)(?:-(-?\d+)(?:[x:](\d+))?)?$")

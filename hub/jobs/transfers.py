@@ -135,6 +135,13 @@ def runner(source: Any, dest: Any, direction: str) -> str:
     return str((dest if direction == "pull" else source).client_id)
 
 
+async def may_use(conn: Any, ctx: Ctx, share_id: str) -> None:
+    """Files move only from and to shares the caller may see (403 naming the rule)."""
+    from hub.entities.shares import ShareEntity
+
+    await ShareEntity().check(conn, ctx, "view", share_id)
+
+
 async def create(ctx: Ctx, body: Any) -> str:
     """Store a transfer job and its first task; the job's id."""
     try:
@@ -149,6 +156,7 @@ async def create(ctx: Ctx, body: Any) -> str:
     async with ctx.db.write() as conn:
         shares = await share_rows(conn, [source_name] + ([dest_name] if to_share else []))
         source = served(shares, source_name, "source")
+        await may_use(conn, ctx, source.id)
         item = join(source_parts)
         transfer: dict[str, Any] = {
             "source_share": source.id, "source_path": item, "streams": spec.streams,
@@ -158,6 +166,7 @@ async def create(ctx: Ctx, body: Any) -> str:
                                   "retries": spec.retries}
         if to_share:
             dest = served(shares, dest_name, "destination")
+            await may_use(conn, ctx, dest.id)
             stored["targets"] = [{"client": runner(source, dest, spec.direction)}]
             transfer.update(destination_share=dest.id, destination_path=join(dest_parts),
                             destination=spec.destination, into_folder=into_folder)
@@ -168,7 +177,8 @@ async def create(ctx: Ctx, body: Any) -> str:
         await conn.execute(insert(Job).values(
             id=job_id, code=spec.code or (source_parts[-1] if source_parts else source_name),
             kind="transfer", queue=spec.queue, status=status, priority=spec.priority,
-            user_id=ctx.principal.id, source_scope="share", source_id=source.id,
+            user_id=ctx.principal.id, organization_id=ctx.caller.organization,
+            source_scope="share", source_id=source.id,
             destination_scope=party[0], destination_id=party[1], spec=stored,
             meta=spec.metadata, size=-1, created=now, modified=now, modifier=ctx.principal.id))
         await insert_transfer_tasks(conn, job_id, [(item, lands)], 0, now,
@@ -210,6 +220,7 @@ async def set_destination(conn: Any, ctx: Ctx, job: Any, text: Any) -> None:
     transfer = dict(stored["transfer"])
     shares = await share_rows(conn, [name])
     dest = served(shares, name, "destination_path")
+    await may_use(conn, ctx, dest.id)
     source = (await conn.execute(
         select(Share.id, Share.name, Client.transfer_url, Share.client_id)
         .outerjoin(Client, Client.id == Share.client_id)

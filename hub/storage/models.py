@@ -17,13 +17,16 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
     String,
+    Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -53,15 +56,102 @@ class HubState(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class Organization(Base):
+    """An organization (server-shell-v4.rst): users, nodes and the jobs they start belong to one."""
+
+    __tablename__ = "organizations"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    domain: Mapped[str] = mapped_column(String(255), default="")
+    address1: Mapped[str] = mapped_column(String(255), default="")
+    address2: Mapped[str] = mapped_column(String(255), default="")
+    zipcode: Mapped[str] = mapped_column(String(64), default="")
+    country: Mapped[str] = mapped_column(String(255), default="")
+    public_key: Mapped[str] = mapped_column(Text, default="")
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modifier: Mapped[str | None] = mapped_column(ID)
+
+
+class Collaboration(Base):
+    """Organizations that work together; each has one node per collaboration."""
+
+    __tablename__ = "collaborations"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    encrypted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modifier: Mapped[str | None] = mapped_column(ID)
+
+
+members = Table(
+    "collaboration_organizations", Base.metadata,
+    Column("collaboration_id", ID, ForeignKey("collaborations.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("organization_id", ID, ForeignKey("organizations.id", ondelete="CASCADE"),
+           primary_key=True, index=True),
+)
+
+
+class Rule(Base):
+    """A permission: ``operation`` on ``resource`` within ``scope`` (hub/permissions.py)."""
+
+    __tablename__ = "rules"
+    __table_args__ = (UniqueConstraint("resource", "operation", "scope"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    resource: Mapped[str] = mapped_column(String(32))
+    operation: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(String(16))
+
+
+class Role(Base):
+    """A named set of rules. Default roles have no organization and cannot be changed."""
+
+    __tablename__ = "roles"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    organization_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    default: Mapped[bool] = mapped_column("is_default", Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modifier: Mapped[str | None] = mapped_column(ID)
+
+
+role_rules = Table(
+    "role_rules", Base.metadata,
+    Column("role_id", ID, ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
+    Column("rule_id", ID, ForeignKey("rules.id", ondelete="CASCADE"), primary_key=True),
+)
+user_roles = Table(
+    "user_roles", Base.metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("role_id", ID, ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True,
+           index=True),
+)
+user_rules = Table(
+    "user_rules", Base.metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("rule_id", ID, ForeignKey("rules.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
 class User(Base):
     __tablename__ = "users"
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
     username: Mapped[str] = mapped_column(String(255), unique=True)
+    organization_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("organizations.id", ondelete="RESTRICT"), index=True)
     email: Mapped[str | None] = mapped_column(String(255))
     firstname: Mapped[str] = mapped_column(String(255), default="")
     lastname: Mapped[str] = mapped_column(String(255), default="")
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(32), default="admin")
+    # the name of the first role given, shown in ``user_hr``; "root" marks the root account
+    role: Mapped[str] = mapped_column(String(32), default="viewer")
+    # set by a batch import of a weak password: it must be changed before it logs in
+    password_change_required: Mapped[bool] = mapped_column(Boolean, default=False)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     modifier: Mapped[str | None] = mapped_column(ID)
@@ -78,13 +168,20 @@ class Site(Base):
 
 
 class Node(Base):
-    """What an agent enrolls with: a name and a (hashed) API key."""
+    """What an agent enrolls with: a name and a (hashed) API key. It belongs to an
+    organization and, for federated work, a collaboration: one node per organization
+    per collaboration."""
 
     __tablename__ = "nodes"
+    __table_args__ = (UniqueConstraint("organization_id", "collaboration_id"),)
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     user_id: Mapped[str | None] = mapped_column(ID, ForeignKey("users.id", ondelete="SET NULL"))
+    organization_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("organizations.id", ondelete="RESTRICT"), index=True)
+    collaboration_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("collaborations.id", ondelete="RESTRICT"), index=True)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     modifier: Mapped[str | None] = mapped_column(ID)
@@ -183,6 +280,12 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     priority: Mapped[int] = mapped_column(Integer, default=500)
     user_id: Mapped[str | None] = mapped_column(ID, ForeignKey("users.id", ondelete="SET NULL"))
+    # the organization that started it (its user's, when created)
+    organization_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("organizations.id", ondelete="SET NULL"), index=True)
+    # the collaboration it runs in, if any: its organization is one of the members
+    collaboration_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("collaborations.id", ondelete="SET NULL"), index=True)
     parent_id: Mapped[str | None] = mapped_column(ID)
     source_scope: Mapped[str] = mapped_column(String(16), default="")
     source_id: Mapped[str] = mapped_column(String(255), default="")

@@ -1,0 +1,287 @@
+"""Who may do what: rules, default roles, and the caller's permissions.
+
+A rule is ``operation`` on ``resource`` within ``scope``. Scopes nest:
+``own`` (records the caller made or is) within ``organization`` (records of
+the caller's organization) within ``collaboration`` (records of any
+organization sharing a collaboration with the caller's) within ``global``.
+A rule for a scope covers the narrower ones. Each resource has the scopes
+that mean something for it: a site belongs to no organization, so its only
+scope is ``global``.
+
+A user's rules are those of their roles plus any given to them directly.
+An agent's token carries the ``node`` role's rules and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, delete, insert, select, union, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ferry.errors import ApiError
+from hub.storage.models import (
+    Client,
+    HubState,
+    Node,
+    Organization,
+    Role,
+    Rule,
+    User,
+    members,
+    new_id,
+    role_rules,
+    user_roles,
+    user_rules,
+    utcnow,
+)
+
+SCOPES = ("own", "organization", "collaboration", "global")
+OPERATIONS = ("view", "create", "edit", "delete")
+
+# each resource and the scopes its records can fall in, narrowest first
+RESOURCES: dict[str, tuple[str, ...]] = {
+    "user": ("own", "organization", "collaboration", "global"),
+    "organization": ("organization", "collaboration", "global"),
+    "collaboration": ("organization", "global"),
+    "role": ("organization", "global"),
+    "rule": ("global",),
+    "node": ("organization", "collaboration", "global"),
+    "client": ("own", "organization", "collaboration", "global"),
+    "site": ("global",),
+    "share": ("organization", "collaboration", "global"),
+    "job": ("own", "organization", "collaboration", "global"),
+    "task": ("own", "organization", "collaboration", "global"),
+    "apikey": ("own", "global"),
+}
+# rules that mean nothing: rules are the hub's own; an organization is yours before
+# you may create one in it; a collaboration names organizations, not one of them
+NOT_RULES = {("rule", "create"), ("rule", "edit"), ("rule", "delete")}
+
+
+def rule_id(resource: str, operation: str, scope: str) -> str:
+    """Rules have fixed ids, the same in every hub's database."""
+    return hashlib.sha256(f"rule:{resource}:{operation}:{scope}".encode()).hexdigest()[:24]
+
+
+def role_id(name: str) -> str:
+    return hashlib.sha256(f"role:{name}".encode()).hexdigest()[:24]
+
+
+def all_rules() -> list[tuple[str, str, str]]:
+    return [(resource, operation, scope) for resource, scopes in RESOURCES.items()
+            for operation in OPERATIONS if (resource, operation) not in NOT_RULES
+            for scope in scopes]
+
+
+def _grant(spec: dict[str, dict[str, str]]) -> set[tuple[str, str, str]]:
+    """``{resource: {operation: widest scope}}`` -> the rules, with every narrower scope."""
+    granted: set[tuple[str, str, str]] = set()
+    for resource, operations in spec.items():
+        scopes = RESOURCES[resource]
+        for operation, widest in operations.items():
+            for scope in scopes[:scopes.index(widest) + 1]:
+                granted.add((resource, operation, scope))
+    return granted
+
+
+ALL = {"view": "global", "create": "global", "edit": "global", "delete": "global"}
+
+
+def _in(scope: str, *operations: str) -> dict[str, str]:
+    return dict.fromkeys(operations, scope)
+
+
+ROOT = "root"
+ORG_ADMIN = "organization admin"
+RESEARCHER = "researcher"
+VIEWER = "viewer"
+NODE = "node"
+LEAST = VIEWER  # what an imported or created user gets unless told otherwise
+
+DEFAULT_ROLES: dict[str, tuple[str, set[tuple[str, str, str]]]] = {
+    ROOT: ("everything, everywhere", {r for r in all_rules()}),
+    ORG_ADMIN: ("manages its organization: users, roles, nodes, agents, shares, jobs", _grant({
+        "user": {**_in("organization", "view", "create", "edit", "delete"),
+                 "view": "collaboration"},
+        "organization": {"view": "collaboration", "edit": "organization"},
+        "collaboration": _in("organization", "view"),
+        "role": _in("organization", "view", "create", "edit", "delete"),
+        "rule": _in("global", "view"),
+        "node": {**_in("organization", "create", "edit", "delete"), "view": "collaboration"},
+        "client": {**_in("organization", "edit", "delete"), "view": "collaboration"},
+        "site": _in("global", "view"),
+        "share": {**_in("organization", "create", "edit", "delete"), "view": "collaboration"},
+        "job": {**_in("organization", "create", "edit", "delete"), "view": "collaboration"},
+        "task": {**_in("organization", "create", "edit"), "view": "collaboration"},
+        "apikey": _in("own", "view", "create", "delete"),
+    })),
+    RESEARCHER: ("runs and follows jobs; sees its organization and collaborations", _grant({
+        "user": {"view": "organization", "edit": "own"},
+        "organization": _in("collaboration", "view"),
+        "collaboration": _in("organization", "view"),
+        "role": _in("organization", "view"),
+        "rule": _in("global", "view"),
+        "node": _in("collaboration", "view"),
+        "client": _in("collaboration", "view"),
+        "site": _in("global", "view"),
+        "share": _in("collaboration", "view"),
+        "job": {**_in("own", "create", "edit", "delete"), "view": "organization"},
+        "task": {**_in("own", "create", "edit"), "view": "organization"},
+        "apikey": _in("own", "view", "create", "delete"),
+    })),
+    VIEWER: ("sees its organization's records; changes only its own password", _grant({
+        "user": {"view": "organization", "edit": "own"},
+        "organization": _in("organization", "view"),
+        "collaboration": _in("organization", "view"),
+        "role": _in("organization", "view"),
+        "node": _in("organization", "view"),
+        "client": _in("organization", "view"),
+        "site": _in("global", "view"),
+        "share": _in("organization", "view"),
+        "job": _in("organization", "view"),
+        "task": _in("organization", "view"),
+    })),
+    # an agent's token: itself, its own shares, the tasks leased to it; it changes things
+    # only through the agent calls (check-in, claims, reports), never the entity API
+    NODE: ("what an agent does (agent tokens only)", _grant({
+        "client": _in("own", "view"),
+        "share": _in("organization", "view"),
+        "task": _in("own", "view"),
+        "site": _in("global", "view"),
+    })),
+}
+
+
+# every user may see their own record, whatever their roles
+ALWAYS = {("user", "view", "own")}
+
+
+def rule_name(rule: tuple[str, str, str]) -> str:
+    resource, operation, scope = rule
+    return f"{operation} {resource} ({scope})"
+
+
+@dataclass
+class Caller:
+    """The caller's rules and where it stands: its organization and its collaborators."""
+
+    kind: str  # "user" or "client"
+    id: str
+    organization: str | None
+    rules: frozenset[tuple[str, str, str]]
+    partners: frozenset[str] = field(default_factory=frozenset)  # organizations, own included
+    roles: frozenset[str] = field(default_factory=frozenset)  # role ids
+
+    def widest(self, resource: str, operation: str) -> str | None:
+        """The widest scope in which the caller may do this, or None."""
+        for scope in reversed(RESOURCES[resource]):
+            if (resource, operation, scope) in self.rules:
+                return scope
+        return None
+
+    def need(self, resource: str, operation: str, scope: str) -> None:
+        """403 naming the missing rule, unless the caller holds it (or a wider one)."""
+        scopes = RESOURCES[resource]
+        if scope not in scopes:  # e.g. "own" for a resource without owners: the next one up
+            scope = next(s for s in scopes if SCOPES.index(s) >= SCOPES.index(scope))
+        wider = scopes[scopes.index(scope):]
+        if not any((resource, operation, s) in self.rules for s in wider):
+            missing = (resource, operation, scope)
+            raise ApiError(403, "forbidden", f"missing rule: {rule_name(missing)}; "
+                           f"{self.kind} '{self.id}' may not {operation} this {resource}",
+                           {"field": None, "rule": {"resource": resource,
+                                                    "operation": operation, "scope": scope}})
+
+    def holds(self, rules: Iterable[tuple[str, str, str]]) -> tuple[str, str, str] | None:
+        """The first of ``rules`` the caller does not hold itself, or None."""
+        return next((r for r in rules if r not in self.rules), None)
+
+
+async def load_caller(conn: AsyncConnection, kind: str, ident: str) -> Caller:
+    if kind == "client":
+        org = (await conn.execute(
+            select(Node.organization_id).join(Client, Client.node_id == Node.id)
+            .where(Client.id == ident))).scalar()
+        rules = DEFAULT_ROLES[NODE][1]
+        return Caller(kind, ident, org, frozenset(rules), frozenset([org] if org else []))
+    org = (await conn.execute(select(User.organization_id).where(User.id == ident))).scalar()
+    roles = frozenset((await conn.execute(
+        select(user_roles.c.role_id).where(user_roles.c.user_id == ident))).scalars())
+    via_roles = select(role_rules.c.rule_id).where(role_rules.c.role_id.in_(roles))
+    direct = select(user_rules.c.rule_id).where(user_rules.c.user_id == ident)
+    ids = union(via_roles, direct).subquery()
+    rows = (await conn.execute(select(Rule.resource, Rule.operation, Rule.scope)
+                               .where(Rule.id.in_(select(ids.c.rule_id))))).all()
+    partners: frozenset[str] = frozenset()
+    if org is not None:
+        mine = select(members.c.collaboration_id).where(members.c.organization_id == org)
+        partners = frozenset((await conn.execute(
+            select(members.c.organization_id).where(members.c.collaboration_id.in_(mine))
+        )).scalars()) | {org}
+    held = {(r.resource, r.operation, r.scope) for r in rows} | ALWAYS
+    return Caller(kind, ident, org, frozenset(held), partners, roles)
+
+
+async def default_role(conn: AsyncConnection, name: str) -> str:
+    found = (await conn.execute(select(Role.id).where(Role.name == name))).scalar()
+    if found is None:
+        raise ApiError(500, "no_default_role", f"default role '{name}' is missing")
+    return str(found)
+
+
+ROOT_ORGANIZATION = "root"
+_LEGACY_DONE = "legacy_roles_assigned"
+_LEGACY_ROLES = {"root": ROOT, "admin": ORG_ADMIN}  # users.role before roles existed
+
+
+def sync_defaults(conn: Connection) -> None:
+    """Write the rules and default roles of this version; give users made before roles
+    existed an organization and their old powers. Runs at every start, in the migration's
+    transaction (and under its lock): idempotent."""
+    known = set(conn.execute(select(Rule.id)).scalars())
+    wanted = {rule_id(*r): r for r in all_rules()}
+    conn.execute(delete(Rule).where(Rule.id.not_in(list(wanted))))  # rules this version dropped
+    new = [{"id": i, "resource": r[0], "operation": r[1], "scope": r[2]}
+           for i, r in wanted.items() if i not in known]
+    if new:
+        conn.execute(insert(Rule), new)
+    now = utcnow()
+    for name, (description, rules) in DEFAULT_ROLES.items():
+        ident = role_id(name)
+        found = conn.execute(select(Role.id).where(Role.id == ident)).first()
+        if found is None:
+            conn.execute(insert(Role).values(id=ident, name=name, description=description,
+                                             organization_id=None, default=True,
+                                             created=now, modified=now))
+        else:
+            conn.execute(update(Role).where(Role.id == ident).values(description=description))
+        have = set(conn.execute(select(role_rules.c.rule_id)
+                                .where(role_rules.c.role_id == ident)).scalars())
+        should = {rule_id(*r) for r in rules}
+        if have != should:
+            conn.execute(delete(role_rules).where(role_rules.c.role_id == ident))
+            conn.execute(insert(role_rules), [{"role_id": ident, "rule_id": r}
+                                              for r in sorted(should)])
+    if conn.execute(select(HubState.key).where(HubState.key == _LEGACY_DONE)).first():
+        return
+    # once: users from before roles existed (every one an admin then) keep their powers
+    orphans = conn.execute(select(User.id).where(User.organization_id.is_(None))).all()
+    if orphans:
+        org = conn.execute(select(Organization.id)
+                           .where(Organization.name == ROOT_ORGANIZATION)).scalar()
+        if org is None:
+            org = new_id()
+            conn.execute(insert(Organization).values(
+                id=org, name=ROOT_ORGANIZATION, domain="", address1="", address2="",
+                zipcode="", country="", public_key="", created=now, modified=now))
+        conn.execute(update(User).where(User.organization_id.is_(None))
+                     .values(organization_id=org))
+    with_roles = set(conn.execute(select(user_roles.c.user_id)).scalars())
+    for user in conn.execute(select(User.id, User.role)).all():
+        if user.id not in with_roles:
+            role = _LEGACY_ROLES.get(user.role, LEAST)
+            conn.execute(insert(user_roles).values(user_id=user.id, role_id=role_id(role)))
+    conn.execute(insert(HubState).values(key=_LEGACY_DONE, value=utcnow().isoformat()))
