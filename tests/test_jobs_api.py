@@ -173,7 +173,7 @@ BAD_SPECS: list[tuple[dict[str, Any], str, str]] = [
     ({"compute": {**SPEC, "command": ["echo", "a\0b"]}}, "compute.command[1]", "NUL"),
     ({"compute": {**SPEC, "env": {"X": "a\0"}}}, "compute.env.X", "NUL"),
     ({"compute": {**SPEC, "cwd": "/tmp\0x"}}, "compute.cwd", "NUL"),
-    ({"compute": {**SPEC, "items": ["a\0b"]}}, "compute.items", "NUL"),
+    ({"compute": {**SPEC, "items": ["a\0b"]}}, "compute.items[0]", "NUL"),
     ({"compute": {**SPEC, "retries": -1}}, "compute.retries", ">= 0"),
     ({"compute": {**SPEC, "timeout": 0}}, "compute.timeout", "> 0"),
     ({"compute": SPEC, "priority": 0}, "priority", ">= 1"),
