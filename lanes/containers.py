@@ -1,0 +1,218 @@
+"""One run's container: its hardened configuration, its folders, its labels, its log.
+
+The lane (``lanes.docker_lane``) decides when; this module knows what a run's
+container looks like. Everything here blocks: it runs on the lane's threads.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import requests.exceptions
+import structlog
+from docker.models.containers import Container
+from docker.types import DeviceRequest, LogConfig, Mount
+
+from lanes.docker_spec import DockerRun, Grant
+from protocol import LOG_TAIL_BYTES
+
+log = structlog.get_logger("lanes.docker")
+
+MOUNT = "/ferry"
+TMPFS_SIZE = 64 << 20  # the container's /tmp (in memory, counted in its memory limit)
+LABEL = "ferry"  # label prefix: ferry.agent, ferry.run, ferry.job, ferry.grace, …
+ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+@dataclass
+class RunHandle:
+    """A container the lane watches."""
+
+    run_id: str
+    job_id: str
+    container: Container
+    log: Path
+    grace: float
+    timeout: float | None
+    started: float
+    image_id: str
+    memory: int | None
+    gpus: tuple[str, ...] = ()
+    stopping: str | None = None  # why it is being stopped
+    follower: LogFollower | None = None
+
+
+def prepare_folders(task: DockerRun, user: tuple[int, int], folder: Path,
+                    job_folder: Path) -> None:
+    """A fresh run folder (input/, output/, token, log), and the job's folder when it has
+    none yet, both the container user's."""
+    shutil.rmtree(folder, ignore_errors=True)  # a folder of an earlier attempt
+    (folder / "input").mkdir(mode=0o700, parents=True)
+    (folder / "output").mkdir(mode=0o700)
+    for name, content in task.inputs.items():
+        path = folder / "input" / name
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.write_bytes(content)
+    (folder / "token").write_text(task.token, encoding="utf-8")
+    (folder / "log").touch()
+    hand_over(folder / "input", user, writable=False)
+    hand_over(folder / "output", user, writable=True)
+    hand_over(folder / "token", user, writable=False)
+    with contextlib.suppress(FileExistsError):  # the job's first run here makes it its own
+        job_folder.mkdir(mode=0o700)
+        hand_over(job_folder, user, writable=True)
+
+
+class LogFollower(threading.Thread):
+    """Copies a container's output into the run's log (and to ``sink``) until it ends."""
+
+    def __init__(self, handle: RunHandle, sink: Callable[[str], None] | None, *, fresh: bool):
+        super().__init__(name=f"docker-log-{handle.run_id}", daemon=True)
+        self.handle, self.sink, self.fresh = handle, sink, fresh
+        self._stream: Any = None
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        try:
+            self._stream = self.handle.container.logs(stream=True, follow=True)
+            if self._stopped.is_set():
+                self._close()
+            # an adopted run's log is written again from the container's first line
+            if self.fresh:
+                self.handle.log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with open(self.handle.log, "wb" if self.fresh else "ab") as fh:
+                for chunk in self._stream:
+                    fh.write(chunk)
+                    fh.flush()
+                    if self.sink is not None:
+                        self.sink(decoder.decode(chunk))
+        except (OSError, *ENGINE_ERRORS) as exc:
+            if not self._stopped.is_set():
+                log.warning("following a container's log failed", run=self.handle.run_id,
+                            error=str(exc))
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._close()
+
+    def _close(self) -> None:
+        if self._stream is not None:
+            with contextlib.suppress(Exception):
+                self._stream.close()
+
+
+def container_config(task: DockerRun, grant: Grant, folder: Path,
+                     job_folder: Path) -> dict[str, Any]:
+    """The hardened ``containers.create`` arguments for a run (image, name, labels aside)."""
+    mounts = [Mount(f"{MOUNT}/input", str(folder / "input"), type="bind", read_only=True),
+              Mount(f"{MOUNT}/output", str(folder / "output"), type="bind"),
+              Mount(f"{MOUNT}/token", str(folder / "token"), type="bind", read_only=True),
+              Mount(f"{MOUNT}/tmp", str(job_folder), type="bind")]
+    env = {**task.env, "FERRY_RUN_ID": task.run_id, "FERRY_JOB_ID": task.job_id,
+           "FERRY_INPUT": f"{MOUNT}/input", "FERRY_OUTPUT": f"{MOUNT}/output",
+           "FERRY_TOKEN_FILE": f"{MOUNT}/token", "FERRY_TEMP": f"{MOUNT}/tmp"}
+    config: dict[str, Any] = {
+        "command": list(task.command) if task.command else None, "environment": env,
+        "user": f"{grant.user[0]}:{grant.user[1]}", "working_dir": MOUNT,
+        "network_mode": "none", "read_only": True, "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"], "ipc_mode": "private",
+        "mem_limit": grant.memory, "memswap_limit": grant.memory,  # no swap beyond memory
+        "nano_cpus": int(grant.cpus * 1e9), "pids_limit": grant.pids,
+        "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={min(TMPFS_SIZE, grant.memory)}"},
+        "mounts": mounts,
+        "log_config": LogConfig(type="json-file", config={"max-size": "50m", "max-file": "2"}),
+    }
+    if grant.gpus:
+        config["device_requests"] = [DeviceRequest(driver="nvidia", device_ids=list(grant.gpus),
+                                                   capabilities=[["gpu"]])]
+    return config
+
+
+def adopted_handle(container: Container, log_path: Path) -> RunHandle:
+    """A handle for a container a lane before this one started, from its labels."""
+    labels, attrs = container.labels, container.attrs
+    host = attrs.get("HostConfig") or {}
+    gpus = tuple(d for r in host.get("DeviceRequests") or () for d in r.get("DeviceIDs") or ())
+    timeout = labels.get(f"{LABEL}.timeout")
+    return RunHandle(labels[f"{LABEL}.run"], labels.get(f"{LABEL}.job", ""), container,
+                     log_path, _float(labels.get(f"{LABEL}.grace"), 10.0),
+                     None if timeout is None else _float(timeout, 0.0),
+                     _float(labels.get(f"{LABEL}.started"), time.time()),
+                     labels.get(f"{LABEL}.image", attrs.get("Image", "")),
+                     host.get("Memory") or None, gpus)
+
+
+def hand_over(path: Path, user: tuple[int, int], *, writable: bool) -> None:
+    """Make ``path`` (and what is in it) the container user's. An agent that is neither
+    root nor that user opens the modes instead: the base folder (0700) still keeps every
+    other host user out, and no other container mounts it."""
+    own = hasattr(os, "getuid") and (os.getuid(), os.getgid()) == user
+    chown = not own and hasattr(os, "getuid") and os.getuid() == 0
+    for item in [path, *(path.rglob("*") if path.is_dir() else ())]:
+        if chown:
+            os.chown(item, *user, follow_symlinks=False)
+        if item.is_dir():
+            mode = 0o700 if own or chown else 0o777
+            os.chmod(item, mode if writable else mode & 0o555)
+        else:
+            mode = 0o600 if own or chown else 0o666
+            os.chmod(item, mode if writable else mode & 0o444)
+
+
+def state_of(container: Container) -> dict[str, Any]:
+    container.reload()
+    state: dict[str, Any] = container.attrs.get("State") or {}
+    return state
+
+
+def remove(container: Container) -> None:
+    """Remove a container (running or not); one already gone is fine."""
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except ENGINE_ERRORS as exc:  # "removal already in progress", or the engine went away
+        log.warning("removing a container failed", container=container.id, error=str(exc))
+
+
+def describe(code: int | None) -> str:
+    if code is None:
+        return "no exit code"
+    if code > 128:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(code - 128).name}, exit code {code}"
+    return f"exit code {code}"
+
+
+def mib(size: int) -> str:
+    return f"{size / (1 << 20):g} MiB"
+
+
+def _float(text: str | None, default: float) -> float:
+    try:
+        return float(text) if text is not None else default
+    except ValueError:
+        return default
+
+
+def tail(path: Path) -> tuple[str, int]:
+    """The end of the log that the outcome carries, and the log's size."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(max(0, size - LOG_TAIL_BYTES))
+            return fh.read().decode("utf-8", "replace"), size
+    except OSError:
+        return "", 0
