@@ -33,6 +33,9 @@ class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     # the port peers connect to when it is not transfer_port (port forwarding, a relay)
     transfer_public_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
     transfer_slots: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4  # transfer buckets at once
+    # the organization's private key, on a node of a collaboration (agent/orgkey.py);
+    # default: organization-key.pem in the agent's data folder
+    organization_key_file: Annotated[str, msgspec.Meta(min_length=1)] | None = None
     drain_timeout: Seconds = 60.0
     retry_max_delay: Seconds = 30.0
     request_timeout: Seconds = 30.0

@@ -26,6 +26,7 @@ from agent.config import AgentConfig
 from agent.hubclient import HubClient
 from agent.identity import Identity
 from agent.metrics import MetricsSampler
+from agent.orgkey import KEY_FILE, OrgKey
 from agent.outbox import Outbox
 from agent.sender import OutboxSender
 from agent.state import AgentState
@@ -79,6 +80,10 @@ class Agent(Service):
         self.api_key = read_api_key(config, config_dir)
         self.lanes = config.lanes or os.cpu_count() or 1
         self.state = AgentState(name=name, hub=config.hub, lanes=self.lanes)
+        self.org_key = OrgKey(Path(config.organization_key_file).expanduser()
+                              if config.organization_key_file else data_dir / KEY_FILE)
+        self.state.organization_key = self.org_key.status
+        self._settling: asyncio.Task[None] | None = None
         self.status_server = StatusServer(self.state, config.status_ip, config.status_port)
         self.identity: Identity | None = None
         self.hub: HubClient | None = None
@@ -112,6 +117,10 @@ class Agent(Service):
         if self.transfer is not None:
             self.transfer.enrolled(answer.client_id, answer.ticket_key)
             self.transfer.set_shares(answer.shares)
+        if answer.collaboration is not None and self.hub is not None and (
+                self._settling is None or self._settling.done()):
+            self._settling = asyncio.create_task(self.org_key.settle(self.hub, answer),
+                                                 name="organization-key")
 
     def _retrying(self, error: str) -> None:
         self.state.last_error = error
@@ -203,6 +212,9 @@ class Agent(Service):
         self._sending.set()
         await self.drain(self._tasks, 5.0, "stopping")
         self._tasks.clear()
+        if self._settling is not None:
+            self._settling.cancel()
+            await asyncio.gather(self._settling, return_exceptions=True)
         if self.hub is not None:
             if self.sender is not None and self.outbox.ready and \
                     await self.sender.drain(0.5 if self.force_exit else 10.0):

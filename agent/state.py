@@ -32,6 +32,7 @@ class AgentState:
     started_at: float = field(default_factory=time.monotonic)
     started: str = field(default_factory=now_iso)
     transfer: Callable[[], dict[str, Any]] | None = None  # the transfer endpoint's status
+    organization_key: Callable[[], dict[str, Any]] | None = None  # agent/orgkey.py
 
     @property
     def accepting_work(self) -> bool:
@@ -71,4 +72,6 @@ class AgentState:
             "started": self.started,
             "uptime": round(time.monotonic() - self.started_at, 1),
             "transfer": self.transfer() if self.transfer is not None else None,
+            "organization_key": self.organization_key()
+            if self.organization_key is not None else None,
         }

@@ -139,6 +139,18 @@ class EnrollResponse(Struct, frozen=True):
     lanes: list[str] = []  # the lane clients (type 5), in order
     ticket_key: str = ""  # the hub's Ed25519 public key: transfer tickets are signed with it
     shares: list[ShareInfo] = []  # the shares this agent serves
+    # the node's organization and collaboration (federated work), and the organization's
+    # published public key ("" while none is): the agent holds the private half
+    organization: str | None = None
+    collaboration: str | None = None
+    encrypted: bool = False  # the collaboration seals inputs and results
+    organization_key: str = ""
+
+
+class OrganizationKeyRequest(Struct, frozen=True, forbid_unknown_fields=True):
+    """An agent publishes its organization's public key (base64 of a PEM), once."""
+
+    public_key: Annotated[str, msgspec.Meta(min_length=1, max_length=16384)]
 
 
 class CheckinRequest(Struct, frozen=True):

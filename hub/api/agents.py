@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from aiohttp import web
 from msgspec import to_builtins
 from sqlalchemy import delete, insert, or_, select, update
@@ -15,7 +16,16 @@ from hub.entities.base import iso
 from hub.entities.sites import DEFAULT_SITE
 from hub.keys import match_key
 from hub.security import Principal
-from hub.storage.models import Bucket, Client, Node, Site, new_id, utcnow
+from hub.storage.models import (
+    Bucket,
+    Client,
+    Collaboration,
+    Node,
+    Organization,
+    Site,
+    new_id,
+    utcnow,
+)
 from protocol import (
     CheckinRequest,
     CheckinResponse,
@@ -23,8 +33,12 @@ from protocol import (
     ClientType,
     EnrollRequest,
     EnrollResponse,
+    OrganizationKeyRequest,
+    sealing,
     tickets,
 )
+
+log = structlog.get_logger("hub.agents")
 
 WRITER: web.AppKey[CheckinWriter] = web.AppKey("checkin_writer", CheckinWriter)
 
@@ -81,14 +95,60 @@ async def enroll(request: web.Request) -> web.Response:
             await conn.execute(update(Client).where(Client.id == client_id).values(**fields))
             disabled = current.disabled
         lanes = await ensure_lanes(conn, client_id, body.lanes, body.code, now)
+        federation = await _federation(conn, node)
     issued = rt.tokens.issue("client", client_id)
-    return json_response(EnrollResponse(
+    return json_response(EnrollResponse(**federation,
         client_id=client_id, token=issued.token,
         expires=iso(issued.expires.replace(tzinfo=None)) or "",
         checkin_interval=rt.config.checkin_interval,
         status=ClientStatus.DISABLED if disabled else ClientStatus.ONLINE, lanes=lanes,
         ticket_key=tickets.public_key_text(rt.ticket_key),
         shares=await rt.shares.for_client(client_id)))
+
+
+async def _federation(conn: Any, node: Any) -> dict[str, Any]:
+    """The node's organization, collaboration and the organization's published key."""
+    if node.organization_id is None:
+        return {}
+    key = (await conn.execute(select(Organization.public_key).where(
+        Organization.id == node.organization_id))).scalar()
+    encrypted = node.collaboration_id is not None and bool((await conn.execute(
+        select(Collaboration.encrypted).where(Collaboration.id == node.collaboration_id)
+    )).scalar())
+    return {"organization": node.organization_id, "collaboration": node.collaboration_id,
+            "encrypted": encrypted, "organization_key": key or ""}
+
+
+async def organization_key(request: web.Request) -> web.Response:
+    """An agent publishes its organization's public key: once, when none is published. A
+    different key is refused: an organization's key is never replaced this way (the
+    runs sealed for it would open for nobody)."""
+    who = agent_principal(request)
+    body = await read_body(request, OrganizationKeyRequest)
+    try:
+        sealing.parse_public_key(body.public_key)
+    except sealing.SealError as exc:
+        raise ApiError(422, "invalid_value", f"field 'public_key': {exc}",
+                       {"field": "public_key"}) from None
+    rt = runtime(request)
+    async with rt.db.write() as conn:
+        org = (await conn.execute(select(Node.organization_id).join(
+            Client, Client.node_id == Node.id).where(Client.id == who.id))).scalar()
+        if org is None:
+            raise ApiError(409, "no_organization", "this agent's node belongs to no "
+                           "organization")
+        current = (await conn.execute(select(Organization.public_key).where(
+            Organization.id == org).with_for_update())).scalar()
+        if current and current != body.public_key:
+            raise ApiError(409, "key_mismatch", "the organization has another public key "
+                           "already; it is never replaced by an agent (copy the organization's "
+                           "key file from the node that published it, or an administrator "
+                           "changes the key)")
+        if not current:
+            await conn.execute(update(Organization).where(Organization.id == org).values(
+                public_key=body.public_key, modified=utcnow(), modifier=who.id))
+            log.info("organization key published", organization=org, client=who.id)
+    return json_response({"success": True, "organization": org})
 
 
 async def ensure_lanes(conn: Any, client_id: str, count: int, code: str, now: Any) -> list[str]:
@@ -151,4 +211,7 @@ ROUTES = [
           auth="client", body=CheckinRequest, response=CheckinResponse),
     Route("POST", "/agent/goodbye", goodbye, "Go offline now (agent is stopping)",
           auth="client"),
+    Route("POST", "/agent/organization_key", organization_key, "Publish the organization's "
+          "public key (once; a different one is refused)", auth="client",
+          body=OrganizationKeyRequest),
 ]
