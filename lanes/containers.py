@@ -24,6 +24,7 @@ import structlog
 from docker.models.containers import Container
 from docker.types import DeviceRequest, LogConfig, Mount
 
+from lanes.base import Outcome, Status
 from lanes.docker_spec import DockerRun, Grant
 from protocol import LOG_TAIL_BYTES
 
@@ -216,3 +217,46 @@ def tail(path: Path) -> tuple[str, int]:
             return fh.read().decode("utf-8", "replace"), size
     except OSError:
         return "", 0
+
+
+@dataclass(frozen=True)
+class DockerOutcome(Outcome):
+    """An ``Outcome`` with a short ``reason`` ("image refused", "OOM killed", "aborted", …;
+    empty when done) and where the run's files are."""
+
+    reason: str = ""
+    image_id: str | None = None
+    container_id: str | None = None
+    output: Path | None = None
+
+
+def ended_early(status: Status, reason: str, message: str, began: float) -> DockerOutcome:
+    """The outcome of a run that never had a container (or lost it before it started)."""
+    return DockerOutcome(status=status, exit_code=None, message=message, started=began,
+                         ended=time.time(), reason=reason)
+
+
+def ending(handle: RunHandle, state: dict[str, Any]) -> tuple[Status, str, str]:
+    """How a run ended, from its container's last state: status, reason and message."""
+    code = state.get("ExitCode")
+    status: Status
+    if state.get("Status") == "gone":
+        status, reason, message = "failed", "container gone", \
+            "the container was removed by someone else while it ran"
+    elif state.get("Status") == "lost":
+        status, reason, message = "failed", "engine lost", "the run's end is unknown"
+    elif state.get("OOMKilled"):
+        status, reason = "failed", "OOM killed"
+        limit = "" if handle.memory is None else f"memory limit {mib(handle.memory)}, "
+        message = f"OOM killed ({limit}{describe(code)})"
+    elif handle.stopping is not None:
+        timed_out = handle.stopping.startswith("timed out")
+        status, reason = ("failed", "timed out") if timed_out else ("aborted", "aborted")
+        message = f"{handle.stopping} ({describe(code)})"
+    elif code == 0:
+        status, reason, message = "done", "", ""
+    else:
+        status, reason, message = "failed", f"exit code {code}", describe(code)
+    if state.get("Error"):
+        message = f"{message}: {state['Error']}"
+    return status, reason, message

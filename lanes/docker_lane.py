@@ -36,16 +36,17 @@ import docker
 import docker.errors
 import structlog
 
-from lanes.base import LaneError, Outcome, Status
+from lanes.base import LaneError
 from lanes.containers import (
     ENGINE_ERRORS,
     LABEL,
+    DockerOutcome,
     LogFollower,
     RunHandle,
     adopted_handle,
     container_config,
-    describe,
-    mib,
+    ended_early,
+    ending,
     prepare_folders,
     remove,
     state_of,
@@ -63,17 +64,6 @@ ENGINE_RETRIES = 30  # looks that may fail in a row (a second apart) before a ru
 
 class Detached(LaneError):
     """The lane was closed while the run went on: its container runs on, for ``adopt``."""
-
-
-@dataclass(frozen=True)
-class DockerOutcome(Outcome):
-    """An ``Outcome`` with a short ``reason`` ("image refused", "OOM killed", "aborted", …;
-    empty when done) and where the run's files are."""
-
-    reason: str = ""
-    image_id: str | None = None
-    container_id: str | None = None
-    output: Path | None = None
 
 
 @dataclass
@@ -146,11 +136,11 @@ class DockerLane:
         try:
             task = spec if isinstance(spec, DockerRun) else DockerRun.parse(spec)
         except SpecError as exc:
-            return _ended("failed", "bad spec", f"bad spec: {exc}", began)
+            return ended_early("failed", "bad spec", f"bad spec: {exc}", began)
         if self._closed or self._client is None:
             raise LaneError("the lane is not started, or closed")
         if task.run_id in self._runs or task.run_id in self._claimed:
-            return _ended("failed", "duplicate", f"run {task.run_id} is running on this lane "
+            return ended_early("failed", "duplicate", f"run {task.run_id} is running on this lane "
                           "already", began)
         self._claimed.add(task.run_id)
         try:
@@ -166,12 +156,12 @@ class DockerLane:
                 created.add_done_callback(self._created_for_nobody)
                 raise
         except ImageRefused as exc:
-            return _ended("failed", "image refused", f"image refused: {exc}", began)
+            return ended_early("failed", "image refused", f"image refused: {exc}", began)
         except SpecError as exc:
-            return _ended("failed", "over limits", str(exc), began)
+            return ended_early("failed", "over limits", str(exc), began)
         except (LaneError, OSError, *ENGINE_ERRORS) as exc:
             log.warning("a container did not start", run=task.run_id, error=str(exc))
-            return _ended("failed", "not started", f"the container did not start: {exc}", began)
+            return ended_early("failed", "not started", f"the container did not start: {exc}", began)
         finally:
             self._claimed.discard(task.run_id)
             pending = self._aborts.pop(task.run_id, None)
@@ -382,26 +372,7 @@ class DockerLane:
             handle.follower.stop()
         remove(handle.container)
         code = state.get("ExitCode")
-        status: Status
-        if state.get("Status") == "gone":
-            status, reason, message = "failed", "container gone", \
-                "the container was removed by someone else while it ran"
-        elif state.get("Status") == "lost":
-            status, reason, message = "failed", "engine lost", "the run's end is unknown"
-        elif state.get("OOMKilled"):
-            status, reason = "failed", "OOM killed"
-            limit = "" if handle.memory is None else f"memory limit {mib(handle.memory)}, "
-            message = f"OOM killed ({limit}{describe(code)})"
-        elif handle.stopping is not None:
-            timed_out = handle.stopping.startswith("timed out")
-            status, reason = ("failed", "timed out") if timed_out else ("aborted", "aborted")
-            message = f"{handle.stopping} ({describe(code)})"
-        elif code == 0:
-            status, reason, message = "done", "", ""
-        else:
-            status, reason, message = "failed", f"exit code {code}", describe(code)
-        if state.get("Error"):
-            message = f"{message}: {state['Error']}"
+        status, reason, message = ending(handle, state)
         log_tail, size = tail(handle.log)
         return DockerOutcome(status=status, exit_code=code, message=message,
                              started=handle.started, ended=time.time(), log_tail=log_tail,
@@ -415,7 +386,3 @@ def _checked(ident: str) -> str:
         raise SpecError(f"{ident!r:.80} is not a run or job id")
     return ident
 
-
-def _ended(status: Status, reason: str, message: str, began: float) -> DockerOutcome:
-    return DockerOutcome(status=status, exit_code=None, message=message, started=began,
-                         ended=time.time(), reason=reason)
