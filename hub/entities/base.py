@@ -168,13 +168,12 @@ class Entity:
         resource = resource or self.resource
         allowed = self.allowed(ctx, operation, resource)
         exists = select(self.id_column()).where(self.id_column() == entity_id)
-        if allowed is not None:
-            if (await conn.execute(exists.where(allowed))).first() is not None:
-                return
-        elif (await conn.execute(exists)).first() is not None:
+        if allowed is not None and (await conn.execute(exists.where(allowed))).first():
             return
         if (await conn.execute(exists)).first() is None:
             raise ApiError(404, "not_found", f"no {self.name} with id '{entity_id}'")
+        if allowed is None:  # global: any record that exists
+            return
         for scope in permissions.RESOURCES[resource]:
             where = self.in_scope(ctx, scope)
             if where is None or (await conn.execute(exists.where(where))).first() is not None:
