@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.config import HubConfig
 from hub.security import FailureLimiter, Principal, TokenService
@@ -96,12 +97,17 @@ class Ctx:
     caller: Caller
 
     @classmethod
-    async def of(cls, rt: Runtime, principal: Principal) -> Ctx:
+    async def of(cls, rt: Runtime, principal: Principal, conn: AsyncConnection | None = None
+                 ) -> Ctx:
+        """The context of ``principal``, its rules read on ``conn`` (or a connection of its
+        own)."""
         from hub.permissions import load_caller
 
-        async with rt.db.read() as conn:
-            caller = await load_caller(conn, principal.kind, principal.id)
-        return cls(rt, principal, utcnow(), caller)
+        if conn is None:
+            async with rt.db.read() as own:
+                return await cls.of(rt, principal, own)
+        return cls(rt, principal, utcnow(), await load_caller(conn, principal.kind,
+                                                              principal.id))
 
     @property
     def db(self) -> Database:

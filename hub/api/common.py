@@ -105,16 +105,16 @@ async def context(request: web.Request) -> Ctx:
     """The caller's context; a user's token counts only while that user and password stand."""
     rt = runtime(request)
     who = principal(request)
-    if who.kind == "user":
-        async with rt.db.read() as conn:
+    async with rt.db.read() as conn:
+        if who.kind == "user":
             stored = (await conn.execute(select(User.password_hash)
                                          .where(User.id == who.id))).scalar()
-        if stored is None:
-            raise ApiError(401, "token_revoked", "the user of this token no longer exists")
-        if password_version(stored) != who.version:
-            raise ApiError(401, "token_revoked", "the password changed after this token was "
-                           "issued; log in again")
-    return await Ctx.of(rt, who)
+            if stored is None:
+                raise ApiError(401, "token_revoked", "the user of this token no longer exists")
+            if password_version(stored) != who.version:
+                raise ApiError(401, "token_revoked", "the password changed after this token "
+                               "was issued; log in again")
+        return await Ctx.of(rt, who, conn)
 
 
 def client_ip(request: web.Request) -> str:
