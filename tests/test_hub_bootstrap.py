@@ -21,13 +21,15 @@ from hub.storage.models import Base
 from tests.helpers import Hub, db_query, db_rows, http, wait_for
 
 
+def diff(connection):  # type: ignore[no-untyped-def]
+    """What the migrated schema lacks, or has more of, than the models."""
+    return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+
+
 async def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
     db = Database("sqlite:///hub.sqlite", tmp_path)
     await db.migrate()
     await db.migrate()  # a second run changes nothing
-
-    def diff(connection):  # type: ignore[no-untyped-def]
-        return compare_metadata(MigrationContext.configure(connection), Base.metadata)
 
     async with db.read() as conn:
         assert await conn.run_sync(diff) == []
@@ -82,9 +84,6 @@ async def _upgrade_old_users(db: Database) -> None:
                 "'2026-01-01', '2026-01-01')")
     await db.migrate()
     await db.migrate()  # a second start changes nothing
-
-    def diff(connection):  # type: ignore[no-untyped-def]
-        return compare_metadata(MigrationContext.configure(connection), Base.metadata)
 
     async with db.read() as conn:
         assert await conn.run_sync(diff) == []

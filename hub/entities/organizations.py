@@ -19,7 +19,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ferry.errors import ApiError
-from hub.entities.base import Entity, check_body, expect, iso, name_value
+from hub.entities.base import (
+    Entity,
+    check_body,
+    expect,
+    iso,
+    name_value,
+    scope_of_organization,
+)
 from hub.query.fields import Boolean, Schema, Text, Timestamp
 from hub.runtime import Ctx
 from hub.storage.models import (
@@ -79,6 +86,18 @@ async def organization_id(conn: AsyncConnection, value: str, field: str = "organ
 async def collaboration_id(conn: AsyncConnection, value: str, field: str = "collaboration"
                            ) -> str:
     return await _named(conn, Collaboration, "collaboration", value, field)
+
+
+async def placed_in(conn: AsyncConnection, ctx: Ctx, body: dict[str, Any], resource: str,
+                    operation: str = "create") -> str | None:
+    """The organization a new record lands in (the body's ``organization``, by id or name,
+    else the caller's), once the caller may ``operation`` ``resource`` there (403 naming
+    the rule otherwise)."""
+    org = await organization_id(conn, expect(body, "organization", str,
+                                             "an organization id or name")) \
+        if "organization" in body else ctx.caller.organization
+    ctx.caller.need(resource, operation, scope_of_organization(ctx, org))
+    return org
 
 
 def check_public_key(value: str) -> str:

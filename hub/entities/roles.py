@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ferry.errors import ApiError
 from hub import permissions
-from hub.entities.base import Entity, check_body, expect, iso, name_value, scope_of_organization
-from hub.entities.organizations import organization_id
+from hub.entities.base import Entity, check_body, expect, iso, name_value
+from hub.entities.organizations import placed_in
 from hub.query.fields import Boolean, Choice, Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
 from hub.storage.models import (
@@ -177,10 +177,7 @@ class RoleEntity(Entity):
         role_id, now = new_id(), utcnow()
         try:
             async with ctx.db.write() as conn:
-                org = await organization_id(conn, expect(body, "organization", str,
-                                                         "an organization id or name")) \
-                    if "organization" in body else ctx.caller.organization
-                ctx.caller.need("role", "create", scope_of_organization(ctx, org))
+                org = await placed_in(conn, ctx, body, "role")
                 rules = await rule_ids(conn, body.get("rules", []))
                 await check_grant(conn, ctx, (), rules, "rules")
                 await conn.execute(insert(Role).values(

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ferry.errors import ApiError
 from hub import permissions
 from hub.entities.base import Entity, check_body, expect, iso, name_value, scope_of_organization
-from hub.entities.organizations import organization_id
+from hub.entities.organizations import organization_id, placed_in
 from hub.entities.roles import check_grant, role_ids, rule_ids
 from hub.query.fields import Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
@@ -156,10 +156,7 @@ class UserEntity(Entity):
         now = utcnow()
         try:
             async with ctx.db.write() as conn:
-                org = await organization_id(conn, expect(body, "organization", str,
-                                                         "an organization id or name")) \
-                    if "organization" in body else ctx.caller.organization
-                ctx.caller.need("user", "create", scope_of_organization(ctx, org))
+                org = await placed_in(conn, ctx, body, "user")
                 roles, rules = await self._grants(conn, ctx, body, org)
                 await conn.execute(insert(User).values(
                     id=user_id, created=now, modified=now, organization_id=org,
