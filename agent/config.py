@@ -8,9 +8,53 @@ import msgspec
 from yarl import URL
 
 from ferry.logs import LoggingConfig
+from protocol.docker import parse_size
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class ImagesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The images a node runs: by name (``repo:tag``; no tag means ``latest``), by a regex
+    over the whole name, or by digest (``sha256:…``). Empty: none."""
+
+    names: list[Annotated[str, msgspec.Meta(min_length=1, max_length=512)]] = []
+    patterns: list[Annotated[str, msgspec.Meta(min_length=1, max_length=512)]] = []
+    digests: list[Annotated[str, msgspec.Meta(min_length=1, max_length=80)]] = []
+
+    def __post_init__(self) -> None:
+        from ferry.errors import ConfigError
+        from lanes.images import ImagePolicy
+
+        try:
+            ImagePolicy.build(self.names, self.patterns, self.digests)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class DockerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Docker runs of federated jobs (docs/DOCKER.md): at most ``slots`` at once, each
+    within the node's maxima."""
+
+    slots: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
+    images: ImagesConfig = ImagesConfig()
+    cpus: Annotated[float, msgspec.Meta(gt=0, le=1024)] = 1.0  # per run, at most
+    memory: int | str = "1g"  # per run, at most: bytes or "512m"
+    pids: Annotated[int, msgspec.Meta(ge=16, le=1 << 22)] = 256
+    allow_root: bool = False  # may a run ask for uid 0 (in its user namespace-less container)
+    folder: Annotated[str, msgspec.Meta(min_length=1)] | None = None  # default: <data>/docker
+    # the node's own data, which every run reads (read-only) at /ferry/data
+    data: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            parse_size(self.memory)
+        except ValueError as exc:
+            raise ValueError(f"`docker.memory`: {exc}") from None
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_size(self.memory)
 
 
 class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -36,6 +80,7 @@ class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     # the organization's private key, on a node of a collaboration (agent/orgkey.py);
     # default: organization-key.pem in the agent's data folder
     organization_key_file: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    docker: DockerConfig | None = None  # runs of docker jobs; off when absent
     drain_timeout: Seconds = 60.0
     retry_max_delay: Seconds = 30.0
     request_timeout: Seconds = 30.0

@@ -23,6 +23,7 @@ import structlog
 import ferry
 from agent.checkin import CheckinLoop
 from agent.config import AgentConfig
+from agent.docker_runs import DockerRuns
 from agent.hubclient import HubClient
 from agent.identity import Identity
 from agent.metrics import MetricsSampler
@@ -94,10 +95,17 @@ class Agent(Service):
         self.work: Work | None = None
         self.sender: OutboxSender | None = None
         self.transfer = TransferService(config, data_dir) if config.transfer else None
+        self.docker: DockerRuns | None = None
         if self.transfer is not None:
             self.state.transfer = self.transfer.status
         # tasks carry this in their environment; a restarted agent finds its orphans by it
         self.agent_id = hashlib.sha256(str(data_dir.absolute()).encode()).hexdigest()[:12]
+        if config.docker is not None:
+            folder = Path(config.docker.folder).expanduser() if config.docker.folder else \
+                data_dir / "docker"
+            self.docker = DockerRuns(config.docker, folder, self.agent_id, self.org_key,
+                                     config.hub)
+            self.state.docker = self.docker.status
 
     def _enroll_request(self) -> EnrollRequest:
         assert self.identity is not None
@@ -154,6 +162,7 @@ class Agent(Service):
         self.work = Work(self.hub, self.outbox, self.state, self.data_dir, self.agent_id)
         self.work.transfer = self.transfer
         self.work.transfer_slots = self.config.transfer_slots
+        self.work.docker = self.docker
         self.sender = OutboxSender(self.hub, self.outbox, self.work.idle)
         killed = await asyncio.to_thread(self.work.kill_leftovers)
         if killed:
@@ -176,9 +185,13 @@ class Agent(Service):
                 pass
         except ApiError as exc:  # kept: the sender loop tries again
             log.error("hub refused the reports of an earlier run", error=str(exc))
-        # ...then whatever the hub still thinks we hold is stale: we run nothing yet
-        answer = await self.hub.request("POST", "/agent/reset", ResetRequest(reason="restarted"),
-                                        ResetResponse)
+        # ...then whatever the hub still thinks we hold is stale (we run nothing yet), but
+        # for the runs whose containers outlived the earlier run: those are adopted
+        keep = self.work.adopt(await self.docker.start()) if self.docker is not None else []
+        answer = await self.hub.request("POST", "/agent/reset", ResetRequest(
+            reason="restarted", keep=keep), ResetResponse)
+        if keep:
+            log.info("adopted runs an earlier run left running", buckets=len(keep))
         if answer.released:
             log.warning("handed back work an earlier run held", buckets=answer.released)
         self._spawn(self.sender.run(self._sending), "sender")
@@ -206,6 +219,8 @@ class Agent(Service):
         deadline = time.monotonic() + self.config.drain_timeout
         if self.work is not None:
             await self.work.drain(deadline, self.forced)
+        if self.docker is not None:
+            await self.docker.close()
         # claims, heartbeats and check-ins end at once; the sender empties the outbox below
         others = [t for t in self._tasks if t.get_name() != "sender"]
         await self.drain(others, 5.0, "stopping")

@@ -6,9 +6,11 @@ import os
 import time
 from collections.abc import Callable
 
+import msgspec
 import psutil
 
-from protocol import Metrics, NetRate
+from lanes.docker_spec import detect_gpus
+from protocol import Gpu, Metrics, NetRate
 
 MB = 1_000_000
 
@@ -26,6 +28,8 @@ class MetricsSampler:
         self._last_at = self._started
         self.transfer_bytes = transfer_bytes
         self._moved = transfer_bytes() if transfer_bytes else (0, 0)
+        # GPUs do not come and go while the agent runs: looked for once
+        self.gpus = [msgspec.convert(g, Gpu) for g in detect_gpus()] or None
 
     def sample(self) -> Metrics:
         vm = psutil.virtual_memory()
@@ -65,4 +69,5 @@ class MetricsSampler:
             in_=NetRate(s=in_rate, s_a=in_avg, s_t=t_in),
             out=NetRate(s=out_rate, s_a=out_avg, s_t=t_out),
             la=load,
+            gpus=self.gpus,
         )

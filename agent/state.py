@@ -33,6 +33,7 @@ class AgentState:
     started: str = field(default_factory=now_iso)
     transfer: Callable[[], dict[str, Any]] | None = None  # the transfer endpoint's status
     organization_key: Callable[[], dict[str, Any]] | None = None  # agent/orgkey.py
+    docker: Callable[[], dict[str, Any]] | None = None  # docker runs (agent/docker_runs.py)
 
     @property
     def accepting_work(self) -> bool:
@@ -74,4 +75,5 @@ class AgentState:
             "transfer": self.transfer() if self.transfer is not None else None,
             "organization_key": self.organization_key()
             if self.organization_key is not None else None,
+            "docker": self.docker() if self.docker is not None else None,
         }

@@ -22,6 +22,8 @@ import msgspec
 import psutil
 import structlog
 
+from agent.docker_buckets import DockerBuckets
+from agent.docker_runs import DockerRuns
 from agent.hubclient import HubClient, Retryable
 from agent.inbox import LoopInbox
 from agent.outbox import Outbox
@@ -31,6 +33,7 @@ from agent.transfer_buckets import TransferBuckets, iso
 from ferry.errors import ApiError
 from lanes import Outcome, SubprocessLane, TaskRun
 from lanes.accounting import CgroupTree
+from lanes.docker_lane import Adopted
 from lanes.kill import marked
 from protocol import (
     BucketReport,
@@ -63,7 +66,7 @@ def _upload_log(outcome: Outcome) -> bool:
 @dataclass
 class BucketRun:
     work: BucketWork
-    lane: SubprocessLane | None  # None: a transfer bucket, in a transfer slot
+    lane: SubprocessLane | None  # None: a transfer or docker bucket, in a slot
     stop_reason: str = ""  # "lost", "paused", "draining": no new task starts
     aborted: set[str] = field(default_factory=set)  # tasks the hub wants stopped
     ended: set[str] = field(default_factory=set)  # tasks whose end is reported
@@ -71,6 +74,10 @@ class BucketRun:
     # a transfer bucket's running task: (task id, its coroutine), and why it was stopped
     transfer: tuple[str, asyncio.Task[Any]] | None = field(default=None, repr=False)
     stopped_because: str = ""
+    docker: DockerRuns | None = field(default=None, repr=False)  # runs a docker bucket
+    adopted: Adopted | None = field(default=None, repr=False)  # its container, adopted
+    detached: bool = False  # the agent stopped while its container ran on (not reported)
+    stopping: asyncio.Future[None] | None = field(default=None, repr=False)  # docker stop
 
     @property
     def lost(self) -> bool:
@@ -83,9 +90,14 @@ class BucketRun:
         if self.transfer is not None and task_id in (None, self.transfer[0]):
             self.stopped_because = reason
             self.transfer[1].cancel()
+        if self.docker is not None and self.work.kind == "docker":
+            running = self.work.tasks[0].id
+            if task_id in (None, running):
+                self.stopping = asyncio.ensure_future(
+                    self.docker.abort(running, reason, self.work.grace))
 
 
-class Work(TransferBuckets):
+class Work(TransferBuckets, DockerBuckets):
     def __init__(self, hub: HubClient, outbox: Outbox, state: AgentState, data_dir: Path,
                  agent_id: str) -> None:
         self.hub = hub
@@ -105,6 +117,8 @@ class Work(TransferBuckets):
         self._lane_events: LoopInbox | None = None
         self.transfer: TransferService | None = None  # runs transfer tasks (the daemon sets it)
         self.transfer_slots = 0  # transfer buckets at once, beside the lanes (the daemon sets it)
+        self.docker: DockerRuns | None = None  # runs docker buckets (the daemon sets it)
+        self._docker_free = asyncio.Event()
 
     def _inbox(self) -> LoopInbox:
         if self._lane_events is None:  # made on the loop that runs the buckets
@@ -128,7 +142,10 @@ class Work(TransferBuckets):
         if self.transfer is None:
             return 0
         return max(0, self.transfer_slots - sum(
-            1 for b in self.buckets.values() if b.lane is None))
+            1 for b in self.buckets.values() if b.work.kind == "transfer"))
+
+    def _held_buckets(self) -> list[BucketRun]:
+        return list(self.buckets.values())
 
     def kill_leftovers(self) -> int:
         """Tasks a killed earlier run of this agent left running: the hub gives them to
@@ -145,18 +162,23 @@ class Work(TransferBuckets):
     async def claim_loop(self, stop: asyncio.Event) -> None:
         """Two claimers, each long-polling on its own: one for free lanes, one for free
         transfer slots. A claim waiting for transfers never keeps a free lane idle."""
-        await asyncio.gather(self._claimer(stop, transfers=False),
-                             self._claimer(stop, transfers=True))
+        claimers = [self._claimer(stop, "lanes"), self._claimer(stop, "transfers")]
+        if self.docker is not None and self.docker.ready:
+            claimers.append(self._claimer(stop, "docker"))
+        await asyncio.gather(*claimers)
 
-    async def _claimer(self, stop: asyncio.Event, *, transfers: bool) -> None:
-        freed = self._slot_free if transfers else self._lane_free
+    async def _claimer(self, stop: asyncio.Event, kind: str) -> None:
+        freed = {"lanes": self._lane_free, "transfers": self._slot_free,
+                 "docker": self._docker_free}[kind]
         while not stop.is_set():
-            free = [] if transfers else self.free_lanes()
-            slots = self.free_slots() if transfers else 0
-            if not (free or slots) or not self.state.accepting_work:
+            free = self.free_lanes() if kind == "lanes" else []
+            slots = self.free_slots() if kind == "transfers" else 0
+            docker = self.free_docker() if kind == "docker" else 0
+            if not (free or slots or docker) or not self.state.accepting_work:
                 freed.clear()
                 # nothing free: until something is; disabled: look again in a second
-                await _first(stop, freed.wait() if not (free or slots) else asyncio.sleep(1.0))
+                await _first(stop, freed.wait() if not (free or slots or docker)
+                             else asyncio.sleep(1.0))
                 continue
             try:
                 # the hub answers within the wait: keep it well inside the request timeout,
@@ -164,8 +186,8 @@ class Work(TransferBuckets):
                 timeout = self.hub.request_timeout
                 wait = min(CLAIM_WAIT, max(timeout - 5.0, timeout / 2))
                 answer = await _first(stop, self.hub.request(
-                    "POST", "/agent/claim", ClaimRequest(lanes=free, wait=wait, slots=slots),
-                    ClaimResponse))
+                    "POST", "/agent/claim", ClaimRequest(lanes=free, wait=wait, slots=slots,
+                                                         docker=docker), ClaimResponse))
             except ApiError as exc:
                 log.error("hub refused the claim", error=str(exc))
                 await _first(stop, asyncio.sleep(5.0))
@@ -176,12 +198,17 @@ class Work(TransferBuckets):
             for bucket in answer.buckets:
                 self._start(bucket)
 
-    def _start(self, bucket: BucketWork) -> None:
+    def _start(self, bucket: BucketWork, adopted: Adopted | None = None) -> None:
         lane = self.lanes.get(bucket.lane_id)
-        if lane is None and bucket.kind != "transfer":
+        if lane is None and bucket.kind == "compute":
             log.error("hub gave work to a lane we do not have", lane=bucket.lane_id)
             return
-        run = BucketRun(bucket, lane)
+        if bucket.kind == "docker" and self.docker is None:
+            log.error("hub gave a docker run to an agent that runs none", bucket=bucket.id)
+            return
+        run = BucketRun(bucket, lane if bucket.kind == "compute" else None,
+                        docker=self.docker if bucket.kind == "docker" else None,
+                        adopted=adopted)
         self.buckets[bucket.id] = run
         self._held.set()
         self.idle.clear()
@@ -209,6 +236,10 @@ class Work(TransferBuckets):
         try:
             if bucket.kind == "transfer":
                 ran = await self._run_transfers(run)
+            elif bucket.kind == "docker":
+                ran = await self._run_docker(run)
+                if run.detached:
+                    return
             else:
                 assert run.lane is not None  # compute buckets come for a lane
                 ran = await run.lane.run_many(self._task_runs(bucket), on_start, on_end,
@@ -235,7 +266,8 @@ class Work(TransferBuckets):
             if not self.buckets:
                 self._held.clear()
                 self.idle.set()
-            (self._lane_free if run.lane is not None else self._slot_free).set()
+            {"compute": self._lane_free, "transfer": self._slot_free,
+             "docker": self._docker_free}.get(bucket.kind, self._lane_free).set()
 
     def _task_runs(self, bucket: BucketWork) -> list[TaskRun]:
         folder = self.logs / bucket.job_id
@@ -249,15 +281,21 @@ class Work(TransferBuckets):
                         mark="FERRY_TASK_ID")
                 for task in bucket.tasks]
 
-    def _finish(self, bucket: BucketWork, task: TaskWork, outcome: Outcome) -> None:
-        self._report(bucket, task, outcome.status, at=outcome.ended, outcome=outcome)
-        if _upload_log(outcome):
-            path = _log_path(self.logs / bucket.job_id, task.id, bucket.id)
+    def _log_of(self, bucket: BucketWork, task: TaskWork) -> Path:
+        return _log_path(self.logs / bucket.job_id, task.id, bucket.id)
+
+    def _finish(self, bucket: BucketWork, task: TaskWork, outcome: Outcome,
+                result: str | None = None, log_uploaded: bool = True) -> None:
+        self._report(bucket, task, outcome.status, at=outcome.ended, outcome=outcome,
+                     result=result)
+        if log_uploaded and _upload_log(outcome):
+            path = self._log_of(bucket, task)
             self.outbox.add("log", f"{bucket.id}/{task.id}/log", msgspec.json.encode(
                 {"task_id": task.id, "bucket_id": bucket.id, "path": str(path)}))
 
     def _report(self, bucket: BucketWork, task: TaskWork, event: str, at: float,
-                outcome: Outcome | None = None, message: str = "") -> None:
+                outcome: Outcome | None = None, message: str = "",
+                result: str | None = None) -> None:
         key = f"{bucket.id}/{task.id}/{'started' if event == 'started' else 'end'}"
         report = TaskReport(key=key, task_id=task.id, bucket_id=bucket.id, event=event,  # type: ignore[arg-type]
                             at=iso(at), message=message)
@@ -267,7 +305,7 @@ class Work(TransferBuckets):
                 started=iso(outcome.started), exit_code=outcome.exit_code,
                 message=outcome.message[:4096], log_tail=outcome.log_tail[-16384:],
                 log_size=outcome.log_size, cpu_seconds=outcome.cpu_seconds,
-                peak_memory=outcome.peak_memory, size=outcome.size)
+                peak_memory=outcome.peak_memory, size=outcome.size, result=result)
         self.outbox.add("report", key, msgspec.json.encode(report), volatile=event == "started")
 
     def _hand_back(self, bucket: BucketWork, tasks: list[TaskWork], why: str) -> None:

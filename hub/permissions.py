@@ -200,7 +200,13 @@ class Caller:
         return next((r for r in rules if r not in self.rules), None)
 
 
-async def load_caller(conn: AsyncConnection, kind: str, ident: str) -> Caller:
+# what a docker run's token may do (within its user's own rules): create child jobs
+# (the job entity keeps them to the run's own job) and read jobs and tasks
+RUN_RULES = frozenset({("job", "create"), ("job", "view"), ("task", "view")})
+
+
+async def load_caller(conn: AsyncConnection, kind: str, ident: str, run: str | None = None
+                      ) -> Caller:
     if kind == "client":
         org = (await conn.execute(
             select(Node.organization_id).join(Client, Client.node_id == Node.id)
@@ -222,6 +228,8 @@ async def load_caller(conn: AsyncConnection, kind: str, ident: str) -> Caller:
             select(members.c.organization_id).where(members.c.collaboration_id.in_(mine))
         )).scalars()) | {org}
     held = {(r.resource, r.operation, r.scope) for r in rows} | ALWAYS
+    if run:  # a run's token: its user's rules, narrowed to making and reading jobs
+        held = {r for r in held if (r[0], r[1]) in RUN_RULES}
     return Caller(kind, ident, org, frozenset(held), partners, roles)
 
 

@@ -81,7 +81,8 @@ async def build_runtime(config: HubConfig, section: str, db: Database, data_dir:
 
     ticket_key = tickets.private_key(bytes.fromhex(await state_secret(db, "ticket_seed")))
     dispatcher = Dispatcher(db, lease=config.lease_seconds, heartbeat=config.heartbeat_interval,
-                            wait_max=config.claim_wait_max, ticket_key=ticket_key)
+                            wait_max=config.claim_wait_max, ticket_key=ticket_key,
+                            tokens=tokens)
     return Runtime(config, section, db, tokens, pepper,
                    FailureLimiter(config.login_failures_per_minute), data_dir, dispatcher,
                    ticket_key, ShareDirectory(db))
@@ -107,7 +108,7 @@ class Ctx:
             async with rt.db.read() as own:
                 return await cls.of(rt, principal, own)
         return cls(rt, principal, utcnow(), await load_caller(conn, principal.kind,
-                                                              principal.id))
+                                                              principal.id, principal.run))
 
     @property
     def db(self) -> Database:

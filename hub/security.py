@@ -116,6 +116,7 @@ class Principal:
     kind: Kind
     id: str
     version: str | None = None
+    run: str | None = None  # a run's token: the task it was issued to (acts for the job's user)
 
 
 def password_version(password_hash: str) -> str:
@@ -156,7 +157,22 @@ class TokenService:
         if kind not in ("user", "client"):
             raise ApiError(401, "token_invalid", "access token is not valid")
         version = claims.get("ver")
-        return Principal(kind, str(claims["sub"]), str(version) if version is not None else None)
+        run = claims.get("run")
+        if run is not None and (kind != "user" or not isinstance(run, str)):
+            raise ApiError(401, "token_invalid", "access token is not valid")
+        return Principal(kind, str(claims["sub"]), str(version) if version is not None else None,
+                         run)
+
+    def issue_run(self, subject: str, version: str, task_id: str, lifetime: timedelta
+                  ) -> Issued:
+        """A docker run's token: it acts for the job's user, may only create child jobs of
+        the run's job and read them, and stops working when the run ends (the hub checks
+        the task on every use) or at ``lifetime``, whichever comes first."""
+        now = datetime.now(UTC)
+        expires = now + lifetime
+        claims = {"sub": subject, "kind": "user", "ver": version, "run": task_id, "iat": now,
+                  "exp": expires}
+        return Issued(jwt.encode(claims, self._secret, algorithm="HS256"), expires)
 
     def issue_reset(self, subject: str, version: str, lifetime: timedelta) -> Issued:
         """A password-reset token: good for one reset (it names the password it replaces),

@@ -115,15 +115,25 @@ class LogFollower(threading.Thread):
 
 
 def container_config(task: DockerRun, grant: Grant, folder: Path,
-                     job_folder: Path) -> dict[str, Any]:
-    """The hardened ``containers.create`` arguments for a run (image, name, labels aside)."""
+                     job_folder: Path, data: Path | None = None,
+                     hub_socket: Path | None = None) -> dict[str, Any]:
+    """The hardened ``containers.create`` arguments for a run (image, name, labels aside).
+    ``data``: the node's own data, read-only at ``/ferry/data``; ``hub_socket``: the
+    agent's way to the hub for runs, at ``/ferry/hub/<its name>``."""
     mounts = [Mount(f"{MOUNT}/input", str(folder / "input"), type="bind", read_only=True),
               Mount(f"{MOUNT}/output", str(folder / "output"), type="bind"),
               Mount(f"{MOUNT}/token", str(folder / "token"), type="bind", read_only=True),
               Mount(f"{MOUNT}/tmp", str(job_folder), type="bind")]
+    if data is not None:
+        mounts.append(Mount(f"{MOUNT}/data", str(data), type="bind", read_only=True))
+    if hub_socket is not None:  # its folder: a socket made again later is seen too
+        mounts.append(Mount(f"{MOUNT}/hub", str(hub_socket.parent), type="bind"))
     env = {**task.env, "FERRY_RUN_ID": task.run_id, "FERRY_JOB_ID": task.job_id,
            "FERRY_INPUT": f"{MOUNT}/input", "FERRY_OUTPUT": f"{MOUNT}/output",
-           "FERRY_TOKEN_FILE": f"{MOUNT}/token", "FERRY_TEMP": f"{MOUNT}/tmp"}
+           "FERRY_TOKEN_FILE": f"{MOUNT}/token", "FERRY_TEMP": f"{MOUNT}/tmp",
+           **({"FERRY_DATA": f"{MOUNT}/data"} if data is not None else {}),
+           **({"FERRY_HUB_SOCKET": f"{MOUNT}/hub/{hub_socket.name}"}
+              if hub_socket is not None else {})}
     config: dict[str, Any] = {
         "command": list(task.command) if task.command else None, "environment": env,
         "user": f"{grant.user[0]}:{grant.user[1]}", "working_dir": MOUNT,

@@ -83,15 +83,20 @@ class DockerLane:
                  limits: NodeLimits | None = None, *,
                  on_log: Callable[[str, str], None] | None = None,
                  client: Callable[[], docker.DockerClient] = docker.from_env,
-                 workers: int = 8) -> None:
+                 workers: int = 8, data: Path | None = None,
+                 hub_socket: Path | None = None) -> None:
         """``on_log(run_id, text)`` is called on the event loop for each piece of a run's
-        output; ``client`` makes the engine client (in a thread, on ``start``)."""
+        output; ``client`` makes the engine client (in a thread, on ``start``); ``data`` is
+        the node's own data, which every run reads at ``/ferry/data``; ``hub_socket`` the
+        agent's way to the hub for runs (``/ferry/hub/hub.sock``)."""
         if not ID.fullmatch(agent_id):
             raise LaneError(f"agent id {agent_id!r} cannot name containers")
         self.agent_id = agent_id
         self.base = base
         self.policy = policy
         self.limits = limits or NodeLimits()
+        self.data = data
+        self.hub_socket = hub_socket
         self._on_log = on_log
         self._make_client = client
         self._client: docker.DockerClient | None = None
@@ -324,7 +329,7 @@ class DockerLane:
                   f"{LABEL}.started": f"{time.time():.3f}", f"{LABEL}.image": image.id}
         if task.timeout is not None:
             labels[f"{LABEL}.timeout"] = f"{task.timeout:g}"
-        config = container_config(task, grant, folder, job_folder)
+        config = container_config(task, grant, folder, job_folder, self.data, self.hub_socket)
         try:
             container = self._client.containers.create(
                 image.id, name=f"ferry-{self.agent_id}-{task.run_id}", labels=labels, **config)

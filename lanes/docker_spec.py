@@ -20,11 +20,10 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from lanes.base import LaneError
+from protocol.docker import parse_size
 
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 USER = re.compile(r"(\d{1,10})(?::(\d{1,10}))?")
-SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?", re.IGNORECASE)
-UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 NOBODY = (65534, 65534)
 MAX_INPUT_BYTES = 64 << 20  # input files come inside the task; big data goes by transfer
 
@@ -244,13 +243,10 @@ def _size(value: Any) -> int | None:
     """Bytes as an integer, or text like ``512m`` / ``2 GiB``."""
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    match = SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
-    if match is None or float(match[1]) <= 0:
-        raise SpecError(f"memory: expected bytes (an integer) or a size like '512m', got "
-                        f"{value!r:.80}")
-    return int(float(match[1]) * UNITS[match[2].lower()])
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise SpecError(f"memory: {exc}") from None
 
 
 def _user(value: Any) -> tuple[int, int] | None:

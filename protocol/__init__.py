@@ -4,6 +4,7 @@ This package imports neither ``hub`` nor ``agent``; both import it. Field
 names and status strings are those of the reference documents.
 """
 
+from protocol.docker import MAX_RESULT, DockerWork
 from protocol.models import (
     API_PREFIX,
     LOG_TAIL_BYTES,
@@ -24,6 +25,7 @@ from protocol.models import (
     ExpandResponse,
     FileResult,
     FilesReport,
+    Gpu,
     HeartbeatRequest,
     HeartbeatResponse,
     ListedFile,
@@ -50,6 +52,7 @@ from protocol.models import (
 __all__ = [
     "API_PREFIX",
     "LOG_TAIL_BYTES",
+    "MAX_RESULT",
     "PROTOCOL_VERSION",
     "BucketReport",
     "BucketWork",
@@ -59,6 +62,7 @@ __all__ = [
     "ClaimResponse",
     "ClientStatus",
     "ClientType",
+    "DockerWork",
     "EnrollRequest",
     "EnrollResponse",
     "ErrorBody",
@@ -67,6 +71,7 @@ __all__ = [
     "ExpandResponse",
     "FileResult",
     "FilesReport",
+    "Gpu",
     "HeartbeatRequest",
     "HeartbeatResponse",
     "ListedFile",

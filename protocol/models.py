@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from protocol.docker import MAX_RESULT, DockerWork
+
 API_PREFIX = "/api/v1"
 PROTOCOL_VERSION = "ferry-v1"
 
@@ -76,14 +78,24 @@ class NetRate(msgspec.Struct, frozen=True, kw_only=True):
     s_t: float = -1.0
 
 
+class Gpu(msgspec.Struct, frozen=True, kw_only=True):
+    """One of the host's GPUs (Ferry's addition to the metrics record)."""
+
+    index: Annotated[int, msgspec.Meta(ge=0)]
+    uuid: Annotated[str, msgspec.Meta(max_length=128)] = ""
+    name: Annotated[str, msgspec.Meta(max_length=255)] = ""
+    memory: Annotated[int, msgspec.Meta(ge=0)] | None = None  # bytes
+
+
 class Metrics(msgspec.Struct, frozen=True, kw_only=True):
     """The ``metrics`` record of a client (clients.rst).
 
     ``c`` cores, ``l`` CPU load %, ``m`` memory used %, ``mpf``/``mpt``
     physical memory free/total bytes, ``mvf``/``mvt`` swap free/total bytes,
-    ``in``/``out`` network rates. ``la`` (1, 5, 15 minute load averages) is
-    Ferry's addition. Unknown keys (here and in ``in``/``out``) are ignored,
-    not refused, so a newer agent can report more to an older hub.
+    ``in``/``out`` network rates. ``la`` (1, 5, 15 minute load averages) and
+    ``gpus`` (the host's GPUs, when it has any) are Ferry's additions. Unknown
+    keys (here and in ``in``/``out``) are ignored, not refused, so a newer agent
+    can report more to an older hub.
     """
 
     c: Annotated[int, msgspec.Meta(ge=1, le=65536)]
@@ -96,6 +108,7 @@ class Metrics(msgspec.Struct, frozen=True, kw_only=True):
     in_: NetRate = msgspec.field(default_factory=NetRate, name="in")
     out: NetRate = msgspec.field(default_factory=NetRate)
     la: list[NonNegative] | None = None
+    gpus: Annotated[list[Gpu], msgspec.Meta(max_length=256)] | None = None  # when present
 
 
 class TransferInfo(Struct, frozen=True):
@@ -260,6 +273,7 @@ class TaskWork(Struct, frozen=True):
     argv: list[str]
     attempt: int  # 1 for the first try
     transfer: TransferWork | None = None  # a transfer task: no command
+    docker: DockerWork | None = None  # a docker task: a container run
 
 
 class BucketWork(Struct, frozen=True):
@@ -274,7 +288,7 @@ class BucketWork(Struct, frozen=True):
     timeout: float | None = None  # seconds per task
     grace: float = 10.0  # seconds between SIGTERM and SIGKILL
     leased_until: str = ""
-    kind: str = "compute"  # or "transfer"
+    kind: str = "compute"  # or "transfer", "docker"
 
 
 class ClaimRequest(Struct, frozen=True):
@@ -285,6 +299,7 @@ class ClaimRequest(Struct, frozen=True):
                      msgspec.Meta(max_length=1024)]
     wait: Annotated[float, msgspec.Meta(ge=0, le=60)] = 20.0
     slots: Annotated[int, msgspec.Meta(ge=0, le=256)] = 0  # free transfer slots
+    docker: Annotated[int, msgspec.Meta(ge=0, le=256)] = 0  # free docker slots
 
 
 class ClaimResponse(Struct, frozen=True):
@@ -297,6 +312,9 @@ class ResetRequest(Struct, frozen=True):
     ``stopped`` (a drained agent returning what it never started: no attempt spent)."""
 
     reason: Literal["restarted", "stopped"]
+    # buckets the agent still runs: containers a restarted agent adopted (kept, renewed)
+    keep: Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]],
+                    msgspec.Meta(max_length=4096)] = []
 
 
 class ResetResponse(Struct, frozen=True):
@@ -353,6 +371,7 @@ class TaskReport(Struct, frozen=True, tag="task", tag_field="kind"):
     cpu_seconds: float | None = None
     peak_memory: int | None = None
     size: Annotated[int, msgspec.Meta(ge=0)] | None = None  # a transfer's bytes, when done
+    result: Annotated[str, msgspec.Meta(max_length=MAX_RESULT)] | None = None  # docker runs
 
 
 class BucketReport(Struct, frozen=True, tag="bucket", tag_field="kind"):

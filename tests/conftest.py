@@ -104,6 +104,28 @@ def start_agent(tmp_path: Path, env: dict[str, str]) -> Iterator[Callable[..., A
         cgroups.close()
 
 
+IMAGE = "ferry-test/busybox:1"  # scripts/docker.sh builds it
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Any]:
+    """The Docker engine with the test image; a skip naming why when there is none (a
+    failure when FERRY_REQUIRE_DOCKER=1, as in CI)."""
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+        client.images.get(IMAGE)
+    except Exception as exc:
+        why = f"no Docker engine with the image {IMAGE} ({exc}); run `bash scripts/docker.sh`"
+        if os.environ.get("FERRY_REQUIRE_DOCKER") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    yield client
+    client.close()
+
+
 @pytest.fixture
 def node_key(session: Session) -> Callable[[str], dict[str, Any]]:
     def make(name: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,8 @@ from lanes.containers import container_config
 from lanes.docker_lane import Detached, DockerLane
 from lanes.docker_spec import DockerRun, Grant, NodeLimits, SpecError
 from lanes.images import ImagePolicy, ResolvedImage, normalise
+from tests.conftest import IMAGE
 
-IMAGE = "ferry-test/busybox:1"
 POLICY = ImagePolicy.build(names=[IMAGE])
 LIMITS = NodeLimits(cpus=0.5, memory=64 << 20, pids=64)
 MiB = 1 << 20
@@ -36,21 +36,6 @@ WAIT_FOR_GO = ("echo started-$FERRY_RUN_ID; while [ ! -e /ferry/tmp/go-$FERRY_RU
                "do sleep 0.1; done; echo finished-$FERRY_RUN_ID")
 
 MakeLane = Callable[..., Awaitable[DockerLane]]
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[docker.DockerClient]:
-    try:
-        client = docker.from_env()
-        client.ping()
-        client.images.get(IMAGE)
-    except Exception as exc:
-        why = f"no Docker engine with the image {IMAGE} ({exc}); run `bash scripts/docker.sh`"
-        if os.environ.get("FERRY_REQUIRE_DOCKER") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -20,9 +20,10 @@ from sqlalchemy import select
 
 from ferry.errors import ApiError, QueryError
 from hub.entities.base import invalid
+from hub.jobs.status import RUNNING_TASK
 from hub.runtime import Ctx, Runtime
 from hub.security import Principal, password_version
-from hub.storage.models import User
+from hub.storage.models import Task, User
 
 log = structlog.get_logger("hub.api")
 
@@ -114,6 +115,12 @@ async def context(request: web.Request) -> Ctx:
             if password_version(stored) != who.version:
                 raise ApiError(401, "token_revoked", "the password changed after this token "
                                "was issued; log in again")
+            if who.run is not None:
+                status = (await conn.execute(select(Task.status)
+                                             .where(Task.id == who.run))).scalar()
+                if status not in RUNNING_TASK:
+                    raise ApiError(401, "token_expired", "the run this token was issued to "
+                                   "has ended; its token ended with it")
         return await Ctx.of(rt, who, conn)
 
 

@@ -41,7 +41,8 @@ async def claim(request: web.Request) -> web.Response:
     def gone() -> bool:  # the agent hung up (it died, or gave up waiting)
         return request.transport is None or request.transport.is_closing()
 
-    buckets = await rt.dispatcher.claim(who.id, body.lanes, body.wait, body.slots, gone)
+    buckets = await rt.dispatcher.claim(who.id, body.lanes, body.wait, body.slots, gone,
+                                        body.docker)
     if buckets and gone():  # leased to nobody: back in the queue at once, no attempt spent
         await rt.dispatcher.unsent(who.id, [b.id for b in buckets])
         return error_response(499, "gone", "the agent hung up before its claim was answered")
@@ -79,7 +80,7 @@ async def expand(request: web.Request) -> web.Response:
 async def reset(request: web.Request) -> web.Response:
     who = agent_principal(request)
     body = await read_body(request, ResetRequest)
-    released = await runtime(request).dispatcher.reset(who.id, body.reason)
+    released = await runtime(request).dispatcher.reset(who.id, body.reason, body.keep)
     return json_response(ResetResponse(released=released))
 
 

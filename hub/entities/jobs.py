@@ -15,8 +15,8 @@ from ferry.errors import ApiError
 from hub.entities.base import Entity, check_body, expect, invalid, iso, name_value
 from hub.entities.clients import user_hr
 from hub.entities.organizations import collaboration_id
+from hub.jobs import docker_jobs, transfers
 from hub.jobs import status as st
-from hub.jobs import transfers
 from hub.jobs.spec import JobCreate, check_command, expand_items, parse_target
 from hub.query import Query
 from hub.query.fields import Choice, Context, Number, Party, Reference, Schema, Text, Timestamp
@@ -41,7 +41,8 @@ SCHEMA = Schema("Job", {
 READABLE = ("id", "code", "uri", "status", "created", "source", "source_hr", "destination",
             "destination_hr", "etr", "metadata", "parent", "parent_hr", "progress", "size",
             "speed", "user", "user_hr", "finished", "modified", "modifier", "priority", "kind",
-            "started", "counts", "compute", "transfer", "destination_path")
+            "started", "counts", "compute", "transfer", "destination_path", "docker", "job_id",
+            "collaboration", "organization")
 WRITABLE = ("status", "priority", "code", "metadata", "destination_path")
 
 
@@ -128,12 +129,23 @@ class JobEntity(Entity):
             "transfer": (j["spec"] or {}).get("transfer") if j["kind"] == "transfer" else None,
             # where a transfer's files land, as written (None: pending, or a compute job)
             "destination_path": ((j["spec"] or {}).get("transfer") or {}).get("destination"),
+            # docker jobs: the image run, and the group shared with parent and child jobs
+            "docker": {k: v for k, v in (j["spec"] or {}).items() if k != "job_id"}
+            if j["kind"] == "docker" else None,
+            "job_id": (j["spec"] or {}).get("job_id") if j["kind"] == "docker" else None,
+            "collaboration": j["collaboration_id"], "organization": j["organization_id"],
         }
 
     async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
         if ctx.principal.kind != "user":
             raise ApiError(403, "forbidden", "jobs are started by users, not by agents")
         ctx.caller.need("job", "create", "own")
+        if ctx.principal.run is not None and not (isinstance(body, dict) and "docker" in body):
+            raise ApiError(403, "forbidden", "a run's token creates docker child jobs only")
+        if isinstance(body, dict) and "docker" in body and "compute" not in body:
+            job_id = await docker_jobs.create(ctx, body)
+            ctx.rt.dispatcher.notify()
+            return await self.get(ctx, job_id)
         if isinstance(body, dict) and "compute" not in body and (
                 "source" in body or "destination" in body):
             job_id = await transfers.create(ctx, body)

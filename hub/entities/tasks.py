@@ -31,6 +31,7 @@ SCHEMA = Schema("Task", {
     "time": Number(Task.time, integer=True),
     "client": Text(Task.client_id),
     "lane": Text(Task.lane_id),
+    "organization": Text(Task.organization_id),
     "created": Timestamp(Task.created),
     "started": Timestamp(Task.started),
     "finished": Timestamp(Task.finished),
@@ -75,6 +76,9 @@ class TaskEntity(Entity):
             "has_log": t["has_log"], "cpu_seconds": t["cpu_seconds"],
             "peak_memory": t["peak_memory"], "started": iso(t["started"]),
             "metadata": t["metadata"] or {}, "transferred": t["transferred"],
+            # docker runs: whose run it is, what it was given and what it gave back (sealed
+            # in an encrypted collaboration)
+            "organization": t["organization_id"], "input": t["input"], "result": t["result"],
         }
 
     async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:

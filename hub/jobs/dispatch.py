@@ -30,13 +30,15 @@ from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, upd
 from sqlalchemy.engine import Connection
 
 from hub.entities.base import iso
+from hub.jobs import docker_jobs
 from hub.jobs import status as st
 from hub.jobs.claimers import Claimers
 from hub.jobs.leases import NEXT_TASKS, has_destination, transfer_rows, transfer_work
 from hub.jobs.spec import render_argv, targets_match
 from hub.jobs.wakeup import WorkChannel, plain_dsn
+from hub.security import TokenService
 from hub.storage.db import Database
-from hub.storage.models import Bucket, Client, Job, ReportKey, Task, new_id, utcnow
+from hub.storage.models import Bucket, Client, Job, Node, ReportKey, Task, new_id, utcnow
 from protocol import BucketWork, HeartbeatResponse, Progress, TaskWork
 
 log = structlog.get_logger("hub.dispatch")
@@ -46,8 +48,9 @@ KEYS_KEPT = timedelta(days=7)  # report keys older than this are forgotten (hour
 
 
 # built once: claims run them for every bucket
-_AGENT = select(Client.id, Client.site_id, Client.code, Client.tags, Client.disabled,
-                Client.benchmark).where(Client.id == bindparam("id"))
+_AGENT = (select(Client.id, Client.site_id, Client.code, Client.tags, Client.disabled,
+                 Client.benchmark, Node.organization_id, Node.collaboration_id)
+          .outerjoin(Node, Node.id == Client.node_id).where(Client.id == bindparam("id")))
 _LANES = select(Client.id).where(Client.parent_id == bindparam("agent"),
                                  Client.id.in_(bindparam("ids", expanding=True)),
                                  Client.disabled.is_(False))
@@ -76,9 +79,11 @@ _LEASE_TASKS = update(Task).where(Task.id.in_(bindparam("ids", expanding=True)),
 
 class Dispatcher:
     def __init__(self, db: Database, *, lease: float, heartbeat: float, wait_max: float,
-                 ticket_key: Ed25519PrivateKey | None = None) -> None:
+                 ticket_key: Ed25519PrivateKey | None = None,
+                 tokens: TokenService | None = None) -> None:
         self.db = db
         self.ticket_key = ticket_key  # signs the tickets of transfer tasks
+        self.tokens = tokens  # issues the tokens of docker runs
         self.lease = timedelta(seconds=lease)
         self.heartbeat_interval = heartbeat
         self.wait_max = wait_max
@@ -120,7 +125,8 @@ class Dispatcher:
 
     # -- claims
     async def claim(self, client_id: str, lanes: list[str], wait: float, slots: int = 0,
-                    gone: Callable[[], bool] = lambda: False) -> list[BucketWork]:
+                    gone: Callable[[], bool] = lambda: False, docker: int = 0
+                    ) -> list[BucketWork]:
         """Buckets for free lanes and slots, waiting up to ``wait`` for work. A claim whose
         agent hung up (``gone``) leases nothing: an agent killed while its claim waited
         must not be handed work that would sit until its lease runs out."""
@@ -129,22 +135,27 @@ class Dispatcher:
             self._work.clear()
             if gone() or self._closing:
                 return []
-            buckets = await self.db.run(self._claim_once, client_id, lanes, slots)
+            buckets = await self.db.run(self._claim_once, client_id, lanes, slots, docker)
             left = deadline - time.monotonic()
             if buckets or left <= 0:
                 return buckets
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._work.wait(), timeout=min(left, RECHECK))
 
-    def _claim_once(self, conn: Connection, client_id: str, lanes: list[str], slots: int
-                    ) -> list[BucketWork]:
+    def _claim_once(self, conn: Connection, client_id: str, lanes: list[str], slots: int,
+                    docker: int = 0) -> list[BucketWork]:
         """One try at a claim: one transaction of ``Database.run``. Compute buckets go to
         free lanes, transfer buckets to free transfer slots: a transfer never holds a lane
-        that a render could use, nor waits for one."""
+        that a render could use, nor waits for one. Docker runs go to free docker slots of
+        a node of their organization in their collaboration."""
         now = utcnow()
         agent = conn.execute(_AGENT, {"id": client_id}).first()
         if agent is None or agent.disabled:
             return []
+        if docker and agent.organization_id and agent.collaboration_id:
+            runs = self._lease_runs(conn, client_id, agent, docker, now)
+            if runs or not (lanes or slots):
+                return runs
         free = self._free_lanes(conn, client_id, lanes)
         weight = agent.benchmark if agent.benchmark is not None and agent.benchmark > 0 else 1.0
         if lanes or not slots:  # a claim for transfer slots alone says nothing of lanes
@@ -169,6 +180,30 @@ class Dispatcher:
             work.append(bucket)
         if work:  # a lease only ever makes a job run: no need to count its tasks
             conn.execute(_RUNNING, {"ids": list({b.job_id for b in work}), "now": now})
+        return work
+
+    def _lease_runs(self, conn: Connection, client_id: str, agent: Any, n: int,
+                    now: datetime) -> list[BucketWork]:
+        """Docker runs, one to a bucket (each its own lease, abort and report)."""
+        rows = docker_jobs.next_runs(conn, agent.organization_id, agent.collaboration_id, n)
+        if not rows:
+            return []
+        jobs = docker_jobs.jobs_of(conn, rows)
+        work = []
+        for row in rows:
+            bucket_id, until = new_id(), now + self.lease
+            conn.execute(insert(Bucket).values(
+                id=bucket_id, job_id=row.job_id, client_id=client_id, lane_id=None,
+                status="leased", leased_until=until, created=now))
+            conn.execute(_LEASE_TASKS, {"ids": [row.id], "bucket": bucket_id,
+                                        "agent": client_id, "lane": None, "now": now})
+            job = jobs[row.job_id]
+            work.append(BucketWork(
+                id=bucket_id, job_id=row.job_id, lane_id="", kind="docker",
+                tasks=[docker_jobs.run_work(row, job, agent.organization_id, self.tokens)],
+                timeout=job.spec.get("timeout"), grace=job.spec.get("grace", 10.0),
+                leased_until=iso(until) or ""))
+        conn.execute(_RUNNING, {"ids": list({b.job_id for b in work}), "now": now})
         return work
 
     def _free_lanes(self, conn: Connection, client_id: str, lanes: list[str]
@@ -268,18 +303,24 @@ class Dispatcher:
             "returned", utcnow(), "the claim's answer could not be sent", penalty=False))
         self.notify()
 
-    async def reset(self, client_id: str, reason: str) -> int:
+    async def reset(self, client_id: str, reason: str, keep: list[str] | None = None) -> int:
         """The agent runs nothing of what it holds: it goes back to the queue. After a
-        restart that costs an attempt (the run was lost); after a drain it does not."""
-        released = await self.db.run(self._reset, client_id, reason)
+        restart that costs an attempt (the run was lost); after a drain it does not.
+        ``keep``: buckets it still runs (containers a restarted agent adopted): their
+        leases are renewed instead."""
+        released = await self.db.run(self._reset, client_id, reason, keep or [])
         if released:
             self.notify()
         return released
 
-    @staticmethod
-    def _reset(conn: Connection, client_id: str, reason: str) -> int:
+    def _reset(self, conn: Connection, client_id: str, reason: str, keep: list[str]) -> int:
         held = [r.id for r in conn.execute(select(Bucket.id).where(
             Bucket.client_id == client_id, Bucket.status == "leased"))]
+        kept = [b for b in held if b in set(keep)]
+        if kept:
+            conn.execute(update(Bucket).where(Bucket.id.in_(kept)).values(
+                leased_until=utcnow() + self.lease))
+            held = [b for b in held if b not in set(kept)]
         if reason == "restarted":
             release(conn, held, "lost", utcnow(), "the agent restarted")
         else:

@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from hub.jobs import status as st
+from hub.jobs.docker_jobs import check_result
 from hub.query.fields import parse_time
 from hub.storage.models import Bucket, Job, ReportKey, Task
 from protocol import BucketReport, FilesReport, Report, ReportResult, TaskReport, whole_log_needed
@@ -29,7 +30,7 @@ T = st.TaskStatus
 # every column a report may change; a touched task is written whole
 MUTABLE = ("status", "bucket_id", "attempts", "exit_code", "message", "log_tail", "has_log",
            "cpu_seconds", "peak_memory", "started", "finished", "abort_to", "size",
-           "transferred")
+           "transferred", "result")
 _write_tasks = update(Task).where(Task.id == bindparam("b_id")).values(
     {name: bindparam(f"b_{name}") for name in (*MUTABLE, "modified")})
 _start_job = update(Job).where(Job.id == bindparam("b_id"), Job.started.is_(None)).values(
@@ -61,12 +62,12 @@ def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
     rows = (conn.execute(_tasks, {"ids": task_ids})).mappings().all() if task_ids else []
     tasks = {r["id"]: dict(r) for r in rows}
     job_ids = list({t["job_id"] for t in tasks.values()})
-    retries: dict[str, int] = {}
+    specs: dict[str, dict[str, Any]] = {}
     if job_ids:
-        for job_id, spec in conn.execute(_specs, {"ids": job_ids}):
-            retries[job_id] = int(spec.get("retries", 0))
+        specs = dict(conn.execute(_specs, {"ids": job_ids}).all())
     for row in tasks.values():
-        row["retries"] = retries[row["job_id"]]
+        row["retries"] = int(specs[row["job_id"]].get("retries", 0))
+        row["spec"] = specs[row["job_id"]]
     changed: set[str] = set()
     job_started: dict[str, datetime] = {}
     ended: list[tuple[BucketReport, Any]] = []
@@ -166,8 +167,14 @@ def _task_event(item: TaskReport, bucket: Any, task: dict[str, Any] | None,
         if item.size is not None:  # a transfer: its bytes, all of them moved when done
             task.update(size=item.size, transferred=item.size if item.event == "done"
                         else min(task["transferred"], item.size))
-        if item.event == "done":
+        unkept = check_result(item.result, task["spec"]) if item.result is not None else ""
+        if item.event == "done" and unkept:  # a run whose result cannot be kept failed
+            task.update(status=T.FAILED, finished=at, attempts=task["attempts"] + 1,
+                        message=unkept)
+        elif item.event == "done":
             task.update(status=T.DONE, finished=at)
+            if item.result is not None:
+                task["result"] = item.result
         elif task["attempts"] + 1 > task["retries"]:
             task.update(status=T.FAILED, finished=at, attempts=task["attempts"] + 1)
         else:  # another try, on whichever agent claims it

@@ -46,7 +46,7 @@ class TaskStatus(enum.StrEnum):
 # what a task queued again forgets of its last run (its message says why it runs again)
 FRESH_RUN = {"bucket_id": None, "started": None, "finished": None, "time": None,
              "exit_code": None, "log_tail": "", "has_log": False, "cpu_seconds": None,
-             "peak_memory": None, "transferred": 0}
+             "peak_memory": None, "transferred": 0, "result": ""}
 
 def new_task(job_id: str, seq: int, item: str, now: Any, priority: int, **fields: Any
              ) -> dict[str, Any]:

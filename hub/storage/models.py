@@ -306,7 +306,8 @@ class Task(Base):
 
     __tablename__ = "tasks"
     __table_args__ = (Index("ix_tasks_job_status", "job_id", "status"),
-                      Index("ix_tasks_job_finished", "job_id", "finished"))
+                      Index("ix_tasks_job_finished", "job_id", "finished"),
+                      Index("ix_tasks_organization_status", "organization_id", "status"))
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
     job_id: Mapped[str] = mapped_column(ID, ForeignKey("jobs.id", ondelete="CASCADE"))
     uri: Mapped[str] = mapped_column(String(32))  # "0", "1", … in order of creation
@@ -317,6 +318,11 @@ class Task(Base):
     # one folder share a bucket and a ticket for that folder, never for more
     destination: Mapped[str] = mapped_column(String(4096), default="")
     folder: Mapped[str] = mapped_column(String(4096), default="")
+    # docker tasks: the organization whose node runs it, its input and its result (each
+    # sealed in an encrypted collaboration: the hub keeps ciphertext only)
+    organization_id: Mapped[str | None] = mapped_column(ID)
+    input: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), index=True)
     priority: Mapped[int] = mapped_column(Integer, default=500)
     size: Mapped[int] = mapped_column(BigInteger, default=-1)

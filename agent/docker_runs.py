@@ -1,0 +1,257 @@
+"""The agent's docker slots: organizations' runs of docker jobs, in hardened containers.
+
+A docker bucket holds one run. Its input is opened here (in an encrypted
+collaboration: an envelope the initiating organization sealed for ours), the
+container runs in the ``DockerLane``, and what the algorithm wrote to
+``/ferry/output/result`` goes back as the run's result (sealed for the
+initiating organization, signed with ours). What is wrong with the input, the
+image or the result fails that run with the reason; the agent goes on.
+
+Each run's work is kept on disk (``work/<run id>.json``) while it runs, so a
+restarted agent that adopts the run's container still knows its bucket: it
+keeps the lease (``ResetRequest.keep``), reports the run's end, and starts
+nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import structlog
+
+from agent.config import DockerConfig
+from agent.orgkey import OrgKey
+from agent.run_proxy import RunProxy
+from lanes import LaneError
+from lanes.containers import DockerOutcome, ended_early
+from lanes.docker_lane import Adopted, DockerLane
+from lanes.docker_spec import DockerRun, NodeLimits, SpecError, detect_gpus
+from lanes.images import ImagePolicy
+from protocol import MAX_RESULT, BucketWork, DockerWork, TaskWork, sealing
+
+log = structlog.get_logger("agent.docker")
+
+RESULT_FILE = "result"  # /ferry/output/result: what goes back as the run's result
+RAW_RESULT = MAX_RESULT * 2 // 3  # bytes of a result before sealing (base64 grows it)
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """A run's outcome, with its result ('' when none) and where its log is."""
+
+    outcome: DockerOutcome
+    result: str | None
+    log: Path | None
+
+
+class DockerRuns:
+    """Runs docker buckets for ``Work``; ``start`` connects and adopts."""
+
+    def __init__(self, config: DockerConfig, base: Path, agent_id: str, org_key: OrgKey,
+                 hub: str) -> None:
+        self.config = config
+        self.base = base
+        self.agent_id = agent_id
+        self.org_key = org_key
+        self.slots = config.slots
+        self.lane: DockerLane | None = None
+        self.problem = ""  # why docker runs are not taken ('' when they are)
+        self.gpus: list[dict[str, Any]] = []
+        self.data = Path(config.data).expanduser().absolute() if config.data else None
+        self.proxy = RunProxy(hub, base / "proxy" / "hub.sock")
+
+    @property
+    def ready(self) -> bool:
+        return self.lane is not None and not self.lane.closed
+
+    def status(self) -> dict[str, Any]:
+        return {"ready": self.ready, "problem": self.problem or None, "slots": self.slots,
+                "running": self.lane.running() if self.lane else []}
+
+    async def start(self) -> list[tuple[BucketWork, Adopted]]:
+        """Connect to the engine and adopt this agent's containers that still run (or
+        ended while it was down); their buckets, to keep. An engine that does not answer
+        is a problem in the status, not a failure of the agent."""
+        self.gpus = await asyncio.to_thread(detect_gpus)
+        limits = NodeLimits(cpus=self.config.cpus, memory=self.config.memory_bytes,
+                            pids=self.config.pids, allow_root=self.config.allow_root,
+                            gpus=tuple(str(g["uuid"] or g["index"]) for g in self.gpus))
+        data = self.data
+        if data is not None and not await asyncio.to_thread(data.is_dir):
+            self.problem = f"docker.data: {data} is not a folder"
+            log.error("docker runs are off", problem=self.problem)
+            return []
+        lane = DockerLane(self.agent_id, self.base, ImagePolicy.build(
+            self.config.images.names, self.config.images.patterns, self.config.images.digests),
+            limits, data=data, hub_socket=self.proxy.socket)
+        try:
+            await lane.start()
+        except LaneError as exc:
+            self.problem = str(exc)
+            log.error("docker runs are off: the engine does not answer", error=str(exc))
+            await lane.close()
+            return []
+        self.lane, self.problem = lane, ""
+        try:
+            await self.proxy.start()
+        except (OSError, AttributeError) as exc:  # AttributeError: no Unix sockets here
+            log.warning("runs cannot reach the hub: its socket for them did not start",
+                        error=str(exc))
+        (self.base / "work").mkdir(mode=0o700, exist_ok=True)
+        kept = []
+        for adopted in await lane.adopt():
+            work = self._saved(adopted.run_id)
+            if work is None:  # not ours to report: stop it, the hub gave the run away
+                log.warning("a container with no saved work; stopping it", run=adopted.run_id)
+                await lane.abort(adopted.run_id, 0, "its work is unknown")
+                with contextlib.suppress(BaseException):
+                    await adopted.outcome
+                await lane.release(adopted.run_id)
+                continue
+            log.info("adopted a run's container", run=adopted.run_id, bucket=work.id,
+                     running=adopted.running)
+            kept.append((work, adopted))
+        return kept
+
+    async def close(self) -> None:
+        """Stop watching; containers still running go on, for the next start to adopt."""
+        if self.lane is not None:
+            await self.lane.close()
+        await self.proxy.close()
+
+    def _work_file(self, run_id: str) -> Path:
+        return self.base / "work" / f"{run_id}.json"
+
+    def _saved(self, run_id: str) -> BucketWork | None:
+        try:
+            return msgspec.json.decode(self._work_file(run_id).read_bytes(), type=BucketWork)
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+            return None
+
+    async def run(self, bucket: BucketWork, task: TaskWork,
+                  adopted: Adopted | None = None) -> RunEnd:
+        """One run to its end (or an adopted one's end); never raises for the run's own
+        trouble."""
+        began = time.time()
+        work = task.docker
+        if self.lane is None or work is None:
+            return RunEnd(ended_early("failed", "not started", "docker runs are off on this "
+                                      f"agent: {self.problem or 'no docker work'}", began),
+                          None, None)
+        if adopted is not None:
+            outcome = await adopted.outcome
+        else:
+            try:
+                data = self._open_input(work)
+            except sealing.SealError as exc:
+                log.warning("a run's input does not open", task=task.id, error=str(exc))
+                return RunEnd(ended_early("failed", "bad input", f"input: {exc}", began),
+                              None, None)
+            try:
+                spec = DockerRun.parse(_spec(task.id, work, data))
+            except SpecError as exc:
+                return RunEnd(ended_early("failed", "bad spec", f"bad spec: {exc}", began),
+                              None, None)
+            await asyncio.to_thread(_write_atomic, self._work_file(task.id),
+                                    msgspec.json.encode(bucket))
+            outcome = await self.lane.run(spec)
+        result = None
+        if outcome.status == "done" and outcome.output is not None:
+            try:
+                result = await asyncio.to_thread(self._result, outcome.output, work)
+            except ValueError as exc:
+                outcome = replace(outcome, status="failed", reason="bad result",
+                                  message=str(exc))
+        folder = self.lane.run_folder(task.id)
+        return RunEnd(outcome, result, folder / "log" if (folder / "log").exists() else None)
+
+    async def release(self, task_id: str, job_group: str) -> None:
+        """Forget a reported run: its folder, its saved work, and its job's temporary
+        folder when no other run of the job runs here."""
+        if self.lane is None:
+            return
+        await self.lane.release(task_id)
+        self._work_file(task_id).unlink(missing_ok=True)
+        await self.lane.job_done(job_group)
+
+    async def abort(self, task_id: str, reason: str, grace: float | None = None) -> None:
+        if self.lane is not None:
+            await self.lane.abort(task_id, grace, reason)
+
+    # -- input and result (in a thread or on the loop: small, bounded work)
+    def _open_input(self, work: DockerWork) -> bytes:
+        if not work.encrypted:
+            return work.input.encode()
+        key = self.org_key.private
+        if key is None:
+            raise sealing.SealError(f"this node has no usable organization key "
+                                    f"({self.org_key.problem or 'not settled yet'})")
+        if not work.initiator_key:
+            raise sealing.SealError(f"organization {work.initiator} has published no public "
+                                    "key: its seal cannot be checked")
+        return sealing.open_sealed(work.input, reader=work.organization, reader_key=key,
+                                   sender_public=work.initiator_key)
+
+    def _result(self, output: Path, work: DockerWork) -> str | None:
+        path = output / RESULT_FILE
+        if not path.is_file() or path.is_symlink():
+            return None  # the run gave no result
+        size = path.stat().st_size
+        limit = RAW_RESULT if work.encrypted else MAX_RESULT
+        if size > limit:
+            raise ValueError(f"the result ({size} bytes) is larger than {limit} bytes; send "
+                             "big results by transfer")
+        data = path.read_bytes()
+        if not work.encrypted:
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError("the result is not UTF-8 text (in a collaboration that is "
+                                 "not encrypted, results are text; encode binary data)"
+                                 ) from None
+        key = self.org_key.private
+        if key is None:
+            raise ValueError("this node has no organization key to seal the result with")
+        return sealing.seal(data, sender=work.organization, sender_key=key,
+                            recipients={work.initiator: work.initiator_key}).decode()
+
+
+def _spec(task_id: str, work: DockerWork, data: bytes) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "run_id": task_id, "job_id": work.job_id, "image": work.image, "env": work.env,
+        "inputs": {"input": data}, "token": work.token, "grace": work.grace}
+    for key in ("command", "cpus", "memory", "pids", "timeout"):
+        if getattr(work, key) is not None:
+            spec[key] = getattr(work, key)
+    if work.gpus:
+        spec["gpus"] = work.gpus
+    return spec
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    partial = path.with_suffix(".part")
+    with open(partial, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
+
+
+def move_log(log: Path | None, to: Path) -> bool:
+    """The run's log where the agent's other task logs are (for the upload); False when
+    there is none."""
+    if log is None:
+        return False
+    to.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        shutil.move(log, to)
+        return True
+    return False

@@ -1,0 +1,276 @@
+"""Docker jobs: one algorithm image run for several organizations of a collaboration.
+
+A docker job is what the reference calls a task; each of its tasks is one
+organization's *run*, with its own input, status, result, log and timings,
+and goes only to that organization's node in the job's collaboration::
+
+    {"docker": {"image": "studio/avg:2",
+                "command": ["avg", "/ferry/input/input"],
+                "organizations": [{"organization": "IKNL", "input": "..."},
+                                  {"organization": "Small Organization", "input": "..."}],
+                "memory": "512m", "cpus": 1, "timeout": 600, "grace": 10},
+     "collaboration": "ExampleCollab",
+     "parent": "<a docker job id>",       # a child job: shares its parent's job_id
+     "code": "average age"}
+
+``job_id`` groups a job with the child jobs its runs create (the reference's
+``job_id``): it is the id of the first job of the group. In an encrypted
+collaboration each input is an envelope sealed by the caller's organization
+for the run's organization (``protocol.sealing``), checked for shape and
+address here and stored as it came: the hub keeps ciphertext only, and so
+are the results, sealed by each node for the initiating organization.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+import msgspec
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.engine import Connection
+
+from ferry.errors import ApiError
+from hub.entities.base import invalid
+from hub.entities.organizations import collaboration_id, organization_id
+from hub.jobs import status as st
+from hub.runtime import Ctx
+from hub.security import TokenService, password_version
+from hub.storage.models import Collaboration, Job, Organization, Task, User, members, new_id
+from protocol import DockerWork, TaskWork, sealing
+from protocol.docker import MAX_RESULT, parse_size
+
+Text = Annotated[str, msgspec.Meta(max_length=4096)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+MAX_INPUT = 4 * 1024 * 1024  # characters of one run's input (sealed: ciphertext)
+RUN_TOKEN_SLACK = 3600.0  # seconds a run token outlives the run's timeout, at most
+
+
+class RunFor(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    organization: Name  # id or name
+    input: Annotated[str, msgspec.Meta(max_length=MAX_INPUT)] = ""
+
+
+class DockerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    image: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    organizations: Annotated[list[RunFor], msgspec.Meta(min_length=1, max_length=256)]
+    command: Annotated[list[Text], msgspec.Meta(min_length=1, max_length=1024)] | None = None
+    env: dict[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Text] = {}
+    cpus: Annotated[float, msgspec.Meta(gt=0, le=1024)] | None = None
+    memory: int | str | None = None  # bytes, or "512m"
+    pids: Annotated[int, msgspec.Meta(ge=1, le=1 << 22)] | None = None
+    gpus: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=30 * 86400)] | None = None
+    grace: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0
+    retries: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
+
+
+class DockerJobCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    docker: DockerSpec
+    collaboration: Name | None = None  # required unless a parent gives it
+    parent: Name | None = None
+    code: Name | None = None
+    priority: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 500
+    status: Literal["waiting", "paused"] = "waiting"
+    queue: Name = "default"
+    metadata: dict[str, Any] = {}
+
+
+def _bad(field: str, message: str, code: str = "invalid_spec") -> ApiError:
+    return ApiError(422, code, f"{field}: {message}", {"field": field})
+
+
+async def create(ctx: Ctx, body: Any) -> str:
+    """Check a docker job and store it with one queued run per organization; its id."""
+    try:
+        spec = msgspec.convert(body, DockerJobCreate)
+    except msgspec.ValidationError as exc:
+        raise invalid(exc, "invalid_spec") from None
+    docker = spec.docker
+    memory = None
+    if docker.memory is not None:
+        try:
+            memory = parse_size(docker.memory)
+        except ValueError as exc:
+            raise _bad("docker.memory", str(exc)) from None
+    if docker.command is not None and not docker.command[0].strip():
+        raise _bad("docker.command", "the program (first element) is empty")
+    for n, arg in enumerate(docker.command or []):
+        if "\0" in arg:
+            raise _bad(f"docker.command[{n}]", "a NUL character cannot be passed to a program")
+    for name, value in docker.env.items():
+        if "\0" in value:
+            raise _bad(f"docker.env.{name}", "a NUL character cannot be put in the environment")
+    run = ctx.principal.run
+    job_id, now = new_id(), ctx.now
+    async with ctx.db.write() as conn:
+        parent = await _parent(conn, ctx, spec.parent if run is None else await _run_job(
+            conn, run, spec.parent))
+        given = spec.collaboration or (parent.collaboration_id if parent else None)
+        if given is None:
+            raise _bad("collaboration", "a docker job runs in a collaboration: name it",
+                       "invalid_body")
+        collab = await collaboration_id(conn, given)
+        if parent is not None and collab != parent.collaboration_id:
+            raise _bad("collaboration", "a child job runs in its parent's collaboration",
+                       "invalid_body")
+        initiator = parent.organization_id if parent is not None else ctx.caller.organization
+        if initiator is None:
+            raise ApiError(422, "no_organization", "docker jobs are started by a user of an "
+                           "organization of the collaboration; yours has none",
+                           {"field": "collaboration"})
+        partners = set((await conn.execute(select(members.c.organization_id).where(
+            members.c.collaboration_id == collab))).scalars())
+        if initiator not in partners:
+            raise ApiError(422, "not_a_member", f"your organization is not in collaboration "
+                           f"'{given}'", {"field": "collaboration"})
+        encrypted = bool((await conn.execute(select(Collaboration.encrypted).where(
+            Collaboration.id == collab))).scalar())
+        keys = dict((await conn.execute(select(Organization.id, Organization.public_key).where(
+            Organization.id.in_(partners)))).all())
+        if encrypted and not keys.get(initiator):
+            raise ApiError(409, "no_public_key", "the collaboration is encrypted and your "
+                           "organization has published no public key yet: results could be "
+                           "sealed for nobody (its node publishes it when it first starts)",
+                           {"field": "collaboration"})
+        runs: list[tuple[str, str]] = []
+        for n, wanted in enumerate(docker.organizations):
+            field = f"docker.organizations[{n}]"
+            org = await organization_id(conn, wanted.organization, f"{field}.organization")
+            if org not in partners:
+                raise _bad(f"{field}.organization", f"organization '{wanted.organization}' is "
+                           f"not in collaboration '{given}'", "not_a_member")
+            if any(org == seen for seen, _ in runs):
+                raise _bad(f"{field}.organization", f"organization '{wanted.organization}' is "
+                           "listed twice", "invalid_body")
+            _check_input(wanted.input, f"{field}.input", encrypted, org, initiator, keys)
+            runs.append((org, wanted.input))
+        stored = {k: v for k, v in msgspec.to_builtins(docker).items() if k != "organizations"}
+        stored.update(memory=memory, encrypted=encrypted,
+                      job_id=(parent.spec or {}).get("job_id", parent.id) if parent else job_id,
+                      organizations=[org for org, _ in runs])
+        await conn.execute(insert(Job).values(
+            id=job_id, code=spec.code or docker.image.rsplit("/", 1)[-1][:255], kind="docker",
+            queue=spec.queue, status=spec.status, priority=spec.priority,
+            user_id=parent.user_id if parent is not None else ctx.principal.id,
+            organization_id=initiator, collaboration_id=collab,
+            parent_id=parent.id if parent is not None else None, source_scope="", source_id="",
+            destination_scope="", destination_id="", spec=stored, meta=spec.metadata, size=-1,
+            created=now, modified=now, modifier=ctx.principal.id))
+        await conn.execute(insert(Task), [
+            st.new_task(job_id, n, org, now, spec.priority, organization_id=org, input=text)
+            for n, (org, text) in enumerate(runs)])
+        await conn.run_sync(st.refresh, [job_id], now)
+    return job_id
+
+
+async def _run_job(conn: Any, task_id: str, given: str | None) -> str:
+    """A run's token creates child jobs of the run's own job, and of no other."""
+    job = (await conn.execute(select(Task.job_id).where(Task.id == task_id))).scalar()
+    if given is not None and given != job:
+        raise _bad("parent", "a run's token creates child jobs of its own job only",
+                   "forbidden_parent")
+    return str(job)
+
+
+async def _parent(conn: Any, ctx: Ctx, parent: str | None) -> Any:
+    if parent is None:
+        return None
+    row = (await conn.execute(select(
+        Job.id, Job.kind, Job.user_id, Job.organization_id, Job.collaboration_id, Job.spec,
+        Job.status).where(Job.id == parent))).first()
+    if row is None or row.kind != "docker":
+        raise _bad("parent", f"no docker job '{parent}'", "unknown_parent")
+    if ctx.principal.run is None:  # a user: one who may see the parent
+        from hub.entities.jobs import JobEntity
+
+        await JobEntity().check(conn, ctx, "view", parent)
+    if row.status in st.FINISHED:
+        raise _bad("parent", f"job '{parent}' has ended ({row.status})", "parent_ended")
+    return row
+
+
+def _check_input(text: str, field: str, encrypted: bool, org: str, initiator: str,
+                 keys: dict[str, str]) -> None:
+    if "\0" in text:
+        raise _bad(field, "an input cannot hold a NUL character (seal binary data, or "
+                   "encode it)")
+    if not encrypted:
+        return
+    if not keys.get(org):
+        raise ApiError(409, "no_public_key", f"{field}: the run's organization has published "
+                       "no public key yet, so nothing can be sealed for it (its node "
+                       "publishes it when it first starts)", {"field": field})
+    try:
+        envelope = sealing.parse(text)
+    except sealing.SealError as exc:
+        raise _bad(field, f"the collaboration is encrypted, and this input is not a sealed "
+                   f"envelope: {exc}", "not_sealed") from None
+    if org not in envelope["to"]:
+        raise _bad(field, f"the input is sealed for {', '.join(sorted(envelope['to']))}, not "
+                   f"for the run's organization {org}", "not_sealed")
+    if envelope["from"] != initiator:
+        raise _bad(field, f"the input says it was sealed by {envelope['from']}; inputs are "
+                   f"sealed by the initiating organization {initiator}", "not_sealed")
+
+
+def check_result(result: str, spec: dict[str, Any]) -> str:
+    """Why a run's reported result cannot be stored ('' when it can): in an encrypted
+    collaboration only an envelope for the initiating organization is kept."""
+    if not result:  # none
+        return ""
+    if len(result) > MAX_RESULT:
+        return f"the result is larger than {MAX_RESULT} characters"
+    if not spec.get("encrypted"):
+        return ""
+    try:
+        envelope = sealing.parse(result)
+    except sealing.SealError as exc:
+        return f"the collaboration is encrypted and the result is not sealed ({exc}); it " \
+               "was discarded"
+    return "" if envelope["to"] else "the result is sealed for nobody"
+
+
+# -- leases
+_NEXT_RUNS = (select(Task.id, Task.uri, Task.item, Task.attempts, Task.input, Task.job_id)
+              .join(Job, Job.id == Task.job_id)
+              .where(Job.kind == "docker", Job.status.in_(st.ACTIVE),
+                     Job.collaboration_id == bindparam("collab"),
+                     Task.organization_id == bindparam("org"),
+                     Task.status == st.TaskStatus.QUEUED)
+              .order_by(Job.priority.desc(), Job.created, Task.priority.desc(), Task.seq)
+              .limit(bindparam("n")).with_for_update(of=Task, skip_locked=True))
+_JOBS = (select(Job.id, Job.spec, Job.organization_id, Job.user_id, Organization.public_key,
+                User.password_hash)
+         .outerjoin(Organization, Organization.id == Job.organization_id)
+         .outerjoin(User, User.id == Job.user_id)
+         .where(Job.id.in_(bindparam("ids", expanding=True))))
+
+
+def next_runs(conn: Connection, org: str, collab: str, n: int) -> list[Any]:
+    """The next queued runs for this organization's node in this collaboration."""
+    return list(conn.execute(_NEXT_RUNS, {"org": org, "collab": collab, "n": n}))
+
+
+def jobs_of(conn: Connection, rows: list[Any]) -> dict[str, Any]:
+    return {r.id: r for r in conn.execute(_JOBS, {"ids": list({r.job_id for r in rows})})}
+
+
+def run_work(row: Any, job: Any, org: str, tokens: TokenService | None) -> TaskWork:
+    """What the agent gets for one run; the token lets the run create child jobs."""
+    spec = job.spec
+    token = ""
+    if tokens is not None and job.user_id and job.password_hash:
+        lifetime = (spec.get("timeout") or 7 * 86400.0) + RUN_TOKEN_SLACK
+        token = tokens.issue_run(job.user_id, password_version(job.password_hash), row.id,
+                                 timedelta(seconds=lifetime)).token
+    return TaskWork(id=row.id, uri=row.uri, item=row.item, attempt=row.attempts + 1, argv=[],
+                    docker=DockerWork(
+                        image=spec["image"], job_id=spec["job_id"], organization=org,
+                        initiator=job.organization_id or "", command=spec.get("command"),
+                        env=spec.get("env") or {}, input=row.input,
+                        encrypted=bool(spec.get("encrypted")),
+                        initiator_key=job.public_key or "", token=token,
+                        cpus=spec.get("cpus"), memory=spec.get("memory"),
+                        pids=spec.get("pids"), gpus=spec.get("gpus", 0),
+                        timeout=spec.get("timeout"), grace=spec.get("grace", 10.0)))
