@@ -35,7 +35,7 @@ from lanes.containers import DockerOutcome, ended_early
 from lanes.docker_lane import Adopted, DockerLane
 from lanes.docker_spec import DockerRun, NodeLimits, SpecError, detect_gpus
 from lanes.images import ImagePolicy
-from protocol import MAX_RESULT, BucketWork, DockerWork, TaskWork, sealing
+from protocol import LOG_TAIL_BYTES, MAX_RESULT, BucketWork, DockerWork, TaskWork, sealing
 
 log = structlog.get_logger("agent.docker")
 
@@ -67,6 +67,7 @@ class DockerRuns:
         self.gpus: list[dict[str, Any]] = []
         self.data = Path(config.data).expanduser().absolute() if config.data else None
         self.proxy = RunProxy(hub, base / "proxy" / "hub.sock")
+        self._fresh: dict[str, str] = {}  # output of running runs not yet sent to the hub
 
     @property
     def ready(self) -> bool:
@@ -91,7 +92,7 @@ class DockerRuns:
             return []
         lane = DockerLane(self.agent_id, self.base, ImagePolicy.build(
             self.config.images.names, self.config.images.patterns, self.config.images.digests),
-            limits, data=data, hub_socket=self.proxy.socket)
+            limits, data=data, hub_socket=self.proxy.socket, on_log=self._output)
         try:
             await lane.start()
         except LaneError as exc:
@@ -126,6 +127,15 @@ class DockerRuns:
         if self.lane is not None:
             await self.lane.close()
         await self.proxy.close()
+
+    def _output(self, run_id: str, text: str) -> None:
+        """A piece of a run's output (on the loop): kept until the next heartbeat takes it."""
+        self._fresh[run_id] = (self._fresh.get(run_id, "") + text)[-LOG_TAIL_BYTES:]
+
+    def take_output(self) -> dict[str, str]:
+        """Output of running runs since the last call (task id: text), for the heartbeat."""
+        fresh, self._fresh = self._fresh, {}
+        return fresh
 
     def _work_file(self, run_id: str) -> Path:
         return self.base / "work" / f"{run_id}.json"
@@ -178,6 +188,7 @@ class DockerRuns:
         folder when no other run of the job runs here."""
         if self.lane is None:
             return
+        self._fresh.pop(task_id, None)
         await self.lane.release(task_id)
         self._work_file(task_id).unlink(missing_ok=True)
         await self.lane.job_done(job_group)

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from protocol import ListedFile, Progress, TransferWork
-from protocol.models import MAX_EXPAND
 from protocol.paths import PathRefused, join, share_parts
+from protocol.work import MAX_EXPAND
 from transports.chunks import TooLarge, TransferError
 from transports.client import Landed, TransferClient
 from transports.shares import files_below, resolve

@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import psutil
@@ -31,6 +30,7 @@ from agent.state import AgentState
 from agent.transfer import TransferService
 from agent.transfer_buckets import TransferBuckets, iso
 from ferry.errors import ApiError
+from ferry.lifecycle import until_stopped
 from lanes import Outcome, SubprocessLane, TaskRun
 from lanes.accounting import CgroupTree
 from lanes.docker_lane import Adopted
@@ -50,7 +50,6 @@ from protocol import (
 log = structlog.get_logger("agent.work")
 
 CLAIM_WAIT = 20.0  # seconds a claim may wait at the hub for work
-T = TypeVar("T")
 
 
 def _log_path(folder: Path, task_id: str, bucket_id: str) -> Path:
@@ -177,7 +176,7 @@ class Work(TransferBuckets, DockerBuckets):
             if not (free or slots or docker) or not self.state.accepting_work:
                 freed.clear()
                 # nothing free: until something is; disabled: look again in a second
-                await _first(stop, freed.wait() if not (free or slots or docker)
+                await until_stopped(stop, freed.wait() if not (free or slots or docker)
                              else asyncio.sleep(1.0))
                 continue
             try:
@@ -185,12 +184,12 @@ class Work(TransferBuckets, DockerBuckets):
                 # or an answer (and its leases) could be lost to our own time-out
                 timeout = self.hub.request_timeout
                 wait = min(CLAIM_WAIT, max(timeout - 5.0, timeout / 2))
-                answer = await _first(stop, self.hub.request(
+                answer = await until_stopped(stop, self.hub.request(
                     "POST", "/agent/claim", ClaimRequest(lanes=free, wait=wait, slots=slots,
                                                          docker=docker), ClaimResponse))
             except ApiError as exc:
                 log.error("hub refused the claim", error=str(exc))
-                await _first(stop, asyncio.sleep(5.0))
+                await until_stopped(stop, asyncio.sleep(5.0))
                 continue
             if answer is None:  # stopping
                 return
@@ -318,7 +317,7 @@ class Work(TransferBuckets, DockerBuckets):
         """Runs until the agent has drained: leases must be renewed while work finishes."""
         while not (stop.is_set() and not self.buckets):
             if not self.buckets:
-                await _first(stop, self._held.wait())
+                await until_stopped(stop, self._held.wait())
                 continue
             await asyncio.sleep(self.heartbeat_interval)
             held = list(self.buckets)
@@ -328,7 +327,8 @@ class Work(TransferBuckets, DockerBuckets):
                 answer = await self.hub.request(
                     "POST", "/agent/heartbeat", HeartbeatRequest(
                         buckets=held,
-                        progress=self.transfer.mover.progress() if self.transfer else {}),
+                        progress=self.transfer.mover.progress() if self.transfer else {},
+                        logs=self.docker.take_output() if self.docker else {}),
                     HeartbeatResponse, attempts=3)
             except (Retryable, ApiError) as exc:
                 log.warning("heartbeat failed; leases run on until the hub is back",
@@ -382,20 +382,3 @@ class Work(TransferBuckets, DockerBuckets):
         for lane in self.lanes.values():
             lane.close()
         self.cgroups.close()
-
-
-async def _first(stop: asyncio.Event, awaitable: Awaitable[T]) -> T | None:
-    """Await ``awaitable`` unless ``stop`` comes first (then None)."""
-    step: asyncio.Future[T] = asyncio.ensure_future(awaitable)
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        done, _ = await asyncio.wait({step, stopping},  # type: ignore[type-var]
-                                     return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-    if step in done:
-        return step.result()
-    step.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await step
-    return None

@@ -1,8 +1,10 @@
 """``ferry demo``: an embedded hub and one agent on this machine, end to end.
 
 The agent enrolls and checks in; a render-like job of 200 frames runs over
-its lanes with a live progress bar; the buckets' timings are printed; the
-agent drains and goes offline. Everything lives in a temporary folder,
+its lanes with a live progress bar; the buckets' timings are printed; a
+folder moves between two shares; with a Docker engine, three organizations
+run one algorithm on their own data (``demo_federated``); the agent drains
+and goes offline. Everything lives in a temporary folder,
 removed afterwards (unless ``--keep``).
 """
 
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ferry import demo_federated
 from ferry.errors import FerryError
 from ferry.logs import LoggingConfig
 from ferry.logs import setup as setup_logging
@@ -221,6 +224,8 @@ async def _run(base: Path, wait_online: float) -> int:
                                                           f"Client where parent={agent_id}")}
         ok = await _run_job(session, lanes)
         ok = await _run_transfer(session, agent_id, base) and ok
+        federated = await demo_federated.run(session, hub.url, base, wait_online)
+        ok = federated is not False and ok
         agent.request_stop()
         await asyncio.gather(agent_task, return_exceptions=True)
         after = await call(session.get, "Client", agent_id)
@@ -248,5 +253,6 @@ def main(*, keep: bool = False, timeout: float = 60.0) -> int:
     if code == 0:
         print("\ndemo finished: the agent enrolled, checked in with live metrics, ran a job "
               "over its lanes, moved a folder between two shares, and went offline when "
-              "stopped.")
+              "stopped (and, with a Docker engine, three organizations ran one algorithm on "
+              "their own data).")
     return code

@@ -9,11 +9,15 @@ the demo embed a service in its own event loop and stop it with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import structlog
+
+T = TypeVar("T")
 
 log = structlog.get_logger("ferry.lifecycle")
 
@@ -115,3 +119,20 @@ class Service:
                 await self.shutdown()
         finally:
             self._remove_signal_handlers()
+
+
+async def until_stopped(stop: asyncio.Event, awaitable: Awaitable[T]) -> T | None:
+    """Await ``awaitable`` unless ``stop`` comes first (then None)."""
+    step: asyncio.Future[T] = asyncio.ensure_future(awaitable)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait({step, stopping},  # type: ignore[type-var]
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if step in done:
+        return step.result()
+    step.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await step
+    return None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from hub import Session
-from tests.helpers import Hub, http
+from tests.helpers import Hub, http, wait_for
 
 METRICS = {"c": 2, "l": 1.0, "m": 3.0, "mpf": 1, "mpt": 2, "mvf": 0, "mvt": 0}
 
@@ -29,3 +32,23 @@ def test_omitted_fields_keep_stored_values(hub: Hub, session: Session) -> None:
                      token=token)
     client = session.get("Client", enrolled["client_id"])
     assert (client["host_id"], client["code"]) == ("11:22:33:44:55:66", "host-b")
+
+
+def test_an_agent_reports_its_gpus(hub: Hub, session: Session, start_agent: Any,
+                                   env: dict[str, str], tmp_path: Path) -> None:
+    # this machine has no GPU: nvidia-smi, the boundary the agent asks, is faked
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    smi = folder / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho '0, GPU-8d1c, Fake A100, 40960'\n"
+                   "echo '1, GPU-77aa, Fake A100, 40960'\n")
+    smi.chmod(0o755)
+    env["PATH"] = f"{folder}:{env.get('PATH', '')}"
+    node = session.create("Node", {"name": "gpu-box"})
+    start_agent(hub, node["api_key"])
+    found = wait_for(lambda: session.find_one(f"Client where node={node['id']}"),
+                     what="client")
+    gpus = wait_for(lambda: (session.get("Client", found["id"])["metrics"] or {}).get("gpus"),
+                    what="gpus in the metrics")
+    assert gpus == [{"index": 0, "uuid": "GPU-8d1c", "name": "Fake A100", "memory": 40960 << 20},
+                    {"index": 1, "uuid": "GPU-77aa", "name": "Fake A100", "memory": 40960 << 20}]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from tests.helpers import ferry
 
 
@@ -17,3 +20,18 @@ def test_demo(env: dict[str, str]) -> None:
     assert "transfer done: the folder became 201 tasks, one per file" in result.stdout
     assert "identical to the source" in result.stdout
     assert "MB/s" in result.stdout
+    # the federated part: CI has a Docker engine (FERRY_REQUIRE_DOCKER=1)
+    if os.environ.get("FERRY_REQUIRE_DOCKER") == "1" or "federated part skipped" not in \
+            result.stdout:
+        assert "federated job done: 12 values at three organizations, mean 47.6" in \
+            result.stdout
+        assert result.stdout.count("sealed: ") == 3
+
+
+def test_demo_says_it_skipped_the_federated_part_without_docker(env: dict[str, str],
+                                                                tmp_path: Path) -> None:
+    result = ferry("demo", env={**env, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"},
+                   timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "federated part skipped: no Docker engine reachable" in result.stdout
+    assert "transfer done" in result.stdout

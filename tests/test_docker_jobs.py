@@ -202,6 +202,8 @@ def test_abort_stops_the_container_within_the_grace(federation: Federation,
                                     if r["status"] == "executing"), None), what="running")
     wait_for(lambda: [c for c in containers_of(engine, run_id) if c.status == "running"],
              what="container running")
+    # its output reaches the hub while it runs
+    wait_for(lambda: "up" in federation.root.get("Task", run_id)["log_tail"], what="live log")
     federation.user.update("Job", job["id"], {"status": "aborted"})
     assert federation.finished(job["id"])["status"] == "aborted"
     wait_for(lambda: not containers_of(engine, run_id), what="container removed")

@@ -53,8 +53,8 @@ async def claim(request: web.Request) -> web.Response:
 async def heartbeat(request: web.Request) -> web.Response:
     who = agent_principal(request)
     body = await read_body(request, HeartbeatRequest)
-    return json_response(await runtime(request).dispatcher.heartbeat(who.id, body.buckets,
-                                                                     body.progress))
+    return json_response(await runtime(request).dispatcher.heartbeat(
+        who.id, body.buckets, body.progress, body.logs))
 
 
 async def report(request: web.Request) -> web.Response:

@@ -26,14 +26,14 @@ from typing import Any
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from hub.entities.base import iso
 from hub.jobs import docker_jobs
 from hub.jobs import status as st
 from hub.jobs.claimers import Claimers
-from hub.jobs.leases import NEXT_TASKS, has_destination, transfer_rows, transfer_work
+from hub.jobs.leases import NEXT_TASKS, has_destination, release, transfer_rows, transfer_work
 from hub.jobs.spec import render_argv, targets_match
 from hub.jobs.wakeup import WorkChannel, plain_dsn
 from hub.security import TokenService
@@ -269,11 +269,13 @@ class Dispatcher:
 
     # -- heartbeats and releases
     async def heartbeat(self, client_id: str, bucket_ids: list[str],
-                        progress: dict[str, Progress] | None = None) -> HeartbeatResponse:
-        return await self.db.run(self._heartbeat, client_id, bucket_ids, progress or {})
+                        progress: dict[str, Progress] | None = None,
+                        logs: dict[str, str] | None = None) -> HeartbeatResponse:
+        return await self.db.run(self._heartbeat, client_id, bucket_ids, progress or {},
+                                 logs or {})
 
     def _heartbeat(self, conn: Connection, client_id: str, bucket_ids: list[str],
-                   progress: dict[str, Progress]) -> HeartbeatResponse:
+                   progress: dict[str, Progress], logs: dict[str, str]) -> HeartbeatResponse:
         now = utcnow()
         held = [r.id for r in conn.execute(select(Bucket.id).where(
             Bucket.id.in_(bucket_ids), Bucket.client_id == client_id,
@@ -285,6 +287,8 @@ class Dispatcher:
             for task_id, p in progress.items():  # one running transfer per lane at most
                 conn.execute(_PROGRESS, {"b_id": task_id, "b_size": p.size,
                                          "b_done": min(p.done, p.size), "b_buckets": held})
+        if held and logs:  # output of running docker runs: their log_tail, live
+            docker_jobs.follow_logs(conn, held, logs)
         abort = [r.id for r in conn.execute(select(Task.id).where(
             Task.bucket_id.in_(held), Task.abort_to.is_not(None)))]
         paused = [r.id for r in conn.execute(
@@ -359,37 +363,6 @@ class Dispatcher:
                     await self.db.run(_forget_keys, utcnow() - KEYS_KEPT)
             except Exception:
                 log.exception("lease sweep failed")
-
-
-def release(conn: Connection, bucket_ids: list[str], bucket_status: str,
-                  now: datetime, why: str, *, penalty: bool = True) -> None:
-    """End these leases. Their unfinished tasks go back to the queue with one more attempt,
-    or fail once the job's retries are used up; a task being killed takes its new status."""
-    if not bucket_ids:
-        return
-    conn.execute(update(Bucket).where(Bucket.id.in_(bucket_ids)).values(
-        status=bucket_status, ended=now))
-    rows = (conn.execute(select(Task.id, Task.job_id, Task.attempts, Task.abort_to,
-                                      Job.spec).join(Job, Job.id == Task.job_id).where(
-        Task.bucket_id.in_(bucket_ids),
-        or_(Task.status.in_(st.RUNNING_TASK), Task.abort_to.is_not(None))))).all()
-    for row in rows:
-        if row.abort_to is not None:
-            values: dict[str, Any] = {"status": row.abort_to, "abort_to": None}
-            if row.abort_to in st.RUN_AGAIN:
-                values.update(st.FRESH_RUN)
-        elif not penalty:
-            values = {**st.FRESH_RUN, "status": st.TaskStatus.QUEUED, "message": why}
-        elif row.attempts + 1 > row.spec.get("retries", 0):
-            values = {"status": st.TaskStatus.FAILED, "attempts": row.attempts + 1,
-                      "message": f"{why} (attempt {row.attempts + 1}; no retries left)",
-                      "finished": now}
-        else:
-            values = {**st.FRESH_RUN, "status": st.TaskStatus.QUEUED,
-                      "attempts": row.attempts + 1, "message": f"{why}; queued again"}
-        values["modified"] = now
-        conn.execute(update(Task).where(Task.id == row.id).values(**values))
-    st.refresh(conn, {r.job_id for r in rows}, now)
 
 
 def _forget_keys(conn: Connection, before: datetime) -> None:

@@ -27,7 +27,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from ferry.errors import ApiError
@@ -37,7 +37,7 @@ from hub.jobs import status as st
 from hub.runtime import Ctx
 from hub.security import TokenService, password_version
 from hub.storage.models import Collaboration, Job, Organization, Task, User, members, new_id
-from protocol import DockerWork, TaskWork, sealing
+from protocol import LOG_TAIL_BYTES, DockerWork, TaskWork, sealing
 from protocol.docker import MAX_RESULT, parse_size
 
 Text = Annotated[str, msgspec.Meta(max_length=4096)]
@@ -274,3 +274,12 @@ def run_work(row: Any, job: Any, org: str, tokens: TokenService | None) -> TaskW
                         cpus=spec.get("cpus"), memory=spec.get("memory"),
                         pids=spec.get("pids"), gpus=spec.get("gpus", 0),
                         timeout=spec.get("timeout"), grace=spec.get("grace", 10.0)))
+
+
+def follow_logs(conn: Connection, held: list[str], logs: dict[str, str]) -> None:
+    """Output of running docker runs, from a heartbeat: appended to their ``log_tail``."""
+    running = conn.execute(select(Task.id, Task.log_tail).where(
+        Task.id.in_(list(logs)), Task.bucket_id.in_(held), Task.status.in_(st.RUNNING_TASK)))
+    for task_id, tail in running:
+        text = st.storable(tail + logs[task_id])[-LOG_TAIL_BYTES:]
+        conn.execute(update(Task).where(Task.id == task_id).values(log_tail=text))

@@ -4,14 +4,15 @@ one ticket that covers no more than the bucket's paths."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.engine import Connection
 
 from hub.jobs import status as st
-from hub.storage.models import Client, Share, Task
+from hub.storage.models import Bucket, Client, Job, Share, Task
 from protocol import TaskWork, TransferWork, tickets
 from protocol.paths import join, share_parts
 from transports.wire import SMALL_FILE
@@ -109,3 +110,34 @@ def _common_folder(paths: list[str]) -> str:
             n += 1
         common = common[:n]
     return join(common)
+
+
+def release(conn: Connection, bucket_ids: list[str], bucket_status: str,
+                  now: datetime, why: str, *, penalty: bool = True) -> None:
+    """End these leases. Their unfinished tasks go back to the queue with one more attempt,
+    or fail once the job's retries are used up; a task being killed takes its new status."""
+    if not bucket_ids:
+        return
+    conn.execute(update(Bucket).where(Bucket.id.in_(bucket_ids)).values(
+        status=bucket_status, ended=now))
+    rows = (conn.execute(select(Task.id, Task.job_id, Task.attempts, Task.abort_to,
+                                      Job.spec).join(Job, Job.id == Task.job_id).where(
+        Task.bucket_id.in_(bucket_ids),
+        or_(Task.status.in_(st.RUNNING_TASK), Task.abort_to.is_not(None))))).all()
+    for row in rows:
+        if row.abort_to is not None:
+            values: dict[str, Any] = {"status": row.abort_to, "abort_to": None}
+            if row.abort_to in st.RUN_AGAIN:
+                values.update(st.FRESH_RUN)
+        elif not penalty:
+            values = {**st.FRESH_RUN, "status": st.TaskStatus.QUEUED, "message": why}
+        elif row.attempts + 1 > row.spec.get("retries", 0):
+            values = {"status": st.TaskStatus.FAILED, "attempts": row.attempts + 1,
+                      "message": f"{why} (attempt {row.attempts + 1}; no retries left)",
+                      "finished": now}
+        else:
+            values = {**st.FRESH_RUN, "status": st.TaskStatus.QUEUED,
+                      "attempts": row.attempts + 1, "message": f"{why}; queued again"}
+        values["modified"] = now
+        conn.execute(update(Task).where(Task.id == row.id).values(**values))
+    st.refresh(conn, {r.job_id for r in rows}, now)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from hub.jobs import status as st
 from hub.jobs.docker_jobs import check_result
+from hub.jobs.status import storable
 from hub.query.fields import parse_time
 from hub.storage.models import Bucket, Job, ReportKey, Task
 from protocol import BucketReport, FilesReport, Report, ReportResult, TaskReport, whole_log_needed
@@ -118,13 +119,6 @@ def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
         conn.execute(insert(ReportKey), [{"key": k, "received": now} for k in fresh])
     st.refresh(conn, {b.job_id for b in buckets.values()}, now)
     return results
-
-
-def storable(text: str) -> str:
-    """A task's output as text any database keeps: PostgreSQL refuses NUL characters, so
-    they show as U+FFFD (and a tail with one makes the agent upload the whole log, bytes
-    as they were)."""
-    return text.replace("\x00", "\ufffd")
 
 
 def _file_events(item: FilesReport) -> list[TaskReport]:

@@ -233,3 +233,10 @@ def speed(counts: Counts, started: datetime | None, now: datetime) -> float:
         return 0.0
     window = min(SPEED_WINDOW.total_seconds(), (now - started).total_seconds())
     return round(counts.recent / window, 3) if window > 0 else 0.0
+
+
+def storable(text: str) -> str:
+    """A task's output as text any database keeps: PostgreSQL refuses NUL characters, so
+    they show as U+FFFD (and a tail with one makes the agent upload the whole log, bytes
+    as they were)."""
+    return text.replace("\x00", "\ufffd")
