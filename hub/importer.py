@@ -15,8 +15,11 @@ stands. Unlike the reference:
 * a password the API would refuse as weak (the example's ``password``) is
   imported, but must be changed before its user can log in.
 
-A collaboration's ``tasks`` (algorithm images) are noted and not run: Docker
-tasks come with the Docker lanes.
+A collaboration's ``tasks`` (algorithm images) become docker jobs for all its
+participants, started by its first one, with no input (each once: the job's code
+names the collaboration and the task's place in the list). In an encrypted
+collaboration they are noted and not started: inputs there are sealed by a user
+of the initiating organization.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from hub import permissions
 from hub.admin import AdminSession
 from hub.entities import entity
 from hub.entities.nodes import given_key
+from hub.jobs import docker_jobs
 from hub.keys import new_key
 from hub.runtime import Ctx
 from hub.security import (
@@ -43,7 +47,7 @@ from hub.security import (
     new_password,
     verify_secret_async,
 )
-from hub.storage.models import ApiKey, Collaboration, Node, Organization, Role, User
+from hub.storage.models import ApiKey, Collaboration, Job, Node, Organization, Role, User
 
 ORG_FIELDS = ("name", "domain", "address1", "address2", "zipcode", "country", "public_key")
 USER_FIELDS = ("username", "firstname", "lastname", "email", "password", "role", "roles")
@@ -265,9 +269,31 @@ class Importer:
         for j, (part, org_id) in enumerate(zip(checked, orgs, strict=True)):
             with entry(f"participants[{j}] ({part['name']})"):
                 await self.node(part, org_id, collab_id, wanted["name"])
-        if tasks:
-            self.report.notes.append(f"{label}: tasks {tasks} not started (Docker tasks come "
-                                     "with the Docker lanes)")
+        for j, image in enumerate(tasks):
+            with entry(f"tasks[{j}] ({image})"):
+                await self.task(image, j, wanted["name"], collab_id, orgs, label)
+
+    async def task(self, image: str, index: int, collab: str, collab_id: str, orgs: list[str],
+                   label: str) -> None:
+        code = f"{image} ({collab} task {index + 1})"
+        async with self.ctx.db.read() as conn:
+            encrypted, exists = (await conn.execute(select(
+                Collaboration.encrypted,
+                select(Job.id).where(Job.kind == "docker", Job.collaboration_id == collab_id,
+                                     Job.code == code).exists()).where(
+                Collaboration.id == collab_id))).one()
+        if exists:
+            self.report.unchanged += 1
+        elif encrypted:
+            self.report.notes.append(f"{label}: task {image!r} not started: the collaboration "
+                                     "is encrypted, and its inputs are sealed by a user of "
+                                     "the initiating organization")
+        elif orgs:
+            await docker_jobs.create(self.ctx, {"collaboration": collab_id, "code": code,
+                                                "docker": {"image": image, "organizations": [
+                                                    {"organization": o} for o in orgs]}},
+                                     initiator=orgs[0])
+            self.report.created.append(f"docker job {code}")
 
     async def node(self, part: dict[str, Any], org_id: str, collab_id: str, collab: str
                    ) -> None:

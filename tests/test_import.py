@@ -30,7 +30,8 @@ def test_the_reference_example_imports_as_it_stands(hub: Hub, session: Session,
                                                     env: dict[str, str]) -> None:
     first = run_import(hub, env, EXAMPLE)
     assert first.returncode == 0, first.stderr
-    assert "created 19, updated 0" in first.stdout  # 3 orgs, 6 users, 3 collabs, 7 nodes
+    # 3 orgs, 6 users, 3 collaborations, 7 nodes, 4 docker jobs
+    assert "created 23, updated 0" in first.stdout
     orgs = {o["name"]: o for o in session.find("Organization")}
     assert {"IKNL", "Small Organization", "Big Organization"} <= set(orgs)
     assert orgs["IKNL"]["zipcode"] == "3511DT" and orgs["IKNL"]["address2"] == ""
@@ -45,7 +46,17 @@ def test_the_reference_example_imports_as_it_stands(hub: Hub, session: Session,
     nodes = session.related("Collaboration", zeppelin["id"], "nodes")
     assert len(nodes) == 3 and {n["organization"] for n in nodes} == set(zeppelin["organizations"])
     assert len(session.find("Node where collaboration=SLIPPERS")) == 2
-    assert "tasks ['hello-world'] not started" in first.stdout
+    # each collaboration's tasks: a docker job for all its participants, started by the first
+    jobs = session.find("Job where kind=docker")
+    assert sorted(j["code"] for j in jobs) == [
+        "hello-world (PIPELINE task 1)", "hello-world (SLIPPERS task 1)",
+        "hello-world (SLIPPERS task 2)", "hello-world (ZEPPELIN task 1)"]
+    slippers = next(j for j in jobs if j["code"] == "hello-world (SLIPPERS task 1)")
+    assert slippers["docker"]["image"] == "hello-world" and slippers["status"] == "waiting"
+    assert slippers["organization"] == orgs["Small Organization"]["id"]
+    runs = session.find(f"task WHERE job.id={slippers['id']}")
+    assert {r["organization"] for r in runs} == {orgs["Small Organization"]["id"],
+                                                 orgs["Big Organization"]["id"]}
 
     # the file's api_key is the node's key: an agent enrolls with it
     status, enrolled = http("POST", f"{hub.api}/agent/enroll", {

@@ -80,8 +80,9 @@ def _bad(field: str, message: str, code: str = "invalid_spec") -> ApiError:
     return ApiError(422, code, f"{field}: {message}", {"field": field})
 
 
-async def create(ctx: Ctx, body: Any) -> str:
-    """Check a docker job and store it with one queued run per organization; its id."""
+async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
+    """Check a docker job and store it with one queued run per organization; its id.
+    ``initiator``: the organization that starts it, when not the caller's (an import)."""
     try:
         spec = msgspec.convert(body, DockerJobCreate)
     except msgspec.ValidationError as exc:
@@ -114,7 +115,10 @@ async def create(ctx: Ctx, body: Any) -> str:
         if parent is not None and collab != parent.collaboration_id:
             raise _bad("collaboration", "a child job runs in its parent's collaboration",
                        "invalid_body")
-        initiator = parent.organization_id if parent is not None else ctx.caller.organization
+        if parent is not None:
+            initiator = parent.organization_id
+        elif initiator is None:
+            initiator = ctx.caller.organization
         if initiator is None:
             raise ApiError(422, "no_organization", "docker jobs are started by a user of an "
                            "organization of the collaboration; yours has none",
