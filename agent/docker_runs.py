@@ -239,7 +239,7 @@ def _spec(task_id: str, work: DockerWork, data: bytes) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "run_id": task_id, "job_id": work.job_id, "image": work.image, "env": work.env,
         "inputs": {"input": data}, "token": work.token, "grace": work.grace}
-    for key in ("command", "cpus", "memory", "pids", "timeout"):
+    for key in ("command", "cpus", "memory", "pids", "timeout", "user"):
         if getattr(work, key) is not None:
             spec[key] = getattr(work, key)
     if work.gpus:

@@ -50,5 +50,6 @@ class DockerWork(Struct, frozen=True):
     memory: int | None = None  # bytes
     pids: int | None = None
     gpus: int = 0
+    user: str | None = None  # "uid" or "uid:gid"; None: the node's unprivileged default
     timeout: float | None = None  # seconds
     grace: float = 10.0  # seconds between docker stop's TERM and its KILL

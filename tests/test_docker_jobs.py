@@ -72,6 +72,7 @@ class Federation:
 
 def make_federation(hub: Hub, session: Session, start_agent: Callable[..., Agent],
                     tmp_path: Path, *, encrypted: bool = True, orgs: tuple[str, ...] = ORGS,
+                    agent_options: dict[str, Any] | None = None,
                     **docker_config: Any) -> Federation:
     ids = {name: session.create("Organization", {"name": name})["id"] for name in orgs}
     name = "trial-encrypted" if encrypted else "trial"
@@ -90,7 +91,7 @@ def make_federation(hub: Hub, session: Session, start_agent: Callable[..., Agent
         key = session.create("Node", {"name": f"{org} node", "organization": org,
                                       "collaboration": name})["api_key"]
         fed.agents[org] = start_agent(hub, key, organization_key_file=str(fed.keys[org]),
-                                      transfer=False, docker={
+                                      transfer=False, **(agent_options or {}), docker={
                                           "slots": 2, "images": {"names": [IMAGE]},
                                           "cpus": 0.5, "memory": "64m", "pids": 64,
                                           "data": str(data), **docker_config})
@@ -181,6 +182,14 @@ def test_an_image_off_the_allowlist_is_refused_with_the_reason(
         assert run["status"] == "failed" and run["message"].startswith("image refused:")
         assert "ferry-test/unlisted:1" in run["message"] and "allow" in run["message"]
         assert run["attempts"] == 1 and run["result"] == ""
+        # root, on a node that does not allow it; more memory than the node gives
+        job = fed.submit({ORGS[1]: "x"}, user="0")
+        assert fed.finished(job["id"])["status"] == "failed"
+        assert "running as root (uid 0) is not allowed" in fed.runs(job["id"])[ORGS[1]]["message"]
+        job = fed.submit({ORGS[1]: "x"}, memory="1g")
+        assert fed.finished(job["id"])["status"] == "failed"
+        assert "memory 1024 MiB asked, at most 64 MiB" in \
+            fed.runs(job["id"])[ORGS[1]]["message"]
     finally:
         engine.images.remove("ferry-test/unlisted:1")
 
@@ -373,3 +382,32 @@ def test_a_collaboration_without_encryption_carries_plain_text(
     assert fed.finished(job["id"])["status"] == "done"
     assert {n: r["result"] for n, r in fed.runs(job["id"]).items()} == {
         "Amsterdam": "plain-Amsterdam 33", "Bergen": "plain-Bergen 63"}
+
+
+def test_a_stopping_agent_drains_its_runs_then_hands_back_what_still_runs(
+        engine: docker.DockerClient, hub: Hub, session: Session, start_agent: Any,
+        tmp_path: Path) -> None:
+    fed = make_federation(hub, session, start_agent, tmp_path, orgs=ORGS[:1],
+                          agent_options={"drain_timeout": 1.0})
+    org = ORGS[0]
+    quick = fed.submit({org: "quick"}, "sleep 0.5; " + SUM)
+    wait_for(lambda: fed.runs(quick["id"])[org]["status"] == "executing", what="quick runs")
+    agent = fed.agents[org]
+    assert agent.stop() == 0  # SIGTERM: a drain of 1 s
+    # what finished within the drain is reported; nothing is left behind
+    assert fed.runs(quick["id"])[org]["status"] == "done"
+    slow = fed.submit({org: "slow"}, "while [ ! -e /ferry/tmp/go ]; do sleep 0.2; done; " + SUM)
+    agent.start()
+    run_id = wait_for(lambda: next((r["id"] for r in fed.runs(slow["id"]).values()
+                                    if r["status"] == "executing"), None), what="slow runs")
+    assert agent.stop() == 0
+    # past the drain deadline: stopped, handed back with no attempt spent, and removed
+    run = fed.runs(slow["id"])[org]
+    assert (run["status"], run["attempts"]) == ("queued", 0), run
+    assert not containers_of(engine, run_id)
+    agent.start()
+    go = agent.paths.data_dir / "docker" / "jobs" / slow["job_id"] / "go"
+    wait_for(go.parent.is_dir, what="the run again")
+    go.touch()
+    assert fed.finished(slow["id"])["status"] == "done"
+    assert not containers_of(engine, run_id)

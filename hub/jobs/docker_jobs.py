@@ -60,6 +60,8 @@ class DockerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     memory: int | str | None = None  # bytes, or "512m"
     pids: Annotated[int, msgspec.Meta(ge=1, le=1 << 22)] | None = None
     gpus: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0
+    # "uid" or "uid:gid"; default an unprivileged one; 0 only where the node allows root
+    user: Annotated[str, msgspec.Meta(pattern=r"^\d{1,10}(:\d{1,10})?$")] | None = None
     timeout: Annotated[float, msgspec.Meta(gt=0, le=30 * 86400)] | None = None
     grace: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0
     retries: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
@@ -276,7 +278,7 @@ def run_work(row: Any, job: Any, org: str, tokens: TokenService | None) -> TaskW
                         encrypted=bool(spec.get("encrypted")),
                         initiator_key=job.public_key or "", token=token,
                         cpus=spec.get("cpus"), memory=spec.get("memory"),
-                        pids=spec.get("pids"), gpus=spec.get("gpus", 0),
+                        pids=spec.get("pids"), gpus=spec.get("gpus", 0), user=spec.get("user"),
                         timeout=spec.get("timeout"), grace=spec.get("grace", 10.0)))
 
 
