@@ -223,10 +223,15 @@ class DockerRuns:
         data = path.read_bytes()
         if not work.encrypted:
             try:
-                return data.decode("utf-8")
+                text = data.decode("utf-8")
+                if "\0" in text:
+                    raise UnicodeDecodeError("utf-8", data, data.index(0), data.index(0) + 1,
+                                             "NUL")
+                return text
             except UnicodeDecodeError:
-                raise ValueError("the result is not UTF-8 text (in a collaboration that is "
-                                 "not encrypted, results are text; encode binary data)"
+                raise ValueError("the result is not UTF-8 text without NUL characters (in a "
+                                 "collaboration that is not encrypted, results are text; "
+                                 "encode binary data)"
                                  ) from None
         key = self.org_key.private
         if key is None:

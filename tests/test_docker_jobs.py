@@ -66,6 +66,11 @@ class Federation:
         names = {v: k for k, v in self.orgs.items()}
         return {names[t["organization"]]: t for t in self.root.find(f"Task where job.id={job_id}")}
 
+    def running(self, job: dict[str, Any]) -> str:
+        """Once the job's (one) run executes: its id."""
+        return wait_for(lambda: next((r["id"] for r in self.runs(job["id"]).values()
+                                      if r["status"] == "executing"), None), what="a run")
+
     def finished(self, job_id: str) -> dict[str, Any]:
         return wait_for(lambda: ended(self.user, job_id), timeout=120, what="job ended")
 
@@ -207,8 +212,7 @@ def test_abort_stops_the_container_within_the_grace(federation: Federation,
     # it ignores TERM: only the KILL after the grace ends it
     job = federation.submit({ORGS[1]: "x"}, "trap '' TERM; echo up; while :; do sleep 1; done",
                             grace=2)
-    run_id = wait_for(lambda: next((r["id"] for r in federation.runs(job["id"]).values()
-                                    if r["status"] == "executing"), None), what="running")
+    run_id = federation.running(job)
     wait_for(lambda: [c for c in containers_of(engine, run_id) if c.status == "running"],
              what="container running")
     # its output reaches the hub while it runs
@@ -231,8 +235,7 @@ def test_a_restarted_agent_adopts_running_containers_and_runs_nothing_twice(
     org = ORGS[1]
     job = fed.submit({org: "again"}, "echo started; while [ ! -e /ferry/tmp/go ]; do sleep 0.2; "
                      "done; " + SUM)
-    run_id = wait_for(lambda: next((r["id"] for r in fed.runs(job["id"]).values()
-                                    if r["status"] == "executing"), None), what="running")
+    run_id = fed.running(job)
     wait_for(lambda: [c for c in containers_of(engine, run_id) if c.status == "running"],
              what="container running")
     agent = fed.agents[org]
@@ -338,8 +341,7 @@ def test_a_run_token_creates_child_jobs_of_its_own_job_until_the_run_ends(
     org = ORGS[1]
     parent = fed.submit({org: "p"}, "[ -S \"$FERRY_HUB_SOCKET\" ] && echo socket-there; "
                         "while [ ! -e /ferry/tmp/go ]; do sleep 0.2; done")
-    run_id = wait_for(lambda: next((r["id"] for r in fed.runs(parent["id"]).values()
-                                    if r["status"] == "executing"), None), what="running")
+    run_id = fed.running(parent)
     agent = fed.agents[org]
     token = (agent.paths.data_dir / "docker" / "runs" / run_id / "token").read_text()
     child_body = {"docker": {"image": IMAGE, "command": ["sh", "-c", SUM], "organizations": [
@@ -382,6 +384,10 @@ def test_a_collaboration_without_encryption_carries_plain_text(
     assert fed.finished(job["id"])["status"] == "done"
     assert {n: r["result"] for n, r in fed.runs(job["id"]).items()} == {
         "Amsterdam": "plain-Amsterdam 33", "Bergen": "plain-Bergen 63"}
+    # a binary result where results are text: that run fails, saying so
+    job = fed.submit({ORGS[1]: "x"}, "printf 'a\\000b' > /ferry/output/result")
+    assert fed.finished(job["id"])["status"] == "failed"
+    assert "not UTF-8 text without NUL" in fed.runs(job["id"])[ORGS[1]]["message"]
 
 
 def test_a_stopping_agent_drains_its_runs_then_hands_back_what_still_runs(
@@ -398,8 +404,7 @@ def test_a_stopping_agent_drains_its_runs_then_hands_back_what_still_runs(
     assert fed.runs(quick["id"])[org]["status"] == "done"
     slow = fed.submit({org: "slow"}, "while [ ! -e /ferry/tmp/go ]; do sleep 0.2; done; " + SUM)
     agent.start()
-    run_id = wait_for(lambda: next((r["id"] for r in fed.runs(slow["id"]).values()
-                                    if r["status"] == "executing"), None), what="slow runs")
+    run_id = fed.running(slow)
     assert agent.stop() == 0
     # past the drain deadline: stopped, handed back with no attempt spent, and removed
     run = fed.runs(slow["id"])[org]

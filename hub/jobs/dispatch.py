@@ -152,8 +152,9 @@ class Dispatcher:
         agent = conn.execute(_AGENT, {"id": client_id}).first()
         if agent is None or agent.disabled:
             return []
-        if docker and agent.organization_id and agent.collaboration_id:
-            runs = self._lease_runs(conn, client_id, agent, docker, now)
+        if docker:  # only a node of an organization in a collaboration runs docker jobs
+            runs = self._lease_runs(conn, client_id, agent, docker, now) \
+                if agent.organization_id and agent.collaboration_id else []
             if runs or not (lanes or slots):
                 return runs
         free = self._free_lanes(conn, client_id, lanes)

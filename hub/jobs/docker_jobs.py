@@ -227,6 +227,8 @@ def check_result(result: str, spec: dict[str, Any]) -> str:
         return ""
     if len(result) > MAX_RESULT:
         return f"the result is larger than {MAX_RESULT} characters"
+    if "\0" in result:
+        return "the result holds a NUL character: results are text (encode binary data)"
     if not spec.get("encrypted"):
         return ""
     try:
