@@ -58,7 +58,8 @@ from lanes.images import ImagePolicy, ImageRefused, resolve
 log = structlog.get_logger("lanes.docker")
 
 T = TypeVar("T")
-POLL = 0.25  # seconds between looks at a running container
+POLL = 0.25  # seconds between looks at a running container, at most
+FIRST_POLL = 0.02  # the first look after it started; each one after waits twice as long
 ENGINE_RETRIES = 30  # looks that may fail in a row (a second apart) before a run is lost
 
 
@@ -289,6 +290,7 @@ class DockerLane:
     async def _watch(self, handle: RunHandle) -> dict[str, Any]:
         """Until the container has ended; stops it when it runs past its timeout."""
         failures = 0
+        delay = FIRST_POLL  # a short run is seen ending at once, a long one costs no more
         while True:
             if self._closed:
                 raise Detached(f"the lane closed; run {handle.run_id} goes on unwatched")
@@ -312,7 +314,8 @@ class DockerLane:
                     time.time() >= handle.started + handle.timeout:
                 handle.stopping = f"timed out after {handle.timeout:g} s"
                 self._pool.submit(self._stop, handle, handle.grace)
-            await asyncio.sleep(POLL)
+            await asyncio.sleep(delay)
+            delay = min(POLL, delay * 2)
 
     # -- on the lane's threads
     def _create(self, task: DockerRun, grant: Grant,
