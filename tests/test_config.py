@@ -190,3 +190,23 @@ def test_hub_timings_must_fit_together(tmp_path: Path) -> None:
         config.load(write(tmp_path, "application: {job_inactive_after: 10, "
                                     "job_archive_after: 5}\n"), HubConfig)
     assert info.value.key == "application.job_archive_after"
+
+
+@pytest.mark.parametrize("section, key, needle", [
+    ("{slots: 0}", "application.docker.slots", ">= 1"),
+    ("{memory: lots}", "application.docker", "`docker.memory`: expected bytes"),
+    ("{images: {patterns: ['(']}}", "application.docker.images", "not a valid regex"),
+    ("{images: {digests: [sha256:abc]}}", "application.docker.images", "64 hex digits"),
+    ("{images: {tags: [x]}}", "application.docker.images.tags", "unknown key"),
+    ("{network: host}", "application.docker.network", "unknown key"),
+])
+def test_bad_docker_sections_name_the_key(tmp_path: Path, section: str, key: str,
+                                          needle: str) -> None:
+    path = write(tmp_path, f"application: {{hub: 'http://h:1', docker: {section}}}\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path, AgentConfig)
+    assert info.value.key == key, str(info.value)
+    assert needle in str(info.value)
+    good = config.load(write(tmp_path, "application: {hub: 'http://h:1', docker: {slots: 3, "
+                             "memory: 2g, images: {names: ['studio/avg:2']}}}\n"), AgentConfig)
+    assert good.config.docker is not None and good.config.docker.memory_bytes == 2 << 30
