@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import msgspec
@@ -60,7 +61,10 @@ class DockerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
 class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Keys of an agent's config file (docs/CONFIG.md)."""
 
-    hub: str
+    # the hub's URL or server name; a list: hubs in order, the next taking over while
+    # one is unavailable (agent/hubs.py)
+    hub: str | Annotated[list[str], msgspec.Meta(min_length=1, max_length=16)]
+    failback_interval: Seconds = 10.0  # seconds between asks whether the first hub is back
     api_key: Annotated[str, msgspec.Meta(min_length=8)] | None = None
     api_key_file: str | None = None  # read at start; keeps the key out of the config
     site: str | None = None  # a site name at the hub; default: the hub's main site
@@ -87,13 +91,41 @@ class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     logging: LoggingConfig = LoggingConfig()
 
     def __post_init__(self) -> None:
-        try:
-            url = URL(self.hub)
-            port = url.port  # parses it: an out-of-range port raises here
-        except ValueError as exc:
-            raise ValueError(f"`hub`: not a valid URL: {exc}") from None
-        if url.scheme not in ("http", "https") or not url.host or port is None:
-            raise ValueError(f"`hub`: expected an http:// or https:// URL with a host, got "
-                             f"{self.hub!r}")
-        if url.query_string or url.fragment:
-            raise ValueError("`hub`: the URL must not have a query or fragment")
+        entries = [self.hub] if isinstance(self.hub, str) else self.hub
+        if not entries:
+            raise ValueError("`hub`: name at least one hub")
+        seen: set[str] = set()
+        for entry in entries:
+            if not isinstance(entry, str):
+                raise ValueError(f"`hub`: expected a URL or a server name, got {entry!r:.80}")
+            _check_hub(entry)
+            if entry.lower() in seen:
+                raise ValueError(f"`hub`: {entry!r} is listed twice")
+            seen.add(entry.lower())
+
+    @property
+    def hubs(self) -> list[str]:
+        """The hubs in order of preference (URLs or server names)."""
+        return [self.hub] if isinstance(self.hub, str) else list(self.hub)
+
+
+_SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _check_hub(entry: str) -> None:
+    """A hub's URL, or the name of a server in the servers database."""
+    if "://" not in entry:
+        if not _SERVER_NAME.fullmatch(entry):
+            raise ValueError(f"`hub`: expected an http:// or https:// URL with a host, or a "
+                             f"server name (`ferry servers list`), got {entry!r}")
+        return
+    try:
+        url = URL(entry)
+        port = url.port  # parses it: an out-of-range port raises here
+    except ValueError as exc:
+        raise ValueError(f"`hub`: not a valid URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host or port is None:
+        raise ValueError(f"`hub`: expected an http:// or https:// URL with a host, got "
+                         f"{entry!r}")
+    if url.query_string or url.fragment:
+        raise ValueError("`hub`: the URL must not have a query or fragment")

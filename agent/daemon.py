@@ -25,6 +25,8 @@ from agent.checkin import CheckinLoop
 from agent.config import AgentConfig
 from agent.docker_runs import DockerRuns
 from agent.hubclient import HubClient
+from agent.hubs import HubTarget, StatusRecorder
+from agent.hubs import resolve as resolve_hubs
 from agent.identity import Identity
 from agent.metrics import MetricsSampler
 from agent.orgkey import KEY_FILE, OrgKey
@@ -80,11 +82,12 @@ class Agent(Service):
         self.on_ready = on_ready
         self.api_key = read_api_key(config, config_dir)
         self.lanes = config.lanes or os.cpu_count() or 1
-        self.state = AgentState(name=name, hub=config.hub, lanes=self.lanes)
+        self.state = AgentState(name=name, hub=config.hubs[0], lanes=self.lanes)
         self.org_key = OrgKey(Path(config.organization_key_file).expanduser()
                               if config.organization_key_file else data_dir / KEY_FILE)
         self.state.organization_key = self.org_key.status
         self._settling: asyncio.Task[None] | None = None
+        self.hub_status: StatusRecorder | None = None
         self.status_server = StatusServer(self.state, config.status_ip, config.status_port)
         self.identity: Identity | None = None
         self.hub: HubClient | None = None
@@ -104,7 +107,7 @@ class Agent(Service):
             folder = Path(config.docker.folder).expanduser() if config.docker.folder else \
                 data_dir / "docker"
             self.docker = DockerRuns(config.docker, folder, self.agent_id, self.org_key,
-                                     config.hub)
+                                     lambda: self.hub.base_url if self.hub else "")
             self.state.docker = self.docker.status
 
     def _enroll_request(self) -> EnrollRequest:
@@ -130,6 +133,9 @@ class Agent(Service):
             self._settling = asyncio.create_task(self.org_key.settle(self.hub, answer),
                                                  name="organization-key")
 
+    def _switched(self, target: HubTarget) -> None:
+        self.state.hub = target.url
+
     def _retrying(self, error: str) -> None:
         self.state.last_error = error
 
@@ -146,17 +152,23 @@ class Agent(Service):
                               key="status_port") from None
         if self.transfer is not None:  # listening before enrollment says where
             await self.transfer.start()
-        self.hub = HubClient(self.config.hub, self._enroll_request,
+        system = self.client_type == ClientType.SERVER  # whose servers database names hubs
+        targets = await asyncio.to_thread(resolve_hubs, self.config.hubs, system=system)
+        self.hub_status = StatusRecorder(system=system)
+        self.hub = HubClient(targets, self._enroll_request,
+                             failback_interval=self.config.failback_interval,
                              retry_max_delay=self.config.retry_max_delay,
                              request_timeout=self.config.request_timeout)
         self.hub.on_enrolled = self._enrolled
         self.hub.on_retry = self._retrying
-        log.info("agent starting", name=self.name, hub=self.config.hub, lanes=self.lanes,
+        self.hub.on_status = self.hub_status.saw
+        self.hub.on_switch = self._switched
+        log.info("agent starting", name=self.name, hub=self.hub.target.label, lanes=self.lanes,
                  status=self.status_server.url, machine_id=self.identity.machine_id,
                  host_id=self.identity.host_id)
         if self.on_ready:
             self.on_ready({"pid": os.getpid(), "status_url": self.status_server.url,
-                           "status_port": self.status_server.port, "hub": self.config.hub,
+                           "status_port": self.status_server.port, "hub": self.hub.base_url,
                            "version": ferry.__version__, "agent_id": self.agent_id})
         await self.outbox.open()
         self.work = Work(self.hub, self.outbox, self.state, self.data_dir, self.agent_id)
@@ -240,6 +252,8 @@ class Agent(Service):
                         ResetResponse, attempts=1), timeout=3)
             await self.hub.goodbye()
             await self.hub.close()
+        if self.hub_status is not None:
+            await self.hub_status.close()
         await self.outbox.close()
         await self.status_server.stop()
         if self.transfer is not None:

@@ -20,6 +20,7 @@ import contextlib
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ class DockerRuns:
     """Runs docker buckets for ``Work``; ``start`` connects and adopts."""
 
     def __init__(self, config: DockerConfig, base: Path, agent_id: str, org_key: OrgKey,
-                 hub: str) -> None:
+                 hub: Callable[[], str]) -> None:
         self.config = config
         self.base = base
         self.agent_id = agent_id

@@ -4,12 +4,19 @@ Retries follow one rule: 429, 5xx, undecodable answers and connection
 errors are retried with jittered exponential backoff (honouring
 ``Retry-After``); 401 re-enrolls once with the node key; any other 4xx is
 the agent's own mistake and is raised, not retried.
+
+With several hubs (``agent/hubs.py``) the client talks to one at a time: a
+hub it cannot reach ``FAILOVER_AFTER`` times in a row is unavailable, and
+the next one takes over (the agent enrolls there). While it is not on the
+first hub it asks the first, every ``failback_interval`` seconds, whether it
+answers again, and goes back to it when it does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +29,7 @@ from tenacity.stop import stop_after_attempt, stop_base
 from tenacity.wait import wait_base, wait_random_exponential
 
 import ferry
+from agent.hubs import HubTarget
 from ferry.errors import ApiError, EnrollmentError
 from protocol import (
     API_PREFIX,
@@ -34,6 +42,7 @@ from protocol.http import parse_retry_after
 
 log = structlog.get_logger("agent.hub")
 T = TypeVar("T")
+FAILOVER_AFTER = 2  # transport failures in a row that make a hub unavailable
 
 class Retryable(Exception):
     """A failure worth trying again: the hub is down, busy or confused."""
@@ -77,11 +86,21 @@ class RetryAfterWait(wait_base):
 
 
 class HubClient:
-    """Talks to one hub. ``enroll_request`` builds the enroll body when needed."""
+    """Talks to a hub (one of ``hubs``, in order of preference). ``enroll_request``
+    builds the enroll body when needed."""
 
-    def __init__(self, base_url: str, enroll_request: Callable[[], EnrollRequest], *,
-                 retry_max_delay: float = 30.0, request_timeout: float = 30.0) -> None:
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, hubs: str | list[HubTarget], enroll_request: Callable[[], EnrollRequest],
+                 *, retry_max_delay: float = 30.0, request_timeout: float = 30.0,
+                 failback_interval: float = 10.0) -> None:
+        self.hubs = [HubTarget(hubs.rstrip("/"))] if isinstance(hubs, str) else list(hubs)
+        if not self.hubs:
+            raise ValueError("no hub to talk to")
+        self.current = 0  # index in hubs
+        self.failback_interval = failback_interval
+        self._failures = 0  # transport failures in a row, at the current hub
+        self._last_probe = time.monotonic()
+        self.on_switch: Callable[[HubTarget], None] | None = None
+        self.on_status: Callable[[HubTarget, bool], None] | None = None
         self._enroll_request = enroll_request
         self._retry_max_delay = retry_max_delay
         self.request_timeout = request_timeout
@@ -122,8 +141,62 @@ class HubClient:
             await self._session.close()
             self._session = None
 
+    @property
+    def base_url(self) -> str:
+        return self.hubs[self.current].url
+
+    @property
+    def target(self) -> HubTarget:
+        return self.hubs[self.current]
+
     def _url(self, path: str) -> str:
         return f"{self.base_url}{API_PREFIX}{path}"
+
+    # -- failover
+    def _reached(self) -> None:
+        self._failures = 0
+        if self.on_status is not None:
+            self.on_status(self.target, True)
+
+    def _unreachable(self, exc: BaseException) -> Retryable:
+        """A transport failure at the current hub; the next hub takes over once it is
+        unavailable. The Retryable to raise."""
+        failed = self.target
+        error = Retryable(f"cannot reach hub at {failed.url}: {exc or type(exc).__name__}")
+        self._failures += 1
+        if self.on_status is not None:
+            self.on_status(failed, False)
+        if self._failures >= FAILOVER_AFTER and len(self.hubs) > 1:
+            self._switch((self.current + 1) % len(self.hubs),
+                         f"hub {failed.label} is unavailable")
+        return error
+
+    def _switch(self, index: int, why: str) -> None:
+        previous, self.current = self.target, index
+        self._failures = 0
+        self._token = None  # the next request enrolls there
+        self._last_probe = time.monotonic()
+        log.warning(f"{why}; switching to {self.target.label}", previous=previous.url,
+                    hub=self.target.url)
+        if self.on_switch is not None:
+            self.on_switch(self.target)
+
+    async def _maybe_fail_back(self) -> None:
+        """Not on the first hub: every ``failback_interval``, ask it whether it is back."""
+        if self.current == 0 or time.monotonic() - self._last_probe < self.failback_interval:
+            return
+        self._last_probe = time.monotonic()
+        first = self.hubs[0]
+        try:
+            async with self.session.get(f"{first.url}{API_PREFIX}/version",
+                                        timeout=aiohttp.ClientTimeout(total=3)) as resp:
+                back = resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            back = False
+        if self.on_status is not None:
+            self.on_status(first, back)
+        if back:
+            self._switch(0, f"hub {first.label} answers again")
 
     async def _once(self, method: str, path: str, body: Any, kind: type[T],
                     token: str | None) -> T:
@@ -136,12 +209,12 @@ class HubClient:
             async with self.session.request(method, self._url(path), data=data,
                                             headers=headers) as resp:
                 raw = await resp.read()
-                _raise_for(resp, raw)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise Retryable(f"cannot reach hub at {self.base_url}: {exc or type(exc).__name__}") \
-                from None
+            raise self._unreachable(exc) from None
         finally:
             self.in_flight -= 1
+        self._reached()
+        _raise_for(resp, raw)
         try:
             return msgspec.json.decode(raw, type=kind)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -166,6 +239,7 @@ class HubClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _authorized(self, method: str, path: str, body: Any, kind: type[T]) -> T:
+        await self._maybe_fail_back()
         token = self._token or await self._enroll(None)
         try:
             return await self._once(method, path, body, kind, token)
@@ -212,6 +286,7 @@ class HubClient:
             before_sleep=self._log_retry, reraise=True,
         ):
             with attempt:
+                await self._maybe_fail_back()
                 token = self._token or await self._enroll(None)
                 try:
                     await self._stream(path, file, params, token)
@@ -228,12 +303,13 @@ class HubClient:
             with open(file, "rb") as body:  # noqa: ASYNC230 - aiohttp reads it in a thread
                 async with self.session.post(self._url(path), data=body, params=params,
                                              headers=headers) as resp:
-                    _raise_for(resp, await resp.read())
+                    raw = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise Retryable(f"cannot reach hub at {self.base_url}: {exc or type(exc).__name__}") \
-                from None
+            raise self._unreachable(exc) from None
         finally:
             self.in_flight -= 1
+        self._reached()
+        _raise_for(resp, raw)
 
     async def checkin(self, body: CheckinRequest) -> CheckinResponse:
         return await self.request("POST", "/agent/checkin", body, CheckinResponse)

@@ -16,6 +16,7 @@ import contextlib
 import os
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -35,10 +36,10 @@ MAX_BODY = 8 << 20
 
 
 class RunProxy:
-    """Serves ``socket`` for the containers; forwards to ``hub`` (its base URL)."""
+    """Serves ``socket`` for the containers; forwards to the hub ``hub()`` names."""
 
-    def __init__(self, hub: str, socket: Path, timeout: float = 60.0) -> None:
-        self.hub = hub.rstrip("/")
+    def __init__(self, hub: Callable[[], str], socket: Path, timeout: float = 60.0) -> None:
+        self.hub = hub  # the base URL of the hub the agent talks to now
         self.socket = socket
         self.timeout = timeout
         self._runner: web.AppRunner | None = None
@@ -94,7 +95,7 @@ class RunProxy:
         body = await request.read()
         try:
             async with self._client.request(
-                    request.method, URL(self.hub + request.path).with_query(request.query),
+                    request.method, URL(self.hub().rstrip("/") + request.path).with_query(request.query),
                     data=body or None, headers={"Authorization": token,
                                                 "Content-Type": "application/json"}) as answer:
                 return web.Response(status=answer.status, body=await answer.read(),

@@ -7,6 +7,7 @@ import sys
 
 from ferry import __version__
 from ferry.commands import register, run
+from ferry.servers.cli import register as register_servers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="group", metavar="GROUP", required=True)
     register(sub, HubKind(), "run and manage hubs (the coordinator)")
     register(sub, AgentKind(), "run and manage agents (the node daemon)")
+    register_servers(sub)
     demo = sub.add_parser("demo", help="an embedded hub and an agent running a job, end to end",
                           description="Start an embedded hub (SQLite in a temporary folder) "
                           "and one agent, show it online with its metrics, run a 200-frame job "

@@ -7,6 +7,10 @@
     session.find("Client where type=1")
     session.update("Client", client_id, {"status": "disabled"})
 
+A hub may be named instead, from the servers database (``ferry servers``):
+``Session(server="prod", username=…, password=…)``; the server's status there
+follows what the session sees, and error messages say what it suggests.
+
 Credentials may also come from the environment: ``FERRY_HUB`` (URL),
 ``FERRY_USERNAME`` and ``FERRY_PASSWORD``, or ``FERRY_API_KEY``. Requests
 are retried on 429, 5xx and connection errors (honouring ``Retry-After``);
@@ -16,6 +20,7 @@ with the hub's message.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import urllib.error
@@ -57,7 +62,13 @@ def _wait(state: Any) -> float:
 class Session:
     def __init__(self, url: str | None = None, username: str | None = None,
                  password: str | None = None, api_key: str | None = None, *,
-                 timeout: float = 30.0, attempts: int = 4) -> None:
+                 server: str | None = None, timeout: float = 30.0, attempts: int = 4) -> None:
+        self.server = server
+        self._servers: Any = None  # the servers database, for a named hub
+        if server is not None:
+            if url is not None:
+                raise HubError("give the hub's url or its server name, not both")
+            url = self._named(server)
         self.url = (url or os.environ.get("FERRY_HUB") or DEFAULT_URL).rstrip("/")
         if not self.url.startswith(("http://", "https://")):
             raise HubError(f"hub URL must start with http:// or https://, got {self.url!r}")
@@ -73,6 +84,25 @@ class Session:
         self.user: dict[str, Any] = {}
         self.login()
 
+    def _named(self, server: str) -> str:
+        """The URL of a server of the user's servers database that can serve a session."""
+        from ferry.servers import ServersDB, ServersError, require
+
+        self._servers = ServersDB()
+        try:
+            found = self._servers.get(server)
+            for request in ("token", "find", "get", "create", "update", "delete"):
+                require(found, request)
+        except ServersError as exc:
+            raise HubError(str(exc)) from None
+        self.server = found.name
+        return str(found.application.url)
+
+    def _observe(self, ok: bool) -> None:
+        if self._servers is not None:
+            with contextlib.suppress(Exception):  # a courtesy: never the caller's failure
+                self._servers.observe(self.server, ok)
+
     # -- transport
     def _send(self, method: str, path: str, body: Any, token: str | None,
               text: bool = False) -> Any:
@@ -85,8 +115,10 @@ class Session:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as resp:
                 raw = resp.read()
+            self._observe(True)
         except urllib.error.HTTPError as exc:
             raw = exc.read()
+            self._observe(exc.code < 500)  # an answer, even an error, is the hub's
             if exc.code == 429 or exc.code >= 500:
                 after = parse_retry_after(exc.headers.get("Retry-After"), cap=60.0)
                 raise _Retry(f"hub answered {exc.code}", after, processed=exc.code != 429) \
@@ -100,6 +132,7 @@ class Session:
                 raise ApiError(exc.code, "http_error", raw[:300].decode("utf-8", "replace")) \
                     from None
         except (urllib.error.URLError, OSError) as exc:
+            self._observe(False)
             reason = getattr(exc, "reason", exc)
             raise _Retry(f"cannot reach hub at {self.url}: {reason}",
                          processed=not isinstance(reason, ConnectionRefusedError)) from None
@@ -132,10 +165,28 @@ class Session:
                         return self._send(method, path, body, self._token, text)
         except _Retry as exc:
             if not repeatable and exc.processed:
-                raise HubError(f"{exc}; not repeated, since the hub may have done it: "
-                               f"check before trying again") from None
-            raise HubError(f"{exc} (gave up after {self.attempts} attempts)") from None
+                raise HubError(self._problem(f"{exc}; not repeated, since the hub may have "
+                                             "done it: check before trying again")) from None
+            raise HubError(self._problem(f"{exc} (gave up after {self.attempts} attempts)")
+                           ) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _problem(self, error: str) -> str:
+        """For a named hub, the message its status in the servers database suggests."""
+        if self._servers is None:
+            return error
+        try:
+            return str(self._servers.problem(self.server, error))
+        except Exception:
+            return error
+
+    def version(self) -> dict[str, Any]:
+        """The hub's version and protocol; for a named hub, from the servers database's
+        cache while it is less than a day old."""
+        if self._servers is None:
+            return self._call("GET", "/version", auth=False)  # type: ignore[no-any-return]
+        return self._servers.cached(  # type: ignore[no-any-return]
+            self.server, "version", lambda: self._call("GET", "/version", auth=False))
 
     def login(self) -> None:
         body: dict[str, Any] = ({"api_key": self._api_key} if self._api_key else

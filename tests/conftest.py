@@ -83,7 +83,7 @@ def start_agent(tmp_path: Path, env: dict[str, str]) -> Iterator[Callable[..., A
     started: list[Agent] = []
     names = count(1)
 
-    def start(hub: Hub, api_key: str, **overrides: Any) -> Agent:
+    def start(hub: Hub, api_key: str, /, **overrides: Any) -> Agent:
         section = {"hub": hub.url, "api_key": api_key, "retry_max_delay": 0.5,
                    "transfer_ip": "127.0.0.1", "logging": {"level": "DEBUG"}, **overrides}
         agent = Agent("agent", f"a{next(names)}", tmp_path, section, env)

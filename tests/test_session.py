@@ -83,3 +83,30 @@ def test_update_many_reaches_the_hub_with_both_call_shapes(session: Session) -> 
         assert info.value.status in (404, 405)
     with pytest.raises(HubError, match="parent id"):
         session.update_many("task", [{"id": "t"}])
+
+
+def test_a_session_names_its_hub_from_the_servers_database(hub: Hub, env: dict[str, str]
+                                                           ) -> None:
+    import socket
+
+    from ferry.servers import ServersDB
+
+    ServersDB().add("studio", hub.url)
+    session = Session(server="STUDIO", username="root", password=ROOT_PASSWORD)
+    assert session.url == hub.url and session.server == "studio"
+    assert session.find_one("User where username=root") is not None
+    found = ServersDB().get("studio")
+    assert found.status == "Running"
+    assert session.version()["protocol"] == "ferry-v1"
+    assert "version" in ServersDB().get("studio").cache  # the next one comes from there
+    with pytest.raises(HubError, match="'nowhere'"):
+        Session(server="nowhere", username="root", password=ROOT_PASSWORD)
+    with pytest.raises(HubError, match="url or its server name"):
+        Session(hub.url, server="studio", username="root", password=ROOT_PASSWORD)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ServersDB().add("typo", f"http://127.0.0.1:{port}")
+    with pytest.raises(HubError, match=r"has never been reached.*check the URL"):
+        Session(server="typo", username="root", password=ROOT_PASSWORD, attempts=1)
+    assert ServersDB().get("typo").status == "Never reached"
