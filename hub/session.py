@@ -75,13 +75,19 @@ class Session:
         self.username = username or os.environ.get("FERRY_USERNAME")
         self._password = password or os.environ.get("FERRY_PASSWORD")
         self._api_key = api_key or (None if username else os.environ.get("FERRY_API_KEY"))
-        if not self._api_key and not (self.username and self._password is not None):
-            raise HubError("no credentials: give username and password, or api_key "
-                           "(or set FERRY_USERNAME/FERRY_PASSWORD or FERRY_API_KEY)")
         self.timeout = timeout
         self.attempts = attempts
         self._token: str | None = None
         self.user: dict[str, Any] = {}
+        if not self._api_key and not (self.username and self._password is not None):
+            stored = self._stored_token()
+            if stored is None:
+                raise HubError("no credentials: give username and password, or api_key "
+                               "(or set FERRY_USERNAME/FERRY_PASSWORD or FERRY_API_KEY)"
+                               + (f"; no token is stored for server '{self.server}'"
+                                  if self.server else ""))
+            self._token = stored  # the last session's with this server: no log-in needed
+            return
         self.login()
 
     def _named(self, server: str) -> str:
@@ -188,12 +194,29 @@ class Session:
         return self._servers.cached(  # type: ignore[no-any-return]
             self.server, "version", lambda: self._call("GET", "/version", auth=False))
 
+    def _stored_token(self) -> str | None:
+        if self._servers is None:
+            return None
+        try:
+            return self._servers.token(self.server)  # type: ignore[no-any-return]
+        except Exception:
+            return None
+
     def login(self) -> None:
+        """Log in; for a named hub the token is kept in the servers database's secret
+        store (the OS keyring, or an owner-only file), for the next session."""
+        if not self._api_key and not (self.username and self._password is not None):
+            raise HubError(f"the token stored for server '{self.server}' was refused "
+                           "(expired, or its password changed): log in with username and "
+                           "password")
         body: dict[str, Any] = ({"api_key": self._api_key} if self._api_key else
                                 {"username": self.username, "password": self._password})
         answer = self._call("POST", "/token", body, auth=False)
         self._token = answer["token"]
         self.user = answer.get("user", {})
+        if self._servers is not None:
+            with contextlib.suppress(Exception):
+                self._servers.set_token(self.server, self._token)
 
     # -- the reference's calls
     def find(self, query: str, finished: bool = False, archived: bool = False,

@@ -35,7 +35,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """User folders under tmp_path, for this process and the ones it starts."""
     values = isolated_env(tmp_path / "env")
     for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "HOME",
-                "FERRY_ROOT_PASSWORD"):
+                "FERRY_ROOT_PASSWORD", "PYTHON_KEYRING_BACKEND"):
         monkeypatch.setenv(key, values[key])
     for key in ("FERRY_HUB", "FERRY_USERNAME", "FERRY_PASSWORD", "FERRY_API_KEY"):
         monkeypatch.delenv(key, raising=False)

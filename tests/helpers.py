@@ -169,6 +169,9 @@ def isolated_env(base: Path) -> dict[str, str]:
         env[var] = str(base / sub)
         (base / sub).mkdir(parents=True, exist_ok=True)
     env["FERRY_ROOT_PASSWORD"] = ROOT_PASSWORD
+    # tokens of the servers database never reach the keyring of whoever runs the tests:
+    # the null backend stores nothing, so they go to the owner-only file under base
+    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -97,6 +97,10 @@ def test_a_session_names_its_hub_from_the_servers_database(hub: Hub, env: dict[s
     assert session.find_one("User where username=root") is not None
     found = ServersDB().get("studio")
     assert found.status == "Running"
+    # its token is kept, not in servers.json: the next session needs no password
+    assert ServersDB().token("studio") and "token" not in ServersDB().path.read_text()
+    again = Session(server="studio")
+    assert again.find_one("User where username=root") is not None
     assert session.version()["protocol"] == "ferry-v1"
     assert "version" in ServersDB().get("studio").cache  # the next one comes from there
     with pytest.raises(HubError, match="'nowhere'"):
@@ -110,3 +114,5 @@ def test_a_session_names_its_hub_from_the_servers_database(hub: Hub, env: dict[s
     with pytest.raises(HubError, match=r"has never been reached.*check the URL"):
         Session(server="typo", username="root", password=ROOT_PASSWORD, attempts=1)
     assert ServersDB().get("typo").status == "Never reached"
+    with pytest.raises(HubError, match="no token is stored for server 'typo'"):
+        Session(server="typo")
