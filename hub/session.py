@@ -202,6 +202,21 @@ class Session:
         except Exception:
             return None
 
+    def collaborations(self) -> list[dict[str, Any]]:
+        """The collaborations the caller sees (slow to change: for a named hub, from the
+        servers database's cache while it is less than a day old)."""
+        return self._slow("collaborations", "Collaboration")
+
+    def shares(self) -> list[dict[str, Any]]:
+        """The shares the caller sees (cached like ``collaborations``)."""
+        return self._slow("shares", "Share")
+
+    def _slow(self, key: str, entity: str) -> list[dict[str, Any]]:
+        if self._servers is None:
+            return self.find(entity)
+        return self._servers.cached(  # type: ignore[no-any-return]
+            self.server, key, lambda: self.find(entity))
+
     def login(self) -> None:
         """Log in; for a named hub the token is kept in the servers database's secret
         store (the OS keyring, or an owner-only file), for the next session."""

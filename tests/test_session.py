@@ -103,6 +103,12 @@ def test_a_session_names_its_hub_from_the_servers_database(hub: Hub, env: dict[s
     assert again.find_one("User where username=root") is not None
     assert session.version()["protocol"] == "ferry-v1"
     assert "version" in ServersDB().get("studio").cache  # the next one comes from there
+    session.create("Organization", {"name": "IKNL"})
+    session.create("Collaboration", {"name": "ZEPPELIN", "organizations": ["IKNL"]})
+    assert [c["name"] for c in session.collaborations()] == ["ZEPPELIN"]
+    session.create("Collaboration", {"name": "PIPELINE", "organizations": ["IKNL"]})
+    assert [c["name"] for c in session.collaborations()] == ["ZEPPELIN"]  # cached, a day
+    assert session.shares() == [] and "shares" in ServersDB().get("studio").cache
     with pytest.raises(HubError, match="'nowhere'"):
         Session(server="nowhere", username="root", password=ROOT_PASSWORD)
     with pytest.raises(HubError, match="url or its server name"):
