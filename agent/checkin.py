@@ -14,6 +14,7 @@ import ferry
 from agent.hubclient import HubClient
 from agent.identity import Identity
 from agent.metrics import MetricsSampler
+from agent.notify import Progress
 from agent.state import AgentState, now_iso
 from ferry.errors import ApiError
 from protocol import CheckinRequest, ShareInfo
@@ -27,8 +28,10 @@ FINISH_ON_STOP = 5.0  # seconds a check-in already sent may take to finish when 
 class CheckinLoop:
     def __init__(self, hub: HubClient, identity: Identity, sampler: MetricsSampler,
                  state: AgentState,
-                 on_shares: Callable[[list[ShareInfo]], None] | None = None) -> None:
+                 on_shares: Callable[[list[ShareInfo]], None] | None = None,
+                 progress: Progress | None = None) -> None:
         self.hub = hub
+        self.progress = progress or Progress()  # the watchdog asks it (agent/notify.py)
         self.identity = identity
         self.sampler = sampler
         self.state = state
@@ -77,6 +80,7 @@ class CheckinLoop:
                 await asyncio.gather(step, return_exceptions=True)
                 return
             step.result()
+            self.progress.beat()
             delay = self.state.checkin_interval * random.uniform(1 - JITTER, 1 + JITTER)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)

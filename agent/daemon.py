@@ -29,6 +29,7 @@ from agent.hubs import HubTarget, StatusRecorder
 from agent.hubs import resolve as resolve_hubs
 from agent.identity import Identity
 from agent.metrics import MetricsSampler
+from agent.notify import Notifier, Progress
 from agent.orgkey import KEY_FILE, OrgKey
 from agent.outbox import Outbox
 from agent.sender import OutboxSender
@@ -38,6 +39,7 @@ from agent.transfer import TransferService
 from agent.work import Work
 from ferry.errors import AgentError, ApiError, ConfigError, EnrollmentError
 from ferry.lifecycle import Service
+from lanes.oom import AGENT_OOM_SCORE, set_oom_score
 from protocol import (
     ClientType,
     EnrollRequest,
@@ -88,6 +90,8 @@ class Agent(Service):
         self.state.organization_key = self.org_key.status
         self._settling: asyncio.Task[None] | None = None
         self.hub_status: StatusRecorder | None = None
+        self.notifier = Notifier()  # the service manager (systemd), when there is one
+        self.checkin_progress = Progress()
         self.status_server = StatusServer(self.state, config.status_ip, config.status_port)
         self.identity: Identity | None = None
         self.hub: HubClient | None = None
@@ -138,6 +142,15 @@ class Agent(Service):
 
     def _retrying(self, error: str) -> None:
         self.state.last_error = error
+        self.checkin_progress.beat()  # trying a hub that is down is no wedge
+
+    def _healthy(self) -> bool:
+        """For the watchdog: the check-in loop runs and made progress lately (a check-in,
+        or a retry while the hub is down)."""
+        loop = next((t for t in self._tasks if t.get_name() == "checkin-loop"), None)
+        window = 3 * self.state.checkin_interval + self.config.request_timeout + \
+            self.config.retry_max_delay
+        return loop is not None and not loop.done() and self.checkin_progress.fresh(window)
 
     async def startup(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -180,11 +193,17 @@ class Agent(Service):
         if killed:
             log.warning("killed tasks left running by an earlier run", processes=killed)
         checkins = CheckinLoop(self.hub, self.identity, sampler, self.state,
-                               on_shares=self.transfer.set_shares if self.transfer else None)
+                               on_shares=self.transfer.set_shares if self.transfer else None,
+                               progress=self.checkin_progress)
         if self.transfer is not None:
             self.transfer.checkin = checkins.once
         self._spawn(checkins.run(self.should_exit), "checkin-loop")
         self._spawn(self._work(), "work")
+        if set_oom_score(AGENT_OOM_SCORE):
+            log.info("the OOM killer spares the agent before its tasks",
+                     oom_score_adj=AGENT_OOM_SCORE)
+        self.notifier.ready(f"serving; status at {self.status_server.url}/status.json")
+        self._spawn(self.notifier.watch(self._healthy, self.should_exit), "watchdog")
 
     def _spawn(self, loop: Any, name: str) -> None:
         self._tasks.append(asyncio.create_task(self._guard(loop), name=name))
@@ -227,6 +246,7 @@ class Agent(Service):
 
     async def shutdown(self) -> None:
         self.state.status = "stopping"
+        self.notifier.stopping(f"draining (at most {self.config.drain_timeout:g} s)")
         self.should_exit.set()  # the loops watch it (also when startup failed half-way)
         deadline = time.monotonic() + self.config.drain_timeout
         if self.work is not None:

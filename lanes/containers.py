@@ -26,6 +26,7 @@ from docker.types import DeviceRequest, LogConfig, Mount
 
 from lanes.base import Outcome, Status
 from lanes.docker_spec import DockerRun, Grant
+from lanes.oom import TASK_OOM_SCORE
 from protocol import LOG_TAIL_BYTES
 
 log = structlog.get_logger("lanes.docker")
@@ -140,6 +141,7 @@ def container_config(task: DockerRun, grant: Grant, folder: Path,
         "network_mode": "none", "read_only": True, "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"], "ipc_mode": "private",
         "mem_limit": grant.memory, "memswap_limit": grant.memory,  # no swap beyond memory
+        "oom_score_adj": TASK_OOM_SCORE,  # should the node run short, before the agent
         "nano_cpus": int(grant.cpus * 1e9), "pids_limit": grant.pids,
         "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={min(TMPFS_SIZE, grant.memory)}"},
         "mounts": mounts,

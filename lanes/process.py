@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lanes import cspawn
 from lanes.base import LaneError
+from lanes.oom import TASK_OOM_SCORE, set_oom_score
 
 LINUX = sys.platform.startswith("linux")
 
@@ -55,6 +56,8 @@ def spawn(argv: list[str], env: dict[str, str], log: Path, cwd: str | None) -> C
             else _popen(argv, env, fd, cwd)
     finally:
         os.close(fd)
+    if LINUX:  # before the agent, should memory run out (best effort: raising is allowed)
+        set_oom_score(TASK_OOM_SCORE, child.pid)
     if hasattr(os, "pidfd_open"):  # opened at once: the pid cannot be reused before
         try:
             child.pidfd = os.pidfd_open(child.pid)
