@@ -7,12 +7,13 @@ import sys
 
 from ferry import __version__
 from ferry.commands import register, run
-from ferry.servers.cli import register as register_servers
 
 
 def build_parser() -> argparse.ArgumentParser:
     from agent.cli import AgentKind
+    from ferry.servers.cli import register as register_servers
     from hub.cli import HubKind
+    from service.cli import register as register_service
 
     parser = argparse.ArgumentParser(
         prog="ferry", description="Ferry: the node agent and the hub it checks in with.")
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     register(sub, HubKind(), "run and manage hubs (the coordinator)")
     register(sub, AgentKind(), "run and manage agents (the node daemon)")
     register_servers(sub)
+    register_service(sub)
     demo = sub.add_parser("demo", help="an embedded hub and an agent running a job, end to end",
                           description="Start an embedded hub (SQLite in a temporary folder) "
                           "and one agent, show it online with its metrics, run a 200-frame job "
