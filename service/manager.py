@@ -1,5 +1,5 @@
 """Installing, starting, stopping and removing the agent service with the OS's own tools:
-``systemctl`` (Linux) and ``launchctl`` (macOS). Windows comes with its own module.
+``systemctl`` (Linux), ``launchctl`` (macOS), the SCM (Windows: service/windows.py).
 
 ``root`` stages the files under another folder (a package build, a test) and
 runs no service manager. A step that fails leaves nothing half done: a unit
@@ -195,5 +195,9 @@ def manager(spec: ServiceSpec, root: Path | None = None, platform: str = sys.pla
         return Systemd(spec, root)
     if platform == "darwin":
         return Launchd(spec, root)
+    if platform == "win32":
+        from service.windows import WindowsManager
+
+        return WindowsManager(spec, root)
     raise ServiceError(f"installing the agent as a service is not supported on {platform} "
-                       "yet (Linux: systemd; macOS: launchd)")
+                       "(Linux: systemd; macOS: launchd; Windows: the SCM)")
