@@ -116,3 +116,31 @@ def test_installed_as_a_system_service_it_drains_on_stop_and_leaves_nothing(
                   check=False).stdout.split()
     assert left == []
     assert inside(machine, "getent passwd ferry", check=False).returncode != 0
+
+
+def test_the_agents_container_image_runs_the_agent_and_docker_stop_drains_it(
+        package: Path, hub: Hub, session: Session, tmp_path: Path) -> None:
+    image = sh("bash", str(ROOT / "packaging" / "build-image.sh"), IMAGE).stdout.strip()
+    node = session.create("Node", {"name": "render-in-a-container"})
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"application:\n  hub: {hub.url}\n  api_key: {node['api_key']}\n"
+                      "  lanes: 1\n  transfer_ip: 127.0.0.1\n  drain_timeout: 120\n")
+    config.chmod(0o644)  # the image's user ferry reads it
+    name = f"ferry-agent-{uuid.uuid4().hex[:8]}"
+    sh("docker", "run", "-d", "--name", name, "--network", "host",
+       "-v", f"{config}:/etc/ferry/agent.yaml:ro", image)
+    try:
+        agent = wait_for(lambda: session.find_one(
+            f"Client where node={node['id']} AND status=online"), timeout=90, what="online")
+        job = session.create("Job", {"compute": {"command": [
+            "sh", "-c", "sleep 5; echo finished $FERRY_ITEM"], "items": "1"}})
+        wait_for(lambda: session.find_one(
+            f"task WHERE job.id={job['id']} AND status=executing"), timeout=60,
+            what="the task runs")
+        sh("docker", "stop", "-t", "150", name)  # TERM, and time for the drain
+        task = session.find(f"task WHERE job.id={job['id']}")[0]
+        assert task["status"] == "done" and "finished 1" in task["log_tail"], task
+        assert session.get("Client", agent["id"])["status"] == "offline"
+        assert sh("docker", "inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip() == "0"
+    finally:
+        sh("docker", "rm", "-f", name, check=False)
