@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from agent.config import AgentConfig
@@ -79,7 +80,9 @@ def spec_of(args: argparse.Namespace) -> ServiceSpec:
                           f"{paths.config_file} does not exist (make it with `ferry agent new "
                           f"--name {paths.name}{'' if system else ' --user'}`)")
     config: AgentConfig = load(paths.config_file, AgentConfig).config
-    user = SERVICE_USER if system and os.name == "posix" else None
+    # a dedicated user where the install can make one (Linux); launchd and the SCM run a
+    # system service as root or as a virtual account
+    user = SERVICE_USER if system and sys.platform.startswith("linux") else None
     groups = tuple(g for g in ("docker",) if _group_exists(g)) if user else ()
     return ServiceSpec(paths, config.drain_timeout, user=user, groups=groups)
 

@@ -118,3 +118,36 @@ def test_bad_input_and_a_missing_service_manager_say_what_is_wrong(env: dict[str
     assert "systemctl" in failed.stderr and "failed" in failed.stderr
     home = Path(env["HOME"])
     assert not list(home.rglob("ferry-agent-a1.service"))
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def packaged_launchd_spec(system: bool) -> ServiceSpec:
+    from ferry.paths import InstancePaths
+
+    home = "" if system else "/Users/USER"
+    paths = InstancePaths("agent", "NAME", system,
+                          Path(f"{home}/Library/Application Support/ferry/agent/NAME.yaml"),
+                          Path("/x"), Path(f"{home}/Library/Logs/ferry/agent"))
+    return ServiceSpec(paths, 60.0, python="/usr/local/opt/ferry/bin/python")
+
+
+@pytest.mark.parametrize("system, name", [(True, "org.ferry.agent.NAME.daemon.plist"),
+                                          (False, "org.ferry.agent.NAME.agent.plist")])
+def test_the_packaged_plist_templates_are_what_the_generator_writes(system: bool, name: str
+                                                                    ) -> None:
+    packaged = (ROOT / "packaging" / "launchd" / name).read_bytes()
+    assert packaged == launchd_bytes(packaged_launchd_spec(system))
+
+
+@pytest.mark.skipif(VERIFY is None, reason="systemd-analyze is missing (apt-get install systemd)")
+def test_the_packaged_template_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    template = (ROOT / "packaging" / "systemd" / "ferry-agent@.service").read_text()
+    assert "ExecStart=/usr/bin/ferry agent start --attach --system --name %i" in template
+    ferry_here = shutil.which("ferry")
+    assert ferry_here is not None
+    unit = tmp_path / "ferry-agent@render.service"  # an instance of it, ferry from here
+    unit.write_text(template.replace("/usr/bin/ferry", ferry_here))
+    done = verify(unit, user=False, tmp_path=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", ""), done.stderr
