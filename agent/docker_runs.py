@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ import structlog
 from agent.config import DockerConfig
 from agent.orgkey import OrgKey
 from agent.run_proxy import RunProxy
+from ferry.config import write_atomic
 from lanes import LaneError
 from lanes.containers import DockerOutcome, ended_early
 from lanes.docker_lane import Adopted, DockerLane
@@ -171,7 +171,7 @@ class DockerRuns:
             except SpecError as exc:
                 return RunEnd(ended_early("failed", "bad spec", f"bad spec: {exc}", began),
                               None, None)
-            await asyncio.to_thread(_write_atomic, self._work_file(task.id),
+            await asyncio.to_thread(write_atomic, self._work_file(task.id),
                                     msgspec.json.encode(bucket))
             outcome = await self.lane.run(spec)
         result = None
@@ -251,15 +251,6 @@ def _spec(task_id: str, work: DockerWork, data: bytes) -> dict[str, Any]:
     if work.gpus:
         spec["gpus"] = work.gpus
     return spec
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    partial = path.with_suffix(".part")
-    with open(partial, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(partial, path)
 
 
 def move_log(log: Path | None, to: Path) -> bool:

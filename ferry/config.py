@@ -157,14 +157,15 @@ def to_plain(obj: Any) -> Any:
     return msgspec.to_builtins(obj)
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write ``text`` to ``path`` atomically: temp file, fsync, rename."""
+def write_atomic(path: Path, content: str | bytes, mode: int = 0o600) -> None:
+    """Write ``content`` to ``path`` atomically: temp file (``mode`` from its first byte),
+    fsync, rename. A crash leaves the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode) if hasattr(os, "fchmod") else None
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content.encode() if isinstance(content, str) else content)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import structlog
 
+from ferry.config import write_atomic
 from ferry.errors import FerryError
 from service.units import (
     ServiceSpec,
@@ -50,14 +51,6 @@ def _run(argv: list[str]) -> str:
         words = (done.stderr or done.stdout).strip().splitlines()
         raise ServiceError(f"`{' '.join(argv)}` failed: {words[-1] if words else done.returncode}")
     return done.stdout
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.part")
-    partial.write_bytes(data)
-    partial.chmod(0o644)
-    os.replace(partial, path)
 
 
 class Manager:
@@ -95,7 +88,7 @@ class Manager:
     def install(self, *, start: bool = True) -> Installed:
         path = self._staged(self.unit_path())
         existed = path.exists()
-        _write(path, self.unit_bytes())
+        write_atomic(path, self.unit_bytes(), 0o644)
         if self.root is not None:
             return Installed(path, False)
         try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import filelock
 
+from ferry.config import write_atomic
 from ferry.servers.errors import ServersError
 
 
@@ -45,21 +45,9 @@ def read_json(path: Path) -> Any:
 
 
 def write_json(path: Path, data: Any, *, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` atomically and durably; ``mode`` from the first byte."""
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    # mkstemp makes the file 0600: a file meant to be private never exists readable
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Replace ``path`` with ``data`` atomically and durably; ``mode`` from the first byte
+    (a file meant to be private never exists readable)."""
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n", mode)
     sync_folder(path.parent)
 
 
