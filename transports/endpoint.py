@@ -34,9 +34,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import msgspec
 import structlog
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -56,15 +54,13 @@ from transports.chunks import (
     span,
 )
 from transports.receiving import Receiving
+from transports.requests import batch_files, int_param, json_response, read_json
 from transports.shares import resolve
 from transports.small import SmallFile, land_small
 from transports.wire import (
-    BATCH_BYTES,
     MAX_CHUNK,
     PREFIX,
-    SMALL_FILE,
     CommitRequest,
-    FileHeader,
     FilesRequest,
     OpenRequest,
     Refused,
@@ -73,7 +69,6 @@ from transports.wire import (
 
 log = structlog.get_logger("transports.endpoint")
 
-MAX_JSON = 1 << 20  # bytes of a JSON request body
 PUSH_IDLE = 600.0  # seconds a pushed file may sit untouched before its part file is closed
 PUSH_SWEEP = 60.0  # seconds between looks for such files
 MAX_BATCH_FILES = 10_000  # small files per batch request
@@ -232,12 +227,12 @@ class TransferEndpoint:
         place = self._place(share, parts, scope)
         answer = await asyncio.to_thread(reading.stat, share, place, parts, scope.tree,
                                          self._bound(share, scope))
-        return _json(answer)
+        return json_response(answer)
 
     async def chunk(self, request: web.Request) -> web.StreamResponse:
         share, parts, scope = await self._allow(request, "read")
         place = self._place(share, parts, scope)
-        index, chunk = _int(request, "index"), _int(request, "chunk")
+        index, chunk = int_param(request, "index"), int_param(request, "chunk")
         if not 0 < chunk <= MAX_CHUNK:
             raise Refused(400, "bad_chunk", f"chunk size must be 1 to {MAX_CHUNK} bytes")
         identity = request.query.get("identity", "")
@@ -249,7 +244,7 @@ class TransferEndpoint:
 
     async def files(self, request: web.Request) -> web.Response:
         share, scope = await self._grant(request, "read")  # before the body is read
-        body = await _body(request, FilesRequest)
+        body = await read_json(request, FilesRequest)
         if not 0 < len(body.paths) <= MAX_BATCH_FILES:
             raise Refused(400, "bad_request", f"1 to {MAX_BATCH_FILES} paths per request")
         names = [join(self._path(scope, text, "read")) for text in body.paths]
@@ -262,7 +257,7 @@ class TransferEndpoint:
     async def receive_open(self, request: web.Request) -> web.Response:
         share, parts, scope = await self._allow(request, "write")
         place = self._place(share, parts, scope, write=True)
-        body = await _body(request, OpenRequest)
+        body = await read_json(request, OpenRequest)
         if body.size < 0 or not 0 < body.chunk <= MAX_CHUNK:
             raise Refused(400, "bad_request", "size must be >= 0 and chunk 1 to "
                           f"{MAX_CHUNK} bytes")
@@ -283,7 +278,7 @@ class TransferEndpoint:
         except (TransferError, OSError) as exc:
             raise Refused(409, "cannot_write", str(exc)) from None
         self.receiving.replace(key, part)
-        return _json({"missing": part.missing(), "have": have})
+        return json_response({"missing": part.missing(), "have": have})
 
     def _partial(self, share: Share, parts: tuple[str, ...]
                  ) -> tuple[tuple[str, str], PartialFile]:
@@ -303,7 +298,7 @@ class TransferEndpoint:
             self.receiving.release(key)
 
     async def _write_chunk(self, request: web.Request, part: PartialFile) -> web.Response:
-        index = _int(request, "index")
+        index = int_param(request, "index")
         if not 0 <= index < part.count:
             raise Refused(400, "bad_chunk", f"chunk {index} is outside the file")
         _, length = span(part.size, part.chunk, index)
@@ -337,7 +332,7 @@ class TransferEndpoint:
         share, parts, _ = await self._allow(request, "write")
         key, part = self._partial(share, parts)
         try:
-            body = await _body(request, CommitRequest)
+            body = await read_json(request, CommitRequest)
             try:
                 whole = await asyncio.to_thread(part.commit, body.hash)
             except ChunkCorrupt as exc:
@@ -346,7 +341,7 @@ class TransferEndpoint:
             except TransferError as exc:
                 raise Refused(409, "cannot_write", str(exc)) from None
             self.receiving.forget(key)
-            return _json({"hash": whole})
+            return json_response({"hash": whole})
         finally:
             self.receiving.release(key)
 
@@ -358,28 +353,7 @@ class TransferEndpoint:
         results: list[dict[str, str]] = []
         landing: list[tuple[int, SmallFile]] = []
         bound: Path | None = None  # where the ticket's path really is, once looked up
-        reader = request.content
-        received = 0
-        while True:
-            line = await reader.readline()
-            if not line:
-                break
-            if len(results) >= MAX_BATCH_FILES or received > BATCH_BYTES:
-                raise Refused(413, "too_large", f"at most {MAX_BATCH_FILES} files and "
-                              f"{BATCH_BYTES} bytes per request")
-            try:
-                header = msgspec.json.decode(line, type=FileHeader)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                raise Refused(400, "bad_request", f"bad file header: {exc}") from None
-            if not 0 <= header.size <= SMALL_FILE:
-                raise Refused(400, "bad_request", f"{header.path}: batched files are at most "
-                              f"{SMALL_FILE} bytes")
-            try:
-                data = await reader.readexactly(header.size) if header.size else b""
-            except asyncio.IncompleteReadError:
-                raise Refused(400, "bad_request", f"{header.path}: the stream ended inside "
-                              "the file") from None
-            received += len(data)
+        async for header, data in batch_files(request.content, MAX_BATCH_FILES):
             self.received_bytes += len(data)
             results.append({"path": header.path})
             try:
@@ -406,35 +380,4 @@ class TransferEndpoint:
         for (index, _), result in zip(landing, landed, strict=True):
             results[index]["error" if isinstance(result, TransferError) else "hash"] = \
                 str(result)
-        return _json({"files": results})
-
-
-def _int(request: web.Request, name: str) -> int:
-    try:
-        return int(request.query[name])
-    except (KeyError, ValueError):
-        raise Refused(400, "bad_request", f"query parameter {name!r} must be an integer") \
-            from None
-
-
-async def _body(request: web.Request, kind: type[Any]) -> Any:
-    """A small JSON body: read only up to ``MAX_JSON`` bytes."""
-    if request.content_length is not None and request.content_length > MAX_JSON:
-        raise Refused(413, "too_large", f"a request body is at most {MAX_JSON} bytes")
-    raw = await request.content.read(MAX_JSON + 1)
-    while len(raw) <= MAX_JSON and not request.content.at_eof():
-        more = await request.content.read(MAX_JSON + 1 - len(raw))
-        if not more:
-            break
-        raw += more
-    if len(raw) > MAX_JSON:
-        raise Refused(413, "too_large", f"a request body is at most {MAX_JSON} bytes")
-    try:
-        return msgspec.json.decode(raw, type=kind)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise Refused(400, "bad_request", f"bad body: {exc}") from None
-
-
-def _json(value: Any) -> web.Response:
-    return web.Response(body=msgspec.json.encode(value), content_type="application/json")
-
+        return json_response({"files": results})
