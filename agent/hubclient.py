@@ -153,16 +153,19 @@ class HubClient:
         return f"{self.base_url}{API_PREFIX}{path}"
 
     # -- failover
-    def _reached(self) -> None:
-        self._failures = 0
+    def _reached(self, target: HubTarget) -> None:
+        if target is self.target:
+            self._failures = 0
         if self.on_status is not None:
-            self.on_status(self.target, True)
+            self.on_status(target, True)
 
-    def _unreachable(self, exc: BaseException) -> Retryable:
-        """A transport failure at the current hub; the next hub takes over once it is
-        unavailable. The Retryable to raise."""
-        failed = self.target
+    def _unreachable(self, exc: BaseException, failed: HubTarget) -> Retryable:
+        """A transport failure at ``failed``; when it is the current hub, the next takes
+        over once it is unavailable (a request still out to a hub already left counts
+        for nothing). The Retryable to raise."""
         error = Retryable(f"cannot reach hub at {failed.url}: {exc or type(exc).__name__}")
+        if failed is not self.target:
+            return error
         self._failures += 1
         if self.on_status is not None:
             self.on_status(failed, False)
@@ -204,16 +207,17 @@ class HubClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         data = msgspec.json.encode(body) if body is not None else None
+        target = self.target
         self.in_flight += 1
         try:
             async with self.session.request(method, self._url(path), data=data,
                                             headers=headers) as resp:
                 raw = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise self._unreachable(exc) from None
+            raise self._unreachable(exc, target) from None
         finally:
             self.in_flight -= 1
-        self._reached()
+        self._reached(target)
         _raise_for(resp, raw)
         try:
             return msgspec.json.decode(raw, type=kind)
@@ -298,6 +302,7 @@ class HubClient:
     async def _stream(self, path: str, file: Path, params: dict[str, str], token: str) -> None:
         headers = {"Authorization": f"Bearer {token}",
                    "Content-Type": "text/plain; charset=utf-8"}
+        target = self.target
         self.in_flight += 1
         try:
             with open(file, "rb") as body:  # noqa: ASYNC230 - aiohttp reads it in a thread
@@ -305,10 +310,10 @@ class HubClient:
                                              headers=headers) as resp:
                     raw = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise self._unreachable(exc) from None
+            raise self._unreachable(exc, target) from None
         finally:
             self.in_flight -= 1
-        self._reached()
+        self._reached(target)
         _raise_for(resp, raw)
 
     async def checkin(self, body: CheckinRequest) -> CheckinResponse:
