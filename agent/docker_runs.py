@@ -107,14 +107,14 @@ class DockerRuns:
         except (OSError, AttributeError) as exc:  # AttributeError: no Unix sockets here
             log.warning("runs cannot reach the hub: its socket for them did not start",
                         error=str(exc))
-        (self.base / "work").mkdir(mode=0o700, exist_ok=True)
+        await asyncio.to_thread((self.base / "work").mkdir, mode=0o700, exist_ok=True)
         kept = []
         for adopted in await lane.adopt():
             work = self._saved(adopted.run_id)
             if work is None:  # not ours to report: stop it, the hub gave the run away
                 log.warning("a container with no saved work; stopping it", run=adopted.run_id)
                 await lane.abort(adopted.run_id, 0, "its work is unknown")
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(Exception):
                     await adopted.outcome
                 await lane.release(adopted.run_id)
                 continue
