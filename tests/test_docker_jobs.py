@@ -11,7 +11,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,8 +108,21 @@ def make_federation(hub: Hub, session: Session, start_agent: Callable[..., Agent
 
 @pytest.fixture
 def federation(engine: docker.DockerClient, hub: Hub, session: Session, start_agent: Any,
-               tmp_path: Path) -> Federation:
-    return make_federation(hub, session, start_agent, tmp_path)
+               tmp_path: Path) -> Iterator[Federation]:
+    fed = make_federation(hub, session, start_agent, tmp_path)
+    yield fed
+    assert_no_containers_left(engine, fed)
+
+
+def assert_no_containers_left(engine: docker.DockerClient, fed: Federation) -> None:
+    """A test ends with every run it started gone: none left running on the engine (the
+    agents are killed after it, and a container that outlives its agent waits for that
+    agent's next start, which never comes here)."""
+    left = [c for agent in fed.agents.values() for c in engine.containers.list(
+        all=True, filters={"label": f"ferry.agent={agent.info.get('agent_id', '-')}"})]
+    for container in left:
+        container.remove(force=True)
+    assert not left, f"containers left behind: {[c.name for c in left]}"
 
 
 def containers_of(engine: docker.DockerClient, run_id: str) -> list[Any]:
@@ -261,7 +274,8 @@ def test_a_restarted_agent_adopts_running_containers_and_runs_nothing_twice(
     wait_for(lambda: not containers_of(engine, run_id), what="container removed")
 
 
-def test_a_run_reaches_no_network_and_no_other_runs_folder(federation: Federation) -> None:
+def test_a_run_reaches_no_network_and_no_other_runs_folder(federation: Federation,
+                                                          engine: docker.DockerClient) -> None:
     fed = federation
     org = ORGS[2]
     secret = f"secret-{time.time_ns()}"
@@ -281,6 +295,8 @@ def test_a_run_reaches_no_network_and_no_other_runs_folder(federation: Federatio
     assert set(run["log_tail"].split()) >= {"data", "input", "output", "tmp", "token"}
     fed.user.update("Job", first["id"], {"status": "aborted"})
     fed.finished(first["id"])
+    first_run = fed.runs(first["id"])[org]["id"]
+    wait_for(lambda: not containers_of(engine, first_run), what="the first run stopped")
 
 
 def test_malformed_or_wrongly_sealed_input_fails_the_run_and_the_agent_goes_on(
@@ -388,6 +404,7 @@ def test_a_collaboration_without_encryption_carries_plain_text(
     job = fed.submit({ORGS[1]: "x"}, "printf 'a\\000b' > /ferry/output/result")
     assert fed.finished(job["id"])["status"] == "failed"
     assert "not UTF-8 text without NUL" in fed.runs(job["id"])[ORGS[1]]["message"]
+    assert_no_containers_left(engine, fed)
 
 
 def test_a_stopping_agent_drains_its_runs_then_hands_back_what_still_runs(
@@ -416,3 +433,4 @@ def test_a_stopping_agent_drains_its_runs_then_hands_back_what_still_runs(
     go.touch()
     assert fed.finished(slow["id"])["status"] == "done"
     assert not containers_of(engine, run_id)
+    assert_no_containers_left(engine, fed)
