@@ -4,20 +4,15 @@ database or given as URLs)."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from typing import Any
 
 from hub import Session
-from tests.helpers import ROOT_PASSWORD, Agent, Hub, ended, ferry, wait_for
+from tests.helpers import ROOT_PASSWORD, Agent, Hub, ended, ferry, free_port, wait_for
 
 KEY = "failover-node-key-0123456789"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def runs_a_job(session: Session, what: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ferry.cli import build_parser
-from tests.helpers import Hub, ferry, wait_for
+from tests.helpers import Hub, ferry, free_port, wait_for
 
 
 @pytest.fixture
@@ -42,12 +42,6 @@ def refused(env: dict[str, str], *args: str, says: str) -> str:
     assert result.stderr.startswith("error: "), result.stderr
     assert says in result.stderr, result.stderr
     return result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def listening(port: int) -> bool:

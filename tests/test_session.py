@@ -6,7 +6,7 @@ import pytest
 
 from ferry.errors import ApiError, HubError
 from hub import Session
-from tests.helpers import ROOT_PASSWORD, Hub
+from tests.helpers import ROOT_PASSWORD, Hub, free_port
 
 
 def test_credentials_from_the_environment(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,8 +87,6 @@ def test_update_many_reaches_the_hub_with_both_call_shapes(session: Session) -> 
 
 def test_a_session_names_its_hub_from_the_servers_database(hub: Hub, env: dict[str, str]
                                                            ) -> None:
-    import socket
-
     from ferry.servers import ServersDB
 
     ServersDB().add("studio", hub.url)
@@ -113,10 +111,7 @@ def test_a_session_names_its_hub_from_the_servers_database(hub: Hub, env: dict[s
         Session(server="nowhere", username="root", password=ROOT_PASSWORD)
     with pytest.raises(HubError, match="url or its server name"):
         Session(hub.url, server="studio", username="root", password=ROOT_PASSWORD)
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ServersDB().add("typo", f"http://127.0.0.1:{port}")
+    ServersDB().add("typo", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(HubError, match=r"has never been reached.*check the URL"):
         Session(server="typo", username="root", password=ROOT_PASSWORD, attempts=1)
     assert ServersDB().get("typo").status == "Never reached"

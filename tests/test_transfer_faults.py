@@ -4,7 +4,6 @@ connection cut in flight, and a destination disk that fills up."""
 from __future__ import annotations
 
 import random
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from hub import Session
 from tests.conftest import Sites
-from tests.helpers import Hub, ended, small_tmpfs, wait_for
+from tests.helpers import Hub, ended, free_port, small_tmpfs, wait_for
 from tests.proxy import ThreadedProxy
 from transports.chunks import MiB
 
@@ -22,10 +21,6 @@ def hub(start_hub) -> Hub:
     return start_hub(heartbeat_interval=0.5, lease_seconds=10)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_damage_and_a_cut_in_flight_are_survived(hub: Hub, session: Session, node_key,
