@@ -68,7 +68,9 @@ class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     api_key: Annotated[str, msgspec.Meta(min_length=8)] | None = None
     api_key_file: str | None = None  # read at start; keeps the key out of the config
     site: str | None = None  # a site name at the hub; default: the hub's main site
-    lanes: Annotated[int, msgspec.Meta(ge=1, le=1024)] | None = None  # default: core count
+    # compute lanes; default: core count. 0: this agent refuses compute work altogether
+    # (it still serves shares, runs transfers and docker runs)
+    lanes: Annotated[int, msgspec.Meta(ge=0, le=1024)] | None = None
     status_ip: str = "127.0.0.1"
     status_port: Port = 0  # 0 picks a free port; the one in use is in runtime.json
     # the transfer endpoint that serves this agent's shares (HTTPS); transfer_host is the
@@ -81,6 +83,14 @@ class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     # the port peers connect to when it is not transfer_port (port forwarding, a relay)
     transfer_public_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
     transfer_slots: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4  # transfer buckets at once
+    # what a transfer peer may make this agent take (docs/TRANSFERS.md, "Peers"): a file of
+    # at most transfer_max_file_size bytes (or "512g"), a folder of at most
+    # transfer_max_files files, each request's bytes at transfer_min_rate bytes/s (or
+    # "32k") at least, once its transfer_grace seconds are up
+    transfer_max_file_size: int | str = "1t"
+    transfer_max_files: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 100_000
+    transfer_min_rate: int | str = "32k"
+    transfer_grace: Seconds = 60.0
     # the organization's private key, on a node of a collaboration (agent/orgkey.py);
     # default: organization-key.pem in the agent's data folder
     organization_key_file: Annotated[str, msgspec.Meta(min_length=1)] | None = None
@@ -91,6 +101,14 @@ class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     logging: LoggingConfig = LoggingConfig()
 
     def __post_init__(self) -> None:
+        for key in ("transfer_max_file_size", "transfer_min_rate"):
+            try:
+                parse_size(getattr(self, key))
+            except ValueError as exc:
+                raise ValueError(f"`{key}`: {exc}") from None
+        if parse_size(self.transfer_max_file_size) > 1 << 40:
+            raise ValueError("`transfer_max_file_size`: at most 1 TiB, the most one transfer "
+                             "moves (4,096 chunks of 256 MiB)")
         entries = [self.hub] if isinstance(self.hub, str) else self.hub
         if not entries:
             raise ValueError("`hub`: name at least one hub")

@@ -7,34 +7,53 @@ destination's endpoint). A task whose source turns out to be a folder is not
 moved as a whole: its files are listed to the hub (``/agent/expand``), each
 becomes a task of its own, and the hub leases them in buckets, small files
 together.
+
+A transfer that ends without its file leaves its part file for the next attempt
+to resume, unless ``keep`` says there is none (its last attempt failed, or it was
+aborted): then the part file and its journal go (``PartialFile.remove``; a push
+asks the peer to drop its own, ``receive/discard``). The peer is held to this
+agent's ``Limits`` (``transports.peer``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import structlog
+
+from ferry.refusals import refused
 from protocol import ListedFile, Progress, TransferWork
 from protocol.paths import PathRefused, join, share_parts
 from protocol.work import MAX_EXPAND
 from transports.chunks import TooLarge, TransferError
 from transports.client import Landed, TransferClient
+from transports.limits import Limits
+from transports.partial import PartialFile
 from transports.shares import files_below, resolve
 from transports.wire import Share
+
+log = structlog.get_logger("agent.moving")
 
 SMALL_BATCH = 8 << 20  # bytes of small files per request: several requests overlap
 EXPAND_BYTES = 512 << 10  # a page of a folder's listing, as JSON, about at most
 
 Expand = Callable[[list[ListedFile]], Awaitable[None]]  # a page of a folder's files, to the hub
 Result = Landed | TransferError
+# asked when a transfer ends without its file (True: it was stopped, not failed): is its
+# part file kept for a next attempt to resume?
+Keep = Callable[[bool], bool]
 
 
 class Mover:
     """Runs transfer tasks into (or, pushing, out of) the shares this agent serves."""
 
-    def __init__(self, shares: Callable[[], dict[str, Share]]) -> None:
+    def __init__(self, shares: Callable[[], dict[str, Share]], limits: Limits | None = None
+                 ) -> None:
         self.shares = shares  # the endpoint's shares by id, as of now
+        self.limits = limits or Limits()  # what a peer may make this agent take
         self._moving: dict[str, list[int]] = {}  # running transfer tasks: [bytes done, bytes]
         self.bytes_in = 0  # verified bytes this agent pulled, and pushed, so far
         self.bytes_out = 0
@@ -44,8 +63,8 @@ class Mover:
         return {task_id: Progress(done=min(done, size), size=size)
                 for task_id, (done, size) in self._moving.items() if size}
 
-    async def run_task(self, task_id: str, work: TransferWork, expand: Expand | None = None
-                       ) -> tuple[str, int]:
+    async def run_task(self, task_id: str, work: TransferWork, expand: Expand | None = None,
+                       keep: Keep | None = None) -> tuple[str, int]:
         """``run``, with the task's bytes kept for ``progress`` while it runs."""
         moving = self._moving[task_id] = [0, 0]
         push = work.direction == "push"
@@ -61,7 +80,7 @@ class Mover:
                 self.bytes_in += count
 
         try:
-            return await self.run(work, sized, moved, expand)
+            return await self.run(work, sized, moved, expand, keep)
         finally:
             self._moving.pop(task_id, None)
 
@@ -73,67 +92,72 @@ class Mover:
             raise TransferError("this agent does not serve the destination share (any more)")
         return share
 
+    def _client(self, work: TransferWork) -> TransferClient:
+        return TransferClient(work.url, work.fingerprint or None, work.ticket, work.share,
+                              streams=work.streams, limits=self.limits)
+
     async def run(self, work: TransferWork, sized: Callable[[int], None] | None = None,
-                  moved: Callable[[int], None] | None = None, expand: Expand | None = None
-                  ) -> tuple[str, int]:
+                  moved: Callable[[int], None] | None = None, expand: Expand | None = None,
+                  keep: Keep | None = None) -> tuple[str, int]:
         """Move one transfer task's file; returns a summary and the bytes moved. A folder's
         files go to ``expand`` (each becomes a task) and nothing moves. Raises
         TransferError with the reason. ``sized`` hears the bytes in all once known,
-        ``moved`` each verified piece."""
+        ``moved`` each verified piece; ``keep`` is asked whether a part file left by a
+        failed or stopped run stays (default: it does)."""
         if work.direction == "push":
-            return await self._push(work, sized, moved, expand)
+            return await self._push(work, sized, moved, expand, keep)
         share = self._dest_share(work)
         if not work.url or not work.ticket:
             raise TransferError("the source share's agent runs no transfer endpoint now")
-        try:
+        async with _refusing(share.name or share.id):
             dest = resolve(share.root, share_parts(work.dest_path))
-        except PathRefused as exc:
-            raise TransferError(str(exc)) from None
-        async with TransferClient(work.url, work.fingerprint or None, work.ticket, work.share,
-                                  streams=work.streams) as client:
-            info = await client.stat(work.path)
-            if info.type != "file":
-                return await _expand([ListedFile(f.path, f.size) for f in info.files], expand)
-            if sized is not None:
-                sized(info.size)
-            digest = await client.pull(work.path, dest, info, moved)
-            return _summary(f"{info.size} bytes, blake3 {digest}", client), info.size
+            async with self._client(work) as client, _leaving(keep, lambda: asyncio.to_thread(
+                    PartialFile.remove, dest, share.root)):
+                info = await client.stat(work.path)
+                if info.type != "file":
+                    return await _expand([ListedFile(f.path, f.size) for f in info.files],
+                                         expand)
+                if sized is not None:
+                    sized(info.size)
+                digest = await client.pull(work.path, dest, info, moved, root=share.root)
+                return _summary(f"{info.size} bytes, blake3 {digest}", client), info.size
 
     async def _push(self, work: TransferWork, sized: Callable[[int], None] | None,
-                    moved: Callable[[int], None] | None, expand: Expand | None
-                    ) -> tuple[str, int]:
+                    moved: Callable[[int], None] | None, expand: Expand | None,
+                    keep: Keep | None) -> tuple[str, int]:
         """Send a file of the source share (served here) to the destination's agent: for a
         source behind NAT, which no peer can call."""
         if not work.source_root:
             raise TransferError("the source share has no folder")
         if not work.url or not work.ticket:
             raise TransferError("the destination share's agent runs no transfer endpoint now")
-        try:
+        root = Path(work.source_root)
+        async with _refusing(str(root)):
             source_parts = share_parts(work.path)
-            local = resolve(Path(work.source_root), source_parts)
-        except PathRefused as exc:
-            raise TransferError(str(exc)) from None
-        files = await asyncio.to_thread(_local_files, Path(work.source_root), local)
-        if files is None:
-            raise TransferError(f"{work.path!r} does not exist in the source share")
-        if not (len(files) == 1 and files[0][1] == ()):  # a folder
-            return await _expand([ListedFile(join(source_parts + rel), size)
-                                  for _, rel, size in files], expand)
-        path, _, size = files[0]
-        if sized is not None:
-            sized(size)
-        async with TransferClient(work.url, work.fingerprint or None, work.ticket, work.share,
-                                  streams=work.streams) as client:
-            digest = await client.push(path, work.dest_path, moved)
-            return _summary(f"{size} bytes, blake3 {digest}", client), size
+            local = resolve(root, source_parts)
+            files = await asyncio.to_thread(_local_files, root, local)
+            if files is None:
+                raise TransferError(f"{work.path!r} does not exist in the source share")
+            if not (len(files) == 1 and files[0][1] == ()):  # a folder
+                return await _expand([ListedFile(join(source_parts + rel), size)
+                                      for _, rel, size in files], expand)
+            path, _, size = files[0]
+            if sized is not None:
+                sized(size)
+            async with self._client(work) as client, _leaving(
+                    keep, lambda: client.discard(work.dest_path)):
+                digest = await client.push(path, work.dest_path, moved, root=root)
+                return _summary(f"{size} bytes, blake3 {digest}", client), size
 
     async def run_small(self, tasks: list[tuple[str, TransferWork]],
                         done: Callable[[list[tuple[str, Result]]], None],
-                        wanted: Callable[[str], bool]) -> None:
+                        wanted: Callable[[str], bool],
+                        keep: Callable[[str], Keep] | None = None) -> None:
         """A bucket of small files (one job, one ticket): many to a request, ``streams``
         requests at once. ``done`` hears the results of each request's tasks when it ends;
         a task no longer ``wanted`` (aborted, or the bucket is stopping) stays out of
-        requests not yet sent."""
+        requests not yet sent. ``keep`` gives each task's ``Keep`` (for a file that grew
+        past small and travels in chunks)."""
         first = tasks[0][1]
         push = first.direction == "push"
         try:
@@ -147,8 +171,7 @@ class Mover:
             done([(task_id, exc) for task_id, _ in tasks])
             return
         lanes = asyncio.Semaphore(first.streams)
-        async with TransferClient(first.url, first.fingerprint or None, first.ticket,
-                                  first.share, streams=first.streams) as client:
+        async with self._client(first) as client:
 
             async def one(group: list[tuple[str, TransferWork]]) -> None:
                 async with lanes:
@@ -162,7 +185,8 @@ class Mover:
                         results = {task_id: exc for task_id, _ in group}
                     for task_id, work in group:  # grew since it was listed: in chunks
                         if isinstance(results[task_id], TooLarge):
-                            results[task_id] = await _one_file(client, share, work)
+                            results[task_id] = await _one_file(
+                                client, share, work, keep(task_id) if keep else None)
                     moved = sum(r.size for r in results.values() if isinstance(r, Landed))
                     if push:
                         self.bytes_out += moved
@@ -173,26 +197,57 @@ class Mover:
             await asyncio.gather(*(one(g) for g in _groups(tasks, push)))
 
 
-async def _one_file(client: TransferClient, share: Share | None, work: TransferWork
-                    ) -> Result:
+async def _one_file(client: TransferClient, share: Share | None, work: TransferWork,
+                    keep: Keep | None) -> Result:
     """One file of a small-file bucket that has to travel in chunks after all."""
     try:
-        if share is None:
-            local = resolve(Path(work.source_root), share_parts(work.path))
-            digest = await client.push(local, work.dest_path)
-            return Landed(digest, local.stat().st_size)
-        info = await client.stat(work.path)
-        if info.type != "file":
-            raise TransferError(f"{work.path!r} is no longer a file")
-        digest = await client.pull(work.path, resolve(share.root, share_parts(work.dest_path)),
-                                   info)
-        return Landed(digest, info.size)
-    except PathRefused as exc:
-        return TransferError(str(exc))
+        async with _refusing(share.name or share.id if share else work.source_root):
+            if share is None:
+                root = Path(work.source_root)
+                local = resolve(root, share_parts(work.path))
+                async with _leaving(keep, lambda: client.discard(work.dest_path)):
+                    digest = await client.push(local, work.dest_path, root=root)
+                return Landed(digest, local.stat().st_size)
+            dest = resolve(share.root, share_parts(work.dest_path))
+            async with _leaving(keep, lambda: asyncio.to_thread(PartialFile.remove, dest,
+                                                                share.root)):
+                info = await client.stat(work.path)
+                if info.type != "file":
+                    raise TransferError(f"{work.path!r} is no longer a file")
+                digest = await client.pull(work.path, dest, info, root=share.root)
+            return Landed(digest, info.size)
     except TransferError as exc:
         return exc
     except OSError as exc:
         return TransferError(f"{work.path}: {exc.strerror or exc}")
+
+
+@contextlib.asynccontextmanager
+async def _refusing(share: str) -> AsyncIterator[None]:
+    """A path of a share refused inside (one that is not allowed, or a folder or file of
+    the share swapped for a symlink under the transfer): counted against whoever writes
+    that share, and the transfer fails with why."""
+    try:
+        yield
+    except PathRefused as exc:
+        refused("share_path", f"a writer of share {share}", str(exc))
+        raise TransferError(str(exc)) from None
+
+
+@contextlib.asynccontextmanager
+async def _leaving(keep: Keep | None, drop: Callable[[], Awaitable[object]]
+                   ) -> AsyncIterator[None]:
+    """A transfer that ends inside without its file: what it left at the destination is
+    dropped (``drop``) unless ``keep`` says a next attempt resumes it."""
+    try:
+        yield
+    except BaseException as exc:
+        if keep is not None and not keep(isinstance(exc, asyncio.CancelledError)):
+            try:
+                await drop()
+            except Exception as error:  # the transfer's own error is the one to report
+                log.warning("could not remove a transfer's part file", error=str(error))
+        raise
 
 
 async def _expand(files: list[ListedFile], expand: Expand | None) -> tuple[str, int]:
@@ -244,7 +299,8 @@ async def _pull_batch(client: TransferClient, share: Share,
         except PathRefused as exc:
             results[task_id] = TransferError(str(exc))
     if places:
-        got = await client.pull_batch(list(places), lambda path: places[path][1])
+        got = await client.pull_batch(list(places), lambda path: places[path][1],
+                                      root=share.root)
         for path, (task_id, _) in places.items():
             results[task_id] = got.get(path) or TransferError(f"{path}: not in the answer")
     return results
@@ -261,7 +317,8 @@ async def _push_batch(client: TransferClient, root: Path,
         except PathRefused as exc:
             results[task_id] = TransferError(str(exc))
     if sending:
-        got = await client.push_batch([(local, path) for path, (_, local) in sending.items()])
+        got = await client.push_batch([(local, path) for path, (_, local) in sending.items()],
+                                      root=root)
         for path, (task_id, _) in sending.items():
             results[task_id] = got.get(path) or TransferError(f"{path}: not in the answer")
     return results

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import ferry
+from ferry import refusals
 
 
 def now_iso() -> str:
@@ -76,4 +77,5 @@ class AgentState:
             "organization_key": self.organization_key()
             if self.organization_key is not None else None,
             "docker": self.docker() if self.docker is not None else None,
+            "refusals": refusals.counts(),  # ferry/refusals.py: what this agent turned away
         }

@@ -21,22 +21,32 @@ from agent.config import AgentConfig
 from agent.moving import Mover
 from ferry.errors import ConfigError
 from protocol import ShareInfo, TransferInfo, tickets
+from protocol.docker import parse_size
 from transports import tls
 from transports.endpoint import TransferEndpoint
+from transports.limits import Limits
 from transports.wire import Share
 
 log = structlog.get_logger("agent.transfer")
+
+
+def transfer_limits(config: AgentConfig) -> Limits:
+    """What a transfer peer may make this agent take, from its config."""
+    return Limits(max_file_size=parse_size(config.transfer_max_file_size),
+                  max_files=config.transfer_max_files,
+                  min_rate=parse_size(config.transfer_min_rate), grace=config.transfer_grace)
 
 
 class TransferService:
     def __init__(self, config: AgentConfig, data_dir: Path) -> None:
         self.config = config
         self.data_dir = data_dir
-        self.endpoint = TransferEndpoint(server_id="", ticket_key=None)
+        limits = transfer_limits(config)
+        self.endpoint = TransferEndpoint(server_id="", ticket_key=None, limits=limits)
         self.endpoint.refresh = self._refresh
         self.checkin: Callable[[], Awaitable[None]] | None = None  # one check-in, now
         self._refreshing: asyncio.Future[None] | None = None
-        self.mover = Mover(lambda: self.endpoint.shares)  # runs the transfer tasks
+        self.mover = Mover(lambda: self.endpoint.shares, limits)  # runs the transfer tasks
         self._refreshed = 0.0
         self.url = ""
         self.fingerprint = ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,22 @@ def iso(ts: float) -> str:
     """A time as reports carry it: UTC, ISO 8601, milliseconds, ``Z``."""
     return datetime.fromtimestamp(ts, UTC).replace(tzinfo=None).isoformat(
         timespec="milliseconds") + "Z"
+
+
+def _keep(run: BucketRun, task: TaskWork) -> Callable[[bool], bool]:
+    """Whether a transfer that ended without its file keeps its part file: only for an
+    attempt that comes after. An aborted task has none; a failed one none on its last
+    attempt; a stopped one none when its lease was lost on its last attempt (the hub
+    fails it). A draining agent's tasks go back without an attempt spent: they keep it."""
+
+    def keep(stopped: bool) -> bool:
+        if task.id in run.aborted:
+            return False
+        if not stopped:
+            return not task.last_attempt
+        return not (task.last_attempt and run.lost)
+
+    return keep
 
 
 class TransferBuckets:
@@ -95,7 +112,7 @@ class TransferBuckets:
                 bucket_id=run.work.id, task_id=task.id, files=files), ExpandResponse)
 
         runner = asyncio.create_task(self.transfer.mover.run_task(task.id, task.transfer,
-                                                                  expand))
+                                                                  expand, _keep(run, task)))
         run.transfer = (task.id, runner)
         try:
             summary, size = await runner
@@ -140,9 +157,11 @@ class TransferBuckets:
                 key=key, bucket_id=bucket.id, at=iso(time.time()), started=started,
                 files=files)))
 
+        tasks = {t.id: t for t in bucket.tasks}
         runner = asyncio.create_task(self.transfer.mover.run_small(
             [(t.id, t.transfer) for t in bucket.tasks if t.transfer is not None], done,
-            lambda task_id: not run.stop_reason and task_id not in run.aborted))
+            lambda task_id: not run.stop_reason and task_id not in run.aborted,
+            lambda task_id: _keep(run, tasks[task_id])))
         run.transfer = ("", runner)  # stopped as a whole; an abort only skips its task
         failure = ""
         try:

@@ -65,6 +65,8 @@ class TaskWork(Struct, frozen=True):
     attempt: int  # 1 for the first try
     transfer: TransferWork | None = None  # a transfer task: no command
     docker: DockerWork | None = None  # a docker task: a container run
+    # no retry follows if this one fails: a transfer then leaves no part file behind
+    last_attempt: bool = False
 
 
 class BucketWork(Struct, frozen=True):

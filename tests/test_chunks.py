@@ -15,12 +15,12 @@ from transports.chunks import (
     ChunkCorrupt,
     DiskFull,
     MiB,
-    PartialFile,
     SourceFile,
     chunk_count,
     chunk_size,
     file_hash,
 )
+from transports.partial import PartialFile
 
 CHUNK = 1 * MiB  # small chunks keep the tests quick; the sizes below are chunk multiples +-
 

@@ -216,10 +216,11 @@ async def test_refusals_are_answered_and_logged(served: Served, tmp_path: Path) 
                 with pytest.raises(TransferError, match=why):
                     await call(client)  # type: ignore[misc]
     assert served.endpoint.refused == len(cases)
-    refusals = [e for e in logged if e["event"] == "transfer request refused"]
+    refusals = [e for e in logged if e["event"] == "refused"]  # ferry/refusals.py
     assert len(refusals) == len(cases)
-    assert all(e["peer"] == "127.0.0.1" and e["log_level"] == "warning" for e in refusals)
-    assert [e["reason"] for e in refusals if "forged" in e["reason"]]
+    assert all(e["who"] == "127.0.0.1" and e["log_level"] == "warning" for e in refusals)
+    assert [e["why"] for e in refusals if "forged" in e["why"]]
+    assert {e["what"] for e in refusals} == {"ticket", "share_path"}
     # still serving
     async with served.client(good) as client:
         assert (await client.stat("ok.mov")).size == 1000

@@ -2,9 +2,14 @@
 
 Every request names a share (by id) and a path inside it, and carries a
 ticket from the hub (``Authorization: Ticket <ticket>``) that covers exactly
-that: this server, that share, that path, that direction. Anything else is
-answered 403 (or 400 for a path that is not allowed) with the reason, and
-logged with the peer's address.
+that: this server, that share, that path, that direction (``transports.grants``).
+Anything else is answered 403 (or 400 for a path that is not allowed) with the
+reason, and counted as a refusal with the peer's address (``ferry.refusals``).
+
+A peer is not trusted with this agent's memory either: request bodies are read
+against their size and within a deadline (408 ``too_slow``, 413 ``too_large``),
+and the chunk and batch bytes held at once, for all requests together, are
+bounded (``transports.limits.Budget``): more requests wait their turn.
 
 Reading (the receiver pulls; ticket ``op: read``):
 
@@ -20,6 +25,7 @@ Writing (the sender pushes; ticket ``op: write``):
     PUT  /transfer/v1/receive/chunk?share=S&path=P&index=N   bytes, X-Ferry-Hash
     POST /transfer/v1/receive/commit?share=S&path=P  {"hash": whole-file hash or null}
     POST /transfer/v1/receive/files?share=S          small files in one request
+    POST /transfer/v1/receive/discard?share=S&path=P the sender gave up: the part file goes
 
 docs/TRANSFERS.md has the whole protocol.
 """
@@ -27,9 +33,8 @@ docs/TRANSFERS.md has the whole protocol.
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 import ssl
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,58 +42,51 @@ from pathlib import Path
 
 import structlog
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ferry.refusals import refused
 from protocol import tickets
-from protocol.paths import PathRefused, join, share_parts
-from protocol.tickets import Op, TicketRefused
+from protocol.paths import PathRefused, join
 from transports import reading
-from transports.chunks import (
-    MAX_CHUNKS,
-    ChunkCorrupt,
-    DiskFull,
-    PartialFile,
-    Stat,
-    TransferError,
-    chunk_count,
-    span,
-)
+from transports.chunks import MAX_CHUNKS, ChunkCorrupt, DiskFull, Stat, TransferError, chunk_count, span
+from transports.grants import Grants
+from transports.limits import SERVE_MEMORY, Budget, Limits
+from transports.partial import PartialFile
 from transports.receiving import Receiving
-from transports.requests import batch_files, int_param, json_response, read_json
-from transports.shares import resolve
-from transports.small import SmallFile, land_small
-from transports.wire import (
-    MAX_CHUNK,
-    PREFIX,
-    CommitRequest,
-    FilesRequest,
-    OpenRequest,
-    Refused,
-    Share,
+from transports.requests import (
+    BATCH_HOLD,
+    batch_files,
+    int_param,
+    json_response,
+    read_chunk_body,
+    read_json,
+    send,
 )
+from transports.small import SmallFile, land_small
+from transports.wire import MAX_CHUNK, PREFIX, CommitRequest, FilesRequest, OpenRequest, Refused, Share
 
 log = structlog.get_logger("transports.endpoint")
 
 PUSH_IDLE = 600.0  # seconds a pushed file may sit untouched before its part file is closed
 PUSH_SWEEP = 60.0  # seconds between looks for such files
 MAX_BATCH_FILES = 10_000  # small files per batch request
+REFUSED = (400, 403, 408, 413)  # answers that turn a peer away (counted, logged)
+# what each refusal is counted as (ferry.refusals); any other is the peer's own doing
+_KIND = {"bad_path": "share_path", "no_ticket": "ticket", "ticket_refused": "ticket",
+         "not_ready": "ticket"}
 
 
 @dataclass
-class TransferEndpoint:
-    """Serves ``shares`` for the server with client id ``server_id``."""
+class TransferEndpoint(Grants):
+    """Serves ``shares`` for the server with client id ``server_id``, within ``limits``."""
 
-    server_id: str
-    ticket_key: Ed25519PublicKey | None  # None: not enrolled yet, every ticket is refused
-    shares: dict[str, Share] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
     refused: int = 0  # requests refused so far (for the status page)
     served_chunks: int = 0
     received_chunks: int = 0
     served_bytes: int = 0  # file bytes sent and received (chunks and small files)
     received_bytes: int = 0
-    # asks the hub for this agent's shares now: a share made a moment ago is served at once
-    refresh: Callable[[], Awaitable[None]] | None = None
     receiving: Receiving = field(default_factory=Receiving)  # pushed files being received
+    budget: Budget = field(default_factory=lambda: Budget(SERVE_MEMORY))  # bytes held at once
     _sweeper: asyncio.Task[None] | None = None
     _runner: web.AppRunner | None = None
     port: int = 0
@@ -105,6 +103,7 @@ class TransferEndpoint:
             web.put(f"{PREFIX}/receive/chunk", self.receive_chunk),
             web.post(f"{PREFIX}/receive/commit", self.receive_commit),
             web.post(f"{PREFIX}/receive/files", self.receive_files),
+            web.post(f"{PREFIX}/receive/discard", self.receive_discard),
         ])
         return app
 
@@ -148,85 +147,29 @@ class TransferEndpoint:
         try:
             return await handler(request)
         except Refused as exc:
-            if exc.status in (400, 403):
-                self.refused += 1
-                log.warning("transfer request refused", peer=request.remote, reason=exc.message,
-                            path=request.query.get("path", ""), share=request.query.get("share"))
-            return web.json_response({"error": {"code": exc.code, "message": exc.message}},
-                                     status=exc.status)
+            if exc.status in REFUSED:
+                self._refuse(request, exc, request.query.get("path", ""))
+            response = web.json_response({"error": {"code": exc.code,
+                                                    "message": exc.message}}, status=exc.status)
+            if exc.status in (408, 413):  # the rest of its body is neither read nor waited for
+                response.force_close()
+                with contextlib.suppress(ConnectionError):
+                    await response.prepare(request)
+                    await response.write_eof()
+                request.protocol.force_close()  # once the answer is out (no lingering)
+            return response
 
-    # -- what every request checks, before any body is read
-    async def _grant(self, request: web.Request, op: Op) -> tuple[Share, tickets.TicketScope]:
-        """The share this request may use: its ticket must be the hub's, unexpired, and for
-        this server, this share and this direction."""
-        auth = request.headers.get("Authorization", "")
-        if not auth.startswith("Ticket "):
-            raise Refused(403, "no_ticket", "a transfer needs a ticket (Authorization: Ticket …)")
-        if self.ticket_key is None or not self.server_id:
-            raise Refused(403, "not_ready", "this agent has not enrolled with its hub yet")
-        share_id = request.query.get("share", "")
-        try:
-            scope = tickets.verify(self.ticket_key, auth[len("Ticket "):],
-                                   server=self.server_id, share=share_id, path=None, op=op)
-        except TicketRefused as exc:
-            raise Refused(403, "ticket_refused", exc.why) from None
-        share = self.shares.get(share_id)
-        if share is None and self.refresh is not None:  # made a moment ago, at the hub
-            await self.refresh()
-            share = self.shares.get(share_id)
-        if share is None:
-            raise Refused(404, "no_share", f"no share {share_id!r} here")
-        return share, scope
-
-    @staticmethod
-    def _path(scope: tickets.TicketScope, text: str, op: Op) -> tuple[str, ...]:
-        """A path of the request, allowed as text and covered by its ticket."""
-        try:
-            parts = share_parts(text, windows=sys.platform == "win32")
-        except PathRefused as exc:
-            raise Refused(400, "bad_path", str(exc)) from None
-        if op == "write" and not parts:
-            raise Refused(400, "bad_path", "a file is written at a path inside the share, "
-                          "not at its root")
-        if not tickets.covers(scope, join(parts)):
-            raise Refused(403, "ticket_refused", "ticket for another path")
-        return parts
-
-    async def _allow(self, request: web.Request, op: Op
-                     ) -> tuple[Share, tuple[str, ...], tickets.TicketScope]:
-        share, scope = await self._grant(request, op)
-        return share, self._path(scope, request.query.get("path", ""), op), scope
-
-    @staticmethod
-    def _bound(share: Share, scope: tickets.TicketScope) -> Path:
-        """Where the ticket's path really is: what it covers must really be there too, not
-        reached through a symlink to elsewhere in the share."""
-        try:
-            return resolve(share.root, share_parts(scope.path))
-        except PathRefused as exc:
-            raise Refused(403, "ticket_refused", f"the ticket's path: {exc}") from None
-
-    @classmethod
-    def _place(cls, share: Share, parts: tuple[str, ...], scope: tickets.TicketScope,
-               write: bool = False, bound: Path | None = None) -> Path:
-        if write and os.path.islink(share.root.joinpath(*parts)):
-            # writing through it would land somewhere the ticket does not name
-            raise Refused(400, "bad_path", f"{join(parts)!r} is a symlink at the destination")
-        try:
-            place = resolve(share.root, parts)
-        except PathRefused as exc:
-            raise Refused(400, "bad_path", str(exc)) from None
-        if not reading.inside(bound or cls._bound(share, scope), place, scope.tree):
-            raise Refused(403, "ticket_refused", f"{join(parts)!r} leads outside the ticket's "
-                          "path (through a symlink)")
-        return place
+    def _refuse(self, request: web.Request, exc: Refused, path: str) -> None:
+        self.refused += 1
+        refused(_KIND.get(exc.code, "transfer_peer"), request.remote or "?", exc.message,
+                code=exc.code, path=path, share=request.query.get("share", ""))
 
     # -- reading
     async def stat(self, request: web.Request) -> web.Response:
         share, parts, scope = await self._allow(request, "read")
         place = self._place(share, parts, scope)
         answer = await asyncio.to_thread(reading.stat, share, place, parts, scope.tree,
-                                         self._bound(share, scope))
+                                         self._bound(share, scope), self.limits.max_files)
         return json_response(answer)
 
     async def chunk(self, request: web.Request) -> web.StreamResponse:
@@ -236,43 +179,52 @@ class TransferEndpoint:
         if not 0 < chunk <= MAX_CHUNK:
             raise Refused(400, "bad_chunk", f"chunk size must be 1 to {MAX_CHUNK} bytes")
         identity = request.query.get("identity", "")
-        data, digest = await asyncio.to_thread(reading.read_chunk, place, index, chunk, identity)
-        self.served_chunks += 1
-        self.served_bytes += len(data)
-        return web.Response(body=data, content_type="application/octet-stream",
-                            headers={"X-Ferry-Hash": digest.hex()})
+        async with self.budget.hold(chunk):  # a puller may ask for many large chunks at once
+            data, digest = await asyncio.to_thread(reading.read_chunk, share, place, index,
+                                                   chunk, identity)
+            self.served_chunks += 1
+            self.served_bytes += len(data)
+            return await send(request, data, self.limits, "application/octet-stream",
+                              {"X-Ferry-Hash": digest.hex()})
 
-    async def files(self, request: web.Request) -> web.Response:
+    async def files(self, request: web.Request) -> web.StreamResponse:
         share, scope = await self._grant(request, "read")  # before the body is read
-        body = await read_json(request, FilesRequest)
+        body = await read_json(request, FilesRequest, self.limits)
         if not 0 < len(body.paths) <= MAX_BATCH_FILES:
             raise Refused(400, "bad_request", f"1 to {MAX_BATCH_FILES} paths per request")
         names = [join(self._path(scope, text, "read")) for text in body.paths]
-        payload = await asyncio.to_thread(reading.read_batch, share, names,
-                                          self._bound(share, scope), scope.tree)
-        self.served_bytes += len(payload)
-        return web.Response(body=payload, content_type="application/x-ferry-files")
+        async with self.budget.hold(BATCH_HOLD):
+            payload = await asyncio.to_thread(reading.read_batch, share, names,
+                                              self._bound(share, scope), scope.tree)
+            self.served_bytes += len(payload)
+            return await send(request, payload, self.limits, "application/x-ferry-files")
 
     # -- writing
     async def receive_open(self, request: web.Request) -> web.Response:
         share, parts, scope = await self._allow(request, "write")
         place = self._place(share, parts, scope, write=True)
-        body = await read_json(request, OpenRequest)
+        body = await read_json(request, OpenRequest, self.limits)
         if body.size < 0 or not 0 < body.chunk <= MAX_CHUNK:
             raise Refused(400, "bad_request", "size must be >= 0 and chunk 1 to "
                           f"{MAX_CHUNK} bytes")
         if chunk_count(body.size, body.chunk) > MAX_CHUNKS:
             raise Refused(400, "bad_request", f"more than {MAX_CHUNKS} chunks: use larger ones")
+        if body.size > self.limits.max_file_size:
+            raise Refused(413, "too_large", f"{body.size} bytes: this agent takes files of at "
+                          f"most {self.limits.max_file_size} bytes (transfer_max_file_size)")
         key = (share.id, join(parts))
         if self.receiving.busy(key):
             raise Refused(409, "busy", f"{join(parts)!r} is being received right now")
         self.receiving.drop(key)
         part = PartialFile(place, body.size, body.chunk,
-                           Stat(body.size, body.mtime_ns, body.mode & 0o777, body.identity))
+                           Stat(body.size, body.mtime_ns, body.mode & 0o777, body.identity),
+                           root=share.root)
         if place.is_dir():
             raise Refused(409, "is_folder", f"{join(parts)!r} is a folder at the destination")
         try:
             have = await asyncio.to_thread(part.open)
+        except PathRefused as exc:
+            raise Refused(400, "bad_path", str(exc)) from None
         except DiskFull as exc:
             raise Refused(507, "disk_full", str(exc)) from None
         except (TransferError, OSError) as exc:
@@ -310,20 +262,16 @@ class TransferEndpoint:
         if request.content_length is not None and request.content_length != length:
             raise Refused(400, "bad_chunk", f"chunk {index} has {length} bytes, not "
                           f"{request.content_length}")
-        data = await request.content.read(length + 1)
-        while len(data) < length + 1 and not request.content.at_eof():
-            more = await request.content.read(length + 1 - len(data))
-            if not more:
-                break
-            data += more
-        try:
-            await asyncio.to_thread(part.write, index, data, digest)
-        except ChunkCorrupt as exc:
-            raise Refused(422, "chunk_corrupt", str(exc)) from None
-        except DiskFull as exc:
-            raise Refused(507, "disk_full", str(exc)) from None
-        except TransferError as exc:
-            raise Refused(409, "cannot_write", str(exc)) from None
+        async with self.budget.hold(length):
+            data = await read_chunk_body(request, length, self.limits)
+            try:
+                await asyncio.to_thread(part.write, index, data, digest)
+            except ChunkCorrupt as exc:
+                raise Refused(422, "chunk_corrupt", str(exc)) from None
+            except DiskFull as exc:
+                raise Refused(507, "disk_full", str(exc)) from None
+            except TransferError as exc:
+                raise Refused(409, "cannot_write", str(exc)) from None
         self.received_chunks += 1
         self.received_bytes += len(data)
         return web.Response(status=204)
@@ -332,7 +280,7 @@ class TransferEndpoint:
         share, parts, _ = await self._allow(request, "write")
         key, part = self._partial(share, parts)
         try:
-            body = await read_json(request, CommitRequest)
+            body = await read_json(request, CommitRequest, self.limits)
             try:
                 whole = await asyncio.to_thread(part.commit, body.hash)
             except ChunkCorrupt as exc:
@@ -345,11 +293,44 @@ class TransferEndpoint:
         finally:
             self.receiving.release(key)
 
+    async def receive_discard(self, request: web.Request) -> web.Response:
+        """The sender gave up on this file for good (its last attempt failed, or it was
+        aborted): its part file and journal go, unless a request of it still runs."""
+        share, parts, scope = await self._allow(request, "write")
+        place = self._place(share, parts, scope, write=True)
+        key = (share.id, join(parts))
+        if self.receiving.busy(key):
+            raise Refused(409, "busy", f"{join(parts)!r} is being received right now")
+        self.receiving.drop(key)
+        try:
+            gone = await asyncio.to_thread(PartialFile.remove, place, share.root)
+        except PathRefused as exc:
+            raise Refused(400, "bad_path", str(exc)) from None
+        return json_response({"discarded": gone})
+
     async def receive_files(self, request: web.Request) -> web.Response:
         """Small files, each a header line and its bytes; each is checked against its own
         ticket scope and hash, written aside, flushed to disk with the rest of the batch,
         and renamed into place on its own."""
         share, scope = await self._grant(request, "write")  # before the body is read
+        async with self.budget.hold(BATCH_HOLD):
+            deadline = self.limits.deadline(BATCH_HOLD)
+            try:
+                async with asyncio.timeout(deadline):
+                    results, landing = await self._batch(request, share, scope)
+            except TimeoutError:
+                raise Refused(408, "too_slow", f"the batch did not arrive within {deadline:.0f}"
+                              " s (transfer_min_rate)") from None
+            landed = await asyncio.to_thread(land_small, [f for _, f in landing], share.root)
+        for (index, _), result in zip(landing, landed, strict=True):
+            results[index]["error" if isinstance(result, TransferError) else "hash"] = \
+                str(result)
+        return json_response({"files": results})
+
+    async def _batch(self, request: web.Request, share: Share, scope: tickets.TicketScope
+                     ) -> tuple[list[dict[str, str]], list[tuple[int, SmallFile]]]:
+        """The files of a batch as they arrive: each one's result so far, and those that
+        may land (with the index of their result)."""
         results: list[dict[str, str]] = []
         landing: list[tuple[int, SmallFile]] = []
         bound: Path | None = None  # where the ticket's path really is, once looked up
@@ -365,10 +346,8 @@ class TransferEndpoint:
                                   "destination")
                 digest = bytes.fromhex(header.hash)
             except Refused as exc:
-                if exc.status in (400, 403):
-                    self.refused += 1
-                    log.warning("transfer request refused", peer=request.remote,
-                                reason=exc.message, path=header.path)
+                if exc.status in REFUSED:
+                    self._refuse(request, exc, header.path)
                 results[-1]["error"] = exc.message
                 continue
             except ValueError:
@@ -376,8 +355,4 @@ class TransferEndpoint:
                 continue
             landing.append((len(results) - 1, SmallFile(place, data, digest, header.mtime_ns,
                                                         header.mode)))
-        landed = await asyncio.to_thread(land_small, [f for _, f in landing])
-        for (index, _), result in zip(landing, landed, strict=True):
-            results[index]["error" if isinstance(result, TransferError) else "hash"] = \
-                str(result)
-        return json_response({"files": results})
+        return results, landing

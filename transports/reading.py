@@ -1,8 +1,11 @@
 """What the endpoint reads for a peer, on a worker thread: a file's facts or a folder's
-files, one chunk, or a batch of small files."""
+files, one chunk, or a batch of small files. Every file is opened from the share's root
+down (``SourceFile(..., root=)``): a folder swapped for a symlink after the path was
+checked is refused, not read through."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -19,10 +22,20 @@ def inside(bound: Path, place: Path, tree: bool) -> bool:
     return place == bound or (tree and bound in place.parents)
 
 
-def stat(share: Share, place: Path, parts: tuple[str, ...], tree: bool, bound: Path
-         ) -> StatAnswer:
+def _open(share: Share, place: Path, chunk: int | None = None) -> SourceFile:
+    """The file at ``place``, opened from the share's root: a path swapped under us is
+    a 400 (counted by the endpoint), a file that is not there or not plain a 404/409."""
+    try:
+        return SourceFile(place, chunk, root=share.root)
+    except PathRefused as exc:
+        raise Refused(400, "bad_path", str(exc)) from None
+
+
+def stat(share: Share, place: Path, parts: tuple[str, ...], tree: bool, bound: Path,
+         max_files: int) -> StatAnswer:
     """A file's size and identity, or a folder's files (those really below ``bound``, the
-    ticket's own place: a symlink to elsewhere is left out)."""
+    ticket's own place: a symlink to elsewhere is left out): at most ``max_files`` of
+    them, or the answer is a refusal saying so (no listing of a whole disk in memory)."""
     try:
         st = os.stat(place)
     except FileNotFoundError:
@@ -30,7 +43,7 @@ def stat(share: Share, place: Path, parts: tuple[str, ...], tree: bool, bound: P
                       f"{share.name!r}") from None
     if not os.path.isdir(place):
         try:
-            source = SourceFile(place)
+            source = _open(share, place)
         except TransferError as exc:  # a FIFO, a device: nothing a transfer reads
             raise Refused(409, "not_a_file", str(exc)) from None
         try:
@@ -41,16 +54,23 @@ def stat(share: Share, place: Path, parts: tuple[str, ...], tree: bool, bound: P
             source.close()
     if not tree:
         raise Refused(403, "ticket_refused", "a folder needs a ticket for its whole tree")
+    try:
+        found = list(itertools.islice(files_below(share.root, place, bound), max_files + 1))
+    except PathRefused as exc:
+        raise Refused(400, "bad_path", str(exc)) from None
+    if len(found) > max_files:
+        raise Refused(413, "too_many_files", f"{join(parts)!r} holds more than {max_files} "
+                      "files: transfer its folders one by one")
     files = [FileInfo(path=join((*parts, *rel)), size=info.st_size, mtime_ns=info.st_mtime_ns,
-                      mode=info.st_mode & 0o777)
-             for _, rel, info in files_below(bound, place)]
+                      mode=info.st_mode & 0o777) for _, rel, info in found]
     return StatAnswer(type="dir", mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o777,
                       files=files)
 
 
-def read_chunk(place: Path, index: int, chunk: int, identity: str) -> tuple[bytes, bytes]:
+def read_chunk(share: Share, place: Path, index: int, chunk: int, identity: str
+               ) -> tuple[bytes, bytes]:
     try:
-        source = SourceFile(place, chunk)
+        source = _open(share, place, chunk)
     except TransferError as exc:
         raise Refused(404, "not_found", str(exc)) from None
     try:
@@ -77,18 +97,17 @@ def read_batch(share: Share, names: list[str], bound: Path, tree: bool) -> bytes
             place = resolve(share.root, share_parts(name), folders)
             if not inside(bound, place, tree):
                 raise PathRefused(name, "leads outside the ticket's path (through a symlink)")
-        except PathRefused as exc:
+            header, data = read_small(share, name, place)
+        except (PathRefused, Refused) as exc:
             header, data = FileHeader(path=name, size=0, mtime_ns=0, mode=0,
                                       error=str(exc)), b""
-        else:
-            header, data = read_small(name, place)
         out += msgspec.json.encode(header) + b"\n" + data
     return bytes(out)
 
 
-def read_small(name: str, place: Path) -> tuple[FileHeader, bytes]:
+def read_small(share: Share, name: str, place: Path) -> tuple[FileHeader, bytes]:
     try:
-        source = SourceFile(place)
+        source = _open(share, place)
     except TransferError as exc:
         return FileHeader(path=name, size=0, mtime_ns=0, mode=0, error=str(exc)), b""
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from transports.chunks import PartialFile
+from transports.partial import PartialFile
 
 Key = tuple[str, str]  # (share id, path in the share)
 

@@ -7,23 +7,24 @@ link shot folders around); one that leads out is refused, whether it is the
 file itself or a folder on the way.
 
 Between this check and the moment a file is opened, someone who can write in
-the share could swap a folder for a symlink. Opening with ``O_NOFOLLOW``
-(``open_beneath``) closes that for the file's own name; Linux's
-``openat2(RESOLVE_BENEATH)`` would close it for the folders too, but Python
-does not expose it. Shares are written by the agent and by people trusted
-with the share, so this is the line drawn.
+the share could swap a folder for a symlink. So files are not opened by the
+path ``resolve`` gives: they are reached from the share's root one folder at a
+time, none followed if it is a symlink, and opened relative to their folder
+(``transports.beneath``; Windows, which has no ``dir_fd``, keeps opening by name).
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from protocol.paths import PathRefused, join, share_parts
+from transports.beneath import AT, Folder
 
 
 def resolve(root: Path, path: str | tuple[str, ...],
@@ -66,23 +67,51 @@ def open_beneath(path: Path, flags: int, mode: int = 0o644) -> int:
         raise
 
 
-def files_below(root: Path, place: Path) -> Iterator[tuple[Path, tuple[str, ...], os.stat_result]]:
+def files_below(root: Path, place: Path, bound: Path | None = None
+                ) -> Iterator[tuple[Path, tuple[str, ...], os.stat_result]]:
     """The files of the folder ``place`` in the share rooted at ``root``, in name order:
     (path, names below ``place``, stat). Part files being received, and symlinks that lead
-    out of the share, are left out."""
-    real_root = Path(os.path.realpath(root))
-    for folder, dirs, names in os.walk(place):
-        dirs.sort()
-        for name in sorted(names):
-            if name.endswith((".ferry-part", ".ferry-state")):
-                continue
-            path = Path(folder) / name
-            try:
+    out of ``bound`` (default: the share), are left out. The folders are walked by
+    descriptor from the share's root (``os.fwalk``): one swapped for a symlink while it is
+    listed is not entered."""
+    inside = Path(os.path.realpath(bound or root))
+    if not AT:  # no dir_fd (Windows): by name, as resolve checked it
+        for folder, dirs, names in os.walk(place):
+            dirs.sort()
+            yield from _files(inside, place, Path(folder).relative_to(place).parts, names,
+                              functools.partial(_lstat_in, Path(folder)))
+        return
+    with Folder.beneath(root, place) as top:
+        for folder, dirs, names, fd in os.fwalk(".", dir_fd=top.fd):
+            dirs.sort()
+            yield from _files(inside, place, Path(folder).parts, names,
+                              functools.partial(_lstat_at, fd))
+
+
+def _lstat_in(folder: Path, name: str) -> os.stat_result:
+    return os.lstat(folder / name)
+
+
+def _lstat_at(fd: int, name: str) -> os.stat_result:
+    return os.stat(name, dir_fd=fd, follow_symlinks=False)
+
+
+def _files(inside: Path, place: Path, below: tuple[str, ...], names: list[str],
+           lstat: Callable[[str], os.stat_result]
+           ) -> Iterator[tuple[Path, tuple[str, ...], os.stat_result]]:
+    for name in sorted(names):
+        if name.endswith((".ferry-part", ".ferry-state")):
+            continue
+        rel = (*below, name)
+        path = place.joinpath(*rel)
+        try:
+            info = lstat(name)
+            if stat.S_ISLNK(info.st_mode):  # followed only if it stays inside
                 real = Path(os.path.realpath(path))
-                if real_root not in real.parents:
+                if inside not in real.parents:
                     continue
                 info = os.stat(real)
-            except OSError:
-                continue
-            if stat.S_ISREG(info.st_mode):
-                yield path, path.relative_to(place).parts, info
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode):
+            yield path, rel, info

@@ -4,22 +4,25 @@ for a whole batch instead of one per file."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
 import os
+import secrets
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ferry.refusals import refused
+from protocol.paths import PathRefused
+from transports.beneath import Folder, folder_of
 from transports.chunks import (
     ChunkCorrupt,
     TransferError,
     chunk_hash,
     file_hash,
-    sync_folder,
     write_error,
 )
 
@@ -35,23 +38,42 @@ class SmallFile:
     mode: int
 
 
-def land_small(files: list[SmallFile]) -> list[str | TransferError]:
+def land_small(files: list[SmallFile], root: Path | None = None) -> list[str | TransferError]:
     """Small files by the same rules as big ones: each checked against its hash and
     written aside; then one flush to disk for all of them (not one per file, which is
     what makes many small files slow); then each renamed into place. Returns, in order,
-    each file's hash or the error that kept it out."""
+    each file's hash or the error that kept it out.
+
+    ``root`` is the share they land in (each ``dest`` as ``shares.resolve`` gives it):
+    each folder is reached from there without following a symlink, and each file is made,
+    renamed and removed relative to its folder (``transports.beneath``). Without it, each
+    file's folder is trusted as it is (and made if missing)."""
+    folders: dict[Path, Folder] = {}
+    try:
+        return _land(files, root, folders)
+    finally:
+        for folder in folders.values():
+            folder.close()
+
+
+def _land(files: list[SmallFile], root: Path | None, folders: dict[Path, Folder]
+          ) -> list[str | TransferError]:
     results: list[str | TransferError] = []
-    staged: list[tuple[int, int, SmallFile, Path]] = []  # (index, fd, file, temp)
+    staged: list[tuple[int, int, SmallFile, Folder, str]] = []  # (index, fd, file, its temp)
     for index, f in enumerate(files):
         if chunk_hash(f.data) != f.digest:
             results.append(ChunkCorrupt(f"{f.dest.name} does not match its hash "
                                         "(corrupted in flight)"))
             continue
         try:  # a temp of this batch's own: two batches for one file must not share it
-            f.dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(dir=f.dest.parent, prefix=f".{f.dest.name[:200]}.",
-                                        suffix=".ferry-part")
-            temp = Path(name)
+            folder = folders.get(f.dest.parent)
+            if folder is None:
+                folder = folders[f.dest.parent] = folder_of(f.dest, root, create=True)
+            fd, temp = _temp(folder, f.dest.name)
+        except PathRefused as exc:
+            refused("share_path", "a writer of the share", str(exc), dest=str(f.dest))
+            results.append(TransferError(str(exc)))
+            continue
         except OSError as exc:
             results.append(write_error(exc, f.dest))
             continue
@@ -63,36 +85,48 @@ def land_small(files: list[SmallFile]) -> list[str | TransferError]:
             os.utime(fd, ns=(f.mtime_ns, f.mtime_ns))
         except OSError as exc:
             os.close(fd)
-            temp.unlink(missing_ok=True)
+            folder.unlink(temp)
             results.append(write_error(exc, f.dest, len(f.data)))
             continue
-        staged.append((index, fd, f, temp))
+        staged.append((index, fd, f, folder, temp))
         results.append(file_hash(len(f.data), max(len(f.data), 1),
                                  [f.digest] if f.data else []))
     try:
-        _flush([fd for _, fd, _, _ in staged])
+        _flush([fd for _, fd, _, _, _ in staged])
     except OSError as exc:
-        for _, fd, _f, temp in staged:
+        for _, fd, _f, folder, temp in staged:
             os.close(fd)
-            temp.unlink(missing_ok=True)
+            folder.unlink(temp)
         error = write_error(exc, staged[0][2].dest)
         return [error if isinstance(r, str) else r for r in results]
-    position = {index: n for n, (index, _, _, _) in enumerate(staged)}
+    position = {index: n for n, (index, _, _, _, _) in enumerate(staged)}
     out: list[str | TransferError] = []
     for index, result in enumerate(results):
         landed: str | TransferError = result
         if index in position:
-            _, fd, f, temp = staged[position[index]]
+            _, fd, f, folder, temp = staged[position[index]]
             os.close(fd)
             try:
-                os.replace(temp, f.dest)
+                folder.replace(temp, f.dest.name)
             except OSError as exc:
-                temp.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    folder.unlink(temp)
                 landed = write_error(exc, f.dest)
         out.append(landed)
-    for folder in {f.dest.parent for _, _, f, _ in staged}:
-        sync_folder(folder)
+    for folder in {id(s[3]): s[3] for s in staged}.values():
+        folder.sync()
     return out
+
+
+def _temp(folder: Folder, name: str) -> tuple[int, str]:
+    """A new file beside ``name``, ours alone (``O_EXCL``): its descriptor and name."""
+    for _ in range(100):
+        temp = f".{name[:200]}.{secrets.token_hex(4)}.ferry-part"
+        try:
+            return folder.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), temp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {name}")
 
 
 def _flush(fds: list[int]) -> None:

@@ -53,6 +53,7 @@ def transfer_work(conn: Connection, key: Ed25519PrivateKey | None, job_id: str,
             op="write" if push else "read", job=job_id,
             task=rows[0].id if len(rows) == 1 else bucket_id, tree=True), ttl=TICKET_TTL)
     return [TaskWork(id=row.id, uri=row.uri, item=row.item, attempt=row.attempts + 1,
+                     last_attempt=row.attempts + 1 > spec.get("retries", 0),  # as release has it
                      argv=[], transfer=TransferWork(
                          url=(called.transfer_url or "") if called else "",
                          fingerprint=(called.transfer_fingerprint or "") if called else "",

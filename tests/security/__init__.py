@@ -1,0 +1,2 @@
+"""Attacks on Ferry's trust boundaries (docs/SECURITY.md), each asserting the refusal and
+that nothing changed."""

@@ -1,0 +1,108 @@
+"""How much a transfer peer may make this agent hold, and for how long.
+
+A peer is an agent the hub vouches for, but not one trusted with this agent's memory or
+its transfer slots. A serving agent whose answers are larger than asked, never end, or
+drip a byte at a time; a puller or pusher that asks for much at once: each must fail its
+transfer (or its request), never exhaust the process. So on both sides of a transfer
+
+- every body is read against the size expected (``read_bounded``): never more than that
+  plus one byte is held;
+- every request ends within a deadline that grows with its size (``Limits.deadline``):
+  ``grace`` seconds, plus the bytes at ``min_rate``;
+- the chunk bytes held at once are bounded: a pull runs fewer streams for large chunks
+  (``PULL_MEMORY``), an endpoint makes requests wait their turn (``Budget``).
+
+``Limits`` comes from the agent's config (``transfer_max_file_size``, ``transfer_max_files``,
+``transfer_min_rate``, ``transfer_grace``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from aiohttp import StreamReader
+
+PULL_MEMORY = 256 << 20  # chunk bytes one file's pull holds at once, whatever its streams
+SERVE_MEMORY = 512 << 20  # chunk and batch bytes an endpoint holds at once, all requests
+ANSWER_BYTES = 64 << 10  # a small JSON answer (a file's stat, an error, a push's answers)
+LISTED_BYTES = 512  # a folder listing's JSON per file, at most on average
+HEADER_BYTES = 10 << 10  # one file's header line in a batch (a path of 4,096 bytes, an error)
+MAX_FILE_SIZE = 1 << 40  # the protocol's own limit: 4,096 chunks of 256 MiB
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The quotas and pace a peer must keep to."""
+
+    max_file_size: int = MAX_FILE_SIZE  # bytes of one file a peer may make us receive
+    max_files: int = 100_000  # files of a folder listing
+    min_rate: int = 32 << 10  # bytes/s a request's bytes must average, past ``grace``
+    grace: float = 60.0  # seconds any request may take, whatever its size
+
+    def deadline(self, size: int) -> float:
+        """Seconds a request that moves ``size`` bytes may take, in all."""
+        return self.grace + max(0, size) / self.min_rate
+
+    @property
+    def listing_bytes(self) -> int:
+        """A stat answer's JSON at most: a folder of ``max_files`` files."""
+        return ANSWER_BYTES + self.max_files * LISTED_BYTES
+
+
+class Overrun(Exception):
+    """A body longer than its limit (``seen`` bytes, or announced, by then)."""
+
+    def __init__(self, seen: int, limit: int) -> None:
+        self.seen, self.limit = seen, limit
+        super().__init__(f"more than {limit} bytes")
+
+
+async def read_bounded(content: StreamReader, limit: int, announced: int | None) -> bytearray:
+    """A whole body, refused (``Overrun``) as soon as it is longer than ``limit`` bytes:
+    by its Content-Length before anything is read, else after ``limit + 1`` bytes."""
+    if announced is not None and announced > limit:
+        raise Overrun(announced, limit)
+    body = bytearray()
+    while True:
+        block = await content.read(min(1 << 20, limit + 1 - len(body)))
+        if not block:
+            return body
+        body += block
+        if len(body) > limit:
+            raise Overrun(len(body), limit)
+
+
+@dataclass
+class Budget:
+    """Bytes that requests hold in memory at once, at most ``total``: a request waits until
+    its bytes fit (one larger than ``total`` waits until it is alone). ``peak`` is the most
+    held so far."""
+
+    total: int
+    used: int = 0
+    peak: int = 0
+    _waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, size: int) -> AsyncIterator[None]:
+        while self.used and self.used + size > self.total:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        self.used += size
+        self.peak = max(self.peak, self.used)
+        try:
+            yield
+        finally:
+            self.used -= size
+            waiting, self._waiters = self._waiters, []
+            for waiter in waiting:  # each looks again whether it fits now
+                if not waiter.done():
+                    waiter.set_result(None)
