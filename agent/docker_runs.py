@@ -7,19 +7,41 @@ container runs in the ``DockerLane``, and what the algorithm wrote to
 initiating organization, signed with ours). What is wrong with the input, the
 image or the result fails that run with the reason; the agent goes on.
 
-Each run's work is kept on disk (``work/<run id>.json``) while it runs, so a
-restarted agent that adopts the run's container still knows its bucket: it
-keeps the lease (``ResetRequest.keep``), reports the run's end, and starts
-nothing twice.
+Before anything of the input is opened, the hub's word on the run's sealing is
+held to what this node pinned (agent/pins.py): a run sent unencrypted in a
+collaboration that was encrypted at enrollment, or naming another key for the
+initiating organization than the pinned one, is refused (failed, saying why,
+and counted in ``ferry.refusals`` as ``sealing``); no container is made.
+
+Each run's work is kept on disk (``work/<run id>.json``) from before its
+container starts until the hub has answered for its end report, so a run's
+end is never lost to an agent killed on the way. In order:
+
+1. the work file is written; the container runs and ends;
+2. its end is read (the container stays, stopped) and the result taken from its
+   output folder (``run``); the caller writes the end report to the outbox,
+   durably, and only then calls ``release``, which does the rest:
+3. the work file is marked reported (renamed ``<run id>.json.reported``);
+4. the container and the run's folder are removed;
+5. once the hub has answered for the report, the work file is removed.
+
+A restarted agent (its outbox is sent first) finds the container of a run
+killed before 4 and reads its end again (adoption: the lease is kept,
+``ResetRequest.keep``, nothing is started twice, and a report written before
+is not applied twice: same key). A work file marked reported whose container
+is gone keeps the lease too, until the hub has answered for the report. One
+not marked whose container is gone never ended here (it never started, or
+someone removed it): it is forgotten, and the hub takes the run back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -29,17 +51,20 @@ import structlog
 
 from agent.config import DockerConfig
 from agent.orgkey import OrgKey
+from agent.pins import PIN_FILE, Pins
 from agent.run_proxy import RunProxy
+from ferry import refusals
 from ferry.config import write_atomic
 from lanes import LaneError
 from lanes.containers import DockerOutcome, ended_early
 from lanes.docker_lane import Adopted, DockerLane
-from lanes.docker_spec import DockerRun, NodeLimits, SpecError, detect_gpus
+from lanes.docker_spec import ID, DockerRun, NodeLimits, SpecError, detect_gpus
 from lanes.images import ImagePolicy
 from protocol import LOG_TAIL_BYTES, MAX_RESULT, BucketWork, DockerWork, TaskWork, sealing
 
 log = structlog.get_logger("agent.docker")
 
+REPORTED = ".json.reported"  # a work file's name once its run's end report is on disk
 RESULT_FILE = "result"  # /ferry/output/result: what goes back as the run's result
 RAW_RESULT = MAX_RESULT * 2 // 3  # bytes of a result before sealing (base64 grows it)
 
@@ -62,6 +87,9 @@ class DockerRuns:
         self.base = base
         self.agent_id = agent_id
         self.org_key = org_key
+        self.hub_url = hub
+        self.pins = Pins(base / PIN_FILE)
+        org_key.pins = self.pins  # enrollments are pinned there from now on
         self.slots = config.slots
         self.lane: DockerLane | None = None
         self.problem = ""  # why docker runs are not taken ('' when they are)
@@ -69,6 +97,7 @@ class DockerRuns:
         self.data = Path(config.data).expanduser().absolute() if config.data else None
         self.proxy = RunProxy(hub, base / "proxy" / "hub.sock")
         self._fresh: dict[str, str] = {}  # output of running runs not yet sent to the hub
+        self._forgetting: set[asyncio.Future[Any]] = set()  # work files awaiting the hub
 
     @property
     def ready(self) -> bool:
@@ -76,12 +105,16 @@ class DockerRuns:
 
     def status(self) -> dict[str, Any]:
         return {"ready": self.ready, "problem": self.problem or None, "slots": self.slots,
-                "running": self.lane.running() if self.lane else []}
+                "running": self.lane.running() if self.lane else [],
+                "pins": self.pins.status()}
 
-    async def start(self) -> list[tuple[BucketWork, Adopted]]:
+    async def start(self) -> list[tuple[BucketWork, Adopted | None]]:
         """Connect to the engine and adopt this agent's containers that still run (or
-        ended while it was down); their buckets, to keep. An engine that does not answer
-        is a problem in the status, not a failure of the agent."""
+        ended while it was down); their buckets, to keep. Runs whose work is saved but
+        whose container is gone come with no ``Adopted``: their end report was written
+        before the container went (keep the lease until it is sent, ``forget_when``). An
+        engine that does not answer is a problem in the status, not a failure of the
+        agent."""
         self.gpus = await asyncio.to_thread(detect_gpus)
         limits = NodeLimits(cpus=self.config.cpus, memory=self.config.memory_bytes,
                             pids=self.config.pids, allow_root=self.config.allow_root,
@@ -93,7 +126,8 @@ class DockerRuns:
             return []
         lane = DockerLane(self.agent_id, self.base, ImagePolicy.build(
             self.config.images.names, self.config.images.patterns, self.config.images.digests),
-            limits, data=data, hub_socket=self.proxy.socket, on_log=self._output)
+            limits, data=data, hub_socket=self.proxy.socket, on_log=self._output,
+            keep_ended=True)  # removed by release, once the run's end report is on disk
         try:
             await lane.start()
         except LaneError as exc:
@@ -108,8 +142,9 @@ class DockerRuns:
             log.warning("runs cannot reach the hub: its socket for them did not start",
                         error=str(exc))
         await asyncio.to_thread((self.base / "work").mkdir, mode=0o700, exist_ok=True)
-        kept = []
-        for adopted in await lane.adopt():
+        kept: list[tuple[BucketWork, Adopted | None]] = []
+        found = await lane.adopt()
+        for adopted in found:
             work = self._saved(adopted.run_id)
             if work is None:  # not ours to report: stop it, the hub gave the run away
                 log.warning("a container with no saved work; stopping it", run=adopted.run_id)
@@ -121,10 +156,42 @@ class DockerRuns:
             log.info("adopted a run's container", run=adopted.run_id, bucket=work.id,
                      running=adopted.running)
             kept.append((work, adopted))
-        return kept
+        return kept + await self._reported({a.run_id for a in found})
+
+    async def _reported(self, adopted: set[str]) -> list[tuple[BucketWork, None]]:
+        """Saved work of runs whose containers are gone: those marked reported, to keep
+        until the hub has their report; the others are forgotten (see the module's
+        docstring). Their folders go."""
+        assert self.lane is not None
+        names = await asyncio.to_thread(lambda: sorted(p.name for p in (self.base / "work")
+                                                       .iterdir()))
+        reported: list[tuple[BucketWork, None]] = []
+        for name in names:
+            marked = name.endswith(REPORTED)
+            run_id = name.removesuffix(REPORTED) if marked else name.removesuffix(".json")
+            if run_id == name or run_id in adopted or not ID.fullmatch(run_id):
+                continue  # not a work file (a temporary one), or its container is adopted
+            work = await asyncio.to_thread(self._saved, run_id)
+            task = work.tasks[0] if work is not None and work.tasks else None
+            if task is not None and task.docker is not None:
+                await self.lane.release(run_id)
+                await self.lane.job_done(task.docker.job_id)
+            if work is None or not marked:
+                log.warning("a run's container is gone and its end was never reported; the "
+                            "hub takes it back", run=run_id)
+                await asyncio.to_thread(self._forget, run_id)
+                continue
+            log.info("a run reported before the restart; its lease is kept until the hub has "
+                     "the report", run=run_id, bucket=work.id)
+            reported.append((work, None))
+        return reported
 
     async def close(self) -> None:
-        """Stop watching; containers still running go on, for the next start to adopt."""
+        """Stop watching; containers still running go on, for the next start to adopt.
+        Work files still waiting for the hub stay, for the next start."""
+        for forgetting in list(self._forgetting):
+            forgetting.cancel()
+        await asyncio.gather(*self._forgetting, return_exceptions=True)
         if self.lane is not None:
             await self.lane.close()
         await self.proxy.close()
@@ -138,14 +205,35 @@ class DockerRuns:
         fresh, self._fresh = self._fresh, {}
         return fresh
 
-    def _work_file(self, run_id: str) -> Path:
-        return self.base / "work" / f"{run_id}.json"
+    def _work_file(self, run_id: str, reported: bool = False) -> Path:
+        return self.base / "work" / f"{run_id}{REPORTED if reported else '.json'}"
 
     def _saved(self, run_id: str) -> BucketWork | None:
+        for reported in (False, True):
+            try:
+                return msgspec.json.decode(self._work_file(run_id, reported).read_bytes(),
+                                           type=BucketWork)
+            except FileNotFoundError:
+                continue
+            except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+                return None
+        return None
+
+    def _mark_reported(self, run_id: str) -> None:
+        """Its end report is on disk: so says the work file, before the container goes."""
         try:
-            return msgspec.json.decode(self._work_file(run_id).read_bytes(), type=BucketWork)
-        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
-            return None
+            os.replace(self._work_file(run_id), self._work_file(run_id, reported=True))
+        except FileNotFoundError:
+            return  # no work file: the run never had a container
+        fd = os.open(self.base / "work", os.O_RDONLY)
+        try:  # the rename itself on disk, before the container's removal
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _forget(self, run_id: str) -> None:
+        self._work_file(run_id).unlink(missing_ok=True)
+        self._work_file(run_id, reported=True).unlink(missing_ok=True)
 
     async def run(self, bucket: BucketWork, task: TaskWork,
                   adopted: Adopted | None = None) -> RunEnd:
@@ -160,6 +248,12 @@ class DockerRuns:
         if adopted is not None:
             outcome = await adopted.outcome
         else:
+            why = await self._refusal(work)
+            if why:
+                refusals.refused("sealing", self.hub_url(), why, task=task.id,
+                                 organization=work.initiator)
+                return RunEnd(ended_early("failed", "refused", f"refused by the node: {why}",
+                                          began), None, None)
             try:
                 data = self._open_input(work)
             except sealing.SealError as exc:
@@ -184,19 +278,55 @@ class DockerRuns:
         folder = self.lane.run_folder(task.id)
         return RunEnd(outcome, result, folder / "log" if (folder / "log").exists() else None)
 
-    async def release(self, task_id: str, job_group: str) -> None:
-        """Forget a reported run: its folder, its saved work, and its job's temporary
-        folder when no other run of the job runs here."""
-        if self.lane is None:
-            return
+    async def release(self, task_id: str, job_group: str,
+                      sent: Awaitable[object] | None) -> None:
+        """Forget a run whose end report is on disk (or that has none to give: its lease
+        was lost): its container, its folder, its job's temporary folder when no other
+        run of the job runs here, and its saved work once ``sent`` is done."""
         self._fresh.pop(task_id, None)
-        await self.lane.release(task_id)
-        self._work_file(task_id).unlink(missing_ok=True)
-        await self.lane.job_done(job_group)
+        if sent is not None:
+            await asyncio.to_thread(self._mark_reported, task_id)
+        if self.lane is not None:
+            await self.lane.release(task_id)
+            await self.lane.job_done(job_group)
+        self.forget_when(task_id, sent)
+
+    def forget_when(self, task_id: str, sent: Awaitable[object] | None) -> None:
+        """Remove the run's saved work once ``sent`` (the hub has answered for its end
+        report) is done, at once when None. Until then a restarted agent keeps its
+        lease."""
+        waiting = asyncio.ensure_future(sent) if sent is not None else None
+
+        async def forget() -> None:
+            try:
+                if waiting is not None:
+                    await waiting
+                await asyncio.to_thread(self._forget, task_id)
+            except Exception as exc:  # the outbox closed, or the disk failed: kept is safe
+                log.warning("a run's saved work stays for the next start", run=task_id,
+                            error=str(exc))
+
+        for owned in (waiting, asyncio.create_task(forget(), name=f"forget-{task_id}")):
+            if owned is not None:
+                self._forgetting.add(owned)
+                owned.add_done_callback(self._forgetting.discard)
 
     async def abort(self, task_id: str, reason: str, grace: float | None = None) -> None:
         if self.lane is not None:
             await self.lane.abort(task_id, grace, reason)
+
+    async def _refusal(self, work: DockerWork) -> str:
+        """Why this run must not go on, from what the node knows better than the hub
+        ('' when it may): whose run it is, and its sealing against the pins."""
+        own = self.org_key.organization
+        if own is not None and work.organization != own:
+            return f"the run is for organization {work.organization}, and this node is " \
+                   f"of organization {own}"
+        try:
+            return await asyncio.to_thread(self.pins.refusal, work, self.org_key.public)
+        except OSError as exc:  # a key seen first that cannot be pinned is not trusted
+            return f"cannot pin the initiating organization's key in {self.pins.path}: " \
+                   f"{exc.strerror or exc}"
 
     # -- input and result (in a thread or on the loop: small, bounded work)
     def _open_input(self, work: DockerWork) -> bytes:

@@ -10,6 +10,9 @@ half in ``Organization.public_key``. At enrollment the agent compares them:
 * a key at the hub but not here, or another one here: it says so, loudly, and runs no
   sealed work. It never replaces the organization's key: runs sealed for that key
   would open for nobody. Copy the key file from the node that published it.
+
+Each enrollment answer's word on the collaboration (is it encrypted?) is also pinned,
+when the node runs docker work (``pins``, agent/pins.py): the hub is held to it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 import structlog
 
 from agent.hubclient import HubClient, Retryable
+from agent.pins import Pins
 from ferry.errors import ApiError
 from protocol import EnrollResponse, OrganizationKeyRequest, sealing
 
@@ -34,7 +38,9 @@ class OrgKey:
         self.path = path
         self.private: bytes | None = None
         self.organization: str | None = None
+        self.public: str | None = None  # the public half of ``private``
         self.problem: str | None = None  # why sealed work cannot run here
+        self.pins: Pins | None = None  # where enrollments are pinned (set by docker runs)
 
     @property
     def ready(self) -> bool:
@@ -65,6 +71,15 @@ class OrgKey:
         self.organization = answer.organization
         if answer.organization is None or answer.collaboration is None:
             return  # not a node of a collaboration: no key needed
+        if self.pins is not None:  # first: runs are held to it from now on
+            try:
+                warning = await asyncio.to_thread(self.pins.enrolled, answer.collaboration,
+                                                  answer.encrypted)
+            except OSError as exc:  # not pinned: runs are refused until it is
+                warning = f"cannot write {self.pins.path}: {exc.strerror or exc}"
+            if warning:
+                log.warning("the hub's word on the collaboration differs from the pin",
+                            problem=warning)
         try:
             local = await asyncio.to_thread(self._read)
         except OSError as exc:
@@ -104,8 +119,8 @@ class OrgKey:
                 self._fail(f"could not publish the organization's public key: {exc}")
                 return
             log.info("published the organization's public key", organization=answer.organization)
-        self.private, self.problem = local, None
+        self.private, self.public, self.problem = local, mine, None
 
     def _fail(self, problem: str) -> None:
-        self.private, self.problem = None, problem
+        self.private, self.public, self.problem = None, None, problem
         log.error("organization key", problem=problem)

@@ -8,11 +8,17 @@ of a group, so lanes never wait on the disk and a busy agent commits a
 group at a time. ``volatile`` items (a task has started) live in memory
 only: losing one loses nothing, since the task's end report carries its
 start.
+
+What must not be lost before something else is undone (a Docker run's end
+report, before its container goes) is written at once with
+``flush(sync=True)``; ``sent(key)`` waits until the hub has answered for an
+item (applied, duplicate or refused: it has left the outbox).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -48,6 +54,7 @@ class Outbox:
         self._next_volatile = -1
         self._lock = asyncio.Lock()
         self._flush_task: asyncio.Task[None] | None = None
+        self._waiting: dict[str, set[asyncio.Future[None]]] = {}  # sent(key) callers
         self.changed = asyncio.Event()  # set when something was committed
 
     async def _run(self, fn: Callable[..., R], *args: Any) -> R:
@@ -95,7 +102,9 @@ class Outbox:
             if self._flush_task is None:
                 self._flush_task = asyncio.create_task(self._flush_soon())
 
-    async def flush(self) -> None:
+    async def flush(self, *, sync: bool = False) -> None:
+        """Commit what was added so far. ``sync``: and make the commit durable across a
+        power loss too (an fsync; a commit survives the agent's death without one)."""
         async with self._lock:
             batch, self._pending = self._pending, []
             if batch:
@@ -105,6 +114,17 @@ class Outbox:
                     self._pending[:0] = batch
                     raise
                 self.changed.set()
+            if sync:  # also when another flush committed our items: its commit had none
+                await self._run(self._sync)
+
+    def _sync(self) -> None:
+        # WAL with synchronous=NORMAL fsyncs at checkpoints only: sync the log by hand
+        wal = self.path.with_name(self.path.name + "-wal")
+        fd = os.open(wal if wal.exists() else self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _insert(self, batch: list[tuple[str, str, bytes, float]]) -> None:
         assert self._db is not None
@@ -130,18 +150,49 @@ class Outbox:
         return [Item(*row) for row in rows]
 
     async def ack(self, ids: list[int]) -> None:
+        """The hub has answered for these items: they leave the outbox."""
         gone = {i for i in ids if i < 0}
+        keys = [k for k, v in self._volatile.items() if v.id in gone]
         if gone:
             self._volatile = {k: v for k, v in self._volatile.items() if v.id not in gone}
         stored = [i for i in ids if i >= 0]
         if stored:
-            await self._run(self._delete, stored)
+            keys += await self._run(self._delete, stored, bool(self._waiting))
+        for key in keys:
+            for waiting in self._waiting.pop(key, ()):
+                if not waiting.done():
+                    waiting.set_result(None)
 
-    def _delete(self, ids: list[int]) -> None:
+    def _delete(self, ids: list[int], want_keys: bool = False) -> list[str]:
         assert self._db is not None
         with self._db:
             self._db.execute("BEGIN")
+            keys = [row[0] for i in ids for row in self._db.execute(
+                "SELECT key FROM outbox WHERE id = ?", (i,))] if want_keys else []
             self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+        return keys
+
+    async def sent(self, key: str) -> None:
+        """Return once the item ``key`` has left the outbox (the hub answered for it); at
+        once when no such item is queued."""
+        waiting: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # waiting before looking: an ack between the look and the wait is not missed
+        self._waiting.setdefault(key, set()).add(waiting)
+        try:
+            if key in self._volatile or any(p[0] == key for p in self._pending) or \
+                    await self._run(self._has, key):
+                await waiting
+        finally:
+            left = self._waiting.get(key)
+            if left is not None:
+                left.discard(waiting)
+                if not left:
+                    del self._waiting[key]
+
+    def _has(self, key: str) -> bool:
+        assert self._db is not None
+        return self._db.execute("SELECT 1 FROM outbox WHERE key = ?", (key,)).fetchone() \
+            is not None
 
     async def count(self) -> int:
         """Items the hub has not answered for (volatile ones do not count)."""

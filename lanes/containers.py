@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -198,6 +199,34 @@ def remove(container: Container) -> None:
         pass
     except ENGINE_ERRORS as exc:  # "removal already in progress", or the engine went away
         log.warning("removing a container failed", container=container.id, error=str(exc))
+
+
+def stop(handle: RunHandle, grace: float) -> None:
+    """``docker stop`` with ``grace`` (TERM, then KILL); a kill when the stop fails."""
+    try:
+        handle.container.stop(timeout=math.ceil(grace))
+    except docker.errors.NotFound:
+        pass
+    except ENGINE_ERRORS:
+        log.warning("docker stop failed; killing", run=handle.run_id, exc_info=True)
+        with contextlib.suppress(*ENGINE_ERRORS):
+            handle.container.kill()
+
+
+def read_end(handle: RunHandle, state: dict[str, Any], *, remove_it: bool) -> DockerOutcome:
+    """The outcome of an ended container, once its log is complete; the container is
+    removed after when ``remove_it``, else left (stopped) for its owner to remove."""
+    if handle.follower is not None:
+        handle.follower.join(10.0)
+        handle.follower.stop()
+    if remove_it:
+        remove(handle.container)
+    status, reason, message = ending(handle, state)
+    log_tail, size = tail(handle.log)
+    return DockerOutcome(status=status, exit_code=state.get("ExitCode"), message=message,
+                         started=handle.started, ended=time.time(), log_tail=log_tail,
+                         log_size=size, reason=reason, image_id=handle.image_id,
+                         container_id=handle.container.id, output=handle.log.parent / "output")
 
 
 def describe(code: int | None) -> str:

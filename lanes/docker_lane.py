@@ -12,7 +12,10 @@ Every container carries labels (``ferry.agent``, ``ferry.run``,
 ``ferry.job``, …). A lane closed while containers run leaves them running
 (``run`` raises ``Detached``); a new lane of the same agent ``adopt``s them,
 watches them to their end and reports them; nothing is started twice. A
-container the lane has seen end is removed once its state and logs are read.
+container the lane has seen end is removed once its state and logs are read,
+or, in a lane that keeps ended containers (``keep_ended``), by ``release``:
+the agent keeps an ended container until the run's end report is on disk, so
+an agent killed in between finds the container and reads its end again.
 
 All Docker SDK calls go to the lane's own thread pool, never on the event
 loop; each run's log is followed on a thread of its own.
@@ -23,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import math
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -35,6 +37,7 @@ from typing import Any, TypeVar
 import docker
 import docker.errors
 import structlog
+from docker.models.containers import Container
 
 from lanes.base import LaneError
 from lanes.containers import (
@@ -46,11 +49,11 @@ from lanes.containers import (
     adopted_handle,
     container_config,
     ended_early,
-    ending,
     prepare_folders,
+    read_end,
     remove,
     state_of,
-    tail,
+    stop,
 )
 from lanes.docker_spec import ID, DockerRun, Grant, NodeLimits, SpecError
 from lanes.images import ImagePolicy, ImageRefused, resolve
@@ -85,11 +88,12 @@ class DockerLane:
                  on_log: Callable[[str, str], None] | None = None,
                  client: Callable[[], docker.DockerClient] = docker.from_env,
                  workers: int = 8, data: Path | None = None,
-                 hub_socket: Path | None = None) -> None:
+                 hub_socket: Path | None = None, keep_ended: bool = False) -> None:
         """``on_log(run_id, text)`` is called on the event loop for each piece of a run's
         output; ``client`` makes the engine client (in a thread, on ``start``); ``data`` is
         the node's own data, which every run reads at ``/ferry/data``; ``hub_socket`` the
-        agent's way to the hub for runs (``/ferry/hub/hub.sock``)."""
+        agent's way to the hub for runs (``/ferry/hub/hub.sock``); ``keep_ended``: an ended
+        container stays (stopped) until ``release``, not only until its end is read."""
         if not ID.fullmatch(agent_id):
             raise LaneError(f"agent id {agent_id!r} cannot name containers")
         self.agent_id = agent_id
@@ -107,6 +111,8 @@ class DockerLane:
         self._aborts: dict[str, tuple[str, float | None]] = {}  # for runs being started
         self._gpus_held: set[str] = set()
         self._jobs_done: set[str] = set()  # job folders to remove when their last run ends
+        self.keep_ended = keep_ended
+        self._ended: dict[str, Container] = {}  # read, kept until release (keep_ended)
         self._tasks: set[asyncio.Task[DockerOutcome]] = set()
         self._closed = False
 
@@ -203,7 +209,8 @@ class DockerLane:
         for container in found:
             labels = container.labels
             run_id = labels.get(f"{LABEL}.run", "")
-            if run_id in self._runs or run_id in self._claimed or not ID.fullmatch(run_id):
+            if run_id in self._runs or run_id in self._claimed or run_id in self._ended \
+                    or not ID.fullmatch(run_id):
                 continue
             handle = adopted_handle(container, self.run_folder(run_id) / "log")
             if container.status == "created":  # the agent stopped between create and start
@@ -222,9 +229,13 @@ class DockerLane:
         return adopted
 
     async def release(self, run_id: str) -> bool:
-        """Remove a run's folder once its output is taken; False while it runs."""
+        """Remove a run's ended container (when the lane keeps them), then its folder, once
+        its output is taken; False while it runs."""
         if run_id in self._runs or run_id in self._claimed:
             return False
+        container = self._ended.pop(run_id, None)
+        if container is not None:
+            await self._call(remove, container)
         await self._call(shutil.rmtree, self.run_folder(run_id), True)
         return True
 
@@ -237,8 +248,9 @@ class DockerLane:
         await self._call(shutil.rmtree, folder, True)
 
     async def close(self) -> None:
-        """Stop watching; running containers go on, for the next lane's ``adopt``. Safe to
-        call twice."""
+        """Stop watching; running containers go on, for the next lane's ``adopt`` (so do
+        ended ones not yet released: the next lane reads their end again). Safe to call
+        twice."""
         if self._closed:
             return
         self._closed = True
@@ -271,7 +283,10 @@ class DockerLane:
     async def _follow_through(self, handle: RunHandle) -> DockerOutcome:
         try:
             state = await self._watch(handle)
-            return await self._call(self._finish, handle, state)
+            outcome = await self._call(self._finish, handle, state)
+            if self.keep_ended:
+                self._ended[handle.run_id] = handle.container
+            return outcome
         except asyncio.CancelledError:
             if not self._closed:  # not a shutdown: the container must not outlive its run
                 self._pool.submit(remove, handle.container)
@@ -364,29 +379,12 @@ class DockerLane:
             remove(handle.container)
 
     def _stop(self, handle: RunHandle, grace: float) -> None:
-        try:
-            handle.container.stop(timeout=math.ceil(grace))
-        except docker.errors.NotFound:
-            pass
-        except ENGINE_ERRORS:
-            log.warning("docker stop failed; killing", run=handle.run_id, exc_info=True)
-            with contextlib.suppress(*ENGINE_ERRORS):
-                handle.container.kill()
+        stop(handle, grace)
 
     def _finish(self, handle: RunHandle, state: dict[str, Any]) -> DockerOutcome:
-        """Read the ended container's result and logs, then remove it."""
-        if handle.follower is not None:
-            handle.follower.join(10.0)
-            handle.follower.stop()
-        remove(handle.container)
-        code = state.get("ExitCode")
-        status, reason, message = ending(handle, state)
-        log_tail, size = tail(handle.log)
-        return DockerOutcome(status=status, exit_code=code, message=message,
-                             started=handle.started, ended=time.time(), log_tail=log_tail,
-                             log_size=size, reason=reason, image_id=handle.image_id,
-                             container_id=handle.container.id,
-                             output=handle.log.parent / "output")
+        """Read the ended container's end and logs, then remove it (unless the lane keeps
+        ended containers until ``release``)."""
+        return read_end(handle, state, remove_it=not self.keep_ended)
 
 
 def _checked(ident: str) -> str:

@@ -34,7 +34,9 @@ class DockerWork(Struct, frozen=True):
     ``job_id`` is the group the run belongs to (a job and the child jobs its runs create
     share it): runs of one group on a node share its temporary folder. In an encrypted
     collaboration ``input`` is an envelope sealed by the initiating organization for this
-    one, and the result goes back sealed for ``initiator`` with ``initiator_key``."""
+    one, and the result goes back sealed for ``initiator`` with ``initiator_key``. The
+    agent does not take ``encrypted`` and ``initiator_key`` on the hub's word alone: a
+    run that contradicts what the node pinned is refused (agent/pins.py)."""
 
     image: str
     job_id: str

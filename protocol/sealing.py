@@ -110,6 +110,16 @@ def same_key(private_pem: bytes, published: str) -> bool:
         return False
 
 
+def same_public(one: str, other: str) -> bool:
+    """Are two published keys the same key (however their text is laid out)? False when
+    either is not a key."""
+    try:
+        return _public(one, "one key").public_numbers() == \
+            _public(other, "the other key").public_numbers()
+    except SealError:
+        return False
+
+
 def _signed_part(envelope: dict[str, Any]) -> bytes:
     return json.dumps({k: envelope[k] for k in ("v", "alg", "from", "to", "nonce", "data")},
                       sort_keys=True, separators=(",", ":")).encode()
