@@ -27,7 +27,8 @@ class AgentKind:
         key.add_argument("--api-key", help="the node API key from the hub")
         key.add_argument("--api-key-file", help="a file holding the node API key")
         parser.add_argument("--site", help="site at the hub this agent stands at (default: hq)")
-        parser.add_argument("--lanes", type=int, help="parallel compute lanes (default: cores)")
+        parser.add_argument("--lanes", type=int,
+                            help="parallel compute lanes (default: cores; 0: no compute work)")
         parser.add_argument("--status-port", type=int,
                             help="loopback port of /healthz and /status.json (default: any free)")
 
@@ -46,8 +47,8 @@ class AgentKind:
         if args.site:
             section["site"] = args.site
         if args.lanes is not None:
-            if args.lanes < 1:
-                raise ConfigError(f"--lanes must be at least 1, got {args.lanes}")
+            if args.lanes < 0:
+                raise ConfigError(f"--lanes must be 0 (no compute work) or more, got {args.lanes}")
             section["lanes"] = args.lanes
         if args.status_port is not None:
             if not 0 <= args.status_port <= 65535:

@@ -83,7 +83,7 @@ class Agent(Service):
         self.client_type = client_type
         self.on_ready = on_ready
         self.api_key = read_api_key(config, config_dir)
-        self.lanes = config.lanes or os.cpu_count() or 1
+        self.lanes = config.lanes if config.lanes is not None else os.cpu_count() or 1
         self.state = AgentState(name=name, hub=config.hubs[0], lanes=self.lanes)
         self.org_key = OrgKey(Path(config.organization_key_file).expanduser()
                               if config.organization_key_file else data_dir / KEY_FILE)

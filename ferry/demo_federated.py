@@ -126,7 +126,8 @@ async def _results(user: Any, job: dict[str, Any], orgs: dict[str, Any], key: by
     from protocol import sealing
 
     names = {o["id"]: name for name, o in orgs.items()}
-    tasks = await asyncio.to_thread(user.find, f"task WHERE job.id={job['id']}")
+    tasks = await asyncio.to_thread(user.find, f"task WHERE job.id={job['id']}",
+                                    attributes=["result"])
     rows, total, count = [], 0, 0
     for task in sorted(tasks, key=lambda t: names[t["organization"]]):
         name = names[task["organization"]]

@@ -84,7 +84,7 @@ class AdminSession:
         async with self.db.engine.connect() as conn, conn.begin():
             tx = OneTransaction(self.db, conn)
             rt = replace(self.rt, db=tx)  # type: ignore[arg-type]
-            yield await Ctx.of(rt, Principal("user", self.root))
+            yield await Ctx.of(rt, Principal("user", self.root, local=True))
 
     async def close(self) -> None:
         if self.db is not None:

@@ -50,6 +50,15 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     trusted_proxies: list[str] = []
     login_failures_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 10  # per address, then 429
     shutdown_timeout: Seconds = 10.0
+    # list answers (/find, relations): records in a page by default and at most, and the
+    # characters of large fields (a task's result, a job's spec) a page holds before it
+    # ends early; queries one user (or agent) runs at once (more get 429), and in the
+    # whole process (more wait their turn): what a listing costs the hub stays bounded
+    find_page: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    find_page_max: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    find_page_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 32 * 1024 * 1024
+    find_concurrent_per_user: Annotated[int, msgspec.Meta(ge=1)] = 2
+    find_concurrent: Annotated[int, msgspec.Meta(ge=1)] = 2
     # jobs: a finished job leaves the active set after job_inactive_after, and is archived
     # after job_archive_after (jobs.rst: one hour and 14 days)
     job_inactive_after: Seconds = 3600.0
@@ -58,6 +67,9 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     heartbeat_interval: Seconds = 5.0  # agents heartbeat this often while they hold buckets
     claim_wait_max: Annotated[float, msgspec.Meta(ge=0, le=60)] = 30.0
     max_log_size: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024 * 1024
+    # seconds after a bucket ended that the log of a run in it is still taken (an agent
+    # sends it right after the run's end report; longer only when the hub was away)
+    log_grace: Seconds = 900.0
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval * 2 > self.lease_seconds:
@@ -65,6 +77,8 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
                              f"({self.lease_seconds:g}), or leases run out between heartbeats")
         if self.job_archive_after <= self.job_inactive_after:
             raise ValueError("`job_archive_after`: must be longer than job_inactive_after")
+        if self.find_page > self.find_page_max:
+            raise ValueError(f"`find_page`: must be at most find_page_max ({self.find_page_max})")
 
     def environment_type(self, section: str) -> EnvType:
         if self.type is not None:

@@ -7,6 +7,7 @@ transaction starts (never while holding SQLite's single writer).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Insert, insert, select, update
@@ -24,10 +25,12 @@ class NewKey:
     hash: str
 
     def insert(self, *, user_id: str | None = None, node_id: str | None = None,
-               description: str = "") -> Insert:
+               description: str = "", password_version: str | None = None,
+               expires: datetime | None = None) -> Insert:
         return insert(ApiKey).values(id=self.id, user_id=user_id, node_id=node_id,
                                      description=description, lookup=self.lookup,
-                                     hash=self.hash, created=utcnow())
+                                     hash=self.hash, created=utcnow(),
+                                     password_version=password_version, expires=expires)
 
 
 async def new_key(rt: Runtime, plain: str | None = None) -> NewKey:

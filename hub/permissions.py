@@ -25,10 +25,12 @@ from ferry.errors import ApiError
 from hub.storage.models import (
     Client,
     HubState,
+    Job,
     Node,
     Organization,
     Role,
     Rule,
+    Task,
     User,
     members,
     new_id,
@@ -40,6 +42,10 @@ from hub.storage.models import (
 
 SCOPES = ("own", "organization", "collaboration", "global")
 OPERATIONS = ("view", "create", "edit", "delete")
+# operations on what a record holds rather than on the record: a share's files. Viewing a
+# share's record says where it is; reading its files (a transfer from it) and writing
+# into it (a transfer to it) are rights of their own
+DATA_OPERATIONS: dict[str, tuple[str, ...]] = {"share": ("read", "write")}
 
 # each resource and the scopes its records can fall in, narrowest first
 RESOURCES: dict[str, tuple[str, ...]] = {
@@ -70,10 +76,15 @@ def role_id(name: str) -> str:
     return hashlib.sha256(f"role:{name}".encode()).hexdigest()[:24]
 
 
+def operations(resource: str) -> tuple[str, ...]:
+    """The operations rules name for ``resource``."""
+    return tuple(o for o in (*OPERATIONS, *DATA_OPERATIONS.get(resource, ()))
+                 if (resource, o) not in NOT_RULES)
+
+
 def all_rules() -> list[tuple[str, str, str]]:
     return [(resource, operation, scope) for resource, scopes in RESOURCES.items()
-            for operation in OPERATIONS if (resource, operation) not in NOT_RULES
-            for scope in scopes]
+            for operation in operations(resource) for scope in scopes]
 
 
 def _grant(spec: dict[str, dict[str, str]]) -> set[tuple[str, str, str]]:
@@ -113,7 +124,8 @@ DEFAULT_ROLES: dict[str, tuple[str, set[tuple[str, str, str]]]] = {
         "node": {**_in("organization", "create", "edit", "delete"), "view": "collaboration"},
         "client": {**_in("organization", "edit", "delete"), "view": "collaboration"},
         "site": _in("global", "view"),
-        "share": {**_in("organization", "create", "edit", "delete"), "view": "collaboration"},
+        "share": {**_in("organization", "create", "edit", "delete", "read", "write"),
+                  "view": "collaboration"},
         "job": {**_in("organization", "create", "edit", "delete"), "view": "collaboration"},
         "task": {**_in("organization", "create", "edit"), "view": "collaboration"},
         "apikey": _in("own", "view", "create", "delete"),
@@ -127,7 +139,7 @@ DEFAULT_ROLES: dict[str, tuple[str, set[tuple[str, str, str]]]] = {
         "node": _in("collaboration", "view"),
         "client": _in("collaboration", "view"),
         "site": _in("global", "view"),
-        "share": _in("collaboration", "view"),
+        "share": {**_in("organization", "read", "write"), "view": "collaboration"},
         "job": {**_in("own", "create", "edit", "delete"), "view": "organization"},
         "task": {**_in("own", "create", "edit"), "view": "organization"},
         "apikey": _in("own", "view", "create", "delete"),
@@ -174,6 +186,12 @@ class Caller:
     rules: frozenset[tuple[str, str, str]]
     partners: frozenset[str] = field(default_factory=frozenset)  # organizations, own included
     roles: frozenset[str] = field(default_factory=frozenset)  # role ids
+    # the collaborations of its organization (an agent: its node's): what its
+    # ``collaboration`` scope reaches in records that belong to a collaboration
+    collaborations: frozenset[str] = field(default_factory=frozenset)
+    # a docker run's token: the job group (``job_id``) it is confined to, whatever its
+    # user's rules would reach
+    group: str | None = None
 
     def widest(self, resource: str, operation: str) -> str | None:
         """The widest scope in which the caller may do this, or None."""
@@ -208,11 +226,13 @@ RUN_RULES = frozenset({("job", "create"), ("job", "view"), ("task", "view")})
 async def load_caller(conn: AsyncConnection, kind: str, ident: str, run: str | None = None
                       ) -> Caller:
     if kind == "client":
-        org = (await conn.execute(
-            select(Node.organization_id).join(Client, Client.node_id == Node.id)
-            .where(Client.id == ident))).scalar()
+        node = (await conn.execute(
+            select(Node.organization_id, Node.collaboration_id)
+            .join(Client, Client.node_id == Node.id).where(Client.id == ident))).first()
+        org, collab = (node.organization_id, node.collaboration_id) if node else (None, None)
         rules = DEFAULT_ROLES[NODE][1]
-        return Caller(kind, ident, org, frozenset(rules), frozenset([org] if org else []))
+        return Caller(kind, ident, org, frozenset(rules), frozenset([org] if org else []),
+                      collaborations=frozenset([collab] if collab else []))
     org = (await conn.execute(select(User.organization_id).where(User.id == ident))).scalar()
     roles = frozenset((await conn.execute(
         select(user_roles.c.role_id).where(user_roles.c.user_id == ident))).scalars())
@@ -222,15 +242,31 @@ async def load_caller(conn: AsyncConnection, kind: str, ident: str, run: str | N
     rows = (await conn.execute(select(Rule.resource, Rule.operation, Rule.scope)
                                .where(Rule.id.in_(select(ids.c.rule_id))))).all()
     partners: frozenset[str] = frozenset()
+    collaborations: frozenset[str] = frozenset()
     if org is not None:
-        mine = select(members.c.collaboration_id).where(members.c.organization_id == org)
+        collaborations = frozenset((await conn.execute(
+            select(members.c.collaboration_id).where(members.c.organization_id == org)
+        )).scalars())
         partners = frozenset((await conn.execute(
-            select(members.c.organization_id).where(members.c.collaboration_id.in_(mine))
+            select(members.c.organization_id).where(
+                members.c.collaboration_id.in_(sorted(collaborations)))
         )).scalars()) | {org}
     held = {(r.resource, r.operation, r.scope) for r in rows} | ALWAYS
-    if run:  # a run's token: its user's rules, narrowed to making and reading jobs
-        held = {r for r in held if (r[0], r[1]) in RUN_RULES}
-    return Caller(kind, ident, org, frozenset(held), partners, roles)
+    group = None
+    if run:  # a run's token: its user's rules, narrowed to making and reading jobs of
+        held = {r for r in held if (r[0], r[1]) in RUN_RULES}  # its own job group
+        group = await run_group(conn, run)
+    return Caller(kind, ident, org, frozenset(held), partners, roles, collaborations, group)
+
+
+async def run_group(conn: AsyncConnection, task_id: str) -> str:
+    """The job group (the reference's ``job_id``) of a docker run: the id of the first job
+    of the group its job belongs to. A run that is gone confines to nothing."""
+    row = (await conn.execute(select(Job.id, Job.spec).join(Task, Task.job_id == Job.id)
+                              .where(Task.id == task_id))).first()
+    if row is None:
+        return "-"  # no job has this id: the token reaches nothing
+    return str((row.spec or {}).get("job_id") or row.id)
 
 
 async def default_role(conn: AsyncConnection, name: str) -> str:

@@ -117,6 +117,9 @@ class Principal:
     id: str
     version: str | None = None
     run: str | None = None  # a run's token: the task it was issued to (acts for the job's user)
+    # an administrator at the hub's own machine (``ferry hub shell``, ``import``): changing
+    # one's own password there needs no current password, as the database is at hand
+    local: bool = False
 
 
 def password_version(password_hash: str) -> str:

@@ -26,6 +26,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -35,6 +36,7 @@ from protocol import API_PREFIX
 from protocol.http import parse_retry_after
 
 DEFAULT_URL = "http://127.0.0.1:7700"
+PAGE = 1000  # records asked for a page when a limit is given (the hub's default page)
 
 
 class _Retry(Exception):
@@ -235,16 +237,34 @@ class Session:
 
     # -- the reference's calls
     def find(self, query: str, finished: bool = False, archived: bool = False,
-             limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
-        body: dict[str, Any] = {"query": query, "finished": finished, "archived": archived,
-                                "offset": offset}
-        if limit is not None:
-            body["limit"] = limit
-        result: list[dict[str, Any]] = self._call("POST", "/find", body)["result"]
-        return result
+             limit: int | None = None, skip: int = 0, *, offset: int | None = None,
+             attributes: Iterable[str] = (), page_size: int | None = None
+             ) -> list[dict[str, Any]]:
+        """Every record ``query`` matches (at most ``limit``, after ``skip``), fetched page
+        by page through the hub's cursor, so no one answer is large. ``attributes``: large
+        fields lists leave out that you want (a task's ``log_tail``, ``input``,
+        ``result``). ``offset`` is the older name of ``skip``."""
+        return list(self.iter_find(query, finished, archived, limit, skip, offset=offset,
+                                   attributes=attributes, page_size=page_size))
+
+    def iter_find(self, query: str, finished: bool = False, archived: bool = False,
+                  limit: int | None = None, skip: int = 0, *, offset: int | None = None,
+                  attributes: Iterable[str] = (), page_size: int | None = None
+                  ) -> Iterator[dict[str, Any]]:
+        """The records of ``find``, one at a time, asking for the next page only when the
+        one before is used up: memory stays one page however many records match.
+        ``page_size``: records per request (default: the hub's ``find_page``)."""
+        body: dict[str, Any] = {"query": query, "finished": finished, "archived": archived}
+        if attributes:
+            body["attributes"] = _names(attributes)
+
+        def page(params: dict[str, Any]) -> dict[str, Any]:
+            return self._call("POST", "/find", {**body, **params})  # type: ignore[no-any-return]
+
+        return _walk(page, limit, skip if offset is None else offset, page_size)
 
     def find_one(self, query: str, **options: Any) -> dict[str, Any] | None:
-        """The first match, or None when nothing matches."""
+        """The first match, or None when nothing matches (one request for one record)."""
         found = self.find(query, limit=1, **options)
         return found[0] if found else None
 
@@ -285,15 +305,25 @@ class Session:
         """The whole log of a task (its tail, until the agent has uploaded it)."""
         return self._call("GET", f"/task/{_quote(task_id)}/log", text=True)  # type: ignore[no-any-return]
 
-    def related(self, entitytype: str, entityid: str, relation: str) -> list[dict[str, Any]]:
+    def related(self, entitytype: str, entityid: str, relation: str, *,
+                limit: int | None = None, skip: int = 0, attributes: Iterable[str] = (),
+                page_size: int | None = None) -> list[dict[str, Any]]:
         """Records related to one: ``related("Organization", org_id, "users")``; an
         organization's users, nodes, collaborations, jobs, created_tasks, roles; a
         collaboration's organizations, nodes, jobs, tasks; a user's roles and jobs; a role's
-        users and rules."""
+        users and rules. Fetched page by page, as ``find`` does."""
         if not isinstance(relation, str) or not relation.isidentifier():
             raise HubError(f"not a relation name: {relation!r}")
-        return self._call("GET", f"/{_name(entitytype)}/{_quote(entityid)}/{relation}"  # type: ignore[no-any-return]
-                          )["result"]
+        path = f"/{_name(entitytype)}/{_quote(entityid)}/{relation}"
+        names = _names(attributes)
+
+        def page(params: dict[str, Any]) -> dict[str, Any]:
+            if names:
+                params["attributes"] = ",".join(names)
+            query = urllib.parse.urlencode(params)
+            return self._call("GET", f"{path}?{query}" if query else path)  # type: ignore[no-any-return]
+
+        return list(_walk(page, limit, skip, page_size))
 
     def delete_one(self, entitytype: str, entityid: str) -> bool:
         self._call("DELETE", f"/{_name(entitytype)}/{_quote(entityid)}")
@@ -303,6 +333,43 @@ class Session:
     def str(entity: Any) -> str:
         """Pretty text of a record (or a list of them)."""
         return json.dumps(entity, indent=4, sort_keys=False, default=str)
+
+
+def _walk(page: Callable[[dict[str, Any]], dict[str, Any]], limit: int | None, skip: int,
+          page_size: int | None) -> Iterator[dict[str, Any]]:
+    """The records of a list endpoint, page after page, ``page`` asking for one: at most
+    ``limit`` of them after ``skip``, each page following the ``next`` cursor of the one
+    before."""
+    if (limit is not None and limit < 0) or skip < 0:
+        raise HubError("limit and skip must not be negative")
+    if page_size is not None and page_size < 1:
+        raise HubError("page_size must be at least 1")
+    left, cursor = limit, None
+    # with a limit, pages of at most PAGE: a large limit would be above the hub's maximum
+    size = page_size if page_size is not None or limit is None else PAGE
+    while left is None or left > 0:
+        params: dict[str, Any] = {}
+        wanted = [n for n in (left, size) if n is not None]
+        if wanted:  # otherwise the hub's default page
+            params["limit"] = min(wanted)
+        if cursor is not None:
+            params["cursor"] = cursor
+        elif skip:
+            params["skip"] = skip
+        answer = page(params)
+        records = answer["result"][:left]  # a hub that ignores limit gives no more
+        yield from records
+        if left is not None:
+            left -= len(records)
+        cursor = answer.get("next")
+        if cursor is None or not answer["result"]:
+            return
+
+
+def _names(attributes: Iterable[str]) -> list[str]:
+    if isinstance(attributes, str):  # one name, not its letters
+        return [attributes]
+    return list(attributes)
 
 
 def _name(entitytype: str) -> str:

@@ -305,3 +305,42 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class PeakMemory:
+    """The largest resident memory of a process (with ``children``: and its children,
+    together), sampled every 20 ms on a thread of its own while the block runs: a
+    process too busy to answer cannot hide its peak. ``start`` is the RSS on entry."""
+
+    def __init__(self, pid: int, *, children: bool = False) -> None:
+        import threading
+
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.children = children
+        self.start = self.peak = self._rss()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _rss(self) -> int:
+        import psutil
+
+        try:
+            procs = [self.process, *(self.process.children(recursive=True)
+                                     if self.children else [])]
+            return sum(p.memory_info().rss for p in procs)
+        except psutil.Error:  # gone, or a child gone meanwhile: the next sample counts
+            return 0
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.02):
+            self.peak = max(self.peak, self._rss())
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        self._thread.join()

@@ -109,7 +109,7 @@ def test_bad_flags_are_named_and_write_nothing(env: dict[str, str]) -> None:
           "--no-input", "--user"], 2, "application.hub"),
         (["agent", "new", "--name", "a3", "--no-input", "--user"], 2, "missing value: hub URL"),
         (["agent", "new", "--name", "a4", "--hub", "http://h:1", "--api-key", "k1234567",
-          "--lanes", "0", "--no-input", "--user"], 2, "--lanes"),
+          "--lanes", "-1", "--no-input", "--user"], 2, "--lanes"),
         (["hub", "start", "--name", "nope", "--user"], 2, "config file not found"),
         (["hub", "stop", "--user"], 1, "no hub is configured"),
         (["hub", "frobnicate"], 2, "invalid choice"),

@@ -169,8 +169,11 @@ def test_agent_config_requires_hub_url(tmp_path: Path) -> None:
                      AgentConfig)
     assert ok.config.hub == "https://hub.example/ferry"
     with pytest.raises(ConfigError) as info:
-        config.load(write(tmp_path, "application: {hub: 'http://x', lanes: 0}\n"), AgentConfig)
+        config.load(write(tmp_path, "application: {hub: 'http://x', lanes: -1}\n"), AgentConfig)
     assert info.value.key == "application.lanes"
+    no_compute = config.load(write(tmp_path, "application: {hub: 'http://x', lanes: 0}\n"),
+                             AgentConfig)
+    assert no_compute.config.lanes == 0  # refuses compute work altogether
 
 
 def test_write_atomic_leaves_no_partial_file(tmp_path: Path) -> None:

@@ -36,7 +36,8 @@ def test_tokens_die_with_their_user_and_password(hub: Hub, session: Session) -> 
     session.create("User", {"username": "ann", "password": "a long password"})
     ann = Session(hub.url, username="ann", password="a long password")
     token = ann._token
-    ann.update("User", ann.user["id"], {"password": "another long one"})
+    ann.update("User", ann.user["id"], {"password": "another long one",
+                                        "current_password": "a long password"})
     status, body = http("POST", f"{hub.api}/find", {"query": "User"}, token=token)
     assert status == 401 and body["error"]["code"] == "token_revoked"
     fresh = login(hub, "ann", "another long one")

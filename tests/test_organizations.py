@@ -90,10 +90,13 @@ def test_a_researcher_sees_the_collaboration_not_the_world(hub: Hub, session: Se
     session.create("Collaboration", {"name": "AB", "organizations": ["A", "B"]})
     for org in ("A", "B", "C"):
         session.create("Node", {"name": f"node-{org}", "organization": org})
+    session.create("Node", {"name": "node-B-AB", "organization": "B", "collaboration": "AB"})
     session.create("User", {"username": "ann", "password": "a long password",
                             "organization": "A", "roles": ["researcher"]})
     ann = Session(hub.url, username="ann", password="a long password")
-    assert {n["name"] for n in ann.find("Node")} == {"node-A", "node-B"}
+    # B's node of the collaboration, not B's other nodes: the collaboration scope reaches
+    # what belongs to the collaboration, not everything of a partner
+    assert {n["name"] for n in ann.find("Node")} == {"node-A", "node-B-AB"}
     assert {o["name"] for o in ann.find("Organization")} == {"A", "B"}
     assert [c["name"] for c in ann.find("Collaboration")] == ["AB"]
     c_node = session.find_one("Node where name=node-C")

@@ -59,13 +59,20 @@ class World:
         record["token"] = login(self.hub, record["username"], PASSWORD)
         return record
 
-    def node(self, org: str, owner_token: str | None = None) -> dict[str, Any]:
-        return self.ok("POST", "/node", {"name": unique("node"),
-                                         "organization": self.org[org]["id"]},
-                       owner_token or self.root)
+    def node(self, org: str, owner_token: str | None = None, *, shared: bool = False
+             ) -> dict[str, Any]:
+        """A node of ``org``; ``shared``: the one it has in a new collaboration of A and
+        ``org`` (a record that belongs to that collaboration)."""
+        body = {"name": unique("node"), "organization": self.org[org]["id"]}
+        if shared:
+            body["collaboration"] = self.ok("POST", "/collaboration", {
+                "name": unique("AB"), "organizations": [self.org["A"]["id"],
+                                                        self.org[org]["id"]]}, self.root)["id"]
+        return self.ok("POST", "/node", body, owner_token or self.root)
 
-    def client(self, org: str, owner: str | None = None) -> dict[str, Any]:
-        node = self.node(org)
+    def client(self, org: str, owner: str | None = None, *, shared: bool = False
+               ) -> dict[str, Any]:
+        node = self.node(org, shared=shared)
         status, answer = http("POST", f"{self.api}/agent/enroll", {
             "api_key": node["api_key"], "machine_id": uuid.uuid4().hex, "code": unique("c"),
             "type": 1}, token=None)
@@ -78,15 +85,21 @@ class World:
         """Make a record ``user``'s own, for callers whose roles cannot make one."""
         db_execute(self.hub.database, f"update {table} set user_id=? where id=?", user, ident)
 
-    def job(self, token: str) -> dict[str, Any]:
-        job = self.ok("POST", "/job", {"compute": {"command": ["true"], "items": "1-2"},
-                                       "status": "paused"}, token)
+    def job(self, token: str, collaboration: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"compute": {"command": ["true"], "items": "1-2"},
+                                "status": "paused"}
+        if collaboration is not None:
+            body["collaboration"] = collaboration
+        job = self.ok("POST", "/job", body, token)
         job["task"] = self.ok("POST", "/find", {"query": f"Task where job={job['id']}"},
                               self.root)["result"][0]["id"]
         return job
 
 
 SCOPE_ORG = {"own": "A", "organization": "A", "collaboration": "B", "global": "C"}
+# in the collaboration scope, records that can belong to a collaboration (nodes, agents,
+# shares, jobs, tasks) belong to one of A and B; a partner's other records are out of reach
+# (tests/security/test_matrix.py holds both sides)
 
 
 def target(world: World, caller: dict[str, Any], resource: str, scope: str) -> str:
@@ -107,18 +120,20 @@ def target(world: World, caller: dict[str, Any], resource: str, scope: str) -> s
                                               world.org[org]["id"]}, world.root)["id"])
     if resource == "rule":
         return permissions.rule_id("job", "view", "own")
+    shared = scope == "collaboration"
     if resource == "node":
-        return str(world.node(org)["id"])
+        return str(world.node(org, shared=shared)["id"])
     if resource == "client":
-        return str(world.client(org, caller["id"] if scope == "own" else None)["id"])
+        return str(world.client(org, caller["id"] if scope == "own" else None,
+                                shared=shared)["id"])
     if resource == "site":
         return str(world.ok("POST", "/site", {"name": unique("site")}, world.root)["id"])
     if resource == "share":
-        client = world.client(org)
+        client = world.client(org, shared=shared)
         return str(world.ok("POST", "/share", {"name": unique("share"), "client": client["id"],
                                                "path": "/srv/x"}, world.root)["id"])
     if resource in ("job", "task"):
-        job = world.job(owner["token"])
+        job = world.job(owner["token"], world.collab["AB"]["id"] if shared else None)
         if scope == "own":
             world.give("jobs", job["id"], caller["id"])
         return str(job["id"] if resource == "job" else job["task"])
@@ -317,12 +332,16 @@ def test_a_new_user_gets_least_privilege(world: World) -> None:
 
 
 def test_files_move_only_between_shares_one_may_see(world: World) -> None:
+    """A share out of sight answers as one that does not exist; seeing one is not reading
+    it (tests/security/test_shares.py attacks this further)."""
     share = world.ok("POST", "/share", {"name": unique("projects"), "client":
                                         world.client("C")["id"], "path": "/srv/p"}, world.root)
     researcher = world.user("A", [permissions.RESEARCHER])
     status, body = http("POST", f"{world.api}/job", {
         "source": f"share={share['name']}/film/edit.mov", "destination": "hq"},
         token=researcher["token"])
-    assert status == 403, body
-    assert body["error"]["rule"] == {"resource": "share", "operation": "view",
-                                     "scope": "global"}
+    assert status == 422 and body["error"]["code"] == "unknown_share", body
+    status, unknown = http("POST", f"{world.api}/job", {
+        "source": f"share={unique('nothing')}/film/edit.mov", "destination": "hq"},
+        token=researcher["token"])
+    assert status == 422 and unknown["error"]["code"] == "unknown_share", unknown

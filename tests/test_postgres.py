@@ -31,7 +31,7 @@ def test_a_compute_job_runs_on_postgresql(hub: Hub, session: Session, node_key,
                                              "items": "1-60", "bucket_size": 4}})
     done = wait_for(lambda: ended(session, job["id"]), timeout=120, what="job on PostgreSQL")
     assert done["status"] == "done", done
-    tasks = session.find(f"task WHERE job.id={job['id']}")
+    tasks = session.find(f"task WHERE job.id={job['id']}", attributes=["log_tail"])
     assert sorted(int(t["item"]) for t in tasks) == list(range(1, 61))
     assert all(t["log_tail"] == f"{t['item']}\n" and t["attempts"] == 0 for t in tasks)
     assert session.find_one(f"Job where id={job['id']} and status=done")["progress"] == 100

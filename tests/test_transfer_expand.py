@@ -93,7 +93,7 @@ def test_a_folder_becomes_a_task_per_file(start_hub) -> None:
     assert answer["results"][0]["outcome"] == "duplicate", answer
     ended = {t["id"]: t for t in session.find(f"task WHERE job.id={job['id']} AND "
                                              "status<>executing AND status<>booting AND "
-                                             "status<>queued")}
+                                             "status<>queued", attributes=["log_tail"])}
     assert ended[first]["status"] == ended[second]["status"] == "done"
     assert ended[first]["transferred"] == 200_000
     assert ended[first]["log_tail"] == f"200000 bytes, blake3 {'ab' * 32}\n"

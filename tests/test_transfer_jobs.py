@@ -43,7 +43,7 @@ def test_a_file_and_a_folder_arrive_identical(session: Session, two_sites: Sites
     done = wait_for(lambda: ended(session, job["id"]), timeout=60, what="file job")
     assert done["status"] == "done", session.find(f"task WHERE job.id={job['id']}")
     assert (backup / "incoming" / "latest_edit.mov").read_bytes() == edit
-    task = session.find_one(f"task WHERE job.id={job['id']}")
+    task = session.find_one(f"task WHERE job.id={job['id']}", attributes=["log_tail"])
     assert task["log_tail"].startswith(f"{len(edit)} bytes, blake3 ")
 
     folder = session.create("Job", {"source": "share=projects/plates",
@@ -53,7 +53,7 @@ def test_a_file_and_a_folder_arrive_identical(session: Session, two_sites: Sites
     assert digest_tree(backup / "plates") == digest_tree(projects / "plates")
     assert not [p for p in backup.rglob(".*ferry*")], "no part files left"
     # the folder became a task per file: the small ones moved together, the big one alone
-    tasks = session.find(f"task WHERE job.id={folder['id']}")
+    tasks = session.find(f"task WHERE job.id={folder['id']}", attributes=["log_tail"])
     by_item = {t["item"]: t for t in tasks}
     assert len(tasks) == 1 + 41 and by_item["plates"]["log_tail"].startswith(
         "a folder of 41 files")

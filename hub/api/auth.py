@@ -6,14 +6,16 @@ from aiohttp import web
 from sqlalchemy import select
 
 import ferry
+from ferry import refusals
 from ferry.errors import ApiError
-from hub.api.common import Route, client_ip, json_response, read_body, runtime
+from hub import permissions
+from hub.api.common import Route, client_ip, context, json_response, read_body, runtime
 from hub.entities import entity
 from hub.entities.base import iso
 from hub.keys import match_key
 from hub.runtime import Ctx, Runtime
 from hub.security import Principal, password_version, verify_secret_async
-from hub.storage.models import User
+from hub.storage.models import User, utcnow
 from protocol import PROTOCOL_VERSION, TokenRequest, TokenResponse
 
 # verified when the username is unknown, so both failures take the same time
@@ -51,6 +53,14 @@ async def _authenticate(rt: Runtime, body: TokenRequest) -> tuple[str, str]:
         async with rt.db.read() as conn:
             password_hash = (await conn.execute(select(User.password_hash)
                                                 .where(User.id == user_id))).scalar_one()
+        if key.password_version != password_version(password_hash):
+            refusals.refused("login", f"user {user_id}", "API key made under an older password",
+                             key=key.id)
+            raise ApiError(401, "bad_credentials", "API key is not valid any more: its user's "
+                           "password changed after it was made; make a new one")
+        if key.expires is not None and key.expires <= utcnow():
+            refusals.refused("login", f"user {user_id}", "API key expired", key=key.id)
+            raise ApiError(401, "bad_credentials", "API key expired; make a new one")
     else:
         if not body.username or body.password is None:
             raise ApiError(422, "invalid_body", "send username and password, or api_key")
@@ -76,8 +86,18 @@ async def version(request: web.Request) -> web.Response:
                           "environment": rt.config.environment_type(rt.section)})
 
 
+async def refused(request: web.Request) -> web.Response:
+    """What this hub process has refused since it started, by kind (root only)."""
+    ctx = await context(request)
+    if permissions.role_id(permissions.ROOT) not in ctx.caller.roles:
+        raise ApiError(403, "forbidden", "only root reads the hub's refusals",
+                       {"field": None, "rule": None})
+    return json_response({"refusals": refusals.counts()})
+
+
 ROUTES = [
     Route("POST", "/token", token, "Log in: a token for username and password, or an API key",
           auth=None, body=TokenRequest, response=TokenResponse),
     Route("GET", "/version", version, "The hub's version and protocol", auth=None),
+    Route("GET", "/refusals", refused, "Refusals of this hub process by kind (root only)"),
 ]

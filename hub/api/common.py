@@ -18,6 +18,7 @@ import structlog
 from aiohttp import web
 from sqlalchemy import select
 
+from ferry import refusals
 from ferry.errors import ApiError, QueryError
 from hub.entities.base import invalid
 from hub.jobs.status import RUNNING_TASK
@@ -147,11 +148,23 @@ def client_ip(request: web.Request) -> str:
     return address
 
 
+def who_asked(request: web.Request) -> str:
+    """The caller as a refusal's log names it: its principal, else where it came from."""
+    try:
+        who = principal(request)
+    except ApiError:
+        return f"anonymous at {client_ip(request)}"
+    return f"{who.kind} {who.id}" + (f" (run {who.run})" if who.run else "")
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
+        if exc.status in (401, 403, 429):  # SECURITY.md: every refusal logged and counted
+            refusals.refused(exc.code, who_asked(request), exc.message,
+                             method=request.method, path=request.path)
         response = error_response(exc.status, exc.code, exc.message,
                                   field=exc.details.get("field"), rule=exc.details.get("rule"))
         if "retry_after" in exc.details:

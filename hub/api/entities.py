@@ -2,57 +2,56 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from aiohttp import web
 
 from ferry.errors import ApiError
 from hub.api.common import Route, context, json_response, read_body, read_json, refuse_nul
+from hub.api.listing import (
+    Listings,
+    ListResponse,
+    PageRequest,
+    answer,
+    from_url,
+    listing_slot,
+    page_of,
+)
 from hub.entities import entity
 from hub.query import parse
 
+LIST_ERRORS = (400, 401, 403, 404, 422, 429)
 
-class FindRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+
+class FindRequest(PageRequest, forbid_unknown_fields=True, kw_only=True):
     query: Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
     finished: bool = False
     archived: bool = False
-    limit: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
-    offset: Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)] = 0
 
 
-class FindResponse(msgspec.Struct, kw_only=True):
-    result: list[dict[str, Any]]
-
-
-async def _find(request: web.Request, req: FindRequest) -> web.Response:
+async def _find(request: web.Request, listings: Listings, req: FindRequest) -> web.Response:
     refuse_nul(req.query, "query")  # as given in the URL
     ctx = await context(request)
     query = parse(req.query)
-    found = await entity(query.entity).find(ctx, query, limit=req.limit, offset=req.offset,
-                                            finished=req.finished, archived=req.archived)
-    return json_response({"result": found})
+    kind = entity(query.entity)
+    page = page_of(kind, req, ctx.rt.config)
+    async with listings.turn():
+        return answer(await kind.find(ctx, query, page, finished=req.finished,
+                                      archived=req.archived))
 
 
 async def find_post(request: web.Request) -> web.Response:
-    return await _find(request, await read_body(request, FindRequest))
+    async with listing_slot(request) as listings:
+        return await _find(request, listings, await read_body(request, FindRequest))
 
 
 def _flag(request: web.Request, name: str) -> bool:
     text = request.query.get(name, "false").lower()
     if text not in ("true", "false", "1", "0"):
-        raise ApiError(400, "invalid_parameter", f"parameter '{name}' must be true or false")
+        raise ApiError(400, "invalid_parameter", f"parameter '{name}' must be true or false",
+                       {"field": name})
     return text in ("true", "1")
-
-
-def _int(request: web.Request, name: str) -> int | None:
-    text = request.query.get(name)
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise ApiError(400, "invalid_parameter", f"parameter '{name}' must be an integer") from None
 
 
 async def find_get(request: web.Request) -> web.Response:
@@ -60,18 +59,10 @@ async def find_get(request: web.Request) -> web.Response:
     if not query:
         raise ApiError(400, "missing_parameter", "parameter 'query' is required, "
                        "e.g. ?query=Client where type=1")
-    params: dict[str, Any] = {"query": query, "finished": _flag(request, "finished"),
-                              "archived": _flag(request, "archived")}
-    for name in ("limit", "offset"):
-        value = _int(request, name)
-        if value is not None:
-            params[name] = value
-    try:
-        find = msgspec.convert(params, FindRequest)
-    except msgspec.ValidationError as exc:
-        raise ApiError(400, "invalid_parameter", str(exc).replace("- at `$.", "(parameter `"
-                       ) + ")") from None
-    return await _find(request, find)
+    async with listing_slot(request) as listings:
+        asked = from_url(request, FindRequest, query=query, finished=_flag(request, "finished"),
+                         archived=_flag(request, "archived"))
+        return await _find(request, listings, asked)
 
 
 async def create(request: web.Request) -> web.Response:
@@ -87,21 +78,22 @@ async def get(request: web.Request) -> web.Response:
 
 
 async def related(request: web.Request) -> web.Response:
-    """Records related to one: an organization's users, a collaboration's nodes…"""
-    ctx = await context(request)
-    kind = entity(request.match_info["entity"])
-    entity_id, name = request.match_info["id"], request.match_info["relation"]
-    relations = kind.relations(entity_id)
-    if name not in relations:
-        known = ", ".join(relations) or "none"
-        raise ApiError(404, "unknown_relation", f"{kind.name} has no relation '{name}' "
-                       f"(known: {known})")
-    await kind.get(ctx, entity_id)  # 404, or 403 naming the rule, before any related row
-    target, where = relations[name]
-    limit, offset = _int(request, "limit"), _int(request, "offset") or 0
-    if (limit is not None and limit < 1) or offset < 0:
-        raise ApiError(400, "invalid_parameter", "limit must be positive, offset not negative")
-    return json_response({"result": await entity(target).rows(ctx, where, limit, offset)})
+    """Records related to one, a page at a time: an organization's users, a
+    collaboration's tasks…"""
+    async with listing_slot(request) as listings:
+        ctx = await context(request)
+        kind = entity(request.match_info["entity"])
+        entity_id, name = request.match_info["id"], request.match_info["relation"]
+        relations = kind.relations(entity_id)
+        if name not in relations:
+            known = ", ".join(relations) or "none"
+            raise ApiError(404, "unknown_relation", f"{kind.name} has no relation '{name}' "
+                           f"(known: {known})")
+        target, where = relations[name]
+        page = page_of(entity(target), from_url(request, PageRequest), ctx.rt.config)
+        await kind.get(ctx, entity_id)  # 404, or 403 naming the rule, before any related row
+        async with listings.turn():
+            return answer(await entity(target).listing(ctx, where, page))
 
 
 async def patch(request: web.Request) -> web.Response:
@@ -118,15 +110,17 @@ async def remove(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    Route("POST", "/find", find_post, "Run a query, e.g. 'Client where type=1'",
-          body=FindRequest, response=FindResponse),
-    Route("GET", "/find", find_get, "Run a query given as ?query=…", response=FindResponse),
+    Route("POST", "/find", find_post, "Run a query, e.g. 'Client where type=1': one page of "
+          "records", body=FindRequest, response=ListResponse, errors=LIST_ERRORS),
+    Route("GET", "/find", find_get, "Run a query given as ?query=…&limit=…&cursor=…",
+          response=ListResponse, errors=LIST_ERRORS),
     Route("POST", "/{entity}", create, "Create a record (Organization, Collaboration, Role, "
           "User, Node, Site, Share, Job, ApiKey)",
           body="object", status=201),
     Route("GET", "/{entity}/{id}", get, "One record by id"),
-    Route("GET", "/{entity}/{id}/{relation}", related, "Related records, e.g. "
-          "/organization/<id>/users, /collaboration/<id>/nodes", response=FindResponse),
+    Route("GET", "/{entity}/{id}/{relation}", related, "Related records, a page at a time, "
+          "e.g. /organization/<id>/users, /collaboration/<id>/nodes", response=ListResponse,
+          errors=LIST_ERRORS),
     Route("PATCH", "/{entity}/{id}", patch, "Change writable fields of a record", body="object"),
     Route("DELETE", "/{entity}/{id}", remove, "Delete a record"),
 ]

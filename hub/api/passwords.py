@@ -19,7 +19,7 @@ from typing import Annotated
 import msgspec
 import structlog
 from aiohttp import web
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, select, update
 
 from ferry.errors import ApiError
 from hub.api.auth import DUMMY_HASH
@@ -117,9 +117,12 @@ async def lost(request: web.Request) -> web.Response:
                        "an administrator to set a new password")
     rt.logins.check(client_ip(request))  # the same budget as logins: no mail flood
     rt.logins.failed(client_ip(request))
+    # by the one field given: a username never matches by a missing email, nor the reverse
+    found = User.username == body.username if body.username is not None \
+        else func.lower(User.email) == (body.email or "").lower()
     async with rt.db.read() as conn:
-        row = (await conn.execute(select(User.id, User.email, User.password_hash).where(
-            or_(User.username == body.username, User.email == body.email)))).first()
+        row = (await conn.execute(select(User.id, User.email, User.password_hash)
+                                  .where(found).order_by(User.id).limit(1))).first()
     if row is not None and row.email:
         minutes = rt.config.email_token_validity_minutes
         issued = rt.tokens.issue_reset(row.id, password_version(row.password_hash),

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from aiohttp import web
 from sqlalchemy import select
 
+from ferry import refusals
 from ferry.errors import ApiError
 from hub.api.agents import agent_principal
 from hub.api.common import Route, error_response, json_response, read_body, runtime
@@ -84,25 +86,51 @@ async def reset(request: web.Request) -> web.Response:
     return json_response(ResetResponse(released=released))
 
 
+def _log_refused(task_id: str, task: Any, bucket: Any, bucket_id: str, client_id: str,
+                 now: datetime, grace: timedelta) -> str:
+    """Why this agent may not upload the log of this run, or ''. One answer for a task or
+    bucket that does not exist and one of another agent's: nothing to probe."""
+    if task is None or bucket is None or bucket.client_id != client_id \
+            or bucket.job_id != task.job_id:
+        return "no run of this task in a bucket leased to this agent"
+    ran_here = task_id in bucket.task_ids if bucket.task_ids is not None \
+        else task.bucket_id == bucket_id  # a bucket leased before buckets kept their tasks
+    if not ran_here:
+        return "the task did not run in this bucket"
+    # the hub's own clock: a lease runs to ``leased_until`` unless renewed, and a bucket
+    # that ended did so before that (the end time in its report is the agent's word)
+    if bucket.status != "leased" and bucket.leased_until < now - grace:
+        return f"the bucket ended more than {grace.total_seconds():g} s ago"
+    return ""
+
+
 def log_file(data_dir: Path, job_id: str, task_id: str, bucket_id: str) -> Path:
     """One log per run: a task run again (after a failure) keeps each run's log."""
     return data_dir / "logs" / job_id / f"{task_id}.{bucket_id}.log"
 
 
 async def upload_log(request: web.Request) -> web.Response:
-    """The whole log of one run of a task, streamed; kept up to ``max_log_size`` bytes."""
+    """The whole log of one run of a task, streamed; kept up to ``max_log_size`` bytes.
+    Taken only from the agent the run's bucket was leased to, for a task that ran in
+    that bucket, while the lease lasts or ``log_grace`` seconds after its
+    lease ran out: no agent writes the log of a run it did not make, nor one long ended."""
     who = agent_principal(request)
     rt = runtime(request)
     task_id = request.match_info["task"]
     bucket_id = request.query.get("bucket", "")
     async with rt.db.read() as conn:
-        job_id = (await conn.execute(select(Task.job_id).where(Task.id == task_id))).scalar()
-        bucket = (await conn.execute(select(Bucket.job_id, Bucket.client_id)
+        task = (await conn.execute(select(Task.job_id, Task.bucket_id)
+                                   .where(Task.id == task_id))).first()
+        bucket = (await conn.execute(select(Bucket.job_id, Bucket.client_id, Bucket.status,
+                                            Bucket.leased_until, Bucket.task_ids)
                                      .where(Bucket.id == bucket_id))).first()
-    if job_id is None:
-        raise ApiError(404, "not_found", f"no Task with id '{task_id}'")
-    if bucket is None or bucket.client_id != who.id or bucket.job_id != job_id:
-        raise ApiError(409, "lease_lost", "no run of this task in a bucket leased to this agent")
+    why = _log_refused(task_id, task, bucket, bucket_id, who.id, utcnow(),
+                       timedelta(seconds=rt.config.log_grace))
+    if why:
+        refusals.refused("log", f"client {who.id}", why, task=task_id, bucket=bucket_id)
+        raise ApiError(409, "lease_lost", f"{why}; the log is not taken")
+    assert task is not None
+    job_id = task.job_id
     folder = rt.data_dir / "logs" / job_id
     final = log_file(rt.data_dir, job_id, task_id, bucket_id)
     limit = rt.config.max_log_size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -10,17 +11,20 @@ from sqlalchemy.engine import RowMapping
 from ferry.errors import ApiError
 from hub.entities.base import AnySelect, Entity, check_body, expect, iso
 from hub.keys import new_key
-from hub.query.fields import Schema, Text, Timestamp
+from hub.query.fields import Schema, Text, Timestamp, parse_time
 from hub.runtime import Ctx
-from hub.storage.models import ApiKey
+from hub.security import password_version
+from hub.storage.models import ApiKey, User
 
 SCHEMA = Schema("ApiKey", {
     "id": Text(ApiKey.id),
     "description": Text(ApiKey.description),
     "created": Timestamp(ApiKey.created),
     "last_used": Timestamp(ApiKey.last_used),
+    "expires": Timestamp(ApiKey.expires),
 })
-READABLE = ("id", "user", "description", "created", "last_used", "api_key")
+READABLE = ("id", "user", "description", "created", "last_used", "expires", "api_key")
+MAX_LIFETIME = timedelta(days=3660)  # ten years: an expiry further away is a typo
 
 
 class ApiKeyEntity(Entity):
@@ -42,17 +46,28 @@ class ApiKeyEntity(Entity):
     def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:
         k = row
         return {"id": k["id"], "user": k["user_id"], "description": k["description"],
-                "created": iso(k["created"]), "last_used": iso(k["last_used"])}
+                "created": iso(k["created"]), "last_used": iso(k["last_used"]),
+                "expires": iso(k["expires"])}
 
     async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
         if ctx.principal.kind != "user":
             raise ApiError(403, "forbidden", "API keys are for users; an agent has its node's")
         ctx.caller.need("apikey", "create", "own")
-        body = check_body(body, self.name, ("description",), READABLE)
+        if ctx.principal.run is not None:
+            raise ApiError(403, "forbidden", "a run's token cannot make API keys")
+        body = check_body(body, self.name, ("description", "expires"), READABLE)
         description = expect(body, "description", str, "a string") if "description" in body else ""
+        expires = _expiry(body, ctx) if body.get("expires") is not None else None
         key = await new_key(ctx.rt)
         async with ctx.db.write() as conn:
-            await conn.execute(key.insert(user_id=ctx.principal.id, description=description))
+            stored = (await conn.execute(select(User.password_hash)
+                                         .where(User.id == ctx.principal.id))).scalar()
+            if stored is None:
+                raise ApiError(401, "token_revoked", "the user of this token no longer exists")
+            # the key lives only as long as the password it was made under
+            await conn.execute(key.insert(user_id=ctx.principal.id, description=description,
+                                          password_version=password_version(stored),
+                                          expires=expires))
         record = await self.get(ctx, key.id)
         record["api_key"] = key.plain  # shown once; only its hash is stored
         return record
@@ -63,3 +78,20 @@ class ApiKeyEntity(Entity):
             gone = await conn.execute(delete(ApiKey).where(ApiKey.id == entity_id))
             if gone.rowcount == 0:
                 raise ApiError(404, "not_found", f"no ApiKey with id '{entity_id}'")
+
+
+def _expiry(body: dict[str, Any], ctx: Ctx) -> datetime:
+    """``expires``: an ISO 8601 time (UTC unless it says otherwise), in the future."""
+    text = expect(body, "expires", str, "an ISO 8601 time, e.g. 2027-06-30T00:00:00Z")
+    try:
+        when = parse_time(text)
+    except (ValueError, OverflowError):
+        raise ApiError(422, "invalid_value", f"field 'expires': '{text}' is not an ISO 8601 "
+                       "time, e.g. 2027-06-30T00:00:00Z", {"field": "expires"}) from None
+    if when <= ctx.now:
+        raise ApiError(422, "invalid_value", "field 'expires' is in the past",
+                       {"field": "expires"})
+    if when > ctx.now + MAX_LIFETIME:
+        raise ApiError(422, "invalid_value", "field 'expires' is more than ten years away",
+                       {"field": "expires"})
+    return when

@@ -14,19 +14,27 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import msgspec
-from sqlalchemy import ColumnElement, Select, false, select
+from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ferry.errors import ApiError, QueryError
 from hub import permissions
+from hub.entities.paging import (
+    EVERY,
+    TURN,
+    Listing,
+    Page,
+    encode_cursor,
+    fitting,
+    restrict,
+    size_of,
+    window,
+)
+from hub.entities.paging import AnySelect as AnySelect  # noqa: PLC0414 (entities import it from here)
 from hub.query import Query
 from hub.query.fields import Context, Schema
 from hub.runtime import Ctx
-
-MAX_RESULTS = 100_000
-
-AnySelect = Select[*tuple[Any, ...]]
 
 
 def iso(value: datetime | None) -> str | None:
@@ -133,6 +141,19 @@ class Entity:
         """An expression giving the organization a row belongs to; None: no organization."""
         return None
 
+    def collaboration(self) -> Any:
+        """An expression giving the collaboration a row belongs to (None in a row: none),
+        for records that can belong to one (jobs, tasks, nodes, agents, shares). Then the
+        ``collaboration`` scope reaches the rows of the caller's organization and those
+        that belong to one of its collaborations, never a partner's other records. None:
+        the scope reaches every record of a partner organization (users, organizations)."""
+        return None
+
+    def confine(self, ctx: Ctx) -> ColumnElement[bool] | None:
+        """Rows a narrowed token (a docker run's) is confined to, whatever its rules say;
+        None: no confinement. Only jobs and tasks are reachable by a run's token at all."""
+        return None if ctx.caller.group is None else false()
+
     def in_scope(self, ctx: Ctx, scope: str) -> ColumnElement[bool] | None:
         """Rows within ``scope`` of this caller (None: all of them)."""
         caller = ctx.caller
@@ -144,9 +165,12 @@ class Entity:
         organization = self.organization()
         if organization is None:
             return false()
+        mine = false() if caller.organization is None else organization == caller.organization
         if scope == "organization":
-            return false() if caller.organization is None \
-                else organization == caller.organization
+            return mine
+        collaboration = self.collaboration()
+        if collaboration is not None:
+            return or_(mine, collaboration.in_(sorted(caller.collaborations)))
         within: ColumnElement[bool] = organization.in_(sorted(caller.partners))
         return within
 
@@ -159,7 +183,11 @@ class Entity:
         widest = ctx.caller.widest(resource, operation)
         if widest is None:
             ctx.caller.need(resource, operation, permissions.RESOURCES[resource][0])
-        return self.in_scope(ctx, widest or "global")
+        where = self.in_scope(ctx, widest or "global")
+        confined = self.confine(ctx)
+        if confined is None:
+            return where
+        return confined if where is None else and_(where, confined)
 
     async def check(self, conn: AsyncConnection, ctx: Ctx, operation: str,
                     entity_id: str, resource: str | None = None) -> None:
@@ -174,6 +202,10 @@ class Entity:
             raise ApiError(404, "not_found", f"no {self.name} with id '{entity_id}'")
         if allowed is None:  # global: any record that exists
             return
+        if ctx.caller.group is not None:  # a run's token, outside its job group
+            raise ApiError(403, "forbidden", f"a run's token reaches only the jobs and tasks "
+                           f"of its own job group; this {self.name.lower()} is not one of them",
+                           {"field": None, "rule": None})
         for scope in permissions.RESOURCES[resource]:
             where = self.in_scope(ctx, scope)
             if where is None or (await conn.execute(exists.where(where))).first() is not None:
@@ -188,29 +220,81 @@ class Entity:
         """Related records by relation name: the entity they are, and which rows."""
         return {}
 
-    async def rows(self, ctx: Ctx, where: ColumnElement[bool] | None,
-                   limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
-        stmt = self.base_select()
-        scope = self.visible(ctx)
-        if scope is not None:
-            stmt = stmt.where(scope)
-        if where is not None:
-            stmt = stmt.where(where)
-        stmt = stmt.order_by(self.id_column()).offset(offset).limit(min(limit or MAX_RESULTS, MAX_RESULTS))
-        async with ctx.db.read() as conn:
-            result = await conn.execute(stmt)
-            return [self.serialize(r, ctx) for r in result.mappings()]
+    # -- lists: pages of records (the contract is in hub/entities/paging.py)
+    # fields left out of list answers unless a request names them in ``attributes``, each
+    # with the columns only it reads (left out of the query too)
+    optional: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
-    async def find(self, ctx: Ctx, query: Query, *, limit: int | None = None, offset: int = 0,
-                   finished: bool = False, archived: bool = False) -> list[dict[str, Any]]:
+    def attributes(self, names: Iterable[str]) -> frozenset[str]:
+        """The left-out fields a request asks for; 422 naming the first name not one."""
+        asked = frozenset(names)
+        for name in sorted(asked):
+            if name not in self.optional:
+                known = ", ".join(self.optional) or "none"
+                raise ApiError(422, "unknown_field", f"'attributes' names '{name}', which is not "
+                               f"a field {self.name} lists leave out (those: {known}; every "
+                               "other field is always in the answer)", {"field": "attributes"})
+        return asked
+
+    def weight(self, page: Page) -> ColumnElement[Any] | None:
+        """The characters of a row's large fields that ``page`` includes, as SQL; None when
+        it includes none (every other field of a record is small)."""
+        return size_of(self.model.__table__.c[c] for f, cs in self.optional.items()
+                       if page.includes(f) for c in cs)
+
+    def left_out(self, page: Page) -> set[str]:
+        """The columns no field of ``page`` reads."""
+        return {c for f, cs in self.optional.items() if not page.includes(f) for c in cs}
+
+    async def rows(self, ctx: Ctx, where: ColumnElement[bool] | None, page: Page = EVERY
+                   ) -> list[dict[str, Any]]:
+        """The records of ``page`` among the rows matching ``where`` that the caller may
+        see, in id order. Subclasses that add to records override this and call it."""
+        stmt = self.base_select()
+        left_out = self.left_out(page)
+        if left_out:
+            stmt = stmt.with_only_columns(*(c for c in stmt.selected_columns
+                                            if getattr(c, "name", None) not in left_out))
+        stmt = window(restrict(stmt, self.visible(ctx), where), self.id_column(), page)
+        async with ctx.db.read() as conn:
+            # fetched TURN rows at a time, each fetch an await: a page of 10,000 records
+            # never holds the event loop (check-ins, claims) for long
+            records: list[dict[str, Any]] = []
+            async for part in (await conn.stream(stmt)).mappings().partitions(TURN):
+                records.extend(self.serialize(row, ctx) for row in part)
+            return records
+
+    async def listing(self, ctx: Ctx, where: ColumnElement[bool] | None, page: Page) -> Listing:
+        """One page of a list answer, and the cursor of the next (None on the last page)."""
+        weight = self.weight(page) if page.max_bytes is not None else None
+        if weight is None or page.max_bytes is None:
+            records = await self.rows(ctx, where, page.with_limit(page.limit + 1))
+            more = len(records) > page.limit  # the one more tells a page follows
+            del records[page.limit:]
+        else:
+            # sizes first (no large value leaves the database), then only the records
+            # that fit: the budget bounds what the hub holds, not just what it sends
+            probe = window(restrict(select(self.id_column(), weight), self.visible(ctx), where),
+                           self.id_column(), page, extra=1)
+            async with ctx.db.read() as conn:
+                weights = [row[1] for row in await conn.execute(probe)]
+            take = min(fitting(weights, page.max_bytes), page.limit)
+            records = await self.rows(ctx, where, page.with_limit(take))
+            more = len(weights) > take
+        return Listing(records, encode_cursor(records[-1]["id"]) if more and records else None)
+
+    async def find(self, ctx: Ctx, query: Query, page: Page, *, finished: bool = False,
+                   archived: bool = False) -> Listing:
+        """One page of the records ``query`` matches."""
         if finished or archived:
             flag = "finished" if finished else "archived"
             raise QueryError(f"'{flag}' applies to jobs, not to {self.name}")
         qctx = Context(now=ctx.now, offline_grace=ctx.rt.offline_grace, text=query.text)
-        return await self.rows(ctx, self.schema.compile(query, qctx), limit, offset)
+        return await self.listing(ctx, self.schema.compile(query, qctx), page)
 
     async def get(self, ctx: Ctx, entity_id: str) -> dict[str, Any]:
-        found = await self.rows(ctx, self.id_column() == entity_id, 1)
+        """One record, with every field (the large ones too)."""
+        found = await self.rows(ctx, self.id_column() == entity_id, Page(limit=1))
         if not found:
             async with ctx.db.read() as conn:
                 await self.check(conn, ctx, "view", entity_id)  # 404, or 403 naming the rule

@@ -91,6 +91,13 @@ def user_hr(username: str | None, role: str | None) -> str | None:
     return None if username is None else f"user:{username}({role})"
 
 
+def client_collaboration(client_id: Any) -> Any:
+    """The collaboration of a client: the one its node was made for (or none)."""
+    inner = aliased(Client)
+    return (select(Node.collaboration_id).join(inner, inner.node_id == Node.id)
+            .where(inner.id == client_id).scalar_subquery())
+
+
 def client_organization(client_id: Any) -> Any:
     """The organization of a client: that of the node it enrolled with."""
     inner = aliased(Client)  # never correlated with a Client of the outer query
@@ -111,6 +118,10 @@ class ClientEntity(Entity):
 
     def organization(self) -> Any:
         return select(Node.organization_id).where(Node.id == Client.node_id).scalar_subquery()
+
+    def collaboration(self) -> Any:
+        """An agent belongs to the collaboration its node was made for."""
+        return select(Node.collaboration_id).where(Node.id == Client.node_id).scalar_subquery()
 
     def base_select(self) -> AnySelect:
         return (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import shutil
 from datetime import timedelta
 from typing import Any
@@ -14,14 +13,25 @@ from sqlalchemy.engine import RowMapping
 from ferry.errors import ApiError
 from hub.entities.base import Entity, check_body, expect, invalid, iso, name_value
 from hub.entities.clients import user_hr
-from hub.entities.organizations import collaboration_id
+from hub.entities.paging import EVERY, Listing, Page, in_turns, json_size, restrict, window
 from hub.jobs import docker_jobs, transfers
 from hub.jobs import status as st
-from hub.jobs.spec import JobCreate, check_command, expand_items, parse_target
+from hub.jobs.spec import JobCreate, check_command, expand_items
+from hub.jobs.targets import resolve as targets_in_scope
 from hub.query import Query
 from hub.query.fields import Choice, Context, Number, Party, Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
-from hub.storage.models import Client, Job, Share, Site, Task, User, members, new_id
+from hub.storage.models import (
+    Client,
+    Collaboration,
+    Job,
+    Share,
+    Site,
+    Task,
+    User,
+    members,
+    new_id,
+)
 
 SCHEMA = Schema("Job", {
     "id": Text(Job.id),
@@ -58,11 +68,22 @@ class JobEntity(Entity):
     def organization(self) -> Any:
         return Job.organization_id
 
-    async def find(self, ctx: Ctx, query: Query, *, limit: int | None = None, offset: int = 0,
-                   finished: bool = False, archived: bool = False) -> list[dict[str, Any]]:
+    def collaboration(self) -> Any:
+        return Job.collaboration_id
+
+    def confine(self, ctx: Ctx) -> ColumnElement[bool] | None:
+        return None if ctx.caller.group is None else in_group(ctx.caller.group)
+
+    async def find(self, ctx: Ctx, query: Query, page: Page, *, finished: bool = False,
+                   archived: bool = False) -> Listing:
         qctx = Context(now=ctx.now, offline_grace=ctx.rt.offline_grace, text=query.text)
-        return await self.rows(ctx, and_(self.schema.compile(query, qctx),
-                                         self.lifecycle(ctx, finished, archived)), limit, offset)
+        return await self.listing(ctx, and_(self.schema.compile(query, qctx),
+                                            self.lifecycle(ctx, finished, archived)), page)
+
+    def weight(self, page: Page) -> ColumnElement[Any] | None:
+        # a job's spec (compute, docker, transfer) is as large as the body that made it:
+        # small as a rule, up to max_body_size (a list of items, a long command)
+        return json_size(Job.spec)
 
     @staticmethod
     def lifecycle(ctx: Ctx, finished: bool, archived: bool) -> ColumnElement[bool]:
@@ -75,15 +96,11 @@ class JobEntity(Entity):
             return and_(Job.finished <= inactive, Job.finished > archive)
         return or_(Job.finished.is_(None), Job.finished > inactive)
 
-    async def rows(self, ctx: Ctx, where: ColumnElement[bool] | None, limit: int | None = None,
-                   offset: int = 0) -> list[dict[str, Any]]:
-        scope = self.visible(ctx)
+    async def rows(self, ctx: Ctx, where: ColumnElement[bool] | None, page: Page = EVERY
+                   ) -> list[dict[str, Any]]:
         stmt = (select(Job, User.username.label("user_name"), User.role.label("user_role"))
                 .outerjoin(User, User.id == Job.user_id))
-        for condition in (scope, where):
-            if condition is not None:
-                stmt = stmt.where(condition)
-        stmt = stmt.order_by(Job.id).offset(offset).limit(min(limit or 100_000, 100_000))
+        stmt = window(restrict(stmt, self.visible(ctx), where), Job.id, page)
         async with ctx.db.read() as conn:
             found = (await conn.execute(stmt)).mappings().all()
             counts = await conn.run_sync(st.task_counts, [r["id"] for r in found], ctx.now,
@@ -91,7 +108,7 @@ class JobEntity(Entity):
             transfers = [r["id"] for r in found if r["kind"] == "transfer"]
             moved = await conn.run_sync(st.transfer_bytes, transfers) if transfers else {}
             names = await party_names(conn, found)
-        records = [self.record(r, counts[r["id"]], names, ctx) for r in found]
+        records = await in_turns(found, lambda r: self.record(r, counts[r["id"]], names, ctx))
         for record, row in zip(records, found, strict=True):
             if row["kind"] == "transfer":  # jobs.rst: bytes, MB/s
                 (record["size"], record["progress"], record["speed"],
@@ -159,9 +176,10 @@ class JobEntity(Entity):
         items = expand_items(spec.compute.items)
         job_id, now = new_id(), ctx.now
         async with ctx.db.write() as conn:
-            targets, destination = await resolve_targets(conn, spec.compute.clients)
-            hq = (await conn.execute(select(Site.id).where(Site.name == "hq"))).scalar() or ""
             collaboration = await member_collaboration(conn, ctx, spec.collaboration)
+            targets, destination = await targets_in_scope(
+                conn, spec.compute.clients, ctx.caller.organization, collaboration)
+            hq = (await conn.execute(select(Site.id).where(Site.name == "hq"))).scalar() or ""
             stored = msgspec.to_builtins(spec.compute)
             stored["targets"] = targets
             await conn.execute(insert(Job).values(
@@ -234,17 +252,24 @@ class JobEntity(Entity):
 
 async def member_collaboration(conn: Any, ctx: Ctx, given: str | None) -> str | None:
     """The id of the collaboration a job runs in; 422 unless the caller's organization is
-    one of its members."""
+    one of its members (the same answer whether it exists or not: no probing)."""
     if given is None:
         return None
-    found = await collaboration_id(conn, given)
-    member = (await conn.execute(select(members.c.organization_id).where(
-        members.c.collaboration_id == found,
-        members.c.organization_id == ctx.caller.organization))).first()
-    if member is None:
-        raise ApiError(422, "not_a_member", f"your organization is not in collaboration "
+    found = (await conn.execute(
+        select(Collaboration.id).join(members, members.c.collaboration_id == Collaboration.id)
+        .where(or_(Collaboration.id == given, Collaboration.name == given),
+               members.c.organization_id == ctx.caller.organization))).scalar()
+    if found is None:
+        raise ApiError(422, "not_a_member", f"your organization is in no collaboration "
                        f"'{given}'", {"field": "collaboration"})
-    return found
+    return str(found)
+
+
+def in_group(group: str) -> ColumnElement[bool]:
+    """The docker jobs of a job group (the reference's ``job_id``): its first job and
+    every child job that carries its id."""
+    return and_(Job.kind == "docker", or_(Job.id == group,
+                                          Job.spec["job_id"].as_string() == group))
 
 
 def default_code(command: list[str], items: list[str]) -> str:
@@ -260,47 +285,6 @@ async def insert_tasks(conn: Any, job_id: str, items: list[str], first_seq: int,
     if rows:
         await conn.execute(insert(Task), rows)
     return [row["id"] for row in rows]
-
-
-async def resolve_targets(conn: Any, entries: list[str]
-                          ) -> tuple[list[dict[str, str]], tuple[str, str]]:
-    """Stored targets, and the job's destination party (a lone site or client, else none)."""
-    targets: list[dict[str, str]] = []
-    for entry in entries:
-        scope, value = parse_target(entry)
-        if scope == "site":
-            found = (await conn.execute(select(Site.id).where(
-                or_(Site.id == value, Site.name == value)))).scalar()
-            if found is None:
-                raise _no_target(entry, f"no site '{value}'")
-            targets.append({"site": found})
-        elif scope == "client":
-            found = (await conn.execute(select(Client.id, Client.parent_id)
-                                        .where(Client.id == value))).first()
-            if found is None:
-                raise _no_target(entry, f"no client with id '{value}'")
-            if found.parent_id is not None:
-                raise _no_target(entry, f"'{value}' is a compute lane; target its agent "
-                                 f"'{found.parent_id}'")
-            targets.append({"client": found.id})
-        else:
-            rows = (await conn.execute(select(Client.code, Client.tags).where(
-                Client.parent_id.is_(None)))).all()
-            hit = any(fnmatch.fnmatchcase(r.code, value) if scope == "code"
-                      else value in (r.tags or []) for r in rows)
-            if not hit:
-                raise _no_target(entry, f"no client has {'a code matching' if scope == 'code' else 'tag'}"
-                                 f" '{value}'")
-            targets.append({scope: value})
-    if len(targets) == 1 and ("site" in targets[0] or "client" in targets[0]):
-        scope, ident = next(iter(targets[0].items()))
-        return targets, (scope, ident)
-    return targets, ("", "")
-
-
-def _no_target(entry: str, why: str) -> ApiError:
-    return ApiError(422, "unknown_target", f"compute.clients: '{entry}': {why}",
-                    {"field": "compute.clients"})
 
 
 async def party_names(conn: Any, jobs: Any) -> dict[tuple[str, str], str]:

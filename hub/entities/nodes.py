@@ -76,6 +76,9 @@ class NodeEntity(Entity):
     def organization(self) -> Any:
         return Node.organization_id
 
+    def collaboration(self) -> Any:
+        return Node.collaboration_id
+
     def base_select(self) -> AnySelect:
         client = (select(Enrolled.id).where(Enrolled.node_id == Node.id,
                                             Enrolled.parent_id.is_(None))

@@ -27,6 +27,7 @@ from hub.entities.base import (
     name_value,
     scope_of_organization,
 )
+from hub.entities.paging import EVERY, Page
 from hub.query.fields import Boolean, Schema, Text, Timestamp
 from hub.runtime import Ctx
 from hub.storage.models import (
@@ -130,9 +131,9 @@ class OrganizationEntity(Entity):
     def organization(self) -> Any:
         return Organization.id
 
-    async def rows(self, ctx: Ctx, where: ColumnElement[bool] | None,
-                   limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
-        records = await super().rows(ctx, where, limit, offset)
+    async def rows(self, ctx: Ctx, where: ColumnElement[bool] | None, page: Page = EVERY
+                   ) -> list[dict[str, Any]]:
+        records = await super().rows(ctx, where, page)
         async with ctx.db.read() as conn:
             await with_members(conn, records, "collaborations", members.c.organization_id,
                                members.c.collaboration_id)
@@ -223,9 +224,9 @@ class CollaborationEntity(Entity):
         return Collaboration.id.in_(select(members.c.collaboration_id).where(
             members.c.organization_id == ctx.caller.organization))
 
-    async def rows(self, ctx: Ctx, where: ColumnElement[bool] | None,
-                   limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
-        records = await super().rows(ctx, where, limit, offset)
+    async def rows(self, ctx: Ctx, where: ColumnElement[bool] | None, page: Page = EVERY
+                   ) -> list[dict[str, Any]]:
+        records = await super().rows(ctx, where, page)
         async with ctx.db.read() as conn:
             await with_members(conn, records, "organizations", members.c.collaboration_id,
                                members.c.organization_id)

@@ -20,6 +20,7 @@ from ferry.errors import ApiError
 from hub import permissions
 from hub.entities.base import Entity, check_body, expect, iso, name_value
 from hub.entities.organizations import placed_in
+from hub.entities.paging import EVERY, Page
 from hub.query.fields import Boolean, Choice, Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
 from hub.storage.models import (
@@ -36,7 +37,8 @@ from hub.storage.models import (
 RULE_SCHEMA = Schema("Rule", {
     "id": Text(Rule.id),
     "resource": Choice(Rule.resource, {r: r for r in permissions.RESOURCES}),
-    "operation": Choice(Rule.operation, {o: o for o in permissions.OPERATIONS}),
+    "operation": Choice(Rule.operation, {o: o for r in permissions.RESOURCES
+                                         for o in permissions.operations(r)}),
     "scope": Choice(Rule.scope, {s: s for s in permissions.SCOPES}),
 })
 ROLE_SCHEMA = Schema("Role", {
@@ -147,9 +149,9 @@ class RoleEntity(Entity):
     def organization(self) -> Any:
         return Role.organization_id
 
-    async def rows(self, ctx: Ctx, where: ColumnElement[bool] | None,
-                   limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
-        records = await super().rows(ctx, where, limit, offset)
+    async def rows(self, ctx: Ctx, where: ColumnElement[bool] | None, page: Page = EVERY
+                   ) -> list[dict[str, Any]]:
+        records = await super().rows(ctx, where, page)
         async with ctx.db.read() as conn:
             pairs = (await conn.execute(select(role_rules.c.role_id, role_rules.c.rule_id).where(
                 role_rules.c.role_id.in_([r["id"] for r in records])))).all()

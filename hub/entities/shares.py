@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ferry.errors import ApiError
 from hub.entities.base import AnySelect, Entity, check_body, expect, iso, scope_of_organization
-from hub.entities.clients import client_organization
+from hub.entities.clients import client_collaboration, client_organization
 from hub.query.fields import Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
 from hub.storage.models import Client, Share, new_id, utcnow
@@ -49,6 +49,10 @@ class ShareEntity(Entity):
 
     def organization(self) -> Any:
         return client_organization(Share.client_id)
+
+    def collaboration(self) -> Any:
+        """A share belongs to the collaboration its agent's node was made for."""
+        return client_collaboration(Share.client_id)
 
     async def _need_client(self, ctx: Ctx, operation: str, client_id: str) -> None:
         """Giving a share to an agent is an ``operation`` on shares of the agent's

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.engine import RowMapping
 
 from ferry.errors import ApiError
 from hub.entities.base import AnySelect, Entity, expect, iso
-from hub.entities.jobs import JobEntity, insert_tasks
+from hub.entities.jobs import JobEntity, in_group, insert_tasks
+from hub.entities.paging import Page
 from hub.jobs import status as st
 from hub.jobs import transfer_tasks, transfers
 from hub.query.fields import Choice, Number, Reference, Schema, Text, Timestamp
@@ -57,12 +58,24 @@ class TaskEntity(Entity):
     def organization(self) -> Any:
         return select(Job.organization_id).where(Job.id == Task.job_id).scalar_subquery()
 
+    def collaboration(self) -> Any:
+        return select(Job.collaboration_id).where(Job.id == Task.job_id).scalar_subquery()
+
+    def confine(self, ctx: Ctx) -> ColumnElement[bool] | None:
+        if ctx.caller.group is None:
+            return None
+        return Task.job_id.in_(select(Job.id).where(in_group(ctx.caller.group)))
+
     def base_select(self) -> AnySelect:
         return select(Task)
 
+    # output and sealed envelopes: up to 4 KiB and up to max_body_size a task, so a list
+    # answer holds them only when asked for (GET /task/<id> always does)
+    optional = {"log_tail": ("log_tail",), "input": ("input",), "result": ("result",)}
+
     def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:
         t = row
-        return {
+        record = {
             "id": t["id"], "uri": t["uri"], "status": t["status"], "created": iso(t["created"]),
             "source": {"item": t["item"], "path": t["item"], "client": t["client_id"],
                        "lane": t["lane_id"]},
@@ -72,14 +85,19 @@ class TaskEntity(Entity):
             "finished": iso(t["finished"]), "time": t["time"],
             "job": t["job_id"], "item": t["item"], "attempts": t["attempts"],
             "bucket": t["bucket_id"],
-            "exit_code": t["exit_code"], "message": t["message"], "log_tail": t["log_tail"],
+            "exit_code": t["exit_code"], "message": t["message"], "log_tail": t.get("log_tail"),
             "has_log": t["has_log"], "cpu_seconds": t["cpu_seconds"],
             "peak_memory": t["peak_memory"], "started": iso(t["started"]),
             "metadata": t["metadata"] or {}, "transferred": t["transferred"],
             # docker runs: whose run it is, what it was given and what it gave back (sealed
             # in an encrypted collaboration)
-            "organization": t["organization_id"], "input": t["input"], "result": t["result"],
+            "organization": t["organization_id"], "input": t.get("input"),
+            "result": t.get("result"),
         }
+        for field in self.optional:
+            if field not in t:  # not read: left out of this list answer
+                del record[field]
+        return record
 
     async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:
         raise ApiError(405, "not_allowed", "tasks change in groups: PATCH /job/<id>/tasks "
@@ -163,7 +181,9 @@ class TaskEntity(Entity):
                 await conn.execute(update(Task).where(Task.id == change["id"]).values(**values))
             await conn.run_sync(st.refresh, [job_id], ctx.now)
         ctx.rt.dispatcher.notify()
-        return await self.rows(ctx, Task.id.in_(ids))
+        # as a find answers them (jobs.rst): large fields left out, as many as changed
+        return await self.rows(ctx, Task.id.in_(ids), Page(limit=len(ids),
+                                                          attributes=frozenset()))
 
 
 async def _reopen(conn: Any, job: Any, ctx: Ctx) -> None:

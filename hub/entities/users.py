@@ -14,14 +14,16 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ferry import refusals
 from ferry.errors import ApiError
 from hub import permissions
 from hub.entities.base import Entity, check_body, expect, iso, name_value, scope_of_organization
 from hub.entities.organizations import organization_id, placed_in
+from hub.entities.paging import EVERY, Page
 from hub.entities.roles import check_grant, role_ids, rule_ids
 from hub.query.fields import Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
-from hub.security import check_password_strength, hash_secret_async
+from hub.security import check_password_strength, hash_secret_async, verify_secret_async
 from hub.storage.models import (
     Job,
     Organization,
@@ -52,6 +54,8 @@ READABLE = ("id", "username", "email", "firstname", "lastname", "role", "organiz
             "roles", "rules", "created", "modified", "modifier")
 WRITABLE = ("username", "password", "email", "firstname", "lastname", "organization", "roles",
             "rules")
+# a user who sets their own password through PATCH says the current one too
+UPDATABLE = (*WRITABLE, "current_password")
 
 
 class UserEntity(Entity):
@@ -66,9 +70,9 @@ class UserEntity(Entity):
     def organization(self) -> Any:
         return User.organization_id
 
-    async def rows(self, ctx: Ctx, where: ColumnElement[bool] | None,
-                   limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
-        records = await super().rows(ctx, where, limit, offset)
+    async def rows(self, ctx: Ctx, where: ColumnElement[bool] | None, page: Page = EVERY
+                   ) -> list[dict[str, Any]]:
+        records = await super().rows(ctx, where, page)
         ids = [r["id"] for r in records]
         async with ctx.db.read() as conn:
             roles = (await conn.execute(select(user_roles.c.user_id, user_roles.c.role_id)
@@ -169,13 +173,19 @@ class UserEntity(Entity):
         return await self.get(ctx, user_id)
 
     async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:
-        body = check_body(body, self.name, WRITABLE, READABLE)
+        body = check_body(body, self.name, UPDATABLE, READABLE)
+        current_password = body.pop("current_password", None)
         values = self._values(body)
         if "password" in body:
             password = expect(body, "password", str, "a string", max_length=1024)
+            if entity_id == ctx.principal.id and not ctx.principal.local:
+                await self._current_password(ctx, entity_id, current_password)
             check_password_strength(password)
             values["password_hash"] = await hash_secret_async(password)
             values["password_change_required"] = False
+        elif current_password is not None:
+            raise ApiError(422, "invalid_body", "'current_password' goes with a new "
+                           "'password'", {"field": "current_password"})
         try:
             async with ctx.db.write() as conn:
                 await self.check(conn, ctx, "edit", entity_id)
@@ -207,6 +217,23 @@ class UserEntity(Entity):
             raise ApiError(409, "duplicate", f"user '{values.get('username')}' already exists",
                            {"field": "username"}) from None
         return await self.get(ctx, entity_id)
+
+    @staticmethod
+    async def _current_password(ctx: Ctx, user_id: str, given: Any) -> None:
+        """One's own password changes only with the current one, on every path: a stolen
+        token (or a run's) must not be enough to take the account over."""
+        if not isinstance(given, str) or not given:
+            raise ApiError(422, "current_password_required", "to change your own password, "
+                           "send your current one too: {\"password\": <new>, "
+                           "\"current_password\": <current>}", {"field": "current_password"})
+        async with ctx.db.read() as conn:
+            stored = (await conn.execute(select(User.password_hash)
+                                         .where(User.id == user_id))).scalar()
+        if stored is None or not await verify_secret_async(stored, given[:1024]):
+            refusals.refused("password", f"user {user_id}", "wrong current password on a "
+                             "password change")
+            raise ApiError(403, "wrong_password", "the current password is wrong",
+                           {"field": "current_password"})
 
     @staticmethod
     async def _not_above(conn: AsyncConnection, ctx: Ctx, entity_id: str) -> None:

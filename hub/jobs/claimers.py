@@ -39,6 +39,14 @@ class Claimer:
     weight: float
     lanes: int
     seen: float
+    # where its node stands: only agents that may run the same compute jobs share them
+    # (hub/jobs/targets.py); another organization's agents asking for work take none of it
+    organization: str | None = None
+    collaboration: str | None = None
+
+    def competes(self, organization: str | None, collaboration: str | None) -> bool:
+        return self.organization == organization or (
+            collaboration is not None and self.collaboration == collaboration)
 
 
 class Claimers:
@@ -47,19 +55,22 @@ class Claimers:
         self._known: dict[str, Claimer] = {}
         self._read = -READ_EVERY
 
-    def remember(self, conn: Connection, client_id: str, weight: float, lanes: int) -> None:
+    def remember(self, conn: Connection, client_id: str, weight: float, lanes: int,
+                 organization: str | None = None, collaboration: str | None = None) -> None:
         if not self.shared:
             now = time.monotonic()
-            self._known[client_id] = Claimer(weight, lanes, now)
+            self._known[client_id] = Claimer(weight, lanes, now, organization, collaboration)
             for other in [c for c, v in self._known.items() if now - v.seen > MEMORY]:
                 del self._known[other]
             return
         seen = time.time() // STEP * STEP
-        conn.execute(_upsert, {"key": PREFIX + client_id,
-                               "value": json.dumps([weight, lanes, seen])})
+        conn.execute(_upsert, {"key": PREFIX + client_id, "value": json.dumps(
+            [weight, lanes, seen, organization, collaboration])})
 
-    def others(self, conn: Connection, client_id: str) -> list[Claimer]:
-        """The other agents that asked lately and had free lanes then."""
+    def others(self, conn: Connection, client_id: str, organization: str | None = None,
+               collaboration: str | None = None) -> list[Claimer]:
+        """The other agents that asked lately, had free lanes then, and may run the same
+        compute jobs as an agent of ``organization`` in ``collaboration``."""
         if self.shared:
             if time.monotonic() - self._read > READ_EVERY:
                 self._known = _load(conn)
@@ -68,7 +79,8 @@ class Claimers:
         else:
             now = time.monotonic()
         return [c for cid, c in self._known.items()
-                if cid != client_id and c.lanes and now - c.seen <= MEMORY]
+                if cid != client_id and c.lanes and now - c.seen <= MEMORY
+                and c.competes(organization, collaboration)]
 
     def forget(self, conn: Connection) -> int:
         """Drop the shared rows of agents that stopped asking (run now and then)."""
@@ -85,9 +97,10 @@ def _load(conn: Connection) -> dict[str, Claimer]:
     known = {}
     for row in conn.execute(_rows):
         try:
-            weight, lanes, seen = json.loads(row.value)
+            weight, lanes, seen, *where = json.loads(row.value)
+            org, collab = [*where, None, None][:2]
             known[row.key.removeprefix(PREFIX)] = Claimer(float(weight), int(lanes),
-                                                          float(seen))
+                                                          float(seen), org, collab)
         except (ValueError, TypeError):
             continue  # not a row of ours: ignore it
     return known

@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from hub.entities.base import iso
@@ -35,6 +35,7 @@ from hub.jobs import status as st
 from hub.jobs.claimers import Claimers
 from hub.jobs.leases import NEXT_TASKS, has_destination, release, transfer_rows, transfer_work
 from hub.jobs.spec import render_argv, targets_match
+from hub.jobs.targets import usable_by
 from hub.jobs.wakeup import WorkChannel, plain_dsn
 from hub.security import TokenService
 from hub.storage.db import Database
@@ -54,8 +55,13 @@ _AGENT = (select(Client.id, Client.site_id, Client.code, Client.tags, Client.dis
 _LANES = select(Client.id).where(Client.parent_id == bindparam("agent"),
                                  Client.id.in_(bindparam("ids", expanding=True)),
                                  Client.disabled.is_(False))
+# transfer jobs name their one runner (hub/jobs/transfers.py: the agent of a share the
+# creator may write to or read from); compute jobs run only where their organization may
+# use an agent (hub/jobs/targets.py), whatever their targets say
 _RUNNABLE = select(Job.id, Job.spec).where(
-    Job.status.in_(st.ACTIVE), Job.kind.in_(("compute", "transfer")),
+    Job.status.in_(st.ACTIVE),
+    or_(Job.kind == "transfer",
+        and_(Job.kind == "compute", usable_by(bindparam("org"), bindparam("collab")))),
     exists().where(Task.job_id == Job.id, Task.status == st.TaskStatus.QUEUED))
 _QUEUED_BY_JOB = (select(Task.job_id, func.count())
                   .where(Task.job_id.in_(bindparam("ids", expanding=True)),
@@ -160,7 +166,8 @@ class Dispatcher:
         free = self._free_lanes(conn, client_id, lanes)
         weight = agent.benchmark if agent.benchmark is not None and agent.benchmark > 0 else 1.0
         if lanes or not slots:  # a claim for transfer slots alone says nothing of lanes
-            self.claimers.remember(conn, client_id, weight, len(free))
+            self.claimers.remember(conn, client_id, weight, len(free), agent.organization_id,
+                                   agent.collaboration_id)
         if not free and not slots:
             return []
         eligible = self._eligible_jobs(conn, agent)
@@ -168,7 +175,7 @@ class Dispatcher:
         moving = {j: spec for j, spec in eligible.items() if "transfer" in spec}
         work = []
         if free and compute:
-            share = self._share(conn, client_id, weight, compute, len(free))
+            share = self._share(conn, agent, weight, compute, len(free))
             for lane in free[:share]:
                 bucket = self._lease_bucket(conn, client_id, lane, compute, now)
                 if bucket is None:
@@ -195,7 +202,7 @@ class Dispatcher:
             bucket_id, until = new_id(), now + self.lease
             conn.execute(insert(Bucket).values(
                 id=bucket_id, job_id=row.job_id, client_id=client_id, lane_id=None,
-                status="leased", leased_until=until, created=now))
+                status="leased", leased_until=until, created=now, task_ids=[row.id]))
             conn.execute(_LEASE_TASKS, {"ids": [row.id], "bucket": bucket_id,
                                         "agent": client_id, "lane": None, "now": now})
             job = jobs[row.job_id]
@@ -215,15 +222,17 @@ class Dispatcher:
         return [lane for lane in dict.fromkeys(lanes) if lane in mine]
 
     def _eligible_jobs(self, conn: Connection, agent: Any) -> dict[str, Any]:
-        rows = conn.execute(_RUNNABLE)
+        rows = conn.execute(_RUNNABLE, {"org": agent.organization_id,
+                                        "collab": agent.collaboration_id})
         return {r.id: r.spec for r in rows if targets_match(r.spec.get("targets", []), agent)
                 and has_destination(r.spec)}
 
-    def _share(self, conn: Connection, client_id: str, weight: float,
+    def _share(self, conn: Connection, agent: Any, weight: float,
                eligible: dict[str, Any], free: int) -> int:
         """How many of our free lanes to fill: all, unless the work is too little for
-        everyone who asked, then our benchmark's part of it."""
-        others = self.claimers.others(conn, client_id)
+        everyone who asked and may run it, then our benchmark's part of it."""
+        others = self.claimers.others(conn, agent.id, agent.organization_id,
+                                      agent.collaboration_id)
         if not others:
             return free
         queued = (conn.execute(_QUEUED_BY_JOB, {"ids": list(eligible)})).all()
@@ -252,7 +261,7 @@ class Dispatcher:
         bucket_id, until = new_id(), now + self.lease
         conn.execute(insert(Bucket).values(
             id=bucket_id, job_id=best, client_id=client_id, lane_id=lane, status="leased",
-            leased_until=until, created=now))
+            leased_until=until, created=now, task_ids=[r.id for r in rows]))
         conn.execute(_LEASE_TASKS, {"ids": [r.id for r in rows], "bucket": bucket_id,
                                           "agent": client_id, "lane": lane, "now": now})
         if "transfer" in spec:

@@ -2,8 +2,11 @@
 
 Every item carries an idempotency key; a key seen before is answered
 ``duplicate`` and changes nothing, so an agent may resend its whole outbox.
-An item about a lease the agent no longer holds is ``refused``: the task was
-(or will be) given to another agent, and only that run counts.
+A key is the reporting agent's own, within the bucket it names: an item about a
+bucket that was never leased to this agent is ``refused`` before its key is
+looked at, so no agent can spend (and so drop) another's reports. An item about
+a lease the agent no longer holds is ``refused`` too: the task was (or will be)
+given to another agent, and only that run counts.
 
 A batch is applied in memory first (a task may have several events in one
 batch) and then written with one prepared statement for all its tasks: a
@@ -19,6 +22,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
+from ferry import refusals
 from hub.jobs import status as st
 from hub.jobs.docker_jobs import check_result
 from hub.jobs.status import storable
@@ -36,7 +40,11 @@ _write_tasks = update(Task).where(Task.id == bindparam("b_id")).values(
     {name: bindparam(f"b_{name}") for name in (*MUTABLE, "modified")})
 _start_job = update(Job).where(Job.id == bindparam("b_id"), Job.started.is_(None)).values(
     started=bindparam("b_started"))
-_seen = select(ReportKey.key).where(ReportKey.key.in_(bindparam("keys", expanding=True)))
+# an agent's keys are its own, per bucket: another agent's reports can never spend them
+_seen = select(ReportKey.bucket_id, ReportKey.key).where(
+    ReportKey.client_id == bindparam("client"),
+    ReportKey.bucket_id.in_(bindparam("buckets", expanding=True)),
+    ReportKey.key.in_(bindparam("keys", expanding=True)))
 _buckets = select(Bucket.id, Bucket.client_id, Bucket.status, Bucket.job_id).where(
     Bucket.id.in_(bindparam("ids", expanding=True)))
 _tasks = select(Task.id, Task.job_id, *(getattr(Task, c) for c in MUTABLE)).where(
@@ -55,9 +63,11 @@ def _time(text: str | None, fallback: datetime) -> datetime:
 
 def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
           ) -> list[ReportResult]:
-    seen = {r.key for r in (conn.execute(_seen, {"keys": [i.key for i in items]}))}
     buckets = {r.id: r for r in (conn.execute(
-        _buckets, {"ids": list({i.bucket_id for i in items})}))}
+        _buckets, {"ids": list({i.bucket_id for i in items})})) if r.client_id == client_id}
+    seen = {(r.bucket_id, r.key) for r in conn.execute(_seen, {
+        "client": client_id, "buckets": list(buckets), "keys": [i.key for i in items]})
+            } if buckets else set()
     task_ids = list({i.task_id for i in items if isinstance(i, TaskReport)} |
                     {f.task_id for i in items if isinstance(i, FilesReport) for f in i.files})
     rows = (conn.execute(_tasks, {"ids": task_ids})).mappings().all() if task_ids else []
@@ -73,15 +83,17 @@ def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
     job_started: dict[str, datetime] = {}
     ended: list[tuple[BucketReport, Any]] = []
     results: list[ReportResult] = []
-    fresh: list[str] = []
+    fresh: list[tuple[str, str]] = []
     for item in items:
-        if item.key in seen:
-            results.append(ReportResult(key=item.key, outcome="duplicate"))
-            continue
-        bucket = buckets.get(item.bucket_id)
-        if bucket is None or bucket.client_id != client_id:
+        bucket = buckets.get(item.bucket_id)  # ownership first: only then is a key looked at
+        if bucket is None:
+            refusals.refused("report", f"client {client_id}", "no such bucket leased to "
+                             "this agent", bucket=item.bucket_id, key=item.key)
             results.append(ReportResult(key=item.key, outcome="refused",
                                         reason="no such bucket leased to this agent"))
+            continue
+        if (item.bucket_id, item.key) in seen:
+            results.append(ReportResult(key=item.key, outcome="duplicate"))
             continue
         if isinstance(item, BucketReport):
             ended.append((item, bucket))  # after the task events of this batch are written
@@ -103,8 +115,8 @@ def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
             if len(reasons) == len(events):  # nothing of it applied
                 results.append(ReportResult(key=item.key, outcome="refused", reason=reasons[0]))
                 continue
-        seen.add(item.key)
-        fresh.append(item.key)
+        seen.add((item.bucket_id, item.key))
+        fresh.append((item.bucket_id, item.key))
         results.append(ReportResult(key=item.key, outcome="applied"))
     if changed:
         conn.execute(_write_tasks, [
@@ -116,7 +128,8 @@ def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
     for item, bucket in ended:
         _bucket_done(conn, item, bucket, now)
     if fresh:
-        conn.execute(insert(ReportKey), [{"key": k, "received": now} for k in fresh])
+        conn.execute(insert(ReportKey), [{"client_id": client_id, "bucket_id": b, "key": k,
+                                          "received": now} for b, k in fresh])
     st.refresh(conn, {b.job_id for b in buckets.values()}, now)
     return results
 

@@ -18,7 +18,8 @@
          "clients": ["site:stockholm", "tag:gpu", "code:render*", "<client id>"]}}
 
 ``{item}``, ``{task}`` and ``{job}`` in the command are replaced per task.
-An empty ``clients`` means any agent.
+An empty ``clients`` means any agent the job's organization may use
+(``hub/jobs/targets.py``); targets only narrow that.
 """
 
 from __future__ import annotations

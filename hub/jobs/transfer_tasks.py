@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 from ferry.errors import ApiError
 from hub.jobs import status as st
-from hub.jobs.transfers import has_path, insert_transfer_tasks, landing, share_party
+from hub.jobs.transfers import has_path, insert_transfer_tasks, landing, may_move, share_party
 from hub.runtime import Ctx
 from hub.storage.models import Bucket, Job, Share, Task
 from protocol import ExpandRequest, ExpandResponse
@@ -29,6 +29,7 @@ async def add_tasks(conn: Any, ctx: Ctx, job: Any, tasks: list[Any], allow: bool
     await conn.execute(select(Job.id).where(Job.id == job.id)
                        .with_for_update(key_share=True))  # see expand
     transfer = job.spec["transfer"]
+    await may_move(conn, ctx, transfer)
     pending = not has_path(job.spec)
     source = (await conn.execute(select(Share.name, Share.path).where(
         Share.id == transfer["source_share"]))).first()

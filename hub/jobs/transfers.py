@@ -135,11 +135,36 @@ def runner(source: Any, dest: Any, direction: str) -> str:
     return str((dest if direction == "pull" else source).client_id)
 
 
-async def may_use(conn: Any, ctx: Ctx, share_id: str) -> None:
-    """Files move only from and to shares the caller may see (403 naming the rule)."""
+async def may_use(conn: Any, ctx: Ctx, shares: dict[str, Any], name: str, field: str,
+                  operation: str) -> Any:
+    """The share called ``name``, served by an agent, once the caller may ``read`` its
+    files (to move them out) or ``write`` them (to move files in): 403 naming the rule
+    otherwise. Seeing the share's record is neither. A share the caller cannot even see
+    answers as one that does not exist: a job cannot probe other organizations' shares."""
     from hub.entities.shares import ShareEntity
 
-    await ShareEntity().check(conn, ctx, "view", share_id)
+    entity = ShareEntity()
+    visible = entity.allowed(ctx, "view")  # 403 naming the rule: it may see no share at all
+    share = shares.get(name)
+    if share is not None and visible is not None and (await conn.execute(
+            select(Share.id).where(Share.id == share.id, visible))).first() is None:
+        share = None
+    if share is None:
+        raise ApiError(422, "unknown_share", f"{field}: no share named '{name}'",
+                       {"field": field})
+    await entity.check(conn, ctx, operation, share.id)
+    return served(shares, name, field)
+
+
+async def may_move(conn: Any, ctx: Ctx, transfer: dict[str, Any]) -> None:
+    """A caller who adds files to a transfer job moves them on its own account: it must
+    read the job's source share and write its destination share (403 naming the rule)."""
+    from hub.entities.shares import ShareEntity
+
+    entity = ShareEntity()
+    await entity.check(conn, ctx, "read", transfer["source_share"])
+    if transfer.get("destination_share") is not None:
+        await entity.check(conn, ctx, "write", transfer["destination_share"])
 
 
 async def create(ctx: Ctx, body: Any) -> str:
@@ -155,8 +180,7 @@ async def create(ctx: Ctx, body: Any) -> str:
     job_id, now = new_id(), ctx.now
     async with ctx.db.write() as conn:
         shares = await share_rows(conn, [source_name] + ([dest_name] if to_share else []))
-        source = served(shares, source_name, "source")
-        await may_use(conn, ctx, source.id)
+        source = await may_use(conn, ctx, shares, source_name, "source", "read")
         item = join(source_parts)
         transfer: dict[str, Any] = {
             "source_share": source.id, "source_path": item, "streams": spec.streams,
@@ -165,8 +189,7 @@ async def create(ctx: Ctx, body: Any) -> str:
         stored: dict[str, Any] = {"transfer": transfer, "targets": [], "bucket_size": 1,
                                   "retries": spec.retries}
         if to_share:
-            dest = served(shares, dest_name, "destination")
-            await may_use(conn, ctx, dest.id)
+            dest = await may_use(conn, ctx, shares, dest_name, "destination", "write")
             stored["targets"] = [{"client": runner(source, dest, spec.direction)}]
             transfer.update(destination_share=dest.id, destination_path=join(dest_parts),
                             destination=spec.destination, into_folder=into_folder)
@@ -219,8 +242,7 @@ async def set_destination(conn: Any, ctx: Ctx, job: Any, text: Any) -> None:
     stored = dict(job.spec)
     transfer = dict(stored["transfer"])
     shares = await share_rows(conn, [name])
-    dest = served(shares, name, "destination_path")
-    await may_use(conn, ctx, dest.id)
+    dest = await may_use(conn, ctx, shares, name, "destination_path", "write")
     source = (await conn.execute(
         select(Share.id, Share.name, Client.transfer_url, Share.client_id)
         .outerjoin(Client, Client.id == Share.client_id)

@@ -207,6 +207,10 @@ class ApiKey(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_used: Mapped[datetime | None] = mapped_column(DateTime)
+    # a user's key: the version of the password it was made under (it stops working
+    # once the password changes), and when it stops working anyway (None: never)
+    password_version: Mapped[str | None] = mapped_column(String(16))
+    expires: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class Client(Base):
@@ -307,7 +311,9 @@ class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (Index("ix_tasks_job_status", "job_id", "status"),
                       Index("ix_tasks_job_finished", "job_id", "finished"),
-                      Index("ix_tasks_organization_status", "organization_id", "status"))
+                      Index("ix_tasks_organization_status", "organization_id", "status"),
+                      # pages of one job's tasks, in id order (hub/entities/paging.py)
+                      Index("ix_tasks_job_id", "job_id", "id"))
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
     job_id: Mapped[str] = mapped_column(ID, ForeignKey("jobs.id", ondelete="CASCADE"))
     uri: Mapped[str] = mapped_column(String(32))  # "0", "1", … in order of creation
@@ -360,11 +366,17 @@ class Bucket(Base):
     started: Mapped[datetime | None] = mapped_column(DateTime)
     ended: Mapped[datetime | None] = mapped_column(DateTime)
     time: Mapped[int | None] = mapped_column(BigInteger)  # ms, dispatch to last report
+    # the tasks leased in it: a run's log is taken only for a task that ran here (None:
+    # a bucket from before this was kept)
+    task_ids: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 class ReportKey(Base):
-    """Idempotency keys of agent reports already applied."""
+    """Idempotency keys of agent reports already applied: each the reporting client's own,
+    within one of its buckets (another agent cannot spend them)."""
 
     __tablename__ = "report_keys"
+    client_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    bucket_id: Mapped[str] = mapped_column(ID, primary_key=True)
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
-    received: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    received: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)

@@ -27,7 +27,6 @@ from typing import Any
 
 import aiohttp
 import msgspec
-import psutil
 import pytest
 from aiohttp import web
 
@@ -35,7 +34,16 @@ from hub import Session
 from protocol import tickets
 from protocol.tickets import TicketScope
 from tests.conftest import HUB_DEFAULTS, ON_POSTGRES, postgres_database
-from tests.helpers import ROOT_PASSWORD, Agent, Hub, ended, http, isolated_env, wait_for
+from tests.helpers import (
+    ROOT_PASSWORD,
+    Agent,
+    Hub,
+    PeakMemory,
+    ended,
+    http,
+    isolated_env,
+    wait_for,
+)
 from transports import tls
 from transports.chunks import chunk_hash
 from transports.endpoint import TransferEndpoint
@@ -143,31 +151,6 @@ class HostilePeer:
         return web.json_response({"discarded": True})
 
 
-class PeakMemory:
-    """The largest RSS of a process and its children, sampled on a thread meanwhile."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.peak = 0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._done.wait(0.02):
-            with contextlib.suppress(psutil.Error):
-                self.peak = max(self.peak, sum(
-                    p.memory_info().rss for p in [self.process,
-                                                  *self.process.children(recursive=True)]))
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-
 @dataclass
 class World:
     hub: Hub
@@ -246,7 +229,7 @@ def test_a_lying_peer_fails_the_pull_clearly_and_costs_nothing(world: World, pat
                                                               reason: str) -> None:
     checkins = world.agent.status()["checkins"]
     assert world.agent.proc is not None
-    with PeakMemory(world.agent.proc.pid) as memory:
+    with PeakMemory(world.agent.proc.pid, children=True) as memory:
         job = world.session.create("Job", {"source": f"share=evil/{path}",
                                            "destination": "share=backup/in/", "retries": 0})
         done = wait_for(lambda: ended(world.session, job["id"]), timeout=60, what=path)
@@ -264,7 +247,7 @@ def test_a_lying_peer_fails_the_pull_clearly_and_costs_nothing(world: World, pat
 def test_a_push_to_a_peer_whose_answer_never_ends(world: World) -> None:
     (world.backup / "out" / "push.bin").write_bytes(random.randbytes(SIZE))
     assert world.agent.proc is not None
-    with PeakMemory(world.agent.proc.pid) as memory:
+    with PeakMemory(world.agent.proc.pid, children=True) as memory:
         job = world.session.create("Job", {"source": "share=backup/out/push.bin",
                                            "destination": "share=evil_in/", "retries": 0,
                                            "direction": "push"})
