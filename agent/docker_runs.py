@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import shutil
 import time
@@ -285,7 +286,12 @@ class DockerRuns:
         run of the job runs here, and its saved work once ``sent`` is done."""
         self._fresh.pop(task_id, None)
         if sent is not None:
-            await asyncio.to_thread(self._mark_reported, task_id)
+            try:
+                await asyncio.to_thread(self._mark_reported, task_id)
+            except BaseException:
+                if inspect.iscoroutine(sent):  # never to be awaited now: no warning for it
+                    sent.close()
+                raise
         if self.lane is not None:
             await self.lane.release(task_id)
             await self.lane.job_done(job_group)

@@ -269,6 +269,54 @@ async def run_group(conn: AsyncConnection, task_id: str) -> str:
     return str((row.spec or {}).get("job_id") or row.id)
 
 
+_ORPHANS_DONE = "orphan_nodes_and_jobs_placed"
+
+
+def _adopt_orphans(conn: Connection) -> None:
+    """Once: nodes and jobs from before organizations existed get one. A compute job runs
+    only on agents its organization may use (hub/jobs/targets.py), and having none is no
+    organization to match: nodes go to organization root (their users went there too),
+    jobs to their user's organization. A job whose organization is deleted later keeps
+    none, and runs nowhere."""
+    if conn.execute(select(HubState.key).where(HubState.key == _ORPHANS_DONE)).first():
+        return
+    if conn.execute(select(Node.id).where(Node.organization_id.is_(None))).first():
+        org = conn.execute(select(Organization.id)
+                           .where(Organization.name == ROOT_ORGANIZATION)).scalar()
+        if org is not None:
+            conn.execute(update(Node).where(Node.organization_id.is_(None))
+                         .values(organization_id=org))
+    owner = select(User.organization_id).where(User.id == Job.user_id).scalar_subquery()
+    conn.execute(update(Job).where(Job.organization_id.is_(None), Job.user_id.is_not(None))
+                 .values(organization_id=owner))
+    conn.execute(insert(HubState).values(key=_ORPHANS_DONE, value=utcnow().isoformat()))
+
+
+_SHARE_RIGHTS_DONE = "share_rights_given_to_custom_roles"
+
+
+def _share_rights_for_custom_roles(conn: Connection) -> None:
+    """Once, at the first start of a version with ``read share`` and ``write share``: a
+    role of an organization's own that could create jobs and see shares (so run transfers,
+    before these rules existed) gets both at ``organization`` scope. Wider is for someone
+    who holds it to give again (docs/SECURITY.md, "Upgrading")."""
+    if conn.execute(select(HubState.key).where(HubState.key == _SHARE_RIGHTS_DONE)).first():
+        return
+    held = conn.execute(select(role_rules.c.role_id, Rule.resource, Rule.operation)
+                        .join(Rule, Rule.id == role_rules.c.rule_id)
+                        .join(Role, Role.id == role_rules.c.role_id)
+                        .where(Role.default.is_(False))).all()
+    by_role: dict[str, set[tuple[str, str]]] = {}
+    for role, resource, operation in held:
+        by_role.setdefault(role, set()).add((resource, operation))
+    wanted = [rule_id("share", op, "organization") for op in ("read", "write")]
+    for role, rules in by_role.items():
+        if {("job", "create"), ("share", "view")} <= rules \
+                and ("share", "read") not in rules and ("share", "write") not in rules:
+            conn.execute(insert(role_rules), [{"role_id": role, "rule_id": r} for r in wanted])
+    conn.execute(insert(HubState).values(key=_SHARE_RIGHTS_DONE, value=utcnow().isoformat()))
+
+
 async def default_role(conn: AsyncConnection, name: str) -> str:
     found = (await conn.execute(select(Role.id).where(Role.name == name))).scalar()
     if found is None:
@@ -309,6 +357,8 @@ def sync_defaults(conn: Connection) -> None:
             conn.execute(delete(role_rules).where(role_rules.c.role_id == ident))
             conn.execute(insert(role_rules), [{"role_id": ident, "rule_id": r}
                                               for r in sorted(should)])
+    _adopt_orphans(conn)
+    _share_rights_for_custom_roles(conn)
     if conn.execute(select(HubState.key).where(HubState.key == _LEGACY_DONE)).first():
         return
     # once: users from before roles existed (every one an admin then) keep their powers

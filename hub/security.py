@@ -140,9 +140,15 @@ class TokenService:
         self._secret = secret
         self._lifetimes = {"user": user_lifetime, "client": client_lifetime}
 
-    def issue(self, kind: Kind, subject: str, version: str | None = None) -> Issued:
+    def issue(self, kind: Kind, subject: str, version: str | None = None,
+              until: datetime | None = None) -> Issued:
+        """A token for ``subject``, lasting its kind's lifetime or until ``until`` (an
+        aware time: when what it was issued for, an API key say, expires), whichever is
+        first."""
         now = datetime.now(UTC)
         expires = now + self._lifetimes[kind]
+        if until is not None:
+            expires = min(expires, until)
         claims: dict[str, object] = {"sub": subject, "kind": kind, "iat": now, "exp": expires}
         if version is not None:
             claims["ver"] = version

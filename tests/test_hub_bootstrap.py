@@ -16,6 +16,8 @@ from alembic.script import ScriptDirectory
 
 from ferry.errors import ApiError
 from hub import Session
+from hub.permissions import rule_id
+from hub.security import password_version
 from hub.storage.db import MIGRATIONS, Database, alembic_config
 from hub.storage.models import Base
 from tests.helpers import Hub, db_query, db_rows, http, wait_for
@@ -96,6 +98,76 @@ async def _upgrade_old_users(db: Database) -> None:
     assert [tuple(r) for r in rows] == [("ops", "organization admin", "root"),
                                         ("root", "root", "root")]
     assert defaults == 5
+    await db.close()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_upgrade_scopes_report_keys_and_places_orphans(tmp_path: Path, engine: str,
+                                                      request: pytest.FixtureRequest) -> None:
+    """Migration 0007 and the start after it: report keys become their agent's, per
+    bucket; a user's API key gets the version of the password it was made under; nodes
+    and jobs from before organizations get one (docs/SECURITY.md)."""
+    uri = request.getfixturevalue("postgres_url") if engine == "postgresql" \
+        else "sqlite:///hub.sqlite"
+    asyncio.run(_upgrade_to_trust(Database(uri, tmp_path)))
+
+
+GRANTED = {("job", "create", "own"), ("share", "view", "collaboration")}
+
+
+async def _upgrade_to_trust(db: Database) -> None:
+    def to_docker(connection):  # type: ignore[no-untyped-def]
+        command.upgrade(alembic_config(connection), "0006")
+
+    bucket = "b" * 24
+    stamps = "'2026-12-01', '2026-12-01'"
+    async with db.write() as conn:
+        await conn.run_sync(to_docker)
+        for sql in (
+            "INSERT INTO organizations (id, name, domain, address1, address2, zipcode, country, "
+            f"public_key, created, modified) VALUES ('o1', 'root', '', '', '', '', '', '', {stamps})",
+            "INSERT INTO users (id, username, firstname, lastname, password_hash, role, "
+            f"organization_id, created, modified) VALUES ('u1', 'ann', '', '', 'hash-1', 'viewer', "
+            f"'o1', {stamps})",
+            "INSERT INTO api_keys (id, user_id, lookup, hash, description, created) VALUES "
+            "('k1', 'u1', 'abcd', 'x', '', '2026-12-01')",
+            f"INSERT INTO nodes (id, name, description, created, modified) VALUES ('n1', 'old', "
+            f"'', {stamps})",
+            "INSERT INTO jobs (id, code, kind, queue, status, priority, user_id, source_scope, "
+            "source_id, destination_scope, destination_id, spec, metadata, size, created, "
+            f"modified) VALUES ('j1', 'old', 'compute', 'default', 'waiting', 500, 'u1', '', '', "
+            f"'', '', '{{}}', '{{}}', -1, {stamps})",
+            "INSERT INTO buckets (id, job_id, client_id, status, leased_until, created) VALUES "
+            f"('{bucket}', 'j1', 'c1', 'done', '2026-12-01', '2026-12-01')",
+            f"INSERT INTO report_keys (key, received) VALUES ('{bucket}/end', '2026-12-01'), "
+            "('not-a-bucket', '2026-12-01')",
+            # a role of the organization's own that ran transfers before read/write existed
+            f"INSERT INTO roles (id, name, description, organization_id, is_default, created, "
+            f"modified) VALUES ('r1', 'delivery', '', 'o1', false, {stamps})",
+            *(f"INSERT INTO rules (id, resource, operation, scope) VALUES ('{rule_id(*r)}', "
+              f"'{r[0]}', '{r[1]}', '{r[2]}')" for r in GRANTED),
+            *(f"INSERT INTO role_rules (role_id, rule_id) VALUES ('r1', '{rule_id(*r)}')"
+              for r in GRANTED),
+        ):
+            await conn.exec_driver_sql(sql)
+    await db.migrate()
+    await db.migrate()  # a second start changes nothing
+    async with db.read() as conn:
+        assert await conn.run_sync(diff) == []
+        keys = (await conn.exec_driver_sql(
+            "SELECT client_id, bucket_id, key FROM report_keys")).all()
+        version = (await conn.exec_driver_sql(
+            "SELECT password_version FROM api_keys")).scalar()
+        node = (await conn.exec_driver_sql("SELECT organization_id FROM nodes")).scalar()
+        job = (await conn.exec_driver_sql("SELECT organization_id FROM jobs")).scalar()
+        rules = (await conn.exec_driver_sql(
+            "SELECT r.resource, r.operation, r.scope FROM role_rules rr JOIN rules r ON "
+            "r.id = rr.rule_id WHERE rr.role_id = 'r1'")).all()
+    assert {tuple(r) for r in rules} == {*GRANTED, ("share", "read", "organization"),
+                                        ("share", "write", "organization")}
+    assert [tuple(k) for k in keys] == [("c1", bucket, f"{bucket}/end")]
+    assert version == password_version("hash-1")
+    assert node == "o1" and job == "o1"
     await db.close()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from aiohttp import web
 from sqlalchemy import select
 
@@ -29,20 +31,23 @@ async def token(request: web.Request) -> web.Response:
     source = client_ip(request)
     rt.logins.check(source)
     try:
-        user_id, password_hash = await _authenticate(rt, body)
+        user_id, password_hash, until = await _authenticate(rt, body)
     except ApiError as exc:
         if exc.status == 401:
             rt.logins.failed(source)
         raise
-    issued = rt.tokens.issue("user", user_id, password_version(password_hash))
+    issued = rt.tokens.issue("user", user_id, password_version(password_hash),
+                             until.replace(tzinfo=UTC) if until is not None else None)
     user = await entity("user").get(await Ctx.of(rt, Principal("user", user_id)), user_id)
     return json_response(TokenResponse(token=issued.token,
                                        expires=iso(issued.expires.replace(tzinfo=None)) or "",
                                        user=user))
 
 
-async def _authenticate(rt: Runtime, body: TokenRequest) -> tuple[str, str]:
-    """The user id and password hash for these credentials; 401 when they are wrong."""
+async def _authenticate(rt: Runtime, body: TokenRequest
+                        ) -> tuple[str, str, datetime | None]:
+    """The user id and password hash for these credentials, and when an API key among
+    them expires (its token must not outlive it); 401 when they are wrong."""
     if body.api_key is not None:
         if body.password is not None:
             raise ApiError(422, "invalid_body", "send either api_key or username and password")
@@ -53,14 +58,13 @@ async def _authenticate(rt: Runtime, body: TokenRequest) -> tuple[str, str]:
         async with rt.db.read() as conn:
             password_hash = (await conn.execute(select(User.password_hash)
                                                 .where(User.id == user_id))).scalar_one()
+        # (refused with 401: the error middleware logs and counts it)
         if key.password_version != password_version(password_hash):
-            refusals.refused("login", f"user {user_id}", "API key made under an older password",
-                             key=key.id)
             raise ApiError(401, "bad_credentials", "API key is not valid any more: its user's "
                            "password changed after it was made; make a new one")
         if key.expires is not None and key.expires <= utcnow():
-            refusals.refused("login", f"user {user_id}", "API key expired", key=key.id)
             raise ApiError(401, "bad_credentials", "API key expired; make a new one")
+        return user_id, password_hash, key.expires
     else:
         if not body.username or body.password is None:
             raise ApiError(422, "invalid_body", "send username and password, or api_key")
@@ -76,7 +80,7 @@ async def _authenticate(rt: Runtime, body: TokenRequest) -> tuple[str, str]:
                            "before use: POST /api/v1/password/change with username, password "
                            "and new_password")
         user_id, password_hash = row.id, row.password_hash
-    return user_id, password_hash
+    return user_id, password_hash, None
 
 
 async def version(request: web.Request) -> web.Response:
@@ -89,7 +93,8 @@ async def version(request: web.Request) -> web.Response:
 async def refused(request: web.Request) -> web.Response:
     """What this hub process has refused since it started, by kind (root only)."""
     ctx = await context(request)
-    if permissions.role_id(permissions.ROOT) not in ctx.caller.roles:
+    if ctx.principal.run is not None or permissions.role_id(permissions.ROOT) \
+            not in ctx.caller.roles:
         raise ApiError(403, "forbidden", "only root reads the hub's refusals",
                        {"field": None, "rule": None})
     return json_response({"refusals": refusals.counts()})

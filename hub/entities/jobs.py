@@ -157,15 +157,17 @@ class JobEntity(Entity):
         if ctx.principal.kind != "user":
             raise ApiError(403, "forbidden", "jobs are started by users, not by agents")
         ctx.caller.need("job", "create", "own")
-        if ctx.principal.run is not None and not (isinstance(body, dict) and "docker" in body):
+        kind = "compute"
+        if isinstance(body, dict) and "compute" not in body:
+            if "docker" in body:
+                kind = "docker"
+            elif "source" in body or "destination" in body:
+                kind = "transfer"
+        if ctx.principal.run is not None and kind != "docker":
             raise ApiError(403, "forbidden", "a run's token creates docker child jobs only")
-        if isinstance(body, dict) and "docker" in body and "compute" not in body:
-            job_id = await docker_jobs.create(ctx, body)
-            ctx.rt.dispatcher.notify()
-            return await self.get(ctx, job_id)
-        if isinstance(body, dict) and "compute" not in body and (
-                "source" in body or "destination" in body):
-            job_id = await transfers.create(ctx, body)
+        if kind != "compute":
+            create = docker_jobs.create if kind == "docker" else transfers.create
+            job_id = await create(ctx, body)
             ctx.rt.dispatcher.notify()
             return await self.get(ctx, job_id)
         try:

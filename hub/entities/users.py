@@ -14,7 +14,6 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ferry import refusals
 from ferry.errors import ApiError
 from hub import permissions
 from hub.entities.base import Entity, check_body, expect, iso, name_value, scope_of_organization
@@ -178,9 +177,14 @@ class UserEntity(Entity):
         values = self._values(body)
         if "password" in body:
             password = expect(body, "password", str, "a string", max_length=1024)
+            if ctx.principal.run is not None:
+                raise ApiError(403, "forbidden", "a run's token changes no password")
+            async with ctx.db.read() as conn:  # may it at all? before anything is guessed
+                await self.check(conn, ctx, "edit", entity_id)
+                await self._not_above(conn, ctx, entity_id)
+            check_password_strength(password)
             if entity_id == ctx.principal.id and not ctx.principal.local:
                 await self._current_password(ctx, entity_id, current_password)
-            check_password_strength(password)
             values["password_hash"] = await hash_secret_async(password)
             values["password_change_required"] = False
         elif current_password is not None:
@@ -226,12 +230,14 @@ class UserEntity(Entity):
             raise ApiError(422, "current_password_required", "to change your own password, "
                            "send your current one too: {\"password\": <new>, "
                            "\"current_password\": <current>}", {"field": "current_password"})
+        # guesses are limited as logins are, per user (a stolen token is one user's)
+        guesses = f"password change of user {user_id}"
+        ctx.rt.logins.check(guesses)
         async with ctx.db.read() as conn:
             stored = (await conn.execute(select(User.password_hash)
                                          .where(User.id == user_id))).scalar()
         if stored is None or not await verify_secret_async(stored, given[:1024]):
-            refusals.refused("password", f"user {user_id}", "wrong current password on a "
-                             "password change")
+            ctx.rt.logins.failed(guesses)
             raise ApiError(403, "wrong_password", "the current password is wrong",
                            {"field": "current_password"})
 

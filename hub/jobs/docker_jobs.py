@@ -27,12 +27,11 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from ferry.errors import ApiError
 from hub.entities.base import invalid
-from hub.entities.organizations import collaboration_id, organization_id
 from hub.jobs import status as st
 from hub.runtime import Ctx
 from hub.security import TokenService, password_version
@@ -113,10 +112,6 @@ async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
         if given is None:
             raise _bad("collaboration", "a docker job runs in a collaboration: name it",
                        "invalid_body")
-        collab = await collaboration_id(conn, given)
-        if parent is not None and collab != parent.collaboration_id:
-            raise _bad("collaboration", "a child job runs in its parent's collaboration",
-                       "invalid_body")
         if parent is not None:
             initiator = parent.organization_id
         elif initiator is None:
@@ -125,11 +120,20 @@ async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
             raise ApiError(422, "no_organization", "docker jobs are started by a user of an "
                            "organization of the collaboration; yours has none",
                            {"field": "collaboration"})
+        # among the initiator's collaborations only: one it is not in answers as one that
+        # does not exist (nothing to probe)
+        collab = (await conn.execute(
+            select(Collaboration.id).join(members, members.c.collaboration_id == Collaboration.id)
+            .where(or_(Collaboration.id == given, Collaboration.name == given),
+                   members.c.organization_id == initiator))).scalar()
+        if collab is None:
+            raise ApiError(422, "not_a_member", f"your organization is in no collaboration "
+                           f"'{given}'", {"field": "collaboration"})
+        if parent is not None and collab != parent.collaboration_id:
+            raise _bad("collaboration", "a child job runs in its parent's collaboration",
+                       "invalid_body")
         partners = set((await conn.execute(select(members.c.organization_id).where(
             members.c.collaboration_id == collab))).scalars())
-        if initiator not in partners:
-            raise ApiError(422, "not_a_member", f"your organization is not in collaboration "
-                           f"'{given}'", {"field": "collaboration"})
         encrypted = bool((await conn.execute(select(Collaboration.encrypted).where(
             Collaboration.id == collab))).scalar())
         keys = dict((await conn.execute(select(Organization.id, Organization.public_key).where(
@@ -142,8 +146,11 @@ async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
         runs: list[tuple[str, str]] = []
         for n, wanted in enumerate(docker.organizations):
             field = f"docker.organizations[{n}]"
-            org = await organization_id(conn, wanted.organization, f"{field}.organization")
-            if org not in partners:
+            org = (await conn.execute(select(Organization.id).where(
+                or_(Organization.id == wanted.organization,
+                    Organization.name == wanted.organization),
+                Organization.id.in_(sorted(partners))))).scalar()
+            if org is None:  # the same for one that does not exist: nothing to probe
                 raise _bad(f"{field}.organization", f"organization '{wanted.organization}' is "
                            f"not in collaboration '{given}'", "not_a_member")
             if any(org == seen for seen, _ in runs):
@@ -187,10 +194,10 @@ async def _parent(conn: Any, ctx: Ctx, parent: str | None) -> Any:
         Job.status).where(Job.id == parent))).first()
     if row is None or row.kind != "docker":
         raise _bad("parent", f"no docker job '{parent}'", "unknown_parent")
-    if ctx.principal.run is None:  # a user: one who may see the parent
-        from hub.entities.jobs import JobEntity
+    if ctx.principal.run is None:  # a user: one who may act on the parent, since the
+        from hub.entities.jobs import JobEntity  # child runs in its user's name
 
-        await JobEntity().check(conn, ctx, "view", parent)
+        await JobEntity().check(conn, ctx, "edit", parent)
     if row.status in st.FINISHED:
         raise _bad("parent", f"job '{parent}' has ended ({row.status})", "parent_ended")
     return row

@@ -33,8 +33,10 @@ from hub.storage.models import Client, Job, Node, Site
 def usable_by(organization: Any, collaboration: Any) -> ColumnElement[bool]:
     """Compute jobs an agent of a node of ``organization`` (enrolled for
     ``collaboration``, or none) may run: those of its organization, and those that
-    name its node's collaboration. Bind parameters or values both work."""
-    mine = Job.organization_id.is_not_distinct_from(organization)
+    name its node's collaboration. Bind parameters or values both work. No organization
+    matches nothing (SQL's NULL = NULL is not true): a job whose organization was
+    deleted runs nowhere, and an agent of a node with none runs no job by it."""
+    mine: ColumnElement[bool] = Job.organization_id == organization
     if collaboration is None:
         return mine
     return or_(mine, and_(Job.collaboration_id.is_not(None),

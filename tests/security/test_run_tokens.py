@@ -54,7 +54,9 @@ def test_a_run_token_reaches_its_job_group_only(hub: Hub) -> None:
                                                              "status": "queued"}]}),
         ("DELETE", f"/job/{private['id']}", None),
         ("POST", "/apikey", {"description": "mine now"}),
-        ("PATCH", f"/user/{ann['id']}", {"password": "taken-over-1234"}),
+        ("PATCH", f"/user/{ann['id']}", {"password": "taken-over-1234",
+                                         "current_password": "a guess at ann's"}),
+        ("GET", "/refusals", None),
     ]
     for method, path, body in attempts:
         status, answer = world.call(method, path, body, token)
@@ -82,3 +84,21 @@ def test_collaboration_scope_is_what_belongs_to_the_collaboration(hub: Hub) -> N
     private_task = world.tasks(private["id"])[0]["id"]
     for path in (f"/task/{private_task}", f"/task/{private_task}/log"):
         assert world.call("GET", path, token=b_admin)[0] == 403
+    # B's admin sees A's docker job in AB, but starts no child of it in A's name
+    group = world.ok("POST", "/job", {
+        "docker": {"image": "ferry-test/busybox:1", "organizations": [
+            {"organization": world.org["B"]["id"], "input": "x"}]},
+        "collaboration": world.collab["id"], "status": "paused"}, ann)
+    assert world.call("GET", f"/job/{group['id']}", token=b_admin)[0] == 200
+    jobs = len(world.ok("POST", "/find", {"query": "Job"})["result"])
+    status, body = world.call("POST", "/job", {
+        "docker": {"image": "ferry-test/busybox:1", "organizations": [
+            {"organization": world.org["B"]["id"]}]}, "parent": group["id"]}, b_admin)
+    assert status == 403 and "edit job" in body["error"]["message"], body
+    # nor names a collaboration or organization it could probe
+    for collab in (world.collab["id"], "no-such-collaboration"):
+        status, body = world.call("POST", "/job", {
+            "docker": {"image": "ferry-test/busybox:1", "organizations": [
+                {"organization": world.org["C"]["id"]}]}, "collaboration": collab}, b_admin)
+        assert status == 422 and body["error"]["code"] == "not_a_member", body
+    assert len(world.ok("POST", "/find", {"query": "Job"})["result"]) == jobs

@@ -15,7 +15,9 @@ An API key made by a user stops working once that user's password changes: each 
 keeps the password's version (``hub.security.password_version``) from when it was made;
 keys from before are given their user's current one.
 
-Pages of a job's tasks are read in id order: the index ``ix_tasks_job_id``.
+Pages of a job's tasks are read in id order: the index ``ix_tasks_job_id``. It is built
+in the migration's transaction (not CONCURRENTLY): on a hub with millions of tasks,
+task writes wait for it during the upgrade.
 
 Revision ID: 0007
 Revises: 0006
@@ -35,19 +37,21 @@ ID = sa.String(24)
 
 
 def upgrade() -> None:
+    # the table is made anew under its own name (a renamed one would keep the old name
+    # for its primary key on PostgreSQL), its rows kept aside meanwhile
+    _set_aside("report_keys", "key, received")
     op.create_table(
-        "report_keys_scoped",
+        "report_keys",
         sa.Column("client_id", ID, primary_key=True),
         sa.Column("bucket_id", ID, primary_key=True),
         sa.Column("key", sa.String(128), primary_key=True),
         sa.Column("received", sa.DateTime(), nullable=False),
     )
     op.execute(
-        "INSERT INTO report_keys_scoped (client_id, bucket_id, key, received) "
-        "SELECT b.client_id, b.id, k.key, k.received FROM report_keys k "
+        "INSERT INTO report_keys (client_id, bucket_id, key, received) "
+        "SELECT b.client_id, b.id, k.key, k.received FROM report_keys_aside k "
         "JOIN buckets b ON b.id = substr(k.key, 1, 24)")
-    op.drop_table("report_keys")
-    op.rename_table("report_keys_scoped", "report_keys")
+    op.drop_table("report_keys_aside")
     op.create_index("ix_report_keys_received", "report_keys", ["received"])
 
     with op.batch_alter_table("buckets") as batch:
@@ -76,12 +80,19 @@ def downgrade() -> None:
         batch.drop_column("expires")
         batch.drop_column("password_version")
     op.drop_index("ix_report_keys_received", "report_keys")
+    _set_aside("report_keys", "key, received")
     op.create_table(
-        "report_keys_global",
+        "report_keys",
         sa.Column("key", sa.String(128), primary_key=True),
         sa.Column("received", sa.DateTime(), nullable=False),
     )
-    op.execute("INSERT INTO report_keys_global (key, received) "
-               "SELECT key, MIN(received) FROM report_keys GROUP BY key")
-    op.drop_table("report_keys")
-    op.rename_table("report_keys_global", "report_keys")
+    op.execute("INSERT INTO report_keys (key, received) "
+               "SELECT key, MIN(received) FROM report_keys_aside GROUP BY key")
+    op.drop_table("report_keys_aside")
+
+
+def _set_aside(table: str, columns: str) -> None:
+    """Copy ``columns`` of ``table`` into ``<table>_aside`` (no keys, no indexes), then
+    drop ``table``."""
+    op.execute(f"CREATE TABLE {table}_aside AS SELECT {columns} FROM {table}")
+    op.drop_table(table)
