@@ -47,6 +47,30 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 ON_POSTGRES = os.environ.get("FERRY_TEST_DB") == "postgresql"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In the PostgreSQL round only the tests whose hubs keep their data in a database of
+    the round run again: those that start hubs through ``start_hub`` (``hub``, ``session``
+    and the fixtures built on them), ask for ``postgres_url``, or are marked
+    ``hub_database`` (hubs of their own that honour FERRY_TEST_DB). The others (lanes,
+    transports, the servers database, service units, the CLI's and the demo's own hubs)
+    would run exactly as in the SQLite round, and are skipped saying so; so are those
+    marked ``one_round`` (what they test is the agent's, or their hubs are on PostgreSQL
+    in both rounds), to keep CI's two rounds within their time."""
+    if not ON_POSTGRES:
+        return
+    again = {"start_hub", "postgres_url"}
+    skip = pytest.mark.skip(reason="uses no hub database of the round: it runs in the SQLite "
+                            "round only")
+    for item in items:
+        once = item.get_closest_marker("one_round")
+        if once is not None:  # its hubs' storage is not what it tests (the reason says what)
+            item.add_marker(pytest.mark.skip(reason=f"{once.args[0]}: it runs in the SQLite "
+                                             "round only"))
+        elif not (again & set(getattr(item, "fixturenames", ()))
+                  or item.get_closest_marker("hub_database")):
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def start_hub(tmp_path: Path, env: dict[str, str]) -> Iterator[Callable[..., Hub]]:
     started: list[Hub] = []

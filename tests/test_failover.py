@@ -7,8 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from hub import Session
 from tests.helpers import ROOT_PASSWORD, Agent, Hub, ended, ferry, free_port, wait_for
+
+pytestmark = pytest.mark.one_round("the agent's failover between hubs")
 
 KEY = "failover-node-key-0123456789"
 

@@ -15,6 +15,8 @@ from hub import Session
 from tests.conftest import Sites
 from tests.helpers import Hub, digest_tree, ended, wait_for
 
+pytestmark = pytest.mark.one_round("its hubs are on PostgreSQL in both rounds")
+
 
 @pytest.fixture
 def hub(start_hub, postgres_url: str) -> Hub:

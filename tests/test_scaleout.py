@@ -26,6 +26,8 @@ import pytest
 from hub import Session
 from tests.helpers import ROOT_PASSWORD, Hub, ended, http, wait_for
 
+pytestmark = pytest.mark.one_round("its hubs are on PostgreSQL in both rounds")
+
 TASKS = 2000
 KILL_AT = 1000  # tasks run when one hub is killed
 GATED = 1500  # tasks above this item wait for the gate: the job is surely mid-way at the kill

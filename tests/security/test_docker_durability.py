@@ -40,6 +40,8 @@ from tests.test_docker_jobs import (
     make_federation,
 )
 
+pytestmark = pytest.mark.one_round("the agent's durable end of a run")
+
 ORG = "Amsterdam"
 # kill the agent as the container dies (before the agent has read its end, mostly), and
 # as it is removed (the agent has read it: its end report must be on disk by then)

@@ -50,6 +50,8 @@ from transports.endpoint import TransferEndpoint
 from transports.limits import Budget, Limits
 from transports.wire import PREFIX, Share
 
+pytestmark = pytest.mark.one_round("a lying peer is the agent's to withstand")
+
 MiB = 1 << 20
 MEMORY_BOUND = 300 * MiB  # the pulling agent's RSS, whatever the peer sends
 CHUNK = MiB  # the chunks the hostile peer claims for its files of SIZE bytes

@@ -26,6 +26,8 @@ from tests.conftest import IMAGE
 from tests.helpers import Agent, Hub, ended, wait_for
 from tests.test_docker_jobs import PASSWORD, containers_of
 
+pytestmark = pytest.mark.one_round("the node's own sealing pins")
+
 RESULT = "printf 'ran on %s' \"$(cat /ferry/input/input)\" > /ferry/output/result"
 
 
