@@ -273,23 +273,17 @@ _ORPHANS_DONE = "orphan_nodes_and_jobs_placed"
 
 
 def _adopt_orphans(conn: Connection) -> None:
-    """Once: nodes and jobs from before organizations existed get one. A compute job runs
-    only on agents its organization may use (hub/jobs/targets.py), and having none is no
-    organization to match: nodes go to organization root (their users went there too),
-    jobs to their user's organization. A job whose organization is deleted later keeps
-    none, and runs nowhere."""
-    if conn.execute(select(HubState.key).where(HubState.key == _ORPHANS_DONE)).first():
-        return
+    """Nodes and jobs from before organizations existed get one (once, after their users
+    got theirs). A compute job runs only on agents its organization may use
+    (hub/jobs/targets.py), and having none is no organization to match: nodes go to
+    organization root (their users went there too), jobs to their user's organization.
+    A job whose organization is deleted later keeps none, and runs nowhere."""
     if conn.execute(select(Node.id).where(Node.organization_id.is_(None))).first():
-        org = conn.execute(select(Organization.id)
-                           .where(Organization.name == ROOT_ORGANIZATION)).scalar()
-        if org is not None:
-            conn.execute(update(Node).where(Node.organization_id.is_(None))
-                         .values(organization_id=org))
+        conn.execute(update(Node).where(Node.organization_id.is_(None))
+                     .values(organization_id=_root_organization(conn)))
     owner = select(User.organization_id).where(User.id == Job.user_id).scalar_subquery()
     conn.execute(update(Job).where(Job.organization_id.is_(None), Job.user_id.is_not(None))
                  .values(organization_id=owner))
-    conn.execute(insert(HubState).values(key=_ORPHANS_DONE, value=utcnow().isoformat()))
 
 
 _SHARE_RIGHTS_DONE = "share_rights_given_to_custom_roles"
@@ -300,8 +294,6 @@ def _share_rights_for_custom_roles(conn: Connection) -> None:
     role of an organization's own that could create jobs and see shares (so run transfers,
     before these rules existed) gets both at ``organization`` scope. Wider is for someone
     who holds it to give again (docs/SECURITY.md, "Upgrading")."""
-    if conn.execute(select(HubState.key).where(HubState.key == _SHARE_RIGHTS_DONE)).first():
-        return
     held = conn.execute(select(role_rules.c.role_id, Rule.resource, Rule.operation)
                         .join(Rule, Rule.id == role_rules.c.rule_id)
                         .join(Role, Role.id == role_rules.c.role_id)
@@ -314,7 +306,27 @@ def _share_rights_for_custom_roles(conn: Connection) -> None:
         if {("job", "create"), ("share", "view")} <= rules \
                 and ("share", "read") not in rules and ("share", "write") not in rules:
             conn.execute(insert(role_rules), [{"role_id": role, "rule_id": r} for r in wanted])
-    conn.execute(insert(HubState).values(key=_SHARE_RIGHTS_DONE, value=utcnow().isoformat()))
+
+
+def _first_time(conn: Connection, key: str) -> bool:
+    """Whether the one-time step ``key`` is still to be done; it counts as done from now
+    (in the caller's transaction: a failed start does it again)."""
+    if conn.execute(select(HubState.key).where(HubState.key == key)).first():
+        return False
+    conn.execute(insert(HubState).values(key=key, value=utcnow().isoformat()))
+    return True
+
+
+def _root_organization(conn: Connection) -> str:
+    """The id of organization ``root``, made if it is not there."""
+    org = conn.execute(select(Organization.id)
+                       .where(Organization.name == ROOT_ORGANIZATION)).scalar()
+    if org is None:
+        org, now = new_id(), utcnow()
+        conn.execute(insert(Organization).values(
+            id=org, name=ROOT_ORGANIZATION, domain="", address1="", address2="",
+            zipcode="", country="", public_key="", created=now, modified=now))
+    return str(org)
 
 
 async def default_role(conn: AsyncConnection, name: str) -> str:
@@ -357,25 +369,22 @@ def sync_defaults(conn: Connection) -> None:
             conn.execute(delete(role_rules).where(role_rules.c.role_id == ident))
             conn.execute(insert(role_rules), [{"role_id": ident, "rule_id": r}
                                               for r in sorted(should)])
-    _adopt_orphans(conn)
-    _share_rights_for_custom_roles(conn)
-    if conn.execute(select(HubState.key).where(HubState.key == _LEGACY_DONE)).first():
-        return
-    # once: users from before roles existed (every one an admin then) keep their powers
-    orphans = conn.execute(select(User.id).where(User.organization_id.is_(None))).all()
-    if orphans:
-        org = conn.execute(select(Organization.id)
-                           .where(Organization.name == ROOT_ORGANIZATION)).scalar()
-        if org is None:
-            org = new_id()
-            conn.execute(insert(Organization).values(
-                id=org, name=ROOT_ORGANIZATION, domain="", address1="", address2="",
-                zipcode="", country="", public_key="", created=now, modified=now))
+    if _first_time(conn, _LEGACY_DONE):
+        _legacy_users(conn)
+    if _first_time(conn, _ORPHANS_DONE):  # after the users: a job goes where its user is
+        _adopt_orphans(conn)
+    if _first_time(conn, _SHARE_RIGHTS_DONE):
+        _share_rights_for_custom_roles(conn)
+
+
+def _legacy_users(conn: Connection) -> None:
+    """Users from before roles existed (every one an admin then) keep their powers: an
+    organization (root) and the role their old one meant."""
+    if conn.execute(select(User.id).where(User.organization_id.is_(None))).first():
         conn.execute(update(User).where(User.organization_id.is_(None))
-                     .values(organization_id=org))
+                     .values(organization_id=_root_organization(conn)))
     with_roles = set(conn.execute(select(user_roles.c.user_id)).scalars())
     for user in conn.execute(select(User.id, User.role)).all():
         if user.id not in with_roles:
             role = _LEGACY_ROLES.get(user.role, LEAST)
             conn.execute(insert(user_roles).values(user_id=user.id, role_id=role_id(role)))
-    conn.execute(insert(HubState).values(key=_LEGACY_DONE, value=utcnow().isoformat()))

@@ -84,6 +84,10 @@ async def _upgrade_old_users(db: Database) -> None:
                 "INSERT INTO users (id, username, firstname, lastname, password_hash, role, "
                 f"created, modified) VALUES ('{ident}', '{name}', '', '', 'x', '{role}', "
                 "'2026-01-01', '2026-01-01')")
+        # a node from then: it gets an organization once the users have one
+        await conn.exec_driver_sql(
+            "INSERT INTO nodes (id, name, description, created, modified) VALUES ('n1', "
+            "'old', '', '2026-01-01', '2026-01-01')")
     await db.migrate()
     await db.migrate()  # a second start changes nothing
 
@@ -95,9 +99,13 @@ async def _upgrade_old_users(db: Database) -> None:
             "o.id = u.organization_id ORDER BY u.username")).all()
         defaults = (await conn.exec_driver_sql(
             "SELECT count(*) FROM roles WHERE is_default")).scalar()
+        placed = (await conn.exec_driver_sql(
+            "SELECT (SELECT organization_id FROM nodes), "
+            "(SELECT id FROM organizations WHERE name = 'root')")).one()
     assert [tuple(r) for r in rows] == [("ops", "organization admin", "root"),
                                         ("root", "root", "root")]
     assert defaults == 5
+    assert placed[0] == placed[1] is not None
     await db.close()
 
 

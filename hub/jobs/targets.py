@@ -39,8 +39,7 @@ def usable_by(organization: Any, collaboration: Any) -> ColumnElement[bool]:
     mine: ColumnElement[bool] = Job.organization_id == organization
     if collaboration is None:
         return mine
-    return or_(mine, and_(Job.collaboration_id.is_not(None),
-                          Job.collaboration_id == collaboration))
+    return or_(mine, Job.collaboration_id == collaboration)
 
 
 def agents_for(organization: str | None, collaboration: str | None) -> ColumnElement[bool]:
