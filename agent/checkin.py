@@ -10,13 +10,13 @@ from collections.abc import Callable
 
 import structlog
 
-import ferry
 from agent.hubclient import HubClient
 from agent.identity import Identity
 from agent.metrics import MetricsSampler
 from agent.notify import Progress
 from agent.state import AgentState, now_iso
-from ferry.errors import ApiError
+from core.errors import ApiError
+from core.version import VERSION
 from protocol import CheckinRequest, ShareInfo
 
 log = structlog.get_logger("agent.checkin")
@@ -40,7 +40,7 @@ class CheckinLoop:
     def request(self) -> CheckinRequest:
         return CheckinRequest(metrics=self.sampler.sample(), host_id=self.identity.host_id,
                               code=self.identity.code, os=self.identity.os,
-                              username=self.identity.username, version=ferry.__version__,
+                              username=self.identity.username, version=VERSION,
                               lanes=self.state.lanes)
 
     async def once(self) -> None:

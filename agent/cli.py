@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig
-from ferry import config as configfile
-from ferry.errors import ConfigError
-from ferry.lifecycle import Service
-from ferry.paths import InstancePaths, Kind
+from core import config as configfile
+from core.errors import ConfigError
+from core.lifecycle import Service
+from core.paths import InstancePaths, Kind
 from protocol import ClientType
 
 

@@ -20,7 +20,6 @@ from typing import Any
 
 import structlog
 
-import ferry
 from agent.checkin import CheckinLoop
 from agent.config import AgentConfig
 from agent.docker_runs import DockerRuns
@@ -37,8 +36,9 @@ from agent.state import AgentState
 from agent.status import StatusServer
 from agent.transfer import TransferService
 from agent.work import Work
-from ferry.errors import AgentError, ApiError, ConfigError, EnrollmentError
-from ferry.lifecycle import Service
+from core.errors import AgentError, ApiError, ConfigError, EnrollmentError
+from core.lifecycle import Service
+from core.version import VERSION
 from lanes.oom import AGENT_OOM_SCORE, set_oom_score
 from protocol import (
     ClientType,
@@ -119,7 +119,7 @@ class Agent(Service):
         return EnrollRequest(api_key=self.api_key, machine_id=self.identity.machine_id,
                              code=self.identity.code, type=int(self.client_type),
                              os=self.identity.os, username=self.identity.username,
-                             version=ferry.__version__, host_id=self.identity.host_id,
+                             version=VERSION, host_id=self.identity.host_id,
                              site=self.config.site, lanes=self.lanes,
                              transfer=self.transfer.info() if self.transfer else None)
 
@@ -182,7 +182,7 @@ class Agent(Service):
         if self.on_ready:
             self.on_ready({"pid": os.getpid(), "status_url": self.status_server.url,
                            "status_port": self.status_server.port, "hub": self.hub.base_url,
-                           "version": ferry.__version__, "agent_id": self.agent_id})
+                           "version": VERSION, "agent_id": self.agent_id})
         await self.outbox.open()
         self.work = Work(self.hub, self.outbox, self.state, self.data_dir, self.agent_id)
         self.work.transfer = self.transfer

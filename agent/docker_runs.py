@@ -11,7 +11,7 @@ Before anything of the input is opened, the hub's word on the run's sealing is
 held to what this node pinned (agent/pins.py): a run sent unencrypted in a
 collaboration that was encrypted at enrollment, or naming another key for the
 initiating organization than the pinned one, is refused (failed, saying why,
-and counted in ``ferry.refusals`` as ``sealing``); no container is made.
+and counted in ``core.refusals`` as ``sealing``); no container is made.
 
 Each run's work is kept on disk (``work/<run id>.json``) from before its
 container starts until the hub has answered for its end report, so a run's
@@ -54,8 +54,8 @@ from agent.config import DockerConfig
 from agent.orgkey import OrgKey
 from agent.pins import PIN_FILE, Pins
 from agent.run_proxy import RunProxy
-from ferry import refusals
-from ferry.config import write_atomic
+from core import refusals
+from core.config import write_atomic
 from lanes import LaneError
 from lanes.containers import DockerOutcome, ended_early
 from lanes.docker_lane import Adopted, DockerLane

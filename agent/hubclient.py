@@ -28,9 +28,9 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_nev
 from tenacity.stop import stop_after_attempt, stop_base
 from tenacity.wait import wait_base, wait_random_exponential
 
-import ferry
 from agent.hubs import HubTarget
-from ferry.errors import ApiError, EnrollmentError
+from core.errors import ApiError, EnrollmentError
+from core.version import VERSION
 from protocol import (
     API_PREFIX,
     CheckinRequest,
@@ -133,7 +133,7 @@ class HubClient:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout,
-                headers={"User-Agent": f"ferry-agent/{ferry.__version__}"})
+                headers={"User-Agent": f"ferry-agent/{VERSION}"})
         return self._session
 
     async def close(self) -> None:

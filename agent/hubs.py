@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from ferry.errors import ConfigError
+from core.errors import ConfigError
 
 log = structlog.get_logger("agent.hubs")
 
@@ -45,7 +45,7 @@ def resolve(entries: list[str], *, system: bool) -> list[HubTarget]:
         if is_url(entry):
             targets.append(HubTarget(entry.rstrip("/")))
             continue
-        from ferry.servers import ServersDB, ServersError, require
+        from servers import ServersDB, ServersError, require
 
         if db is None:
             db = ServersDB(system=system)
@@ -79,7 +79,7 @@ class StatusRecorder:
         task.add_done_callback(self._tasks.discard)
 
     def _write(self, name: str, ok: bool) -> None:
-        from ferry.servers import ServersDB
+        from servers import ServersDB
 
         try:
             ServersDB(system=self.system).observe(name, ok)

@@ -83,7 +83,7 @@ def _platform_machine_id() -> str | None:
 
 def fallback_dirs() -> list[Path]:
     """Where a made-up machine id is kept: machine-wide first, then the user's data folder."""
-    from ferry.paths import roots
+    from core.paths import roots
 
     return [roots(True).data, roots(False).data]
 

@@ -24,16 +24,16 @@ from pathlib import Path
 
 import structlog
 
-from ferry.refusals import refused
+from core.refusals import refused
 from protocol import ListedFile, Progress, TransferWork
 from protocol.paths import PathRefused, join, share_parts
+from protocol.transfer import Share
 from protocol.work import MAX_EXPAND
 from transports.chunks import TooLarge, TransferError
 from transports.client import Landed, TransferClient
 from transports.limits import Limits
 from transports.partial import PartialFile
 from transports.shares import files_below, resolve
-from transports.wire import Share
 
 log = structlog.get_logger("agent.moving")
 

@@ -25,7 +25,7 @@ import structlog
 
 from agent.hubclient import HubClient, Retryable
 from agent.pins import Pins
-from ferry.errors import ApiError
+from core.errors import ApiError
 from protocol import EnrollResponse, OrganizationKeyRequest, sealing
 
 log = structlog.get_logger("agent.orgkey")

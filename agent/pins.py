@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from ferry.config import write_atomic
+from core.config import write_atomic
 from protocol import DockerWork, sealing
 
 PIN_FILE = "pins.json"

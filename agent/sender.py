@@ -17,7 +17,7 @@ import structlog
 
 from agent.hubclient import HubClient, Retryable
 from agent.outbox import Item, Outbox
-from ferry.errors import ApiError
+from core.errors import ApiError
 from protocol import Report, ReportRequest, ReportResponse, TaskReport
 
 log = structlog.get_logger("agent.sender")

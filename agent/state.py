@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import ferry
-from ferry import refusals
+from core import refusals
+from core.version import VERSION
 
 
 def now_iso() -> str:
@@ -69,7 +69,7 @@ class AgentState:
             "checkin_interval": self.checkin_interval,
             "last_error": self.last_error,
             "lanes": {"count": self.lanes, "busy": self.busy},
-            "version": ferry.__version__,
+            "version": VERSION,
             "pid": os.getpid(),
             "started": self.started,
             "uptime": round(time.monotonic() - self.started_at, 1),
@@ -77,5 +77,5 @@ class AgentState:
             "organization_key": self.organization_key()
             if self.organization_key is not None else None,
             "docker": self.docker() if self.docker is not None else None,
-            "refusals": refusals.counts(),  # ferry/refusals.py: what this agent turned away
+            "refusals": refusals.counts(),  # core/refusals.py: what this agent turned away
         }

@@ -19,13 +19,13 @@ import structlog
 
 from agent.config import AgentConfig
 from agent.moving import Mover
-from ferry.errors import ConfigError
+from core.errors import ConfigError
 from protocol import ShareInfo, TransferInfo, tickets
 from protocol.docker import parse_size
+from protocol.transfer import Share
 from transports import tls
 from transports.endpoint import TransferEndpoint
 from transports.limits import Limits
-from transports.wire import Share
 
 log = structlog.get_logger("agent.transfer")
 

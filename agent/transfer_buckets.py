@@ -15,7 +15,7 @@ import structlog
 from agent.hubclient import HubClient
 from agent.outbox import Outbox
 from agent.transfer import TransferService
-from ferry.errors import ApiError
+from core.errors import ApiError
 from lanes import Outcome
 from protocol import (
     BucketWork,

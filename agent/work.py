@@ -29,8 +29,8 @@ from agent.outbox import Outbox
 from agent.state import AgentState
 from agent.transfer import TransferService
 from agent.transfer_buckets import TransferBuckets, iso
-from ferry.errors import ApiError
-from ferry.lifecycle import until_stopped
+from core.errors import ApiError
+from core.lifecycle import until_stopped
 from lanes import Outcome, SubprocessLane, TaskRun
 from lanes.accounting import CgroupTree
 from lanes.docker_lane import Adopted

@@ -1,14 +1,10 @@
 """Ferry: a node agent and the hub it checks in with.
 
-This package holds what every part shares at run time: the exception root,
-config loading, logging, the OS folders of an instance, and the ``ferry``
-command line. It imports neither ``hub`` nor ``agent`` at module level; only
-the command line and the demo, which compose them, do.
+This package is the top layer: the ``ferry`` command line, the instances it starts and the
+demo, which compose the hub, the agent and the service installers. Nothing below imports it;
+what every part shares (errors, config loading, logging, paths) is in ``core``.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from core.version import VERSION as __version__
 
-try:
-    __version__ = version("ferry")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0+src"
+__all__ = ["__version__"]

@@ -11,8 +11,8 @@ from ferry.commands import register, run
 
 def build_parser() -> argparse.ArgumentParser:
     from agent.cli import AgentKind
-    from ferry.servers.cli import register as register_servers
     from hub.cli import HubKind
+    from servers.cli import register as register_servers
     from service.cli import register as register_service
 
     parser = argparse.ArgumentParser(

@@ -20,9 +20,13 @@ from typing import Any, Protocol
 
 import yaml
 
+from core.config import APPLICATION, Loaded, dump_yaml, load, validate, write_atomic
+from core.errors import ConfigError, FerryError, InstanceError
+from core.lifecycle import Service
+from core.logs import LoggingConfig
+from core.logs import setup as setup_logging
+from core.paths import InstancePaths, Kind, config_dirs, default_system, instance_paths
 from ferry import __version__
-from ferry.config import APPLICATION, Loaded, dump_yaml, load, validate, write_atomic
-from ferry.errors import ConfigError, FerryError, InstanceError
 from ferry.instances import (
     follow,
     hold_pid_file,
@@ -32,10 +36,6 @@ from ferry.instances import (
     stop,
     write_runtime,
 )
-from ferry.lifecycle import Service
-from ferry.logs import LoggingConfig
-from ferry.logs import setup as setup_logging
-from ferry.paths import InstancePaths, Kind, config_dirs, default_system, instance_paths
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 

@@ -20,10 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.errors import FerryError
+from core.logs import LoggingConfig
+from core.logs import setup as setup_logging
 from ferry import demo_federated
-from ferry.errors import FerryError
-from ferry.logs import LoggingConfig
-from ferry.logs import setup as setup_logging
 
 FRAMES = "1-200"
 TRANSFER_MIB = 256

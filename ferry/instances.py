@@ -20,9 +20,9 @@ from typing import IO, Any
 
 import psutil
 
-from ferry.config import write_atomic
-from ferry.errors import InstanceError
-from ferry.paths import InstancePaths
+from core.config import write_atomic
+from core.errors import InstanceError
+from core.paths import InstancePaths
 
 if sys.platform != "win32":
     import fcntl

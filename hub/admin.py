@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ferry.errors import ConfigError
+from core.errors import ConfigError
 from hub.config import HubConfig
 from hub.entities.users import ROOT_ROLE
 from hub.runtime import Ctx, Runtime, build_runtime
@@ -97,7 +97,7 @@ def load_hub(name: str | None, system: bool | None, config_file: Path | None,
     """The config, section and data folder of the hub instance the flags point at."""
     import argparse
 
-    from ferry import config as configfile
+    from core import config as configfile
     from ferry.commands import resolve
     from hub.cli import HubKind
 

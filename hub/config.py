@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from ferry.logs import LoggingConfig
+from core.logs import LoggingConfig
 
 EnvType = Literal["dev", "test", "acc", "prod"]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 from sqlalchemy import delete, select, update
 
-from ferry.errors import ApiError, FerryError
+from core.errors import ApiError, FerryError
 from hub import permissions
 from hub.admin import AdminSession
 from hub.entities import entity

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, delete, insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub.storage.models import (
     Client,
     HubState,

@@ -23,7 +23,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 
 # OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)

@@ -14,9 +14,9 @@ from aiohttp import web
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-import ferry
-from ferry.errors import ApiError, ConfigError
-from ferry.lifecycle import Service
+from core.errors import ApiError, ConfigError
+from core.lifecycle import Service
+from core.version import VERSION
 from hub.app import make_app
 from hub.checkins import CheckinWriter
 from hub.config import HubConfig
@@ -99,12 +99,12 @@ class HubServer(Service):
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.config.port
-        log.info("hub serving", url=self.url, api=self.config.api_prefix, version=ferry.__version__,
+        log.info("hub serving", url=self.url, api=self.config.api_prefix, version=VERSION,
                  database=self.db.url.split("@")[-1])
         if self.on_ready:
             self.on_ready({
                 "pid": os.getpid(), "url": self.url, "port": self.port, "ip": self.config.ip,
-                "api": self.config.api_prefix, "version": ferry.__version__,
+                "api": self.config.api_prefix, "version": VERSION,
                 "root_password_file": str(self.root_password_file)
                 if self.root_password else None,
             })

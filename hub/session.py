@@ -31,7 +31,7 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from ferry.errors import ApiError, HubError
+from core.errors import ApiError, HubError
 from protocol import API_PREFIX
 from protocol.http import parse_retry_after
 
@@ -94,7 +94,7 @@ class Session:
 
     def _named(self, server: str) -> str:
         """The URL of a server of the user's servers database that can serve a session."""
-        from ferry.servers import ServersDB, ServersError, require
+        from servers import ServersDB, ServersError, require
 
         self._servers = ServersDB()
         try:

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from ferry.errors import ApiError, FerryError
+from core.errors import ApiError, FerryError
 from hub import permissions
 from hub.admin import AdminSession
 from hub.entities import entity

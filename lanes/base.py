@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ferry.errors import FerryError
+from core.errors import FerryError
 
 Status = Literal["done", "failed", "aborted"]
 

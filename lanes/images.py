@@ -16,7 +16,7 @@ from typing import Any
 
 import docker.errors
 
-from ferry.errors import ConfigError
+from core.errors import ConfigError
 from lanes.base import LaneError
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")

@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 from agent.config import AgentConfig
-from ferry.config import load
-from ferry.errors import ConfigError
-from ferry.paths import config_dirs, default_system, instance_paths
+from core.config import load
+from core.errors import ConfigError
+from core.paths import config_dirs, default_system, instance_paths
 from service.manager import ServiceError, manager
 from service.units import SERVICE_USER, ServiceSpec
 

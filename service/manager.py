@@ -17,8 +17,8 @@ from pathlib import Path
 
 import structlog
 
-from ferry.config import write_atomic
-from ferry.errors import FerryError
+from core.config import write_atomic
+from core.errors import FerryError
 from service.units import (
     ServiceSpec,
     launchd_bytes,

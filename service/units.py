@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ferry.paths import InstancePaths
+from core.paths import InstancePaths
 
 SERVICE_USER = "ferry"  # a system service runs as this user, where the platform allows
 STOP_MARGIN = 30.0  # seconds beyond the drain: goodbye, outbox flush, exit

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ferry.lifecycle import Service
+from core.lifecycle import Service
 from service.manager import Manager, ServiceError, _run
 from service.units import STOP_MARGIN, ServiceSpec
 
@@ -131,8 +131,8 @@ def agent_for(name: str) -> tuple[Service, float]:
     """The agent instance a service of that name runs (system level)."""
     from agent.config import AgentConfig
     from agent.daemon import Agent
-    from ferry.config import load
-    from ferry.paths import instance_paths
+    from core.config import load
+    from core.paths import instance_paths
     from protocol import ClientType
 
     paths = instance_paths("agent", name.removeprefix("ferry-agent-"), True)

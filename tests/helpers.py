@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from ferry.paths import instance_paths
+from core.paths import instance_paths
 
 T = TypeVar("T")
 

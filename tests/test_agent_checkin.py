@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-import ferry
+from core.version import VERSION
 from hub import Session
 from tests.helpers import Hub, http, wait_for
 
@@ -56,7 +56,7 @@ def test_agent_enrolls_checks_in_and_reports_metrics(hub: Hub, session: Session,
     assert (client["type"], client["type_hr"]) == (2, "user server")  # --user instance
     assert client["os"] == "linux"
     assert client["username"] == getpass.getuser()
-    assert client["version"] == ferry.__version__
+    assert client["version"] == VERSION
     assert client["wan_ip"] == "127.0.0.1"
     assert client["site_hr"] == "hq"
     assert client["user_hr"] == "user:root(root)"

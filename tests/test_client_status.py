@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub import Session
 from tests.helpers import Hub, wait_for
 

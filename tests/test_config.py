@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig
-from ferry import config
-from ferry.errors import ConfigError
+from core import config
+from core.errors import ConfigError
 from hub.config import HubConfig
 
 REFERENCE_STYLE = """

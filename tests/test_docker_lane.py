@@ -21,7 +21,7 @@ import docker
 import psutil
 import pytest
 
-from ferry.errors import ConfigError
+from core.errors import ConfigError
 from lanes.containers import container_config
 from lanes.docker_lane import Detached, DockerLane
 from lanes.docker_spec import DockerRun, Grant, NodeLimits, SpecError

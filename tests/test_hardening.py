@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
-from ferry.errors import ApiError, HubError
+from core.errors import ApiError, HubError
 from hub import Session
 from hub.checkins import CheckinWriter
 from hub.storage.db import Database

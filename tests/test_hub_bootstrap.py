@@ -14,7 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub import Session
 from hub.permissions import rule_id
 from hub.security import password_version

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from tenacity import RetryCallState
 
 from agent.hubclient import HubClient, Retryable, RetryAfterWait
-from ferry.errors import ApiError, EnrollmentError
+from core.errors import ApiError, EnrollmentError
 from protocol import CheckinRequest, EnrollRequest, Metrics
 from protocol.http import parse_retry_after
 

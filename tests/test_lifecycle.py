@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 
-from ferry.lifecycle import Service
+from core.lifecycle import Service
 
 
 class Sleeper(Service):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub import Session
 from tests.helpers import REFERENCE_PUBLIC_KEY as PUBLIC_KEY
 from tests.helpers import Hub

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ferry.errors import QueryError
+from core.errors import QueryError
 from hub.query import And, Comparison, Or, parse
 
 

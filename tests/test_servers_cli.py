@@ -94,7 +94,7 @@ def test_add_show_edit_remove(cli_env: dict[str, str], db_file: Path) -> None:
 def test_show_never_prints_the_token(cli_env: dict[str, str], tmp_path: Path) -> None:
     db = tmp_path / "db" / "servers.json"
     ok(cli_env, "add", "--file", str(db), "hub", "https://hub.example")
-    script = ("import sys\nfrom pathlib import Path\nfrom ferry.servers import ServersDB\n"
+    script = ("import sys\nfrom pathlib import Path\nfrom servers import ServersDB\n"
               "ServersDB(Path(sys.argv[1])).set_token('hub', 'very-secret-token')\n")
     subprocess.run([sys.executable, "-c", script, str(db)], env=cli_env, check=True,
                    capture_output=True)

@@ -21,9 +21,10 @@ import pytest
 from keyring.backend import KeyringBackend
 from keyring.backends import fail
 
-from ferry.errors import ApiError
-from ferry.paths import roots
-from ferry.servers import (
+from core.errors import ApiError
+from core.paths import roots
+from protocol import PROTOCOL_VERSION
+from servers import (
     PROTOCOLS,
     Protocol,
     SecretStore,
@@ -35,9 +36,8 @@ from ferry.servers import (
     answered,
     require,
 )
-from ferry.servers.predefined import LOCAL_HUB
-from ferry.servers.upgrade import FORMAT
-from protocol import PROTOCOL_VERSION
+from servers.predefined import LOCAL_HUB
+from servers.upgrade import FORMAT
 
 DATA = Path(__file__).parent / "data"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -331,8 +331,8 @@ def test_a_new_application_url_starts_status_and_cache_again(db: ServersDB) -> N
 
 
 def test_the_database_is_created_at_first_use_not_at_import(env: dict[str, str]) -> None:
-    script = ("import ferry.servers, ferry.servers.cli, sys\n"
-              "from ferry.servers import ServersDB\n"
+    script = ("import servers, servers.cli, sys\n"
+              "from servers import ServersDB\n"
               "db = ServersDB()\n"
               "print('>', db.path, db.path.exists(), db.path.parent.exists())\n"
               "print('>', [s.name for s in db.list()], db.path.exists())\n")
@@ -560,7 +560,7 @@ def test_a_broken_entry_is_backed_up_not_the_whole_file(db: ServersDB) -> None:
 
 def test_concurrent_processes_lose_no_change(tmp_path: Path) -> None:
     go = tmp_path / "go"
-    script = ("import sys, time\nfrom pathlib import Path\nfrom ferry.servers import ServersDB\n"
+    script = ("import sys, time\nfrom pathlib import Path\nfrom servers import ServersDB\n"
               "db = ServersDB(Path(sys.argv[1]))\n"
               f"while not Path({str(go)!r}).exists():\n"
               "    time.sleep(0.01)\n"
@@ -736,7 +736,7 @@ def test_a_database_it_cannot_write_is_used_read_only(db: ServersDB,
     def refused(path: Path, timeout: float) -> Any:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("ferry.servers.store.locked", refused)
+    monkeypatch.setattr("servers.store.locked", refused)
     assert names(db) == ["local"]
     assert not db.path.exists()
     assert "cannot update the servers database" in db.warnings[0]

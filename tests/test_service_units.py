@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.paths import instance_paths
+from core.paths import instance_paths
 from service.units import ServiceSpec, launchd_bytes, systemd_unit
 from tests.helpers import ferry
 
@@ -124,7 +124,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def packaged_launchd_spec(system: bool) -> ServiceSpec:
-    from ferry.paths import InstancePaths
+    from core.paths import InstancePaths
 
     home = "" if system else "/Users/USER"
     paths = InstancePaths("agent", "NAME", system,

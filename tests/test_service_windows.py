@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from ferry.lifecycle import Service
-from ferry.paths import instance_paths
+from core.lifecycle import Service
+from core.paths import instance_paths
 from service import windows
 from service.units import ServiceSpec
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ferry.errors import ApiError, HubError
+from core.errors import ApiError, HubError
 from hub import Session
 from tests.helpers import ROOT_PASSWORD, Hub, free_port
 
@@ -87,7 +87,7 @@ def test_update_many_reaches_the_hub_with_both_call_shapes(session: Session) -> 
 
 def test_a_session_names_its_hub_from_the_servers_database(hub: Hub, env: dict[str, str]
                                                            ) -> None:
-    from ferry.servers import ServersDB
+    from servers import ServersDB
 
     ServersDB().add("studio", hub.url)
     session = Session(server="STUDIO", username="root", password=ROOT_PASSWORD)

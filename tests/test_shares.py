@@ -83,7 +83,7 @@ def test_shares_are_defined_checked_and_served(hub: Hub, session: Session, node_
         asyncio.run(pull(ticket("thefilm/latest_edit.mov", tickets.private_key(bytes(32))),
                          tmp_path / "x.mov"))
     assert agent.status()["transfer"]["refused"] == 1
-    assert "what=ticket who=127.0.0.1" in agent.log()  # counted by ferry/refusals.py
+    assert "what=ticket who=127.0.0.1" in agent.log()  # counted by core/refusals.py
 
     # renamed and deleted: the agent follows
     session.update("Share", share["id"], {"name": "film"})

@@ -17,12 +17,12 @@ import structlog.testing
 
 from protocol import tickets
 from protocol.tickets import TicketScope
+from protocol.transfer import Share
 from tests.proxy import Proxy
 from transports import tls
 from transports.chunks import MiB, TransferError
 from transports.client import TransferClient
 from transports.endpoint import TransferEndpoint
-from transports.wire import Share
 
 KEY = tickets.private_key(os.urandom(32))
 
@@ -216,7 +216,7 @@ async def test_refusals_are_answered_and_logged(served: Served, tmp_path: Path) 
                 with pytest.raises(TransferError, match=why):
                     await call(client)  # type: ignore[misc]
     assert served.endpoint.refused == len(cases)
-    refusals = [e for e in logged if e["event"] == "refused"]  # ferry/refusals.py
+    refusals = [e for e in logged if e["event"] == "refused"]  # core/refusals.py
     assert len(refusals) == len(cases)
     assert all(e["who"] == "127.0.0.1" and e["log_level"] == "warning" for e in refusals)
     assert [e["why"] for e in refusals if "forged" in e["why"]]

@@ -17,9 +17,9 @@ from typing import TypeVar
 import msgspec
 
 from protocol.paths import PathRefused, share_parts
+from protocol.transfer import MAX_CHUNK, SMALL_FILE, FileHeader, StatAnswer
 from transports.chunks import MAX_CHUNKS, chunk_count, chunk_size
 from transports.limits import Limits
-from transports.wire import MAX_CHUNK, SMALL_FILE, FileHeader, StatAnswer
 
 T = TypeVar("T")
 INT64 = 1 << 63  # a time in ns, a size: what the file system can hold

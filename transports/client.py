@@ -24,6 +24,7 @@ import msgspec
 import structlog
 
 from protocol.paths import join, share_parts
+from protocol.transfer import BATCH_BYTES, SMALL_FILE, FileHeader, StatAnswer
 from transports import answers
 from transports.chunks import (
     HASH_BYTES,
@@ -42,7 +43,6 @@ from transports.limits import ANSWER_BYTES, HEADER_BYTES, PULL_MEMORY
 from transports.partial import PartialFile
 from transports.peer import TRIES, Peer
 from transports.small import SmallFile, land_small
-from transports.wire import BATCH_BYTES, SMALL_FILE, FileHeader, StatAnswer
 
 log = structlog.get_logger("transports.client")
 

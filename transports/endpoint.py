@@ -4,7 +4,7 @@ Every request names a share (by id) and a path inside it, and carries a
 ticket from the hub (``Authorization: Ticket <ticket>``) that covers exactly
 that: this server, that share, that path, that direction (``transports.grants``).
 Anything else is answered 403 (or 400 for a path that is not allowed) with the
-reason, and counted as a refusal with the peer's address (``ferry.refusals``).
+reason, and counted as a refusal with the peer's address (``core.refusals``).
 
 A peer is not trusted with this agent's memory either: request bodies are read
 against their size and within a deadline (408 ``too_slow``, 413 ``too_large``),
@@ -43,9 +43,10 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from ferry.refusals import refused
+from core.refusals import refused
 from protocol import tickets
 from protocol.paths import PathRefused, join
+from protocol.transfer import MAX_CHUNK, PREFIX, CommitRequest, FilesRequest, OpenRequest, Refused, Share
 from transports import reading
 from transports.chunks import MAX_CHUNKS, ChunkCorrupt, DiskFull, Stat, TransferError, chunk_count, span
 from transports.grants import Grants
@@ -62,7 +63,6 @@ from transports.requests import (
     send,
 )
 from transports.small import SmallFile, land_small
-from transports.wire import MAX_CHUNK, PREFIX, CommitRequest, FilesRequest, OpenRequest, Refused, Share
 
 log = structlog.get_logger("transports.endpoint")
 
@@ -70,7 +70,7 @@ PUSH_IDLE = 600.0  # seconds a pushed file may sit untouched before its part fil
 PUSH_SWEEP = 60.0  # seconds between looks for such files
 MAX_BATCH_FILES = 10_000  # small files per batch request
 REFUSED = (400, 403, 408, 413)  # answers that turn a peer away (counted, logged)
-# what each refusal is counted as (ferry.refusals); any other is the peer's own doing
+# what each refusal is counted as (core.refusals); any other is the peer's own doing
 _KIND = {"bad_path": "share_path", "no_ticket": "ticket", "ticket_refused": "ticket",
          "not_ready": "ticket"}
 

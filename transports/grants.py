@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from protocol import tickets
 from protocol.paths import PathRefused, join, share_parts
 from protocol.tickets import Op, TicketRefused
+from protocol.transfer import Refused, Share
 from transports import reading
 from transports.shares import resolve
-from transports.wire import Refused, Share
 
 
 @dataclass

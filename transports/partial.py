@@ -28,7 +28,7 @@ from pathlib import Path
 
 import msgspec
 
-from ferry.refusals import refused
+from core.refusals import refused
 from protocol.paths import PathRefused
 from transports.beneath import Folder, folder_of
 from transports.chunks import (

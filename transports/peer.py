@@ -3,7 +3,7 @@ answers, and what a peer that breaks them gets.
 
 Every answer is read up to the size expected and within a deadline
 (``transports.limits``); a peer past either, or whose answer says what no honest peer
-says (``transports.answers``), is counted as a refusal (``ferry.refusals``,
+says (``transports.answers``), is counted as a refusal (``core.refusals``,
 ``transfer_peer``) and the transfer fails at once with what it did wrong (``PeerLied``),
 never retried. Dropped connections are retried with backoff.
 """
@@ -19,12 +19,12 @@ import aiohttp
 import msgspec
 import structlog
 
-from ferry.refusals import refused
+from core.refusals import refused
+from protocol.transfer import PREFIX
 from transports import answers
 from transports.chunks import PeerLied, SourceChanged, TransferError
 from transports.limits import ANSWER_BYTES, Limits, Overrun, read_bounded
 from transports.tls import pin
-from transports.wire import PREFIX
 
 log = structlog.get_logger("transports.client")
 

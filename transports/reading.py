@@ -12,9 +12,9 @@ from pathlib import Path
 import msgspec
 
 from protocol.paths import PathRefused, join, share_parts
+from protocol.transfer import BATCH_BYTES, SMALL_FILE, FileHeader, FileInfo, Refused, Share, StatAnswer
 from transports.chunks import TOO_LARGE, SourceFile, TransferError, chunk_hash
 from transports.shares import files_below, resolve
-from transports.wire import BATCH_BYTES, SMALL_FILE, FileHeader, FileInfo, Refused, Share, StatAnswer
 
 
 def inside(bound: Path, place: Path, tree: bool) -> bool:

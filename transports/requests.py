@@ -13,9 +13,9 @@ import msgspec
 import structlog
 from aiohttp import StreamReader, web
 
-from ferry.refusals import refused
+from core.refusals import refused
+from protocol.transfer import BATCH_BYTES, SMALL_FILE, FileHeader, Refused
 from transports.limits import HEADER_BYTES, Limits, Overrun, read_bounded
-from transports.wire import BATCH_BYTES, SMALL_FILE, FileHeader, Refused
 
 log = structlog.get_logger("transports.requests")
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ferry.refusals import refused
+from core.refusals import refused
 from protocol.paths import PathRefused
 from transports.beneath import Folder, folder_of
 from transports.chunks import (

@@ -9,7 +9,7 @@ from aiohttp import web
 from msgspec import to_builtins
 from sqlalchemy import delete, insert, or_, select, update
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub.api.common import RUNTIME, Route, client_ip, json_response, principal, read_body, runtime
 from hub.checkins import CheckinWriter
 from hub.entities.base import iso

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from aiohttp import web
 from sqlalchemy import select
 
-import ferry
-from ferry import refusals
-from ferry.errors import ApiError
+from core import refusals
+from core.errors import ApiError
+from core.version import VERSION
 from hub import permissions
 from hub.api.common import Route, client_ip, context, json_response, read_body, runtime
 from hub.entities import entity
@@ -85,7 +85,7 @@ async def _authenticate(rt: Runtime, body: TokenRequest
 
 async def version(request: web.Request) -> web.Response:
     rt = runtime(request)
-    return json_response({"version": ferry.__version__, "protocol": PROTOCOL_VERSION,
+    return json_response({"version": VERSION, "protocol": PROTOCOL_VERSION,
                           "description": rt.config.description,
                           "environment": rt.config.environment_type(rt.section)})
 

@@ -18,8 +18,8 @@ import structlog
 from aiohttp import web
 from sqlalchemy import select
 
-from ferry import refusals
-from ferry.errors import ApiError, QueryError
+from core import refusals
+from core.errors import ApiError, QueryError
 from hub.entities.base import invalid
 from hub.jobs.status import RUNNING_TASK
 from hub.runtime import Ctx, Runtime

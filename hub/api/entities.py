@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub.api.common import Route, context, json_response, read_body, read_json, refuse_nul
 from hub.api.listing import (
     Listings,

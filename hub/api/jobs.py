@@ -8,7 +8,7 @@ from pathlib import Path
 from aiohttp import web
 from sqlalchemy import select
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub.api.common import Route, context, json_response, read_json
 from hub.api.work import log_file
 from hub.entities.tasks import TaskEntity

@@ -32,7 +32,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub.api.common import json_response, principal, runtime
 from hub.config import HubConfig
 from hub.entities.base import Entity

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-import ferry
+from core.version import VERSION
 from hub.api.common import Route
 
 _STATUS_TEXT = {400: "Bad request", 401: "Not authenticated", 403: "Forbidden",
@@ -57,7 +57,7 @@ def build(routes: list[Route], prefix: str) -> dict[str, Any]:
         paths.setdefault(prefix + route.path, {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Ferry hub API", "version": ferry.__version__},
+        "info": {"title": "Ferry hub API", "version": VERSION},
         "paths": paths,
         "components": {
             "schemas": components,

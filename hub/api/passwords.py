@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 from sqlalchemy import func, select, update
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub.api.auth import DUMMY_HASH
 from hub.api.common import Route, client_ip, json_response, read_body, runtime
 from hub.config import HubConfig

@@ -13,8 +13,8 @@ from typing import Any, BinaryIO
 from aiohttp import web
 from sqlalchemy import select
 
-from ferry import refusals
-from ferry.errors import ApiError
+from core import refusals
+from core.errors import ApiError
 from hub.api.agents import agent_principal
 from hub.api.common import Route, error_response, json_response, read_body, runtime
 from hub.jobs import reports, transfer_tasks

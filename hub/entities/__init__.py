@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub.entities.apikeys import ApiKeyEntity
 from hub.entities.base import Entity
 from hub.entities.clients import ClientEntity

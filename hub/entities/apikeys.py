@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.engine import RowMapping
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub.entities.base import AnySelect, Entity, check_body, expect, iso
 from hub.keys import new_key
 from hub.query.fields import Schema, Text, Timestamp, parse_time

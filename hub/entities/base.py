@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ferry.errors import ApiError, QueryError
+from core.errors import ApiError, QueryError
 from hub import permissions
 from hub.entities.paging import (
     EVERY,

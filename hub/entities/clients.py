@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, not_, or_, select, upd
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import aliased
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub.entities.base import AnySelect, Entity, check_body, expect, iso
 from hub.query.fields import Choice, Context, Derived, Number, Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx

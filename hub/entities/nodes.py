@@ -9,7 +9,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub.entities.base import (
     AnySelect,
     Entity,

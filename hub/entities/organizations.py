@@ -18,7 +18,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub.entities.base import (
     Entity,
     check_body,

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, String, cast, func
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub.entities.base import AnySelect, Entity, check_body, expect, iso, scope_of_organization
 from hub.entities.clients import client_collaboration, client_organization
 from hub.query.fields import Reference, Schema, Text, Timestamp

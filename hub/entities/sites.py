@@ -8,7 +8,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub.entities.base import Entity, check_body, expect, iso, name_value
 from hub.query.fields import Schema, Text, Timestamp
 from hub.runtime import Ctx

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.engine import RowMapping
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub.entities.base import AnySelect, Entity, expect, iso
 from hub.entities.jobs import JobEntity, in_group, insert_tasks
 from hub.entities.paging import Page

@@ -14,7 +14,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub import permissions
 from hub.entities.base import Entity, check_body, expect, iso, name_value, scope_of_organization
 from hub.entities.organizations import organization_id, placed_in

@@ -30,7 +30,7 @@ import msgspec
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub.entities.base import invalid
 from hub.jobs import status as st
 from hub.runtime import Ctx

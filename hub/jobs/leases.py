@@ -15,7 +15,7 @@ from hub.jobs import status as st
 from hub.storage.models import Bucket, Client, Job, Share, Task
 from protocol import TaskWork, TransferWork, tickets
 from protocol.paths import join, share_parts
-from transports.wire import SMALL_FILE
+from protocol.transfer import SMALL_FILE
 
 TICKET_TTL = 6 * 3600.0  # seconds a transfer task's ticket lasts: a long pull must not outlive it
 

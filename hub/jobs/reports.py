@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
-from ferry import refusals
+from core import refusals
 from hub.jobs import status as st
 from hub.jobs.docker_jobs import check_result
 from hub.jobs.status import storable

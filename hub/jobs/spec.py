@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 
 MAX_ITEMS = 100_000
 

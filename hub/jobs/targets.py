@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub.jobs.spec import parse_target
 from hub.storage.models import Client, Job, Node, Site
 

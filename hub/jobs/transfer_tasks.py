@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub.jobs import status as st
 from hub.jobs.transfers import has_path, insert_transfer_tasks, landing, may_move, share_party
 from hub.runtime import Ctx

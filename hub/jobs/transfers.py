@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from sqlalchemy import func, insert, or_, select, update
 
-from ferry.errors import ApiError
+from core.errors import ApiError
 from hub.entities.base import expect, invalid
 from hub.jobs import status as st
 from hub.runtime import Ctx

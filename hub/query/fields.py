@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, not_, or_, select, true
 from sqlalchemy.sql.elements import KeyedColumnElement
 
-from ferry.errors import QueryError
+from core.errors import QueryError
 from hub.query.parser import And, Comparison, Node, Or, Query
 
 ORDERING = ("<", ">", "<=", ">=")

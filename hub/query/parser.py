@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ferry.errors import QueryError
+from core.errors import QueryError
 
 OPERATORS = ("!=", "<>", "<=", ">=", "=", "<", ">")
 MAX_QUERY_LENGTH = 8192

@@ -30,7 +30,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from ferry.errors import ConfigError
+from core.errors import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 P = ParamSpec("P")

@@ -33,6 +33,7 @@ from aiohttp import web
 from hub import Session
 from protocol import tickets
 from protocol.tickets import TicketScope
+from protocol.transfer import PREFIX, Share
 from tests.conftest import HUB_DEFAULTS, ON_POSTGRES, postgres_database
 from tests.helpers import (
     ROOT_PASSWORD,
@@ -48,7 +49,6 @@ from transports import tls
 from transports.chunks import chunk_hash
 from transports.endpoint import TransferEndpoint
 from transports.limits import Budget, Limits
-from transports.wire import PREFIX, Share
 
 pytestmark = pytest.mark.one_round("a lying peer is the agent's to withstand")
 

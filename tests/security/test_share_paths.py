@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry import refusals
+from core import refusals
 from hub import Session
 from protocol.paths import PathRefused
 from tests.conftest import Sites

@@ -40,9 +40,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from ferry.servers.errors import ServersError
-from ferry.servers.model import CacheEntry, Server, ServiceAccess, Status, fold
-from ferry.servers.protocols import DEFAULT_PROTOCOL
+from servers.errors import ServersError
+from servers.model import CacheEntry, Server, ServiceAccess, Status, fold
+from servers.protocols import DEFAULT_PROTOCOL
 
 FORMAT = 2
 SUFFIX = "_user_defined"

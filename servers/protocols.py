@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from ferry.servers.errors import ServersError
+from servers.errors import ServersError
 
 if TYPE_CHECKING:
-    from ferry.servers.model import Server
+    from servers.model import Server
 
 Service = Literal["application", "authentication"]
 

@@ -25,10 +25,10 @@ import structlog
 from keyring.backend import KeyringBackend
 from keyring.backends import chainer, fail, null
 
-from ferry.servers import store
-from ferry.servers.errors import ServersError
+from servers import store
+from servers.errors import ServersError
 
-log = structlog.get_logger("ferry.servers")
+log = structlog.get_logger("servers")
 
 FILE_FORMAT = 1
 

@@ -1,9 +1,9 @@
-"""The one exception of ``ferry.servers``, in a module of its own so that every module
+"""The one exception of ``servers``, in a module of its own so that every module
 of the package (protocols included) can raise it without importing the database."""
 
 from __future__ import annotations
 
-from ferry.errors import FerryError
+from core.errors import FerryError
 
 
 class ServersError(FerryError):

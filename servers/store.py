@@ -19,8 +19,8 @@ from typing import Any
 
 import filelock
 
-from ferry.config import write_atomic
-from ferry.servers.errors import ServersError
+from core.config import write_atomic
+from servers.errors import ServersError
 
 
 class Unreadable(Exception):

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-log = structlog.get_logger("ferry.refusals")
+log = structlog.get_logger("core.refusals")
 
 _lock = threading.Lock()
 _counts: Counter[str] = Counter()

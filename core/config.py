@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 import yaml
 
-from ferry.errors import ConfigError
+from core.errors import ConfigError
 
 ENVIRONMENTS = ("dev", "test", "acc", "prod")
 APPLICATION = "application"

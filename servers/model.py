@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ferry.servers.errors import ServersError
-from ferry.servers.protocols import DEFAULT_PROTOCOL, known
+from servers.errors import ServersError
+from servers.protocols import DEFAULT_PROTOCOL, known
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 NAME_RULE = "1 to 64 letters, digits, '_', '.' and '-'"

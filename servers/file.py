@@ -16,12 +16,12 @@ from typing import Any
 
 import structlog
 
-from ferry.servers import store
-from ferry.servers.errors import ServersError
-from ferry.servers.model import Server
-from ferry.servers.upgrade import FORMAT, Corrupt, Document, Settled, backup_record, settle
+from servers import store
+from servers.errors import ServersError
+from servers.model import Server
+from servers.upgrade import FORMAT, Corrupt, Document, Settled, backup_record, settle
 
-log = structlog.get_logger("ferry.servers")
+log = structlog.get_logger("servers")
 
 
 class ServersFile:

@@ -19,7 +19,7 @@ import structlog
 
 T = TypeVar("T")
 
-log = structlog.get_logger("ferry.lifecycle")
+log = structlog.get_logger("core.lifecycle")
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

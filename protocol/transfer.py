@@ -11,6 +11,8 @@ from pathlib import Path
 
 import msgspec
 
+from core.errors import FerryError
+
 PREFIX = "/transfer/v1"
 MAX_CHUNK = 256 << 20
 BATCH_BYTES = 16 << 20  # a batch of small files, at most
@@ -67,7 +69,7 @@ class FileHeader(msgspec.Struct, frozen=True):
     error: str = ""  # instead of bytes: why this file could not be read
 
 
-class Refused(Exception):
+class Refused(FerryError):
     def __init__(self, status: int, code: str, message: str) -> None:
         self.status, self.code, self.message = status, code, message
         super().__init__(message)

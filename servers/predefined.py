@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 
-from ferry.servers.model import Server
+from servers.model import Server
 
 # the embedded hub's address with hub/config.py's defaults (ip 127.0.0.1, port 7700)
 LOCAL_HUB = "http://127.0.0.1:7700"

@@ -18,7 +18,7 @@ from typing import Literal
 import msgspec
 import structlog
 
-from ferry.errors import ConfigError
+from core.errors import ConfigError
 
 Level = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET"]
 

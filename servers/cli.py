@@ -23,11 +23,11 @@ from typing import Any
 
 import structlog
 
-from ferry.servers.db import ServersDB
-from ferry.servers.errors import ServersError
-from ferry.servers.model import Server, Status
-from ferry.servers.protocols import PROTOCOLS
 from protocol import API_PREFIX
+from servers.db import ServersDB
+from servers.errors import ServersError
+from servers.model import Server, Status
+from servers.protocols import PROTOCOLS
 
 VERSION_PATH = f"{API_PREFIX}/version"  # the hub's one request that needs no log-in
 MAX_ANSWER = 1024 * 1024

@@ -34,20 +34,20 @@ from typing import Any, TypeVar, cast
 
 import structlog
 
-from ferry.errors import ApiError
-from ferry.paths import roots
-from ferry.servers.errors import ServersError
-from ferry.servers.file import ServersFile
-from ferry.servers.model import CacheEntry, Server, ServiceAccess, Status, check_name, fold
-from ferry.servers.predefined import PREDEFINED, predefined_set
-from ferry.servers.protocols import DEFAULT_PROTOCOL
-from ferry.servers.secrets import SecretStore
-from ferry.servers.upgrade import Document
+from core.errors import ApiError
+from core.paths import roots
+from servers.errors import ServersError
+from servers.file import ServersFile
+from servers.model import CacheEntry, Server, ServiceAccess, Status, check_name, fold
+from servers.predefined import PREDEFINED, predefined_set
+from servers.protocols import DEFAULT_PROTOCOL
+from servers.secrets import SecretStore
+from servers.upgrade import Document
 
 __all__ = ["CACHE_KEYS", "Server", "ServersDB", "ServersError", "ServiceAccess", "Status",
            "answered"]
 
-log = structlog.get_logger("ferry.servers")
+log = structlog.get_logger("servers")
 
 T = TypeVar("T")
 FILE_NAME = "servers.json"
