@@ -27,6 +27,7 @@ from protocol.models import (
 )
 from protocol.work import (
     LOG_TAIL_BYTES,
+    BucketKind,
     BucketReport,
     BucketWork,
     ClaimRequest,
@@ -56,6 +57,7 @@ __all__ = [
     "LOG_TAIL_BYTES",
     "MAX_RESULT",
     "PROTOCOL_VERSION",
+    "BucketKind",
     "BucketReport",
     "BucketWork",
     "CheckinRequest",

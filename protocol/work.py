@@ -3,12 +3,24 @@ heartbeats, resets and reports (enrollment, check-ins and errors are in ``models
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Literal
 
 import msgspec
 
 from protocol.docker import MAX_RESULT, DockerWork
 from protocol.models import Struct
+
+
+class BucketKind(enum.StrEnum):
+    """What the tasks of a bucket are, and so which runner of the agent takes it.
+
+    The hub's job kinds map one to one: a compute job's buckets are compute buckets, and so on.
+    """
+
+    COMPUTE = "compute"  # commands, run in compute lanes
+    TRANSFER = "transfer"  # files moved between agents' shares
+    DOCKER = "docker"  # algorithm runs in containers
 
 
 class TransferWork(Struct, frozen=True):
@@ -81,7 +93,7 @@ class BucketWork(Struct, frozen=True):
     timeout: float | None = None  # seconds per task
     grace: float = 10.0  # seconds between SIGTERM and SIGKILL
     leased_until: str = ""
-    kind: str = "compute"  # or "transfer", "docker"
+    kind: BucketKind = BucketKind.COMPUTE
 
 
 class ClaimRequest(Struct, frozen=True):

@@ -40,7 +40,7 @@ from hub.jobs.wakeup import WorkChannel, plain_dsn
 from hub.security import TokenService
 from hub.storage.db import Database
 from hub.storage.models import Bucket, Client, Job, Node, ReportKey, Task, new_id, utcnow
-from protocol import BucketWork, HeartbeatResponse, Progress, TaskWork
+from protocol import BucketKind, BucketWork, HeartbeatResponse, Progress, TaskWork
 
 log = structlog.get_logger("hub.dispatch")
 
@@ -207,7 +207,7 @@ class Dispatcher:
                                         "agent": client_id, "lane": None, "now": now})
             job = jobs[row.job_id]
             work.append(BucketWork(
-                id=bucket_id, job_id=row.job_id, lane_id="", kind="docker",
+                id=bucket_id, job_id=row.job_id, lane_id="", kind=BucketKind.DOCKER,
                 tasks=[docker_jobs.run_work(row, job, agent.organization_id, self.tokens)],
                 timeout=job.spec.get("timeout"), grace=job.spec.get("grace", 10.0),
                 leased_until=iso(until) or ""))
@@ -265,7 +265,7 @@ class Dispatcher:
         conn.execute(_LEASE_TASKS, {"ids": [r.id for r in rows], "bucket": bucket_id,
                                           "agent": client_id, "lane": lane, "now": now})
         if "transfer" in spec:
-            return BucketWork(id=bucket_id, job_id=best, lane_id=lane or "", kind="transfer",
+            return BucketWork(id=bucket_id, job_id=best, lane_id=lane or "", kind=BucketKind.TRANSFER,
                               tasks=transfer_work(conn, self.ticket_key, best, bucket_id,
                                                   spec, rows),
                               leased_until=iso(until) or "")
