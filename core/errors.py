@@ -1,4 +1,4 @@
-"""One exception tree for all of Ferry.
+"""One exception tree for all of Ferry: every exception Ferry raises derives from FerryError.
 
 ::
 
@@ -8,11 +8,20 @@
      ├── HubError             raised by the hub and by clients talking to it
      │    ├── QueryError      the query language (names position and expectation)
      │    └── ApiError        an HTTP answer from the hub (status, code, message)
-     └── AgentError           the agent daemon
-          └── EnrollmentError the hub refused the agent's API key
+     ├── AgentError           the agent daemon
+     │    └── EnrollmentError the hub refused the agent's API key
+     ├── SupervisorClosed     core/tasks.py: a task spawned while shutting down
+     ├── PathRefused          protocol/paths.py: a share path that is not allowed
+     ├── SealError            protocol/sealing.py: sealed data that does not open
+     ├── TicketRefused        protocol/tickets.py: a transfer ticket that is not valid
+     ├── Refused              protocol/transfer.py: a transfer endpoint's refusal
+     ├── TransferError        transports/errors.py: a transfer that failed (and why)
+     ├── ServersError         servers/errors.py: the servers database
+     └── ServiceError         service/base.py: installing or asking the OS service
 
 Library exceptions are translated into these at the boundary where they
-arise, so callers catch one family.
+arise, so callers catch one family. The classes of a package live in that
+package; only the root and what several packages share are here.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import structlog
 
 T = TypeVar("T")
 
-log = structlog.get_logger("core.lifecycle")
+log = structlog.get_logger("ferry.lifecycle")
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-log = structlog.get_logger("core.refusals")
+log = structlog.get_logger("ferry.refusals")
 
 _lock = threading.Lock()
 _counts: Counter[str] = Counter()

@@ -24,6 +24,7 @@ from core.errors import FerryError
 from core.logs import LoggingConfig
 from core.logs import setup as setup_logging
 from ferry import demo_federated
+from ferry.tables import table
 
 FRAMES = "1-200"
 TRANSFER_MIB = 256
@@ -33,17 +34,6 @@ RENDER = ["sh", "-c", "sleep 0.02; echo rendered frame $FERRY_ITEM on lane $FERR
 
 def _gib(value: Any) -> str:
     return f"{value / 2**30:.1f} GiB" if isinstance(value, int | float) else "-"
-
-
-def table(rows: list[dict[str, str]]) -> str:
-    if not rows:
-        return "(no rows)"
-    keys = list(rows[0])
-    widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in keys}
-    lines = ["  ".join(k.upper().ljust(widths[k]) for k in keys).rstrip(),
-             "  ".join("-" * widths[k] for k in keys)]
-    lines += ["  ".join(r[k].ljust(widths[k]) for k in keys).rstrip() for r in rows]
-    return "\n".join(lines)
 
 
 def client_rows(clients: list[dict[str, Any]]) -> list[dict[str, str]]:

@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ferry.tables import table
+from protocol import sealing
+
 IMAGE = "ferry-test/busybox:1"  # made by `bash scripts/docker.sh`, from Debian's busybox-static
 ORGS = {"Amsterdam": [41, 37, 52, 60], "Bergen": [29, 33, 71], "Cork": [45, 48, 50, 39, 66]}
 # each node: how many values it has and their sum, after the word it was sent
@@ -55,7 +58,6 @@ async def run(root: Any, hub_url: str, base: Path, wait: float) -> bool | None:
     from agent.config import AgentConfig, DockerConfig, ImagesConfig
     from agent.daemon import Agent
     from hub import Session
-    from protocol import sealing
 
     call = asyncio.to_thread
     print(f"\nfederated: three organizations, an encrypted collaboration, image {IMAGE}")
@@ -122,8 +124,6 @@ async def run(root: Any, hub_url: str, base: Path, wait: float) -> bool | None:
 
 
 async def _results(user: Any, job: dict[str, Any], orgs: dict[str, Any], key: bytes) -> bool:
-    from ferry.demo import table
-    from protocol import sealing
 
     names = {o["id"]: name for name, o in orgs.items()}
     tasks = await asyncio.to_thread(user.find, f"task WHERE job.id={job['id']}",

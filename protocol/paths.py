@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 
+from core.errors import FerryError
+
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
 
@@ -26,7 +28,7 @@ _DEVICE = re.compile(r"^(con|prn|aux|nul|com[0-9\u00b9\u00b2\u00b3]|lpt[0-9\u00b
 _WINDOWS_ONLY = set('<>:"|?*')
 
 
-class PathRefused(ValueError):
+class PathRefused(FerryError, ValueError):
     """A path that is not allowed; the message says what is wrong with it."""
 
     def __init__(self, path: str, why: str) -> None:

@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from core.errors import FerryError
+
 VERSION = 1
 ALG = "RSA-OAEP-256+A256GCM+PS256"
 KEY_BITS = 3072
@@ -43,7 +45,7 @@ _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.MAX_LENGTH)
 
 
-class SealError(ValueError):
+class SealError(FerryError, ValueError):
     """An envelope that cannot be made or opened; the message says why."""
 
 

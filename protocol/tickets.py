@@ -24,6 +24,8 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from core.errors import FerryError
+
 Op = Literal["read", "write"]
 SKEW = 30.0  # seconds of clock difference forgiven between the hub and an agent
 MAX_TICKET = 8192
@@ -42,7 +44,7 @@ class TicketScope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     v: int = 1
 
 
-class TicketRefused(Exception):
+class TicketRefused(FerryError):
     """A ticket that does not allow what it was shown for; ``why`` is safe to answer."""
 
     def __init__(self, why: str) -> None:

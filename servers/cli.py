@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from core.errors import FerryError
 from protocol import API_PREFIX
 from servers.db import ServersDB
 from servers.errors import ServersError
@@ -146,7 +147,7 @@ def cmd_remove(db: ServersDB, args: argparse.Namespace) -> int:
     return 0
 
 
-class _NoAnswer(Exception):
+class _NoAnswer(FerryError):
     """The request got no answer of the protocol: a transport or protocol failure."""
 
 

@@ -47,7 +47,7 @@ from servers.upgrade import Document
 __all__ = ["CACHE_KEYS", "Server", "ServersDB", "ServersError", "ServiceAccess", "Status",
            "answered"]
 
-log = structlog.get_logger("servers")
+log = structlog.get_logger("ferry.servers")
 
 T = TypeVar("T")
 FILE_NAME = "servers.json"

@@ -16,12 +16,12 @@ from typing import Any
 
 import structlog
 
-from servers import store
 from servers.errors import ServersError
 from servers.model import Server
+from servers.store import Unreadable, locked, move_aside, read_json, save_aside, write_json
 from servers.upgrade import FORMAT, Corrupt, Document, Settled, backup_record, settle
 
-log = structlog.get_logger("servers")
+log = structlog.get_logger("ferry.servers")
 
 
 class ServersFile:
@@ -48,21 +48,21 @@ class ServersFile:
         """The database as it is, settled; a file that needs creating, repairing or
         upgrading is fixed (and written) under the lock first."""
         try:
-            raw = store.read_json(self.path)
+            raw = read_json(self.path)
             settled = self._settle(raw)
             if not settled.removed and settled.document.encode() == raw:
                 return settled.document
-        except (FileNotFoundError, store.Unreadable, Corrupt):
+        except (FileNotFoundError, Unreadable, Corrupt):
             pass
         try:
-            with store.locked(self.path, self.lock_timeout):
+            with locked(self.path, self.lock_timeout):
                 return self._load_locked()
         except PermissionError as exc:
             self._warn(f"cannot update the servers database {self.path} ({exc.strerror}); "
                        "using it read-only as this Ferry reads it")
             try:
-                return self._settle(store.read_json(self.path)).document
-            except (FileNotFoundError, store.Unreadable, Corrupt):
+                return self._settle(read_json(self.path)).document
+            except (FileNotFoundError, Unreadable, Corrupt):
                 return self._fresh()
 
     @contextlib.contextmanager
@@ -70,12 +70,12 @@ class ServersFile:
         """The database to change in place, under the lock; written if it changed.
         Nothing is written when the block raises."""
         try:
-            with store.locked(self.path, self.lock_timeout):
+            with locked(self.path, self.lock_timeout):
                 doc = self._load_locked()
                 before = doc.encode()
                 yield doc
                 if doc.encode() != before:
-                    store.write_json(self.path, doc.encode())
+                    write_json(self.path, doc.encode())
         except PermissionError as exc:
             hint = " (the system database is written by root)" if self.system else ""
             raise ServersError(f"cannot write the servers database {self.path}: "
@@ -83,13 +83,13 @@ class ServersFile:
 
     def _load_locked(self) -> Document:
         try:
-            raw = store.read_json(self.path)
+            raw = read_json(self.path)
         except FileNotFoundError:
             doc = self._fresh()
-            store.write_json(self.path, doc.encode())
+            write_json(self.path, doc.encode())
             log.info("created the servers database", file=str(self.path))
             return doc
-        except store.Unreadable as exc:
+        except Unreadable as exc:
             return self._start_again(str(exc))
         try:
             settled = self._settle(raw)
@@ -100,7 +100,7 @@ class ServersFile:
         if settled.removed:
             # the backup is written before the database, so a crash between the two
             # repeats the upgrade rather than losing the servers
-            backup = store.save_aside(self.path, "removed", backup_record(raw, settled.removed))
+            backup = save_aside(self.path, "removed", backup_record(raw, settled.removed))
             for entry, why in settled.removed:
                 label = f"'{entry['name']}'" if isinstance(entry, dict) and "name" in entry \
                     else "an entry"
@@ -112,13 +112,13 @@ class ServersFile:
                      old_format=settled.old_format, format=FORMAT)
         doc = settled.document
         if settled.removed or doc.encode() != raw:
-            store.write_json(self.path, doc.encode())
+            write_json(self.path, doc.encode())
         return doc
 
     def _start_again(self, why: str) -> Document:
-        aside = store.move_aside(self.path, "corrupt")
+        aside = move_aside(self.path, "corrupt")
         self._warn(f"the servers database {self.path} could not be used: {why}; it was moved to "
                    f"{aside} and a new one was made: add your servers again")
         doc = self._fresh()
-        store.write_json(self.path, doc.encode())
+        write_json(self.path, doc.encode())
         return doc

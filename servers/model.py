@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from servers.errors import ServersError
-from servers.protocols import DEFAULT_PROTOCOL, known
+from servers.protocols import DEFAULT_PROTOCOL, Protocol, Service, known
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 NAME_RULE = "1 to 64 letters, digits, '_', '.' and '-'"
@@ -133,3 +133,14 @@ class Server:
     @property
     def kind(self) -> str:
         return "predefined" if self.predefined else "user"
+
+
+def require(server: Server, request: str, *, service: Service = "application") -> Protocol:
+    """The protocol of ``server``'s service (its application service unless told),
+    provided it has ``request``; ServersError naming server, protocol and request if not."""
+    access = server.application if service == "application" else server.authentication
+    protocol = known(access.protocol)
+    if request not in protocol:
+        raise ServersError(f"server '{server.name}' speaks protocol '{protocol.name}', "
+                           f"which has no request '{request}'")
+    return protocol

@@ -14,12 +14,9 @@ operations of its API under ``/api/v1`` that a client sends.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from servers.errors import ServersError
-
-if TYPE_CHECKING:
-    from servers.model import Server
 
 Service = Literal["application", "authentication"]
 
@@ -61,14 +58,3 @@ def known(name: str) -> Protocol:
     except KeyError:
         raise ServersError(f"unknown protocol {name!r}: this Ferry knows "
                            f"{', '.join(repr(p) for p in PROTOCOLS)}") from None
-
-
-def require(server: Server, request: str, *, service: Service = "application") -> Protocol:
-    """The protocol of ``server``'s service (its application service unless told),
-    provided it has ``request``; ServersError naming server, protocol and request if not."""
-    access = server.application if service == "application" else server.authentication
-    protocol = known(access.protocol)
-    if request not in protocol:
-        raise ServersError(f"server '{server.name}' speaks protocol '{protocol.name}', "
-                           f"which has no request '{request}'")
-    return protocol

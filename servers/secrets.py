@@ -25,10 +25,10 @@ import structlog
 from keyring.backend import KeyringBackend
 from keyring.backends import chainer, fail, null
 
-from servers import store
 from servers.errors import ServersError
+from servers.store import Unreadable, locked, move_aside, read_json, write_json
 
-log = structlog.get_logger("servers")
+log = structlog.get_logger("ferry.servers")
 
 FILE_FORMAT = 1
 
@@ -86,7 +86,7 @@ class SecretStore:
             raise ServersError("an empty token cannot be stored")
         backend = self._keyring()
         if backend is None:
-            with store.locked(self.file, self.lock_timeout):
+            with locked(self.file, self.lock_timeout):
                 tokens = self._read()
                 tokens[self._key(server)] = token
                 self._write(tokens)
@@ -100,7 +100,7 @@ class SecretStore:
         if backend is None:
             if not self.file.exists():
                 return
-            with store.locked(self.file, self.lock_timeout):
+            with locked(self.file, self.lock_timeout):
                 tokens = self._read()
                 if tokens.pop(self._key(server), None) is not None:
                     self._write(tokens)
@@ -124,21 +124,21 @@ class SecretStore:
         """The tokens in the file; a broken file reads as none, and is moved aside when
         ``repair`` (callers holding the lock)."""
         try:
-            raw = store.read_json(self.file)
+            raw = read_json(self.file)
             tokens = raw.get("tokens") if isinstance(raw, dict) else None
             why = "it is not a token file"
         except FileNotFoundError:
             return {}
-        except store.Unreadable as exc:
+        except Unreadable as exc:
             tokens, why = None, str(exc)
         if isinstance(tokens, dict):
             return dict(tokens)
         if repair:
             # tokens can be had again by logging in; a broken file must not stop that
-            aside = store.move_aside(self.file, "corrupt")
+            aside = move_aside(self.file, "corrupt")
             log.warning("token file unusable, moved aside", file=str(self.file),
                         moved_to=str(aside), why=why)
         return {}
 
     def _write(self, tokens: dict[str, Any]) -> None:
-        store.write_json(self.file, {"format": FILE_FORMAT, "tokens": tokens}, mode=0o600)
+        write_json(self.file, {"format": FILE_FORMAT, "tokens": tokens}, mode=0o600)

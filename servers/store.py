@@ -20,10 +20,11 @@ from typing import Any
 import filelock
 
 from core.config import write_atomic
+from core.errors import FerryError
 from servers.errors import ServersError
 
 
-class Unreadable(Exception):
+class Unreadable(FerryError):
     """A file exists but is not JSON we can read (bad bytes, bad JSON, not a file)."""
 
 

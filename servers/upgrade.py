@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from core.errors import FerryError
 from servers.errors import ServersError
 from servers.model import CacheEntry, Server, ServiceAccess, Status, fold
 from servers.protocols import DEFAULT_PROTOCOL
@@ -48,11 +49,11 @@ FORMAT = 2
 SUFFIX = "_user_defined"
 
 
-class Corrupt(Exception):
+class Corrupt(FerryError):
     """The file's top level is not a servers database of any format."""
 
 
-class Incompatible(Exception):
+class Incompatible(FerryError):
     """One stored server cannot be used with this format; the message says why."""
 
 

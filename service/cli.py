@@ -22,7 +22,8 @@ from agent.config import AgentConfig
 from core.config import load
 from core.errors import ConfigError
 from core.paths import config_dirs, default_system, instance_paths
-from service.manager import ServiceError, manager
+from service.base import ServiceError
+from service.manager import manager
 from service.units import SERVICE_USER, ServiceSpec
 
 VERBS = {

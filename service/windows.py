@@ -27,7 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from core.lifecycle import Service
-from service.manager import Manager, ServiceError, _run
+from service.base import Manager, ServiceError, run
 from service.units import STOP_MARGIN, ServiceSpec
 
 HINT_EVERY = 5.0  # seconds between STOP_PENDING reports while the agent drains
@@ -127,21 +127,6 @@ def service_class(win32service: Any, win32serviceutil: Any, servicemanager: Any,
     return AgentService
 
 
-def agent_for(name: str) -> tuple[Service, float]:
-    """The agent instance a service of that name runs (system level)."""
-    from agent.config import AgentConfig
-    from agent.daemon import Agent
-    from core.config import load
-    from core.paths import instance_paths
-    from protocol import ClientType
-
-    paths = instance_paths("agent", name.removeprefix("ferry-agent-"), True)
-    loaded = load(paths.config_file, AgentConfig)
-    agent = Agent(loaded.config, paths.name, paths.data_dir, client_type=ClientType.SERVER,
-                  config_dir=paths.config_file.parent, handle_signals=False)
-    return agent, loaded.config.drain_timeout
-
-
 class WindowsManager(Manager):
     """System: a native service; user: a logon task of the user."""
 
@@ -165,13 +150,13 @@ class WindowsManager(Manager):
         name = service_name(self.spec)
         if not self.spec.system:
             command = subprocess.list2cmdline(self.spec.argv)
-            _run(["schtasks", "/Create", "/F", "/SC", "ONLOGON", "/TN", name, "/TR", command])
+            run(["schtasks", "/Create", "/F", "/SC", "ONLOGON", "/TN", name, "/TR", command])
             if start:
-                _run(["schtasks", "/Run", "/TN", name])
+                run(["schtasks", "/Run", "/TN", name])
             return None
         win32service, win32serviceutil, _ = self._scm()
         win32serviceutil.InstallService(
-            "service.windows.AgentService", name, f"Ferry agent {self.spec.name}",
+            "ferry.winservice.AgentService", name, f"Ferry agent {self.spec.name}",
             startType=win32service.SERVICE_AUTO_START,
             userName=f"NT SERVICE\\{name}", password=None,
             description="Ferry node agent: checks in, runs leased work; stop drains it")
@@ -194,7 +179,7 @@ class WindowsManager(Manager):
         name = service_name(self.spec)
         if not self.spec.system:
             self.stop()
-            _run(["schtasks", "/Delete", "/F", "/TN", name])
+            run(["schtasks", "/Delete", "/F", "/TN", name])
             return self.unit_path()
         _, win32serviceutil, _ = self._scm()
         self.stop()
@@ -203,13 +188,13 @@ class WindowsManager(Manager):
 
     def start(self) -> None:
         if not self.spec.system:
-            _run(["schtasks", "/Run", "/TN", service_name(self.spec)])
+            run(["schtasks", "/Run", "/TN", service_name(self.spec)])
             return
         self._scm()[1].StartService(service_name(self.spec))
 
     def stop(self) -> None:
         if not self.spec.system:  # ferry's own stop: a drain, not schtasks /End's kill
-            _run([sys.executable, "-m", "ferry", "agent", "stop", "--user", "--name",
+            run([sys.executable, "-m", "ferry", "agent", "stop", "--user", "--name",
                   self.spec.name])
             return
         self._scm()[1].StopServiceWithDeps(service_name(self.spec),
@@ -217,13 +202,6 @@ class WindowsManager(Manager):
 
     def status(self) -> dict[str, str]:
         if not self.spec.system:
-            return {"task": _run(["schtasks", "/Query", "/TN", service_name(self.spec)])}
+            return {"task": run(["schtasks", "/Query", "/TN", service_name(self.spec)])}
         state = self._scm()[1].QueryServiceStatus(service_name(self.spec))
         return {"state": str(state[1]), "controls": str(state[2])}
-
-
-def __getattr__(name: str) -> Any:
-    """``service.windows.AgentService``: what pythonservice.exe loads (on Windows only)."""
-    if name == "AgentService":
-        return service_class(*scm(), make_agent=agent_for)
-    raise AttributeError(name)

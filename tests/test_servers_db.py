@@ -736,7 +736,7 @@ def test_a_database_it_cannot_write_is_used_read_only(db: ServersDB,
     def refused(path: Path, timeout: float) -> Any:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("servers.store.locked", refused)
+    monkeypatch.setattr("servers.file.locked", refused)
     assert names(db) == ["local"]
     assert not db.path.exists()
     assert "cannot update the servers database" in db.warnings[0]

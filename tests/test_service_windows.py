@@ -134,7 +134,7 @@ def test_an_install_asks_for_a_virtual_account_and_the_drains_preshutdown_time(
                                                     servicemanager))
     manager.install(start=True)
     install = next(c for c in calls if c[0] == "install")
-    assert install[1][:2] == ("service.windows.AgentService", "ferry-agent-a1")
+    assert install[1][:2] == ("ferry.winservice.AgentService", "ferry-agent-a1")
     assert install[2]["userName"] == "NT SERVICE\\ferry-agent-a1"
     assert install[2]["startType"] == win32service.SERVICE_AUTO_START
     assert ("config2", "svc:ferry-agent-a1", 7, 150_000) in calls

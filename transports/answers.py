@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import msgspec
 
+from core.errors import FerryError
 from protocol.paths import PathRefused, share_parts
 from protocol.transfer import MAX_CHUNK, SMALL_FILE, FileHeader, StatAnswer
 from transports.chunks import MAX_CHUNKS, chunk_count, chunk_size
@@ -25,7 +26,7 @@ T = TypeVar("T")
 INT64 = 1 << 63  # a time in ns, a size: what the file system can hold
 
 
-class Lie(Exception):
+class Lie(FerryError):
     """An answer no honest peer gives; the message says what is wrong with it."""
 
 

@@ -16,8 +16,10 @@ folder swapped for a symlink under a running transfer (``transports.beneath``).
 
 from __future__ import annotations
 
+from core.errors import FerryError
 
-class TransferError(Exception):
+
+class TransferError(FerryError):
     """A file cannot be read or written; the message says why, for the task's report."""
 
 

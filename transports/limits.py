@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import StreamReader
 
+from core.errors import FerryError
+
 PULL_MEMORY = 256 << 20  # chunk bytes one file's pull holds at once, whatever its streams
 SERVE_MEMORY = 512 << 20  # chunk and batch bytes an endpoint holds at once, all requests
 ANSWER_BYTES = 64 << 10  # a small JSON answer (a file's stat, an error, a push's answers)
@@ -52,7 +54,7 @@ class Limits:
         return ANSWER_BYTES + self.max_files * LISTED_BYTES
 
 
-class Overrun(Exception):
+class Overrun(FerryError):
     """A body longer than its limit (``seen`` bytes, or announced, by then)."""
 
     def __init__(self, seen: int, limit: int) -> None:
