@@ -54,10 +54,11 @@ def imported(name: str, path: Path, known: dict[str, Path]) -> Iterator[str]:
         else:
             continue
         for target in targets:
-            while target and target not in known:  # a name in a module: that module
-                target = target.rpartition(".")[0]
-            if target and target != name:
-                yield target
+            found = target
+            while found and found not in known:  # a name in a module: that module
+                found = found.rpartition(".")[0]
+            if found and found != name:
+                yield found
 
 
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:
