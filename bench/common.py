@@ -3,6 +3,7 @@ nginx in front of several hubs, stopping processes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -11,10 +12,12 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import yaml
 
 
@@ -83,17 +86,12 @@ def ensure(binary: str, package: str) -> None:
 def postgres_database(prefix: str = "ferry_bench") -> tuple[str, Callable[[], None]]:
     """A fresh database on the server ``scripts/postgres.sh`` starts (installing it when
     missing); returns its URL and a function that drops it."""
-    import asyncio
-    import uuid
-
     root = Path(__file__).resolve().parent.parent
     base = subprocess.run(["bash", str(root / "scripts" / "postgres.sh")], check=True,
                           capture_output=True, text=True).stdout.strip().splitlines()[-1]
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
 
     async def admin(sql: str) -> None:
-        import asyncpg
-
         conn = await asyncpg.connect(base, timeout=10)
         try:
             await conn.execute(sql)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import statistics
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -81,8 +83,6 @@ class Ferry:
                 "hub": info["url"], "api_key": key, "lanes": 1, "transfer_ip": "127.0.0.1",
                 "logging": {"level": "WARNING"}}, name=name)
             self.agents.append(proc)
-            import json
-            import urllib.request
             while True:
                 status = json.loads(urllib.request.urlopen(
                     agent_info["status_url"] + "/status.json").read())

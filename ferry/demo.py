@@ -11,6 +11,7 @@ removed afterwards (unless ``--keep``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import sys
@@ -20,11 +21,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent.config import AgentConfig
+from agent.daemon import Agent
 from core.errors import FerryError
 from core.logs import LoggingConfig
 from core.logs import setup as setup_logging
 from ferry import demo_federated
 from ferry.tables import table
+from hub import Session
+from hub.config import HubConfig
+from hub.security import new_password
+from hub.server import HubServer
 
 FRAMES = "1-200"
 TRANSFER_MIB = 256
@@ -71,8 +78,6 @@ def bytes_bar(job: dict[str, Any], width: int = 30) -> str:
 
 
 def _digest(root: Path) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         h.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
@@ -168,13 +173,6 @@ async def _run_job(session: Any, lanes: dict[str, str]) -> bool:
 
 
 async def _run(base: Path, wait_online: float) -> int:
-    from agent.config import AgentConfig
-    from agent.daemon import Agent
-    from hub import Session
-    from hub.config import HubConfig
-    from hub.security import new_password
-    from hub.server import HubServer
-
     password = new_password()
     os.environ["FERRY_ROOT_PASSWORD"] = password
     hub = HubServer(HubConfig(port=0, checkin_interval=2.0, heartbeat_interval=0.5,

@@ -17,7 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import docker
+
+from agent.config import AgentConfig, DockerConfig, ImagesConfig
+from agent.daemon import Agent
 from ferry.tables import table
+from hub import Session
 from protocol import sealing
 
 IMAGE = "ferry-test/busybox:1"  # made by `bash scripts/docker.sh`, from Debian's busybox-static
@@ -32,8 +37,6 @@ PASSWORD = "demo-Researcher-passphrase-1"
 def engine_problem() -> str | None:
     """Why there is no federated part here (None: there is). Blocking."""
     try:
-        import docker
-
         client = docker.from_env()
     except Exception as exc:
         return f"no Docker engine reachable ({exc})"
@@ -55,10 +58,6 @@ async def run(root: Any, hub_url: str, base: Path, wait: float) -> bool | None:
     if problem is not None:
         print(f"\nfederated part skipped: {problem}")
         return None
-    from agent.config import AgentConfig, DockerConfig, ImagesConfig
-    from agent.daemon import Agent
-    from hub import Session
-
     call = asyncio.to_thread
     print(f"\nfederated: three organizations, an encrypted collaboration, image {IMAGE}")
     for name in ORGS:

@@ -24,14 +24,14 @@ from core.config import write_atomic
 from core.errors import InstanceError
 from core.paths import InstancePaths
 
-if sys.platform != "win32":
+if sys.platform == "win32":
+    import msvcrt
+else:
     import fcntl
 
 
 def _try_lock(fh: IO[str]) -> bool:
     if sys.platform == "win32":
-        import msvcrt
-
         try:
             msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined,unused-ignore]
             return True

@@ -23,6 +23,7 @@ from typing import Literal
 import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from core.errors import FerryError
 
@@ -67,8 +68,6 @@ def private_key(seed: bytes) -> Ed25519PrivateKey:
 
 def public_key_text(key: Ed25519PrivateKey) -> str:
     """The public half, as agents receive it."""
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
     return _b64(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
 
 
