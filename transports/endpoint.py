@@ -44,6 +44,7 @@ import structlog
 from aiohttp import web
 
 from core.refusals import refused
+from core.tasks import Supervisor
 from protocol import tickets
 from protocol.paths import PathRefused, join
 from protocol.transfer import MAX_CHUNK, PREFIX, CommitRequest, FilesRequest, OpenRequest, Refused, Share
@@ -87,7 +88,7 @@ class TransferEndpoint(Grants):
     received_bytes: int = 0
     receiving: Receiving = field(default_factory=Receiving)  # pushed files being received
     budget: Budget = field(default_factory=lambda: Budget(SERVE_MEMORY))  # bytes held at once
-    _sweeper: asyncio.Task[None] | None = None
+    _tasks: Supervisor = field(default_factory=lambda: Supervisor("transfer endpoint"))
     _runner: web.AppRunner | None = None
     port: int = 0
 
@@ -115,7 +116,9 @@ class TransferEndpoint(Grants):
         server = site._server
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        self._sweeper = asyncio.create_task(self._sweep_idle(), name="push-idle-sweeper")
+        if self._tasks.closed:  # started again after a stop
+            self._tasks = Supervisor("transfer endpoint")
+        self._tasks.spawn(self._sweep_idle(), name="push-idle-sweeper")
         return self.port
 
     async def _sweep_idle(self) -> None:
@@ -132,9 +135,7 @@ class TransferEndpoint(Grants):
         return self.receiving.close_idle(before)
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
+        await self._tasks.close(deadline=5)
         self.receiving.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
