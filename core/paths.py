@@ -32,7 +32,7 @@ def is_root() -> bool:
     if geteuid is not None:
         return bool(geteuid() == 0)
     try:  # Windows: an elevated process counts as "root"
-        import ctypes
+        import ctypes  # noqa: PLC0415 - Windows only
 
         return bool(ctypes.windll.shell32.IsUserAnAdmin())  # type: ignore[attr-defined]
     except Exception:

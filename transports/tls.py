@@ -17,10 +17,6 @@ import ssl
 from pathlib import Path
 
 import aiohttp
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 KEY_FILE = "transfer-key.pem"
 CERT_FILE = "transfer-cert.pem"
@@ -32,6 +28,12 @@ def ensure_identity(folder: Path, name: str) -> tuple[Path, Path]:
     if key_path.exists() and cert_path.exists():
         return key_path, cert_path
     folder.mkdir(parents=True, exist_ok=True)
+    # cryptography (6 MiB resident) is loaded only on the one start that makes the identity
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"ferry {name}"[:64])])
     now = datetime.datetime.now(datetime.UTC)
@@ -60,8 +62,11 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def fingerprint(cert_path: Path) -> str:
     """SHA-256 of the certificate (DER), hex: what the hub records and peers pin."""
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+    try:
+        der = ssl.PEM_cert_to_DER_cert(cert_path.read_text(encoding="ascii"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{cert_path} holds no PEM certificate: {exc}") from None
+    return hashlib.sha256(der).hexdigest()
 
 
 def server_context(key_path: Path, cert_path: Path) -> ssl.SSLContext:
