@@ -25,5 +25,5 @@ def test_the_fingerprint_is_the_sha256_of_the_der_certificate(tmp_path: Path) ->
 def test_a_file_that_is_no_certificate_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "transfer-cert.pem"
     bad.write_text("not a certificate")
-    with pytest.raises(ValueError, match="transfer-cert.pem holds no PEM certificate"):
+    with pytest.raises(ValueError, match=r"transfer-cert\.pem holds no PEM certificate"):
         tls.fingerprint(bad)
