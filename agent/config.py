@@ -8,7 +8,9 @@ from typing import Annotated
 import msgspec
 from yarl import URL
 
+from core.errors import ConfigError
 from core.logs import LoggingConfig
+from lanes.images import ImagePolicy
 from protocol.docker import parse_size
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -24,9 +26,6 @@ class ImagesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     digests: list[Annotated[str, msgspec.Meta(min_length=1, max_length=80)]] = []
 
     def __post_init__(self) -> None:
-        from core.errors import ConfigError
-        from lanes.images import ImagePolicy
-
         try:
             ImagePolicy.build(self.names, self.patterns, self.digests)
         except ConfigError as exc:

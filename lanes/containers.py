@@ -27,6 +27,7 @@ from docker.types import DeviceRequest, LogConfig, Mount
 
 from lanes.base import Outcome, Status
 from lanes.docker_spec import DockerRun, Grant
+from lanes.images import ImageRefused, ResolvedImage
 from lanes.oom import TASK_OOM_SCORE
 from protocol import LOG_TAIL_BYTES
 
@@ -183,6 +184,21 @@ def hand_over(path: Path, user: tuple[int, int], *, writable: bool) -> None:
         else:
             mode = 0o600 if own or chown else 0o666
             os.chmod(item, mode if writable else mode & 0o444)
+
+
+def resolve(client: Any, ref: str) -> ResolvedImage:
+    """The image ``ref`` as the engine knows it, to check against the node's policy.
+    Never pulls."""
+    try:
+        image = client.images.get(ref)
+    except docker.errors.ImageNotFound as exc:
+        raise ImageRefused(f"image {ref} is not on this node (Ferry does not pull images)") \
+            from exc
+    except docker.errors.APIError as exc:
+        raise ImageRefused(f"image {ref} cannot be looked up: {exc.explanation or exc}") from exc
+    attrs = image.attrs
+    return ResolvedImage(requested=ref, id=attrs["Id"], tags=tuple(attrs.get("RepoTags") or ()),
+                         repo_digests=tuple(attrs.get("RepoDigests") or ()))
 
 
 def state_of(container: Container) -> dict[str, Any]:

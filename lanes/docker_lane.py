@@ -52,11 +52,12 @@ from lanes.containers import (
     prepare_folders,
     read_end,
     remove,
+    resolve,
     state_of,
     stop,
 )
 from lanes.docker_spec import ID, DockerRun, Grant, NodeLimits, SpecError
-from lanes.images import ImagePolicy, ImageRefused, resolve
+from lanes.images import ImagePolicy, ImageRefused
 
 log = structlog.get_logger("lanes.docker")
 
@@ -391,4 +392,3 @@ def _checked(ident: str) -> str:
     if not ID.fullmatch(ident):
         raise SpecError(f"{ident!r:.80} is not a run or job id")
     return ident
-

@@ -5,6 +5,9 @@ against the policy by everything it is known by: the name it was asked by,
 its tags, its repository digests and its id. The container then runs by
 that id, so a tag moved after the check cannot swap the content that passed.
 An empty policy allows nothing.
+
+This module never touches the engine (the agent's config checks a policy with it
+before any container runs); ``lanes.docker_lane`` looks images up.
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import docker.errors
 
 from core.errors import ConfigError
 from lanes.base import LaneError
@@ -101,20 +102,6 @@ class ImagePolicy:
         shown = image.requested if image.requested == image.id else \
             f"{image.requested} ({image.id[:19]}…)"
         return f"image {shown} is not on this node's allowlist"
-
-
-def resolve(client: Any, ref: str) -> ResolvedImage:
-    """Look ``ref`` up on the engine (blocking: call it in a thread). Never pulls."""
-    try:
-        image = client.images.get(ref)
-    except docker.errors.ImageNotFound as exc:
-        raise ImageRefused(f"image {ref} is not on this node (Ferry does not pull images)") \
-            from exc
-    except docker.errors.APIError as exc:
-        raise ImageRefused(f"image {ref} cannot be looked up: {exc.explanation or exc}") from exc
-    attrs = image.attrs
-    return ResolvedImage(requested=ref, id=attrs["Id"], tags=tuple(attrs.get("RepoTags") or ()),
-                         repo_digests=tuple(attrs.get("RepoDigests") or ()))
 
 
 def normalise(name: str) -> str:

@@ -18,7 +18,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lanes import cspawn
+import psutil
+
+import lanes.cspawn
 from lanes.base import LaneError
 from lanes.oom import TASK_OOM_SCORE, set_oom_score
 
@@ -69,9 +71,9 @@ def spawn(argv: list[str], env: dict[str, str], log: Path, cwd: str | None) -> C
 def _posix_spawn(argv: list[str], env: dict[str, str], fd: int) -> int:
     try:
         program = argv[0] if os.sep in argv[0] else _which(argv[0], env.get("PATH", os.defpath))
-        if cspawn.AVAILABLE:  # the same call, with the GIL released
-            return cspawn.posix_spawn(program, argv, env, fd)
-        return os.posix_spawn(program, argv, env, setsid=True, setsigdef=cspawn.RESET,
+        if lanes.cspawn.AVAILABLE:  # the same call, with the GIL released
+            return lanes.cspawn.posix_spawn(program, argv, env, fd)
+        return os.posix_spawn(program, argv, env, setsid=True, setsigdef=lanes.cspawn.RESET,
                               setsigmask=(), file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_DUP2, fd, 1),
@@ -147,8 +149,6 @@ def _exited(child: Child) -> bool:
 
 
 def psutil_zombie(pid: int) -> bool:
-    import psutil
-
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.Error:
