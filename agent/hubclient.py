@@ -29,7 +29,7 @@ from tenacity.stop import stop_after_attempt, stop_base
 from tenacity.wait import wait_base, wait_random_exponential
 
 from agent.hubs import HubTarget
-from core.errors import ApiError, EnrollmentError
+from core.errors import ApiError, EnrollmentError, HubError
 from core.version import VERSION
 from protocol import (
     API_PREFIX,
@@ -44,8 +44,10 @@ log = structlog.get_logger("agent.hub")
 T = TypeVar("T")
 FAILOVER_AFTER = 2  # transport failures in a row that make a hub unavailable
 
-class Retryable(Exception):
-    """A failure worth trying again: the hub is down, busy or confused."""
+
+class Retryable(HubError):
+    """A failure worth trying again: the hub is down, busy or confused. A ``HubError`` like
+    ``ApiError`` (the hub's answer was no): both are what talking to the hub can end in."""
 
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
@@ -87,11 +89,18 @@ class RetryAfterWait(wait_base):
 
 class HubClient:
     """Talks to a hub (one of ``hubs``, in order of preference). ``enroll_request``
-    builds the enroll body when needed."""
+    builds the enroll body when needed. The hooks, all called on the event loop:
+    ``on_enrolled`` with each enrollment's answer, ``on_retry`` with the error before a
+    retry, ``on_status`` when a hub answered or not, ``on_switch`` with the hub that
+    takes over."""
 
     def __init__(self, hubs: str | list[HubTarget], enroll_request: Callable[[], EnrollRequest],
                  *, retry_max_delay: float = 30.0, request_timeout: float = 30.0,
-                 failback_interval: float = 10.0) -> None:
+                 failback_interval: float = 10.0,
+                 on_enrolled: Callable[[EnrollResponse], None] | None = None,
+                 on_retry: Callable[[str], None] | None = None,
+                 on_status: Callable[[HubTarget, bool], None] | None = None,
+                 on_switch: Callable[[HubTarget], None] | None = None) -> None:
         self.hubs = [HubTarget(hubs.rstrip("/"))] if isinstance(hubs, str) else list(hubs)
         if not self.hubs:
             raise ValueError("no hub to talk to")
@@ -99,8 +108,8 @@ class HubClient:
         self.failback_interval = failback_interval
         self._failures = 0  # transport failures in a row, at the current hub
         self._last_probe = time.monotonic()
-        self.on_switch: Callable[[HubTarget], None] | None = None
-        self.on_status: Callable[[HubTarget, bool], None] | None = None
+        self.on_switch = on_switch
+        self.on_status = on_status
         self._enroll_request = enroll_request
         self._retry_max_delay = retry_max_delay
         self.request_timeout = request_timeout
@@ -109,8 +118,8 @@ class HubClient:
         self._token: str | None = None
         self._auth_lock = asyncio.Lock()
         self.client_id: str | None = None
-        self.on_enrolled: Callable[[EnrollResponse], None] | None = None
-        self.on_retry: Callable[[str], None] | None = None
+        self.on_enrolled = on_enrolled
+        self.on_retry = on_retry
         self.in_flight = 0  # requests on the wire now (not waiting between retries)
 
     def _log_retry(self, retry_state: RetryCallState) -> None:

@@ -128,10 +128,10 @@ async def test_connection_errors_are_retried_then_given_up_when_bounded() -> Non
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once the socket closes
-    client = HubClient(f"http://127.0.0.1:{port}", lambda: EnrollRequest(
-        api_key="fk_test_key", machine_id="machine-1", code="host"), retry_max_delay=0.01)
     errors: list[str] = []
-    client.on_retry = errors.append
+    client = HubClient(f"http://127.0.0.1:{port}", lambda: EnrollRequest(
+        api_key="fk_test_key", machine_id="machine-1", code="host"), retry_max_delay=0.01,
+        on_retry=errors.append)
     try:
         with pytest.raises(Retryable, match="cannot reach hub"):
             await client.request("POST", "/agent/checkin", CheckinRequest(metrics=METRICS), dict,
