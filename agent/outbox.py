@@ -13,6 +13,10 @@ What must not be lost before something else is undone (a Docker run's end
 report, before its container goes) is written at once with
 ``flush(sync=True)``; ``sent(key)`` waits until the hub has answered for an
 item (applied, duplicate or refused: it has left the outbox).
+
+The group commit runs as a task of the outbox's own ``Supervisor``; ``close`` writes
+what is pending and ends it. An item added after ``close`` is not written (it is
+logged as lost): nothing of the agent should still report by then.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
+
+from core.tasks import Supervisor
 
 log = structlog.get_logger("agent.outbox")
 
@@ -45,6 +51,8 @@ class Item:
 
 
 class Outbox:
+    """The outbox in the SQLite file at ``path`` (made by ``open``)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
@@ -53,7 +61,8 @@ class Outbox:
         self._volatile: dict[str, Item] = {}
         self._next_volatile = -1
         self._lock = asyncio.Lock()
-        self._flush_task: asyncio.Task[None] | None = None
+        self._tasks = Supervisor("outbox")
+        self._flush_task: asyncio.Task[None] | None = None  # the group commit to come
         self._waiting: dict[str, set[asyncio.Future[None]]] = {}  # sent(key) callers
         self.changed = asyncio.Event()  # set when something was committed
 
@@ -88,9 +97,15 @@ class Outbox:
                 self._next_volatile -= 1
             self.changed.set()
             return
+        if self._tasks.closed:
+            log.error("outbox closed; an item is lost", kind=kind, key=key)
+            return
         self._pending.append((key, kind, body, time.time()))
+        self._commit_soon()
+
+    def _commit_soon(self) -> None:
         if self._flush_task is None:
-            self._flush_task = asyncio.create_task(self._flush_soon())
+            self._flush_task = self._tasks.spawn(self._flush_soon(), name="outbox-commit")
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(COMMIT_DELAY)
@@ -99,8 +114,8 @@ class Outbox:
             await self.flush()
         except Exception as exc:  # the disk is full or gone: keep the items, say so
             log.error("outbox write failed; retrying", error=str(exc))
-            if self._flush_task is None:
-                self._flush_task = asyncio.create_task(self._flush_soon())
+            if not self._tasks.closed:
+                self._commit_soon()
 
     async def flush(self, *, sync: bool = False) -> None:
         """Commit what was added so far. ``sync``: and make the commit durable across a
@@ -205,9 +220,8 @@ class Outbox:
 
     async def close(self) -> None:
         """Write what is pending, then close. Safe to call twice."""
-        if self._flush_task is not None:
-            self._flush_task.cancel()
-            self._flush_task = None
+        await self._tasks.close()
+        self._flush_task = None
         if self._db is not None:
             await self.flush()
             await self._run(self._db.close)
