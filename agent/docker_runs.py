@@ -56,6 +56,7 @@ from agent.pins import PIN_FILE, Pins
 from agent.run_proxy import RunProxy
 from core import refusals
 from core.config import write_atomic
+from core.tasks import Supervisor
 from lanes import LaneError
 from lanes.containers import DockerOutcome, ended_early
 from lanes.docker_lane import Adopted, DockerLane
@@ -80,7 +81,8 @@ class RunEnd:
 
 
 class DockerRuns:
-    """Runs docker buckets for ``Work``; ``start`` connects and adopts."""
+    """Runs docker buckets for the docker runner (agent/buckets/docker.py); ``start``
+    connects and finds the runs an earlier agent left."""
 
     def __init__(self, config: DockerConfig, base: Path, agent_id: str, org_key: OrgKey,
                  hub: Callable[[], str]) -> None:
@@ -89,8 +91,7 @@ class DockerRuns:
         self.agent_id = agent_id
         self.org_key = org_key
         self.hub_url = hub
-        self.pins = Pins(base / PIN_FILE)
-        org_key.pins = self.pins  # enrollments are pinned there from now on
+        self.pins = Pins(base / PIN_FILE)  # enrollments are pinned there too (collaboration.py)
         self.slots = config.slots
         self.lane: DockerLane | None = None
         self.problem = ""  # why docker runs are not taken ('' when they are)
@@ -98,7 +99,7 @@ class DockerRuns:
         self.data = Path(config.data).expanduser().absolute() if config.data else None
         self.proxy = RunProxy(hub, base / "proxy" / "hub.sock")
         self._fresh: dict[str, str] = {}  # output of running runs not yet sent to the hub
-        self._forgetting: set[asyncio.Future[Any]] = set()  # work files awaiting the hub
+        self._forgetting = Supervisor("docker runs' saved work")  # each awaiting the hub
 
     @property
     def ready(self) -> bool:
@@ -190,9 +191,7 @@ class DockerRuns:
     async def close(self) -> None:
         """Stop watching; containers still running go on, for the next start to adopt.
         Work files still waiting for the hub stay, for the next start."""
-        for forgetting in list(self._forgetting):
-            forgetting.cancel()
-        await asyncio.gather(*self._forgetting, return_exceptions=True)
+        await self._forgetting.close()
         if self.lane is not None:
             await self.lane.close()
         await self.proxy.close()
@@ -301,21 +300,21 @@ class DockerRuns:
         """Remove the run's saved work once ``sent`` (the hub has answered for its end
         report) is done, at once when None. Until then a restarted agent keeps its
         lease."""
-        waiting = asyncio.ensure_future(sent) if sent is not None else None
+        if self._forgetting.closed:  # stopping: the next start finds the work file
+            if inspect.iscoroutine(sent):  # never to be awaited now: no warning for it
+                sent.close()
+            return
 
         async def forget() -> None:
             try:
-                if waiting is not None:
-                    await waiting
+                if sent is not None:
+                    await sent
                 await asyncio.to_thread(self._forget, task_id)
             except Exception as exc:  # the outbox closed, or the disk failed: kept is safe
                 log.warning("a run's saved work stays for the next start", run=task_id,
                             error=str(exc))
 
-        for owned in (waiting, asyncio.create_task(forget(), name=f"forget-{task_id}")):
-            if owned is not None:
-                self._forgetting.add(owned)
-                owned.add_done_callback(self._forgetting.discard)
+        self._forgetting.spawn(forget(), name=f"forget-{task_id}")
 
     async def abort(self, task_id: str, reason: str, grace: float | None = None) -> None:
         if self.lane is not None:

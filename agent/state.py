@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from core import refusals
 from core.version import VERSION
+
+Section = Callable[[], dict[str, Any]]  # a part's own status, asked for each page
 
 
 def now_iso() -> str:
@@ -29,12 +31,9 @@ class AgentState:
     last_checkin_at: float | None = None  # monotonic
     last_error: str | None = None
     checkins: int = 0
-    busy: int = 0  # lanes running a bucket
+    busy: int = 0  # buckets held (a compute bucket holds a lane)
     started_at: float = field(default_factory=time.monotonic)
     started: str = field(default_factory=now_iso)
-    transfer: Callable[[], dict[str, Any]] | None = None  # the transfer endpoint's status
-    organization_key: Callable[[], dict[str, Any]] | None = None  # agent/orgkey.py
-    docker: Callable[[], dict[str, Any]] | None = None  # docker runs (agent/docker_runs.py)
 
     @property
     def accepting_work(self) -> bool:
@@ -54,7 +53,8 @@ class AgentState:
                           f"{self.last_error or 'no answer'}"
         return True, "ok"
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, sections: Mapping[str, Section | None] | None = None) -> dict[str, Any]:
+        """The page, with each of ``sections`` (a part's status; None: not running here)."""
         ok, reason = self.healthy()
         return {
             "name": self.name,
@@ -73,9 +73,7 @@ class AgentState:
             "pid": os.getpid(),
             "started": self.started,
             "uptime": round(time.monotonic() - self.started_at, 1),
-            "transfer": self.transfer() if self.transfer is not None else None,
-            "organization_key": self.organization_key()
-            if self.organization_key is not None else None,
-            "docker": self.docker() if self.docker is not None else None,
+            **{name: section() if section is not None else None
+               for name, section in (sections or {}).items()},
             "refusals": refusals.counts(),  # core/refusals.py: what this agent turned away
         }

@@ -1,13 +1,21 @@
-"""The agent's local status endpoint: ``/healthz`` and ``/status.json`` on loopback."""
+"""The agent's local status endpoint: ``/healthz`` and ``/status.json`` on loopback.
+
+The page is the agent's ``AgentState`` with a section per part that keeps a status of
+its own (``transfer``, ``organization_key``, ``docker``; null where the part does not
+run here), asked for on each request.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import msgspec
 from aiohttp import web
 
-from agent.state import AgentState
+from agent.state import AgentState, Section
 
 STATE: web.AppKey[AgentState] = web.AppKey("state", AgentState)
+SECTIONS: web.AppKey[Mapping[str, Section | None]] = web.AppKey("sections", Mapping)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -16,13 +24,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def status_json(request: web.Request) -> web.Response:
-    return web.Response(body=msgspec.json.encode(request.app[STATE].as_json()),
+    page = request.app[STATE].as_json(request.app[SECTIONS])
+    return web.Response(body=msgspec.json.encode(page),
                         content_type="application/json")
 
 
 class StatusServer:
-    def __init__(self, state: AgentState, host: str, port: int) -> None:
+    def __init__(self, state: AgentState, host: str, port: int,
+                 sections: Mapping[str, Section | None] | None = None) -> None:
         self.state = state
+        self.sections = dict(sections or {})
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
@@ -35,6 +46,7 @@ class StatusServer:
     async def start(self) -> None:
         app = web.Application()
         app[STATE] = self.state
+        app[SECTIONS] = self.sections
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/status.json", status_json)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)

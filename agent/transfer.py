@@ -29,6 +29,8 @@ from transports.limits import Limits
 
 log = structlog.get_logger("agent.transfer")
 
+Checkin = Callable[[], Awaitable[None]]  # one check-in, now
+
 
 def transfer_limits(config: AgentConfig) -> Limits:
     """What a transfer peer may make this agent take, from its config."""
@@ -38,13 +40,17 @@ def transfer_limits(config: AgentConfig) -> Limits:
 
 
 class TransferService:
-    def __init__(self, config: AgentConfig, data_dir: Path) -> None:
+    """The endpoint and the mover of one agent. ``checkin`` checks in at once: a peer named
+    a share the endpoint does not know (yet), and the check-in's answer brings the shares."""
+
+    def __init__(self, config: AgentConfig, data_dir: Path, checkin: Checkin | None = None
+                 ) -> None:
         self.config = config
         self.data_dir = data_dir
         limits = transfer_limits(config)
         self.endpoint = TransferEndpoint(server_id="", ticket_key=None, limits=limits)
-        self.endpoint.refresh = self._refresh
-        self.checkin: Callable[[], Awaitable[None]] | None = None  # one check-in, now
+        self.endpoint.refresh = self._refresh  # TransferEndpoint takes this hook as an attribute
+        self.checkin = checkin
         self._refreshing: asyncio.Future[None] | None = None
         self.mover = Mover(lambda: self.endpoint.shares, limits)  # runs the transfer tasks
         self._refreshed = 0.0

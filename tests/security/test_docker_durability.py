@@ -22,12 +22,15 @@ import docker
 import msgspec
 import pytest
 
+from agent.buckets.base import Held
+from agent.buckets.docker import DockerRunner
+from agent.buckets.pool import BucketPool
+from agent.buckets.reports import Reporter
 from agent.config import DockerConfig, ImagesConfig
 from agent.docker_runs import DockerRuns
 from agent.orgkey import OrgKey
 from agent.outbox import Outbox
 from agent.state import AgentState
-from agent.work import BucketRun, Work
 from hub import Session
 from lanes import containers, docker_lane
 from protocol import BucketWork, DockerWork, TaskWork
@@ -123,9 +126,9 @@ def test_a_run_killed_as_its_container_dies_ends_done_with_its_result(
 
 @pytest.fixture
 async def docker_work(engine: docker.DockerClient, tmp_path: Path
-                      ) -> AsyncIterator[tuple[Work, DockerRuns, Outbox]]:
-    """A ``Work`` with real ``DockerRuns`` (real engine, lane, outbox) and no hub: reports
-    stay in the outbox, acknowledged by the test."""
+                      ) -> AsyncIterator[tuple[BucketPool, DockerRuns, Outbox]]:
+    """A pool with a docker runner on real ``DockerRuns`` (real engine, lane, outbox) and
+    no hub: reports stay in the outbox, acknowledged by the test."""
     agent_id = f"test-{uuid.uuid4().hex[:10]}"
     outbox = Outbox(tmp_path / "outbox.sqlite")
     await outbox.open()
@@ -134,14 +137,13 @@ async def docker_work(engine: docker.DockerClient, tmp_path: Path
                       OrgKey(tmp_path / "organization-key.pem"), lambda: "http://hub.invalid")
     await asyncio.to_thread(runs.pins.enrolled, "collaboration", False)
     assert await runs.start() == []
-    work = Work(None, outbox, AgentState(name="t", hub="-", lanes=0), tmp_path, agent_id)  # type: ignore[arg-type]
-    work.docker = runs
+    pool = BucketPool([DockerRunner(runs)], Reporter(outbox, tmp_path / "logs"),
+                      AgentState(name="t", hub="-", lanes=0))
     try:
-        yield work, runs, outbox
+        yield pool, runs, outbox
     finally:
         await runs.close()
         await outbox.close()
-        work.cgroups.close()
         left = await asyncio.to_thread(engine.containers.list, all=True,
                                        filters={"label": f"ferry.agent={agent_id}"})
         for container in left:
@@ -164,8 +166,9 @@ def queued(outbox: Outbox, key: str) -> bool:
 
 
 async def test_the_end_report_is_on_disk_before_the_container_goes(
-        docker_work: tuple[Work, DockerRuns, Outbox], monkeypatch: pytest.MonkeyPatch) -> None:
-    work, runs, outbox = docker_work
+        docker_work: tuple[BucketPool, DockerRuns, Outbox], monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    pool, runs, outbox = docker_work
     bucket = docker_bucket("r1", "printf 'the result' > /ferry/output/result")
     key = f"{bucket.id}/r1/end"
     seen: list[tuple[str, bool, list[str]]] = []  # at each removal: the report, the work files
@@ -178,7 +181,7 @@ async def test_the_end_report_is_on_disk_before_the_container_goes(
 
     monkeypatch.setattr(docker_lane, "remove", remove)
     monkeypatch.setattr(containers, "remove", remove)
-    assert await work._run_docker(BucketRun(bucket, None, docker=runs)) == 1
+    assert await pool.runners[bucket.kind].run(Held(bucket), pool.reporter) == 1
     assert seen == [("r1", True, ["r1.json.reported"])]
     [item] = [i for i in await outbox.take() if i.key == key]
     report = msgspec.json.decode(item.body)
@@ -192,23 +195,23 @@ async def test_the_end_report_is_on_disk_before_the_container_goes(
 
 
 async def test_a_restart_keeps_reported_runs_until_the_hub_has_them_and_forgets_the_others(
-        docker_work: tuple[Work, DockerRuns, Outbox]) -> None:
-    work, runs, outbox = docker_work
+        docker_work: tuple[BucketPool, DockerRuns, Outbox]) -> None:
+    pool, runs, outbox = docker_work
     folder = runs.base / "work"
     reported, lost = docker_bucket("r2", "true"), docker_bucket("r3", "true")
     # what an agent killed after step 3 leaves (report queued, container gone), and one
     # whose container someone removed while the agent was down (never reported)
     (folder / "r2.json.reported").write_bytes(msgspec.json.encode(reported))
     (folder / "r3.json").write_bytes(msgspec.json.encode(lost))
-    work._report(reported, reported.tasks[0], "done", time.time())
+    pool.reporter.task(reported, reported.tasks[0], "done", time.time())
     await outbox.flush()
     await runs.close()  # the agent stops; a new one starts
     again = DockerRuns(runs.config, runs.base, runs.agent_id, runs.org_key, runs.hub_url)
-    work.docker = again
+    runner = DockerRunner(again)
     try:
         kept = await again.start()
         assert [(b.id, a) for b, a in kept] == [(reported.id, None)]
-        assert work.adopt(kept) == [reported.id]  # its lease is kept...
+        assert runner.adopt(kept, pool) == [reported.id]  # its lease is kept...
         assert sorted(p.name for p in folder.iterdir()) == ["r2.json.reported"]
         await asyncio.sleep(0.2)
         assert (folder / "r2.json.reported").exists()  # ...until the hub has the report

@@ -370,15 +370,15 @@ async def test_a_failed_pull_keeps_its_part_file_only_for_a_next_attempt(tmp_pat
 
 
 def test_which_ends_keep_the_part_file() -> None:
-    from agent.transfer_buckets import _keep
-    from agent.work import BucketRun
+    from agent.buckets.base import Held, Stop
+    from agent.buckets.transfer import keep_part
     from protocol import BucketWork, TaskWork
 
     def keeps(last: bool, stopped: bool, aborted: bool = False, lost: bool = False) -> bool:
         task = TaskWork(id="t", uri="u", item="i", argv=[], attempt=1, last_attempt=last)
-        run = BucketRun(BucketWork(id="b", job_id="j", lane_id="l", tasks=[task]), None,
-                        stop_reason="lost" if lost else "", aborted={"t"} if aborted else set())
-        return _keep(run, task)(stopped)
+        held = Held(BucketWork(id="b", job_id="j", lane_id="l", tasks=[task]),
+                    stopping=Stop.LOST if lost else None, aborted={"t"} if aborted else set())
+        return keep_part(held, task)(stopped)
 
     assert keeps(last=False, stopped=False) and keeps(last=False, stopped=True)
     assert not keeps(last=True, stopped=False), "failed on its last attempt"

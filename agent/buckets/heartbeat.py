@@ -1,0 +1,61 @@
+"""The heartbeat loop: while the agent holds buckets, renew their leases on the hub's
+interval, and apply what the answers carry (aborts, pauses, lost leases).
+
+A heartbeat also carries what the hub shows live: running transfers' bytes and running
+docker runs' output since the last one. It runs until the agent has drained (leases
+must be renewed while work finishes); a failed heartbeat is only logged: the leases run
+on until the hub is back, and the next one renews them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import structlog
+
+from agent.buckets.pool import BucketPool
+from agent.hubclient import HubClient, Retryable
+from core.errors import ApiError
+from core.lifecycle import until_stopped
+from protocol import HeartbeatRequest, HeartbeatResponse, Progress
+
+log = structlog.get_logger("agent.work")
+
+ATTEMPTS = 3  # tries of one heartbeat before waiting for the next
+
+
+class HeartbeatLoop:
+    """Heartbeats ``pool``'s buckets to ``hub``. ``progress`` gives running transfers'
+    bytes, ``output`` running docker runs' fresh output (each: none when absent)."""
+
+    def __init__(self, hub: HubClient, pool: BucketPool,
+                 progress: Callable[[], dict[str, Progress]] | None = None,
+                 output: Callable[[], dict[str, str]] | None = None) -> None:
+        self.hub = hub
+        self.pool = pool
+        self.progress = progress
+        self.output = output
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop`` is set and no bucket is held any more."""
+        pool = self.pool
+        while not (stop.is_set() and not pool.held):
+            if not pool.held:
+                await until_stopped(stop, pool.holding.wait())
+                continue
+            await asyncio.sleep(pool.heartbeat_interval)
+            held = list(pool.held)
+            if not held:
+                continue
+            try:
+                answer = await self.hub.request(
+                    "POST", "/agent/heartbeat", HeartbeatRequest(
+                        buckets=held, progress=self.progress() if self.progress else {},
+                        logs=self.output() if self.output else {}),
+                    HeartbeatResponse, attempts=ATTEMPTS)
+            except (Retryable, ApiError) as exc:
+                log.warning("heartbeat failed; leases run on until the hub is back",
+                            error=str(exc))
+                continue
+            pool.apply(answer)

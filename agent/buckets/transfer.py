@@ -1,0 +1,214 @@
+"""Transfer buckets, in the agent's transfer slots beside its lanes: one file at a time,
+or a bucket of small files many to a request (``agent.moving`` moves the bytes).
+
+A transfer never holds a lane a render could use, nor waits for one: the hub leases
+transfer buckets to free slots only. Each running transfer is a task of its own, so
+that stopping it (an abort, a lost lease, the drain's deadline) cancels the transfer
+and not the bucket, which goes on to report it and hand back the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from agent.buckets.base import Held
+from agent.buckets.reports import Reporter, iso
+from agent.config import AgentConfig
+from agent.hubclient import HubClient
+from agent.transfer import Checkin, TransferService
+from core.errors import ApiError
+from lanes.base import Outcome
+from protocol import (
+    BucketKind,
+    ClaimRequest,
+    ExpandRequest,
+    ExpandResponse,
+    FileResult,
+    ListedFile,
+    Progress,
+    TaskWork,
+)
+from transports.chunks import TransferError
+from transports.client import Landed
+
+log = structlog.get_logger("agent.work")
+
+
+def keep_part(bucket: Held, task: TaskWork) -> Callable[[bool], bool]:
+    """Whether a transfer that ended without its file keeps its part file: only for an
+    attempt that comes after. An aborted task has none; a failed one none on its last
+    attempt; a stopped one none when its lease was lost on its last attempt (the hub
+    fails it). A draining agent's tasks go back without an attempt spent: they keep it."""
+
+    def keep(stopped: bool) -> bool:
+        if task.id in bucket.aborted:
+            return False
+        if not stopped:
+            return not task.last_attempt
+        return not (task.last_attempt and bucket.lost)
+
+    return keep
+
+
+@dataclass
+class _Moving:
+    """A bucket's running transfer: one task's (``task_id``), or a whole bucket of small
+    files (''), which is stopped as a whole (an abort only skips its task)."""
+
+    task_id: str
+    runner: asyncio.Task[Any]
+    why: str = ""  # why it was stopped
+
+
+class TransferRunner:
+    """Runs transfer buckets with ``service``'s mover, at most ``slots`` at once."""
+
+    kind = BucketKind.TRANSFER
+
+    def __init__(self, service: TransferService, slots: int, hub: HubClient) -> None:
+        self.service = service
+        self.slots = slots
+        self.hub = hub  # a folder's files are listed to it: each becomes a task
+        self._moving: dict[str, _Moving] = {}  # by bucket id
+
+    @classmethod
+    def build(cls, config: AgentConfig, data_dir: Path, hub: HubClient,
+              checkin: Checkin) -> TransferRunner:
+        """The runner and the endpoint that serves this agent's shares (``checkin``: one
+        check-in now, for a share a peer names that the endpoint does not know yet)."""
+        return cls(TransferService(config, data_dir, checkin), config.transfer_slots, hub)
+
+    def free(self, held: Sequence[Held]) -> ClaimRequest:
+        return ClaimRequest(lanes=[], slots=max(0, self.slots - len(held)))
+
+    def progress(self) -> dict[str, Progress]:
+        """Running transfer tasks' bytes, for the heartbeat."""
+        return self.service.mover.progress()
+
+    def stop(self, bucket: Held, reason: str, task_id: str | None = None) -> None:
+        moving = self._moving.get(bucket.work.id)
+        if moving is not None and task_id in (None, moving.task_id):
+            moving.why = reason
+            moving.runner.cancel()
+
+    async def close(self) -> None:
+        """Nothing to let go of: the endpoint stops with the agent, after the outbox."""
+
+    async def run(self, bucket: Held, reporter: Reporter) -> int | None:
+        """Transfer tasks on the event loop (the bytes move on threads): one after the
+        other, or a bucket of small files together. Returns how many were taken."""
+        work = bucket.work
+        if len(work.tasks) > 1 and all(t.transfer is not None for t in work.tasks):
+            return await self._run_small(bucket, reporter)
+        taken = 0
+        for task in work.tasks:
+            if bucket.stopping:
+                break
+            taken += 1
+            started = time.time()
+            if task.id in bucket.aborted:
+                outcome = Outcome(status="aborted", exit_code=None,
+                                  message="aborted before it started", started=started,
+                                  ended=started)
+            else:
+                reporter.started(work, task, started)
+                outcome = await self._transfer(bucket, task, started)
+            bucket.ended.add(task.id)
+            if not bucket.lost:
+                reporter.finished(work, task, outcome)
+        return taken
+
+    async def _transfer(self, bucket: Held, task: TaskWork, started: float) -> Outcome:
+        def failed(message: str) -> Outcome:
+            return Outcome(status="failed", exit_code=None, message=message, started=started,
+                           ended=time.time())
+
+        if task.transfer is None:
+            return failed("this agent runs no transfer endpoint (transfer: false)")
+
+        async def expand(files: list[ListedFile]) -> None:  # a folder: a task per file
+            await self.hub.request("POST", "/agent/expand", ExpandRequest(
+                bucket_id=bucket.work.id, task_id=task.id, files=files), ExpandResponse)
+
+        moving = _Moving(task.id, asyncio.create_task(self.service.mover.run_task(
+            task.id, task.transfer, expand, keep_part(bucket, task))))
+        self._moving[bucket.work.id] = moving
+        try:
+            summary, size = await moving.runner
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # we are being stopped, not the transfer
+            return Outcome(status="aborted", exit_code=None, message=moving.why,
+                           started=started, ended=time.time())
+        except (TransferError, ApiError) as exc:
+            return failed(str(exc))
+        except Exception as exc:
+            log.exception("transfer failed in the agent", task=task.id)
+            return failed(f"the agent failed while running it: {exc}")
+        finally:
+            self._moving.pop(bucket.work.id, None)
+        text = summary + "\n"
+        return Outcome(status="done", exit_code=0, message="", started=started,
+                       ended=time.time(), log_tail=text, log_size=len(text.encode()), size=size)
+
+    async def _run_small(self, bucket: Held, reporter: Reporter) -> int:
+        """A bucket of small files, many to a request. The files of each request are
+        reported together, when it ends; what was never sent is reported aborted (if it
+        was) or handed back (a stopping bucket)."""
+        work = bucket.work
+        started = iso(time.time())
+        sent = 0
+
+        def done(results: list[tuple[str, Landed | TransferError]]) -> None:
+            nonlocal sent
+            bucket.ended.update(task_id for task_id, _ in results)
+            if bucket.lost or not results:
+                return
+            files = [FileResult(task_id=task_id, size=r.size, hash=r.hash)
+                     if isinstance(r, Landed) else FileResult(task_id=task_id,
+                                                              message=str(r)[:4096])
+                     for task_id, r in results]
+            reporter.files(work, sent, started, files)
+            sent += 1
+
+        tasks = {t.id: t for t in work.tasks}
+        moving = _Moving("", asyncio.create_task(self.service.mover.run_small(
+            [(t.id, t.transfer) for t in work.tasks if t.transfer is not None], done,
+            lambda task_id: not bucket.stopping and task_id not in bucket.aborted,
+            lambda task_id: keep_part(bucket, tasks[task_id]))))
+        self._moving[work.id] = moving
+        failure = ""
+        try:
+            await moving.runner
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+        except Exception as exc:
+            log.exception("small-file bucket failed in the agent", bucket=work.id)
+            failure = f"the agent failed while running it: {exc}"
+        finally:
+            self._moving.pop(work.id, None)
+        left = [t for t in work.tasks if t.id not in bucket.ended]
+        if failure:
+            done([(t.id, TransferError(failure)) for t in left])
+        now = time.time()
+        for task in left:
+            if not failure and task.id in bucket.aborted:
+                bucket.ended.add(task.id)
+                if not bucket.lost:
+                    reporter.finished(work, task, Outcome(
+                        status="aborted", exit_code=None, message="aborted before it started",
+                        started=now, ended=now))
+        if not bucket.lost:
+            reporter.handed_back(work, [t for t in work.tasks if t.id not in bucket.ended],
+                                 bucket.stopping or "stopped")
+        return len(work.tasks)
