@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.config import AgentConfig
 from core import config as configfile
@@ -15,6 +16,13 @@ from core.errors import ConfigError
 from core.lifecycle import Service
 from core.paths import InstancePaths, Kind
 from protocol import ClientType
+
+if TYPE_CHECKING:
+    from agent.daemon import Agent
+
+# the daemon (aiohttp, its loops) is loaded only by the command that runs an agent: every
+# ``ferry`` command builds its parser from this module
+DAEMON = "agent.daemon"
 
 
 class AgentKind:
@@ -61,9 +69,8 @@ class AgentKind:
 
     def service(self, loaded: configfile.Loaded[Any], paths: InstancePaths, system: bool,
                 on_ready: Callable[[dict[str, Any]], None]) -> Service:
-        from agent.daemon import Agent
-
-        return Agent(loaded.config, paths.name, paths.data_dir,
+        agent: type[Agent] = importlib.import_module(DAEMON).Agent
+        return agent(loaded.config, paths.name, paths.data_dir,
                      client_type=ClientType.SERVER if system else ClientType.USER_SERVER,
                      config_dir=loaded.file.parent, on_ready=on_ready)
 

@@ -15,6 +15,11 @@ from pathlib import Path
 
 import psutil
 
+from core.paths import roots
+
+if sys.platform == "win32":
+    import winreg
+
 # interface names of bridges, tunnels and containers, on every OS
 _VIRTUAL_NAMES = re.compile(
     r"^(lo|docker|br-|veth|virbr|vmnet|vboxnet|tun|tap|utun|awdl|llw|bridge|zt|wg|tailscale|"
@@ -71,8 +76,6 @@ def _platform_machine_id() -> str | None:
         return found.group(1) if found else None
     if sys.platform == "win32":
         try:
-            import winreg
-
             with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE,  # type: ignore[attr-defined,unused-ignore]
                                 r"SOFTWARE\Microsoft\Cryptography") as key:
                 return str(winreg.QueryValueEx(key, "MachineGuid")[0])  # type: ignore[attr-defined,unused-ignore]
@@ -83,8 +86,6 @@ def _platform_machine_id() -> str | None:
 
 def fallback_dirs() -> list[Path]:
     """Where a made-up machine id is kept: machine-wide first, then the user's data folder."""
-    from core.paths import roots
-
     return [roots(True).data, roots(False).data]
 
 
