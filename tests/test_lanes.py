@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lanes import Outcome, SubprocessLane, TaskRun, cspawn
+from lanes import Outcome, TaskRun, cspawn
+from lanes.subprocess import SubprocessLane
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux lanes")
 
