@@ -49,9 +49,10 @@ class StatusServer:
         app[SECTIONS] = self.sections
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/status.json", status_json)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=1)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []
         if sockets:
