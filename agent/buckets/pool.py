@@ -47,6 +47,7 @@ class BucketPool:
         self._freed = {kind: asyncio.Event() for kind in self.runners}
         self._runs = Supervisor("buckets")
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._draining = False
 
     # -- what is free
     def free(self, kind: BucketKind) -> ClaimRequest:
@@ -69,10 +70,11 @@ class BucketPool:
             log.error("hub gave a bucket of a kind this agent does not run", bucket=bucket.id,
                       kind=str(bucket.kind))
             return
-        if self._runs.closed:  # a claim answered as the agent stopped: the stop's reset hands it back
-            log.warning("a bucket came as the agent stops; not started", bucket=bucket.id)
+        if self._runs.closed:  # after the drain: the stop's reset hands it back
+            log.warning("a bucket came as the agent stopped; not started", bucket=bucket.id)
             return
-        held = Held(bucket)
+        # a claim answered as the drain began: its tasks go back unstarted
+        held = Held(bucket, stopping=Stop.DRAINING if self._draining else None)
         self.held[bucket.id] = held
         self.holding.set()
         self.idle.clear()
@@ -132,6 +134,7 @@ class BucketPool:
         """Start nothing new, let running tasks finish until ``deadline`` (monotonic) or
         ``forced``, then stop them; everything unfinished is handed back to the hub. Then
         the runners close, and a run that still would not end is cancelled."""
+        self._draining = True
         for held in self.held.values():
             held.stopping = held.stopping or Stop.DRAINING
         pending: set[asyncio.Future[Any]] = set(self._running.values())

@@ -152,3 +152,18 @@ async def test_the_drain_lets_tasks_end_until_its_deadline_then_stops_them(
     assert {"b1/end", "b2/end"} <= set(sent)
     pool.hold(bucket("b3"))  # a claim answered as the agent stopped: not started
     assert not pool.held
+
+
+async def test_a_bucket_that_comes_as_the_drain_begins_goes_back_unstarted(
+        pool: BucketPool, runner: StepRunner, outbox: Outbox) -> None:
+    pool.hold(bucket("b1", tasks=1))
+    await runner.started()
+    draining = asyncio.create_task(pool.drain(time.monotonic() + 5, asyncio.Event()))
+    await asyncio.sleep(0)
+    pool.hold(bucket("b2", tasks=2, lane="lane-2"))  # a claim's answer, late
+    runner.step()
+    await draining
+    sent = await reports(outbox)
+    assert [sent[f"b2/b2-t{n}/end"]["message"] for n in (1, 2)] == \
+        ["handed back unstarted (draining)"] * 2
+    assert "b2/end" in sent
