@@ -11,6 +11,9 @@ serving agent, for as long as its task may need (6 hours for a transfer task).
     ticket = issue(key, TicketScope(server=..., share=..., path="a/b.mov", op="read",
                                     job=..., task=...), ttl=300)
     claims = verify(public_key, ticket, server=my_id, share=..., path=..., op="read")
+
+An agent holds the public key as its 32 bytes (``PublicKey``); cryptography, which weighs
+6 MiB in a process, is loaded with the first ticket it checks, not when it enrolls.
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from core.errors import FerryError
+
+if TYPE_CHECKING:  # the hub's signing key; agents never hold one
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 Op = Literal["read", "write"]
 SKEW = 30.0  # seconds of clock difference forgiven between the hub and an agent
@@ -61,19 +64,55 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+class PublicKey:
+    """The hub's Ed25519 public key as an agent holds it: its 32 raw bytes."""
+
+    __slots__ = ("_key", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        if len(raw) != 32:
+            raise ValueError(f"not an Ed25519 public key: {len(raw)} bytes, not 32")
+        self.raw = raw
+        self._key: object = None
+
+    def verify(self, signature: bytes, payload: bytes) -> bool:
+        """Is ``signature`` the hub's over ``payload``?"""
+        if self._key is None:
+            # cryptography is loaded with the first ticket checked (see the module's text)
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+                Ed25519PublicKey,
+            )
+
+            try:
+                self._key = Ed25519PublicKey.from_public_bytes(self.raw)
+            except ValueError:
+                return False
+        from cryptography.exceptions import InvalidSignature  # noqa: PLC0415 - loaded above
+
+        try:
+            self._key.verify(signature, payload)  # type: ignore[attr-defined]
+        except InvalidSignature:
+            return False
+        return True
+
+
 def private_key(seed: bytes) -> Ed25519PrivateKey:
     """The hub's key from its 32-byte seed (kept with its other secrets)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415 - hub only
+        Ed25519PrivateKey,
+    )
+
     return Ed25519PrivateKey.from_private_bytes(seed)
 
 
 def public_key_text(key: Ed25519PrivateKey) -> str:
     """The public half, as agents receive it."""
-    return _b64(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+    return _b64(key.public_key().public_bytes_raw())
 
 
-def public_key(text: str) -> Ed25519PublicKey:
+def public_key(text: str) -> PublicKey:
     try:
-        return Ed25519PublicKey.from_public_bytes(_unb64(text))
+        return PublicKey(_unb64(text))
     except (ValueError, binascii.Error) as exc:
         raise ValueError(f"not an Ed25519 public key: {exc}") from None
 
@@ -85,7 +124,7 @@ def issue(key: Ed25519PrivateKey, scope: TicketScope, ttl: float, now: float | N
     return f"{_b64(payload)}.{_b64(key.sign(payload))}"
 
 
-def read(key: Ed25519PublicKey, ticket: str, now: float | None = None) -> TicketScope:
+def read(key: PublicKey, ticket: str, now: float | None = None) -> TicketScope:
     """The scope of a genuine, unexpired ticket; ``TicketRefused`` otherwise."""
     if not isinstance(ticket, str) or len(ticket) > MAX_TICKET or ticket.count(".") != 1:
         raise TicketRefused("malformed ticket")
@@ -94,10 +133,8 @@ def read(key: Ed25519PublicKey, ticket: str, now: float | None = None) -> Ticket
         payload, signature = _unb64(payload_text), _unb64(signature_text)
     except (ValueError, binascii.Error):
         raise TicketRefused("malformed ticket") from None
-    try:
-        key.verify(signature, payload)
-    except InvalidSignature:
-        raise TicketRefused("forged ticket: the signature is not the hub's") from None
+    if not key.verify(signature, payload):
+        raise TicketRefused("forged ticket: the signature is not the hub's")
     try:
         scope = msgspec.json.decode(payload, type=TicketScope)
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -110,7 +147,7 @@ def read(key: Ed25519PublicKey, ticket: str, now: float | None = None) -> Ticket
     return scope
 
 
-def verify(key: Ed25519PublicKey, ticket: str, *, server: str, share: str, path: str | None,
+def verify(key: PublicKey, ticket: str, *, server: str, share: str, path: str | None,
            op: Op, now: float | None = None) -> TicketScope:
     """``read``, and that the ticket covers this request: this server, share, path and
     direction. A folder ticket (``tree``) covers what is below its path. ``path`` None

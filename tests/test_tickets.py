@@ -79,3 +79,24 @@ def test_bad_public_keys_are_refused() -> None:
 
 def _fields(scope: TicketScope) -> dict[str, object]:
     return {f: getattr(scope, f) for f in scope.__struct_fields__}
+
+
+def test_a_key_that_is_no_curve_point_refuses_every_ticket() -> None:
+    # 32 bytes pass the length check at enrolment; the curve is checked with the first ticket
+    ticket = tickets.issue(KEY, TicketScope(server="s", share="sh", path="a", op="read",
+                                            job="j", task="t"), ttl=60)
+    odd = tickets.PublicKey(b"\xff" * 32)
+    with pytest.raises(TicketRefused, match="forged"):
+        tickets.read(odd, ticket)
+
+
+def test_checking_no_ticket_loads_no_cryptography() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from protocol import tickets; "
+            "tickets.public_key(tickets._b64(bytes(32))); "
+            "print(sorted(m for m in sys.modules if m.startswith('cryptography')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

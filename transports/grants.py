@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from protocol import tickets
 from protocol.paths import PathRefused, join, share_parts
@@ -29,7 +28,7 @@ class Grants:
     """The shares of the server with client id ``server_id``, and who may use them."""
 
     server_id: str
-    ticket_key: Ed25519PublicKey | None  # None: not enrolled yet, every ticket is refused
+    ticket_key: tickets.PublicKey | None  # None: not enrolled yet, every ticket is refused
     shares: dict[str, Share] = field(default_factory=dict)
     # asks the hub for this agent's shares now: a share made a moment ago is served at once
     refresh: Callable[[], Awaitable[None]] | None = None

@@ -14,21 +14,44 @@ import hashlib
 import os
 import socket
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
+import structlog
+
+log = structlog.get_logger("transports.tls")
 
 KEY_FILE = "transfer-key.pem"
 CERT_FILE = "transfer-cert.pem"
 
 
 def ensure_identity(folder: Path, name: str) -> tuple[Path, Path]:
-    """The key and certificate files in ``folder``, made if missing."""
+    """The key and certificate files in ``folder``, made if missing.
+
+    They are made by a short-lived child process (``python -m transports.tls``): the agent
+    that serves for months never loads cryptography (6 MiB resident) for a one-time job.
+    Where no child can be started (a frozen Windows service host), they are made here.
+    """
     key_path, cert_path = folder / KEY_FILE, folder / CERT_FILE
     if key_path.exists() and cert_path.exists():
         return key_path, cert_path
+    try:
+        subprocess.run([sys.executable, "-m", "transports.tls", str(folder), name], check=True,
+                       capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.info("making the TLS identity in this process", reason=str(exc)[:200])
+    if not (key_path.exists() and cert_path.exists()):
+        make_identity(folder, name)
+    return key_path, cert_path
+
+
+def make_identity(folder: Path, name: str) -> tuple[Path, Path]:
+    """A new key and self-signed certificate in ``folder`` (replacing any there)."""
+    key_path, cert_path = folder / KEY_FILE, folder / CERT_FILE
     folder.mkdir(parents=True, exist_ok=True)
-    # cryptography (6 MiB resident) is loaded only on the one start that makes the identity
+    # cryptography is loaded only by the process that makes the identity
     from cryptography import x509  # noqa: PLC0415
     from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
     from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
@@ -83,3 +106,7 @@ def pin(fingerprint_hex: str) -> aiohttp.Fingerprint:
     except ValueError:
         raise ValueError(f"not a SHA-256 fingerprint: {fingerprint_hex!r}") from None
     return aiohttp.Fingerprint(digest)
+
+
+if __name__ == "__main__":  # python -m transports.tls FOLDER NAME (ensure_identity's child)
+    make_identity(Path(sys.argv[1]), sys.argv[2])
