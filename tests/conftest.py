@@ -47,15 +47,24 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 ON_POSTGRES = os.environ.get("FERRY_TEST_DB") == "postgresql"
 
 
+# fixtures that start hub or agent processes: a test using one is "slow" (`-m "not slow"`
+# runs the fast ones alone: units, and the agent's loops against the in-process fake hub)
+PROCESSES = {"start_hub", "start_agent"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """In the PostgreSQL round only the tests whose hubs keep their data in a database of
-    the round run again: those that start hubs through ``start_hub`` (``hub``, ``session``
-    and the fixtures built on them), ask for ``postgres_url``, or are marked
+    """Mark the tests that start processes ``slow``. Then, in the PostgreSQL round, only the
+    tests whose hubs keep their data in a database of the round run again: those that start
+    hubs through ``start_hub`` (``hub``, ``session`` and the fixtures built on them), ask
+    for ``postgres_url``, or are marked
     ``hub_database`` (hubs of their own that honour FERRY_TEST_DB). The others (lanes,
     transports, the servers database, service units, the CLI's and the demo's own hubs)
     would run exactly as in the SQLite round, and are skipped saying so; so are those
     marked ``one_round`` (what they test is the agent's, or their hubs are on PostgreSQL
     in both rounds), to keep CI's two rounds within their time."""
+    for item in items:
+        if PROCESSES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     if not ON_POSTGRES:
         return
     again = {"start_hub", "postgres_url"}

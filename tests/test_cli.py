@@ -14,10 +14,13 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 import yaml
 
 from hub import Session
 from tests.helpers import ROOT_PASSWORD, ferry, wait_for
+
+pytestmark = pytest.mark.slow  # runs `ferry` processes
 
 
 def config_dir(env: dict[str, str], kind: str) -> Path:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import ferry
+
+pytestmark = pytest.mark.slow  # runs `ferry` processes
 
 
 def test_demo(env: dict[str, str]) -> None:

@@ -15,6 +15,8 @@ import pytest
 from ferry.cli import build_parser
 from tests.helpers import Hub, ferry, free_port, wait_for
 
+pytestmark = pytest.mark.slow  # runs `ferry` processes
+
 
 @pytest.fixture
 def cli_env(env: dict[str, str]) -> dict[str, str]:
