@@ -17,7 +17,7 @@ from agent.hubclient import HubClient, Retryable
 from agent.orgkey import OrgKey
 from agent.pins import Pins
 from core.errors import ApiError
-from protocol import EnrollResponse, OrganizationKeyRequest, sealing
+from protocol import EnrollResponse, OrganizationKeyRequest, routes, sealing
 
 log = structlog.get_logger("agent.orgkey")
 
@@ -72,9 +72,8 @@ async def settle(key: OrgKey, hub: HubClient, answer: EnrollResponse, pins: Pins
         return
     if not published:
         try:
-            await hub.request("POST", "/agent/organization_key",
-                              OrganizationKeyRequest(public_key=mine), dict,
-                              attempts=PUBLISH_ATTEMPTS)
+            await hub.call(routes.ORGANIZATION_KEY, OrganizationKeyRequest(public_key=mine),
+                           attempts=PUBLISH_ATTEMPTS)
         except (ApiError, Retryable) as exc:  # another node published first, or no hub
             key.fail(f"could not publish the organization's public key: {exc}")
             return

@@ -43,7 +43,7 @@ from protocol import (
     EnrollRequest,
     EnrollResponse,
     ResetRequest,
-    ResetResponse,
+    routes,
 )
 
 if TYPE_CHECKING:
@@ -219,8 +219,7 @@ class Agent(Service):
         # ...then whatever the hub still thinks we hold is stale (we run nothing yet), but
         # for the runs whose containers outlived the earlier run: those are adopted
         keep = await parts.docker.start(parts.pool) if parts.docker is not None else []
-        answer = await parts.hub.request("POST", "/agent/reset", ResetRequest(
-            reason="restarted", keep=keep), ResetResponse)
+        answer = await parts.hub.call(routes.RESET, ResetRequest(reason="restarted", keep=keep))
         if keep:
             log.info("adopted runs an earlier run left running", buckets=len(keep))
         if answer.released:
@@ -256,9 +255,8 @@ class Agent(Service):
         if parts.outbox.ready and await parts.sender.drain(0.5 if self.force_exit else 10.0):
             # nothing owed: anything still leased to us (a claim cut short) goes back
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(parts.hub.request(
-                    "POST", "/agent/reset", ResetRequest(reason="stopped"),
-                    ResetResponse, attempts=1), timeout=3)
+                await asyncio.wait_for(parts.hub.call(
+                    routes.RESET, ResetRequest(reason="stopped"), attempts=1), timeout=3)
         await parts.hub.goodbye()
         await parts.hub.close()
         await parts.hub_status.close()

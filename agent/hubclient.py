@@ -37,11 +37,15 @@ from protocol import (
     CheckinResponse,
     EnrollRequest,
     EnrollResponse,
+    routes,
 )
 from protocol.http import parse_retry_after
+from protocol.routes import Endpoint, Nothing
 
 log = structlog.get_logger("agent.hub")
 T = TypeVar("T")
+Req = TypeVar("Req")
+Ans = TypeVar("Ans")
 FAILOVER_AFTER = 2  # transport failures in a row that make a hub unavailable
 
 
@@ -200,7 +204,7 @@ class HubClient:
         self._last_probe = time.monotonic()
         first = self.hubs[0]
         try:
-            async with self.session.get(f"{first.url}{API_PREFIX}/version",
+            async with self.session.get(f"{first.url}{API_PREFIX}{routes.VERSION.path}",
                                         timeout=aiohttp.ClientTimeout(total=3)) as resp:
                 back = resp.status == 200
         except (aiohttp.ClientError, TimeoutError):
@@ -251,6 +255,14 @@ class HubClient:
                 return await self._authorized(method, path, body, kind)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def call(self, endpoint: Endpoint[Req, Ans], body: Req, *,
+                   attempts: int | None = None) -> Ans:
+        """Call one of the hub's endpoints (``protocol.routes``) as this client, retrying as
+        the module says; the answer comes back as the endpoint's answer type."""
+        return await self.request(endpoint.method, endpoint.path,
+                                  None if isinstance(body, Nothing) else body, endpoint.answer,
+                                  attempts=attempts)
+
     async def _authorized(self, method: str, path: str, body: Any, kind: type[T]) -> T:
         await self._maybe_fail_back()
         token = self._token or await self._enroll(None)
@@ -267,8 +279,9 @@ class HubClient:
             if self._token is not None and self._token != stale:
                 return self._token  # another task enrolled meanwhile
             try:
-                answer = await self._once("POST", "/agent/enroll", self._enroll_request(),
-                                          EnrollResponse, None)
+                answer = await self._once(routes.ENROLL.method, routes.ENROLL.path,
+                                          self._enroll_request(),
+                                          routes.ENROLL.answer, None)
             except ApiError as exc:
                 if exc.status in (401, 403, 409, 422):
                     raise EnrollmentError(f"the hub refused to enroll this agent: "
@@ -291,8 +304,11 @@ class HubClient:
             with attempt:
                 await self._enroll(self._token)
 
-    async def upload(self, path: str, file: Path, params: dict[str, str]) -> None:
-        """Stream a file as the body of a POST, with the same retries as ``request``."""
+    async def upload(self, endpoint: Endpoint[bytes, Any], file: Path, query: dict[str, str],
+                     **params: str) -> None:
+        """Stream a file as the body of ``endpoint`` (its path ``params`` filled in, ``query``
+        added), with the same retries as ``call``."""
+        path = endpoint.at(**params)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, Retryable)),
             wait=RetryAfterWait(self._retry_max_delay), stop=stop_never,
@@ -302,11 +318,11 @@ class HubClient:
                 await self._maybe_fail_back()
                 token = self._token or await self._enroll(None)
                 try:
-                    await self._stream(path, file, params, token)
+                    await self._stream(path, file, query, token)
                 except ApiError as exc:
                     if exc.status != 401:
                         raise
-                    await self._stream(path, file, params, await self._enroll(token))
+                    await self._stream(path, file, query, await self._enroll(token))
 
     async def _stream(self, path: str, file: Path, params: dict[str, str], token: str) -> None:
         headers = {"Authorization": f"Bearer {token}",
@@ -326,14 +342,15 @@ class HubClient:
         _raise_for(resp, raw)
 
     async def checkin(self, body: CheckinRequest) -> CheckinResponse:
-        return await self.request("POST", "/agent/checkin", body, CheckinResponse)
+        return await self.call(routes.CHECKIN, body)
 
     async def goodbye(self) -> None:
         """Tell the hub we are stopping; one quick try, failure is fine."""
         if self._token is None:
             return
         try:
-            await asyncio.wait_for(self._once("POST", "/agent/goodbye", None, dict, self._token),
+            await asyncio.wait_for(self._once(routes.GOODBYE.method, routes.GOODBYE.path, None,
+                                              routes.GOODBYE.answer, self._token),
                                    timeout=3)
         except (Retryable, ApiError, TimeoutError) as exc:
             log.info("goodbye not delivered", error=str(exc))

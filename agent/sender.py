@@ -18,7 +18,7 @@ import structlog
 from agent.hubclient import HubClient, Retryable
 from agent.outbox import Item, Outbox
 from core.errors import ApiError
-from protocol import Report, ReportRequest, ReportResponse, TaskReport
+from protocol import Report, ReportRequest, TaskReport, routes
 
 log = structlog.get_logger("agent.sender")
 
@@ -114,9 +114,8 @@ class OutboxSender:
         rest goes on; any other 4xx is about the request as a whole and is raised, and
         the reports stay in the outbox."""
         try:
-            answer = await self.hub.request("POST", "/agent/report",
-                                            ReportRequest(items=[r for _, r in chunk]),
-                                            ReportResponse)
+            answer = await self.hub.call(routes.REPORT,
+                                         ReportRequest(items=[r for _, r in chunk]))
         except ApiError as exc:
             if exc.status not in (413, 422):
                 raise
@@ -142,8 +141,8 @@ class OutboxSender:
         path = Path(info["path"])
         if await asyncio.to_thread(path.exists):
             try:
-                await self.hub.upload(f"/agent/log/{info['task_id']}", path,
-                                      {"bucket": info["bucket_id"]})
+                await self.hub.upload(routes.UPLOAD_LOG, path, {"bucket": info["bucket_id"]},
+                                      task=info["task_id"])
             except ApiError as exc:  # lease lost or task gone: nobody wants this log
                 log.warning("hub refused a log", task=info["task_id"], error=exc.message)
         await self.outbox.ack([item.id])

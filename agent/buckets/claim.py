@@ -19,7 +19,7 @@ from agent.hubclient import HubClient
 from agent.state import AgentState
 from core.errors import ApiError
 from core.lifecycle import until_stopped
-from protocol import BucketKind, ClaimResponse
+from protocol import BucketKind, routes
 
 log = structlog.get_logger("agent.work")
 
@@ -55,9 +55,8 @@ class ClaimLoop:
                 # or an answer (and its leases) could be lost to our own time-out
                 timeout = self.hub.request_timeout
                 wait = min(CLAIM_WAIT, max(timeout - 5.0, timeout / 2))
-                answer = await until_stopped(stop, self.hub.request(
-                    "POST", "/agent/claim", msgspec.structs.replace(free, wait=wait),
-                    ClaimResponse))
+                answer = await until_stopped(stop, self.hub.call(
+                    routes.CLAIM, msgspec.structs.replace(free, wait=wait)))
             except ApiError as exc:
                 log.error("hub refused the claim", error=str(exc))
                 await until_stopped(stop, asyncio.sleep(REFUSED_PAUSE))

@@ -18,7 +18,7 @@ from agent.buckets.pool import BucketPool
 from agent.hubclient import HubClient, Retryable
 from core.errors import ApiError
 from core.lifecycle import until_stopped
-from protocol import HeartbeatRequest, HeartbeatResponse, Progress
+from protocol import HeartbeatRequest, Progress, routes
 
 log = structlog.get_logger("agent.work")
 
@@ -49,11 +49,11 @@ class HeartbeatLoop:
             if not held:
                 continue
             try:
-                answer = await self.hub.request(
-                    "POST", "/agent/heartbeat", HeartbeatRequest(
+                answer = await self.hub.call(
+                    routes.HEARTBEAT, HeartbeatRequest(
                         buckets=held, progress=self.progress() if self.progress else {},
                         logs=self.output() if self.output else {}),
-                    HeartbeatResponse, attempts=ATTEMPTS)
+                    attempts=ATTEMPTS)
             except (Retryable, ApiError) as exc:
                 log.warning("heartbeat failed; leases run on until the hub is back",
                             error=str(exc))

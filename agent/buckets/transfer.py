@@ -29,11 +29,11 @@ from protocol import (
     BucketKind,
     ClaimRequest,
     ExpandRequest,
-    ExpandResponse,
     FileResult,
     ListedFile,
     Progress,
     TaskWork,
+    routes,
 )
 from transports.chunks import TransferError
 from transports.client import Landed
@@ -134,8 +134,8 @@ class TransferRunner:
             return failed("this agent runs no transfer endpoint (transfer: false)")
 
         async def expand(files: list[ListedFile]) -> None:  # a folder: a task per file
-            await self.hub.request("POST", "/agent/expand", ExpandRequest(
-                bucket_id=bucket.work.id, task_id=task.id, files=files), ExpandResponse)
+            await self.hub.call(routes.EXPAND, ExpandRequest(
+                bucket_id=bucket.work.id, task_id=task.id, files=files))
 
         moving = _Moving(task.id, asyncio.create_task(self.service.mover.run_task(
             task.id, task.transfer, expand, keep_part(bucket, task))))

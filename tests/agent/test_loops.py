@@ -156,3 +156,12 @@ async def test_bad_answers_from_the_hub_are_retried_not_fatal(hub: FakeHub,
     hub.handlers["checkin"] = garbled
     async with running(config(hub), tmp_path):
         await hub.wait_for(lambda: len(hub.checkins) >= 1 and calls["n"] >= 3)
+
+
+async def test_a_long_log_is_uploaded_whole(hub: FakeHub, tmp_path: Path) -> None:
+    bucket = hub.lease([PY, "-c", "print('x' * 10000)"])
+    (task,) = bucket.tasks
+    async with running(config(hub), tmp_path):
+        await hub.wait_for(lambda: task.id in hub.logs)
+    assert hub.logs[task.id].strip() == b"x" * 10000
+    assert len(hub.task_report(task.id, "done").log_tail) <= 4096 + 1
