@@ -16,12 +16,15 @@ folders for a user). Nothing here touches the disk until asked.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import platformdirs
+
+from core.errors import ConfigError, InstanceError
 
 Kind = Literal["hub", "agent"]
 APP = "ferry"
@@ -114,3 +117,36 @@ def instance_paths(kind: Kind, name: str, system: bool, config: Path | None = No
 def config_dirs(kind: Kind) -> list[tuple[str, Path]]:
     """The folders ``list`` scans: system first, then user."""
     return [("system", roots(True).config / kind), ("user", roots(False).config / kind)]
+
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_name(name: str) -> str:
+    """An instance name (``--name``), or ConfigError saying what a name may be."""
+    if not NAME.match(name):
+        raise ConfigError(f"invalid --name {name!r}: use up to 64 letters, digits, '.', '_' "
+                          "and '-', starting with a letter or digit")
+    return name
+
+
+def find_instance(kind: Kind, name: str | None, system: bool | None,
+                  config: Path | None) -> InstancePaths:
+    """The instance the flags ``--name``, ``--system``/``--user`` and ``--config`` point at:
+    by name, by its config file's name, or the only one configured at that level."""
+    system = default_system() if system is None else bool(system)
+    config = config.expanduser() if config else None
+    if name:
+        return instance_paths(kind, check_name(name), system, config)
+    if config is not None:
+        return instance_paths(kind, check_name(config.stem), system, config)
+    level = "system" if system else "user"
+    folder = dict(config_dirs(kind))[level]
+    names = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    if len(names) == 1:
+        return instance_paths(kind, names[0], system)
+    if not names:
+        raise InstanceError(f"no {kind} is configured at {level} level ({folder}); "
+                            f"create one with 'ferry {kind} new'")
+    raise InstanceError(f"several {kind}s are configured ({', '.join(names)}); "
+                        "choose one with --name")

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +24,15 @@ from core.errors import ConfigError, FerryError, InstanceError
 from core.lifecycle import Service
 from core.logs import LoggingConfig
 from core.logs import setup as setup_logging
-from core.paths import InstancePaths, Kind, config_dirs, default_system, instance_paths
+from core.paths import (
+    InstancePaths,
+    Kind,
+    check_name,
+    config_dirs,
+    default_system,
+    find_instance,
+    instance_paths,
+)
 from ferry import __version__
 from ferry.instances import (
     follow,
@@ -36,8 +43,6 @@ from ferry.instances import (
     stop,
     write_runtime,
 )
-
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class KindSpec(Protocol):
@@ -77,31 +82,9 @@ def _system(args: argparse.Namespace) -> bool:
     return default_system() if args.system is None else bool(args.system)
 
 
-def _check_name(name: str) -> str:
-    if not NAME.match(name):
-        raise ConfigError(f"invalid --name {name!r}: use up to 64 letters, digits, '.', '_' "
-                          "and '-', starting with a letter or digit")
-    return name
-
-
 def resolve(spec: KindSpec, args: argparse.Namespace) -> InstancePaths:
     """The instance the flags point at."""
-    system = _system(args)
-    config = args.config.expanduser() if args.config else None
-    if args.name:
-        return instance_paths(spec.kind, _check_name(args.name), system, config)
-    if config is not None:
-        return instance_paths(spec.kind, _check_name(config.stem), system, config)
-    level = "system" if system else "user"
-    folder = dict(config_dirs(spec.kind))[level]
-    names = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
-    if len(names) == 1:
-        return instance_paths(spec.kind, names[0], system)
-    if not names:
-        raise InstanceError(f"no {spec.kind} is configured at {level} level ({folder}); "
-                            f"create one with 'ferry {spec.kind} new'")
-    raise InstanceError(f"several {spec.kind}s are configured ({', '.join(names)}); "
-                        "choose one with --name")
+    return find_instance(spec.kind, args.name, args.system, args.config)
 
 
 def _ask(interactive: bool) -> Callable[[str, str | None, bool], str]:
@@ -130,7 +113,7 @@ def cmd_new(spec: KindSpec, args: argparse.Namespace) -> int:
     name = args.name or (ask(f"name of the new {spec.kind}", None, False) if interactive else None)
     if not name:
         raise ConfigError("missing --name")
-    paths = instance_paths(spec.kind, _check_name(name), _system(args),
+    paths = instance_paths(spec.kind, check_name(name), _system(args),
                            args.config.expanduser() if args.config else None)
     if paths.config_file.exists() and not args.force:
         raise InstanceError(f"{paths.config_file} already exists (use --force to overwrite)")
