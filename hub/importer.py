@@ -33,11 +33,12 @@ from typing import Any
 import yaml
 from sqlalchemy import delete, select, update
 
-from core.errors import ApiError, FerryError
+from core.errors import FerryError
 from hub import permissions
 from hub.admin import AdminSession
 from hub.entities import entity
 from hub.entities.nodes import given_key
+from hub.errors import Invalid, Refusal
 from hub.jobs import docker_jobs
 from hub.keys import new_key
 from hub.runtime import Ctx
@@ -84,7 +85,7 @@ def entry(label: str) -> Iterator[None]:
     """Name the entry in whatever goes wrong inside."""
     try:
         yield
-    except ApiError as exc:
+    except Refusal as exc:
         raise ImportFailed(f"{label}: {exc.message}") from None
     except ImportFailed as exc:
         raise ImportFailed(f"{label}: {exc}") from None
@@ -203,8 +204,8 @@ class Importer:
             roles = sorted((await conn.execute(select(Role.id).where(
                 Role.name.in_(names)))).scalars())
         if len(roles) != len(set(names)):
-            raise ApiError(422, "unknown_role", f"unknown role in {names} (default roles: "
-                           f"{', '.join(permissions.DEFAULT_ROLES)})")
+            raise Invalid("unknown_role", f"unknown role in {names} (default roles: "
+                          f"{', '.join(permissions.DEFAULT_ROLES)})")
         wanted: dict[str, Any] = {"username": user["username"].strip(), "organization": org_id,
                                   "roles": roles}
         for key in ("firstname", "lastname", "email"):
@@ -215,7 +216,7 @@ class Importer:
         try:
             check_password_strength(password)
             weak = False
-        except ApiError:
+        except Invalid:
             weak = True
         if existing is None:
             # the API's checks for everything; a weak password is set below, to be changed

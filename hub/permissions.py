@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, delete, insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.errors import ApiError
+from hub.errors import Forbidden, Inconsistent
 from hub.storage.models import (
     Client,
     HubState,
@@ -201,17 +201,16 @@ class Caller:
         return None
 
     def need(self, resource: str, operation: str, scope: str) -> None:
-        """403 naming the missing rule, unless the caller holds it (or a wider one)."""
+        """``Forbidden`` naming the missing rule, unless the caller holds it (or a wider one)."""
         scopes = RESOURCES[resource]
         if scope not in scopes:  # e.g. "own" for a resource without owners: the next one up
             scope = next(s for s in scopes if SCOPES.index(s) >= SCOPES.index(scope))
         wider = scopes[scopes.index(scope):]
         if not any((resource, operation, s) in self.rules for s in wider):
             missing = (resource, operation, scope)
-            raise ApiError(403, "forbidden", f"missing rule: {rule_name(missing)}; "
-                           f"{self.kind} '{self.id}' may not {operation} this {resource}",
-                           {"field": None, "rule": {"resource": resource,
-                                                    "operation": operation, "scope": scope}})
+            raise Forbidden("forbidden", f"missing rule: {rule_name(missing)}; "
+                            f"{self.kind} '{self.id}' may not {operation} this {resource}",
+                            rule={"resource": resource, "operation": operation, "scope": scope})
 
     def holds(self, rules: Iterable[tuple[str, str, str]]) -> tuple[str, str, str] | None:
         """The first of ``rules`` the caller does not hold itself, or None."""
@@ -332,7 +331,7 @@ def _root_organization(conn: Connection) -> str:
 async def default_role(conn: AsyncConnection, name: str) -> str:
     found = (await conn.execute(select(Role.id).where(Role.name == name))).scalar()
     if found is None:
-        raise ApiError(500, "no_default_role", f"default role '{name}' is missing")
+        raise Inconsistent("no_default_role", f"default role '{name}' is missing")
     return str(found)
 
 

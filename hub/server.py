@@ -14,7 +14,7 @@ from aiohttp import web
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from core.errors import ApiError, ConfigError
+from core.errors import ConfigError
 from core.lifecycle import Service
 from core.version import VERSION
 from hub.app import make_app
@@ -22,6 +22,7 @@ from hub.checkins import CheckinWriter
 from hub.config import HubConfig
 from hub.entities.sites import DEFAULT_SITE
 from hub.entities.users import ROOT, ROOT_ROLE
+from hub.errors import Invalid
 from hub.permissions import ROOT_ORGANIZATION, role_id
 from hub.runtime import Runtime, build_runtime
 from hub.security import check_password_strength, hash_secret_async, new_password
@@ -120,7 +121,7 @@ class HubServer(Service):
             if given is not None:
                 try:
                     check_password_strength(given)
-                except ApiError as exc:
+                except Invalid as exc:
                     raise ConfigError(f"{ROOT_PASSWORD_ENV} is refused: {exc.message}") from None
                 password = given
             else:

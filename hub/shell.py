@@ -26,7 +26,9 @@ from typing import Any, TypeVar
 from core.errors import ApiError, FerryError
 from hub import permissions
 from hub.admin import AdminSession
+from hub.api.errors import as_api_error
 from hub.entities import entity
+from hub.errors import Refusal
 from hub.runtime import Ctx
 
 T = TypeVar("T")
@@ -79,7 +81,12 @@ class Runner:
         self.call(session.open())
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        """Run ``coro`` on the shell's loop. What the hub refuses raises as the API answers
+        it: an ``ApiError`` with its status, code and message."""
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        except Refusal as refusal:
+            raise as_api_error(refusal) from None
 
     def act(self, fn: Any, *args: Any) -> Any:
         """``fn(ctx, *args)`` in one transaction."""

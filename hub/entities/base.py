@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.errors import ApiError, QueryError
+from core.errors import QueryError
 from hub import permissions
 from hub.entities.paging import (
     EVERY,
@@ -32,6 +32,7 @@ from hub.entities.paging import (
     window,
 )
 from hub.entities.paging import AnySelect as AnySelect  # noqa: PLC0414 (entities import it from here)
+from hub.errors import Forbidden, Invalid, NotAllowed, NotFound
 from hub.query import Query
 from hub.query.fields import Context, Schema
 from hub.runtime import Ctx
@@ -46,7 +47,7 @@ _AT = re.compile(r" - at (?P<key>`key` in )?`\$\.?(?P<path>[^`]*)`$")
 _NAMED = re.compile(r"(?:unknown|missing required) field `([^`]+)`")
 
 
-def invalid(exc: msgspec.ValidationError, code: str = "invalid_body", prefix: str = "") -> ApiError:
+def invalid(exc: msgspec.ValidationError, code: str = "invalid_body", prefix: str = "") -> Invalid:
     """A 422 naming the field a msgspec validation error is about."""
     text = str(exc)
     at = _AT.search(text)
@@ -57,26 +58,24 @@ def invalid(exc: msgspec.ValidationError, code: str = "invalid_body", prefix: st
     field = ".".join(p for p in (prefix, field) if p) or None
     message = _AT.sub("", text)
     where = "a key of field" if at and at.group("key") else "field"
-    return ApiError(422, code, message + (f" ({where} '{field}')" if field else ""),
-                    {"field": field})
+    return Invalid(code, message + (f" ({where} '{field}')" if field else ""), field=field)
 
 
 def check_body(body: Any, entity: str, writable: Iterable[str], readable: Iterable[str],
                required: Iterable[str] = ()) -> dict[str, Any]:
     """Refuse anything but a mapping of writable fields, naming the first wrong one."""
     if not isinstance(body, dict):
-        raise ApiError(422, "invalid_body", f"body must be a JSON object of {entity} fields")
+        raise Invalid("invalid_body", f"body must be a JSON object of {entity} fields")
     writable = set(writable)
     for key in body:
         if key not in writable:
             if key in set(readable):
-                raise ApiError(422, "read_only", f"field '{key}' of {entity} cannot be set",
-                               {"field": key})
-            raise ApiError(422, "unknown_field", f"unknown field '{key}' for {entity} "
-                           f"(writable: {', '.join(sorted(writable))})", {"field": key})
+                raise Invalid("read_only", f"field '{key}' of {entity} cannot be set", field=key)
+            raise Invalid("unknown_field", f"unknown field '{key}' for {entity} "
+                          f"(writable: {', '.join(sorted(writable))})", field=key)
     for key in required:
         if key not in body:
-            raise ApiError(422, "missing_field", f"field '{key}' is required", {"field": key})
+            raise Invalid("missing_field", f"field '{key}' is required", field=key)
     return body
 
 
@@ -87,13 +86,12 @@ def expect(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...], wha
     if value is None and nullable:
         return None
     if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise ApiError(422, "wrong_type", f"field '{key}' must be {what}", {"field": key})
+        raise Invalid("wrong_type", f"field '{key}' must be {what}", field=key)
     if not isinstance(value, kind):
-        raise ApiError(422, "wrong_type", f"field '{key}' must be {what}, got "
-                       f"{type(value).__name__}", {"field": key})
+        raise Invalid("wrong_type", f"field '{key}' must be {what}, got "
+                      f"{type(value).__name__}", field=key)
     if isinstance(value, str) and max_length is not None and len(value) > max_length:
-        raise ApiError(422, "too_long", f"field '{key}' is longer than {max_length} characters",
-                       {"field": key})
+        raise Invalid("too_long", f"field '{key}' is longer than {max_length} characters", field=key)
     return value
 
 
@@ -101,7 +99,7 @@ def name_value(body: Mapping[str, Any], key: str = "name") -> str:
     value: str = expect(body, key, str, "a string")
     value = value.strip()
     if not value:
-        raise ApiError(422, "invalid_value", f"field '{key}' must not be empty", {"field": key})
+        raise Invalid("invalid_value", f"field '{key}' must not be empty", field=key)
     return value
 
 
@@ -199,13 +197,12 @@ class Entity:
         if allowed is not None and (await conn.execute(exists.where(allowed))).first():
             return
         if (await conn.execute(exists)).first() is None:
-            raise ApiError(404, "not_found", f"no {self.name} with id '{entity_id}'")
+            raise NotFound("not_found", f"no {self.name} with id '{entity_id}'")
         if allowed is None:  # global: any record that exists
             return
         if ctx.caller.group is not None:  # a run's token, outside its job group
-            raise ApiError(403, "forbidden", f"a run's token reaches only the jobs and tasks "
-                           f"of its own job group; this {self.name.lower()} is not one of them",
-                           {"field": None, "rule": None})
+            raise Forbidden("forbidden", f"a run's token reaches only the jobs and tasks "
+                            f"of its own job group; this {self.name.lower()} is not one of them")
         for scope in permissions.RESOURCES[resource]:
             where = self.in_scope(ctx, scope)
             if where is None or (await conn.execute(exists.where(where))).first() is not None:
@@ -226,14 +223,15 @@ class Entity:
     optional: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     def attributes(self, names: Iterable[str]) -> frozenset[str]:
-        """The left-out fields a request asks for; 422 naming the first name not one."""
+        """The left-out fields a request asks for; ``Invalid`` naming the first that is
+        not one."""
         asked = frozenset(names)
         for name in sorted(asked):
             if name not in self.optional:
                 known = ", ".join(self.optional) or "none"
-                raise ApiError(422, "unknown_field", f"'attributes' names '{name}', which is not "
-                               f"a field {self.name} lists leave out (those: {known}; every "
-                               "other field is always in the answer)", {"field": "attributes"})
+                raise Invalid("unknown_field", f"'attributes' names '{name}', which is not "
+                              f"a field {self.name} lists leave out (those: {known}; every "
+                              "other field is always in the answer)", field="attributes")
         return asked
 
     def weight(self, page: Page) -> ColumnElement[Any] | None:
@@ -297,15 +295,15 @@ class Entity:
         found = await self.rows(ctx, self.id_column() == entity_id, Page(limit=1))
         if not found:
             async with ctx.db.read() as conn:
-                await self.check(conn, ctx, "view", entity_id)  # 404, or 403 naming the rule
-            raise ApiError(404, "not_found", f"no {self.name} with id '{entity_id}'")
+                await self.check(conn, ctx, "view", entity_id)  # NotFound, or Forbidden naming the rule
+            raise NotFound("not_found", f"no {self.name} with id '{entity_id}'")
         return found[0]
 
     async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
-        raise ApiError(405, "not_allowed", f"{self.name} records cannot be created through the API")
+        raise NotAllowed("not_allowed", f"{self.name} records cannot be created through the API")
 
     async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:
-        raise ApiError(405, "not_allowed", f"{self.name} records cannot be modified")
+        raise NotAllowed("not_allowed", f"{self.name} records cannot be modified")
 
     async def delete(self, ctx: Ctx, entity_id: str) -> None:
-        raise ApiError(405, "not_allowed", f"{self.name} records cannot be deleted")
+        raise NotAllowed("not_allowed", f"{self.name} records cannot be deleted")

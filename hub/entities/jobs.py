@@ -10,10 +10,10 @@ import msgspec
 from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 
-from core.errors import ApiError
 from hub.entities.base import Entity, check_body, expect, invalid, iso, name_value
 from hub.entities.clients import user_hr
 from hub.entities.paging import EVERY, Listing, Page, in_turns, json_size, restrict, window
+from hub.errors import Conflict, Forbidden, Invalid, NotFound
 from hub.jobs import docker_jobs, transfers
 from hub.jobs import status as st
 from hub.jobs.spec import JobCreate, check_command, expand_items
@@ -155,7 +155,7 @@ class JobEntity(Entity):
 
     async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
         if ctx.principal.kind != "user":
-            raise ApiError(403, "forbidden", "jobs are started by users, not by agents")
+            raise Forbidden("forbidden", "jobs are started by users, not by agents")
         ctx.caller.need("job", "create", "own")
         kind = "compute"
         if isinstance(body, dict) and "compute" not in body:
@@ -164,7 +164,7 @@ class JobEntity(Entity):
             elif "source" in body or "destination" in body:
                 kind = "transfer"
         if ctx.principal.run is not None and kind != "docker":
-            raise ApiError(403, "forbidden", "a run's token creates docker child jobs only")
+            raise Forbidden("forbidden", "a run's token creates docker child jobs only")
         if kind != "compute":
             create = docker_jobs.create if kind == "docker" else transfers.create
             job_id = await create(ctx, body)
@@ -205,22 +205,21 @@ class JobEntity(Entity):
         if "priority" in body:
             priority = expect(body, "priority", int, "an integer from 1 to 1000")
             if not 1 <= priority <= 1000:
-                raise ApiError(422, "invalid_value", "field 'priority' must be from 1 to 1000",
-                               {"field": "priority"})
+                raise Invalid("invalid_value", "field 'priority' must be from 1 to 1000", field="priority")
             values["priority"] = priority
         if "metadata" in body:
             values["meta"] = expect(body, "metadata", dict, "an object")
         wanted = body.get("status")
         if wanted is not None and wanted not in st.JOB_WRITABLE:
-            raise ApiError(422, "invalid_status", f"'{wanted}' cannot be written (writable: "
-                           f"{', '.join(st.JOB_WRITABLE)})", {"field": "status"})
+            raise Invalid("invalid_status", f"'{wanted}' cannot be written (writable: "
+                          f"{', '.join(st.JOB_WRITABLE)})", field="status")
         async with ctx.db.write() as conn:
             await self.check(conn, ctx, "edit", entity_id)
             job = (await conn.execute(select(
                 Job.id, Job.status, Job.kind, Job.spec, Job.destination_scope,
                 Job.destination_id).where(Job.id == entity_id))).first()
             if job is None:
-                raise ApiError(404, "not_found", f"no Job with id '{entity_id}'")
+                raise NotFound("not_found", f"no Job with id '{entity_id}'")
             values.update(modified=ctx.now, modifier=ctx.principal.id)
             await conn.execute(update(Job).where(Job.id == entity_id).values(**values))
             if wanted == st.JobStatus.PENDING:
@@ -242,11 +241,11 @@ class JobEntity(Entity):
             await self.check(conn, ctx, "delete", entity_id)
             found = (await conn.execute(select(Job.id).where(Job.id == entity_id))).first()
             if found is None:
-                raise ApiError(404, "not_found", f"no Job with id '{entity_id}'")
+                raise NotFound("not_found", f"no Job with id '{entity_id}'")
             running = (await conn.execute(select(Task.id).where(
                 Task.job_id == entity_id, Task.status.in_(st.RUNNING_TASK)).limit(1))).first()
             if running is not None:
-                raise ApiError(409, "job_running", "the job has running tasks; abort it first")
+                raise Conflict("job_running", "the job has running tasks; abort it first")
             await conn.execute(delete(Task).where(Task.job_id == entity_id))
             await conn.execute(delete(Job).where(Job.id == entity_id))
         shutil.rmtree(ctx.rt.data_dir / "logs" / entity_id, ignore_errors=True)
@@ -262,8 +261,8 @@ async def member_collaboration(conn: Any, ctx: Ctx, given: str | None) -> str | 
         .where(or_(Collaboration.id == given, Collaboration.name == given),
                members.c.organization_id == ctx.caller.organization))).scalar()
     if found is None:
-        raise ApiError(422, "not_a_member", f"your organization is in no collaboration "
-                       f"'{given}'", {"field": "collaboration"})
+        raise Invalid("not_a_member", f"your organization is in no collaboration "
+                      f"'{given}'", field="collaboration")
     return str(found)
 
 
@@ -318,8 +317,8 @@ async def change_status(conn: Any, job_id: str, current: str, wanted: str, ctx: 
     finished = current in st.FINISHED
     if wanted == S.PAUSED:
         if finished:
-            raise ApiError(409, "invalid_transition", f"the job has ended ({current}); write "
-                           "'waiting' to run it again", {"field": "status"})
+            raise Conflict("invalid_transition", f"the job has ended ({current}); write "
+                           "'waiting' to run it again", field="status")
         await conn.execute(update(Job).where(Job.id == job_id).values(status=S.PAUSED))
     elif wanted == S.WAITING:
         requeued = 0
@@ -338,8 +337,7 @@ async def change_status(conn: Any, job_id: str, current: str, wanted: str, ctx: 
                 status=S.WAITING, finished=None))
     elif wanted == S.ABORTED:
         if current in (S.DONE, S.FAILED):
-            raise ApiError(409, "invalid_transition", f"the job has already ended ({current})",
-                           {"field": "status"})
+            raise Conflict("invalid_transition", f"the job has already ended ({current})", field="status")
         if current == S.ABORTED:
             return  # already: its finished time stays
         await conn.execute(update(Task).where(

@@ -7,10 +7,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.engine import RowMapping
 
-from core.errors import ApiError
 from hub.entities.base import AnySelect, Entity, expect, iso
 from hub.entities.jobs import JobEntity, in_group, insert_tasks
 from hub.entities.paging import Page
+from hub.errors import Conflict, Invalid, NotAllowed, NotFound
 from hub.jobs import status as st
 from hub.jobs import transfer_tasks, transfers
 from hub.query.fields import Choice, Number, Reference, Schema, Text, Timestamp
@@ -100,33 +100,31 @@ class TaskEntity(Entity):
         return record
 
     async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:
-        raise ApiError(405, "not_allowed", "tasks change in groups: PATCH /job/<id>/tasks "
-                       "(session.update_many('task', job_id, [...]))")
+        raise NotAllowed("not_allowed", "tasks change in groups: PATCH /job/<id>/tasks "
+                         "(session.update_many('task', job_id, [...]))")
 
     async def delete(self, ctx: Ctx, entity_id: str) -> None:
-        raise ApiError(405, "not_allowed", "tasks cannot be deleted (kept for audit); set their "
-                       "status to 'excluded' instead")
+        raise NotAllowed("not_allowed", "tasks cannot be deleted (kept for audit); set their "
+                         "status to 'excluded' instead")
 
     async def add(self, ctx: Ctx, job_id: str, body: Any) -> dict[str, Any]:
         """Add tasks to a job; an existing one (same item; for transfers, same source and
         destination) is retried, or refused with ``allow_duplicates: false`` (jobs.rst)."""
         if not isinstance(body, dict) or set(body) - {"tasks", "allow_duplicates"}:
-            raise ApiError(422, "invalid_body", "body must be {\"tasks\": [...], "
-                           "\"allow_duplicates\": true|false}", {"field": "tasks"})
+            raise Invalid("invalid_body", "body must be {\"tasks\": [...], "
+                          "\"allow_duplicates\": true|false}", field="tasks")
         tasks = body.get("tasks")
         if not isinstance(tasks, list) or not tasks:
-            raise ApiError(422, "invalid_body", "'tasks' must be a non-empty list",
-                           {"field": "tasks"})
+            raise Invalid("invalid_body", "'tasks' must be a non-empty list", field="tasks")
         allow = body.get("allow_duplicates", True)
         if not isinstance(allow, bool):
-            raise ApiError(422, "wrong_type", "'allow_duplicates' must be true or false",
-                           {"field": "allow_duplicates"})
+            raise Invalid("wrong_type", "'allow_duplicates' must be true or false", field="allow_duplicates")
         async with ctx.db.write() as conn:
             await JOBS.check(conn, ctx, "create", job_id, resource="task")
             job = (await conn.execute(select(Job.id, Job.status, Job.priority, Job.kind, Job.spec)
                                       .where(Job.id == job_id))).first()
             if job is None:
-                raise ApiError(404, "not_found", f"no Job with id '{job_id}'")
+                raise NotFound("not_found", f"no Job with id '{job_id}'")
             if job.kind == "transfer":
                 added = await transfer_tasks.add_tasks(conn, ctx, job, tasks, allow)
                 await _reopen(conn, job, ctx)
@@ -134,14 +132,13 @@ class TaskEntity(Entity):
                 return {"success": True, **added}
             items = [_item(t, n) for n, t in enumerate(tasks)]
             if len(set(items)) != len(items):
-                raise ApiError(422, "invalid_body", "the same item is listed twice",
-                               {"field": "tasks"})
+                raise Invalid("invalid_body", "the same item is listed twice", field="tasks")
             existing = dict((await conn.execute(select(Task.item, Task.id).where(
                 Task.job_id == job_id, Task.item.in_(items)))).all())
             if existing and not allow:
                 first = next(i for i in items if i in existing)
-                raise ApiError(409, "duplicate", f"item '{first}' is already a task of this job "
-                               f"({len(existing)} duplicates; nothing added)", {"field": "tasks"})
+                raise Conflict("duplicate", f"item '{first}' is already a task of this job "
+                               f"({len(existing)} duplicates; nothing added)", field="tasks")
             retried = [existing[i] for i in items if i in existing]
             if retried:  # jobs.rst: a duplicate is not added; the existing task runs again
                 await conn.execute(update(Task).where(
@@ -161,8 +158,8 @@ class TaskEntity(Entity):
         """Change status, priority or metadata of several tasks: all of them, or none."""
         changes = body.get("tasks") if isinstance(body, dict) else None
         if not isinstance(changes, list) or not changes or len(changes) > MAX_CHANGES:
-            raise ApiError(422, "invalid_body", f"body must be {{\"tasks\": [...]}} with 1 to "
-                           f"{MAX_CHANGES} changes", {"field": "tasks"})
+            raise Invalid("invalid_body", f"body must be {{\"tasks\": [...]}} with 1 to "
+                          f"{MAX_CHANGES} changes", field="tasks")
         for change in changes:
             _check_change(change)
         ids = [c["id"] for c in changes]
@@ -172,7 +169,7 @@ class TaskEntity(Entity):
                 Task.job_id == job_id, Task.id.in_(ids)))).all()}
             missing = [i for i in ids if i not in rows]
             if missing:
-                raise ApiError(404, "not_found", f"job '{job_id}' has no task '{missing[0]}'")
+                raise NotFound("not_found", f"job '{job_id}' has no task '{missing[0]}'")
             spec = (await conn.execute(select(Job.spec).where(Job.id == job_id))).scalar()
             # a transfer with no destination path yet: what would be queued waits for one
             pathless = isinstance(spec, dict) and "transfer" in spec and not transfers.has_path(spec)
@@ -197,39 +194,38 @@ async def _reopen(conn: Any, job: Any, ctx: Ctx) -> None:
 def _item(task: Any, index: int) -> str:
     if isinstance(task, dict):
         if set(task) != {"item"}:
-            raise ApiError(422, "invalid_body", f"tasks[{index}]: a compute task is an item or "
-                           "{\"item\": ...}", {"field": f"tasks[{index}]"})
+            raise Invalid("invalid_body", f"tasks[{index}]: a compute task is an item or "
+                          "{\"item\": ...}", field=f"tasks[{index}]")
         task = task["item"]
     if isinstance(task, bool) or not isinstance(task, str | int) or not str(task) \
             or len(str(task)) > 1024:
-        raise ApiError(422, "invalid_body", f"tasks[{index}]: an item is a string or an integer "
-                       "of 1 to 1024 characters", {"field": f"tasks[{index}]"})
+        raise Invalid("invalid_body", f"tasks[{index}]: an item is a string or an integer "
+                      "of 1 to 1024 characters", field=f"tasks[{index}]")
     if "\0" in str(task):
-        raise ApiError(422, "invalid_body", f"tasks[{index}]: an item cannot hold a NUL "
-                       "character (it goes into the command line)", {"field": f"tasks[{index}]"})
+        raise Invalid("invalid_body", f"tasks[{index}]: an item cannot hold a NUL "
+                      "character (it goes into the command line)", field=f"tasks[{index}]")
     return str(task)
 
 
 def _check_change(change: Any) -> None:
     if not isinstance(change, dict) or not isinstance(change.get("id"), str):
-        raise ApiError(422, "invalid_body", "each change needs the task's 'id'", {"field": "id"})
+        raise Invalid("invalid_body", "each change needs the task's 'id'", field="id")
     for key in change:
         if key == "id":
             continue
         if key not in CHANGEABLE:
             if key in SCHEMA.fields or key in ("source", "destination", "metadata"):
-                raise ApiError(422, "read_only", f"'{key}' cannot be changed (tasks change only "
-                               "status, priority and metadata)", {"field": key})
-            raise ApiError(422, "unknown_field", f"unknown field '{key}' for Task (changeable: "
-                           f"{', '.join(CHANGEABLE)})", {"field": key})
+                raise Invalid("read_only", f"'{key}' cannot be changed (tasks change only "
+                              "status, priority and metadata)", field=key)
+            raise Invalid("unknown_field", f"unknown field '{key}' for Task (changeable: "
+                          f"{', '.join(CHANGEABLE)})", field=key)
     if "status" in change and change["status"] not in st.TASK_WRITABLE:
-        raise ApiError(422, "invalid_status", f"'{change['status']}' cannot be written (writable:"
-                       f" {', '.join(st.TASK_WRITABLE)})", {"field": "status"})
+        raise Invalid("invalid_status", f"'{change['status']}' cannot be written (writable:"
+                      f" {', '.join(st.TASK_WRITABLE)})", field="status")
     if "priority" in change:
         value = expect(change, "priority", int, "an integer")
         if not 1 <= value <= 1000:
-            raise ApiError(422, "invalid_value", "'priority' must be from 1 to 1000",
-                           {"field": "priority"})
+            raise Invalid("invalid_value", "'priority' must be from 1 to 1000", field="priority")
     if "metadata" in change:
         expect(change, "metadata", dict, "an object")
 
@@ -247,8 +243,8 @@ def _values(change: dict[str, Any], current: str, ctx: Ctx, pathless: bool = Fal
     running = current in st.RUNNING_TASK
     if wanted == st.TaskStatus.QUEUED:
         if running:
-            raise ApiError(409, "invalid_transition", f"task {change['id']} is {current}; it "
-                           "cannot be queued while it runs", {"field": "status"})
+            raise Conflict("invalid_transition", f"task {change['id']} is {current}; it "
+                           "cannot be queued while it runs", field="status")
         values.update(st.FRESH_RUN, status=st.TaskStatus.PENDING if pathless else wanted,
                       attempts=0, message="")
     else:

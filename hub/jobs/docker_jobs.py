@@ -30,8 +30,8 @@ import msgspec
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from core.errors import ApiError
 from hub.entities.base import invalid
+from hub.errors import Conflict, Invalid
 from hub.jobs import status as st
 from hub.runtime import Ctx
 from hub.security import TokenService, password_version
@@ -77,8 +77,8 @@ class DockerJobCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     metadata: dict[str, Any] = {}
 
 
-def _bad(field: str, message: str, code: str = "invalid_spec") -> ApiError:
-    return ApiError(422, code, f"{field}: {message}", {"field": field})
+def _bad(field: str, message: str, code: str = "invalid_spec") -> Invalid:
+    return Invalid(code, f"{field}: {message}", field=field)
 
 
 async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
@@ -117,9 +117,8 @@ async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
         elif initiator is None:
             initiator = ctx.caller.organization
         if initiator is None:
-            raise ApiError(422, "no_organization", "docker jobs are started by a user of an "
-                           "organization of the collaboration; yours has none",
-                           {"field": "collaboration"})
+            raise Invalid("no_organization", "docker jobs are started by a user of an "
+                          "organization of the collaboration; yours has none", field="collaboration")
         # among the initiator's collaborations only: one it is not in answers as one that
         # does not exist (nothing to probe)
         collab = (await conn.execute(
@@ -127,8 +126,8 @@ async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
             .where(or_(Collaboration.id == given, Collaboration.name == given),
                    members.c.organization_id == initiator))).scalar()
         if collab is None:
-            raise ApiError(422, "not_a_member", f"your organization is in no collaboration "
-                           f"'{given}'", {"field": "collaboration"})
+            raise Invalid("not_a_member", f"your organization is in no collaboration "
+                          f"'{given}'", field="collaboration")
         if parent is not None and collab != parent.collaboration_id:
             raise _bad("collaboration", "a child job runs in its parent's collaboration",
                        "invalid_body")
@@ -139,10 +138,10 @@ async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
         keys = dict((await conn.execute(select(Organization.id, Organization.public_key).where(
             Organization.id.in_(partners)))).all())
         if encrypted and not keys.get(initiator):
-            raise ApiError(409, "no_public_key", "the collaboration is encrypted and your "
+            raise Conflict("no_public_key", "the collaboration is encrypted and your "
                            "organization has published no public key yet: results could be "
                            "sealed for nobody (its node publishes it when it first starts)",
-                           {"field": "collaboration"})
+                           field="collaboration")
         runs: list[tuple[str, str]] = []
         for n, wanted in enumerate(docker.organizations):
             field = f"docker.organizations[{n}]"
@@ -211,9 +210,9 @@ def _check_input(text: str, field: str, encrypted: bool, org: str, initiator: st
     if not encrypted:
         return
     if not keys.get(org):
-        raise ApiError(409, "no_public_key", f"{field}: the run's organization has published "
+        raise Conflict("no_public_key", f"{field}: the run's organization has published "
                        "no public key yet, so nothing can be sealed for it (its node "
-                       "publishes it when it first starts)", {"field": field})
+                       "publishes it when it first starts)", field=field)
     try:
         envelope = sealing.parse(text)
     except sealing.SealError as exc:

@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from core.errors import ApiError
+from hub.errors import Invalid
 
 MAX_ITEMS = 100_000
 
@@ -107,9 +107,8 @@ def expand_items(items: str | list[str | int]) -> list[str]:
     return out
 
 
-def _bad(field: str, message: str) -> ApiError:
-    return ApiError(422, "invalid_spec", f"compute.{field}: {message}",
-                    {"field": f"compute.{field}"})
+def _bad(field: str, message: str) -> Invalid:
+    return Invalid("invalid_spec", f"compute.{field}: {message}", field=f"compute.{field}")
 
 
 def check_command(spec: ComputeSpec) -> None:

@@ -14,7 +14,7 @@ at every claim (``usable_by``), so a target can only narrow it.
 
 Targets are resolved inside that scope when the job is created: a client id, code glob or
 tag that matches no usable agent is answered like one that matches nothing anywhere
-(the same 422), so a job cannot probe other organizations' agents.
+(the same refusal), so a job cannot probe other organizations' agents.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.errors import ApiError
+from hub.errors import Invalid
 from hub.jobs.spec import parse_target
 from hub.storage.models import Client, Job, Node, Site
 
@@ -96,6 +96,5 @@ async def resolve(conn: AsyncConnection, entries: list[str], organization: str |
     return targets, ("", "")
 
 
-def _no_target(entry: str, why: str) -> ApiError:
-    return ApiError(422, "unknown_target", f"compute.clients: '{entry}': {why}",
-                    {"field": "compute.clients"})
+def _no_target(entry: str, why: str) -> Invalid:
+    return Invalid("unknown_target", f"compute.clients: '{entry}': {why}", field="compute.clients")

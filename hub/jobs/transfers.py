@@ -26,8 +26,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from sqlalchemy import func, insert, or_, select, update
 
-from core.errors import ApiError
 from hub.entities.base import expect, invalid
+from hub.errors import Conflict, Invalid
 from hub.jobs import status as st
 from hub.runtime import Ctx
 from hub.storage.models import Client, Job, Share, Site, Task, User, new_id
@@ -57,12 +57,12 @@ def share_party(text: str, field: str) -> tuple[str, tuple[str, ...], bool]:
     """``share=<name>/<path>`` as (share name, path parts, names a folder: ends in '/' or is
     the share's root)."""
     if not isinstance(text, str) or not text.startswith("share="):
-        raise ApiError(422, "invalid_path", f"{field}: write a share path, "
-                       "share=<share>/<path>", {"field": field})
+        raise Invalid("invalid_path", f"{field}: write a share path, "
+                      "share=<share>/<path>", field=field)
     try:
         name, parts = split_share_path(text)
     except PathRefused as exc:
-        raise ApiError(422, "invalid_path", f"{field}: {exc}", {"field": field}) from None
+        raise Invalid("invalid_path", f"{field}: {exc}", field=field) from None
     return name, parts, text.endswith("/") or not parts
 
 
@@ -74,7 +74,7 @@ async def find_party(conn: Any, text: str, field: str) -> tuple[str, str]:
         scope, value = "", text
     value = value.strip()
     if not value:
-        raise ApiError(422, "unknown_party", f"{field}: names no user or site", {"field": field})
+        raise Invalid("unknown_party", f"{field}: names no user or site", field=field)
     if scope in ("", "site"):
         site = (await conn.execute(select(Site.id).where(
             or_(Site.id == value, Site.name == value)))).scalar()
@@ -87,8 +87,8 @@ async def find_party(conn: Any, text: str, field: str) -> tuple[str, str]:
         if user is not None:
             return "user", user
     what = {"": "no site or user", "site": "no site", "user": "no user"}[scope]
-    raise ApiError(422, "unknown_party", f"{field}: {what} named '{value}' (a destination is a "
-                   "user, a site or a share path share=<share>/<path>)", {"field": field})
+    raise Invalid("unknown_party", f"{field}: {what} named '{value}' (a destination is a "
+                  "user, a site or a share path share=<share>/<path>)", field=field)
 
 
 def landing(transfer: dict[str, Any], item: str) -> str:
@@ -117,11 +117,10 @@ async def share_rows(conn: Any, names: list[str]) -> dict[str, Any]:
 
 def served(shares: dict[str, Any], name: str, field: str) -> Any:
     if name not in shares:
-        raise ApiError(422, "unknown_share", f"{field}: no share named '{name}'",
-                       {"field": field})
+        raise Invalid("unknown_share", f"{field}: no share named '{name}'", field=field)
     if shares[name].client_id is None:
-        raise ApiError(422, "unknown_share", f"{field}: share '{name}' has no agent to serve "
-                       "it", {"field": field})
+        raise Invalid("unknown_share", f"{field}: share '{name}' has no agent to serve "
+                      "it", field=field)
     return shares[name]
 
 
@@ -130,8 +129,8 @@ def runner(source: Any, dest: Any, direction: str) -> str:
     when pushing). Both must run a transfer endpoint: one is called, the other moves."""
     for side, field in ((source, "source"), (dest, "destination")):
         if not side.transfer_url:  # it can neither serve a peer nor run transfers itself
-            raise ApiError(422, "not_served", f"{field}: the agent of share '{side.name}' runs "
-                           "no transfer endpoint", {"field": field})
+            raise Invalid("not_served", f"{field}: the agent of share '{side.name}' runs "
+                          "no transfer endpoint", field=field)
     return str((dest if direction == "pull" else source).client_id)
 
 
@@ -150,8 +149,7 @@ async def may_use(conn: Any, ctx: Ctx, shares: dict[str, Any], name: str, field:
             select(Share.id).where(Share.id == share.id, visible))).first() is None:
         share = None
     if share is None:
-        raise ApiError(422, "unknown_share", f"{field}: no share named '{name}'",
-                       {"field": field})
+        raise Invalid("unknown_share", f"{field}: no share named '{name}'", field=field)
     await entity.check(conn, ctx, operation, share.id)
     return served(shares, name, field)
 
@@ -232,12 +230,11 @@ async def set_destination(conn: Any, ctx: Ctx, job: Any, text: Any) -> None:
     queued."""
     text = expect({"destination_path": text}, "destination_path", str, "a share path")
     if job.kind != "transfer":
-        raise ApiError(422, "read_only", "'destination_path' belongs to transfer jobs",
-                       {"field": "destination_path"})
+        raise Invalid("read_only", "'destination_path' belongs to transfer jobs", field="destination_path")
     if has_path(job.spec):
-        raise ApiError(409, "not_pending", f"the job is {job.status} and has its destination "
+        raise Conflict("not_pending", f"the job is {job.status} and has its destination "
                        "path: it is set only while it is pending (write status 'pending' to "
-                       "resend it)", {"field": "destination_path"})
+                       "resend it)", field="destination_path")
     name, parts, into_folder = share_party(text, "destination_path")
     stored = dict(job.spec)
     transfer = dict(stored["transfer"])
@@ -248,15 +245,15 @@ async def set_destination(conn: Any, ctx: Ctx, job: Any, text: Any) -> None:
         .outerjoin(Client, Client.id == Share.client_id)
         .where(Share.id == transfer["source_share"]))).first()
     if source is None or source.client_id is None:
-        raise ApiError(409, "unknown_share", "the job's source share is gone or served by no "
-                       "agent", {"field": "source"})
+        raise Conflict("unknown_share", "the job's source share is gone or served by no "
+                       "agent", field="source")
     scope, ident = job.destination_scope, job.destination_id
     if scope == "user" and dest.user_id != ident:
-        raise ApiError(422, "not_theirs", f"destination_path: share '{name}' is not served by "
-                       "an agent of the receiving user", {"field": "destination_path"})
+        raise Invalid("not_theirs", f"destination_path: share '{name}' is not served by "
+                      "an agent of the receiving user", field="destination_path")
     if scope == "site" and dest.site_id != ident:
-        raise ApiError(422, "not_theirs", f"destination_path: share '{name}' is not served by "
-                       "an agent at the receiving site", {"field": "destination_path"})
+        raise Invalid("not_theirs", f"destination_path: share '{name}' is not served by "
+                      "an agent at the receiving site", field="destination_path")
     stored["targets"] = [{"client": runner(source, dest, transfer["direction"])}]
     previous = transfer.pop("previous", None)
     transfer.update(destination_share=dest.id, destination_path=join(parts),
@@ -311,8 +308,8 @@ async def resend(conn: Any, ctx: Ctx, job: Any) -> None:
     A task still running (or still being stopped) is stopped: the agent hears it at its
     next heartbeat, and until it confirms the task keeps its bucket."""
     if job.kind != "transfer":
-        raise ApiError(422, "invalid_status", "'pending' resends a transfer; compute jobs have "
-                       "no destination to reset", {"field": "status"})
+        raise Invalid("invalid_status", "'pending' resends a transfer; compute jobs have "
+                      "no destination to reset", field="status")
     transfer = dict(job.spec["transfer"])
     if has_path(job.spec):
         transfer["previous"] = {k: transfer[k] for k in (
