@@ -21,7 +21,7 @@ from sqlalchemy import select
 from core import refusals
 from core.errors import ApiError, QueryError
 from hub.api.errors import as_api_error
-from hub.entities.base import invalid
+from hub.bodies import invalid
 from hub.errors import Refusal, Unauthenticated
 from hub.jobs.status import RUNNING_TASK
 from hub.runtime import Ctx, Runtime

@@ -8,13 +8,14 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.engine import RowMapping
 
-from hub.entities.base import AnySelect, Entity, check_body, expect, iso
+from hub.bodies import check_body, expect
+from hub.entities.base import AnySelect, Entity
 from hub.errors import Forbidden, Invalid, NotFound, Unauthenticated
 from hub.keys import new_key
 from hub.query.fields import Schema, Text, Timestamp, parse_time
 from hub.runtime import Ctx
 from hub.security import password_version
-from hub.storage.models import ApiKey, User
+from hub.storage.models import ApiKey, User, iso
 
 SCHEMA = Schema("ApiKey", {
     "id": Text(ApiKey.id),

@@ -17,11 +17,12 @@ from sqlalchemy import ColumnElement, and_, delete, func, not_, or_, select, upd
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import aliased
 
-from hub.entities.base import AnySelect, Entity, check_body, expect, iso
+from hub.bodies import check_body, expect
+from hub.entities.base import AnySelect, Entity
 from hub.errors import Conflict, Invalid, NotFound
 from hub.query.fields import Choice, Context, Derived, Number, Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
-from hub.storage.models import Client, Node, Site, User, utcnow
+from hub.storage.models import Client, Node, Site, User, iso, utcnow
 from protocol import ClientStatus, ClientType
 
 Parent = aliased(Client)
@@ -89,20 +90,6 @@ WRITABLE = ("status", "description", "site", "benchmark", "metadata", "tags")
 
 def user_hr(username: str | None, role: str | None) -> str | None:
     return None if username is None else f"user:{username}({role})"
-
-
-def client_collaboration(client_id: Any) -> Any:
-    """The collaboration of a client: the one its node was made for (or none)."""
-    inner = aliased(Client)
-    return (select(Node.collaboration_id).join(inner, inner.node_id == Node.id)
-            .where(inner.id == client_id).scalar_subquery())
-
-
-def client_organization(client_id: Any) -> Any:
-    """The organization of a client: that of the node it enrolled with."""
-    inner = aliased(Client)  # never correlated with a Client of the outer query
-    return (select(Node.organization_id).join(inner, inner.node_id == Node.id)
-            .where(inner.id == client_id).scalar_subquery())
 
 
 class ClientEntity(Entity):

@@ -10,7 +10,9 @@ import msgspec
 from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 
-from hub.entities.base import Entity, check_body, expect, invalid, iso, name_value
+from hub.access import JobAccess
+from hub.bodies import check_body, expect, invalid, name_value
+from hub.entities.base import Entity
 from hub.entities.clients import user_hr
 from hub.entities.paging import EVERY, Listing, Page, in_turns, json_size, restrict, window
 from hub.errors import Conflict, Forbidden, Invalid, NotFound
@@ -29,6 +31,7 @@ from hub.storage.models import (
     Site,
     Task,
     User,
+    iso,
     members,
     new_id,
 )
@@ -56,23 +59,8 @@ READABLE = ("id", "code", "uri", "status", "created", "source", "source_hr", "de
 WRITABLE = ("status", "priority", "code", "metadata", "destination_path")
 
 
-class JobEntity(Entity):
-    name = "Job"
-    model = Job
+class JobEntity(JobAccess, Entity):
     schema = SCHEMA
-    resource = "job"
-
-    def owner(self, ctx: Ctx) -> Any:
-        return Job.user_id if ctx.principal.kind == "user" else None
-
-    def organization(self) -> Any:
-        return Job.organization_id
-
-    def collaboration(self) -> Any:
-        return Job.collaboration_id
-
-    def confine(self, ctx: Ctx) -> ColumnElement[bool] | None:
-        return None if ctx.caller.group is None else in_group(ctx.caller.group)
 
     async def find(self, ctx: Ctx, query: Query, page: Page, *, finished: bool = False,
                    archived: bool = False) -> Listing:
@@ -264,13 +252,6 @@ async def member_collaboration(conn: Any, ctx: Ctx, given: str | None) -> str | 
         raise Invalid("not_a_member", f"your organization is in no collaboration "
                       f"'{given}'", field="collaboration")
     return str(found)
-
-
-def in_group(group: str) -> ColumnElement[bool]:
-    """The docker jobs of a job group (the reference's ``job_id``): its first job and
-    every child job that carries its id."""
-    return and_(Job.kind == "docker", or_(Job.id == group,
-                                          Job.spec["job_id"].as_string() == group))
 
 
 def default_code(command: list[str], items: list[str]) -> str:

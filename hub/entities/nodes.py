@@ -9,15 +9,9 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from hub.entities.base import (
-    AnySelect,
-    Entity,
-    check_body,
-    expect,
-    iso,
-    name_value,
-    scope_of_organization,
-)
+from hub.access import scope_of_organization
+from hub.bodies import check_body, expect, name_value
+from hub.entities.base import AnySelect, Entity
 from hub.entities.clients import user_hr
 from hub.entities.organizations import collaboration_id, organization_id
 from hub.errors import Conflict, Invalid, NotFound
@@ -31,6 +25,7 @@ from hub.storage.models import (
     Node,
     Organization,
     User,
+    iso,
     members,
     new_id,
     utcnow,

@@ -18,14 +18,9 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.entities.base import (
-    Entity,
-    check_body,
-    expect,
-    iso,
-    name_value,
-    scope_of_organization,
-)
+from hub.access import scope_of_organization
+from hub.bodies import check_body, expect, name_value
+from hub.entities.base import Entity
 from hub.entities.paging import EVERY, Page
 from hub.errors import Conflict, Invalid
 from hub.query.fields import Boolean, Schema, Text, Timestamp
@@ -38,6 +33,7 @@ from hub.storage.models import (
     Role,
     Task,
     User,
+    iso,
     members,
     new_id,
     utcnow,

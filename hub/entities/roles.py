@@ -17,7 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import permissions
-from hub.entities.base import Entity, check_body, expect, iso, name_value
+from hub.bodies import check_body, expect, name_value
+from hub.entities.base import Entity
 from hub.entities.organizations import placed_in
 from hub.entities.paging import EVERY, Page
 from hub.errors import Conflict, Forbidden, Invalid
@@ -28,6 +29,7 @@ from hub.storage.models import (
     Role,
     Rule,
     User,
+    iso,
     new_id,
     role_rules,
     user_roles,

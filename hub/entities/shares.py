@@ -14,12 +14,13 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from hub.entities.base import AnySelect, Entity, check_body, expect, iso, scope_of_organization
-from hub.entities.clients import client_collaboration, client_organization
+from hub.access import ShareAccess, client_organization, scope_of_organization
+from hub.bodies import check_body, expect
+from hub.entities.base import AnySelect, Entity
 from hub.errors import Conflict, Invalid, NotFound
 from hub.query.fields import Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
-from hub.storage.models import Client, Share, new_id, utcnow
+from hub.storage.models import Client, Share, iso, new_id, utcnow
 from protocol import ClientType
 from protocol.paths import PathRefused, check_share_name
 
@@ -38,21 +39,8 @@ WRITABLE = ("name", "client", "path", "description")
 _ABSOLUTE = re.compile(r"^(/|[A-Za-z]:[\\/]|\\\\[^\\]+\\[^\\]+)")
 
 
-class ShareEntity(Entity):
-    name = "Share"
-    model = Share
+class ShareEntity(ShareAccess, Entity):
     schema = SCHEMA
-    resource = "share"
-
-    def owner(self, ctx: Ctx) -> Any:
-        return Share.client_id if ctx.principal.kind == "client" else None
-
-    def organization(self) -> Any:
-        return client_organization(Share.client_id)
-
-    def collaboration(self) -> Any:
-        """A share belongs to the collaboration its agent's node was made for."""
-        return client_collaboration(Share.client_id)
 
     async def _need_client(self, ctx: Ctx, operation: str, client_id: str) -> None:
         """Giving a share to an agent is an ``operation`` on shares of the agent's

@@ -8,11 +8,12 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from hub.entities.base import Entity, check_body, expect, iso, name_value
+from hub.bodies import check_body, expect, name_value
+from hub.entities.base import Entity
 from hub.errors import Conflict, NotFound
 from hub.query.fields import Schema, Text, Timestamp
 from hub.runtime import Ctx
-from hub.storage.models import Client, Site, new_id, utcnow
+from hub.storage.models import Client, Site, iso, new_id, utcnow
 
 DEFAULT_SITE = "hq"
 

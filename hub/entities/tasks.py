@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import RowMapping
 
-from hub.entities.base import AnySelect, Entity, expect, iso
-from hub.entities.jobs import JobEntity, in_group, insert_tasks
+from hub.access import JOBS, TaskAccess
+from hub.bodies import expect
+from hub.entities.base import AnySelect, Entity
+from hub.entities.jobs import insert_tasks
 from hub.entities.paging import Page
 from hub.errors import Conflict, Invalid, NotAllowed, NotFound
 from hub.jobs import status as st
 from hub.jobs import transfer_tasks, transfers
 from hub.query.fields import Choice, Number, Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
-from hub.storage.models import Job, Task
+from hub.storage.models import Job, Task, iso
 
 SCHEMA = Schema("Task", {
     "id": Text(Task.id),
@@ -41,30 +43,8 @@ CHANGEABLE = ("status", "priority", "metadata")
 MAX_CHANGES = 10_000
 
 
-JOBS = JobEntity()
-
-
-class TaskEntity(Entity):
-    name = "Task"
-    model = Task
+class TaskEntity(TaskAccess, Entity):
     schema = SCHEMA
-    resource = "task"
-
-    def owner(self, ctx: Ctx) -> Any:
-        if ctx.principal.kind == "client":  # an agent: the tasks leased to it
-            return Task.client_id
-        return select(Job.user_id).where(Job.id == Task.job_id).scalar_subquery()
-
-    def organization(self) -> Any:
-        return select(Job.organization_id).where(Job.id == Task.job_id).scalar_subquery()
-
-    def collaboration(self) -> Any:
-        return select(Job.collaboration_id).where(Job.id == Task.job_id).scalar_subquery()
-
-    def confine(self, ctx: Ctx) -> ColumnElement[bool] | None:
-        if ctx.caller.group is None:
-            return None
-        return Task.job_id.in_(select(Job.id).where(in_group(ctx.caller.group)))
 
     def base_select(self) -> AnySelect:
         return select(Task)

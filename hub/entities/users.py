@@ -15,7 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import permissions
-from hub.entities.base import Entity, check_body, expect, iso, name_value, scope_of_organization
+from hub.access import scope_of_organization
+from hub.bodies import check_body, expect, name_value
+from hub.entities.base import Entity
 from hub.entities.organizations import organization_id, placed_in
 from hub.entities.paging import EVERY, Page
 from hub.entities.roles import check_grant, role_ids, rule_ids
@@ -28,6 +30,7 @@ from hub.storage.models import (
     Organization,
     Role,
     User,
+    iso,
     new_id,
     user_roles,
     user_rules,

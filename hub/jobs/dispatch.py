@@ -29,7 +29,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from hub.entities.base import iso
 from hub.jobs import docker_jobs
 from hub.jobs import status as st
 from hub.jobs.claimers import Claimers
@@ -39,7 +38,7 @@ from hub.jobs.targets import usable_by
 from hub.jobs.wakeup import WorkChannel, plain_dsn
 from hub.security import TokenService
 from hub.storage.db import Database
-from hub.storage.models import Bucket, Client, Job, Node, ReportKey, Task, new_id, utcnow
+from hub.storage.models import Bucket, Client, Job, Node, ReportKey, Task, iso, new_id, utcnow
 from protocol import BucketKind, BucketWork, HeartbeatResponse, Progress, TaskWork
 
 log = structlog.get_logger("hub.dispatch")

@@ -30,7 +30,8 @@ import msgspec
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from hub.entities.base import invalid
+from hub.access import JOBS
+from hub.bodies import invalid
 from hub.errors import Conflict, Invalid
 from hub.jobs import status as st
 from hub.runtime import Ctx
@@ -194,9 +195,7 @@ async def _parent(conn: Any, ctx: Ctx, parent: str | None) -> Any:
     if row is None or row.kind != "docker":
         raise _bad("parent", f"no docker job '{parent}'", "unknown_parent")
     if ctx.principal.run is None:  # a user: one who may act on the parent, since the
-        from hub.entities.jobs import JobEntity  # child runs in its user's name
-
-        await JobEntity().check(conn, ctx, "edit", parent)
+        await JOBS.check(conn, ctx, "edit", parent)  # child runs in its user's name
     if row.status in st.FINISHED:
         raise _bad("parent", f"job '{parent}' has ended ({row.status})", "parent_ended")
     return row

@@ -26,7 +26,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from sqlalchemy import func, insert, or_, select, update
 
-from hub.entities.base import expect, invalid
+from hub.access import SHARES
+from hub.bodies import expect, invalid
 from hub.errors import Conflict, Invalid
 from hub.jobs import status as st
 from hub.runtime import Ctx
@@ -140,29 +141,23 @@ async def may_use(conn: Any, ctx: Ctx, shares: dict[str, Any], name: str, field:
     files (to move them out) or ``write`` them (to move files in): 403 naming the rule
     otherwise. Seeing the share's record is neither. A share the caller cannot even see
     answers as one that does not exist: a job cannot probe other organizations' shares."""
-    from hub.entities.shares import ShareEntity
-
-    entity = ShareEntity()
-    visible = entity.allowed(ctx, "view")  # 403 naming the rule: it may see no share at all
+    visible = SHARES.allowed(ctx, "view")  # 403 naming the rule: it may see no share at all
     share = shares.get(name)
     if share is not None and visible is not None and (await conn.execute(
             select(Share.id).where(Share.id == share.id, visible))).first() is None:
         share = None
     if share is None:
         raise Invalid("unknown_share", f"{field}: no share named '{name}'", field=field)
-    await entity.check(conn, ctx, operation, share.id)
+    await SHARES.check(conn, ctx, operation, share.id)
     return served(shares, name, field)
 
 
 async def may_move(conn: Any, ctx: Ctx, transfer: dict[str, Any]) -> None:
     """A caller who adds files to a transfer job moves them on its own account: it must
     read the job's source share and write its destination share (403 naming the rule)."""
-    from hub.entities.shares import ShareEntity
-
-    entity = ShareEntity()
-    await entity.check(conn, ctx, "read", transfer["source_share"])
+    await SHARES.check(conn, ctx, "read", transfer["source_share"])
     if transfer.get("destination_share") is not None:
-        await entity.check(conn, ctx, "write", transfer["destination_share"])
+        await SHARES.check(conn, ctx, "write", transfer["destination_share"])
 
 
 async def create(ctx: Ctx, body: Any) -> str:
