@@ -156,7 +156,7 @@ class JobEntity(JobAccess, Entity):
         if kind != "compute":
             create = docker_jobs.create if kind == "docker" else transfers.create
             job_id = await create(ctx, body)
-            ctx.rt.dispatcher.notify()
+            ctx.rt.work.notify()
             return await self.get(ctx, job_id)
         try:
             spec = msgspec.convert(body, JobCreate)
@@ -182,7 +182,7 @@ class JobEntity(JobAccess, Entity):
                 modifier=ctx.principal.id))
             await insert_tasks(conn, job_id, items, 0, now, spec.priority)
             await conn.run_sync(st.refresh, [job_id], now)
-        ctx.rt.dispatcher.notify()
+        ctx.rt.work.notify()
         return await self.get(ctx, job_id)
 
     async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:
@@ -221,7 +221,7 @@ class JobEntity(JobAccess, Entity):
                     Job.destination_id).where(Job.id == entity_id))).first()
                 await transfers.set_destination(conn, ctx, job, body["destination_path"])
             await conn.run_sync(st.refresh, [entity_id], ctx.now)
-        ctx.rt.dispatcher.notify()
+        ctx.rt.work.notify()
         return await self.get(ctx, entity_id)
 
     async def delete(self, ctx: Ctx, entity_id: str) -> None:

@@ -108,7 +108,7 @@ class TaskEntity(TaskAccess, Entity):
             if job.kind == "transfer":
                 added = await transfer_tasks.add_tasks(conn, ctx, job, tasks, allow)
                 await _reopen(conn, job, ctx)
-                ctx.rt.dispatcher.notify()
+                ctx.rt.work.notify()
                 return {"success": True, **added}
             items = [_item(t, n) for n, t in enumerate(tasks)]
             if len(set(items)) != len(items):
@@ -131,7 +131,7 @@ class TaskEntity(TaskAccess, Entity):
                                          (last if last is not None else -1) + 1, ctx.now,
                                          job.priority)
             await _reopen(conn, job, ctx)
-        ctx.rt.dispatcher.notify()
+        ctx.rt.work.notify()
         return {"success": True, "created": created, "retried": retried}
 
     async def update_many(self, ctx: Ctx, job_id: str, body: Any) -> list[dict[str, Any]]:
@@ -157,7 +157,7 @@ class TaskEntity(TaskAccess, Entity):
                 values = _values(change, rows[change["id"]].status, ctx, pathless)
                 await conn.execute(update(Task).where(Task.id == change["id"]).values(**values))
             await conn.run_sync(st.refresh, [job_id], ctx.now)
-        ctx.rt.dispatcher.notify()
+        ctx.rt.work.notify()
         # as a find answers them (jobs.rst): large fields left out, as many as changed
         return await self.rows(ctx, Task.id.in_(ids), Page(limit=len(ids),
                                                           attributes=frozenset()))

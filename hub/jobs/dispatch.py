@@ -17,7 +17,6 @@ appear wakes the claims waiting in the others (``wakeup.py``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -29,13 +28,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
+from core.tasks import FailureHook, Supervisor
 from hub.jobs import docker_jobs
 from hub.jobs import status as st
 from hub.jobs.claimers import Claimers
 from hub.jobs.leases import NEXT_TASKS, has_destination, release, transfer_rows, transfer_work
 from hub.jobs.spec import render_argv, targets_match
 from hub.jobs.targets import usable_by
-from hub.jobs.wakeup import WorkChannel, plain_dsn
+from hub.jobs.wakeup import WorkSignal
 from hub.security import TokenService
 from hub.storage.db import Database
 from hub.storage.models import Bucket, Client, Job, Node, ReportKey, Task, iso, new_id, utcnow
@@ -44,6 +44,7 @@ from protocol import BucketKind, BucketWork, HeartbeatResponse, Progress, TaskWo
 log = structlog.get_logger("hub.dispatch")
 
 RECHECK = 1.0  # seconds: a waiting claim looks again even unwoken (a notice may be lost)
+SWEEP_EVERY = 1.0  # seconds between looks for expired leases
 KEYS_KEPT = timedelta(days=7)  # report keys older than this are forgotten (hourly)
 
 
@@ -83,19 +84,25 @@ _LEASE_TASKS = update(Task).where(Task.id.in_(bindparam("ids", expanding=True)),
 
 
 class Dispatcher:
-    def __init__(self, db: Database, *, lease: float, heartbeat: float, wait_max: float,
-                 ticket_key: Ed25519PrivateKey | None = None,
-                 tokens: TokenService | None = None) -> None:
+    """Claims, heartbeats and lease ends of one hub process; owns the lease sweeper.
+
+    ``work``: the process's news of work (``wakeup.py``), which waiting claims wait on.
+    ``on_failure``: told when the sweeper dies of something it did not expect (a hub
+    whose leases never expire must not go on as if they did)."""
+
+    def __init__(self, db: Database, work: WorkSignal, *, lease: float, heartbeat: float,
+                 wait_max: float, ticket_key: Ed25519PrivateKey | None = None,
+                 tokens: TokenService | None = None, on_failure: FailureHook | None = None
+                 ) -> None:
         self.db = db
+        self.work = work
         self.ticket_key = ticket_key  # signs the tickets of transfer tasks
         self.tokens = tokens  # issues the tokens of docker runs
         self.lease = timedelta(seconds=lease)
         self.heartbeat_interval = heartbeat
         self.wait_max = wait_max
-        self._work = asyncio.Event()
         self.claimers = Claimers(shared=not db.is_sqlite)
-        self._channel = None if db.is_sqlite else WorkChannel(plain_dsn(db.url), self._work.set)
-        self._sweeper: asyncio.Task[None] | None = None
+        self._tasks = Supervisor("dispatcher", on_failure=on_failure)
         self._closing = False
 
     # -- lifecycle
@@ -105,28 +112,19 @@ class Dispatcher:
         async with self.db.write() as conn:
             await conn.execute(update(Bucket).where(Bucket.status == "leased").values(
                 leased_until=utcnow() + self.lease))
-        if self._channel is not None:
-            self._channel.start()
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="lease-sweeper")
+        self._tasks.spawn(self._sweep_forever(), name="lease-sweeper")
 
-    async def close(self) -> None:
+    async def close(self, deadline: float = 5.0) -> None:
         """The hub stops: claims waiting for work answer now, with none (agents cannot
-        heartbeat while the hub is down, so no lease may expire meanwhile either)."""
+        heartbeat while the hub is down, so no lease may expire meanwhile either). Safe
+        to call twice; a closer cancelled meanwhile stays cancelled."""
         self._closing = True
-        self._work.set()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
-        if self._channel is not None:
-            await self._channel.close()
+        self.work.wake()
+        await self._tasks.close(deadline)
 
     def notify(self) -> None:
-        """Work may have appeared: wake waiting claims, in every hub process."""
-        self._work.set()
-        if self._channel is not None:
-            self._channel.announce()
+        """Work may have appeared (a lease ended, tasks went back to the queue)."""
+        self.work.notify()
 
     # -- claims
     async def claim(self, client_id: str, lanes: list[str], wait: float, slots: int = 0,
@@ -137,15 +135,14 @@ class Dispatcher:
         must not be handed work that would sit until its lease runs out."""
         deadline = time.monotonic() + min(wait, self.wait_max)
         while True:
-            self._work.clear()
+            self.work.clear()
             if gone() or self._closing:
                 return []
             buckets = await self.db.run(self._claim_once, client_id, lanes, slots, docker)
             left = deadline - time.monotonic()
             if buckets or left <= 0:
                 return buckets
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._work.wait(), timeout=min(left, RECHECK))
+            await self.work.wait(min(left, RECHECK))
 
     def _claim_once(self, conn: Connection, client_id: str, lanes: list[str], slots: int,
                     docker: int = 0) -> list[BucketWork]:
@@ -362,7 +359,7 @@ class Dispatcher:
     async def _sweep_forever(self) -> None:
         rounds = 0
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(SWEEP_EVERY)
             rounds += 1
             try:
                 await self.sweep()
