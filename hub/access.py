@@ -24,6 +24,7 @@ from hub import permissions
 from hub.errors import Forbidden, NotFound
 from hub.runtime import Ctx
 from hub.storage.models import Client, Job, Node, Share, Task
+from protocol import BucketKind
 
 
 def scope_of_organization(ctx: Ctx, organization: str | None) -> str:
@@ -52,8 +53,8 @@ def client_organization(client_id: Any) -> Any:
 def in_group(group: str) -> ColumnElement[bool]:
     """The docker jobs of a job group (the reference's ``job_id``): its first job and
     every child job that carries its id."""
-    return and_(Job.kind == "docker", or_(Job.id == group,
-                                          Job.spec["job_id"].as_string() == group))
+    return and_(Job.kind == BucketKind.DOCKER, or_(Job.id == group,
+                                                   Job.spec["job_id"].as_string() == group))
 
 
 class Access:

@@ -39,7 +39,7 @@ from hub.admin import AdminSession
 from hub.entities import entity
 from hub.entities.nodes import given_key
 from hub.errors import Invalid, Refusal
-from hub.jobs import docker_jobs
+from hub.jobs import docker
 from hub.keys import new_key
 from hub.runtime import Ctx
 from hub.security import (
@@ -49,6 +49,7 @@ from hub.security import (
     verify_secret_async,
 )
 from hub.storage.models import ApiKey, Collaboration, Job, Node, Organization, Role, User
+from protocol import BucketKind
 
 ORG_FIELDS = ("name", "domain", "address1", "address2", "zipcode", "country", "public_key")
 USER_FIELDS = ("username", "firstname", "lastname", "email", "password", "role", "roles")
@@ -280,7 +281,8 @@ class Importer:
         async with self.ctx.db.read() as conn:
             encrypted, exists = (await conn.execute(select(
                 Collaboration.encrypted,
-                select(Job.id).where(Job.kind == "docker", Job.collaboration_id == collab_id,
+                select(Job.id).where(Job.kind == BucketKind.DOCKER,
+                                     Job.collaboration_id == collab_id,
                                      Job.code == code).exists()).where(
                 Collaboration.id == collab_id))).one()
         if exists:
@@ -290,10 +292,10 @@ class Importer:
                                      "is encrypted, and its inputs are sealed by a user of "
                                      "the initiating organization")
         elif orgs:
-            await docker_jobs.create(self.ctx, {"collaboration": collab_id, "code": code,
-                                                "docker": {"image": image, "organizations": [
-                                                    {"organization": o} for o in orgs]}},
-                                     initiator=orgs[0])
+            await docker.create(self.ctx, {"collaboration": collab_id, "code": code,
+                                           "docker": {"image": image, "organizations": [
+                                               {"organization": o} for o in orgs]}},
+                                initiator=orgs[0])
             self.report.created.append(f"docker job {code}")
 
     async def node(self, part: dict[str, Any], org_id: str, collab_id: str, collab: str

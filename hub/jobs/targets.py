@@ -26,8 +26,37 @@ from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.errors import Invalid
-from hub.jobs.spec import parse_target
 from hub.storage.models import Client, Job, Node, Site
+
+Target = dict[str, str]  # {"site": id} | {"client": id} | {"code": glob} | {"tag": name}
+
+
+def parse_target(text: str) -> tuple[str, str]:
+    """One entry of a compute spec's ``clients`` as (scope, value); a bare id is a client."""
+    scope, sep, value = text.partition(":")
+    if not sep:
+        return "client", text
+    if scope not in ("site", "client", "code", "tag") or not value:
+        raise Invalid("invalid_spec", f"compute.clients: '{text}' is not site:NAME, client:ID, "
+                      "code:GLOB, tag:NAME or an id", field="compute.clients")
+    return scope, value
+
+
+def targets_match(targets: list[dict[str, str]], client: Any) -> bool:
+    """May this agent (a row with id, site_id, code, tags) run a job with these targets?"""
+    if not targets:
+        return True
+    for target in targets:
+        (scope, value), = target.items()
+        if scope == "site" and client.site_id == value:
+            return True
+        if scope == "client" and client.id == value:
+            return True
+        if scope == "code" and fnmatch.fnmatchcase(client.code, value):
+            return True
+        if scope == "tag" and value in (client.tags or []):
+            return True
+    return False
 
 
 def usable_by(organization: Any, collaboration: Any) -> ColumnElement[bool]:

@@ -11,13 +11,27 @@ from sqlalchemy.engine import Connection
 
 from hub.errors import Conflict, Invalid
 from hub.jobs import status as st
-from hub.jobs.transfers import has_path, insert_transfer_tasks, landing, may_move, share_party
+from hub.jobs.transfer_paths import has_path, landing, may_move, share_party
+from hub.jobs.writes import next_seq
 from hub.runtime import Ctx
 from hub.storage.models import Bucket, Job, Share, Task
-from protocol import ExpandRequest, ExpandResponse
+from protocol import BucketKind, ExpandRequest, ExpandResponse
 from protocol.paths import PathRefused, join, share_parts
 
 T = st.TaskStatus
+
+
+async def insert_transfer_tasks(conn: Any, job_id: str, pairs: list[tuple[str, str]],
+                                first_seq: int, now: Any, priority: int, *, pending: bool
+                                ) -> list[str]:
+    """Tasks moving ``(item, landing)`` pairs, numbered from ``first_seq`` in their job:
+    queued, or ``pending`` while the job has no destination path; their ids."""
+    rows = [st.new_task(job_id, first_seq + n, item, now, priority, destination=lands,
+                        status=T.PENDING if pending else T.QUEUED)
+            for n, (item, lands) in enumerate(pairs)]
+    if rows:
+        await conn.execute(insert(Task), rows)
+    return [row["id"] for row in rows]
 
 
 async def add_tasks(conn: Any, ctx: Ctx, job: Any, tasks: list[Any], allow: bool
@@ -72,10 +86,9 @@ async def add_tasks(conn: Any, ctx: Ctx, job: Any, tasks: list[Any], allow: bool
             Task.id.in_(retried), Task.status.in_((*st.ENDED_TASK, T.ONHOLD))).values(
             **st.FRESH_RUN, status=T.PENDING if pending else T.QUEUED, attempts=0,
             message="", modified=ctx.now))
-    last = (await conn.execute(select(func.max(Task.seq)).where(Task.job_id == job.id))).scalar()
     created = await insert_transfer_tasks(
-        conn, job.id, [p for p in pairs if p not in existing],
-        (last if last is not None else -1) + 1, ctx.now, job.priority, pending=pending)
+        conn, job.id, [p for p in pairs if p not in existing], await next_seq(conn, job.id),
+        ctx.now, job.priority, pending=pending)
     return {"created": created, "retried": retried}
 
 
@@ -118,7 +131,7 @@ def expand(conn: Connection, client_id: str, req: ExpandRequest, now: datetime
             or task.status not in st.RUNNING_TASK:
         raise Conflict("lease_lost", "this task is not running in a bucket leased to "
                        "this agent")
-    if task.kind != "transfer":
+    if task.kind != BucketKind.TRANSFER:
         raise Invalid("not_transfer", "only a transfer task lists a folder")
     folder, landing = share_parts(task.item), share_parts(task.destination)
     pairs: list[tuple[str, str]] = []

@@ -19,12 +19,16 @@ collaboration each input is an envelope sealed by the caller's organization
 for the run's organization (``protocol.sealing``), checked for shape and
 address here and stored as it came: the hub keeps ciphertext only, and so
 are the results, sealed by each node for the initiating organization.
+
+A node's free docker slots take the queued runs of its own organization in the
+collaboration it was enrolled for, across jobs (``next_runs``), one run to a bucket;
+each run gets a token of its job's user that lets it create child jobs (``run_work``).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from sqlalchemy import bindparam, insert, or_, select, update
@@ -34,10 +38,11 @@ from hub.access import JOBS
 from hub.bodies import invalid
 from hub.errors import Conflict, Invalid
 from hub.jobs import status as st
+from hub.jobs.kind import JobKind, Lease
 from hub.runtime import Ctx
 from hub.security import TokenService, password_version
 from hub.storage.models import Collaboration, Job, Organization, Task, User, members, new_id
-from protocol import LOG_TAIL_BYTES, DockerWork, TaskWork, sealing
+from protocol import LOG_TAIL_BYTES, BucketKind, BucketWork, DockerWork, TaskWork, sealing
 from protocol.docker import MAX_RESULT, parse_size
 
 Text = Annotated[str, msgspec.Meta(max_length=4096)]
@@ -163,7 +168,7 @@ async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
                       job_id=(parent.spec or {}).get("job_id", parent.id) if parent else job_id,
                       organizations=[org for org, _ in runs])
         await conn.execute(insert(Job).values(
-            id=job_id, code=spec.code or docker.image.rsplit("/", 1)[-1][:255], kind="docker",
+            id=job_id, code=spec.code or docker.image.rsplit("/", 1)[-1][:255], kind=BucketKind.DOCKER,
             queue=spec.queue, status=spec.status, priority=spec.priority,
             user_id=parent.user_id if parent is not None else ctx.principal.id,
             organization_id=initiator, collaboration_id=collab,
@@ -192,7 +197,7 @@ async def _parent(conn: Any, ctx: Ctx, parent: str | None) -> Any:
     row = (await conn.execute(select(
         Job.id, Job.kind, Job.user_id, Job.organization_id, Job.collaboration_id, Job.spec,
         Job.status).where(Job.id == parent))).first()
-    if row is None or row.kind != "docker":
+    if row is None or row.kind != BucketKind.DOCKER:
         raise _bad("parent", f"no docker job '{parent}'", "unknown_parent")
     if ctx.principal.run is None:  # a user: one who may act on the parent, since the
         await JOBS.check(conn, ctx, "edit", parent)  # child runs in its user's name
@@ -245,33 +250,33 @@ def check_result(result: str, spec: dict[str, Any]) -> str:
 
 
 # -- leases
-_NEXT_RUNS = (select(Task.id, Task.uri, Task.item, Task.attempts, Task.input, Task.job_id)
+_NEXT_RUNS = (select(Task.id, Task.uri, Task.item, Task.attempts, Task.input, Task.job_id,
+                     Task.organization_id, Job.spec)
               .join(Job, Job.id == Task.job_id)
-              .where(Job.kind == "docker", Job.status.in_(st.ACTIVE),
+              .where(Job.kind == BucketKind.DOCKER, Job.status.in_(st.ACTIVE),
                      Job.collaboration_id == bindparam("collab"),
                      Task.organization_id == bindparam("org"),
                      Task.status == st.TaskStatus.QUEUED)
               .order_by(Job.priority.desc(), Job.created, Task.priority.desc(), Task.seq)
               .limit(bindparam("n")).with_for_update(of=Task, skip_locked=True))
-_JOBS = (select(Job.id, Job.spec, Job.organization_id, Job.user_id, Organization.public_key,
-                User.password_hash)
-         .outerjoin(Organization, Organization.id == Job.organization_id)
-         .outerjoin(User, User.id == Job.user_id)
-         .where(Job.id.in_(bindparam("ids", expanding=True))))
+# the initiating organization's key and the user whose run tokens the runs get
+_STARTED_BY = (select(Job.organization_id, Job.user_id, Organization.public_key,
+                      User.password_hash)
+               .outerjoin(Organization, Organization.id == Job.organization_id)
+               .outerjoin(User, User.id == Job.user_id)
+               .where(Job.id == bindparam("job")))
 
 
 def next_runs(conn: Connection, org: str, collab: str, n: int) -> list[Any]:
-    """The next queued runs for this organization's node in this collaboration."""
+    """The next queued runs for this organization's node in this collaboration, of any
+    job, each with its job's spec: docker runs are not taken job by job, as a queue's
+    buckets are, but by the organization they are for."""
     return list(conn.execute(_NEXT_RUNS, {"org": org, "collab": collab, "n": n}))
 
 
-def jobs_of(conn: Connection, rows: list[Any]) -> dict[str, Any]:
-    return {r.id: r for r in conn.execute(_JOBS, {"ids": list({r.job_id for r in rows})})}
-
-
-def run_work(row: Any, job: Any, org: str, tokens: TokenService | None) -> TaskWork:
+def run_work(row: Any, spec: dict[str, Any], job: Any, tokens: TokenService | None
+             ) -> TaskWork:
     """What the agent gets for one run; the token lets the run create child jobs."""
-    spec = job.spec
     token = ""
     if tokens is not None and job.user_id and job.password_hash:
         lifetime = (spec.get("timeout") or 7 * 86400.0) + RUN_TOKEN_SLACK
@@ -279,7 +284,8 @@ def run_work(row: Any, job: Any, org: str, tokens: TokenService | None) -> TaskW
                                  timedelta(seconds=lifetime)).token
     return TaskWork(id=row.id, uri=row.uri, item=row.item, attempt=row.attempts + 1, argv=[],
                     docker=DockerWork(
-                        image=spec["image"], job_id=spec["job_id"], organization=org,
+                        image=spec["image"], job_id=spec["job_id"],
+                        organization=row.organization_id,
                         initiator=job.organization_id or "", command=spec.get("command"),
                         env=spec.get("env") or {}, input=row.input,
                         encrypted=bool(spec.get("encrypted")),
@@ -296,3 +302,29 @@ def follow_logs(conn: Connection, held: list[str], logs: dict[str, str]) -> None
     for task_id, tail in running:
         text = st.storable(tail + logs[task_id])[-LOG_TAIL_BYTES:]
         conn.execute(update(Task).where(Task.id == task_id).values(log_tail=text))
+
+
+class DockerJobs(JobKind):
+    kind = BucketKind.DOCKER
+    markers: ClassVar[tuple[str, ...]] = ("docker",)
+
+    async def create(self, ctx: Ctx, body: Any) -> str:
+        return await create(ctx, body)
+
+    def shown(self, spec: dict[str, Any]) -> dict[str, Any]:
+        # the image run, and the group shared with parent and child jobs
+        return {"docker": {k: v for k, v in spec.items() if k != "job_id"},
+                "job_id": spec.get("job_id")}
+
+    def bucket(self, conn: Connection, lease: Lease, spec: dict[str, Any], rows: list[Any]
+               ) -> BucketWork:
+        """One run to a bucket: each has its own lease, abort and report."""
+        job = conn.execute(_STARTED_BY, {"job": lease.job_id}).one()
+        return BucketWork(
+            id=lease.bucket_id, job_id=lease.job_id, lane_id=lease.lane_id, kind=self.kind,
+            tasks=[run_work(row, spec, job, lease.signing.tokens) for row in rows],
+            timeout=spec.get("timeout"), grace=spec.get("grace", 10.0),
+            leased_until=lease.leased_until)
+
+
+DOCKER = DockerJobs()

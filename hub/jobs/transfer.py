@@ -1,4 +1,5 @@
-"""Transfer jobs (jobs.rst): parties, destination paths, where each file lands, resend.
+"""Transfer jobs (jobs.rst): files moved from a share path to a party, by agents' transfer
+slots.
 
 A transfer job sends files from a share path to a party::
 
@@ -17,24 +18,56 @@ Each task stores where it lands (``Task.destination``). By default a task
 *mirrors* its source: its path below the job's source folder is kept below
 the job's destination folder. A task may instead name its own destination
 on the job's destination share.
+
+A bucket is one file, or the small files of one folder together (listed by the agent
+that ran the folder's task, ``transfer_tasks.py``), and goes with one ticket scoped to
+no more than the bucket's paths.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
-from sqlalchemy import func, insert, or_, select, update
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import ColumnElement, bindparam, insert, or_, select, update
+from sqlalchemy.engine import Connection
 
-from hub.access import SHARES
-from hub.bodies import expect, invalid
+from hub.bodies import invalid
 from hub.errors import Conflict, Invalid
 from hub.jobs import status as st
+from hub.jobs.kind import JobKind, Lease
+from hub.jobs.leases import LEASED, NEXT_TASKS
+from hub.jobs.transfer_paths import (
+    find_party,
+    has_path,
+    landing,
+    may_use,
+    relanding,
+    runner,
+    share_party,
+    share_rows,
+)
+from hub.jobs.transfer_tasks import add_tasks, insert_transfer_tasks
+from hub.jobs.writes import change_status
 from hub.runtime import Ctx
-from hub.storage.models import Client, Job, Share, Site, Task, User, new_id
-from protocol.paths import PathRefused, join, share_parts, split_share_path
+from hub.storage.models import Client, Job, Share, Task, new_id
+from protocol import BucketKind, BucketWork, TaskWork, TransferWork, tickets
+from protocol.paths import join, share_parts
+from protocol.transfer import SMALL_FILE
 
 S, T = st.JobStatus, st.TaskStatus
+TICKET_TTL = 6 * 3600.0  # seconds a transfer task's ticket lasts: a long pull must not outlive it
+# a bucket of small files: up to this many, and this many bytes (one slot moves them in
+# several batched requests at once)
+SMALL_BUCKET_FILES = 256
+SMALL_BUCKET_BYTES = 16 << 20
+_NEXT_SMALL = (select(*LEASED)
+               .where(Task.job_id == bindparam("job"), Task.status == st.TaskStatus.QUEUED,
+                      Task.folder == bindparam("folder"), Task.size >= 0,
+                      Task.size <= SMALL_FILE)
+               .order_by(Task.priority.desc(), Task.seq).limit(SMALL_BUCKET_FILES)
+               .with_for_update(skip_locked=True))
 
 
 class TransferCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -54,114 +87,9 @@ class TransferCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     direction: Literal["pull", "push"] = "pull"
 
 
-def share_party(text: str, field: str) -> tuple[str, tuple[str, ...], bool]:
-    """``share=<name>/<path>`` as (share name, path parts, names a folder: ends in '/' or is
-    the share's root)."""
-    if not isinstance(text, str) or not text.startswith("share="):
-        raise Invalid("invalid_path", f"{field}: write a share path, "
-                      "share=<share>/<path>", field=field)
-    try:
-        name, parts = split_share_path(text)
-    except PathRefused as exc:
-        raise Invalid("invalid_path", f"{field}: {exc}", field=field) from None
-    return name, parts, text.endswith("/") or not parts
-
-
-async def find_party(conn: Any, text: str, field: str) -> tuple[str, str]:
-    """A receiving user or site as (scope, id): ``lars@edit.com``, ``hq``, ``user:lars``,
-    ``site:stockholm``. A bare name is a site if one has it, else a user."""
-    scope, sep, value = text.partition(":")
-    if not sep or scope not in ("user", "site"):
-        scope, value = "", text
-    value = value.strip()
-    if not value:
-        raise Invalid("unknown_party", f"{field}: names no user or site", field=field)
-    if scope in ("", "site"):
-        site = (await conn.execute(select(Site.id).where(
-            or_(Site.id == value, Site.name == value)))).scalar()
-        if site is not None:
-            return "site", site
-    if scope in ("", "user"):
-        user = (await conn.execute(select(User.id).where(or_(
-            User.id == value, User.username == value,
-            func.lower(User.email) == value.lower())))).scalar()
-        if user is not None:
-            return "user", user
-    what = {"": "no site or user", "site": "no site", "user": "no user"}[scope]
-    raise Invalid("unknown_party", f"{field}: {what} named '{value}' (a destination is a "
-                  "user, a site or a share path share=<share>/<path>)", field=field)
-
-
-def landing(transfer: dict[str, Any], item: str) -> str:
-    """Where ``item`` lands when it mirrors the job's paths. The job's own source lands
-    inside the destination folder (``into_folder``) or at the destination path itself;
-    what is below the source's folder keeps its place below the destination's; anything
-    else lands by its name beside the job's own source."""
-    src, dst = share_parts(transfer["source_path"]), share_parts(transfer["destination_path"])
-    parts = share_parts(item)
-    into = transfer["into_folder"]
-    origin, target = (src[:-1], dst) if into else (src, dst)
-    if parts[:len(origin)] == origin:
-        return join(target + parts[len(origin):])
-    if not into and src and parts[:len(src) - 1] == src[:-1]:
-        return join(dst[:-1] + parts[len(src) - 1:])
-    return join((dst if into else dst[:-1]) + parts[-1:])
-
-
-async def share_rows(conn: Any, names: list[str]) -> dict[str, Any]:
-    return {r.name: r for r in (await conn.execute(
-        select(Share.id, Share.name, Share.path, Share.client_id, Client.transfer_url,
-               Client.user_id, Client.site_id)
-        .outerjoin(Client, Client.id == Share.client_id)
-        .where(Share.name.in_(names)))).all()}
-
-
-def served(shares: dict[str, Any], name: str, field: str) -> Any:
-    if name not in shares:
-        raise Invalid("unknown_share", f"{field}: no share named '{name}'", field=field)
-    if shares[name].client_id is None:
-        raise Invalid("unknown_share", f"{field}: share '{name}' has no agent to serve "
-                      "it", field=field)
-    return shares[name]
-
-
-def runner(source: Any, dest: Any, direction: str) -> str:
-    """The agent that runs the job's tasks (the destination's when pulling, the source's
-    when pushing). Both must run a transfer endpoint: one is called, the other moves."""
-    for side, field in ((source, "source"), (dest, "destination")):
-        if not side.transfer_url:  # it can neither serve a peer nor run transfers itself
-            raise Invalid("not_served", f"{field}: the agent of share '{side.name}' runs "
-                          "no transfer endpoint", field=field)
-    return str((dest if direction == "pull" else source).client_id)
-
-
-async def may_use(conn: Any, ctx: Ctx, shares: dict[str, Any], name: str, field: str,
-                  operation: str) -> Any:
-    """The share called ``name``, served by an agent, once the caller may ``read`` its
-    files (to move them out) or ``write`` them (to move files in): 403 naming the rule
-    otherwise. Seeing the share's record is neither. A share the caller cannot even see
-    answers as one that does not exist: a job cannot probe other organizations' shares."""
-    visible = SHARES.allowed(ctx, "view")  # 403 naming the rule: it may see no share at all
-    share = shares.get(name)
-    if share is not None and visible is not None and (await conn.execute(
-            select(Share.id).where(Share.id == share.id, visible))).first() is None:
-        share = None
-    if share is None:
-        raise Invalid("unknown_share", f"{field}: no share named '{name}'", field=field)
-    await SHARES.check(conn, ctx, operation, share.id)
-    return served(shares, name, field)
-
-
-async def may_move(conn: Any, ctx: Ctx, transfer: dict[str, Any]) -> None:
-    """A caller who adds files to a transfer job moves them on its own account: it must
-    read the job's source share and write its destination share (403 naming the rule)."""
-    await SHARES.check(conn, ctx, "read", transfer["source_share"])
-    if transfer.get("destination_share") is not None:
-        await SHARES.check(conn, ctx, "write", transfer["destination_share"])
-
-
 async def create(ctx: Ctx, body: Any) -> str:
-    """Store a transfer job and its first task; the job's id."""
+    """Store a transfer job and its first task; the job's id. Its runner is the agent of
+    the destination share when pulling, of the source share when pushing."""
     try:
         spec = msgspec.convert(body, TransferCreate)
     except msgspec.ValidationError as exc:
@@ -192,7 +120,7 @@ async def create(ctx: Ctx, body: Any) -> str:
                 str(S.PENDING), ""
         await conn.execute(insert(Job).values(
             id=job_id, code=spec.code or (source_parts[-1] if source_parts else source_name),
-            kind="transfer", queue=spec.queue, status=status, priority=spec.priority,
+            kind=BucketKind.TRANSFER, queue=spec.queue, status=status, priority=spec.priority,
             user_id=ctx.principal.id, organization_id=ctx.caller.organization,
             source_scope="share", source_id=source.id,
             destination_scope=party[0], destination_id=party[1], spec=stored,
@@ -203,29 +131,10 @@ async def create(ctx: Ctx, body: Any) -> str:
     return job_id
 
 
-async def insert_transfer_tasks(conn: Any, job_id: str, pairs: list[tuple[str, str]],
-                                first_seq: int, now: Any, priority: int, *, pending: bool
-                                ) -> list[str]:
-    rows = [st.new_task(job_id, first_seq + n, item, now, priority, destination=lands,
-                        status=T.PENDING if pending else T.QUEUED)
-            for n, (item, lands) in enumerate(pairs)]
-    if rows:
-        await conn.execute(insert(Task), rows)
-    return [row["id"] for row in rows]
-
-
-def has_path(spec: dict[str, Any]) -> bool:
-    """The job knows where its files land (a pending job does not)."""
-    return spec.get("transfer", {}).get("destination_share") is not None
-
-
-async def set_destination(conn: Any, ctx: Ctx, job: Any, text: Any) -> None:
+async def set_destination(conn: Any, ctx: Ctx, job: Any, text: str) -> None:
     """Give a job with no destination path one: each task gets its landing (kept relative
     to the job's landing when it had one before a resend) and the pending ones are
     queued."""
-    text = expect({"destination_path": text}, "destination_path", str, "a share path")
-    if job.kind != "transfer":
-        raise Invalid("read_only", "'destination_path' belongs to transfer jobs", field="destination_path")
     if has_path(job.spec):
         raise Conflict("not_pending", f"the job is {job.status} and has its destination "
                        "path: it is set only while it is pending (write status 'pending' to "
@@ -273,38 +182,10 @@ async def set_destination(conn: Any, ctx: Ctx, job: Any, text: Any) -> None:
     await conn.execute(update(Job).where(Job.id == job.id).values(**values))
 
 
-def relanding(previous: dict[str, Any] | None, transfer: dict[str, Any], item: str,
-              old: str) -> str:
-    """Where a task lands under the job's new destination path. A task that landed
-    somewhere before a resend keeps its place relative to the job's landing (below the
-    job's source, or beside it); one named elsewhere on the share keeps its path; a new
-    one mirrors."""
-    if not old or previous is None or item == transfer["source_path"]:
-        return landing(transfer, item)
-    before = {**transfer, **previous}
-    was = share_parts(old)
-    for old_base, new_base in (
-            (share_parts(landing(before, transfer["source_path"])),
-             share_parts(landing(transfer, transfer["source_path"]))),
-            (_beside(before), _beside(transfer))):
-        if old_base and was[:len(old_base)] == old_base:
-            return join(new_base + was[len(old_base):])
-    return old
-
-
-def _beside(transfer: dict[str, Any]) -> tuple[str, ...]:
-    """The folder the job's source lands in."""
-    dst = share_parts(transfer["destination_path"])
-    return dst if transfer["into_folder"] else dst[:-1]
-
-
 async def resend(conn: Any, ctx: Ctx, job: Any) -> None:
     """``status: pending``: every task runs again, once a destination path is set anew.
     A task still running (or still being stopped) is stopped: the agent hears it at its
     next heartbeat, and until it confirms the task keeps its bucket."""
-    if job.kind != "transfer":
-        raise Invalid("invalid_status", "'pending' resends a transfer; compute jobs have "
-                      "no destination to reset", field="status")
     transfer = dict(job.spec["transfer"])
     if has_path(job.spec):
         transfer["previous"] = {k: transfer[k] for k in (
@@ -327,7 +208,7 @@ async def status_write(conn: Any, ctx: Ctx, job: Any, wanted: str) -> bool:
     """``paused`` or ``waiting`` written to a transfer job with no destination path: it
     stays (or becomes again) pending, and remembers which to become once it has a path.
     Returns whether the write was handled here."""
-    if job.kind != "transfer" or has_path(job.spec) or wanted not in (S.PAUSED, S.WAITING):
+    if has_path(job.spec) or wanted not in (S.PAUSED, S.WAITING):
         return False
     if wanted == S.PAUSED and job.status in st.FINISHED:
         return False  # refused as for any ended job
@@ -342,3 +223,118 @@ async def status_write(conn: Any, ctx: Ctx, job: Any, wanted: str) -> bool:
     await conn.execute(update(Job).where(Job.id == job.id).values(
         spec=stored, status=S.PENDING, finished=None))
     return True
+
+
+# -- leases
+def transfer_rows(conn: Connection, job_id: str) -> list[Any]:
+    """The next transfer task alone, or, when it is a small file listed from a folder (its
+    size known from that listing), the next small files of that folder together: they
+    travel many to a request, under one ticket for that folder and nothing more."""
+    first = conn.execute(NEXT_TASKS, {"job": job_id, "n": 1}).first()
+    if first is None or not first.folder or not 0 <= first.size <= SMALL_FILE:
+        return [first] if first is not None else []
+    rows: list[Any] = []
+    total = 0
+    for row in conn.execute(_NEXT_SMALL, {"job": job_id, "folder": first.folder}):
+        if rows and total + row.size > SMALL_BUCKET_BYTES:
+            break
+        rows.append(row)
+        total += row.size
+    return rows
+
+
+def transfer_work(conn: Connection, key: Ed25519PrivateKey | None, job_id: str,
+                  bucket_id: str, spec: dict[str, Any], rows: list[Any]) -> list[TaskWork]:
+    """Transfer tasks with one fresh ticket for the agent the runner calls, scoped to
+    the narrowest folder that holds every path of the bucket. A source whose agent is
+    gone (or serves nothing now) gets an empty url: the tasks fail on the agent with
+    that reason, and are retried like any failure."""
+    transfer = spec["transfer"]
+    push = transfer.get("direction") == "push"
+    shares = {r.id: r for r in conn.execute(
+        select(Share.id, Share.path, Share.client_id, Client.transfer_url,
+               Client.transfer_fingerprint)
+        .outerjoin(Client, Client.id == Share.client_id)
+        .where(Share.id.in_([transfer["source_share"], transfer["destination_share"]])))}
+    source, dest = shares.get(transfer["source_share"]), shares.get(
+        transfer["destination_share"])
+    called = dest if push else source  # the agent whose endpoint the runner calls
+    ticket = ""
+    if called is not None and called.client_id and key is not None:
+        paths = [r.destination if push else r.item for r in rows]
+        ticket = tickets.issue(key, tickets.TicketScope(
+            server=called.client_id, share=called.id, path=_common_folder(paths),
+            op="write" if push else "read", job=job_id,
+            task=rows[0].id if len(rows) == 1 else bucket_id, tree=True), ttl=TICKET_TTL)
+    return [TaskWork(id=row.id, uri=row.uri, item=row.item, attempt=row.attempts + 1,
+                     last_attempt=row.attempts + 1 > spec.get("retries", 0),  # as release has it
+                     argv=[], transfer=TransferWork(
+                         url=(called.transfer_url or "") if called else "",
+                         fingerprint=(called.transfer_fingerprint or "") if called else "",
+                         share=called.id if called else "", path=row.item, ticket=ticket,
+                         dest_share=transfer["destination_share"],
+                         dest_path=row.destination, into_folder=False,
+                         streams=transfer.get("streams", 4),
+                         dest_root=dest.path if dest else "",
+                         direction="push" if push else "pull",
+                         source_root=source.path if source else "", size=row.size))
+            for row in rows]
+
+
+def _common_folder(paths: list[str]) -> str:
+    """The deepest folder (or the one path) that holds every path."""
+    split = [share_parts(p) for p in paths]
+    common = split[0]
+    for parts in split[1:]:
+        n = 0
+        while n < min(len(common), len(parts)) and common[n] == parts[n]:
+            n += 1
+        common = common[:n]
+    return join(common)
+
+
+class TransferJobs(JobKind):
+    kind = BucketKind.TRANSFER
+    markers: ClassVar[tuple[str, ...]] = ("source", "destination")
+
+    async def create(self, ctx: Ctx, body: Any) -> str:
+        return await create(ctx, body)
+
+    def shown(self, spec: dict[str, Any]) -> dict[str, Any]:
+        transfer = spec.get("transfer")
+        # where the files land, as written (None while pending)
+        return {"transfer": transfer, "destination_path": (transfer or {}).get("destination")}
+
+    async def write_status(self, conn: Any, ctx: Ctx, job: Any, wanted: str) -> None:
+        if wanted == S.PENDING:
+            await resend(conn, ctx, job)
+        elif not await status_write(conn, ctx, job, wanted):
+            await change_status(conn, job.id, job.status, wanted, ctx)
+
+    async def set_destination(self, conn: Any, ctx: Ctx, job: Any, path: str) -> None:
+        await set_destination(conn, ctx, job, path)
+
+    async def add_tasks(self, conn: Any, ctx: Ctx, job: Any, tasks: list[Any], allow: bool
+                        ) -> dict[str, Any]:
+        return await add_tasks(conn, ctx, job, tasks, allow)
+
+    def queued_for(self, organization: Any, collaboration: Any) -> ColumnElement[bool]:
+        # a transfer job names its one runner in its targets (the agent of a share the
+        # creator may read or write): no organization rule on top
+        return Job.kind == self.kind
+
+    def ready(self, spec: dict[str, Any]) -> bool:
+        return has_path(spec)
+
+    def take(self, conn: Connection, job_id: str, spec: dict[str, Any]) -> list[Any]:
+        return transfer_rows(conn, job_id)
+
+    def bucket(self, conn: Connection, lease: Lease, spec: dict[str, Any], rows: list[Any]
+               ) -> BucketWork:
+        return BucketWork(id=lease.bucket_id, job_id=lease.job_id, lane_id=lease.lane_id,
+                          kind=self.kind, leased_until=lease.leased_until,
+                          tasks=transfer_work(conn, lease.signing.tickets, lease.job_id,
+                                              lease.bucket_id, spec, rows))
+
+
+TRANSFER = TransferJobs()
