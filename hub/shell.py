@@ -30,6 +30,7 @@ from hub.api.errors import as_api_error
 from hub.entities import entity
 from hub.errors import Refusal
 from hub.runtime import Ctx
+from hub.storage.models import Base
 
 T = TypeVar("T")
 
@@ -274,8 +275,6 @@ class Db:
 
 
 async def _drop_all(session: AdminSession) -> None:
-    from hub.storage.models import Base
-
     assert session.db is not None
     async with session.db.engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):

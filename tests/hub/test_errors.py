@@ -4,6 +4,7 @@ always had, carrying its code, message, field, rule and Retry-After unchanged.""
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,6 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 import hub.errors
+from core.errors import FerryError
 from hub.api.common import RUNTIME, errors
 from hub.api.errors import STATUS, as_api_error, status_of
 from hub.errors import (
@@ -97,6 +99,21 @@ async def test_the_middleware_answers_a_refusal_with_its_status_and_body(
         assert answer.status == status
         assert await answer.json() == {"error": body}
         assert answer.headers.get("Retry-After") == retry_after
+
+
+def test_every_exception_of_the_hub_is_a_ferry_error() -> None:
+    """One exception tree (STYLE.md): a caller catching FerryError catches the hub's."""
+    outside = []
+    for path in sorted(HUB.rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        parts = path.relative_to(HUB.parent).with_suffix("").parts
+        module = importlib.import_module(".".join(p for p in parts if p != "__init__"))
+        for name, value in vars(module).items():
+            if isinstance(value, type) and issubclass(value, BaseException) \
+                    and value.__module__ == module.__name__ and not issubclass(value, FerryError):
+                outside.append(f"{module.__name__}.{name}")
+    assert outside == []
 
 
 def test_below_the_api_the_hub_raises_refusals_not_http_errors() -> None:
