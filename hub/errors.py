@@ -14,8 +14,7 @@ it is about, and the shell shows it with the API's status and code::
      │    ├── NotAllowed       no such operation on this kind of record
      │    ├── Conflict         the state of a record does not allow it now
      │    ├── Invalid          a body, field or value is wrong (``field`` names it)
-     │    ├── TooManyFailures  too many failures from one source: try again in ``retry_after`` s
-     │    └── Inconsistent     the hub's own data is not as it must be (a default role is gone)
+     │    └── TooManyFailures  too many failures from one source: try again in ``retry_after`` s
      └── ShuttingDown          a part of the hub was asked for work while it stops
 
 ``code`` is the machine-readable reason (``invalid_spec``, ``not_pending``, …): the same
@@ -81,11 +80,6 @@ class TooManyFailures(Refusal):
                  field: str | None = None) -> None:
         super().__init__(code, message, field=field)
         self.retry_after = retry_after
-
-
-class Inconsistent(Refusal):
-    """The hub's own data is not as it must be (a default role is missing): not the
-    caller's fault, and nothing it can change."""
 
 
 class ShuttingDown(HubError):

@@ -17,13 +17,14 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.callers import load_caller
 from hub.config import HubConfig
-from hub.jobs.wakeup import WorkSignal, plain_dsn
-from hub.permissions import Caller, load_caller
+from hub.permissions import Caller
 from hub.security import FailureLimiter, Principal, TokenService
 from hub.shares import ShareDirectory
 from hub.storage.db import Database
 from hub.storage.models import HubState, utcnow
+from hub.wakeup import WorkSignal, plain_dsn
 from protocol import tickets
 
 

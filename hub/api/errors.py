@@ -13,7 +13,6 @@ from core.errors import ApiError
 from hub.errors import (
     Conflict,
     Forbidden,
-    Inconsistent,
     Invalid,
     Malformed,
     NotAllowed,
@@ -32,7 +31,6 @@ STATUS: dict[type[Refusal], int] = {
     Conflict: 409,
     Invalid: 422,
     TooManyFailures: 429,
-    Inconsistent: 500,
 }
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub import permissions
 from hub.access import scope_of_organization
 from hub.bodies import check_body, expect, name_value
+from hub.callers import load_caller
 from hub.entities.base import Entity
 from hub.entities.organizations import organization_id, placed_in
 from hub.entities.paging import EVERY, Page
@@ -247,7 +248,7 @@ class UserEntity(Entity):
         an organization admin cannot take over root."""
         if entity_id == ctx.principal.id:
             return
-        target = await permissions.load_caller(conn, "user", entity_id)
+        target = await load_caller(conn, "user", entity_id)
         missing = ctx.caller.holds(sorted(target.rules - permissions.ALWAYS))
         if missing is not None:
             raise Forbidden("forbidden", f"this user holds the rule "

@@ -9,6 +9,7 @@ are ``hub.errors`` exceptions, and the entities call in.
 * ``actions.py``: start, change and delete jobs, add and change tasks; ``writes.py``:
   the rules for those writes that every kind shares.
 * ``status.py``: job and task statuses, and a job's status kept in step with its tasks.
-* ``dispatch.py``: claims, heartbeats, lease ends; ``leases.py``, ``claimers.py``,
-  ``targets.py`` and ``wakeup.py`` serve it; ``reports.py`` applies agents' reports.
+* ``dispatch.py``: claims, heartbeats, lease ends, waking on news of work
+  (``hub/wakeup.py``); ``leases.py``, ``claimers.py`` and ``targets.py`` serve it;
+  ``reports.py`` applies agents' reports.
 """

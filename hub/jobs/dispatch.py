@@ -11,7 +11,7 @@ Several hub processes may share one PostgreSQL database: nothing here depends on
 what one process alone has seen. Leases take rows with ``FOR UPDATE SKIP LOCKED``
 (``leases.py``), so two processes never lease one task; the agents that asked
 recently are kept in the database (``claimers.py``); and a process that sees work
-appear wakes the claims waiting in the others (``wakeup.py``).
+appear wakes the claims waiting in the others (``hub/wakeup.py``).
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from hub.jobs.kind import Lease, Signing
 from hub.jobs.leases import release
 from hub.jobs.registry import KINDS
 from hub.jobs.targets import targets_match
-from hub.jobs.wakeup import WorkSignal
 from hub.security import TokenService
 from hub.storage.db import Database
 from hub.storage.models import Bucket, Client, Job, Node, ReportKey, Task, iso, new_id, utcnow
+from hub.wakeup import WorkSignal
 from protocol import BucketKind, BucketWork, HeartbeatResponse, Progress
 
 log = structlog.get_logger("hub.dispatch")
@@ -94,7 +94,7 @@ class Queued(NamedTuple):
 class Dispatcher:
     """Claims, heartbeats and lease ends of one hub process; owns the lease sweeper.
 
-    ``work``: the process's news of work (``wakeup.py``), which waiting claims wait on.
+    ``work``: the process's news of work (``hub/wakeup.py``), which waiting claims wait on.
     ``on_failure``: told when the sweeper dies of something it did not expect (a hub
     whose leases never expire must not go on as if they did)."""
 

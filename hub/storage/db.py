@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 
 from core.errors import ConfigError
-from hub.permissions import sync_defaults
+from hub.storage.defaults import sync_defaults
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 P = ParamSpec("P")

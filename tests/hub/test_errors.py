@@ -20,7 +20,6 @@ from hub.api.errors import STATUS, as_api_error, status_of
 from hub.errors import (
     Conflict,
     Forbidden,
-    Inconsistent,
     Invalid,
     Malformed,
     NotAllowed,
@@ -34,7 +33,7 @@ HUB = Path(__file__).resolve().parents[2] / "hub"
 
 # the status each kind was answered with when the hub raised ApiError(status, …) itself
 WAS = {Malformed: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, NotAllowed: 405,
-       Conflict: 409, Invalid: 422, TooManyFailures: 429, Inconsistent: 500}
+       Conflict: 409, Invalid: 422, TooManyFailures: 429}
 
 
 def refusal_kinds() -> list[type[Refusal]]:

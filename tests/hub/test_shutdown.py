@@ -13,9 +13,9 @@ import pytest
 from hub.checkins import CheckinWriter
 from hub.errors import ShuttingDown
 from hub.jobs.dispatch import Dispatcher
-from hub.jobs.wakeup import WorkSignal
 from hub.storage.db import Database
 from hub.storage.models import utcnow
+from hub.wakeup import WorkSignal
 
 # a PostgreSQL nobody listens on: the channel keeps trying to connect until it is closed
 NOWHERE = "postgresql://ferry:ferry@127.0.0.1:1/ferry"

@@ -1,7 +1,7 @@
 """News of work: what wakes the claims waiting for it, in this hub process and the others.
 
 A claim that finds no work waits on the :class:`WorkSignal` of its process
-(``dispatch.py``). Whatever may make work appear (a job created, tasks added, a task
+(``hub/jobs/dispatch.py``). Whatever may make work appear (a job created, tasks added, a task
 released, a lease expired) calls ``notify``: job logic through the runtime
 (``ctx.rt.work``), the dispatcher itself for what it releases.
 
