@@ -14,6 +14,7 @@ __all__ = ["Session"]
 
 def __getattr__(name: str) -> Any:
     if name == "Session":
+        # on first use: a hub process, which imports this package too, never loads it
         from hub.session import Session
 
         return Session

@@ -90,18 +90,3 @@ class AdminSession:
         if self.db is not None:
             await self.db.close()
             self.db = None
-
-
-def load_hub(name: str | None, system: bool | None, config_file: Path | None,
-             environment: str | None) -> tuple[HubConfig, str, Path]:
-    """The config, section and data folder of the hub instance the flags point at."""
-    import argparse
-
-    from core import config as configfile
-    from ferry.commands import resolve
-    from hub.cli import HubKind
-
-    args = argparse.Namespace(name=name, system=system, config=config_file)
-    paths = resolve(HubKind(), args)
-    loaded = configfile.load(paths.config_file, HubConfig, environment)
-    return loaded.config, loaded.section, paths.data_dir

@@ -7,6 +7,7 @@ from aiohttp import web
 from hub.api import agents, auth, entities, jobs, openapi, passwords, work
 from hub.api.common import RUNTIME, Route, errors, json_response
 from hub.checkins import CheckinWriter
+from hub.jobs.dispatch import Dispatcher
 from hub.runtime import Runtime
 
 # fixed paths first: "/{entity}" would otherwise shadow them
@@ -14,10 +15,11 @@ ROUTES: list[Route] = [*auth.ROUTES, *passwords.ROUTES, *agents.ROUTES, *work.RO
                        *entities.ROUTES]
 
 
-def make_app(rt: Runtime, writer: CheckinWriter) -> web.Application:
+def make_app(rt: Runtime, writer: CheckinWriter, dispatcher: Dispatcher) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=rt.config.max_body_size)
     app[RUNTIME] = rt
     app[agents.WRITER] = writer
+    app[work.DISPATCHER] = dispatcher
     prefix = rt.config.api_prefix
     document = openapi.build(ROUTES, prefix)
 

@@ -20,12 +20,15 @@ import structlog
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
+from core.tasks import FailureHook, Supervisor
+from hub.errors import ShuttingDown
 from hub.storage.db import Database
 from hub.storage.models import Client
 
 log = structlog.get_logger("hub.checkins")
 
 MAX_BATCH = 2000
+CLOSE_DEADLINE = 10.0  # seconds a closing writer has to write what is pending
 
 
 @dataclass
@@ -59,17 +62,20 @@ _lanes = (
 
 
 class CheckinWriter:
-    """Collects check-ins and writes them in batches; owns one background task."""
+    """Collects check-ins and writes them in batches; owns one background task.
+    ``on_failure``: told when that task dies of something it did not expect (then no
+    check-in would ever be answered again)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, on_failure: FailureHook | None = None) -> None:
         self._db = db
         self._pending: dict[str, _Pending] = {}
         self._wake = asyncio.Event()
+        self._tasks = Supervisor("check-in writer", on_failure=on_failure)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="checkin-writer")
+        self._task = self._tasks.spawn(self._run(), name="checkin-writer")
 
     async def record(self, client_id: str, at: datetime, metrics: dict[str, Any], host_id: str | None,
                      wan_ip: str, code: str | None, os: str | None, username: str | None,
@@ -79,7 +85,7 @@ class CheckinWriter:
         ``None`` for host_id, code, os, username or version keeps the stored value.
         """
         if self._closing:
-            raise RuntimeError("check-in writer is closed")
+            raise ShuttingDown("the check-in writer is closed: the hub is stopping")
         future: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
         values = {
             "b_id": client_id, "b_last_checkin": at, "b_metrics": metrics, "b_host_id": host_id,
@@ -138,16 +144,17 @@ class CheckinWriter:
     async def _write(self, batch: dict[str, _Pending]) -> dict[str, bool]:
         return await self._db.run(_write_batch, [p.values for p in batch.values()])
 
-    async def close(self) -> None:
-        """Write what is pending, then stop. Safe to call twice."""
+    async def close(self, deadline: float = CLOSE_DEADLINE) -> None:
+        """Write what is pending (for up to ``deadline`` seconds), then stop. Safe to call
+        twice; a closer cancelled meanwhile stays cancelled, and the writer is stopped
+        all the same."""
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout=10)
-            except TimeoutError:
-                self._task.cancel()
-            self._task = None
+        try:
+            if self._task is not None:  # it returns once nothing is pending
+                await asyncio.wait({self._task}, timeout=deadline)
+        finally:
+            await self._tasks.close(deadline=1.0)
 
 
 def _write_batch(conn: Connection, values: list[dict[str, Any]]) -> dict[str, bool]:

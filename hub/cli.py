@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core import config as configfile
 from core.errors import ConfigError
 from core.lifecycle import Service
 from core.paths import InstancePaths, Kind
 from hub.config import HubConfig
+
+if TYPE_CHECKING:  # loaded by the verbs that use them (see _admin_session)
+    from hub.admin import AdminSession
+    from hub.importer import Report
 
 
 class HubKind:
@@ -59,7 +64,7 @@ class HubKind:
 
     def service(self, loaded: configfile.Loaded[Any], paths: InstancePaths, system: bool,
                 on_ready: Callable[[dict[str, Any]], None]) -> Service:
-        from hub.server import HubServer
+        from hub.server import HubServer  # CLI entry point: the server, for ``start`` only
 
         return HubServer(loaded.config, loaded.section, paths.data_dir, on_ready=on_ready)
 
@@ -105,22 +110,25 @@ class HubKind:
             return None
 
 
+def _admin_session(args: argparse.Namespace) -> AdminSession:
+    """The root user's session on the database of the hub instance the flags point at."""
+    # CLI entry point: ``ferry`` builds its parser for every command, so the hub's storage
+    # and entities load only when an admin verb runs. Instances are found as every verb
+    # finds them: the hub's one import of the layer above it (ferry.commands)
+    from ferry.commands import resolve
+    from hub.admin import AdminSession
 
-def _admin_session(args: argparse.Namespace) -> Any:
-    from hub.admin import AdminSession, load_hub
-
-    config, section, data_dir = load_hub(args.name, args.system, args.config, args.environment)
-    return AdminSession(config, section, data_dir)
+    paths = resolve(HubKind(), args)
+    loaded = configfile.load(paths.config_file, HubConfig, args.environment)
+    return AdminSession(loaded.config, loaded.section, paths.data_dir)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from hub.importer import ImportFailed, import_file
+    from hub.importer import ImportFailed, import_file  # CLI entry point (see above)
 
     session = _admin_session(args)
 
-    async def run() -> Any:
+    async def run() -> Report:
         await session.open()
         try:
             return await import_file(session, args.file)
@@ -139,6 +147,6 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    from hub.shell import run_shell
+    from hub.shell import run_shell  # CLI entry point (see above)
 
     return run_shell(_admin_session(args), script=args.command)

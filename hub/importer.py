@@ -33,12 +33,13 @@ from typing import Any
 import yaml
 from sqlalchemy import delete, select, update
 
-from core.errors import ApiError, FerryError
+from core.errors import FerryError
 from hub import permissions
 from hub.admin import AdminSession
 from hub.entities import entity
 from hub.entities.nodes import given_key
-from hub.jobs import docker_jobs
+from hub.errors import Invalid, Refusal
+from hub.jobs import docker
 from hub.keys import new_key
 from hub.runtime import Ctx
 from hub.security import (
@@ -48,6 +49,7 @@ from hub.security import (
     verify_secret_async,
 )
 from hub.storage.models import ApiKey, Collaboration, Job, Node, Organization, Role, User
+from protocol import BucketKind
 
 ORG_FIELDS = ("name", "domain", "address1", "address2", "zipcode", "country", "public_key")
 USER_FIELDS = ("username", "firstname", "lastname", "email", "password", "role", "roles")
@@ -84,7 +86,7 @@ def entry(label: str) -> Iterator[None]:
     """Name the entry in whatever goes wrong inside."""
     try:
         yield
-    except ApiError as exc:
+    except Refusal as exc:
         raise ImportFailed(f"{label}: {exc.message}") from None
     except ImportFailed as exc:
         raise ImportFailed(f"{label}: {exc}") from None
@@ -203,8 +205,8 @@ class Importer:
             roles = sorted((await conn.execute(select(Role.id).where(
                 Role.name.in_(names)))).scalars())
         if len(roles) != len(set(names)):
-            raise ApiError(422, "unknown_role", f"unknown role in {names} (default roles: "
-                           f"{', '.join(permissions.DEFAULT_ROLES)})")
+            raise Invalid("unknown_role", f"unknown role in {names} (default roles: "
+                          f"{', '.join(permissions.DEFAULT_ROLES)})")
         wanted: dict[str, Any] = {"username": user["username"].strip(), "organization": org_id,
                                   "roles": roles}
         for key in ("firstname", "lastname", "email"):
@@ -215,7 +217,7 @@ class Importer:
         try:
             check_password_strength(password)
             weak = False
-        except ApiError:
+        except Invalid:
             weak = True
         if existing is None:
             # the API's checks for everything; a weak password is set below, to be changed
@@ -279,7 +281,8 @@ class Importer:
         async with self.ctx.db.read() as conn:
             encrypted, exists = (await conn.execute(select(
                 Collaboration.encrypted,
-                select(Job.id).where(Job.kind == "docker", Job.collaboration_id == collab_id,
+                select(Job.id).where(Job.kind == BucketKind.DOCKER,
+                                     Job.collaboration_id == collab_id,
                                      Job.code == code).exists()).where(
                 Collaboration.id == collab_id))).one()
         if exists:
@@ -289,10 +292,10 @@ class Importer:
                                      "is encrypted, and its inputs are sealed by a user of "
                                      "the initiating organization")
         elif orgs:
-            await docker_jobs.create(self.ctx, {"collaboration": collab_id, "code": code,
-                                                "docker": {"image": image, "organizations": [
-                                                    {"organization": o} for o in orgs]}},
-                                     initiator=orgs[0])
+            await docker.create(self.ctx, {"collaboration": collab_id, "code": code,
+                                           "docker": {"image": image, "organizations": [
+                                               {"organization": o} for o in orgs]}},
+                                initiator=orgs[0])
             self.report.created.append(f"docker job {code}")
 
     async def node(self, part: dict[str, Any], org_id: str, collab_id: str, collab: str

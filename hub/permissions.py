@@ -10,6 +10,10 @@ scope is ``global``.
 
 A user's rules are those of their roles plus any given to them directly.
 An agent's token carries the ``node`` role's rules and nothing else.
+
+This is the vocabulary and the checks, and touches no database: a caller's rules are
+read by ``hub/callers.py``, and this version's rules and default roles are written at
+every start by ``hub/storage/defaults.py``.
 """
 
 from __future__ import annotations
@@ -18,27 +22,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, delete, insert, select, union, update
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from core.errors import ApiError
-from hub.storage.models import (
-    Client,
-    HubState,
-    Job,
-    Node,
-    Organization,
-    Role,
-    Rule,
-    Task,
-    User,
-    members,
-    new_id,
-    role_rules,
-    user_roles,
-    user_rules,
-    utcnow,
-)
+from hub.errors import Forbidden
 
 SCOPES = ("own", "organization", "collaboration", "global")
 OPERATIONS = ("view", "create", "edit", "delete")
@@ -201,17 +185,16 @@ class Caller:
         return None
 
     def need(self, resource: str, operation: str, scope: str) -> None:
-        """403 naming the missing rule, unless the caller holds it (or a wider one)."""
+        """``Forbidden`` naming the missing rule, unless the caller holds it (or a wider one)."""
         scopes = RESOURCES[resource]
         if scope not in scopes:  # e.g. "own" for a resource without owners: the next one up
             scope = next(s for s in scopes if SCOPES.index(s) >= SCOPES.index(scope))
         wider = scopes[scopes.index(scope):]
         if not any((resource, operation, s) in self.rules for s in wider):
             missing = (resource, operation, scope)
-            raise ApiError(403, "forbidden", f"missing rule: {rule_name(missing)}; "
-                           f"{self.kind} '{self.id}' may not {operation} this {resource}",
-                           {"field": None, "rule": {"resource": resource,
-                                                    "operation": operation, "scope": scope}})
+            raise Forbidden("forbidden", f"missing rule: {rule_name(missing)}; "
+                            f"{self.kind} '{self.id}' may not {operation} this {resource}",
+                            rule={"resource": resource, "operation": operation, "scope": scope})
 
     def holds(self, rules: Iterable[tuple[str, str, str]]) -> tuple[str, str, str] | None:
         """The first of ``rules`` the caller does not hold itself, or None."""
@@ -223,168 +206,5 @@ class Caller:
 RUN_RULES = frozenset({("job", "create"), ("job", "view"), ("task", "view")})
 
 
-async def load_caller(conn: AsyncConnection, kind: str, ident: str, run: str | None = None
-                      ) -> Caller:
-    if kind == "client":
-        node = (await conn.execute(
-            select(Node.organization_id, Node.collaboration_id)
-            .join(Client, Client.node_id == Node.id).where(Client.id == ident))).first()
-        org, collab = (node.organization_id, node.collaboration_id) if node else (None, None)
-        rules = DEFAULT_ROLES[NODE][1]
-        return Caller(kind, ident, org, frozenset(rules), frozenset([org] if org else []),
-                      collaborations=frozenset([collab] if collab else []))
-    org = (await conn.execute(select(User.organization_id).where(User.id == ident))).scalar()
-    roles = frozenset((await conn.execute(
-        select(user_roles.c.role_id).where(user_roles.c.user_id == ident))).scalars())
-    via_roles = select(role_rules.c.rule_id).where(role_rules.c.role_id.in_(roles))
-    direct = select(user_rules.c.rule_id).where(user_rules.c.user_id == ident)
-    ids = union(via_roles, direct).subquery()
-    rows = (await conn.execute(select(Rule.resource, Rule.operation, Rule.scope)
-                               .where(Rule.id.in_(select(ids.c.rule_id))))).all()
-    partners: frozenset[str] = frozenset()
-    collaborations: frozenset[str] = frozenset()
-    if org is not None:
-        collaborations = frozenset((await conn.execute(
-            select(members.c.collaboration_id).where(members.c.organization_id == org)
-        )).scalars())
-        partners = frozenset((await conn.execute(
-            select(members.c.organization_id).where(
-                members.c.collaboration_id.in_(sorted(collaborations)))
-        )).scalars()) | {org}
-    held = {(r.resource, r.operation, r.scope) for r in rows} | ALWAYS
-    group = None
-    if run:  # a run's token: its user's rules, narrowed to making and reading jobs of
-        held = {r for r in held if (r[0], r[1]) in RUN_RULES}  # its own job group
-        group = await run_group(conn, run)
-    return Caller(kind, ident, org, frozenset(held), partners, roles, collaborations, group)
-
-
-async def run_group(conn: AsyncConnection, task_id: str) -> str:
-    """The job group (the reference's ``job_id``) of a docker run: the id of the first job
-    of the group its job belongs to. A run that is gone confines to nothing."""
-    row = (await conn.execute(select(Job.id, Job.spec).join(Task, Task.job_id == Job.id)
-                              .where(Task.id == task_id))).first()
-    if row is None:
-        return "-"  # no job has this id: the token reaches nothing
-    return str((row.spec or {}).get("job_id") or row.id)
-
-
-_ORPHANS_DONE = "orphan_nodes_and_jobs_placed"
-
-
-def _adopt_orphans(conn: Connection) -> None:
-    """Nodes and jobs from before organizations existed get one (once, after their users
-    got theirs). A compute job runs only on agents its organization may use
-    (hub/jobs/targets.py), and having none is no organization to match: nodes go to
-    organization root (their users went there too), jobs to their user's organization.
-    A job whose organization is deleted later keeps none, and runs nowhere."""
-    if conn.execute(select(Node.id).where(Node.organization_id.is_(None))).first():
-        conn.execute(update(Node).where(Node.organization_id.is_(None))
-                     .values(organization_id=_root_organization(conn)))
-    owner = select(User.organization_id).where(User.id == Job.user_id).scalar_subquery()
-    conn.execute(update(Job).where(Job.organization_id.is_(None), Job.user_id.is_not(None))
-                 .values(organization_id=owner))
-
-
-_SHARE_RIGHTS_DONE = "share_rights_given_to_custom_roles"
-
-
-def _share_rights_for_custom_roles(conn: Connection) -> None:
-    """Once, at the first start of a version with ``read share`` and ``write share``: a
-    role of an organization's own that could create jobs and see shares (so run transfers,
-    before these rules existed) gets both at ``organization`` scope. Wider is for someone
-    who holds it to give again (docs/SECURITY.md, "Upgrading")."""
-    held = conn.execute(select(role_rules.c.role_id, Rule.resource, Rule.operation)
-                        .join(Rule, Rule.id == role_rules.c.rule_id)
-                        .join(Role, Role.id == role_rules.c.role_id)
-                        .where(Role.default.is_(False))).all()
-    by_role: dict[str, set[tuple[str, str]]] = {}
-    for role, resource, operation in held:
-        by_role.setdefault(role, set()).add((resource, operation))
-    wanted = [rule_id("share", op, "organization") for op in ("read", "write")]
-    for role, rules in by_role.items():
-        if {("job", "create"), ("share", "view")} <= rules \
-                and ("share", "read") not in rules and ("share", "write") not in rules:
-            conn.execute(insert(role_rules), [{"role_id": role, "rule_id": r} for r in wanted])
-
-
-def _first_time(conn: Connection, key: str) -> bool:
-    """Whether the one-time step ``key`` is still to be done; it counts as done from now
-    (in the caller's transaction: a failed start does it again)."""
-    if conn.execute(select(HubState.key).where(HubState.key == key)).first():
-        return False
-    conn.execute(insert(HubState).values(key=key, value=utcnow().isoformat()))
-    return True
-
-
-def _root_organization(conn: Connection) -> str:
-    """The id of organization ``root``, made if it is not there."""
-    org = conn.execute(select(Organization.id)
-                       .where(Organization.name == ROOT_ORGANIZATION)).scalar()
-    if org is None:
-        org, now = new_id(), utcnow()
-        conn.execute(insert(Organization).values(
-            id=org, name=ROOT_ORGANIZATION, domain="", address1="", address2="",
-            zipcode="", country="", public_key="", created=now, modified=now))
-    return str(org)
-
-
-async def default_role(conn: AsyncConnection, name: str) -> str:
-    found = (await conn.execute(select(Role.id).where(Role.name == name))).scalar()
-    if found is None:
-        raise ApiError(500, "no_default_role", f"default role '{name}' is missing")
-    return str(found)
-
-
+# the organization of the first root user, and of records from before organizations
 ROOT_ORGANIZATION = "root"
-_LEGACY_DONE = "legacy_roles_assigned"
-_LEGACY_ROLES = {"root": ROOT, "admin": ORG_ADMIN}  # users.role before roles existed
-
-
-def sync_defaults(conn: Connection) -> None:
-    """Write the rules and default roles of this version; give users made before roles
-    existed an organization and their old powers. Runs at every start, in the migration's
-    transaction (and under its lock): idempotent."""
-    known = set(conn.execute(select(Rule.id)).scalars())
-    wanted = {rule_id(*r): r for r in all_rules()}
-    conn.execute(delete(Rule).where(Rule.id.not_in(list(wanted))))  # rules this version dropped
-    new = [{"id": i, "resource": r[0], "operation": r[1], "scope": r[2]}
-           for i, r in wanted.items() if i not in known]
-    if new:
-        conn.execute(insert(Rule), new)
-    now = utcnow()
-    for name, (description, rules) in DEFAULT_ROLES.items():
-        ident = role_id(name)
-        found = conn.execute(select(Role.id).where(Role.id == ident)).first()
-        if found is None:
-            conn.execute(insert(Role).values(id=ident, name=name, description=description,
-                                             organization_id=None, default=True,
-                                             created=now, modified=now))
-        else:
-            conn.execute(update(Role).where(Role.id == ident).values(description=description))
-        have = set(conn.execute(select(role_rules.c.rule_id)
-                                .where(role_rules.c.role_id == ident)).scalars())
-        should = {rule_id(*r) for r in rules}
-        if have != should:
-            conn.execute(delete(role_rules).where(role_rules.c.role_id == ident))
-            conn.execute(insert(role_rules), [{"role_id": ident, "rule_id": r}
-                                              for r in sorted(should)])
-    if _first_time(conn, _LEGACY_DONE):
-        _legacy_users(conn)
-    if _first_time(conn, _ORPHANS_DONE):  # after the users: a job goes where its user is
-        _adopt_orphans(conn)
-    if _first_time(conn, _SHARE_RIGHTS_DONE):
-        _share_rights_for_custom_roles(conn)
-
-
-def _legacy_users(conn: Connection) -> None:
-    """Users from before roles existed (every one an admin then) keep their powers: an
-    organization (root) and the role their old one meant."""
-    if conn.execute(select(User.id).where(User.organization_id.is_(None))).first():
-        conn.execute(update(User).where(User.organization_id.is_(None))
-                     .values(organization_id=_root_organization(conn)))
-    with_roles = set(conn.execute(select(user_roles.c.user_id)).scalars())
-    for user in conn.execute(select(User.id, User.role)).all():
-        if user.id not in with_roles:
-            role = _LEGACY_ROLES.get(user.role, LEAST)
-            conn.execute(insert(user_roles).values(user_id=user.id, role_id=role_id(role)))

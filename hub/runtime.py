@@ -1,4 +1,9 @@
-"""What a running hub holds: config, database, token service, secrets."""
+"""What a running hub holds: config, database, token service, secrets, news of work.
+
+Job logic and the entities reach it through a request's :class:`Ctx`. The dispatcher is
+not in it: the dispatcher is built on it (``hub/server.py``), and job logic tells it of
+new work through ``work`` alone.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,21 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.callers import load_caller
 from hub.config import HubConfig
+from hub.permissions import Caller
 from hub.security import FailureLimiter, Principal, TokenService
+from hub.shares import ShareDirectory
 from hub.storage.db import Database
 from hub.storage.models import HubState, utcnow
-
-if TYPE_CHECKING:
-    from hub.jobs.dispatch import Dispatcher
-    from hub.permissions import Caller
-    from hub.shares import ShareDirectory
+from hub.wakeup import WorkSignal, plain_dsn
+from protocol import tickets
 
 
 @dataclass
@@ -33,7 +37,7 @@ class Runtime:
     pepper: bytes
     logins: FailureLimiter
     data_dir: Path
-    dispatcher: Dispatcher
+    work: WorkSignal  # news of work, for the claims waiting for it (in every hub process)
     ticket_key: Ed25519PrivateKey  # signs transfer tickets; agents hold the public half
     shares: ShareDirectory
 
@@ -75,16 +79,10 @@ async def build_runtime(config: HubConfig, section: str, db: Database, data_dir:
         user_lifetime=config.user_token_lifetime(section),
         client_lifetime=timedelta(minutes=config.agent_token_minutes),
     )
-    from hub.jobs.dispatch import Dispatcher
-    from hub.shares import ShareDirectory
-    from protocol import tickets
-
     ticket_key = tickets.private_key(bytes.fromhex(await state_secret(db, "ticket_seed")))
-    dispatcher = Dispatcher(db, lease=config.lease_seconds, heartbeat=config.heartbeat_interval,
-                            wait_max=config.claim_wait_max, ticket_key=ticket_key,
-                            tokens=tokens)
+    work = WorkSignal(None if db.is_sqlite else plain_dsn(db.url))
     return Runtime(config, section, db, tokens, pepper,
-                   FailureLimiter(config.login_failures_per_minute), data_dir, dispatcher,
+                   FailureLimiter(config.login_failures_per_minute), data_dir, work,
                    ticket_key, ShareDirectory(db))
 
 
@@ -102,8 +100,6 @@ class Ctx:
                  ) -> Ctx:
         """The context of ``principal``, its rules read on ``conn`` (or a connection of its
         own)."""
-        from hub.permissions import load_caller
-
         if conn is None:
             async with rt.db.read() as own:
                 return await cls.of(rt, principal, own)

@@ -23,7 +23,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from core.errors import ApiError
+from hub.errors import Invalid, Malformed, TooManyFailures, Unauthenticated
 
 # OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
@@ -77,9 +77,8 @@ class FailureLimiter:
         times = self._recent(source)
         if len(times) >= self.per_minute:
             wait = max(1, int(60 - (time.monotonic() - times[0])) + 1)
-            raise ApiError(429, "too_many_failures",
-                           f"too many failed logins from {source}; try again in {wait} s",
-                           {"retry_after": wait})
+            raise TooManyFailures("too_many_failures", f"too many failed logins from {source}; "
+                                  f"try again in {wait} s", retry_after=wait)
         if not times:
             self._failures.pop(source, None)  # keep the table small
 
@@ -102,11 +101,10 @@ def key_lookup(pepper: bytes, key: str) -> str:
 
 def check_password_strength(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise ApiError(422, "weak_password",
-                       f"password must have at least {MIN_PASSWORD_LENGTH} characters",
-                       {"field": "password"})
+        raise Invalid("weak_password",
+                      f"password must have at least {MIN_PASSWORD_LENGTH} characters", field="password")
     if password.lower() in {"password", "root", "rootroot", "12345678", "changeme"}:
-        raise ApiError(422, "weak_password", "password is too common", {"field": "password"})
+        raise Invalid("weak_password", "password is too common", field="password")
 
 
 @dataclass(frozen=True)
@@ -159,16 +157,16 @@ class TokenService:
             claims = jwt.decode(token, self._secret, algorithms=["HS256"],
                                 options={"require": ["exp", "sub"]})
         except jwt.ExpiredSignatureError:
-            raise ApiError(401, "token_expired", "access token expired; log in again") from None
+            raise Unauthenticated("token_expired", "access token expired; log in again") from None
         except (jwt.InvalidTokenError, UnicodeError):
-            raise ApiError(401, "token_invalid", "access token is not valid") from None
+            raise Unauthenticated("token_invalid", "access token is not valid") from None
         kind = claims.get("kind")
         if kind not in ("user", "client"):
-            raise ApiError(401, "token_invalid", "access token is not valid")
+            raise Unauthenticated("token_invalid", "access token is not valid")
         version = claims.get("ver")
         run = claims.get("run")
         if run is not None and (kind != "user" or not isinstance(run, str)):
-            raise ApiError(401, "token_invalid", "access token is not valid")
+            raise Unauthenticated("token_invalid", "access token is not valid")
         return Principal(kind, str(claims["sub"]), str(version) if version is not None else None,
                          run)
 
@@ -192,15 +190,15 @@ class TokenService:
         return Issued(jwt.encode(claims, self._secret, algorithm="HS256"), expires)
 
     def verify_reset(self, token: str) -> tuple[str, str]:
-        """The user id and password version a reset token is for; 400 when it is not one."""
+        """The user id and password version a reset token is for; ``Malformed`` when it is not one."""
         try:
             claims = jwt.decode(token, self._secret, algorithms=["HS256"],
                                 options={"require": ["exp", "sub", "ver"]})
         except jwt.ExpiredSignatureError:
-            raise ApiError(400, "reset_token_expired", "the reset token expired; ask for a new "
-                           "one") from None
+            raise Malformed("reset_token_expired", "the reset token expired; ask for a new "
+                            "one") from None
         except (jwt.InvalidTokenError, UnicodeError):
-            raise ApiError(400, "reset_token_invalid", "the reset token is not valid") from None
+            raise Malformed("reset_token_invalid", "the reset token is not valid") from None
         if claims.get("kind") != "reset":
-            raise ApiError(400, "reset_token_invalid", "the reset token is not valid")
+            raise Malformed("reset_token_invalid", "the reset token is not valid")
         return str(claims["sub"]), str(claims["ver"])

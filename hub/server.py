@@ -1,8 +1,16 @@
-"""The hub process: database, API server, check-in writer."""
+"""The hub process: database, API server, dispatcher, check-in writer.
+
+Startup builds them in that order. Shutdown first stops the dispatcher, so that claims
+waiting for work answer at once; then requests in flight get ``shutdown_timeout``,
+pending check-ins are written and the database closes, each step within a deadline.
+Every background task belongs to a ``core.tasks.Supervisor`` (the dispatcher's lease
+sweeper, the work channel, the check-in writer, the server's own); when a task the hub
+cannot serve without dies (the sweeper, the writer), the hub stops instead of running on
+without it.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 from collections.abc import Callable
@@ -14,14 +22,17 @@ from aiohttp import web
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from core.errors import ApiError, ConfigError
+from core.errors import ConfigError
 from core.lifecycle import Service
+from core.tasks import Supervisor
 from core.version import VERSION
 from hub.app import make_app
 from hub.checkins import CheckinWriter
 from hub.config import HubConfig
 from hub.entities.sites import DEFAULT_SITE
 from hub.entities.users import ROOT, ROOT_ROLE
+from hub.errors import Invalid
+from hub.jobs.dispatch import Dispatcher
 from hub.permissions import ROOT_ORGANIZATION, role_id
 from hub.runtime import Runtime, build_runtime
 from hub.security import check_password_strength, hash_secret_async, new_password
@@ -56,7 +67,9 @@ class HubServer(Service):
         self.on_ready = on_ready
         self.db: Database | None = None
         self.runtime: Runtime | None = None
+        self.dispatcher: Dispatcher | None = None
         self.writer: CheckinWriter | None = None
+        self.tasks = Supervisor("hub server")
         self.runner: web.AppRunner | None = None
         self.port: int | None = None
         self.root_password: str | None = None  # set when this start created root
@@ -78,11 +91,16 @@ class HubServer(Service):
         self.data_dir.chmod(0o700)
         self.db = Database(self.config.uri, self.data_dir)
         await self.db.migrate()
-        self.runtime = await build_runtime(self.config, self.section, self.db, self.data_dir)
-        await self.runtime.dispatcher.start()
-        self.writer = CheckinWriter(self.db)
+        self.runtime = rt = await build_runtime(self.config, self.section, self.db, self.data_dir)
+        rt.work.start()
+        self.dispatcher = Dispatcher(
+            self.db, rt.work, lease=self.config.lease_seconds,
+            heartbeat=self.config.heartbeat_interval, wait_max=self.config.claim_wait_max,
+            ticket_key=rt.ticket_key, tokens=rt.tokens, on_failure=self._vital_task_died)
+        await self.dispatcher.start()
+        self.writer = CheckinWriter(self.db, on_failure=self._vital_task_died)
         self.writer.start()
-        app = make_app(self.runtime, self.writer)
+        app = make_app(rt, self.writer, self.dispatcher)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.config.ip, self.config.port,
@@ -120,7 +138,7 @@ class HubServer(Service):
             if given is not None:
                 try:
                     check_password_strength(given)
-                except ApiError as exc:
+                except Invalid as exc:
                     raise ConfigError(f"{ROOT_PASSWORD_ENV} is refused: {exc.message}") from None
                 password = given
             else:
@@ -164,14 +182,26 @@ class HubServer(Service):
             except IntegrityError:
                 pass  # another hub process on this database made it first
 
+    def _vital_task_died(self, name: str, exc: BaseException) -> None:
+        """A loop the hub cannot serve without died (the check-in writer: no check-in
+        would be answered again; the lease sweeper: no lost lease would come back). Stop
+        the hub rather than let it run on broken; its supervisor has logged why."""
+        log.error("a vital background task died; the hub stops", task=name,
+                  error=f"{type(exc).__name__}: {exc}")
+        self.request_stop()
+
     async def shutdown(self) -> None:
-        if self.runtime is not None:  # waiting claims answer at once; no lease expires now
-            await self.runtime.dispatcher.close()
+        if self.dispatcher is not None:  # waiting claims answer at once; no lease expires now
+            await self.dispatcher.close()
+            self.dispatcher = None
+        if self.runtime is not None:
+            await self.runtime.work.close()
         if self.runner is not None:
             # stops accepting, lets requests finish within shutdown_timeout (sooner when forced)
-            cleanup = asyncio.create_task(self.runner.cleanup())
+            cleanup = self.tasks.spawn(self.runner.cleanup(), name="http-cleanup")
             await self.drain([cleanup], self.config.shutdown_timeout + 1, "shutdown deadline passed")
             self.runner = None
+        await self.tasks.close(deadline=5.0)
         if self.writer is not None:
             await self.writer.close()
             self.writer = None

@@ -39,8 +39,9 @@ DEFAULT_URL = "http://127.0.0.1:7700"
 PAGE = 1000  # records asked for a page when a limit is given (the hub's default page)
 
 
-class _Retry(Exception):
-    """A failure worth another try. ``processed``: the hub may have acted on the request."""
+class _Retry(HubError):
+    """A failure worth another try. ``processed``: the hub may have acted on the request.
+    Never leaves the session: when the tries are spent it becomes a plain ``HubError``."""
 
     def __init__(self, reason: str, retry_after: float | None = None, *,
                  processed: bool = True) -> None:
@@ -94,6 +95,7 @@ class Session:
 
     def _named(self, server: str) -> str:
         """The URL of a server of the user's servers database that can serve a session."""
+        # only a session by server name needs the servers database (and its keyring)
         from servers import ServersDB, ServersError, require
 
         self._servers = ServersDB()

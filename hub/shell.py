@@ -26,8 +26,11 @@ from typing import Any, TypeVar
 from core.errors import ApiError, FerryError
 from hub import permissions
 from hub.admin import AdminSession
+from hub.api.errors import as_api_error
 from hub.entities import entity
+from hub.errors import Refusal
 from hub.runtime import Ctx
+from hub.storage.models import Base
 
 T = TypeVar("T")
 
@@ -79,7 +82,12 @@ class Runner:
         self.call(session.open())
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        """Run ``coro`` on the shell's loop. What the hub refuses raises as the API answers
+        it: an ``ApiError`` with its status, code and message."""
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        except Refusal as refusal:
+            raise as_api_error(refusal) from None
 
     def act(self, fn: Any, *args: Any) -> Any:
         """``fn(ctx, *args)`` in one transaction."""
@@ -267,8 +275,6 @@ class Db:
 
 
 async def _drop_all(session: AdminSession) -> None:
-    from hub.storage.models import Base
-
     assert session.db is not None
     async with session.db.engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):

@@ -12,7 +12,6 @@ from sqlalchemy import delete, insert, or_, select, update
 from core.errors import ApiError
 from hub.api.common import RUNTIME, Route, client_ip, json_response, principal, read_body, runtime
 from hub.checkins import CheckinWriter
-from hub.entities.base import iso
 from hub.entities.sites import DEFAULT_SITE
 from hub.keys import match_key
 from hub.security import Principal
@@ -23,6 +22,7 @@ from hub.storage.models import (
     Node,
     Organization,
     Site,
+    iso,
     new_id,
     utcnow,
 )

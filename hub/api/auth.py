@@ -13,11 +13,10 @@ from core.version import VERSION
 from hub import permissions
 from hub.api.common import Route, client_ip, context, json_response, read_body, runtime
 from hub.entities import entity
-from hub.entities.base import iso
 from hub.keys import match_key
 from hub.runtime import Ctx, Runtime
 from hub.security import Principal, password_version, verify_secret_async
-from hub.storage.models import User, utcnow
+from hub.storage.models import User, iso, utcnow
 from protocol import PROTOCOL_VERSION, TokenRequest, TokenResponse
 
 # verified when the username is unknown, so both failures take the same time

@@ -20,7 +20,9 @@ from sqlalchemy import select
 
 from core import refusals
 from core.errors import ApiError, QueryError
-from hub.entities.base import invalid
+from hub.api.errors import as_api_error
+from hub.bodies import invalid
+from hub.errors import Refusal, Unauthenticated
 from hub.jobs.status import RUNNING_TASK
 from hub.runtime import Ctx, Runtime
 from hub.security import Principal, password_version
@@ -152,15 +154,20 @@ def who_asked(request: web.Request) -> str:
     """The caller as a refusal's log names it: its principal, else where it came from."""
     try:
         who = principal(request)
-    except ApiError:
+    except (ApiError, Unauthenticated):
         return f"anonymous at {client_ip(request)}"
     return f"{who.kind} {who.id}" + (f" (run {who.run})" if who.run else "")
 
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure as an error answer: the hub's refusals (``hub/errors.py``) with the
+    status of their kind, the API's own errors as they are, anything else as a 500."""
     try:
-        return await handler(request)
+        try:
+            return await handler(request)
+        except Refusal as refusal:
+            raise as_api_error(refusal) from refusal
     except ApiError as exc:
         if exc.status in (401, 403, 429):  # SECURITY.md: every refusal logged and counted
             refusals.refused(exc.code, who_asked(request), exc.message,

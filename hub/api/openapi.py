@@ -9,6 +9,7 @@ import msgspec
 
 from core.version import VERSION
 from hub.api.common import Route
+from protocol import ErrorBody
 
 _STATUS_TEXT = {400: "Bad request", 401: "Not authenticated", 403: "Forbidden",
                 404: "Not found", 409: "Conflict", 413: "Body too large",
@@ -16,8 +17,6 @@ _STATUS_TEXT = {400: "Bad request", 401: "Not authenticated", 403: "Forbidden",
 
 
 def build(routes: list[Route], prefix: str) -> dict[str, Any]:
-    from protocol import ErrorBody
-
     types = {r.body for r in routes if isinstance(r.body, type)}
     types |= {r.response for r in routes if isinstance(r.response, type)}
     types.add(ErrorBody)

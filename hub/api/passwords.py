@@ -25,6 +25,7 @@ from core.errors import ApiError
 from hub.api.auth import DUMMY_HASH
 from hub.api.common import Route, client_ip, json_response, read_body, runtime
 from hub.config import HubConfig
+from hub.errors import Invalid
 from hub.security import (
     check_password_strength,
     hash_secret_async,
@@ -79,8 +80,8 @@ async def change(request: web.Request) -> web.Response:
                        {"field": "new_password"})
     try:
         await _set(request, row.id, body.new_password)
-    except ApiError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, {"field": "new_password"}) from None
+    except Invalid as exc:  # its answer names the field of this request
+        raise Invalid(exc.code, exc.message, field="new_password") from None
     log.info("password changed", user=row.id)
     return json_response({"success": True, "message": "password changed; log in again"})
 

@@ -18,6 +18,7 @@ from core.errors import ApiError
 from hub.api.agents import agent_principal
 from hub.api.common import Route, error_response, json_response, read_body, runtime
 from hub.jobs import reports, transfer_tasks
+from hub.jobs.dispatch import Dispatcher
 from hub.storage.models import Bucket, Task, utcnow
 from protocol import (
     ClaimRequest,
@@ -34,6 +35,12 @@ from protocol import (
 
 CHUNK = 1 << 20
 
+DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher", Dispatcher)
+
+
+def dispatcher(request: web.Request) -> Dispatcher:
+    return request.app[DISPATCHER]
+
 
 async def claim(request: web.Request) -> web.Response:
     who = agent_principal(request)
@@ -43,10 +50,10 @@ async def claim(request: web.Request) -> web.Response:
     def gone() -> bool:  # the agent hung up (it died, or gave up waiting)
         return request.transport is None or request.transport.is_closing()
 
-    buckets = await rt.dispatcher.claim(who.id, body.lanes, body.wait, body.slots, gone,
-                                        body.docker)
+    buckets = await dispatcher(request).claim(who.id, body.lanes, body.wait, body.slots, gone,
+                                              body.docker)
     if buckets and gone():  # leased to nobody: back in the queue at once, no attempt spent
-        await rt.dispatcher.unsent(who.id, [b.id for b in buckets])
+        await dispatcher(request).unsent(who.id, [b.id for b in buckets])
         return error_response(499, "gone", "the agent hung up before its claim was answered")
     return json_response(ClaimResponse(buckets=buckets,
                                        heartbeat_interval=rt.config.heartbeat_interval))
@@ -55,7 +62,7 @@ async def claim(request: web.Request) -> web.Response:
 async def heartbeat(request: web.Request) -> web.Response:
     who = agent_principal(request)
     body = await read_body(request, HeartbeatRequest)
-    return json_response(await runtime(request).dispatcher.heartbeat(
+    return json_response(await dispatcher(request).heartbeat(
         who.id, body.buckets, body.progress, body.logs))
 
 
@@ -64,7 +71,7 @@ async def report(request: web.Request) -> web.Response:
     body = await read_body(request, ReportRequest, nul=True)
     rt = runtime(request)
     results = await rt.db.run(reports.apply, who.id, body.items, utcnow())
-    rt.dispatcher.notify()  # failures and hand-backs may have queued tasks again
+    rt.work.notify()  # failures and hand-backs may have queued tasks again
     return json_response(ReportResponse(results=results))
 
 
@@ -75,14 +82,14 @@ async def expand(request: web.Request) -> web.Response:
     rt = runtime(request)
     answer = await rt.db.run(transfer_tasks.expand, who.id, body, utcnow())
     if answer.created:
-        rt.dispatcher.notify()
+        rt.work.notify()
     return json_response(answer)
 
 
 async def reset(request: web.Request) -> web.Response:
     who = agent_principal(request)
     body = await read_body(request, ResetRequest)
-    released = await runtime(request).dispatcher.reset(who.id, body.reason, body.keep)
+    released = await dispatcher(request).reset(who.id, body.reason, body.keep)
     return json_response(ResetResponse(released=released))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from core.errors import ApiError
 from hub.entities.apikeys import ApiKeyEntity
 from hub.entities.base import Entity
 from hub.entities.clients import ClientEntity
@@ -14,6 +13,7 @@ from hub.entities.shares import ShareEntity
 from hub.entities.sites import SiteEntity
 from hub.entities.tasks import TaskEntity
 from hub.entities.users import UserEntity
+from hub.errors import NotFound
 
 ENTITIES: dict[str, Entity] = {
     e.name.lower(): e
@@ -24,11 +24,11 @@ ENTITIES: dict[str, Entity] = {
 
 
 def entity(name: str) -> Entity:
-    """The entity called ``name`` (any case); 404 naming the known ones otherwise."""
+    """The entity called ``name`` (any case); ``NotFound`` naming the known ones otherwise."""
     found = ENTITIES.get(name.lower())
     if found is None:
         known = ", ".join(e.name for e in ENTITIES.values())
-        raise ApiError(404, "unknown_entity", f"unknown entity '{name}' (known: {known})")
+        raise NotFound("unknown_entity", f"unknown entity '{name}' (known: {known})")
     return found
 
 

@@ -8,13 +8,14 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.engine import RowMapping
 
-from core.errors import ApiError
-from hub.entities.base import AnySelect, Entity, check_body, expect, iso
+from hub.bodies import check_body, expect
+from hub.entities.base import AnySelect, Entity
+from hub.errors import Forbidden, Invalid, NotFound, Unauthenticated
 from hub.keys import new_key
 from hub.query.fields import Schema, Text, Timestamp, parse_time
 from hub.runtime import Ctx
 from hub.security import password_version
-from hub.storage.models import ApiKey, User
+from hub.storage.models import ApiKey, User, iso
 
 SCHEMA = Schema("ApiKey", {
     "id": Text(ApiKey.id),
@@ -51,10 +52,10 @@ class ApiKeyEntity(Entity):
 
     async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
         if ctx.principal.kind != "user":
-            raise ApiError(403, "forbidden", "API keys are for users; an agent has its node's")
+            raise Forbidden("forbidden", "API keys are for users; an agent has its node's")
         ctx.caller.need("apikey", "create", "own")
         if ctx.principal.run is not None:
-            raise ApiError(403, "forbidden", "a run's token cannot make API keys")
+            raise Forbidden("forbidden", "a run's token cannot make API keys")
         body = check_body(body, self.name, ("description", "expires"), READABLE)
         description = expect(body, "description", str, "a string") if "description" in body else ""
         expires = _expiry(body, ctx) if body.get("expires") is not None else None
@@ -63,7 +64,7 @@ class ApiKeyEntity(Entity):
             stored = (await conn.execute(select(User.password_hash)
                                          .where(User.id == ctx.principal.id))).scalar()
             if stored is None:
-                raise ApiError(401, "token_revoked", "the user of this token no longer exists")
+                raise Unauthenticated("token_revoked", "the user of this token no longer exists")
             # the key lives only as long as the password it was made under
             await conn.execute(key.insert(user_id=ctx.principal.id, description=description,
                                           password_version=password_version(stored),
@@ -77,7 +78,7 @@ class ApiKeyEntity(Entity):
             await self.check(conn, ctx, "delete", entity_id)
             gone = await conn.execute(delete(ApiKey).where(ApiKey.id == entity_id))
             if gone.rowcount == 0:
-                raise ApiError(404, "not_found", f"no ApiKey with id '{entity_id}'")
+                raise NotFound("not_found", f"no ApiKey with id '{entity_id}'")
 
 
 def _expiry(body: dict[str, Any], ctx: Ctx) -> datetime:
@@ -86,12 +87,10 @@ def _expiry(body: dict[str, Any], ctx: Ctx) -> datetime:
     try:
         when = parse_time(text)
     except (ValueError, OverflowError):
-        raise ApiError(422, "invalid_value", f"field 'expires': '{text}' is not an ISO 8601 "
-                       "time, e.g. 2027-06-30T00:00:00Z", {"field": "expires"}) from None
+        raise Invalid("invalid_value", f"field 'expires': '{text}' is not an ISO 8601 "
+                      "time, e.g. 2027-06-30T00:00:00Z", field="expires") from None
     if when <= ctx.now:
-        raise ApiError(422, "invalid_value", "field 'expires' is in the past",
-                       {"field": "expires"})
+        raise Invalid("invalid_value", "field 'expires' is in the past", field="expires")
     if when > ctx.now + MAX_LIFETIME:
-        raise ApiError(422, "invalid_value", "field 'expires' is more than ten years away",
-                       {"field": "expires"})
+        raise Invalid("invalid_value", "field 'expires' is more than ten years away", field="expires")
     return when

@@ -17,11 +17,12 @@ from sqlalchemy import ColumnElement, and_, delete, func, not_, or_, select, upd
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import aliased
 
-from core.errors import ApiError
-from hub.entities.base import AnySelect, Entity, check_body, expect, iso
+from hub.bodies import check_body, expect
+from hub.entities.base import AnySelect, Entity
+from hub.errors import Conflict, Invalid, NotFound
 from hub.query.fields import Choice, Context, Derived, Number, Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
-from hub.storage.models import Client, Node, Site, User, utcnow
+from hub.storage.models import Client, Node, Site, User, iso, utcnow
 from protocol import ClientStatus, ClientType
 
 Parent = aliased(Client)
@@ -89,20 +90,6 @@ WRITABLE = ("status", "description", "site", "benchmark", "metadata", "tags")
 
 def user_hr(username: str | None, role: str | None) -> str | None:
     return None if username is None else f"user:{username}({role})"
-
-
-def client_collaboration(client_id: Any) -> Any:
-    """The collaboration of a client: the one its node was made for (or none)."""
-    inner = aliased(Client)
-    return (select(Node.collaboration_id).join(inner, inner.node_id == Node.id)
-            .where(inner.id == client_id).scalar_subquery())
-
-
-def client_organization(client_id: Any) -> Any:
-    """The organization of a client: that of the node it enrolled with."""
-    inner = aliased(Client)  # never correlated with a Client of the outer query
-    return (select(Node.organization_id).join(inner, inner.node_id == Node.id)
-            .where(inner.id == client_id).scalar_subquery())
 
 
 class ClientEntity(Entity):
@@ -177,22 +164,21 @@ class ClientEntity(Entity):
         if "benchmark" in body:
             value = expect(body, "benchmark", (int, float), "a number", nullable=True)
             if value is not None and value < 0:
-                raise ApiError(422, "invalid_value", "field 'benchmark' must not be negative",
-                               {"field": "benchmark"})
+                raise Invalid("invalid_value", "field 'benchmark' must not be negative", field="benchmark")
             values["benchmark"] = None if value is None else float(value)
         if "metadata" in body:
             values["meta"] = expect(body, "metadata", dict, "an object")
         if "tags" in body:
             tags = expect(body, "tags", list, "a list of strings")
             if not all(isinstance(t, str) and 0 < len(t) <= 64 for t in tags) or len(tags) > 64:
-                raise ApiError(422, "invalid_value", "field 'tags' must be a list of at most 64 "
-                               "strings of 1 to 64 characters", {"field": "tags"})
+                raise Invalid("invalid_value", "field 'tags' must be a list of at most 64 "
+                              "strings of 1 to 64 characters", field="tags")
             values["tags"] = sorted(set(tags))
         async with ctx.db.write() as conn:
             await self.check(conn, ctx, "edit", entity_id)
             client = (await conn.execute(select(Client).where(Client.id == entity_id))).first()
             if client is None:
-                raise ApiError(404, "not_found", f"no Client with id '{entity_id}'")
+                raise NotFound("not_found", f"no Client with id '{entity_id}'")
             if "site" in body:
                 values["site_id"] = await self._site_id(conn, body)
             if "status" in body:
@@ -212,7 +198,7 @@ class ClientEntity(Entity):
         site = (await conn.execute(
             select(Site.id).where(or_(Site.id == value, Site.name == value)))).scalar()
         if site is None:
-            raise ApiError(422, "unknown_site", f"no site '{value}'", {"field": "site"})
+            raise Invalid("unknown_site", f"no site '{value}'", field="site")
         return str(site)
 
     def _transition(self, client: Any, wanted: Any, ctx: Ctx) -> bool:
@@ -220,31 +206,31 @@ class ClientEntity(Entity):
         current = client_status(client.disabled, client.gone, client.last_checkin, ctx.now,
                                 ctx.rt.offline_grace)
         if wanted not in tuple(ClientStatus):
-            raise ApiError(422, "invalid_status", f"'{wanted}' is not a client status (expected "
-                           "online or disabled)", {"field": "status"})
+            raise Invalid("invalid_status", f"'{wanted}' is not a client status (expected "
+                          "online or disabled)", field="status")
         if wanted == ClientStatus.ONLINE:
             if not client.disabled:
-                raise ApiError(409, "invalid_transition", f"only disabled clients can be set "
-                               f"online; this client is {current}", {"field": "status"})
+                raise Conflict("invalid_transition", f"only disabled clients can be set "
+                               f"online; this client is {current}", field="status")
             return False
         if wanted == ClientStatus.DISABLED:
             if client.disabled:
-                raise ApiError(409, "invalid_transition",
-                               f"this client is already disabled ({current})", {"field": "status"})
+                raise Conflict("invalid_transition",
+                               f"this client is already disabled ({current})", field="status")
             return True
-        raise ApiError(409, "invalid_transition", f"status '{wanted}' cannot be set; it follows "
-                       "from missed check-ins", {"field": "status"})
+        raise Conflict("invalid_transition", f"status '{wanted}' cannot be set; it follows "
+                       "from missed check-ins", field="status")
 
     async def delete(self, ctx: Ctx, entity_id: str) -> None:
         async with ctx.db.write() as conn:
             await self.check(conn, ctx, "delete", entity_id)
             client = (await conn.execute(select(Client).where(Client.id == entity_id))).first()
             if client is None:
-                raise ApiError(404, "not_found", f"no Client with id '{entity_id}'")
+                raise NotFound("not_found", f"no Client with id '{entity_id}'")
             status = client_status(client.disabled, client.gone, client.last_checkin, ctx.now,
                                    ctx.rt.offline_grace)
             if status not in (ClientStatus.OFFLINE, ClientStatus.DISABLED_OFFLINE):
-                raise ApiError(409, "client_online", f"client is {status}; only offline clients "
+                raise Conflict("client_online", f"client is {status}; only offline clients "
                                "can be deleted")
             # lanes go with their agent (ON DELETE CASCADE, and explicitly for SQLite
             # databases created without foreign keys enforced)

@@ -9,18 +9,12 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from core.errors import ApiError
-from hub.entities.base import (
-    AnySelect,
-    Entity,
-    check_body,
-    expect,
-    iso,
-    name_value,
-    scope_of_organization,
-)
+from hub.access import scope_of_organization
+from hub.bodies import check_body, expect, name_value
+from hub.entities.base import AnySelect, Entity
 from hub.entities.clients import user_hr
 from hub.entities.organizations import collaboration_id, organization_id
+from hub.errors import Conflict, Invalid, NotFound
 from hub.keys import new_key
 from hub.query.fields import Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
@@ -31,6 +25,7 @@ from hub.storage.models import (
     Node,
     Organization,
     User,
+    iso,
     members,
     new_id,
     utcnow,
@@ -61,9 +56,8 @@ def given_key(body: dict[str, Any]) -> str | None:
         return None
     plain: str = expect(body, "api_key", str, "a string", max_length=1024)
     if len(plain) < MIN_GIVEN_KEY or plain != plain.strip():
-        raise ApiError(422, "invalid_value", f"field 'api_key' must have at least "
-                       f"{MIN_GIVEN_KEY} characters and no surrounding spaces",
-                       {"field": "api_key"})
+        raise Invalid("invalid_value", f"field 'api_key' must have at least "
+                      f"{MIN_GIVEN_KEY} characters and no surrounding spaces", field="api_key")
     return plain
 
 
@@ -119,9 +113,8 @@ class NodeEntity(Entity):
                 members.c.collaboration_id == collaboration,
                 members.c.organization_id == organization))).first()
             if member is None:
-                raise ApiError(422, "not_a_member", "the node's organization is not in "
-                               "collaboration '{}'".format(body.get("collaboration")),
-                               {"field": "collaboration"})
+                raise Invalid("not_a_member", "the node's organization is not in "
+                              "collaboration '{}'".format(body.get("collaboration")), field="collaboration")
         return organization, collaboration
 
     async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
@@ -157,8 +150,8 @@ class NodeEntity(Entity):
             values["description"] = expect(body, "description", str, "a string", max_length=4096)
         reset = "api_key" in body
         if reset and body["api_key"] != "reset":
-            raise ApiError(422, "invalid_value", "field 'api_key' can only be set to "
-                           "'reset' (the hub makes the new key)", {"field": "api_key"})
+            raise Invalid("invalid_value", "field 'api_key' can only be set to "
+                          "'reset' (the hub makes the new key)", field="api_key")
         key = await new_key(ctx.rt) if reset else None
         try:
             async with ctx.db.write() as conn:
@@ -166,7 +159,7 @@ class NodeEntity(Entity):
                 found = (await conn.execute(select(Node.organization_id, Node.collaboration_id)
                                             .where(Node.id == entity_id))).first()
                 if found is None:
-                    raise ApiError(404, "not_found", f"no Node with id '{entity_id}'")
+                    raise NotFound("not_found", f"no Node with id '{entity_id}'")
                 if "organization" in body or "collaboration" in body:
                     org, collab = await self._placement(conn, ctx, body, found.organization_id,
                                                         found.collaboration_id)
@@ -191,10 +184,10 @@ class NodeEntity(Entity):
             await conn.execute(delete(ApiKey).where(ApiKey.node_id == entity_id))
             gone = await conn.execute(delete(Node).where(Node.id == entity_id))
             if gone.rowcount == 0:
-                raise ApiError(404, "not_found", f"no Node with id '{entity_id}'")
+                raise NotFound("not_found", f"no Node with id '{entity_id}'")
 
 
-def _duplicate(name: str | None) -> ApiError:
-    return ApiError(409, "duplicate", f"a node named '{name}' already exists, or the "
+def _duplicate(name: str | None) -> Conflict:
+    return Conflict("duplicate", f"a node named '{name}' already exists, or the "
                     "organization already has a node in this collaboration (one per "
-                    "organization per collaboration)", {"field": "name"})
+                    "organization per collaboration)", field="name")

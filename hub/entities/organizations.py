@@ -18,16 +18,11 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.errors import ApiError
-from hub.entities.base import (
-    Entity,
-    check_body,
-    expect,
-    iso,
-    name_value,
-    scope_of_organization,
-)
+from hub.access import scope_of_organization
+from hub.bodies import check_body, expect, name_value
+from hub.entities.base import Entity
 from hub.entities.paging import EVERY, Page
+from hub.errors import Conflict, Invalid
 from hub.query.fields import Boolean, Schema, Text, Timestamp
 from hub.runtime import Ctx
 from hub.storage.models import (
@@ -38,6 +33,7 @@ from hub.storage.models import (
     Role,
     Task,
     User,
+    iso,
     members,
     new_id,
     utcnow,
@@ -74,13 +70,13 @@ async def _named(conn: AsyncConnection, model: Any, what: str, value: str,
     found = (await conn.execute(select(model.id).where(
         or_(model.id == value, model.name == value)))).scalar()
     if found is None:
-        raise ApiError(422, f"unknown_{what}", f"no {what} '{value}'", {"field": field})
+        raise Invalid(f"unknown_{what}", f"no {what} '{value}'", field=field)
     return str(found)
 
 
 async def organization_id(conn: AsyncConnection, value: str, field: str = "organization"
                           ) -> str:
-    """The id of the organization with this id or name; 422 naming ``field`` otherwise."""
+    """The id of the organization with this id or name; ``Invalid`` naming ``field`` otherwise."""
     return await _named(conn, Organization, "organization", value, field)
 
 
@@ -92,8 +88,8 @@ async def collaboration_id(conn: AsyncConnection, value: str, field: str = "coll
 async def placed_in(conn: AsyncConnection, ctx: Ctx, body: dict[str, Any], resource: str,
                     operation: str = "create") -> str | None:
     """The organization a new record lands in (the body's ``organization``, by id or name,
-    else the caller's), once the caller may ``operation`` ``resource`` there (403 naming
-    the rule otherwise)."""
+    else the caller's), once the caller may ``operation`` ``resource`` there
+    (``Forbidden`` naming the rule otherwise)."""
     org = await organization_id(conn, expect(body, "organization", str,
                                              "an organization id or name")) \
         if "organization" in body else ctx.caller.organization
@@ -108,8 +104,8 @@ def check_public_key(value: str) -> str:
     try:
         load_pem_public_key(base64.b64decode(value, validate=True))
     except (binascii.Error, ValueError, TypeError):
-        raise ApiError(422, "invalid_value", "field 'public_key' must be base64 of a PEM public "
-                       "key (-----BEGIN PUBLIC KEY-----)", {"field": "public_key"}) from None
+        raise Invalid("invalid_value", "field 'public_key' must be base64 of a PEM public "
+                      "key (-----BEGIN PUBLIC KEY-----)", field="public_key") from None
     return value
 
 
@@ -193,7 +189,7 @@ class OrganizationEntity(Entity):
             nodes = (await conn.execute(select(func.count()).where(
                 Node.organization_id == entity_id))).scalar()
             if users or nodes:
-                raise ApiError(409, "in_use", f"the organization has {users} users and {nodes} "
+                raise Conflict("in_use", f"the organization has {users} users and {nodes} "
                                "nodes; delete or move them first")
             await conn.execute(delete(Role).where(Role.organization_id == entity_id))
             await conn.execute(delete(members).where(members.c.organization_id == entity_id))
@@ -244,8 +240,8 @@ class CollaborationEntity(Entity):
         ids = []
         for n, value in enumerate(given):
             if not isinstance(value, str):
-                raise ApiError(422, "wrong_type", f"organizations[{n}] must be an organization "
-                               "id or name", {"field": "organizations"})
+                raise Invalid("wrong_type", f"organizations[{n}] must be an organization "
+                              "id or name", field="organizations")
             ids.append(await organization_id(conn, value, "organizations"))
         return sorted(set(ids))
 
@@ -300,8 +296,8 @@ class CollaborationEntity(Entity):
         if leaving:
             name = (await conn.execute(select(Organization.name).where(
                 Organization.id == leaving[0]))).scalar()
-            raise ApiError(409, "in_use", f"organization '{name}' has a node in this "
-                           "collaboration; delete the node first", {"field": "organizations"})
+            raise Conflict("in_use", f"organization '{name}' has a node in this "
+                           "collaboration; delete the node first", field="organizations")
         await conn.execute(delete(members).where(members.c.collaboration_id == entity_id))
         if orgs:
             await conn.execute(insert(members), [
@@ -313,7 +309,7 @@ class CollaborationEntity(Entity):
             nodes = (await conn.execute(select(func.count()).where(
                 Node.collaboration_id == entity_id))).scalar()
             if nodes:
-                raise ApiError(409, "in_use", f"the collaboration has {nodes} nodes; delete "
+                raise Conflict("in_use", f"the collaboration has {nodes} nodes; delete "
                                "them first")
             await conn.execute(delete(members).where(members.c.collaboration_id == entity_id))
             await conn.execute(delete(Collaboration).where(Collaboration.id == entity_id))
@@ -329,6 +325,5 @@ class CollaborationEntity(Entity):
         }
 
 
-def _duplicate(what: str, name: str | None) -> ApiError:
-    return ApiError(409, "duplicate", f"a {what} named '{name}' already exists",
-                    {"field": "name"})
+def _duplicate(what: str, name: str | None) -> Conflict:
+    return Conflict("duplicate", f"a {what} named '{name}' already exists", field="name")

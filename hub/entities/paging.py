@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, String, cast, func
 
-from core.errors import ApiError
+from hub.errors import Invalid
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -73,7 +73,7 @@ def encode_cursor(last_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> str:
-    """The id a cursor continues after; 422 naming ``cursor`` for anything not ours."""
+    """The id a cursor continues after; ``Invalid`` naming ``cursor`` for anything not ours."""
     if cursor.startswith(_CURSOR):
         text = cursor[len(_CURSOR):]
         try:
@@ -83,8 +83,8 @@ def decode_cursor(cursor: str) -> str:
         else:
             if 0 < len(last) <= 64 and last.isprintable():
                 return last
-    raise ApiError(422, "invalid_cursor", "parameter 'cursor' is not a cursor this hub gave "
-                   "(pass the 'next' of the previous answer as it is)", {"field": "cursor"})
+    raise Invalid("invalid_cursor", "parameter 'cursor' is not a cursor this hub gave "
+                  "(pass the 'next' of the previous answer as it is)", field="cursor")
 
 
 def window(stmt: AnySelect, id_column: Any, page: Page, extra: int = 0) -> AnySelect:

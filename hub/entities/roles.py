@@ -16,11 +16,12 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.errors import ApiError
 from hub import permissions
-from hub.entities.base import Entity, check_body, expect, iso, name_value
+from hub.bodies import check_body, expect, name_value
+from hub.entities.base import Entity
 from hub.entities.organizations import placed_in
 from hub.entities.paging import EVERY, Page
+from hub.errors import Conflict, Forbidden, Invalid
 from hub.query.fields import Boolean, Choice, Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
 from hub.storage.models import (
@@ -28,6 +29,7 @@ from hub.storage.models import (
     Role,
     Rule,
     User,
+    iso,
     new_id,
     role_rules,
     user_roles,
@@ -56,10 +58,9 @@ ROLE_READABLE = ("id", *ROLE_WRITABLE, "default", "created", "modified", "modifi
 
 async def rule_ids(conn: AsyncConnection, given: Any, field: str = "rules") -> list[str]:
     """Rules given by id, as ``{"resource", "operation", "scope"}``, or as
-    ``"operation resource (scope)"``; 422 naming the first unknown one."""
+    ``"operation resource (scope)"``; ``Invalid`` naming the first unknown one."""
     if not isinstance(given, list):
-        raise ApiError(422, "wrong_type", f"field '{field}' must be a list of rules",
-                       {"field": field})
+        raise Invalid("wrong_type", f"field '{field}' must be a list of rules", field=field)
     known = {r.id: (r.resource, r.operation, r.scope)
              for r in (await conn.execute(select(Rule))).all()}
     by_triple = {v: k for k, v in known.items()}
@@ -73,9 +74,9 @@ async def rule_ids(conn: AsyncConnection, given: Any, field: str = "rules") -> l
         else:
             found = None
         if found is None:
-            raise ApiError(422, "unknown_rule", f"{field}[{n}]: no rule {value!r} (a rule is "
-                           "an id, {\"resource\", \"operation\", \"scope\"}, or 'view job "
-                           "(organization)'; see GET /find?query=Rule)", {"field": field})
+            raise Invalid("unknown_rule", f"{field}[{n}]: no rule {value!r} (a rule is "
+                          "an id, {\"resource\", \"operation\", \"scope\"}, or 'view job "
+                          "(organization)'; see GET /find?query=Rule)", field=field)
         ids.append(found)
     return sorted(set(ids))
 
@@ -84,28 +85,26 @@ async def role_ids(conn: AsyncConnection, given: Any, organization: str | None,
                    field: str = "roles") -> list[str]:
     """Roles by id or name: default roles, or roles of ``organization``."""
     if not isinstance(given, list):
-        raise ApiError(422, "wrong_type", f"field '{field}' must be a list of role ids or names",
-                       {"field": field})
+        raise Invalid("wrong_type", f"field '{field}' must be a list of role ids or names", field=field)
     ids = []
     for n, value in enumerate(given):
         if not isinstance(value, str):
-            raise ApiError(422, "wrong_type", f"{field}[{n}] must be a role id or name",
-                           {"field": field})
+            raise Invalid("wrong_type", f"{field}[{n}] must be a role id or name", field=field)
         row = (await conn.execute(select(Role.id, Role.organization_id).where(
             or_(Role.id == value, Role.name == value)))).first()
         if row is None:
-            raise ApiError(422, "unknown_role", f"{field}[{n}]: no role '{value}' (default "
-                           f"roles: {', '.join(permissions.DEFAULT_ROLES)})", {"field": field})
+            raise Invalid("unknown_role", f"{field}[{n}]: no role '{value}' (default "
+                          f"roles: {', '.join(permissions.DEFAULT_ROLES)})", field=field)
         if row.organization_id not in (None, organization):
-            raise ApiError(422, "foreign_role", f"{field}[{n}]: role '{value}' belongs to "
-                           "another organization", {"field": field})
+            raise Invalid("foreign_role", f"{field}[{n}]: role '{value}' belongs to "
+                          "another organization", field=field)
         ids.append(row.id)
     return sorted(set(ids))
 
 
 async def check_grant(conn: AsyncConnection, ctx: Ctx, roles: Iterable[str],
                       rules: Iterable[str], field: str) -> None:
-    """403 unless the caller holds every rule it is about to give."""
+    """``Forbidden`` unless the caller holds every rule it is about to give."""
     wanted = set(rules)
     roles = list(roles)
     if roles:
@@ -117,8 +116,8 @@ async def check_grant(conn: AsyncConnection, ctx: Ctx, roles: Iterable[str],
         Rule.id.in_(sorted(wanted))))).all()
     missing = ctx.caller.holds(sorted((t.resource, t.operation, t.scope) for t in triples))
     if missing is not None:
-        raise ApiError(403, "forbidden", f"cannot give rule '{permissions.rule_name(missing)}'"
-                       " that you do not hold yourself", {"field": field})
+        raise Forbidden("forbidden", f"cannot give rule '{permissions.rule_name(missing)}'"
+                        " that you do not hold yourself", field=field)
 
 
 class RuleEntity(Entity):
@@ -189,8 +188,7 @@ class RoleEntity(Entity):
                     await conn.execute(insert(role_rules), [
                         {"role_id": role_id, "rule_id": r} for r in rules])
         except IntegrityError:
-            raise ApiError(409, "duplicate", f"a role named '{name}' already exists",
-                           {"field": "name"}) from None
+            raise Conflict("duplicate", f"a role named '{name}' already exists", field="name") from None
         return await self.get(ctx, role_id)
 
     async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:
@@ -215,8 +213,8 @@ class RoleEntity(Entity):
                 await conn.execute(update(Role).where(Role.id == entity_id).values(
                     modified=utcnow(), modifier=ctx.principal.id, **values))
         except IntegrityError:
-            raise ApiError(409, "duplicate", f"a role named '{values.get('name')}' already "
-                           "exists", {"field": "name"}) from None
+            raise Conflict("duplicate", f"a role named '{values.get('name')}' already "
+                           "exists", field="name") from None
         return await self.get(ctx, entity_id)
 
     async def _changeable(self, conn: AsyncConnection, ctx: Ctx, operation: str,
@@ -224,7 +222,7 @@ class RoleEntity(Entity):
         await self.check(conn, ctx, operation, entity_id)
         default = (await conn.execute(select(Role.default).where(Role.id == entity_id))).scalar()
         if default:
-            raise ApiError(409, "protected", "default roles cannot be changed or deleted; "
+            raise Conflict("protected", "default roles cannot be changed or deleted; "
                            "make a role of your own")
 
     async def delete(self, ctx: Ctx, entity_id: str) -> None:

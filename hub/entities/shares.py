@@ -14,12 +14,13 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from core.errors import ApiError
-from hub.entities.base import AnySelect, Entity, check_body, expect, iso, scope_of_organization
-from hub.entities.clients import client_collaboration, client_organization
+from hub.access import ShareAccess, client_organization, scope_of_organization
+from hub.bodies import check_body, expect
+from hub.entities.base import AnySelect, Entity
+from hub.errors import Conflict, Invalid, NotFound
 from hub.query.fields import Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
-from hub.storage.models import Client, Share, new_id, utcnow
+from hub.storage.models import Client, Share, iso, new_id, utcnow
 from protocol import ClientType
 from protocol.paths import PathRefused, check_share_name
 
@@ -38,21 +39,8 @@ WRITABLE = ("name", "client", "path", "description")
 _ABSOLUTE = re.compile(r"^(/|[A-Za-z]:[\\/]|\\\\[^\\]+\\[^\\]+)")
 
 
-class ShareEntity(Entity):
-    name = "Share"
-    model = Share
+class ShareEntity(ShareAccess, Entity):
     schema = SCHEMA
-    resource = "share"
-
-    def owner(self, ctx: Ctx) -> Any:
-        return Share.client_id if ctx.principal.kind == "client" else None
-
-    def organization(self) -> Any:
-        return client_organization(Share.client_id)
-
-    def collaboration(self) -> Any:
-        """A share belongs to the collaboration its agent's node was made for."""
-        return client_collaboration(Share.client_id)
 
     async def _need_client(self, ctx: Ctx, operation: str, client_id: str) -> None:
         """Giving a share to an agent is an ``operation`` on shares of the agent's
@@ -79,14 +67,13 @@ class ShareEntity(Entity):
             try:
                 values["name"] = check_share_name(expect(body, "name", str, "a string"))
             except PathRefused as exc:
-                raise ApiError(422, "invalid_value", f"field 'name': {exc.why}",
-                               {"field": "name"}) from None
+                raise Invalid("invalid_value", f"field 'name': {exc.why}", field="name") from None
         if "path" in body:
             path = expect(body, "path", str, "a string", max_length=4096)
             if not _ABSOLUTE.match(path) or any(ord(c) < 0x20 for c in path):
-                raise ApiError(422, "invalid_value", "field 'path' must be an absolute folder on "
-                               "the serving agent (/srv/projects, D:\\projects), with no control "
-                               "characters", {"field": "path"})
+                raise Invalid("invalid_value", "field 'path' must be an absolute folder on "
+                              "the serving agent (/srv/projects, D:\\projects), with no control "
+                              "characters", field="path")
             values["path"] = path
         if "description" in body:
             values["description"] = expect(body, "description", str, "a string",
@@ -97,13 +84,11 @@ class ShareEntity(Entity):
                 client = (await conn.execute(select(Client.type, Client.parent_id).where(
                     Client.id == client_id))).first()
             if client is None:
-                raise ApiError(422, "unknown_client", f"no client with id '{client_id}'",
-                               {"field": "client"})
+                raise Invalid("unknown_client", f"no client with id '{client_id}'", field="client")
             if client.parent_id is not None or client.type not in (
                     ClientType.SERVER, ClientType.USER_SERVER):
-                raise ApiError(422, "invalid_value", "a share is served by an agent of type 1 "
-                               "(server) or 2 (user server), not by a compute lane",
-                               {"field": "client"})
+                raise Invalid("invalid_value", "a share is served by an agent of type 1 "
+                              "(server) or 2 (user server), not by a compute lane", field="client")
             values["client_id"] = client_id
         return values
 
@@ -135,7 +120,7 @@ class ShareEntity(Entity):
         except IntegrityError:
             raise _duplicate(values) from None
         if not found:
-            raise ApiError(404, "not_found", f"no Share with id '{entity_id}'")
+            raise NotFound("not_found", f"no Share with id '{entity_id}'")
         ctx.rt.shares.changed()
         return await self.get(ctx, entity_id)
 
@@ -144,10 +129,9 @@ class ShareEntity(Entity):
             await self.check(conn, ctx, "delete", entity_id)
             found = (await conn.execute(delete(Share).where(Share.id == entity_id))).rowcount
         if not found:
-            raise ApiError(404, "not_found", f"no Share with id '{entity_id}'")
+            raise NotFound("not_found", f"no Share with id '{entity_id}'")
         ctx.rt.shares.changed()
 
 
-def _duplicate(values: dict[str, Any]) -> ApiError:
-    return ApiError(409, "duplicate", f"a share named '{values.get('name')}' already exists",
-                    {"field": "name"})
+def _duplicate(values: dict[str, Any]) -> Conflict:
+    return Conflict("duplicate", f"a share named '{values.get('name')}' already exists", field="name")

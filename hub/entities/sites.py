@@ -8,11 +8,12 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from core.errors import ApiError
-from hub.entities.base import Entity, check_body, expect, iso, name_value
+from hub.bodies import check_body, expect, name_value
+from hub.entities.base import Entity
+from hub.errors import Conflict, NotFound
 from hub.query.fields import Schema, Text, Timestamp
 from hub.runtime import Ctx
-from hub.storage.models import Client, Site, new_id, utcnow
+from hub.storage.models import Client, Site, iso, new_id, utcnow
 
 DEFAULT_SITE = "hq"
 
@@ -55,8 +56,8 @@ class SiteEntity(Entity):
                 await conn.execute(insert(Site).values(id=site_id, created=now, modified=now,
                                                        modifier=ctx.principal.id, **values))
         except IntegrityError:
-            raise ApiError(409, "duplicate", f"a site named '{values['name']}' already exists",
-                           {"field": "name"}) from None
+            raise Conflict("duplicate", f"a site named '{values['name']}' already exists",
+                           field="name") from None
         return await self.get(ctx, site_id)
 
     async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:
@@ -66,14 +67,14 @@ class SiteEntity(Entity):
             async with ctx.db.write() as conn:
                 current = (await conn.execute(select(Site.name).where(Site.id == entity_id))).scalar()
                 if current is None:
-                    raise ApiError(404, "not_found", f"no Site with id '{entity_id}'")
+                    raise NotFound("not_found", f"no Site with id '{entity_id}'")
                 if current == DEFAULT_SITE and values.get("name", DEFAULT_SITE) != DEFAULT_SITE:
-                    raise ApiError(409, "protected", "the default site 'hq' cannot be renamed")
+                    raise Conflict("protected", "the default site 'hq' cannot be renamed")
                 values.update(modified=utcnow(), modifier=ctx.principal.id)
                 await conn.execute(update(Site).where(Site.id == entity_id).values(**values))
         except IntegrityError:
-            raise ApiError(409, "duplicate", f"a site named '{values.get('name')}' already "
-                           "exists", {"field": "name"}) from None
+            raise Conflict("duplicate", f"a site named '{values.get('name')}' already "
+                           "exists", field="name") from None
         return await self.get(ctx, entity_id)
 
     async def delete(self, ctx: Ctx, entity_id: str) -> None:
@@ -81,12 +82,12 @@ class SiteEntity(Entity):
         async with ctx.db.write() as conn:
             current = (await conn.execute(select(Site.name).where(Site.id == entity_id))).scalar()
             if current is None:
-                raise ApiError(404, "not_found", f"no Site with id '{entity_id}'")
+                raise NotFound("not_found", f"no Site with id '{entity_id}'")
             if current == DEFAULT_SITE:
-                raise ApiError(409, "protected", "the default site 'hq' cannot be deleted")
+                raise Conflict("protected", "the default site 'hq' cannot be deleted")
             used = (await conn.execute(select(Client.id).where(Client.site_id == entity_id)
                                        .limit(1))).first()
             if used is not None:
-                raise ApiError(409, "in_use", f"site '{current}' still has clients; move them "
+                raise Conflict("in_use", f"site '{current}' still has clients; move them "
                                "first")
             await conn.execute(delete(Site).where(Site.id == entity_id))

@@ -14,12 +14,15 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.errors import ApiError
 from hub import permissions
-from hub.entities.base import Entity, check_body, expect, iso, name_value, scope_of_organization
+from hub.access import scope_of_organization
+from hub.bodies import check_body, expect, name_value
+from hub.callers import load_caller
+from hub.entities.base import Entity
 from hub.entities.organizations import organization_id, placed_in
 from hub.entities.paging import EVERY, Page
 from hub.entities.roles import check_grant, role_ids, rule_ids
+from hub.errors import Conflict, Forbidden, Invalid
 from hub.query.fields import Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
 from hub.security import check_password_strength, hash_secret_async, verify_secret_async
@@ -28,6 +31,7 @@ from hub.storage.models import (
     Organization,
     Role,
     User,
+    iso,
     new_id,
     user_roles,
     user_rules,
@@ -149,8 +153,7 @@ class UserEntity(Entity):
         body = check_body(body, self.name, WRITABLE, READABLE, ("username", "password"))
         values = self._values(body)
         if values["username"] == ROOT:
-            raise ApiError(409, "protected", f"the username '{ROOT}' is reserved",
-                           {"field": "username"})
+            raise Conflict("protected", f"the username '{ROOT}' is reserved", field="username")
         password = expect(body, "password", str, "a string", max_length=1024)
         check_password_strength(password)
         values["password_hash"] = await hash_secret_async(password)
@@ -167,8 +170,8 @@ class UserEntity(Entity):
                 role = await self._write_grants(conn, user_id, roles, rules)
                 await conn.execute(update(User).where(User.id == user_id).values(**role))
         except IntegrityError:
-            raise ApiError(409, "duplicate", f"user '{values['username']}' already exists",
-                           {"field": "username"}) from None
+            raise Conflict("duplicate", f"user '{values['username']}' already exists",
+                           field="username") from None
         return await self.get(ctx, user_id)
 
     async def update(self, ctx: Ctx, entity_id: str, body: Any) -> dict[str, Any]:
@@ -178,7 +181,7 @@ class UserEntity(Entity):
         if "password" in body:
             password = expect(body, "password", str, "a string", max_length=1024)
             if ctx.principal.run is not None:
-                raise ApiError(403, "forbidden", "a run's token changes no password")
+                raise Forbidden("forbidden", "a run's token changes no password")
             async with ctx.db.read() as conn:  # may it at all? before anything is guessed
                 await self.check(conn, ctx, "edit", entity_id)
                 await self._not_above(conn, ctx, entity_id)
@@ -188,8 +191,8 @@ class UserEntity(Entity):
             values["password_hash"] = await hash_secret_async(password)
             values["password_change_required"] = False
         elif current_password is not None:
-            raise ApiError(422, "invalid_body", "'current_password' goes with a new "
-                           "'password'", {"field": "current_password"})
+            raise Invalid("invalid_body", "'current_password' goes with a new "
+                          "'password'", field="current_password")
         try:
             async with ctx.db.write() as conn:
                 await self.check(conn, ctx, "edit", entity_id)
@@ -199,11 +202,10 @@ class UserEntity(Entity):
                                               .where(User.id == entity_id))).one()
                 if current.role == ROOT_ROLE and ({"roles", "rules", "organization"} & set(body)
                                                   or values.get("username", ROOT) != ROOT):
-                    raise ApiError(409, "protected", "the root user cannot be renamed, moved or "
-                                   "given other roles", {"field": "username"})
+                    raise Conflict("protected", "the root user cannot be renamed, moved or "
+                                   "given other roles", field="username")
                 if current.role != ROOT_ROLE and values.get("username") == ROOT:
-                    raise ApiError(409, "protected", f"the username '{ROOT}' is reserved",
-                                   {"field": "username"})
+                    raise Conflict("protected", f"the username '{ROOT}' is reserved", field="username")
                 org = current.organization_id
                 if "organization" in body:
                     org = await organization_id(conn, expect(
@@ -218,8 +220,8 @@ class UserEntity(Entity):
                 values.update(modified=utcnow(), modifier=ctx.principal.id)
                 await conn.execute(update(User).where(User.id == entity_id).values(**values))
         except IntegrityError:
-            raise ApiError(409, "duplicate", f"user '{values.get('username')}' already exists",
-                           {"field": "username"}) from None
+            raise Conflict("duplicate", f"user '{values.get('username')}' already exists",
+                           field="username") from None
         return await self.get(ctx, entity_id)
 
     @staticmethod
@@ -227,9 +229,9 @@ class UserEntity(Entity):
         """One's own password changes only with the current one, on every path: a stolen
         token (or a run's) must not be enough to take the account over."""
         if not isinstance(given, str) or not given:
-            raise ApiError(422, "current_password_required", "to change your own password, "
-                           "send your current one too: {\"password\": <new>, "
-                           "\"current_password\": <current>}", {"field": "current_password"})
+            raise Invalid("current_password_required", "to change your own password, "
+                          "send your current one too: {\"password\": <new>, "
+                          "\"current_password\": <current>}", field="current_password")
         # guesses are limited as logins are, per user (a stolen token is one user's)
         guesses = f"password change of user {user_id}"
         ctx.rt.logins.check(guesses)
@@ -238,8 +240,7 @@ class UserEntity(Entity):
                                          .where(User.id == user_id))).scalar()
         if stored is None or not await verify_secret_async(stored, given[:1024]):
             ctx.rt.logins.failed(guesses)
-            raise ApiError(403, "wrong_password", "the current password is wrong",
-                           {"field": "current_password"})
+            raise Forbidden("wrong_password", "the current password is wrong", field="current_password")
 
     @staticmethod
     async def _not_above(conn: AsyncConnection, ctx: Ctx, entity_id: str) -> None:
@@ -247,22 +248,22 @@ class UserEntity(Entity):
         an organization admin cannot take over root."""
         if entity_id == ctx.principal.id:
             return
-        target = await permissions.load_caller(conn, "user", entity_id)
+        target = await load_caller(conn, "user", entity_id)
         missing = ctx.caller.holds(sorted(target.rules - permissions.ALWAYS))
         if missing is not None:
-            raise ApiError(403, "forbidden", f"this user holds the rule "
-                           f"'{permissions.rule_name(missing)}' that you do not; only someone "
-                           "who holds all of their rules may change or delete them",
-                           {"rule": dict(zip(("resource", "operation", "scope"), missing,
-                                             strict=True))})
+            raise Forbidden("forbidden", f"this user holds the rule "
+                            f"'{permissions.rule_name(missing)}' that you do not; only someone "
+                            "who holds all of their rules may change or delete them",
+                            rule=dict(zip(("resource", "operation", "scope"), missing,
+                                          strict=True)))
 
     async def delete(self, ctx: Ctx, entity_id: str) -> None:
         if entity_id == ctx.principal.id:
-            raise ApiError(409, "self_delete", "you cannot delete your own user")
+            raise Conflict("self_delete", "you cannot delete your own user")
         async with ctx.db.write() as conn:
             await self.check(conn, ctx, "delete", entity_id)
             await self._not_above(conn, ctx, entity_id)
             role = (await conn.execute(select(User.role).where(User.id == entity_id))).scalar()
             if role == ROOT_ROLE:
-                raise ApiError(409, "protected", "the root user cannot be deleted")
+                raise Conflict("protected", "the root user cannot be deleted")
             await conn.execute(delete(User).where(User.id == entity_id))

@@ -11,40 +11,41 @@ Several hub processes may share one PostgreSQL database: nothing here depends on
 what one process alone has seen. Leases take rows with ``FOR UPDATE SKIP LOCKED``
 (``leases.py``), so two processes never lease one task; the agents that asked
 recently are kept in the database (``claimers.py``); and a process that sees work
-appear wakes the claims waiting in the others (``wakeup.py``).
+appear wakes the claims waiting in the others (``hub/wakeup.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from hub.entities.base import iso
-from hub.jobs import docker_jobs
+from core.tasks import FailureHook, Supervisor
 from hub.jobs import status as st
 from hub.jobs.claimers import Claimers
-from hub.jobs.leases import NEXT_TASKS, has_destination, release, transfer_rows, transfer_work
-from hub.jobs.spec import render_argv, targets_match
-from hub.jobs.targets import usable_by
-from hub.jobs.wakeup import WorkChannel, plain_dsn
+from hub.jobs.docker import follow_logs, next_runs
+from hub.jobs.kind import Lease, Signing
+from hub.jobs.leases import release
+from hub.jobs.registry import KINDS
+from hub.jobs.targets import targets_match
 from hub.security import TokenService
 from hub.storage.db import Database
-from hub.storage.models import Bucket, Client, Job, Node, ReportKey, Task, new_id, utcnow
-from protocol import BucketKind, BucketWork, HeartbeatResponse, Progress, TaskWork
+from hub.storage.models import Bucket, Client, Job, Node, ReportKey, Task, iso, new_id, utcnow
+from hub.wakeup import WorkSignal
+from protocol import BucketKind, BucketWork, HeartbeatResponse, Progress
 
 log = structlog.get_logger("hub.dispatch")
 
 RECHECK = 1.0  # seconds: a waiting claim looks again even unwoken (a notice may be lost)
+SWEEP_EVERY = 1.0  # seconds between looks for expired leases
 KEYS_KEPT = timedelta(days=7)  # report keys older than this are forgotten (hourly)
 
 
@@ -55,13 +56,13 @@ _AGENT = (select(Client.id, Client.site_id, Client.code, Client.tags, Client.dis
 _LANES = select(Client.id).where(Client.parent_id == bindparam("agent"),
                                  Client.id.in_(bindparam("ids", expanding=True)),
                                  Client.disabled.is_(False))
-# transfer jobs name their one runner (hub/jobs/transfers.py: the agent of a share the
-# creator may write to or read from); compute jobs run only where their organization may
-# use an agent (hub/jobs/targets.py), whatever their targets say
-_RUNNABLE = select(Job.id, Job.spec).where(
+# jobs an agent may take buckets of from the queue: active, with queued tasks, and of a
+# kind whose rule lets an agent of this node run them (JobKind.queued_for: a compute job
+# where its organization may use the agent, a transfer job wherever its targets name)
+_QUEUED = select(Job.id, Job.kind, Job.spec).where(
     Job.status.in_(st.ACTIVE),
-    or_(Job.kind == "transfer",
-        and_(Job.kind == "compute", usable_by(bindparam("org"), bindparam("collab")))),
+    or_(*(rule for kind in KINDS.values()
+          if (rule := kind.queued_for(bindparam("org"), bindparam("collab"))) is not None)),
     exists().where(Task.job_id == Job.id, Task.status == st.TaskStatus.QUEUED))
 _QUEUED_BY_JOB = (select(Task.job_id, func.count())
                   .where(Task.job_id.in_(bindparam("ids", expanding=True)),
@@ -83,20 +84,33 @@ _LEASE_TASKS = update(Task).where(Task.id.in_(bindparam("ids", expanding=True)),
     lane_id=bindparam("lane"), modified=bindparam("now"))
 
 
+class Queued(NamedTuple):
+    """A job an agent may take a bucket of now: its kind and its stored spec."""
+
+    kind: BucketKind
+    spec: dict[str, Any]
+
+
 class Dispatcher:
-    def __init__(self, db: Database, *, lease: float, heartbeat: float, wait_max: float,
-                 ticket_key: Ed25519PrivateKey | None = None,
-                 tokens: TokenService | None = None) -> None:
+    """Claims, heartbeats and lease ends of one hub process; owns the lease sweeper.
+
+    ``work``: the process's news of work (``hub/wakeup.py``), which waiting claims wait on.
+    ``on_failure``: told when the sweeper dies of something it did not expect (a hub
+    whose leases never expire must not go on as if they did)."""
+
+    def __init__(self, db: Database, work: WorkSignal, *, lease: float, heartbeat: float,
+                 wait_max: float, ticket_key: Ed25519PrivateKey | None = None,
+                 tokens: TokenService | None = None, on_failure: FailureHook | None = None
+                 ) -> None:
         self.db = db
-        self.ticket_key = ticket_key  # signs the tickets of transfer tasks
-        self.tokens = tokens  # issues the tokens of docker runs
+        self.work = work
+        # signs the tickets of transfer tasks; issues the tokens of docker runs
+        self.signing = Signing(ticket_key, tokens)
         self.lease = timedelta(seconds=lease)
         self.heartbeat_interval = heartbeat
         self.wait_max = wait_max
-        self._work = asyncio.Event()
         self.claimers = Claimers(shared=not db.is_sqlite)
-        self._channel = None if db.is_sqlite else WorkChannel(plain_dsn(db.url), self._work.set)
-        self._sweeper: asyncio.Task[None] | None = None
+        self._tasks = Supervisor("dispatcher", on_failure=on_failure)
         self._closing = False
 
     # -- lifecycle
@@ -106,28 +120,19 @@ class Dispatcher:
         async with self.db.write() as conn:
             await conn.execute(update(Bucket).where(Bucket.status == "leased").values(
                 leased_until=utcnow() + self.lease))
-        if self._channel is not None:
-            self._channel.start()
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="lease-sweeper")
+        self._tasks.spawn(self._sweep_forever(), name="lease-sweeper")
 
-    async def close(self) -> None:
+    async def close(self, deadline: float = 5.0) -> None:
         """The hub stops: claims waiting for work answer now, with none (agents cannot
-        heartbeat while the hub is down, so no lease may expire meanwhile either)."""
+        heartbeat while the hub is down, so no lease may expire meanwhile either). Safe
+        to call twice; a closer cancelled meanwhile stays cancelled."""
         self._closing = True
-        self._work.set()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
-        if self._channel is not None:
-            await self._channel.close()
+        self.work.wake()
+        await self._tasks.close(deadline)
 
     def notify(self) -> None:
-        """Work may have appeared: wake waiting claims, in every hub process."""
-        self._work.set()
-        if self._channel is not None:
-            self._channel.announce()
+        """Work may have appeared (a lease ended, tasks went back to the queue)."""
+        self.work.notify()
 
     # -- claims
     async def claim(self, client_id: str, lanes: list[str], wait: float, slots: int = 0,
@@ -138,15 +143,14 @@ class Dispatcher:
         must not be handed work that would sit until its lease runs out."""
         deadline = time.monotonic() + min(wait, self.wait_max)
         while True:
-            self._work.clear()
+            self.work.clear()
             if gone() or self._closing:
                 return []
             buckets = await self.db.run(self._claim_once, client_id, lanes, slots, docker)
             left = deadline - time.monotonic()
             if buckets or left <= 0:
                 return buckets
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._work.wait(), timeout=min(left, RECHECK))
+            await self.work.wait(min(left, RECHECK))
 
     def _claim_once(self, conn: Connection, client_id: str, lanes: list[str], slots: int,
                     docker: int = 0) -> list[BucketWork]:
@@ -171,8 +175,8 @@ class Dispatcher:
         if not free and not slots:
             return []
         eligible = self._eligible_jobs(conn, agent)
-        compute = {j: spec for j, spec in eligible.items() if "transfer" not in spec}
-        moving = {j: spec for j, spec in eligible.items() if "transfer" in spec}
+        compute = {j: q for j, q in eligible.items() if q.kind == BucketKind.COMPUTE}
+        moving = {j: q for j, q in eligible.items() if q.kind == BucketKind.TRANSFER}
         work = []
         if free and compute:
             share = self._share(conn, agent, weight, compute, len(free))
@@ -193,24 +197,13 @@ class Dispatcher:
     def _lease_runs(self, conn: Connection, client_id: str, agent: Any, n: int,
                     now: datetime) -> list[BucketWork]:
         """Docker runs, one to a bucket (each its own lease, abort and report)."""
-        rows = docker_jobs.next_runs(conn, agent.organization_id, agent.collaboration_id, n)
+        rows = next_runs(conn, agent.organization_id, agent.collaboration_id, n)
         if not rows:
             return []
-        jobs = docker_jobs.jobs_of(conn, rows)
-        work = []
-        for row in rows:
-            bucket_id, until = new_id(), now + self.lease
-            conn.execute(insert(Bucket).values(
-                id=bucket_id, job_id=row.job_id, client_id=client_id, lane_id=None,
-                status="leased", leased_until=until, created=now, task_ids=[row.id]))
-            conn.execute(_LEASE_TASKS, {"ids": [row.id], "bucket": bucket_id,
-                                        "agent": client_id, "lane": None, "now": now})
-            job = jobs[row.job_id]
-            work.append(BucketWork(
-                id=bucket_id, job_id=row.job_id, lane_id="", kind=BucketKind.DOCKER,
-                tasks=[docker_jobs.run_work(row, job, agent.organization_id, self.tokens)],
-                timeout=job.spec.get("timeout"), grace=job.spec.get("grace", 10.0),
-                leased_until=iso(until) or ""))
+        kind = KINDS[BucketKind.DOCKER]
+        work = [kind.bucket(conn, self._grant(conn, client_id, None, row.job_id, [row], now),
+                            row.spec, [row])
+                for row in rows]
         conn.execute(_RUNNING, {"ids": list({b.job_id for b in work}), "now": now})
         return work
 
@@ -221,14 +214,17 @@ class Dispatcher:
         mine = {r.id for r in conn.execute(_LANES, {"agent": client_id, "ids": lanes})}
         return [lane for lane in dict.fromkeys(lanes) if lane in mine]
 
-    def _eligible_jobs(self, conn: Connection, agent: Any) -> dict[str, Any]:
-        rows = conn.execute(_RUNNABLE, {"org": agent.organization_id,
-                                        "collab": agent.collaboration_id})
-        return {r.id: r.spec for r in rows if targets_match(r.spec.get("targets", []), agent)
-                and has_destination(r.spec)}
+    def _eligible_jobs(self, conn: Connection, agent: Any) -> dict[str, Queued]:
+        """The queued jobs this agent may take a bucket of: its node may run them, their
+        targets name it, and their tasks can run yet."""
+        rows = conn.execute(_QUEUED, {"org": agent.organization_id,
+                                      "collab": agent.collaboration_id})
+        return {r.id: Queued(BucketKind(r.kind), r.spec) for r in rows
+                if targets_match(r.spec.get("targets", []), agent)
+                and KINDS[BucketKind(r.kind)].ready(r.spec)}
 
     def _share(self, conn: Connection, agent: Any, weight: float,
-               eligible: dict[str, Any], free: int) -> int:
+               eligible: dict[str, Queued], free: int) -> int:
         """How many of our free lanes to fill: all, unless the work is too little for
         everyone who asked and may run it, then our benchmark's part of it."""
         others = self.claimers.others(conn, agent.id, agent.organization_id,
@@ -236,7 +232,7 @@ class Dispatcher:
         if not others:
             return free
         queued = (conn.execute(_QUEUED_BY_JOB, {"ids": list(eligible)})).all()
-        buckets = sum(math.ceil(int(n) / max(1, int(eligible[j].get("bucket_size", 1))))
+        buckets = sum(math.ceil(int(n) / max(1, int(eligible[j].spec.get("bucket_size", 1))))
                       for j, n in queued)
         demand = free + sum(c.lanes for c in others)
         if buckets >= demand:
@@ -245,37 +241,31 @@ class Dispatcher:
         return max(1, min(free, math.ceil(buckets * weight / total)))
 
     def _lease_bucket(self, conn: Connection, client_id: str, lane: str | None,
-                      eligible: dict[str, Any], now: datetime) -> BucketWork | None:
-        """A bucket of the best job: for a lane (compute), or a transfer slot (None)."""
+                      eligible: dict[str, Queued], now: datetime) -> BucketWork | None:
+        """A bucket of the best job: for a lane (compute), or a transfer slot (None). Its
+        kind says which tasks it takes and what the agent gets for them."""
         best = (conn.execute(_BEST_JOB, {"ids": list(eligible)})).scalar()
         if best is None:
             return None
-        spec = eligible[best]
-        if "transfer" in spec:
-            rows = transfer_rows(conn, best)
-        else:
-            rows = list(conn.execute(NEXT_TASKS, {"job": best,
-                                                   "n": spec.get("bucket_size", 1)}))
+        queued = eligible[best]
+        kind = KINDS[queued.kind]
+        rows = kind.take(conn, best, queued.spec)
         if not rows:  # another hub process took them between the two reads
             return None
+        return kind.bucket(conn, self._grant(conn, client_id, lane, best, rows, now),
+                           queued.spec, rows)
+
+    def _grant(self, conn: Connection, client_id: str, lane: str | None, job_id: str,
+               rows: list[Any], now: datetime) -> Lease:
+        """Lease the tasks ``rows`` of a job to the agent, in a new bucket (for ``lane``, or
+        a slot: None)."""
         bucket_id, until = new_id(), now + self.lease
         conn.execute(insert(Bucket).values(
-            id=bucket_id, job_id=best, client_id=client_id, lane_id=lane, status="leased",
+            id=bucket_id, job_id=job_id, client_id=client_id, lane_id=lane, status="leased",
             leased_until=until, created=now, task_ids=[r.id for r in rows]))
         conn.execute(_LEASE_TASKS, {"ids": [r.id for r in rows], "bucket": bucket_id,
-                                          "agent": client_id, "lane": lane, "now": now})
-        if "transfer" in spec:
-            return BucketWork(id=bucket_id, job_id=best, lane_id=lane or "", kind=BucketKind.TRANSFER,
-                              tasks=transfer_work(conn, self.ticket_key, best, bucket_id,
-                                                  spec, rows),
-                              leased_until=iso(until) or "")
-        return BucketWork(
-            id=bucket_id, job_id=best, lane_id=lane or "",
-            tasks=[TaskWork(id=r.id, uri=r.uri, item=r.item, attempt=r.attempts + 1,
-                            argv=render_argv(spec["command"], item=r.item, task=r.id, job=best))
-                   for r in rows],
-            env=spec.get("env", {}), cwd=spec.get("cwd"), timeout=spec.get("timeout"),
-            grace=spec.get("grace", 10.0), leased_until=iso(until) or "")
+                                    "agent": client_id, "lane": lane, "now": now})
+        return Lease(bucket_id, job_id, lane or "", iso(until) or "", self.signing)
 
     # -- heartbeats and releases
     async def heartbeat(self, client_id: str, bucket_ids: list[str],
@@ -298,7 +288,7 @@ class Dispatcher:
                 conn.execute(_PROGRESS, {"b_id": task_id, "b_size": p.size,
                                          "b_done": min(p.done, p.size), "b_buckets": held})
         if held and logs:  # output of running docker runs: their log_tail, live
-            docker_jobs.follow_logs(conn, held, logs)
+            follow_logs(conn, held, logs)
         abort = [r.id for r in conn.execute(select(Task.id).where(
             Task.bucket_id.in_(held), Task.abort_to.is_not(None)))]
         paused = [r.id for r in conn.execute(
@@ -363,7 +353,7 @@ class Dispatcher:
     async def _sweep_forever(self) -> None:
         rounds = 0
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(SWEEP_EVERY)
             rounds += 1
             try:
                 await self.sweep()

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from core import refusals
 from hub.jobs import status as st
-from hub.jobs.docker_jobs import check_result
+from hub.jobs.docker import check_result
 from hub.jobs.status import storable
 from hub.query.fields import parse_time
 from hub.storage.models import Bucket, Job, ReportKey, Task

@@ -14,7 +14,7 @@ at every claim (``usable_by``), so a target can only narrow it.
 
 Targets are resolved inside that scope when the job is created: a client id, code glob or
 tag that matches no usable agent is answered like one that matches nothing anywhere
-(the same 422), so a job cannot probe other organizations' agents.
+(the same refusal), so a job cannot probe other organizations' agents.
 """
 
 from __future__ import annotations
@@ -25,9 +25,38 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.errors import ApiError
-from hub.jobs.spec import parse_target
+from hub.errors import Invalid
 from hub.storage.models import Client, Job, Node, Site
+
+Target = dict[str, str]  # {"site": id} | {"client": id} | {"code": glob} | {"tag": name}
+
+
+def parse_target(text: str) -> tuple[str, str]:
+    """One entry of a compute spec's ``clients`` as (scope, value); a bare id is a client."""
+    scope, sep, value = text.partition(":")
+    if not sep:
+        return "client", text
+    if scope not in ("site", "client", "code", "tag") or not value:
+        raise Invalid("invalid_spec", f"compute.clients: '{text}' is not site:NAME, client:ID, "
+                      "code:GLOB, tag:NAME or an id", field="compute.clients")
+    return scope, value
+
+
+def targets_match(targets: list[dict[str, str]], client: Any) -> bool:
+    """May this agent (a row with id, site_id, code, tags) run a job with these targets?"""
+    if not targets:
+        return True
+    for target in targets:
+        (scope, value), = target.items()
+        if scope == "site" and client.site_id == value:
+            return True
+        if scope == "client" and client.id == value:
+            return True
+        if scope == "code" and fnmatch.fnmatchcase(client.code, value):
+            return True
+        if scope == "tag" and value in (client.tags or []):
+            return True
+    return False
 
 
 def usable_by(organization: Any, collaboration: Any) -> ColumnElement[bool]:
@@ -96,6 +125,5 @@ async def resolve(conn: AsyncConnection, entries: list[str], organization: str |
     return targets, ("", "")
 
 
-def _no_target(entry: str, why: str) -> ApiError:
-    return ApiError(422, "unknown_target", f"compute.clients: '{entry}': {why}",
-                    {"field": "compute.clients"})
+def _no_target(entry: str, why: str) -> Invalid:
+    return Invalid("unknown_target", f"compute.clients: '{entry}': {why}", field="compute.clients")

@@ -9,15 +9,29 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from core.errors import ApiError
+from hub.errors import Conflict, Invalid
 from hub.jobs import status as st
-from hub.jobs.transfers import has_path, insert_transfer_tasks, landing, may_move, share_party
+from hub.jobs.transfer_paths import has_path, landing, may_move, share_party
+from hub.jobs.writes import next_seq
 from hub.runtime import Ctx
 from hub.storage.models import Bucket, Job, Share, Task
-from protocol import ExpandRequest, ExpandResponse
+from protocol import BucketKind, ExpandRequest, ExpandResponse
 from protocol.paths import PathRefused, join, share_parts
 
 T = st.TaskStatus
+
+
+async def insert_transfer_tasks(conn: Any, job_id: str, pairs: list[tuple[str, str]],
+                                first_seq: int, now: Any, priority: int, *, pending: bool
+                                ) -> list[str]:
+    """Tasks moving ``(item, landing)`` pairs, numbered from ``first_seq`` in their job:
+    queued, or ``pending`` while the job has no destination path; their ids."""
+    rows = [st.new_task(job_id, first_seq + n, item, now, priority, destination=lands,
+                        status=T.PENDING if pending else T.QUEUED)
+            for n, (item, lands) in enumerate(pairs)]
+    if rows:
+        await conn.execute(insert(Task), rows)
+    return [row["id"] for row in rows]
 
 
 async def add_tasks(conn: Any, ctx: Ctx, job: Any, tasks: list[Any], allow: bool
@@ -41,44 +55,40 @@ async def add_tasks(conn: Any, ctx: Ctx, job: Any, tasks: list[Any], allow: bool
         task, explicit = entry, None
         if isinstance(entry, dict):
             if set(entry) - {"source", "destination"} or "source" not in entry:
-                raise ApiError(422, "invalid_body", f"{field}: a transfer task is a source path "
-                               "or {\"source\": ..., \"destination\": ...}", {"field": field})
+                raise Invalid("invalid_body", f"{field}: a transfer task is a source path "
+                              "or {\"source\": ..., \"destination\": ...}", field=field)
             task, explicit = entry["source"], entry.get("destination")
         item = _source_item(task, source, field)
         if explicit is None:
             lands = "" if pending else landing(transfer, item)
         else:
             if pending:
-                raise ApiError(409, "not_pending", f"{field}: the job has no destination "
-                               "share yet; add it without a destination (mirrored)",
-                               {"field": field})
+                raise Conflict("not_pending", f"{field}: the job has no destination "
+                               "share yet; add it without a destination (mirrored)", field=field)
             name, parts, into_folder = share_party(explicit, f"{field}.destination")
             if name != dest_name:
-                raise ApiError(422, "invalid_path", f"{field}.destination: the job's files "
-                               f"land on share '{dest_name}'", {"field": field})
+                raise Invalid("invalid_path", f"{field}.destination: the job's files "
+                              f"land on share '{dest_name}'", field=field)
             lands = join(parts + (share_parts(item)[-1:] if into_folder else ()))
         pairs.append((item, lands))
     if len(set(pairs)) != len(pairs):
-        raise ApiError(422, "invalid_body", "the same source and destination are listed twice",
-                       {"field": "tasks"})
+        raise Invalid("invalid_body", "the same source and destination are listed twice", field="tasks")
     rows = (await conn.execute(select(Task.id, Task.item, Task.destination).where(
         Task.job_id == job.id, Task.item.in_([p[0] for p in pairs])))).all()
     existing = {(r.item, r.destination): r.id for r in rows}
     dupes = [p for p in pairs if p in existing]
     if dupes and not allow:
-        raise ApiError(409, "duplicate", f"'{dupes[0][0]}' to '{dupes[0][1]}' is already a "
-                       f"task of this job ({len(dupes)} duplicates; nothing added)",
-                       {"field": "tasks"})
+        raise Conflict("duplicate", f"'{dupes[0][0]}' to '{dupes[0][1]}' is already a "
+                       f"task of this job ({len(dupes)} duplicates; nothing added)", field="tasks")
     retried = [existing[p] for p in dupes]
     if retried:  # jobs.rst: a duplicate is not added; the existing task runs again
         await conn.execute(update(Task).where(
             Task.id.in_(retried), Task.status.in_((*st.ENDED_TASK, T.ONHOLD))).values(
             **st.FRESH_RUN, status=T.PENDING if pending else T.QUEUED, attempts=0,
             message="", modified=ctx.now))
-    last = (await conn.execute(select(func.max(Task.seq)).where(Task.job_id == job.id))).scalar()
     created = await insert_transfer_tasks(
-        conn, job.id, [p for p in pairs if p not in existing],
-        (last if last is not None else -1) + 1, ctx.now, job.priority, pending=pending)
+        conn, job.id, [p for p in pairs if p not in existing], await next_seq(conn, job.id),
+        ctx.now, job.priority, pending=pending)
     return {"created": created, "retried": retried}
 
 
@@ -86,13 +96,12 @@ def _source_item(task: Any, source: Any, field: str) -> str:
     """A source on the job's source share: ``share=<share>/<path>``, or an absolute path
     below the share's root folder on its agent (jobs.rst's ``/Volumes/projects/...``)."""
     if not isinstance(task, str) or not task:
-        raise ApiError(422, "invalid_body", f"{field}: a source is a non-empty string",
-                       {"field": field})
+        raise Invalid("invalid_body", f"{field}: a source is a non-empty string", field=field)
     if task.startswith("share="):
         name, parts, _ = share_party(task, field)
         if name != source.name:
-            raise ApiError(422, "invalid_path", f"{field}: the job's files come from share "
-                           f"'{source.name}'", {"field": field})
+            raise Invalid("invalid_path", f"{field}: the job's files come from share "
+                          f"'{source.name}'", field=field)
         return join(parts)
     root = source.path.rstrip("/\\")
     normal = task.replace("\\", "/")
@@ -100,10 +109,10 @@ def _source_item(task: Any, source: Any, field: str) -> str:
         try:
             return join(share_parts(normal[len(root) + 1:]))
         except PathRefused as exc:
-            raise ApiError(422, "invalid_path", f"{field}: {exc}", {"field": field}) from None
-    raise ApiError(422, "invalid_path", f"{field}: '{task}' is neither a path of share "
-                   f"'{source.name}' (share={source.name}/...) nor below its folder "
-                   f"'{source.path}'", {"field": field})
+            raise Invalid("invalid_path", f"{field}: {exc}", field=field) from None
+    raise Invalid("invalid_path", f"{field}: '{task}' is neither a path of share "
+                  f"'{source.name}' (share={source.name}/...) nor below its folder "
+                  f"'{source.path}'", field=field)
 
 
 def expand(conn: Connection, client_id: str, req: ExpandRequest, now: datetime
@@ -120,10 +129,10 @@ def expand(conn: Connection, client_id: str, req: ExpandRequest, now: datetime
         .where(Task.id == req.task_id, Task.bucket_id == req.bucket_id)).first()
     if task is None or task.client_id != client_id or task.lease != "leased" \
             or task.status not in st.RUNNING_TASK:
-        raise ApiError(409, "lease_lost", "this task is not running in a bucket leased to "
+        raise Conflict("lease_lost", "this task is not running in a bucket leased to "
                        "this agent")
-    if task.kind != "transfer":
-        raise ApiError(422, "not_transfer", "only a transfer task lists a folder")
+    if task.kind != BucketKind.TRANSFER:
+        raise Invalid("not_transfer", "only a transfer task lists a folder")
     folder, landing = share_parts(task.item), share_parts(task.destination)
     pairs: list[tuple[str, str]] = []
     sizes: dict[tuple[str, str], int] = {}
@@ -131,11 +140,10 @@ def expand(conn: Connection, client_id: str, req: ExpandRequest, now: datetime
         try:
             parts = share_parts(listed.path)
         except PathRefused as exc:
-            raise ApiError(422, "invalid_path", f"files[{n}]: {exc}",
-                           {"field": f"files[{n}]"}) from None
+            raise Invalid("invalid_path", f"files[{n}]: {exc}", field=f"files[{n}]") from None
         if len(parts) <= len(folder) or parts[:len(folder)] != folder:
-            raise ApiError(422, "invalid_path", f"files[{n}]: '{listed.path}' is not below "
-                           f"the task's folder '{task.item}'", {"field": f"files[{n}]"})
+            raise Invalid("invalid_path", f"files[{n}]: '{listed.path}' is not below "
+                          f"the task's folder '{task.item}'", field=f"files[{n}]")
         pair = (join(parts), join(landing + parts[len(folder):]))
         if pair not in sizes:
             pairs.append(pair)

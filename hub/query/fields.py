@@ -18,6 +18,7 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 
 from core.errors import QueryError
 from hub.query.parser import And, Comparison, Node, Or, Query
+from hub.storage.models import Client, Share, Site, User
 
 ORDERING = ("<", ">", "<=", ">=")
 NULLS = ("null", "none")
@@ -240,8 +241,6 @@ class Party(Field):
     kind = "party"
 
     def compile(self, cmp: Comparison, ctx: Context) -> ColumnElement[bool]:
-        from hub.storage.models import Client, Share, Site, User
-
         if cmp.op not in ("=", "!="):
             raise ctx.error(f"field '{cmp.field}' can only be compared with = or !=", cmp.position)
         scope, sep, value = cmp.value.partition(":")

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 
 from core.errors import ConfigError
+from hub.storage.defaults import sync_defaults
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 P = ParamSpec("P")
@@ -172,6 +173,4 @@ def _upgrade(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("select pg_advisory_xact_lock(7700001)"))
     command.upgrade(alembic_config(connection), "head")
-    from hub.permissions import sync_defaults
-
     sync_defaults(connection)

@@ -41,7 +41,13 @@ def new_id() -> str:
 
 
 def utcnow() -> datetime:
+    """Now, as the hub stores times: UTC, without a time zone."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def iso(value: datetime | None) -> str | None:
+    """A stored time as answers show it: UTC ISO 8601 to the millisecond, with a trailing Z."""
+    return None if value is None else value.isoformat(timespec="milliseconds") + "Z"
 
 
 class Base(DeclarativeBase):

@@ -1,7 +1,7 @@
 """Organizations, collaborations, roles and rules; users, nodes and jobs in an organization.
 
 The rules and default roles themselves are written at every start
-(hub.permissions.sync_defaults), as are the organization and roles of users
+(hub.storage.defaults.sync_defaults), as are the organization and roles of users
 made before this revision.
 
 Revision ID: 0005

@@ -19,24 +19,30 @@ collaboration each input is an envelope sealed by the caller's organization
 for the run's organization (``protocol.sealing``), checked for shape and
 address here and stored as it came: the hub keeps ciphertext only, and so
 are the results, sealed by each node for the initiating organization.
+
+A node's free docker slots take the queued runs of its own organization in the
+collaboration it was enrolled for, across jobs (``next_runs``), one run to a bucket;
+each run gets a token of its job's user that lets it create child jobs (``run_work``).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from core.errors import ApiError
-from hub.entities.base import invalid
+from hub.access import JOBS
+from hub.bodies import invalid
+from hub.errors import Conflict, Invalid
 from hub.jobs import status as st
+from hub.jobs.kind import JobKind, Lease
 from hub.runtime import Ctx
 from hub.security import TokenService, password_version
 from hub.storage.models import Collaboration, Job, Organization, Task, User, members, new_id
-from protocol import LOG_TAIL_BYTES, DockerWork, TaskWork, sealing
+from protocol import LOG_TAIL_BYTES, BucketKind, BucketWork, DockerWork, TaskWork, sealing
 from protocol.docker import MAX_RESULT, parse_size
 
 Text = Annotated[str, msgspec.Meta(max_length=4096)]
@@ -77,8 +83,8 @@ class DockerJobCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     metadata: dict[str, Any] = {}
 
 
-def _bad(field: str, message: str, code: str = "invalid_spec") -> ApiError:
-    return ApiError(422, code, f"{field}: {message}", {"field": field})
+def _bad(field: str, message: str, code: str = "invalid_spec") -> Invalid:
+    return Invalid(code, f"{field}: {message}", field=field)
 
 
 async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
@@ -117,9 +123,8 @@ async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
         elif initiator is None:
             initiator = ctx.caller.organization
         if initiator is None:
-            raise ApiError(422, "no_organization", "docker jobs are started by a user of an "
-                           "organization of the collaboration; yours has none",
-                           {"field": "collaboration"})
+            raise Invalid("no_organization", "docker jobs are started by a user of an "
+                          "organization of the collaboration; yours has none", field="collaboration")
         # among the initiator's collaborations only: one it is not in answers as one that
         # does not exist (nothing to probe)
         collab = (await conn.execute(
@@ -127,8 +132,8 @@ async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
             .where(or_(Collaboration.id == given, Collaboration.name == given),
                    members.c.organization_id == initiator))).scalar()
         if collab is None:
-            raise ApiError(422, "not_a_member", f"your organization is in no collaboration "
-                           f"'{given}'", {"field": "collaboration"})
+            raise Invalid("not_a_member", f"your organization is in no collaboration "
+                          f"'{given}'", field="collaboration")
         if parent is not None and collab != parent.collaboration_id:
             raise _bad("collaboration", "a child job runs in its parent's collaboration",
                        "invalid_body")
@@ -139,10 +144,10 @@ async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
         keys = dict((await conn.execute(select(Organization.id, Organization.public_key).where(
             Organization.id.in_(partners)))).all())
         if encrypted and not keys.get(initiator):
-            raise ApiError(409, "no_public_key", "the collaboration is encrypted and your "
+            raise Conflict("no_public_key", "the collaboration is encrypted and your "
                            "organization has published no public key yet: results could be "
                            "sealed for nobody (its node publishes it when it first starts)",
-                           {"field": "collaboration"})
+                           field="collaboration")
         runs: list[tuple[str, str]] = []
         for n, wanted in enumerate(docker.organizations):
             field = f"docker.organizations[{n}]"
@@ -163,7 +168,7 @@ async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
                       job_id=(parent.spec or {}).get("job_id", parent.id) if parent else job_id,
                       organizations=[org for org, _ in runs])
         await conn.execute(insert(Job).values(
-            id=job_id, code=spec.code or docker.image.rsplit("/", 1)[-1][:255], kind="docker",
+            id=job_id, code=spec.code or docker.image.rsplit("/", 1)[-1][:255], kind=BucketKind.DOCKER,
             queue=spec.queue, status=spec.status, priority=spec.priority,
             user_id=parent.user_id if parent is not None else ctx.principal.id,
             organization_id=initiator, collaboration_id=collab,
@@ -192,12 +197,10 @@ async def _parent(conn: Any, ctx: Ctx, parent: str | None) -> Any:
     row = (await conn.execute(select(
         Job.id, Job.kind, Job.user_id, Job.organization_id, Job.collaboration_id, Job.spec,
         Job.status).where(Job.id == parent))).first()
-    if row is None or row.kind != "docker":
+    if row is None or row.kind != BucketKind.DOCKER:
         raise _bad("parent", f"no docker job '{parent}'", "unknown_parent")
     if ctx.principal.run is None:  # a user: one who may act on the parent, since the
-        from hub.entities.jobs import JobEntity  # child runs in its user's name
-
-        await JobEntity().check(conn, ctx, "edit", parent)
+        await JOBS.check(conn, ctx, "edit", parent)  # child runs in its user's name
     if row.status in st.FINISHED:
         raise _bad("parent", f"job '{parent}' has ended ({row.status})", "parent_ended")
     return row
@@ -211,9 +214,9 @@ def _check_input(text: str, field: str, encrypted: bool, org: str, initiator: st
     if not encrypted:
         return
     if not keys.get(org):
-        raise ApiError(409, "no_public_key", f"{field}: the run's organization has published "
+        raise Conflict("no_public_key", f"{field}: the run's organization has published "
                        "no public key yet, so nothing can be sealed for it (its node "
-                       "publishes it when it first starts)", {"field": field})
+                       "publishes it when it first starts)", field=field)
     try:
         envelope = sealing.parse(text)
     except sealing.SealError as exc:
@@ -247,33 +250,33 @@ def check_result(result: str, spec: dict[str, Any]) -> str:
 
 
 # -- leases
-_NEXT_RUNS = (select(Task.id, Task.uri, Task.item, Task.attempts, Task.input, Task.job_id)
+_NEXT_RUNS = (select(Task.id, Task.uri, Task.item, Task.attempts, Task.input, Task.job_id,
+                     Task.organization_id, Job.spec)
               .join(Job, Job.id == Task.job_id)
-              .where(Job.kind == "docker", Job.status.in_(st.ACTIVE),
+              .where(Job.kind == BucketKind.DOCKER, Job.status.in_(st.ACTIVE),
                      Job.collaboration_id == bindparam("collab"),
                      Task.organization_id == bindparam("org"),
                      Task.status == st.TaskStatus.QUEUED)
               .order_by(Job.priority.desc(), Job.created, Task.priority.desc(), Task.seq)
               .limit(bindparam("n")).with_for_update(of=Task, skip_locked=True))
-_JOBS = (select(Job.id, Job.spec, Job.organization_id, Job.user_id, Organization.public_key,
-                User.password_hash)
-         .outerjoin(Organization, Organization.id == Job.organization_id)
-         .outerjoin(User, User.id == Job.user_id)
-         .where(Job.id.in_(bindparam("ids", expanding=True))))
+# the initiating organization's key and the user whose run tokens the runs get
+_STARTED_BY = (select(Job.organization_id, Job.user_id, Organization.public_key,
+                      User.password_hash)
+               .outerjoin(Organization, Organization.id == Job.organization_id)
+               .outerjoin(User, User.id == Job.user_id)
+               .where(Job.id == bindparam("job")))
 
 
 def next_runs(conn: Connection, org: str, collab: str, n: int) -> list[Any]:
-    """The next queued runs for this organization's node in this collaboration."""
+    """The next queued runs for this organization's node in this collaboration, of any
+    job, each with its job's spec: docker runs are not taken job by job, as a queue's
+    buckets are, but by the organization they are for."""
     return list(conn.execute(_NEXT_RUNS, {"org": org, "collab": collab, "n": n}))
 
 
-def jobs_of(conn: Connection, rows: list[Any]) -> dict[str, Any]:
-    return {r.id: r for r in conn.execute(_JOBS, {"ids": list({r.job_id for r in rows})})}
-
-
-def run_work(row: Any, job: Any, org: str, tokens: TokenService | None) -> TaskWork:
+def run_work(row: Any, spec: dict[str, Any], job: Any, tokens: TokenService | None
+             ) -> TaskWork:
     """What the agent gets for one run; the token lets the run create child jobs."""
-    spec = job.spec
     token = ""
     if tokens is not None and job.user_id and job.password_hash:
         lifetime = (spec.get("timeout") or 7 * 86400.0) + RUN_TOKEN_SLACK
@@ -281,7 +284,8 @@ def run_work(row: Any, job: Any, org: str, tokens: TokenService | None) -> TaskW
                                  timedelta(seconds=lifetime)).token
     return TaskWork(id=row.id, uri=row.uri, item=row.item, attempt=row.attempts + 1, argv=[],
                     docker=DockerWork(
-                        image=spec["image"], job_id=spec["job_id"], organization=org,
+                        image=spec["image"], job_id=spec["job_id"],
+                        organization=row.organization_id,
                         initiator=job.organization_id or "", command=spec.get("command"),
                         env=spec.get("env") or {}, input=row.input,
                         encrypted=bool(spec.get("encrypted")),
@@ -298,3 +302,29 @@ def follow_logs(conn: Connection, held: list[str], logs: dict[str, str]) -> None
     for task_id, tail in running:
         text = st.storable(tail + logs[task_id])[-LOG_TAIL_BYTES:]
         conn.execute(update(Task).where(Task.id == task_id).values(log_tail=text))
+
+
+class DockerJobs(JobKind):
+    kind = BucketKind.DOCKER
+    markers: ClassVar[tuple[str, ...]] = ("docker",)
+
+    async def create(self, ctx: Ctx, body: Any) -> str:
+        return await create(ctx, body)
+
+    def shown(self, spec: dict[str, Any]) -> dict[str, Any]:
+        # the image run, and the group shared with parent and child jobs
+        return {"docker": {k: v for k, v in spec.items() if k != "job_id"},
+                "job_id": spec.get("job_id")}
+
+    def bucket(self, conn: Connection, lease: Lease, spec: dict[str, Any], rows: list[Any]
+               ) -> BucketWork:
+        """One run to a bucket: each has its own lease, abort and report."""
+        job = conn.execute(_STARTED_BY, {"job": lease.job_id}).one()
+        return BucketWork(
+            id=lease.bucket_id, job_id=lease.job_id, lane_id=lease.lane_id, kind=self.kind,
+            tasks=[run_work(row, spec, job, lease.signing.tokens) for row in rows],
+            timeout=spec.get("timeout"), grace=spec.get("grace", 10.0),
+            leased_until=lease.leased_until)
+
+
+DOCKER = DockerJobs()

@@ -1,6 +1,6 @@
-"""The compute job spec: what a user submits, checked before anything is stored.
+"""Compute jobs: a command run once per item (a frame, a frame range) on agents' lanes.
 
-::
+What a user submits, checked before anything is stored::
 
     {"code": "shot010 lighting",            # optional; default from the command
      "priority": 500,                        # 1-1000, higher first
@@ -15,22 +15,33 @@
          "timeout": 3600,                    # seconds per task
          "retries": 2,                       # more attempts after a failure or a lost lease
          "grace": 10,                        # seconds between SIGTERM and SIGKILL
-         "clients": ["site:stockholm", "tag:gpu", "code:render*", "<client id>"]}}
+         "clients": ["site:stockholm", "tag:gpu", "code:render*", "<client id>"]},
+     "collaboration": "ZEPPELIN"}            # optional: its members' nodes run it too
 
 ``{item}``, ``{task}`` and ``{job}`` in the command are replaced per task.
 An empty ``clients`` means any agent the job's organization may use
-(``hub/jobs/targets.py``); targets only narrow that.
+(``hub/jobs/targets.py``); targets only narrow that. A bucket is the next
+``bucket_size`` queued tasks of a job, run one after the other in one lane.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
+from sqlalchemy import ColumnElement, and_, insert, or_, select
+from sqlalchemy.engine import Connection
 
-from core.errors import ApiError
+from hub.bodies import invalid
+from hub.errors import Invalid
+from hub.jobs import status as st
+from hub.jobs.kind import JobKind, Lease
+from hub.jobs.targets import resolve, usable_by
+from hub.jobs.writes import insert_tasks
+from hub.runtime import Ctx
+from hub.storage.models import Collaboration, Job, Site, members, new_id
+from protocol import BucketKind, BucketWork, TaskWork
 
 MAX_ITEMS = 100_000
 
@@ -50,7 +61,7 @@ class ComputeSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
                        msgspec.Meta(max_length=256)] = []
 
 
-class JobCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class ComputeCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     compute: ComputeSpec
     code: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
     priority: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 500
@@ -107,9 +118,8 @@ def expand_items(items: str | list[str | int]) -> list[str]:
     return out
 
 
-def _bad(field: str, message: str) -> ApiError:
-    return ApiError(422, "invalid_spec", f"compute.{field}: {message}",
-                    {"field": f"compute.{field}"})
+def _bad(field: str, message: str) -> Invalid:
+    return Invalid("invalid_spec", f"compute.{field}: {message}", field=f"compute.{field}")
 
 
 def check_command(spec: ComputeSpec) -> None:
@@ -132,30 +142,77 @@ def render_argv(command: list[str], *, item: str, task: str, job: str) -> list[s
             for arg in command]
 
 
-Target = dict[str, str]  # {"site": id} | {"client": id} | {"code": glob} | {"tag": name}
+def default_code(command: list[str], items: list[str]) -> str:
+    """A job's code when its creator gives none: the program and the span of items."""
+    program = command[0].replace("\\", "/").rsplit("/", 1)[-1]
+    span = items[0] if len(items) == 1 else f"{items[0]}-{items[-1]}"
+    return f"{program} {span}"[:255]
 
 
-def parse_target(text: str) -> tuple[str, str]:
-    scope, sep, value = text.partition(":")
-    if not sep:
-        return "client", text
-    if scope not in ("site", "client", "code", "tag") or not value:
-        raise _bad("clients", f"'{text}' is not site:NAME, client:ID, code:GLOB, tag:NAME or an id")
-    return scope, value
+async def member_collaboration(conn: Any, ctx: Ctx, given: str | None) -> str | None:
+    """The id of the collaboration a job runs in; ``Invalid`` unless the caller's
+    organization is one of its members (the same answer whether it exists or not: no
+    probing)."""
+    if given is None:
+        return None
+    found = (await conn.execute(
+        select(Collaboration.id).join(members, members.c.collaboration_id == Collaboration.id)
+        .where(or_(Collaboration.id == given, Collaboration.name == given),
+               members.c.organization_id == ctx.caller.organization))).scalar()
+    if found is None:
+        raise Invalid("not_a_member", f"your organization is in no collaboration "
+                      f"'{given}'", field="collaboration")
+    return str(found)
 
 
-def targets_match(targets: list[dict[str, str]], client: Any) -> bool:
-    """May this agent (a row with id, site_id, code, tags) run a job with these targets?"""
-    if not targets:
-        return True
-    for target in targets:
-        (scope, value), = target.items()
-        if scope == "site" and client.site_id == value:
-            return True
-        if scope == "client" and client.id == value:
-            return True
-        if scope == "code" and fnmatch.fnmatchcase(client.code, value):
-            return True
-        if scope == "tag" and value in (client.tags or []):
-            return True
-    return False
+class ComputeJobs(JobKind):
+    kind = BucketKind.COMPUTE
+    markers: ClassVar[tuple[str, ...]] = ("compute",)
+
+    async def create(self, ctx: Ctx, body: Any) -> str:
+        try:
+            spec = msgspec.convert(body, ComputeCreate)
+        except msgspec.ValidationError as exc:
+            raise invalid(exc, "invalid_spec") from None
+        check_command(spec.compute)
+        items = expand_items(spec.compute.items)
+        job_id, now = new_id(), ctx.now
+        async with ctx.db.write() as conn:
+            collaboration = await member_collaboration(conn, ctx, spec.collaboration)
+            targets, destination = await resolve(conn, spec.compute.clients,
+                                                 ctx.caller.organization, collaboration)
+            hq = (await conn.execute(select(Site.id).where(Site.name == "hq"))).scalar() or ""
+            stored = msgspec.to_builtins(spec.compute)
+            stored["targets"] = targets
+            await conn.execute(insert(Job).values(
+                id=job_id, code=spec.code or default_code(spec.compute.command, items),
+                kind=self.kind, queue=spec.queue, status=spec.status, priority=spec.priority,
+                user_id=ctx.principal.id, organization_id=ctx.caller.organization,
+                collaboration_id=collaboration, source_scope="site", source_id=hq,
+                destination_scope=destination[0], destination_id=destination[1], spec=stored,
+                meta=spec.metadata, size=-1, created=now, modified=now,
+                modifier=ctx.principal.id))
+            await insert_tasks(conn, job_id, items, 0, now, spec.priority)
+            await conn.run_sync(st.refresh, [job_id], now)
+        return job_id
+
+    def shown(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return {"compute": {k: v for k, v in spec.items() if k != "targets"}}
+
+    def queued_for(self, organization: Any, collaboration: Any) -> ColumnElement[bool]:
+        # only where the job's organization may use the agent, whatever its targets say
+        return and_(Job.kind == self.kind, usable_by(organization, collaboration))
+
+    def bucket(self, conn: Connection, lease: Lease, spec: dict[str, Any], rows: list[Any]
+               ) -> BucketWork:
+        return BucketWork(
+            id=lease.bucket_id, job_id=lease.job_id, lane_id=lease.lane_id, kind=self.kind,
+            tasks=[TaskWork(id=r.id, uri=r.uri, item=r.item, attempt=r.attempts + 1,
+                            argv=render_argv(spec["command"], item=r.item, task=r.id,
+                                             job=lease.job_id))
+                   for r in rows],
+            env=spec.get("env", {}), cwd=spec.get("cwd"), timeout=spec.get("timeout"),
+            grace=spec.get("grace", 10.0), leased_until=lease.leased_until)
+
+
+COMPUTE = ComputeJobs()
