@@ -45,7 +45,7 @@ def resolve(entries: list[str], *, system: bool) -> list[HubTarget]:
         if is_url(entry):
             targets.append(HubTarget(entry.rstrip("/")))
             continue
-        from servers import ServersDB, ServersError, require
+        from servers import ServersDB, ServersError, require  # noqa: PLC0415 - keyring: hubs named by server only
 
         if db is None:
             db = ServersDB(system=system)
@@ -79,7 +79,7 @@ class StatusRecorder:
         task.add_done_callback(self._tasks.discard)
 
     def _write(self, name: str, ok: bool) -> None:
-        from servers import ServersDB
+        from servers import ServersDB  # noqa: PLC0415 - keyring: hubs named by server only
 
         try:
             ServersDB(system=self.system).observe(name, ok)

@@ -15,7 +15,7 @@ __all__ = ["Session"]
 def __getattr__(name: str) -> Any:
     if name == "Session":
         # on first use: a hub process, which imports this package too, never loads it
-        from hub.session import Session
+        from hub.session import Session  # noqa: PLC0415 - see above
 
         return Session
     raise AttributeError(name)

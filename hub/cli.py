@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from core import config as configfile
 from core.errors import ConfigError
 from core.lifecycle import Service
-from core.paths import InstancePaths, Kind
+from core.paths import InstancePaths, Kind, find_instance
 from hub.config import HubConfig
 
 if TYPE_CHECKING:  # loaded by the verbs that use them (see _admin_session)
@@ -113,12 +113,10 @@ class HubKind:
 def _admin_session(args: argparse.Namespace) -> AdminSession:
     """The root user's session on the database of the hub instance the flags point at."""
     # CLI entry point: ``ferry`` builds its parser for every command, so the hub's storage
-    # and entities load only when an admin verb runs. Instances are found as every verb
-    # finds them: the hub's one import of the layer above it (ferry.commands)
-    from ferry.commands import resolve
+    # and entities load only when an admin verb runs
     from hub.admin import AdminSession
 
-    paths = resolve(HubKind(), args)
+    paths = find_instance("hub", args.name, args.system, args.config)
     loaded = configfile.load(paths.config_file, HubConfig, args.environment)
     return AdminSession(loaded.config, loaded.section, paths.data_dir)
 

@@ -96,7 +96,7 @@ class Session:
     def _named(self, server: str) -> str:
         """The URL of a server of the user's servers database that can serve a session."""
         # only a session by server name needs the servers database (and its keyring)
-        from servers import ServersDB, ServersError, require
+        from servers import ServersDB, ServersError, require  # noqa: PLC0415 - see above
 
         self._servers = ServersDB()
         try:

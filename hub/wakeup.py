@@ -101,7 +101,7 @@ class WorkChannel:
 
     async def _run(self) -> None:
         # only a hub on PostgreSQL listens: one on SQLite never loads the driver
-        import asyncpg  # type: ignore[import-untyped]
+        import asyncpg  # type: ignore[import-untyped]  # noqa: PLC0415
 
         while True:
             try:
