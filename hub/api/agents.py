@@ -34,6 +34,7 @@ from protocol import (
     EnrollRequest,
     EnrollResponse,
     OrganizationKeyRequest,
+    routes,
     sealing,
     tickets,
 )
@@ -205,13 +206,9 @@ async def goodbye(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    Route("POST", "/agent/enroll", enroll, "Enroll an agent with its node API key",
-          auth=None, body=EnrollRequest, response=EnrollResponse),
-    Route("POST", "/agent/checkin", checkin, "Check in with live metrics",
-          auth="client", body=CheckinRequest, response=CheckinResponse),
-    Route("POST", "/agent/goodbye", goodbye, "Go offline now (agent is stopping)",
-          auth="client"),
-    Route("POST", "/agent/organization_key", organization_key, "Publish the organization's "
-          "public key (once; a different one is refused)", auth="client",
-          body=OrganizationKeyRequest),
+    Route.serving(routes.ENROLL, enroll, "Enroll an agent with its node API key"),
+    Route.serving(routes.CHECKIN, checkin, "Check in with live metrics"),
+    Route.serving(routes.GOODBYE, goodbye, "Go offline now (agent is stopping)"),
+    Route.serving(routes.ORGANIZATION_KEY, organization_key, "Publish the organization's "
+                  "public key (once; a different one is refused)"),
 ]

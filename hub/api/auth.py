@@ -17,7 +17,7 @@ from hub.keys import match_key
 from hub.runtime import Ctx, Runtime
 from hub.security import Principal, password_version, verify_secret_async
 from hub.storage.models import User, iso, utcnow
-from protocol import PROTOCOL_VERSION, TokenRequest, TokenResponse
+from protocol import PROTOCOL_VERSION, TokenRequest, TokenResponse, routes
 
 # verified when the username is unknown, so both failures take the same time
 DUMMY_HASH = ("$argon2id$v=19$m=19456,t=2,p=1$1twZRIK3nW63WScuBFvB0g$"
@@ -100,8 +100,8 @@ async def refused(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    Route("POST", "/token", token, "Log in: a token for username and password, or an API key",
-          auth=None, body=TokenRequest, response=TokenResponse),
-    Route("GET", "/version", version, "The hub's version and protocol", auth=None),
+    Route.serving(routes.TOKEN, token, "Log in: a token for username and password, or an "
+                  "API key"),
+    Route.serving(routes.VERSION, version, "The hub's version and protocol"),
     Route("GET", "/refusals", refused, "Refusals of this hub process by kind (root only)"),
 ]

@@ -27,6 +27,7 @@ from hub.jobs.status import RUNNING_TASK
 from hub.runtime import Ctx, Runtime
 from hub.security import Principal, password_version
 from hub.storage.models import Task, User
+from protocol.routes import Endpoint, Nothing
 
 log = structlog.get_logger("hub.api")
 
@@ -210,3 +211,12 @@ class Route:
     response: Any = None  # a msgspec type or "text"
     status: int = 200
     errors: tuple[int, ...] = (400, 401, 403, 404, 409, 413, 422)
+
+    @classmethod
+    def serving(cls, endpoint: Endpoint[Any, Any], handler: Handler, summary: str) -> Route:
+        """The route of one of the agent's endpoints: method, path, who may call, request
+        and answer types all come from ``protocol.routes``, the table the agent calls by."""
+        body: Any = (None if endpoint.request is Nothing
+                     else "text" if endpoint.request is bytes else endpoint.request)
+        return cls(endpoint.method, endpoint.path, handler, summary, auth=endpoint.auth,
+                   body=body, response=endpoint.answer)

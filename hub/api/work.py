@@ -24,13 +24,12 @@ from protocol import (
     ClaimRequest,
     ClaimResponse,
     ExpandRequest,
-    ExpandResponse,
     HeartbeatRequest,
-    HeartbeatResponse,
     ReportRequest,
     ReportResponse,
     ResetRequest,
     ResetResponse,
+    routes,
 )
 
 CHUNK = 1 << 20
@@ -170,16 +169,11 @@ async def upload_log(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    Route("POST", "/agent/claim", claim, "Ask for buckets of work for free lanes (long-poll)",
-          auth="client", body=ClaimRequest, response=ClaimResponse),
-    Route("POST", "/agent/expand", expand, "A folder's files, each to become a transfer task",
-          auth="client", body=ExpandRequest, response=ExpandResponse),
-    Route("POST", "/agent/heartbeat", heartbeat, "Renew leases; learn of aborts and pauses",
-          auth="client", body=HeartbeatRequest, response=HeartbeatResponse),
-    Route("POST", "/agent/report", report, "Report task and bucket events (idempotent)",
-          auth="client", body=ReportRequest, response=ReportResponse),
-    Route("POST", "/agent/reset", reset, "Hand back every lease (after a restart, or a drain)",
-          auth="client", body=ResetRequest, response=ResetResponse),
-    Route("POST", "/agent/log/{task}", upload_log, "Upload the whole log of one run of a task "
-          "(?bucket=<bucket id>)", auth="client", body="text"),
+    Route.serving(routes.CLAIM, claim, "Ask for buckets of work for free lanes (long-poll)"),
+    Route.serving(routes.EXPAND, expand, "A folder's files, each to become a transfer task"),
+    Route.serving(routes.HEARTBEAT, heartbeat, "Renew leases; learn of aborts and pauses"),
+    Route.serving(routes.REPORT, report, "Report task and bucket events (idempotent)"),
+    Route.serving(routes.RESET, reset, "Hand back every lease (after a restart, or a drain)"),
+    Route.serving(routes.UPLOAD_LOG, upload_log, "Upload the whole log of one run of a task "
+                  "(?bucket=<bucket id>)"),
 ]
