@@ -36,7 +36,7 @@ from lanes import containers, docker_lane
 from protocol import BucketWork, DockerWork, TaskWork
 from tests.conftest import IMAGE
 from tests.helpers import Agent, Hub, wait_for
-from tests.test_docker_jobs import (
+from tests.e2e.test_docker_jobs import (
     Federation,
     assert_no_containers_left,
     containers_of,

@@ -24,7 +24,7 @@ from hub import Session
 from protocol import DockerWork, sealing
 from tests.conftest import IMAGE
 from tests.helpers import Agent, Hub, ended, wait_for
-from tests.test_docker_jobs import PASSWORD, containers_of
+from tests.e2e.test_docker_jobs import PASSWORD, containers_of
 
 pytestmark = pytest.mark.one_round("the node's own sealing pins")
 

@@ -20,7 +20,7 @@ import pytest
 from hub import Session
 from tests.helpers import Hub, ended, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "ferry-test/systemd:1"
 LEFT_BEHIND = ("/opt/ferry", "/etc/systemd/system/ferry-agent-render.service",
                "/var/lib/ferry", "/var/log/ferry", "/etc/xdg/ferry", "/usr/bin/ferry",

@@ -120,7 +120,7 @@ def test_bad_input_and_a_missing_service_manager_say_what_is_wrong(env: dict[str
     assert not list(home.rglob("ferry-agent-a1.service"))
 
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def packaged_launchd_spec(system: bool) -> ServiceSpec:
