@@ -13,8 +13,8 @@ from email.policy import default
 
 from hub import Session, permissions
 from tests.helpers import ROOT_PASSWORD, Hub, db_query, http, login
-from tests.security.world import PASSWORD, World
 from tests.hub.test_hub_shell import Mailbox, smtp  # noqa: F401 - the fixture
+from tests.security.world import PASSWORD, World
 
 
 def mailed_token(mailbox: Mailbox) -> tuple[str, str]:

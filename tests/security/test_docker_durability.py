@@ -35,13 +35,13 @@ from hub import Session
 from lanes import containers, docker_lane
 from protocol import BucketWork, DockerWork, TaskWork
 from tests.conftest import IMAGE
-from tests.helpers import Agent, Hub, wait_for
 from tests.e2e.test_docker_jobs import (
     Federation,
     assert_no_containers_left,
     containers_of,
     make_federation,
 )
+from tests.helpers import Agent, Hub, wait_for
 
 pytestmark = pytest.mark.one_round("the agent's durable end of a run")
 

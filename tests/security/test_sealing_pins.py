@@ -23,8 +23,8 @@ from agent.pins import Pins
 from hub import Session
 from protocol import DockerWork, sealing
 from tests.conftest import IMAGE
-from tests.helpers import Agent, Hub, ended, wait_for
 from tests.e2e.test_docker_jobs import PASSWORD, containers_of
+from tests.helpers import Agent, Hub, ended, wait_for
 
 pytestmark = pytest.mark.one_round("the node's own sealing pins")
 
