@@ -308,7 +308,7 @@ class FakeHub:
         if self.organization_key and self.organization_key != body.public_key:
             return _error(409, "conflict", "the organization has another key")
         self.organization_key = body.public_key
-        return r.KeyPublished(success=True, organization={"public_key": body.public_key})
+        return r.KeyPublished(success=True, organization="o1")
 
     async def _claim(self, body: ClaimRequest, caller: Caller) -> ClaimResponse:
         deadline = time.monotonic() + body.wait

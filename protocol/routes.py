@@ -56,7 +56,7 @@ class Version(Answer, frozen=True):
 
     version: str
     protocol: str
-    description: str = ""
+    description: str | None = None
     environment: str = ""
 
 
@@ -68,10 +68,10 @@ class Gone(Answer, frozen=True):
 
 
 class KeyPublished(Answer, frozen=True):
-    """The answer to publishing the organization's public key."""
+    """The answer to publishing the organization's public key: the organization's id."""
 
     success: bool
-    organization: dict[str, Any]
+    organization: str
 
 
 class LogStored(Answer, frozen=True):
