@@ -7,7 +7,9 @@
      ├── InstanceError        pid/log/runtime files of a hub or agent instance
      ├── HubError             raised by the hub and by clients talking to it
      │    ├── QueryError      the query language (names position and expectation)
-     │    └── ApiError        an HTTP answer from the hub (status, code, message)
+     │    ├── ApiError        an HTTP answer from the hub (status, code, message)
+     │    ├── Refusal         hub/errors.py: what job logic refuses (invalid, not found, …)
+     │    └── Retryable       agent/hubclient.py: a hub down, busy or confused: try again
      ├── AgentError           the agent daemon
      │    └── EnrollmentError the hub refused the agent's API key
      ├── SupervisorClosed     core/tasks.py: a task spawned while shutting down

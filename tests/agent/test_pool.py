@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -18,14 +17,6 @@ from agent.outbox import Outbox
 from agent.state import AgentState
 from protocol import BucketKind, HeartbeatResponse
 from tests.agent.fakes import StepRunner, bucket
-
-
-@pytest.fixture
-async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
-    box = Outbox(tmp_path / "outbox.sqlite")
-    await box.open()
-    yield box
-    await box.close()
 
 
 @pytest.fixture

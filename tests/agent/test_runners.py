@@ -31,14 +31,6 @@ KEY = "node-key-0123456789"
 
 
 @pytest.fixture
-async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
-    box = Outbox(tmp_path / "outbox.sqlite")
-    await box.open()
-    yield box
-    await box.close()
-
-
-@pytest.fixture
 async def fake() -> AsyncIterator[FakeHub]:
     async with FakeHub(api_keys={KEY}, heartbeat_interval=0.05) as hub:
         yield hub
