@@ -1,12 +1,10 @@
-"""The agent's side of the transfer tasks it runs: one file at a time, or a bucket of
-small files many to a request; a folder becomes one task per file.
+"""The agent's side of the transfer tasks it runs: a file, or a folder as one task
+(``agent.folder``), or a bucket of small files many to a request.
 
 The agent runs a transfer task when it serves the destination (it pulls from
 the source's endpoint) or, for ``direction: push``, the source (it sends to the
-destination's endpoint). A task whose source turns out to be a folder is not
-moved as a whole: its files are listed to the hub (``/agent/expand``), each
-becomes a task of its own, and the hub leases them in buckets, small files
-together.
+destination's endpoint). A task whose source is a folder moves all of it: the
+hub hears of the task, not of each file.
 
 A transfer that ends without its file leaves its part file for the next attempt
 to resume, unless ``keep`` says there is none (its last attempt failed, or it was
@@ -24,11 +22,11 @@ from pathlib import Path
 
 import structlog
 
+from agent.folder import pull_folder, push_folder
 from core.refusals import refused
-from protocol import ListedFile, Progress, TransferWork
+from protocol import Progress, TransferWork
 from protocol.paths import PathRefused, join, share_parts
 from protocol.transfer import Share
-from protocol.work import MAX_EXPAND
 from transports.chunks import TooLarge, TransferError
 from transports.client import Landed, TransferClient
 from transports.limits import Limits
@@ -38,9 +36,7 @@ from transports.shares import files_below, resolve
 log = structlog.get_logger("agent.moving")
 
 SMALL_BATCH = 8 << 20  # bytes of small files per request: several requests overlap
-EXPAND_BYTES = 512 << 10  # a page of a folder's listing, as JSON, about at most
 
-Expand = Callable[[list[ListedFile]], Awaitable[None]]  # a page of a folder's files, to the hub
 Result = Landed | TransferError
 # asked when a transfer ends without its file (True: it was stopped, not failed): is its
 # part file kept for a next attempt to resume?
@@ -63,8 +59,8 @@ class Mover:
         return {task_id: Progress(done=min(done, size), size=size)
                 for task_id, (done, size) in self._moving.items() if size}
 
-    async def run_task(self, task_id: str, work: TransferWork, expand: Expand | None = None,
-                       keep: Keep | None = None) -> tuple[str, int]:
+    async def run_task(self, task_id: str, work: TransferWork, keep: Keep | None = None
+                       ) -> tuple[str, int]:
         """``run``, with the task's bytes kept for ``progress`` while it runs."""
         moving = self._moving[task_id] = [0, 0]
         push = work.direction == "push"
@@ -80,7 +76,7 @@ class Mover:
                 self.bytes_in += count
 
         try:
-            return await self.run(work, sized, moved, expand, keep)
+            return await self.run(work, sized, moved, keep)
         finally:
             self._moving.pop(task_id, None)
 
@@ -97,34 +93,40 @@ class Mover:
                               streams=work.streams, limits=self.limits)
 
     async def run(self, work: TransferWork, sized: Callable[[int], None] | None = None,
-                  moved: Callable[[int], None] | None = None, expand: Expand | None = None,
-                  keep: Keep | None = None) -> tuple[str, int]:
-        """Move one transfer task's file; returns a summary and the bytes moved. A folder's
-        files go to ``expand`` (each becomes a task) and nothing moves. Raises
-        TransferError with the reason. ``sized`` hears the bytes in all once known,
+                  moved: Callable[[int], None] | None = None, keep: Keep | None = None
+                  ) -> tuple[str, int]:
+        """Move one transfer task's file or folder; returns a summary and the bytes moved.
+        Raises TransferError with the reason. ``sized`` hears the bytes in all once known,
         ``moved`` each verified piece; ``keep`` is asked whether a part file left by a
         failed or stopped run stays (default: it does)."""
         if work.direction == "push":
-            return await self._push(work, sized, moved, expand, keep)
+            return await self._push(work, sized, moved, keep)
         share = self._dest_share(work)
         if not work.url or not work.ticket:
             raise TransferError("the source share's agent runs no transfer endpoint now")
         async with _refusing(share.name or share.id):
             dest = resolve(share.root, share_parts(work.dest_path))
-            async with self._client(work) as client, _leaving(keep, lambda: asyncio.to_thread(
-                    PartialFile.remove, dest, share.root)):
+            async with self._client(work) as client:
                 info = await client.stat(work.path)
                 if info.type != "file":
-                    return await _expand([ListedFile(f.path, f.size) for f in info.files],
-                                         expand)
+
+                    async def one_file(source: str, lands: str, _size: int) -> Landed:
+                        return await _pull_one(client, share, source, lands, keep, moved)
+
+                    summary, size = await pull_folder(client, share, work.path,
+                                                      work.dest_path, info, one_file, sized,
+                                                      moved)
+                    return _summary(summary, client), size
                 if sized is not None:
                     sized(info.size)
-                digest = await client.pull(work.path, dest, info, moved, root=share.root)
+                async with _leaving(keep, lambda: asyncio.to_thread(PartialFile.remove, dest,
+                                                                    share.root)):
+                    digest = await client.pull(work.path, dest, info, moved, root=share.root)
                 return _summary(f"{info.size} bytes, blake3 {digest}", client), info.size
 
     async def _push(self, work: TransferWork, sized: Callable[[int], None] | None,
-                    moved: Callable[[int], None] | None, expand: Expand | None,
-                    keep: Keep | None) -> tuple[str, int]:
+                    moved: Callable[[int], None] | None, keep: Keep | None
+                    ) -> tuple[str, int]:
         """Send a file of the source share (served here) to the destination's agent: for a
         source behind NAT, which no peer can call."""
         if not work.source_root:
@@ -139,8 +141,18 @@ class Mover:
             if files is None:
                 raise TransferError(f"{work.path!r} does not exist in the source share")
             if not (len(files) == 1 and files[0][1] == ()):  # a folder
-                return await _expand([ListedFile(join(source_parts + rel), size)
-                                      for _, rel, size in files], expand)
+                landing = share_parts(work.dest_path)
+                async with self._client(work) as client:
+
+                    async def one_file(local: str, lands: str, size: int) -> Landed:
+                        async with _leaving(keep, lambda: client.discard(lands)):
+                            digest = await client.push(Path(local), lands, moved, root=root)
+                        return Landed(digest, size)
+
+                    summary, size = await push_folder(
+                        client, root, [(path, join(landing + rel), size)
+                                       for path, rel, size in files], one_file, sized, moved)
+                    return _summary(summary, client), size
             path, _, size = files[0]
             if sized is not None:
                 sized(size)
@@ -222,6 +234,22 @@ async def _one_file(client: TransferClient, share: Share | None, work: TransferW
         return TransferError(f"{work.path}: {exc.strerror or exc}")
 
 
+async def _pull_one(client: TransferClient, share: Share, source: str, lands: str,
+                    keep: Keep | None, moved: Callable[[int], None] | None) -> Landed:
+    """One big file of a folder, in chunks, resumed from its part file."""
+    try:
+        dest = resolve(share.root, share_parts(lands))
+    except PathRefused as exc:
+        refused("share_path", f"a writer of share {share.name or share.id}", str(exc))
+        raise TransferError(str(exc)) from None
+    async with _leaving(keep, lambda: asyncio.to_thread(PartialFile.remove, dest, share.root)):
+        info = await client.stat(source)
+        if info.type != "file":
+            raise TransferError(f"{source!r} is no longer a file")
+        digest = await client.pull(source, dest, info, moved, root=share.root)
+    return Landed(digest, info.size)
+
+
 @contextlib.asynccontextmanager
 async def _refusing(share: str) -> AsyncIterator[None]:
     """A path of a share refused inside (one that is not allowed, or a folder or file of
@@ -248,26 +276,6 @@ async def _leaving(keep: Keep | None, drop: Callable[[], Awaitable[object]]
             except Exception as error:  # the transfer's own error is the one to report
                 log.warning("could not remove a transfer's part file", error=str(error))
         raise
-
-
-async def _expand(files: list[ListedFile], expand: Expand | None) -> tuple[str, int]:
-    """A folder: its files go to the hub, a page at a time, to become tasks of their own.
-    The folder's task moves no bytes itself (its files' tasks count them)."""
-    if expand is None:
-        raise TransferError("the source is a folder, and nothing here can list its files to "
-                            "the hub")
-    page: list[ListedFile] = []
-    size = 0
-    for listed in files:  # pages well inside the hub's request limit, however long the names
-        if page and (len(page) >= MAX_EXPAND or size + len(listed.path) > EXPAND_BYTES):
-            await expand(page)
-            page, size = [], 0
-        page.append(listed)
-        size += len(listed.path.encode()) + 48
-    if page:
-        await expand(page)
-    total = sum(f.size for f in files)
-    return f"a folder of {len(files)} files, {total} bytes: each is a task of its own", 0
 
 
 def _groups(tasks: list[tuple[str, TransferWork]], push: bool

@@ -121,7 +121,9 @@ class TransferService:
                 "shares": sorted(s.name for s in self.endpoint.shares.values()),
                 "refused": self.endpoint.refused,
                 "served_chunks": self.endpoint.served_chunks,
-                "received_chunks": self.endpoint.received_chunks}
+                "received_chunks": self.endpoint.received_chunks,
+                "served_bytes": self.endpoint.served_bytes,
+                "received_bytes": self.endpoint.received_bytes}
 
     def moved_bytes(self) -> tuple[int, int]:
         """File bytes this agent's transfers took in and sent out so far: what it pulled

@@ -129,13 +129,12 @@ async def _run_transfer(session: Any, agent_id: str, base: Path) -> bool:
     job = await call(session.create, "Job", {"source": "share=projects/shot010",
                                              "destination": "share=backup/"})
     job = await _follow(session, job["id"], bytes_bar)
-    tasks = await call(session.find, f"task WHERE job.id={job['id']}")
+    tasks = await call(session.find, f"task WHERE job.id={job['id']}", attributes=["log_tail"])
     same = job["status"] == "done" and await call(_digest, shot) == await call(
         _digest, backup / "shot010")
     failed = [t for t in tasks if t["status"] == "failed"]
-    buckets = len({t["bucket"] for t in tasks})
-    what = (f"the folder became {len(tasks) - 1} tasks, one per file, moved in {buckets - 1} "
-            f"buckets" if not failed else f"{len(failed)} failed, e.g. {failed[0]['message']}")
+    what = (f"one task moved the folder: {tasks[0]['log_tail'].strip()}" if not failed
+            else f"{len(failed)} failed, e.g. {failed[0]['message']}")
     print(f"transfer {job['status']}: {what}; "
           f"{'identical to the source' if same else 'NOT identical'}")
     return same

@@ -26,6 +26,7 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _DEVICE = re.compile(r"^(con|prn|aux|nul|com[0-9\u00b9\u00b2\u00b3]|lpt[0-9\u00b9\u00b2\u00b3]|"
                      r"conin\$|conout\$|clock\$)(\..*)?$", re.IGNORECASE)
 _WINDOWS_ONLY = set('<>:"|?*')
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 class PathRefused(FerryError, ValueError):
@@ -44,10 +45,11 @@ def share_parts(path: str, *, windows: bool = False) -> tuple[str, ...]:
     shown = path if len(path) <= 200 else path[:200] + "…"
     if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
         raise PathRefused(shown, f"longer than {MAX_PATH_BYTES} bytes")
-    for char in path:
-        if ord(char) < 0x20 or ord(char) == 0x7F:
-            what = "a NUL character" if char == "\0" else f"control character {ord(char):#04x}"
-            raise PathRefused(shown, f"contains {what}")
+    control = _CONTROL.search(path)
+    if control:
+        char = control.group()
+        what = "a NUL character" if char == "\0" else f"control character {ord(char):#04x}"
+        raise PathRefused(shown, f"contains {what}")
     if "\\" in path:
         raise PathRefused(shown, "contains a back slash: write paths with '/'")
     if path.startswith("/"):

@@ -53,6 +53,22 @@ _OPEN: set[str] = set()  # destinations being received in this process
 _OPEN_LOCK = threading.Lock()
 
 
+def receiving(key: str) -> bool:
+    """Claim the destination ``key`` (its real path) for one transfer of this process:
+    False when another has it."""
+    with _OPEN_LOCK:
+        if key in _OPEN:
+            return False
+        _OPEN.add(key)
+        return True
+
+
+def received(keys: list[str]) -> None:
+    """Let go of destinations claimed with ``receiving``."""
+    with _OPEN_LOCK:
+        _OPEN.difference_update(keys)
+
+
 class _Header(msgspec.Struct, frozen=True):
     size: int
     chunk: int

@@ -9,7 +9,6 @@ import ctypes
 import ctypes.util
 import functools
 import os
-import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from transports.chunks import (
     file_hash,
     write_error,
 )
+from transports.partial import received, receiving
 
 
 @dataclass(frozen=True)
@@ -49,15 +49,17 @@ def land_small(files: list[SmallFile], root: Path | None = None) -> list[str | T
     renamed and removed relative to its folder (``transports.beneath``). Without it, each
     file's folder is trusted as it is (and made if missing)."""
     folders: dict[Path, Folder] = {}
+    held: list[str] = []  # destinations this batch receives (``partial.receiving``)
     try:
-        return _land(files, root, folders)
+        return _land(files, root, folders, held)
     finally:
+        received(held)
         for folder in folders.values():
             folder.close()
 
 
-def _land(files: list[SmallFile], root: Path | None, folders: dict[Path, Folder]
-          ) -> list[str | TransferError]:
+def _land(files: list[SmallFile], root: Path | None, folders: dict[Path, Folder],
+          held: list[str]) -> list[str | TransferError]:
     results: list[str | TransferError] = []
     staged: list[tuple[int, int, SmallFile, Folder, str]] = []  # (index, fd, file, its temp)
     for index, f in enumerate(files):
@@ -65,7 +67,12 @@ def _land(files: list[SmallFile], root: Path | None, folders: dict[Path, Folder]
             results.append(ChunkCorrupt(f"{f.dest.name} does not match its hash "
                                         "(corrupted in flight)"))
             continue
-        try:  # a temp of this batch's own: two batches for one file must not share it
+        if not receiving(str(f.dest)):  # two transfers for one file must not share its temp
+            results.append(TransferError(f"{f.dest.name} is being received by another "
+                                         "transfer"))
+            continue
+        held.append(str(f.dest))
+        try:
             folder = folders.get(f.dest.parent)
             if folder is None:
                 folder = folders[f.dest.parent] = folder_of(f.dest, root, create=True)
@@ -119,14 +126,18 @@ def _land(files: list[SmallFile], root: Path | None, folders: dict[Path, Folder]
 
 
 def _temp(folder: Folder, name: str) -> tuple[int, str]:
-    """A new file beside ``name``, ours alone (``O_EXCL``): its descriptor and name."""
-    for _ in range(100):
-        temp = f".{name[:200]}.{secrets.token_hex(4)}.ferry-part"
-        try:
-            return folder.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), temp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free temporary name beside {name}")
+    """A new file beside ``name``, ours alone (``O_EXCL``): its descriptor and name. The
+    name is the file's part file, as a chunked receive names it: one left by a killed
+    run (or a planted symlink) goes first, so a run cut short leaves nothing behind once
+    its files are sent again. A big file's journal that went with it goes too."""
+    temp = f".{name}.ferry-part"
+    try:
+        folder.unlink_existing(temp)
+    except FileNotFoundError:
+        pass
+    else:
+        folder.unlink(f".{name}.ferry-state")
+    return folder.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), temp
 
 
 def _flush(fds: list[int]) -> None:

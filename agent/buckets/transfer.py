@@ -21,20 +21,13 @@ import structlog
 from agent.buckets.base import Held
 from agent.buckets.reports import Reporter, iso
 from agent.config import AgentConfig
+from agent.folder import FolderFailed
 from agent.hubclient import HubClient
 from agent.transfer import Checkin, TransferService
 from core.errors import ApiError
 from lanes.base import Outcome
-from protocol import (
-    BucketKind,
-    ClaimRequest,
-    ExpandRequest,
-    FileResult,
-    ListedFile,
-    Progress,
-    TaskWork,
-    routes,
-)
+from protocol import BucketKind, ClaimRequest, FileResult, Progress, TaskWork
+from protocol.work import LOG_TAIL_BYTES
 from transports.chunks import TransferError
 from transports.client import Landed
 
@@ -133,12 +126,8 @@ class TransferRunner:
         if task.transfer is None:
             return failed("this agent runs no transfer endpoint (transfer: false)")
 
-        async def expand(files: list[ListedFile]) -> None:  # a folder: a task per file
-            await self.hub.call(routes.EXPAND, ExpandRequest(
-                bucket_id=bucket.work.id, task_id=task.id, files=files))
-
         moving = _Moving(task.id, asyncio.create_task(self.service.mover.run_task(
-            task.id, task.transfer, expand, keep_part(bucket, task))))
+            task.id, task.transfer, keep_part(bucket, task))))
         self._moving[bucket.work.id] = moving
         try:
             summary, size = await moving.runner
@@ -148,6 +137,11 @@ class TransferRunner:
                 raise  # we are being stopped, not the transfer
             return Outcome(status="aborted", exit_code=None, message=moving.why,
                            started=started, ended=time.time())
+        except FolderFailed as exc:  # the files that did not arrive, by name, in the log
+            text = exc.log()[-LOG_TAIL_BYTES // 2:]  # a tail: the message names the first
+            return Outcome(status="failed", exit_code=None, message=str(exc)[:4096],
+                           started=started, ended=time.time(), log_tail=text,
+                           log_size=len(text.encode()))
         except (TransferError, ApiError) as exc:
             return failed(str(exc))
         except Exception as exc:

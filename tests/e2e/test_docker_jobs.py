@@ -5,6 +5,7 @@ encrypted collaboration inputs and results are sealed, and the hub keeps ciphert
 
 from __future__ import annotations
 
+import contextlib
 import http.client as httpclient
 import io
 import json
@@ -118,12 +119,20 @@ def federation(engine: docker.DockerClient, hub: Hub, session: Session, start_ag
 def assert_no_containers_left(engine: docker.DockerClient, fed: Federation) -> None:
     """A test ends with every run it started gone: none left running on the engine (the
     agents are killed after it, and a container that outlives its agent waits for that
-    agent's next start, which never comes here)."""
-    left = [c for agent in fed.agents.values() for c in engine.containers.list(
-        all=True, filters={"label": f"ferry.agent={agent.info.get('agent_id', '-')}"})]
-    for container in left:
-        container.remove(force=True)
-    assert not left, f"containers left behind: {[c.name for c in left]}"
+    agent's next start, which never comes here). A run that just ended may still be
+    being removed by its agent: that is given a few seconds."""
+
+    def left() -> list[Any]:
+        return [c for agent in fed.agents.values() for c in engine.containers.list(
+            all=True, filters={"label": f"ferry.agent={agent.info.get('agent_id', '-')}"})]
+
+    deadline = time.monotonic() + 15
+    while (found := left()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for container in found:
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True)
+    assert not found, f"containers left behind: {[c.name for c in found]}"
 
 
 def containers_of(engine: docker.DockerClient, run_id: str) -> list[Any]:

@@ -7,10 +7,13 @@ import hashlib
 import random
 import time
 
+import msgspec
 import pytest
 
+from agent.folder import BATCH_FILES, BATCHES
 from hub import Session
 from hub.session import ApiError
+from protocol.transfer import FileHeader
 from tests.conftest import Sites
 from tests.helpers import Hub, db_rows, digest_tree, ended, wait_for
 from transports.chunks import MiB
@@ -52,16 +55,26 @@ def test_a_file_and_a_folder_arrive_identical(session: Session, two_sites: Sites
     assert done["status"] == "done", session.find(f"task WHERE job.id={folder['id']}")
     assert digest_tree(backup / "plates") == digest_tree(projects / "plates")
     assert not [p for p in backup.rglob(".*ferry*")], "no part files left"
-    # the folder became a task per file: the small ones moved together, the big one alone
-    tasks = session.find(f"task WHERE job.id={folder['id']}", attributes=["log_tail"])
-    by_item = {t["item"]: t for t in tasks}
-    assert len(tasks) == 1 + 41 and by_item["plates"]["log_tail"].startswith(
-        "a folder of 41 files")
-    assert by_item["plates/reel0/big.exr"]["size"] == 9 * MiB
-    assert by_item["plates/reel2/plate.0006.dpx"]["destination"] == {
-        "path": "plates/reel2/plate.0006.dpx"}
-    assert len({t["bucket"] for t in tasks}) == 3  # the folder, 40 plates, the big one
-    assert all(t["status"] == "done" for t in tasks)
+    # the folder is one task (jobs.rst: "a task is a file/directory"): the hub hears of
+    # it, not of each file; its size is every file's
+    (task,) = session.find(f"task WHERE job.id={folder['id']}", attributes=["log_tail"])
+    size = sum(p.stat().st_size for p in (projects / "plates").rglob("*") if p.is_file())
+    assert task["status"] == "done" and task["item"] == "plates"
+    assert task["log_tail"].startswith(f"a folder of 41 files, {size} bytes"), task
+    assert task["size"] == size
+
+    # sent again (a retry, a resend): what is there already, by size and mtime, stays
+    plate = backup / "plates" / "reel1" / "plate.0001.dpx"
+    plate.unlink()
+    again = session.create("Job", {"source": "share=projects/plates",
+                                   "destination": "share=backup/"})
+    done = wait_for(lambda: ended(session, again["id"]), timeout=60, what="folder again")
+    assert done["status"] == "done"
+    assert digest_tree(backup / "plates") == digest_tree(projects / "plates")
+    (task,) = session.find(f"task WHERE job.id={again['id']}", attributes=["log_tail"])
+    assert task["log_tail"].startswith(f"a folder of 41 files, {size} bytes; 40 files were "
+                                       "there already"), task
+    assert task["size"] == len(plate.read_bytes())
 
 
 def test_a_missing_source_fails_with_the_reason(session: Session, two_sites: Sites) -> None:
@@ -166,6 +179,47 @@ def test_a_killed_receiver_resumes_where_it_was(session: Session, two_sites: Sit
     assert chunks <= served <= chunks + 4, served
     task = session.find_one(f"task WHERE job.id={job['id']}")
     assert task["attempts"] == 1  # the killed run counted as one, and only it
+
+
+def test_a_folder_of_100000_files_resumes_by_file_after_a_kill(session: Session,
+                                                               two_sites: Sites) -> None:
+    """A folder of 100,000 files is one task. SIGKILL the receiving agent part-way: after
+    its restart the task runs again and sends only the files that had not landed, and
+    of those that had, at most the requests in flight when it died."""
+    projects, backup = two_sites.projects, two_sites.backup
+    count, size = 100_000, 64
+    block = random.randbytes(size + count)
+    for n in range(count):
+        folder = projects / "frames" / f"d{n // 500:03}"
+        if n % 500 == 0:
+            folder.mkdir(parents=True)
+        (folder / f"f{n:06}.bin").write_bytes(block[n:n + size])
+    job = session.create("Job", {"source": "share=projects/frames",
+                                 "destination": "share=backup/"})
+    wait_for((backup / "frames" / "d100").exists, timeout=300, interval=0.02,
+             what="half of the files")
+    two_sites.dest_agent.kill()
+    landed = sum(1 for _ in (backup / "frames").rglob("*.bin"))
+    assert 0 < landed < count, "killed part-way"
+    two_sites.dest_agent.start()
+    done = wait_for(lambda: ended(session, job["id"]), timeout=300, what="resumed folder")
+    assert done["status"] == "done", session.find(f"task WHERE job.id={job['id']}")
+    assert digest_tree(backup / "frames") == digest_tree(projects / "frames")
+    assert not [p for p in backup.rglob(".*ferry*")], "no part files left"
+    (task,) = session.find(f"task WHERE job.id={job['id']}", attributes=["log_tail"])
+    assert task["attempts"] == 1 and task["log_tail"].startswith(
+        f"a folder of {count} files, {count * size} bytes; ")
+    there = int(task["log_tail"].split("; ")[1].split()[0])
+    assert landed <= there < count
+    # every file's record in a batch answer has the same length here: count them
+    first = projects / "frames" / "d000" / "f000000.bin"
+    record = len(msgspec.json.encode(FileHeader(
+        path="frames/d000/f000000.bin", size=size, mtime_ns=first.stat().st_mtime_ns,
+        mode=first.stat().st_mode & 0o777, hash="0" * 64))) + 1 + size
+    served = two_sites.source_agent.status()["transfer"]["served_bytes"]
+    assert served % record == 0
+    again = served // record - count  # files that travelled twice
+    assert 0 <= again <= BATCHES * BATCH_FILES, again
 
 
 def test_push_from_the_source_agent(session: Session, two_sites: Sites) -> None:

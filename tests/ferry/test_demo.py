@@ -21,7 +21,7 @@ def test_demo(env: dict[str, str]) -> None:
     assert "compute lane" in result.stdout
     assert "100%  200/200 done" in result.stdout
     assert "20 buckets" in result.stdout and "job done with {'done': 200}" in result.stdout
-    assert "transfer done: the folder became 201 tasks, one per file" in result.stdout
+    assert "transfer done: one task moved the folder: a folder of 201 files" in result.stdout
     assert "identical to the source" in result.stdout
     assert "MB/s" in result.stdout
     # the federated part: CI has a Docker engine (FERRY_REQUIRE_DOCKER=1)

@@ -352,19 +352,46 @@ async def test_a_small_file_that_grew_travels_in_chunks(served: Served, tmp_path
     assert (tmp_path / "dest" / "in" / "plates" / "a.dpx").read_bytes() == small.read_bytes()
 
 
-async def test_a_long_listing_goes_to_the_hub_in_pages_it_accepts() -> None:
-    import msgspec
+async def test_a_folder_is_one_task_that_names_what_failed_and_resumes_by_file(
+        served: Served, tmp_path: Path) -> None:
+    """A folder moves as one task: small files many to a request, big ones in chunks. A
+    file that cannot land fails by name and the rest land; the next run sends only what
+    is missing (a landing with the source's size and mtime is not sent again)."""
+    from agent.folder import FolderFailed
+    from agent.moving import Mover
+    from protocol import TransferWork
 
-    from agent.moving import EXPAND_BYTES, _expand
-    from protocol import ListedFile
+    for n in range(300):
+        random_file(served.root / "plates" / f"reel{n % 3}" / f"p{n:04}.dpx", 1000 + n)
+    random_file(served.root / "plates" / "big.mov", 9 * MiB)
+    dest = tmp_path / "dest"
+    blocked = dest / "in" / "plates" / "reel1" / "p0004.dpx"
+    (blocked / "inside").mkdir(parents=True)  # a folder where a file must land
+    work = TransferWork(url=served.url, fingerprint=served.fingerprint or "", share="sh1",
+                        path="plates", ticket=served.ticket("plates", tree=True),
+                        dest_share="d", dest_path="in/plates", into_folder=False,
+                        dest_root=str(dest), size=-1)
+    sizes: list[int] = []
+    moved: list[int] = []
+    with pytest.raises(FolderFailed) as failed:
+        await Mover(dict).run(work, sizes.append, moved.append)
+    assert "1 of 301 files of 'plates' did not arrive: plates/reel1/p0004.dpx" in \
+        str(failed.value)
+    assert list(failed.value.failed) == ["plates/reel1/p0004.dpx"]
+    total = sum(f.stat().st_size for f in (served.root / "plates").rglob("*") if f.is_file())
+    assert sizes == [total] and sum(moved) == total - 1004
+    for source in (served.root / "plates").rglob("*"):
+        if source.is_file() and source.name != "p0004.dpx":
+            landed = dest / "in" / source.relative_to(served.root)
+            assert landed.read_bytes() == source.read_bytes(), landed
+            assert landed.stat().st_mtime_ns == source.stat().st_mtime_ns
+    assert not [p for p in dest.rglob("*ferry*")], "no part files left"
 
-    pages: list[list[ListedFile]] = []
-
-    async def expand(page: list[ListedFile]) -> None:
-        pages.append(page)
-
-    files = [ListedFile(path=f"plates/{'x' * 200}/{n:05}.dpx", size=n) for n in range(12_000)]
-    summary, moved = await _expand(files, expand)
-    assert summary.startswith("a folder of 12000 files") and moved == 0
-    assert [f for page in pages for f in page] == files and len(pages) > 2
-    assert all(len(msgspec.json.encode(page)) <= EXPAND_BYTES * 1.1 for page in pages)
+    blocked.joinpath("inside").rmdir()
+    blocked.rmdir()
+    served_before = served.endpoint.served_bytes
+    summary, size = await Mover(dict).run(work)
+    assert summary == f"a folder of 301 files, {total} bytes; 300 files were there already"
+    assert size == 1004  # and only it travelled (its bytes and a header line)
+    assert 1004 < served.endpoint.served_bytes - served_before < 1004 + 1024
+    assert blocked.read_bytes() == (served.root / "plates" / "reel1" / "p0004.dpx").read_bytes()
