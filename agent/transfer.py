@@ -124,6 +124,7 @@ class TransferService:
                 "shares": sorted(s.name for s in self.endpoint.shares.values()),
                 "refused": self.endpoint.refused,
                 "served_chunks": self.endpoint.served_chunks,
+                "served_links": self.endpoint.served_links,
                 "received_chunks": self.endpoint.received_chunks}
 
     def moved_bytes(self) -> tuple[int, int]:
