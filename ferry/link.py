@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import hashlib
 import json
 import os
 import shlex
+import socket
+import ssl
 import sys
 import textwrap
+import urllib.parse
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.config import write_atomic
 from core.errors import HubError
 from protocol.links import DEFAULT_EXPIRES, MAX_EXPIRES, parse_expires
 
@@ -61,6 +67,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     where.add_argument("--server", metavar="NAME", help="a hub of the servers database")
     parser.add_argument("--username", metavar="NAME",
                         help="log in as this user (default: FERRY_USERNAME)")
+    parser.add_argument("--save-cert", type=Path, metavar="FILE",
+                        help="fetch the serving agent's certificate, check it against the "
+                        "fingerprint the hub recorded, and save it here: where it names the "
+                        "link's host, the wget and aria2c lines check it (--ca-certificate)")
     parser.add_argument("--json", action="store_true",
                         help="print the hub's answer as JSON, nothing else")
     parser.set_defaults(func=cmd_link)
@@ -81,36 +91,81 @@ def _session(args: argparse.Namespace) -> Session:
 
 def cmd_link(args: argparse.Namespace) -> int:
     link = _session(args).link(args.path, args.expires)
+    checked: Path | None = None
+    if args.save_cert is not None:
+        checked = args.save_cert if save_certificate(link, args.save_cert) else None
     if args.json:
         print(json.dumps(link, indent=2))
         return 0
-    for line in describe(link):
+    for line in describe(link, checked):
         print(line)
+    if args.save_cert is not None and checked is None:
+        print(f"# {args.save_cert} holds the agent's certificate, but it names another host "
+              "than the link's: wget and aria2c cannot check it")
     return 0
 
 
-def commands(link: dict[str, Any]) -> dict[str, str]:
-    """Ready-to-paste lines that download the link as its file's name."""
+def save_certificate(link: dict[str, Any], path: Path) -> bool:
+    """Fetch the certificate the link's agent shows, check it is the one the hub recorded
+    (``fingerprint``), and save it at ``path`` (PEM). True when it then checks a connection
+    to the link's host as its own CA (it names that host): wget and aria2c can use it."""
+    url = urllib.parse.urlsplit(link["url"])
+    host, port = url.hostname or "", url.port or 443
+    where = f"{host}:{port}"
+    insecure = ssl.create_default_context()
+    insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=10) as raw, \
+                insecure.wrap_socket(raw, server_hostname=host) as conn:
+            der = conn.getpeercert(binary_form=True)
+    except OSError as exc:
+        raise HubError(f"cannot fetch the certificate of the agent at {where}: {exc}") from None
+    if not der or not link.get("fingerprint") or \
+            hashlib.sha256(der).hexdigest() != link["fingerprint"]:
+        raise HubError(f"the agent at {where} shows another certificate than the hub "
+                       f"recorded for it: {path} not saved")
+    write_atomic(path, ssl.DER_cert_to_PEM_cert(der), mode=0o644)
+    strict = ssl.create_default_context(cafile=str(path))
+    try:
+        with socket.create_connection((host, port), timeout=10) as raw, \
+                strict.wrap_socket(raw, server_hostname=host):
+            return True
+    except (ssl.SSLError, OSError):
+        return False
+
+
+def commands(link: dict[str, Any], cert: Path | None = None) -> dict[str, str]:
+    """Ready-to-paste lines that download the link as its file's name; with ``cert``, the
+    agent's certificate checked for the link's host, the clients check it."""
     url, name = shlex.quote(link["url"]), shlex.quote(link["name"])
     pin = f"--pinnedpubkey {shlex.quote(link['pinnedpubkey'])} " if link.get("pinnedpubkey") \
         else ""
+    if cert is not None:
+        ca = shlex.quote(str(cert))
+        return {"curl": f"curl --cacert {ca} {pin}-o {name} {url}",
+                "wget": f"wget --ca-certificate={ca} -O {name} {url}",
+                "aria2c": f"aria2c -x4 --ca-certificate={ca} -o {name} {url}"}
     return {"curl": f"curl -k {pin}-o {name} {url}",
             "wget": f"wget --no-check-certificate -O {name} {url}",
             "aria2c": f"aria2c -x4 --check-certificate=false -o {name} {url}"}
 
 
-def describe(link: dict[str, Any]) -> list[str]:
+def describe(link: dict[str, Any], cert: Path | None = None) -> list[str]:
     """What ``ferry link`` prints: the link, until when, and how to fetch it."""
     lines = [link["url"], "",
              f"{link['share']}/{link['path']}: works until {link['expires']} "
              f"({_span(link['expires_in'])}), for anyone who has the link", ""]
-    lines += list(commands(link).values())
+    lines += list(commands(link, cert).values())
     lines += ["", "# interrupted? the same line resumes with -C - added (curl), or -c (wget, "
               "aria2c)"]
-    if link.get("pinnedpubkey"):
+    if cert is not None:
+        lines.append(f"# each checks the agent's certificate ({cert}, as the hub recorded "
+                     "it): give it along with the link")
+    elif link.get("pinnedpubkey"):
         lines.append("# curl checks that it talks to the agent that serves the share "
                      "(--pinnedpubkey); wget and aria2c cannot pin a key, and do not check "
-                     "the agent's self-signed certificate at all")
+                     "the agent's self-signed certificate at all (--save-cert FILE may let "
+                     "them)")
     else:
         lines.append("# the serving agent is older than download links and did not report "
                      "its key: no client can check its certificate (upgrade the agent)")

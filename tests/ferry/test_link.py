@@ -1,13 +1,33 @@
-"""What ``ferry link`` prints: the link, until when, and lines that paste into a shell."""
+"""What ``ferry link`` prints: the link, until when, and lines that paste into a shell;
+and the agent's certificate, checked and saved for wget and aria2c."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import random
 import shlex
+import shutil
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from core.errors import HubError
 from ferry.cli import build_parser
-from ferry.link import commands, describe
+from ferry.link import commands, describe, save_certificate
+from protocol import tickets
+from protocol.links import LINK as LINK_JOB
+from protocol.links import link_url
+from protocol.tickets import TicketScope
+from protocol.transfer import Share
+from transports import tls
+from transports.endpoint import TransferEndpoint
+
+KEY = tickets.private_key(os.urandom(32))
 
 LINK = {"url": "https://files:7443/transfer/v1/link/s1/it%27s%20a.mov?ticket=p.s",
         "name": "it's a.mov", "share": "projects", "path": "film/it's a.mov",
@@ -48,3 +68,70 @@ def test_bad_flags_are_named(capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit):
             build_parser().parse_args(["link", "share=p/a.mov", *argv])
         assert needle in capsys.readouterr().err
+
+
+@pytest.fixture
+async def endpoint(tmp_path: Path) -> AsyncIterator[tuple[TransferEndpoint, str, Path]]:
+    """An endpoint in process, on the address this machine's name resolves to (its
+    certificate names that name), serving one file; skipped where the name resolves to
+    none of this machine's addresses."""
+    host = socket.gethostname()
+    try:
+        address = socket.gethostbyname(host)
+    except OSError as exc:
+        pytest.skip(f"this machine's name {host!r} does not resolve: {exc}")
+    root = tmp_path / "share"
+    root.mkdir()
+    (root / "a.bin").write_bytes(random.randbytes(300_000))
+    endpoint = TransferEndpoint("srv1", tickets.public_key(tickets.public_key_text(KEY)),
+                                {"sh1": Share("sh1", "projects", root)})
+    key, cert = tls.ensure_identity(tmp_path / "tls", "srv1")
+    try:
+        port = await endpoint.start(address, 0, tls.server_context(key, cert))
+    except OSError as exc:
+        pytest.skip(f"cannot listen on {address} ({host}): {exc}")
+    yield endpoint, f"{host}:{port}", cert
+    await endpoint.stop()
+
+
+def _link(where: str, cert: Path) -> dict[str, Any]:
+    ticket = tickets.issue(KEY, TicketScope(server="srv1", share="sh1", path="a.bin",
+                                            op="read", job=LINK_JOB, task="t"), ttl=60)
+    return {**LINK, "url": link_url(f"https://{where}", "sh1", "a.bin", ticket),
+            "name": "a.bin", "fingerprint": tls.fingerprint(cert),
+            "pinnedpubkey": tls.public_key_pin(cert)}
+
+
+async def test_a_saved_certificate_lets_wget_and_aria2c_check_the_agent(
+        endpoint: tuple[TransferEndpoint, str, Path], tmp_path: Path) -> None:
+    server, where, cert = endpoint
+    link = _link(where, cert)
+    saved = tmp_path / "agent.pem"
+    assert await asyncio.to_thread(save_certificate, link, saved)
+    assert ssl.PEM_cert_to_DER_cert(saved.read_text()) == \
+        ssl.PEM_cert_to_DER_cert(cert.read_text())
+    lines = commands(link, saved)
+    assert "--no-check-certificate" not in lines["wget"] and " -k " not in lines["curl"]
+    for tool, line in lines.items():
+        if shutil.which(tool) is None:
+            continue
+        folder = tmp_path / tool
+        folder.mkdir()
+        proc = await asyncio.create_subprocess_shell(line, cwd=folder,
+                                                     stdout=asyncio.subprocess.PIPE,
+                                                     stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0, (line, out)
+        assert (folder / "a.bin").read_bytes() == (server.shares["sh1"].root / "a.bin").read_bytes()
+    # by its address, the certificate does not name the host: saved, but no help
+    address = f"{socket.gethostbyname(where.split(':')[0])}:{where.split(':')[1]}"
+    assert not await asyncio.to_thread(save_certificate, _link(address, cert), saved)
+
+
+async def test_another_certificate_is_not_saved(
+        endpoint: tuple[TransferEndpoint, str, Path], tmp_path: Path) -> None:
+    _, where, cert = endpoint
+    link = {**_link(where, cert), "fingerprint": "00" * 32}
+    with pytest.raises(HubError, match="another certificate than the hub recorded"):
+        await asyncio.to_thread(save_certificate, link, tmp_path / "agent.pem")
+    assert not (tmp_path / "agent.pem").exists()
