@@ -89,7 +89,7 @@ class TransferEndpoint(Grants):
     limits: Limits = field(default_factory=Limits)
     refused: int = 0  # requests refused so far (for the status page)
     served_chunks: int = 0
-    served_links: int = 0  # download link answers that sent bytes (or a HEAD's headers)
+    served_links: int = 0  # answers to download links (transports.links), refusals aside
     received_chunks: int = 0
     served_bytes: int = 0  # file bytes sent and received (chunks and small files)
     received_bytes: int = 0

@@ -169,13 +169,13 @@ async def answer(request: web.Request, source: SourceFile, parts: tuple[str, ...
     if todo.status == 206:
         response.headers["Content-Range"] = \
             f"bytes {todo.start}-{todo.start + todo.length - 1}/{info.size}"
-    sent = 0
+    sent = [0]  # bytes handed to the connection so far, however the answer ends
     deadline = limits.deadline(todo.length)
     try:
         async with asyncio.timeout(deadline):
             await response.prepare(request)
             if request.method != "HEAD":
-                sent = await _copy(response, source, todo.start, todo.length, budget)
+                await _copy(response, source, todo.start, todo.length, budget, sent)
             await response.write_eof()
     except TimeoutError:
         refused("transfer_peer", request.remote or "?", f"read a download link slower than "
@@ -184,17 +184,17 @@ async def answer(request: web.Request, source: SourceFile, parts: tuple[str, ...
         _abort(request)
     except SourceChanged as exc:
         log.warning("download cut off: the file changed while it was sent", path=join(parts),
-                    reason=str(exc), sent=sent)
+                    reason=str(exc), sent=sent[0])
         _abort(request)
     except ConnectionError:  # the client went away (stopped, or resumes later): ordinary
-        log.debug("download ended by the client", path=join(parts), sent=sent)
-    return response, sent
+        log.debug("download ended by the client", path=join(parts), sent=sent[0])
+    return response, sent[0]
 
 
 async def _copy(response: web.StreamResponse, source: SourceFile, start: int, length: int,
-                budget: Budget) -> int:
+                budget: Budget, sent: list[int]) -> None:
     """Write ``length`` bytes of the file from ``start``, a block at a time, each held
-    against ``budget`` until it is handed to the connection."""
+    against ``budget`` until it is handed to the connection (counted in ``sent[0]``)."""
     offset, end = start, start + length
     while offset < end:
         size = min(BLOCK, end - offset)
@@ -202,7 +202,7 @@ async def _copy(response: web.StreamResponse, source: SourceFile, start: int, le
             block = await asyncio.to_thread(_read, source, offset, size)
             await response.write(block)
         offset += size
-    return length
+        sent[0] += size
 
 
 def _read(source: SourceFile, offset: int, size: int) -> bytes:

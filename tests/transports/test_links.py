@@ -125,6 +125,7 @@ async def test_curl_wget_and_aria2c_download_the_same_bytes(served: Served, tmp_
     for name in ("curl.mov", "wget.mov", "aria2c.mov"):
         assert sha(out / name) == sha(source), name
     assert served.endpoint.served_links >= 3
+    assert served.endpoint.served_bytes >= 3 * source.stat().st_size  # the agent's s_t counts them
 
 
 async def test_curl_pins_the_agents_key(served: Served, tmp_path: Path) -> None:
