@@ -56,10 +56,12 @@ class TransferService:
         self._refreshed = 0.0
         self.url = ""
         self.fingerprint = ""
+        self.pin = ""  # sha256//… of the certificate's public key (curl --pinnedpubkey)
 
     async def start(self) -> None:
         key, cert = await asyncio.to_thread(tls.ensure_identity, self.data_dir, "agent")
         self.fingerprint = await asyncio.to_thread(tls.fingerprint, cert)
+        self.pin = await asyncio.to_thread(tls.public_key_pin, cert)
         try:
             port = await self.endpoint.start(self.config.transfer_ip, self.config.transfer_port,
                                              tls.server_context(key, cert))
@@ -75,7 +77,8 @@ class TransferService:
         log.info("serving transfers", url=self.url, fingerprint=self.fingerprint[:16])
 
     def info(self) -> TransferInfo | None:
-        return TransferInfo(url=self.url, fingerprint=self.fingerprint) if self.url else None
+        return TransferInfo(url=self.url, fingerprint=self.fingerprint, pin=self.pin) \
+            if self.url else None
 
     def enrolled(self, client_id: str, ticket_key: str) -> None:
         self.endpoint.server_id = client_id
@@ -121,6 +124,7 @@ class TransferService:
                 "shares": sorted(s.name for s in self.endpoint.shares.values()),
                 "refused": self.endpoint.refused,
                 "served_chunks": self.endpoint.served_chunks,
+                "served_links": self.endpoint.served_links,
                 "received_chunks": self.endpoint.received_chunks,
                 "served_bytes": self.endpoint.served_bytes,
                 "received_bytes": self.endpoint.received_bytes}

@@ -1,4 +1,5 @@
-"""``ferry``: the one command. ``ferry hub …``, ``ferry agent …``, ``ferry demo``."""
+"""``ferry``: the one command. ``ferry hub …``, ``ferry agent …``, ``ferry link …``,
+``ferry demo``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 
 from ferry import __version__
 from ferry.commands import register, run
+from ferry.link import register as register_link
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     register(sub, AgentKind(), "run and manage agents (the node daemon)")
     register_servers(sub)
     register_service(sub)
+    register_link(sub)
     demo = sub.add_parser("demo", help="an embedded hub and an agent running a job, end to end",
                           description="Start an embedded hub (SQLite in a temporary folder) "
                           "and one agent, show it online with its metrics, run a 200-frame job "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hub.api import agents, auth, entities, jobs, openapi, passwords, work
+from hub.api import agents, auth, entities, jobs, links, openapi, passwords, work
 from hub.api.common import RUNTIME, Route, errors, json_response
 from hub.checkins import CheckinWriter
 from hub.jobs.dispatch import Dispatcher
@@ -12,7 +12,7 @@ from hub.runtime import Runtime
 
 # fixed paths first: "/{entity}" would otherwise shadow them
 ROUTES: list[Route] = [*auth.ROUTES, *passwords.ROUTES, *agents.ROUTES, *work.ROUTES, *jobs.ROUTES,
-                       *entities.ROUTES]
+                       *links.ROUTES, *entities.ROUTES]
 
 
 def make_app(rt: Runtime, writer: CheckinWriter, dispatcher: Dispatcher) -> web.Application:

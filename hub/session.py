@@ -34,6 +34,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 from core.errors import ApiError, HubError
 from protocol import API_PREFIX
 from protocol.http import parse_retry_after
+from protocol.links import DEFAULT_EXPIRES, parse_expires
 
 DEFAULT_URL = "http://127.0.0.1:7700"
 PAGE = 1000  # records asked for a page when a limit is given (the hub's default page)
@@ -52,7 +53,7 @@ class _Retry(HubError):
 
 # POSTs that change nothing; any other POST creates something and is repeated only
 # when the hub surely did not act on it (refused connection, 429)
-_SAFE_POSTS = ("/find", "/token")
+_SAFE_POSTS = ("/find", "/token", "/link")  # a link is a signed ticket: nothing is stored
 
 
 def _wait(state: Any) -> float:
@@ -306,6 +307,22 @@ class Session:
     def task_log(self, task_id: str) -> str:
         """The whole log of a task (its tail, until the agent has uploaded it)."""
         return self._call("GET", f"/task/{_quote(task_id)}/log", text=True)  # type: ignore[no-any-return]
+
+    def link(self, path: str, expires: int | str = DEFAULT_EXPIRES) -> dict[str, Any]:
+        """A download link to the file ``path`` (``share=projects/thefilm/a.mov``, or
+        without ``share=``), valid for ``expires`` seconds or a duration (``"90m"``,
+        ``"1h"``, ``"7d"``; at most a week): ``url``, ``name``, ``share``, ``path``,
+        ``expires`` (ISO 8601), ``expires_in``, and ``pinnedpubkey`` and ``fingerprint``
+        to check the serving agent's certificate. Whoever holds the URL can fetch the file
+        with curl, wget, aria2c or a browser until it expires (docs/TRANSFERS.md)."""
+        if not isinstance(path, str) or not path:
+            raise HubError(f"not a share path: {path!r}")
+        try:
+            seconds = parse_expires(expires)
+        except ValueError as exc:
+            raise HubError(str(exc)) from None
+        text = path if path.startswith("share=") else f"share={path}"
+        return self._call("POST", "/link", {"path": text, "expires": seconds})  # type: ignore[no-any-return]
 
     def related(self, entitytype: str, entityid: str, relation: str, *,
                 limit: int | None = None, skip: int = 0, attributes: Iterable[str] = (),

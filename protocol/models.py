@@ -115,6 +115,9 @@ class TransferInfo(Struct, frozen=True):
     url: Annotated[str, msgspec.Meta(min_length=8, max_length=1024,
                                      pattern=r"^https?://[^\s/?#]+$")]
     fingerprint: Annotated[str, msgspec.Meta(pattern=r"^([0-9a-f]{64})?$")] = ""
+    # ``sha256//<base64>`` of its public key (SubjectPublicKeyInfo), for ``curl
+    # --pinnedpubkey`` on download links; "" from agents older than download links
+    pin: Annotated[str, msgspec.Meta(pattern=r"^(sha256//[A-Za-z0-9+/]{43}=)?$")] = ""
 
 
 class ShareInfo(Struct, frozen=True):

@@ -27,6 +27,11 @@ Writing (the sender pushes; ticket ``op: write``):
     POST /transfer/v1/receive/files?share=S          small files in one request
     POST /transfer/v1/receive/discard?share=S&path=P the sender gave up: the part file goes
 
+Download links (anyone holding the link; its ticket, ``op: read`` for one file, is in the
+query: ``protocol.links``, served by ``transports.links``):
+
+    GET|HEAD /transfer/v1/link/<share>/<path>?ticket=T   the file, with ranges, ETag, …
+
 docs/TRANSFERS.md has the whole protocol.
 """
 
@@ -46,9 +51,10 @@ from aiohttp import web
 from core.refusals import refused
 from core.tasks import Supervisor
 from protocol import tickets
+from protocol.links import LINK, LINK_PATH
 from protocol.paths import PathRefused, join
 from protocol.transfer import MAX_CHUNK, PREFIX, CommitRequest, FilesRequest, OpenRequest, Refused, Share
-from transports import reading
+from transports import links, reading
 from transports.chunks import MAX_CHUNKS, ChunkCorrupt, DiskFull, Stat, TransferError, chunk_count, span
 from transports.grants import Grants
 from transports.limits import SERVE_MEMORY, Budget, Limits
@@ -83,6 +89,7 @@ class TransferEndpoint(Grants):
     limits: Limits = field(default_factory=Limits)
     refused: int = 0  # requests refused so far (for the status page)
     served_chunks: int = 0
+    served_links: int = 0  # answers to download links (transports.links), refusals aside
     received_chunks: int = 0
     served_bytes: int = 0  # file bytes sent and received (chunks and small files)
     received_bytes: int = 0
@@ -105,6 +112,7 @@ class TransferEndpoint(Grants):
             web.post(f"{PREFIX}/receive/commit", self.receive_commit),
             web.post(f"{PREFIX}/receive/files", self.receive_files),
             web.post(f"{PREFIX}/receive/discard", self.receive_discard),
+            web.get(LINK_PATH + "/{share}/{path:.+}", self.link),  # and HEAD
         ])
         return app
 
@@ -149,7 +157,8 @@ class TransferEndpoint(Grants):
             return await handler(request)
         except Refused as exc:
             if exc.status in REFUSED:
-                self._refuse(request, exc, request.query.get("path", ""))
+                self._refuse(request, exc, request.query.get("path")
+                             or request.match_info.get("path", ""))
             response = web.json_response({"error": {"code": exc.code,
                                                     "message": exc.message}}, status=exc.status)
             if exc.status in (408, 413):  # the rest of its body is neither read nor waited for
@@ -163,7 +172,8 @@ class TransferEndpoint(Grants):
     def _refuse(self, request: web.Request, exc: Refused, path: str) -> None:
         self.refused += 1
         refused(_KIND.get(exc.code, "transfer_peer"), request.remote or "?", exc.message,
-                code=exc.code, path=path, share=request.query.get("share", ""))
+                code=exc.code, path=path, share=request.query.get("share")
+                or request.match_info.get("share", ""))
 
     # -- reading
     async def stat(self, request: web.Request) -> web.Response:
@@ -199,6 +209,33 @@ class TransferEndpoint(Grants):
                                               self._bound(share, scope), scope.tree)
             self.served_bytes += len(payload)
             return await send(request, payload, self.limits, "application/x-ferry-files")
+
+    # -- download links
+    async def link(self, request: web.Request) -> web.StreamResponse:
+        """A download link's file, to whoever holds the link: its ticket (in the query) must
+        be a link's, for this share and exactly this path."""
+        ticket = request.query.get("ticket", "")
+        if not ticket:
+            raise Refused(403, "no_ticket", "a download link carries its ticket (…?ticket=…): "
+                          "use the whole link")
+        share, scope = await self._admit(ticket, request.match_info["share"], "read",
+                                         "link refused: ")
+        if scope.job != LINK or scope.tree:
+            raise Refused(403, "ticket_refused", "link refused: a transfer's ticket, not a "
+                          "download link's")
+        parts = self._path(scope, request.match_info["path"], "read")
+        if not parts:
+            raise Refused(400, "bad_path", "a link serves a file, not a share's root")
+        place = self._place(share, parts, scope)
+        source = await asyncio.to_thread(links.open_file, share, place, parts)
+        try:
+            response, sent = await links.answer(request, source, parts, self.limits,
+                                                self.budget)
+        finally:
+            source.close()
+        self.served_links += 1
+        self.served_bytes += sent
+        return response
 
     # -- writing
     async def receive_open(self, request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from protocol import tickets
+from protocol.links import LINK
 from protocol.paths import PathRefused, join, share_parts
 from protocol.tickets import Op, TicketRefused
 from protocol.transfer import Refused, Share
@@ -35,18 +36,29 @@ class Grants:
 
     async def _grant(self, request: web.Request, op: Op) -> tuple[Share, tickets.TicketScope]:
         """The share this request may use: its ticket must be the hub's, unexpired, and for
-        this server, this share and this direction."""
+        this server, this share and this direction. A download link's ticket opens its
+        link alone (``transports.links``), never a peer's request."""
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Ticket "):
             raise Refused(403, "no_ticket", "a transfer needs a ticket (Authorization: Ticket …)")
+        share, scope = await self._admit(auth[len("Ticket "):], request.query.get("share", ""),
+                                         op)
+        if scope.job == LINK:
+            raise Refused(403, "ticket_refused", "a download link's ticket opens its link "
+                          "only, not the transfer protocol")
+        return share, scope
+
+    async def _admit(self, ticket: str, share_id: str, op: Op, what: str = ""
+                     ) -> tuple[Share, tickets.TicketScope]:
+        """``ticket`` checked for this server, ``share_id`` and ``op`` (its path is left to
+        the caller), and the share it opens. ``what`` starts the reason of a refusal."""
         if self.ticket_key is None or not self.server_id:
             raise Refused(403, "not_ready", "this agent has not enrolled with its hub yet")
-        share_id = request.query.get("share", "")
         try:
-            scope = tickets.verify(self.ticket_key, auth[len("Ticket "):],
-                                   server=self.server_id, share=share_id, path=None, op=op)
+            scope = tickets.verify(self.ticket_key, ticket, server=self.server_id,
+                                   share=share_id, path=None, op=op)
         except TicketRefused as exc:
-            raise Refused(403, "ticket_refused", exc.why) from None
+            raise Refused(403, "ticket_refused", what + exc.why) from None
         share = self.shares.get(share_id)
         if share is None and self.refresh is not None:  # made a moment ago, at the hub
             await self.refresh()

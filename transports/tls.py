@@ -1,7 +1,8 @@
 """The transfer endpoint's TLS identity: a self-signed certificate, pinned by its peers.
 
 Each serving agent makes a key and a certificate once (kept 0600 in its data
-folder) and reports the certificate's SHA-256 fingerprint to the hub. A peer
+folder) and reports the certificate's SHA-256 fingerprint to the hub, and the SHA-256
+of its public key for ``curl --pinnedpubkey`` (download links). A peer
 that connects learns the fingerprint from the hub with its transfer task and
 accepts that certificate alone (``pin``): no certificate authority, no host
 names, and a stolen name cannot be used to listen in.
@@ -9,6 +10,7 @@ names, and a stolen name cannot be used to listen in.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import os
@@ -90,6 +92,51 @@ def fingerprint(cert_path: Path) -> str:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"{cert_path} holds no PEM certificate: {exc}") from None
     return hashlib.sha256(der).hexdigest()
+
+
+def public_key_pin(cert_path: Path) -> str:
+    """``sha256//<base64>``: the SHA-256 of the certificate's SubjectPublicKeyInfo (DER),
+    as ``curl --pinnedpubkey`` takes it. Read from the DER by hand, like ``fingerprint``:
+    the serving agent never loads cryptography for it."""
+    try:
+        der = ssl.PEM_cert_to_DER_cert(cert_path.read_text(encoding="ascii"))
+        info = subject_public_key_info(der)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{cert_path} holds no PEM certificate: {exc}") from None
+    return "sha256//" + base64.b64encode(hashlib.sha256(info).digest()).decode()
+
+
+def subject_public_key_info(der: bytes) -> bytes:
+    """The SubjectPublicKeyInfo of an X.509 certificate (DER), whole: the seventh field
+    of its TBSCertificate, counting the version that may be left out (RFC 5280 §4.1)."""
+    _, body, _ = _tlv(der, 0)  # Certificate ::= SEQUENCE
+    _, pos, end = _tlv(der, body)  # tbsCertificate ::= SEQUENCE
+    if pos < end and der[pos] == 0xA0:  # [0] EXPLICIT version
+        pos = _tlv(der, pos)[2]
+    for _ in range(5):  # serialNumber, signature, issuer, validity, subject
+        pos = _tlv(der, pos)[2]
+    start = pos
+    tag, _, stop = _tlv(der, start)
+    if tag != 0x30 or stop > end:
+        raise ValueError("no SubjectPublicKeyInfo where the certificate should have it")
+    return der[start:stop]
+
+
+def _tlv(der: bytes, pos: int) -> tuple[int, int, int]:
+    """The DER item at ``pos``: its tag, where its content starts and where it ends."""
+    if pos + 2 > len(der):
+        raise ValueError("truncated DER")
+    tag, length = der[pos], der[pos + 1]
+    pos += 2
+    if length & 0x80:  # long form: the next (length & 0x7f) bytes are the length
+        count = length & 0x7F
+        if not 0 < count <= 4 or pos + count > len(der):
+            raise ValueError("bad DER length")
+        length = int.from_bytes(der[pos:pos + count], "big")
+        pos += count
+    if pos + length > len(der):
+        raise ValueError("truncated DER")
+    return tag, pos, pos + length
 
 
 def server_context(key_path: Path, cert_path: Path) -> ssl.SSLContext:

@@ -77,7 +77,8 @@ async def enroll(request: web.Request) -> web.Response:
                       version=body.version, host_id=body.host_id, wan_ip=client_ip(request),
                       last_checkin=now, gone=False, modified=now,
                       transfer_url=body.transfer.url if body.transfer else "",
-                      transfer_fingerprint=body.transfer.fingerprint if body.transfer else "")
+                      transfer_fingerprint=body.transfer.fingerprint if body.transfer else "",
+                      transfer_pin=body.transfer.pin if body.transfer else "")
         if current is not None and current.machine_id != body.machine_id:
             raise ApiError(409, "node_taken", f"node '{node.name}' is enrolled by another machine "
                            f"(client {current.id}, host {current.code}); delete that client once "

@@ -152,7 +152,8 @@ class ClientEntity(Entity):
             "modifier": c["modifier"],
             "node": c["node_id"],
             "tags": c["tags"] or [],
-            "transfer": {"url": c["transfer_url"], "fingerprint": c["transfer_fingerprint"]}
+            "transfer": {"url": c["transfer_url"], "fingerprint": c["transfer_fingerprint"],
+                         "pin": c["transfer_pin"]}
             if c["transfer_url"] else None,
         }
 

@@ -256,6 +256,8 @@ class Client(Base):
     # its transfer endpoint, as it said at enrollment (empty: it serves none)
     transfer_url: Mapped[str] = mapped_column(String(1024), default="")
     transfer_fingerprint: Mapped[str] = mapped_column(String(64), default="")
+    # its certificate's public key, sha256//<base64>, for curl --pinnedpubkey (download links)
+    transfer_pin: Mapped[str] = mapped_column(String(64), default="")
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     modifier: Mapped[str | None] = mapped_column(ID)

@@ -31,6 +31,7 @@ def test_shares_are_defined_checked_and_served(hub: Hub, session: Session, node_
     client = session.get("Client", agent_id)
     assert client["transfer"]["url"].startswith("https://127.0.0.1:")
     assert len(client["transfer"]["fingerprint"]) == 64
+    assert client["transfer"]["pin"].startswith("sha256//")  # for curl --pinnedpubkey
     lane = session.find_one(f"Client where parent={agent_id}")
 
     root = tmp_path / "projects"

@@ -257,8 +257,12 @@ def test_openapi_document(hub: Hub) -> None:
     assert status == 200
     assert doc["openapi"].startswith("3.")
     for path in ("/api/v1/token", "/api/v1/find", "/api/v1/agent/enroll", "/api/v1/agent/checkin",
-                 "/api/v1/{entity}/{id}"):
+                 "/api/v1/{entity}/{id}", "/api/v1/link"):
         assert path in doc["paths"], path
+    link = doc["paths"]["/api/v1/link"]["post"]
+    assert set(link["responses"]) == {"201", "400", "401", "403", "413", "422"}
+    assert {"url", "expires", "pinnedpubkey"} <= set(
+        doc["components"]["schemas"]["Link"]["properties"])
     checkin = doc["paths"]["/api/v1/agent/checkin"]["post"]
     ref = checkin["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
