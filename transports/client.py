@@ -1,8 +1,10 @@
 """The other side of the transfer endpoint: pull files from it, or push files to it.
 
-A large file moves as chunks over ``streams`` concurrent requests, each
-chunk checked against its hash where it lands; a chunk that arrives damaged
-is fetched (or sent) again, a dropped connection is retried with backoff.
+A large file moves as chunks over ``streams`` connections, each on a thread of
+its own (``Peer.threads``): a chunk is read into that thread's buffer, checked
+against its hash and written where it lands without passing the event loop; a
+chunk that arrives damaged is fetched (or sent) again, a dropped connection is
+retried with backoff.
 Files up to ``SMALL_FILE`` move many to a request. A pull into a file that
 was interrupted before resumes from its journal (``transports.partial``): only
 the chunks that are not there yet travel.
@@ -15,7 +17,9 @@ the size expected and within a deadline, then checked for what it claims
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -41,7 +45,7 @@ from transports.chunks import (
 )
 from transports.limits import ANSWER_BYTES, HEADER_BYTES, PULL_MEMORY
 from transports.partial import PartialFile
-from transports.peer import TRIES, Peer
+from transports.peer import TRIES, Connection, Peer
 from transports.small import SmallFile, land_small
 
 log = structlog.get_logger("transports.client")
@@ -55,9 +59,9 @@ class TransferClient(Peer):
     # -- pull
     async def stat(self, path: str) -> StatAnswer:
         """The file or folder at ``path``, as the peer says, within this agent's quotas."""
-        status, body, _ = await self._call("GET", "stat", params={"path": path},
-                                           limit=self.limits.listing_bytes,
-                                           what=f"the stat of {path!r}")
+        status, body, _ = await self.request("GET", "stat", params={"path": path},
+                                             limit=self.limits.listing_bytes,
+                                             what=f"the stat of {path!r}")
         self._raise(status, body)
         with self._checking():
             return answers.stat(body, path, self.limits)
@@ -76,13 +80,13 @@ class TransferClient(Peer):
             await asyncio.to_thread(part.open)
             if progress and part.count:
                 progress(sum(info.chunk for d in part.hashes if d is not None))
-            todo: asyncio.Queue[int] = asyncio.Queue()
-            for index in part.missing():
-                todo.put_nowait(index)
+            todo = collections.deque(part.missing())
             # big chunks, fewer streams: what one pull holds in memory stays bounded
-            streams = max(1, min(self.streams, PULL_MEMORY // max(info.chunk, 1)))
-            await self._workers(todo, lambda i: self._pull_chunk(path, info, part, i, progress),
-                                streams)
+            streams = max(1, min(self.streams, PULL_MEMORY // max(info.chunk, 1), len(todo)))
+            if todo:
+                tell = _teller(progress)
+                await self.threads(streams, lambda stop: self._pull_chunks(
+                    path, info, part, todo, tell, stop), name="pull")
             return await asyncio.to_thread(part.commit)
         except SourceChanged:
             part.discard()  # the kept chunks are of another version
@@ -90,17 +94,35 @@ class TransferClient(Peer):
         finally:
             part.close()
 
-    async def _pull_chunk(self, path: str, info: StatAnswer, part: PartialFile, index: int,
-                          progress: Progress | None) -> None:
+    def _pull_chunks(self, path: str, info: StatAnswer, part: PartialFile,
+                     todo: collections.deque[int], progress: Callable[[int], None] | None,
+                     stop: threading.Event) -> None:
+        """One stream of a pull, on its thread: chunks taken from ``todo`` until none is
+        left, each read into this stream's buffer, verified and written in place."""
+        buffer = memoryview(bytearray(info.chunk))
+        with self.connection() as conn:
+            while not stop.is_set():
+                try:
+                    index = todo.popleft()
+                except IndexError:
+                    return
+                self._pull_chunk(conn, path, info, part, index, buffer, stop)
+                if progress:
+                    progress(span(info.size, info.chunk, index)[1])
+
+    def _pull_chunk(self, conn: Connection, path: str, info: StatAnswer, part: PartialFile,
+                    index: int, buffer: memoryview, stop: threading.Event) -> None:
         _, length = span(info.size, info.chunk, index)
         what = f"chunk {index} of {path!r}"
+        view = buffer[:length]
         for _ in range(TRIES):
-            status, body, headers = await self._call("GET", "chunk", params={
+            status, body, headers = self.call(conn, "GET", "chunk", params={
                 "path": path, "index": index, "chunk": info.chunk, "identity": info.identity},
-                limit=length, what=what)
+                limit=length, what=what, into=view, stop=stop)
             self._raise(status, body)
-            if len(body) != length:  # a whole answer (HTTP says so) of another length
-                raise self._lied(f"sent {len(body)} bytes for {what}, not {length}")
+            got = body if isinstance(body, int) else _copy(body, view)
+            if got != length:  # a whole answer (HTTP says so) of another length
+                raise self._lied(f"sent {got} bytes for {what}, not {length}")
             try:
                 digest = bytes.fromhex(headers.get("X-Ferry-Hash", ""))
             except ValueError:
@@ -108,14 +130,12 @@ class TransferClient(Peer):
             if len(digest) != HASH_BYTES:
                 raise self._lied(f"sent {what} without its BLAKE3 (X-Ferry-Hash)")
             try:
-                await asyncio.to_thread(part.write, index, body, digest)
+                part.write(index, view, digest)
             except ChunkCorrupt as exc:
                 log.warning("chunk damaged in flight; fetching it again", path=path, index=index,
                             error=str(exc))
                 self.retried += 1
                 continue
-            if progress:
-                progress(len(body))
             return
         raise self._lied(f"sent {what} {TRIES} times with bytes that do not match the hash it "
                          "gave (its hashes are wrong, or its bytes are damaged on the way)",
@@ -137,10 +157,10 @@ class TransferClient(Peer):
         # BATCH_BYTES: no more than that is read
         limit = min(len(paths) * SMALL_FILE, BATCH_BYTES + SMALL_FILE) + \
             len(paths) * HEADER_BYTES
-        status, body, _ = await self._call("POST", "files", params={},
-                                           data=msgspec.json.encode({"paths": paths}),
-                                           headers={"Content-Type": "application/json"},
-                                           limit=limit, what=f"{len(paths)} small files")
+        status, body, _ = await self.request("POST", "files", params={},
+                                             data=msgspec.json.encode({"paths": paths}),
+                                             headers={"Content-Type": "application/json"},
+                                             limit=limit, what=f"{len(paths)} small files")
         self._raise(status, body)
         out: dict[str, Landed | TransferError] = {}
         files: list[tuple[str, SmallFile]] = []
@@ -182,7 +202,7 @@ class TransferClient(Peer):
             opened = {"size": size, "chunk": source.chunk, "identity": source.stat.identity,
                       "mode": source.stat.mode, "mtime_ns": source.stat.mtime_ns}
             for attempt in range(TRIES):  # busy: our earlier requests for it still run there
-                status, body, _ = await self._call(
+                status, body, _ = await self.request(
                     "POST", "receive/open", params={"path": path},
                     data=msgspec.json.encode(opened), idempotent=False, limit=ANSWER_BYTES,
                     what=f"the open of {path!r}", size=size)
@@ -197,17 +217,17 @@ class TransferClient(Peer):
                 progress(size - sum(min(source.chunk, size - i * source.chunk)
                                     for i in missing))
             hashes: dict[int, bytes] = {}
-            todo: asyncio.Queue[int] = asyncio.Queue()
-            for index in missing:
-                todo.put_nowait(index)
-            streams = max(1, min(self.streams, PULL_MEMORY // max(source.chunk, 1)))
-            await self._workers(todo, lambda i: self._push_chunk(source, path, i, hashes,
-                                                                 progress), streams)
+            todo = collections.deque(missing)
+            streams = max(1, min(self.streams, PULL_MEMORY // max(source.chunk, 1), len(todo)))
+            if todo:
+                tell = _teller(progress)
+                await self.threads(streams, lambda stop: self._push_chunks(
+                    source, path, todo, hashes, tell, stop), name="push")
             await asyncio.to_thread(source.check_unchanged)
             whole = None
             if len(hashes) == source.count:  # we read every chunk: vouch for the whole
                 whole = file_hash(size, source.chunk, [hashes[i] for i in range(source.count)])
-            status, body, _ = await self._call(
+            status, body, _ = await self.request(
                 "POST", "receive/commit", params={"path": path},
                 data=msgspec.json.encode({"hash": whole}), idempotent=False,
                 limit=ANSWER_BYTES, what=f"the commit of {path!r}", size=size)
@@ -217,22 +237,36 @@ class TransferClient(Peer):
         finally:
             source.close()
 
-    async def _push_chunk(self, source: SourceFile, path: str, index: int,
-                          hashes: dict[int, bytes], progress: Progress | None) -> None:
-        data, digest = await asyncio.to_thread(source.read, index)
-        hashes[index] = digest
+    def _push_chunks(self, source: SourceFile, path: str, todo: collections.deque[int],
+                     hashes: dict[int, bytes], progress: Callable[[int], None] | None,
+                     stop: threading.Event) -> None:
+        """One stream of a push, on its thread: chunks taken from ``todo`` until none is
+        left, each read, hashed and sent."""
+        with self.connection() as conn:
+            while not stop.is_set():
+                try:
+                    index = todo.popleft()
+                except IndexError:
+                    return
+                data, digest = source.read(index)
+                hashes[index] = digest
+                self._push_chunk(conn, path, index, data, digest, stop)
+                if progress:
+                    progress(len(data))
+
+    def _push_chunk(self, conn: Connection, path: str, index: int, data: bytes, digest: bytes,
+                    stop: threading.Event) -> None:
         for _ in range(TRIES):
-            status, body, _ = await self._call(
-                "PUT", "receive/chunk", params={"path": path, "index": index}, data=data,
+            status, body, _ = self.call(
+                conn, "PUT", "receive/chunk", params={"path": path, "index": index}, data=data,
                 headers={"X-Ferry-Hash": digest.hex(),
                          "Content-Type": "application/octet-stream"},
-                limit=ANSWER_BYTES, what=f"chunk {index} of {path!r}", size=len(data))
+                limit=ANSWER_BYTES, what=f"chunk {index} of {path!r}", size=len(data),
+                stop=stop)
             if status == 422:  # damaged on the way: send it again
                 self.retried += 1
                 continue
             self._raise(status, body)
-            if progress:
-                progress(len(data))
             return
         raise ChunkCorrupt(f"{path}: chunk {index} arrived damaged {TRIES} times")
 
@@ -240,7 +274,7 @@ class TransferClient(Peer):
         """Tell the peer this file will not be sent again: its part file goes. Best
         effort (the peer also closes what nobody sends to)."""
         try:
-            status, body, _ = await self._call(
+            status, body, _ = await self.request(
                 "POST", "receive/discard", params={"path": path}, limit=ANSWER_BYTES,
                 what=f"the discard of {path!r}", idempotent=False)
             self._raise(status, body)
@@ -278,7 +312,7 @@ class TransferClient(Peer):
             sizes[header.path] = len(data)
         if not sizes:
             return out
-        status, answer, _ = await self._call(
+        status, answer, _ = await self.request(
             "POST", "receive/files", params={}, data=bytes(body), idempotent=False,
             limit=ANSWER_BYTES + len(sizes) * HEADER_BYTES, what="a batch of small files",
             size=len(body))
@@ -293,6 +327,25 @@ class TransferClient(Peer):
             if progress:
                 progress(sizes[result.path])
         return out
+
+
+def _teller(progress: Progress | None) -> Callable[[int], None] | None:
+    """``progress`` told on the event loop, from the threads that move the bytes."""
+    if progress is None:
+        return None
+    loop = asyncio.get_running_loop()
+
+    def tell(count: int) -> None:
+        loop.call_soon_threadsafe(progress, count)
+
+    return tell
+
+
+def _copy(body: bytearray, view: memoryview) -> int:
+    """An answer that came without a length (chunked), into the stream's buffer."""
+    if len(body) <= len(view):
+        view[:len(body)] = body
+    return len(body)
 
 
 def _read_local_small(local: Path, root: Path | None) -> tuple[bytes, Stat]:

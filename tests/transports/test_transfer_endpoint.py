@@ -316,13 +316,13 @@ async def test_a_push_left_idle_is_closed_and_can_resume(served: Served, tmp_pat
     async with served.client(served.ticket("in", "write", tree=True)) as client:
         opened = {"size": 3 * MiB, "chunk": MiB, "identity": "x", "mode": 0o644,
                   "mtime_ns": 1}
-        status, _, _ = await client._call("POST", "receive/open", params={"path": "in/a.mov"},
+        status, _, _ = await client.request("POST", "receive/open", params={"path": "in/a.mov"},
                                           data=msgspec.json.encode(opened))
         assert status == 200
         assert served.endpoint.close_idle(time.monotonic() - 60) == 0  # not idle long enough
         assert served.endpoint.close_idle(time.monotonic() + 1) == 1  # the sender went away
         assert list((served.root / "in").glob(".a.mov*")), "its part file stays on disk"
-        status, body, _ = await client._call("PUT", "receive/chunk", params={
+        status, body, _ = await client.request("PUT", "receive/chunk", params={
             "path": "in/a.mov", "index": 0}, data=b"x" * MiB, headers={"X-Ferry-Hash": "00"})
         assert status == 409 and b"not_open" in body  # closed: chunks need a new open
         assert await client.push(local, "in/a.mov")  # a sender that comes back finishes
