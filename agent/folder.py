@@ -104,25 +104,44 @@ def entries(info: StatAnswer, folder: str, landing: str) -> list[Entry]:
 
 def landed_already(root: Path, files: list[Entry]) -> tuple[list[Entry], dict[str, Path]]:
     """The files still to pull into the share rooted at ``root``, and where each lands
-    (real paths): a file whose landing has its size and mtime is skipped. On a thread."""
+    (real paths): a file whose landing has its size and mtime is skipped. Each landing
+    folder is resolved and read once (a new folder: not at all). On a thread."""
     todo: list[Entry] = []
     places: dict[str, Path] = {}
-    folders: dict[tuple[str, ...], Path] = {}
+    folders: dict[str, tuple[Path, dict[str, os.DirEntry[str]]] | None] = {}
     for entry in files:
-        try:
-            place = resolve(root, share_parts(entry.dest), folders)
-        except PathRefused:
+        parent, _, name = entry.dest.rpartition("/")
+        if parent not in folders:
+            folders[parent] = _landing_folder(root, parent)
+        folder = folders[parent]
+        if folder is None:
             todo.append(entry)  # refused again when it is pulled, by name
             continue
-        places[entry.dest] = place
+        place, there = folder
+        places[entry.dest] = place / name
+        found = there.get(name)
         try:
-            st = os.stat(place, follow_symlinks=False)
+            st = found.stat(follow_symlinks=False) if found is not None else None
         except OSError:
-            todo.append(entry)
-            continue
-        if st.st_size != entry.size or st.st_mtime_ns != entry.mtime_ns:
+            st = None
+        if st is None or st.st_size != entry.size or st.st_mtime_ns != entry.mtime_ns:
             todo.append(entry)
     return todo, places
+
+
+def _landing_folder(root: Path, parent: str
+                    ) -> tuple[Path, dict[str, os.DirEntry[str]]] | None:
+    """A landing folder's real place and what is in it now (nothing yet: empty); None
+    when its path is refused."""
+    try:
+        place = resolve(root, share_parts(parent))
+    except PathRefused:
+        return None
+    try:
+        with os.scandir(place) as found:
+            return place, {e.name: e for e in found}
+    except OSError:  # not there yet (or not a folder: each file's landing says why)
+        return place, {}
 
 
 def batches(files: list[Entry]) -> list[list[Entry]]:

@@ -25,6 +25,7 @@ MAX_NAME_BYTES = 255
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _DEVICE = re.compile(r"^(con|prn|aux|nul|com[0-9\u00b9\u00b2\u00b3]|lpt[0-9\u00b9\u00b2\u00b3]|"
                      r"conin\$|conout\$|clock\$)(\..*)?$", re.IGNORECASE)
+_DEVICE_STARTS = {"con", "prn", "aux", "nul", "com", "lpt", "clo"}  # _DEVICE's, lowered
 _WINDOWS_ONLY = set('<>:"|?*')
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
@@ -43,7 +44,9 @@ def share_parts(path: str, *, windows: bool = False) -> tuple[str, ...]:
     if not isinstance(path, str):
         raise PathRefused(repr(path), "a path is a string")
     shown = path if len(path) <= 200 else path[:200] + "…"
-    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+    # lengths in UTF-8: a character is at most 4 bytes, so only long text is encoded
+    if len(path) > MAX_PATH_BYTES // 4 and \
+            len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
         raise PathRefused(shown, f"longer than {MAX_PATH_BYTES} bytes")
     control = _CONTROL.search(path)
     if control:
@@ -60,11 +63,12 @@ def share_parts(path: str, *, windows: bool = False) -> tuple[str, ...]:
     for name in parts:
         if name == "..":
             raise PathRefused(shown, "'..' would leave the share")
-        if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        if len(name) > MAX_NAME_BYTES // 4 and \
+                len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
             raise PathRefused(shown, f"a name is longer than {MAX_NAME_BYTES} bytes")
-        if name != name.rstrip(". "):
+        if name[-1] in ". ":
             raise PathRefused(shown, f"name {name!r} ends in a dot or a space")
-        if _DEVICE.match(name):
+        if name[:3].lower() in _DEVICE_STARTS and _DEVICE.match(name):
             raise PathRefused(shown, f"{name!r} is a device name on Windows")
         if windows and _WINDOWS_ONLY & set(name):
             bad = "".join(sorted(_WINDOWS_ONLY & set(name)))

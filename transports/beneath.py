@@ -92,10 +92,6 @@ class Folder:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._name(name), **self._at())
 
-    def unlink_existing(self, name: str) -> None:
-        """Remove the name (a symlink itself); ``FileNotFoundError`` when nothing is there."""
-        os.unlink(self._name(name), **self._at())
-
     def replace(self, src: str, dst: str) -> None:
         """Rename ``src`` to ``dst`` within this folder, replacing what ``dst`` was."""
         if AT:

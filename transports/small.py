@@ -48,7 +48,7 @@ def land_small(files: list[SmallFile], root: Path | None = None) -> list[str | T
     each folder is reached from there without following a symlink, and each file is made,
     renamed and removed relative to its folder (``transports.beneath``). Without it, each
     file's folder is trusted as it is (and made if missing)."""
-    folders: dict[Path, Folder] = {}
+    folders: dict[str, Folder] = {}  # by the real path of the folder
     held: list[str] = []  # destinations this batch receives (``partial.receiving``)
     try:
         return _land(files, root, folders, held)
@@ -58,69 +58,74 @@ def land_small(files: list[SmallFile], root: Path | None = None) -> list[str | T
             folder.close()
 
 
-def _land(files: list[SmallFile], root: Path | None, folders: dict[Path, Folder],
+def _land(files: list[SmallFile], root: Path | None, folders: dict[str, Folder],
           held: list[str]) -> list[str | TransferError]:
     results: list[str | TransferError] = []
-    staged: list[tuple[int, int, SmallFile, Folder, str]] = []  # (index, fd, file, its temp)
+    staged: list[tuple[int, str, Folder, str]] = []  # (index, name, folder, its temp)
+    syncfs = _syncfs()  # None: each file is synced on its own as it is written
     for index, f in enumerate(files):
         if chunk_hash(f.data) != f.digest:
             results.append(ChunkCorrupt(f"{f.dest.name} does not match its hash "
                                         "(corrupted in flight)"))
             continue
-        if not receiving(str(f.dest)):  # two transfers for one file must not share its temp
-            results.append(TransferError(f"{f.dest.name} is being received by another "
-                                         "transfer"))
+        key = str(f.dest)
+        parent, _, name = key.rpartition(os.sep)  # not pathlib's: per file, it shows
+        if not receiving(key):  # two transfers for one file must not share its temp
+            results.append(TransferError(f"{name} is being received by another transfer"))
             continue
-        held.append(str(f.dest))
+        held.append(key)
         try:
-            folder = folders.get(f.dest.parent)
+            folder = folders.get(parent)
             if folder is None:
-                folder = folders[f.dest.parent] = folder_of(f.dest, root, create=True)
-            fd, temp = _temp(folder, f.dest.name)
+                folder = folders[parent] = folder_of(f.dest, root, create=True)
+            fd, temp = _temp(folder, name)
         except PathRefused as exc:
-            refused("share_path", "a writer of the share", str(exc), dest=str(f.dest))
+            refused("share_path", "a writer of the share", str(exc), dest=key)
             results.append(TransferError(str(exc)))
             continue
         except OSError as exc:
             results.append(write_error(exc, f.dest))
             continue
-        try:
+        try:  # closed at once: a batch of thousands of files holds no descriptor per file
             view = memoryview(f.data)
             while view:
                 view = view[os.write(fd, view):]
             os.fchmod(fd, f.mode & 0o777)
             os.utime(fd, ns=(f.mtime_ns, f.mtime_ns))
+            if syncfs is None:
+                os.fsync(fd)
         except OSError as exc:
             os.close(fd)
             folder.unlink(temp)
             results.append(write_error(exc, f.dest, len(f.data)))
             continue
-        staged.append((index, fd, f, folder, temp))
+        os.close(fd)
+        staged.append((index, name, folder, temp))
         results.append(file_hash(len(f.data), max(len(f.data), 1),
                                  [f.digest] if f.data else []))
+    touched = list({id(s[2]): s[2] for s in staged}.values())
     try:
-        _flush([fd for _, fd, _, _, _ in staged])
+        if syncfs is not None:
+            _flush(syncfs, touched, staged)
     except OSError as exc:
-        for _, fd, _f, folder, temp in staged:
-            os.close(fd)
+        for _, _f, folder, temp in staged:
             folder.unlink(temp)
-        error = write_error(exc, staged[0][2].dest)
+        error = write_error(exc, staged[0][2].path / staged[0][1])
         return [error if isinstance(r, str) else r for r in results]
-    position = {index: n for n, (index, _, _, _, _) in enumerate(staged)}
+    position = {index: n for n, (index, _, _, _) in enumerate(staged)}
     out: list[str | TransferError] = []
     for index, result in enumerate(results):
         landed: str | TransferError = result
         if index in position:
-            _, fd, f, folder, temp = staged[position[index]]
-            os.close(fd)
+            _, name, folder, temp = staged[position[index]]
             try:
-                folder.replace(temp, f.dest.name)
+                folder.replace(temp, name)
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     folder.unlink(temp)
-                landed = write_error(exc, f.dest)
+                landed = write_error(exc, folder.path / name)
         out.append(landed)
-    for folder in {id(s[3]): s[3] for s in staged}.values():
+    for folder in touched:
         folder.sync()
     return out
 
@@ -131,30 +136,31 @@ def _temp(folder: Folder, name: str) -> tuple[int, str]:
     run (or a planted symlink) goes first, so a run cut short leaves nothing behind once
     its files are sent again. A big file's journal that went with it goes too."""
     temp = f".{name}.ferry-part"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        folder.unlink_existing(temp)
-    except FileNotFoundError:
-        pass
-    else:
+        return folder.open(temp, flags, 0o600), temp
+    except FileExistsError:
+        folder.unlink(temp)
         folder.unlink(f".{name}.ferry-state")
-    return folder.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), temp
+    return folder.open(temp, flags, 0o600), temp
 
 
-def _flush(fds: list[int]) -> None:
-    """Data of these files on disk: one syncfs per file system on Linux, else fsync each."""
-    syncfs = _syncfs()
-    if syncfs is None:
-        for fd in fds:
-            os.fsync(fd)
-        return
+def _flush(syncfs: Callable[[int], int], folders: list[Folder],
+           staged: list[tuple[int, str, Folder, str]]) -> None:
+    """The written files' data on disk: one syncfs per file system (through a folder's
+    descriptor), not one fsync per file; where syncfs fails, each file is synced."""
     done: set[int] = set()
-    for fd in fds:
-        device = os.fstat(fd).st_dev
+    for folder in folders:
+        device = os.fstat(folder.fd).st_dev if folder.fd >= 0 else -1
         if device in done:
             continue
-        if syncfs(fd) != 0:
-            for each in fds:
-                os.fsync(each)
+        if folder.fd < 0 or syncfs(folder.fd) != 0:  # no descriptor (no dir_fd), or failed
+            for _, _f, each, temp in staged:
+                fd = each.open(temp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
             return
         done.add(device)
 
