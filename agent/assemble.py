@@ -128,7 +128,7 @@ async def assemble(config: AgentConfig, data_dir: Path, *, agent_id: str, system
     transfer = None
     if config.transfer:
         transfer_class = cast("type[TransferRunner]", runner_class(BucketKind.TRANSFER))
-        transfer = transfer_class.build(config, data_dir, hub, hooks.check_in_now)
+        transfer = transfer_class.build(config, data_dir, hooks.check_in_now)
     docker = None
     if config.docker is not None:
         docker_class = cast("type[DockerRunner]", runner_class(BucketKind.DOCKER))

@@ -53,9 +53,6 @@ from protocol.work import (
     BucketWork,
     ClaimRequest,
     ClaimResponse,
-    ExpandRequest,
-    ExpandResponse,
-    FilesReport,
     HeartbeatRequest,
     HeartbeatResponse,
     ReportRequest,
@@ -110,10 +107,9 @@ class FakeHub:
         self.enrolled: dict[str, Enrolled] = {}  # client id -> agent
         self.checkins: list[tuple[str, CheckinRequest]] = []
         self.requests: list[tuple[str, Caller]] = []  # (endpoint name, caller), in order
-        self.reports: dict[str, TaskReport | BucketReport | FilesReport] = {}  # key -> report
+        self.reports: dict[str, TaskReport | BucketReport] = {}  # key -> report
         self.resets: list[tuple[str, ResetRequest]] = []
         self.heartbeats: list[tuple[str, HeartbeatRequest]] = []
-        self.expanded: list[ExpandRequest] = []
         self.logs: dict[str, bytes] = {}  # task id -> whole log uploaded
         self.organization_key = ""
         self.handlers: dict[str, Handler] = {}
@@ -368,10 +364,6 @@ class FakeHub:
         for bucket_id in released:
             self.leased.pop(bucket_id)
         return ResetResponse(released=len(released))
-
-    def _expand(self, body: ExpandRequest, _caller: Caller) -> ExpandResponse:
-        self.expanded.append(body)
-        return ExpandResponse(created=len(body.files), known=0)
 
     def _upload_log(self, body: tuple[str, bytes], _caller: Caller) -> r.LogStored:
         task_id, data = body

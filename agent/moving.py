@@ -1,5 +1,5 @@
 """The agent's side of the transfer tasks it runs: a file, or a folder as one task
-(``agent.folder``), or a bucket of small files many to a request.
+(``agent.folder``).
 
 The agent runs a transfer task when it serves the destination (it pulls from
 the source's endpoint) or, for ``direction: push``, the source (it sends to the
@@ -27,7 +27,7 @@ from core.refusals import refused
 from protocol import Progress, TransferWork
 from protocol.paths import PathRefused, join, share_parts
 from protocol.transfer import Share
-from transports.chunks import TooLarge, TransferError
+from transports.chunks import TransferError
 from transports.client import Landed, TransferClient
 from transports.limits import Limits
 from transports.partial import PartialFile
@@ -35,9 +35,6 @@ from transports.shares import files_below, resolve
 
 log = structlog.get_logger("agent.moving")
 
-SMALL_BATCH = 8 << 20  # bytes of small files per request: several requests overlap
-
-Result = Landed | TransferError
 # asked when a transfer ends without its file (True: it was stopped, not failed): is its
 # part file kept for a next attempt to resume?
 Keep = Callable[[bool], bool]
@@ -161,78 +158,6 @@ class Mover:
                 digest = await client.push(path, work.dest_path, moved, root=root)
                 return _summary(f"{size} bytes, blake3 {digest}", client), size
 
-    async def run_small(self, tasks: list[tuple[str, TransferWork]],
-                        done: Callable[[list[tuple[str, Result]]], None],
-                        wanted: Callable[[str], bool],
-                        keep: Callable[[str], Keep] | None = None) -> None:
-        """A bucket of small files (one job, one ticket): many to a request, ``streams``
-        requests at once. ``done`` hears the results of each request's tasks when it ends;
-        a task no longer ``wanted`` (aborted, or the bucket is stopping) stays out of
-        requests not yet sent. ``keep`` gives each task's ``Keep`` (for a file that grew
-        past small and travels in chunks)."""
-        first = tasks[0][1]
-        push = first.direction == "push"
-        try:
-            if not first.url or not first.ticket:
-                raise TransferError(f"the {'destination' if push else 'source'} share's agent"
-                                    " runs no transfer endpoint now")
-            if push and not first.source_root:
-                raise TransferError("the source share has no folder")
-            share = None if push else self._dest_share(first)
-        except TransferError as exc:
-            done([(task_id, exc) for task_id, _ in tasks])
-            return
-        lanes = asyncio.Semaphore(first.streams)
-        async with self._client(first) as client:
-
-            async def one(group: list[tuple[str, TransferWork]]) -> None:
-                async with lanes:
-                    group = [(task_id, work) for task_id, work in group if wanted(task_id)]
-                    if not group:
-                        return
-                    try:
-                        results = await (_push_batch(client, Path(first.source_root), group)
-                                         if share is None else _pull_batch(client, share, group))
-                    except TransferError as exc:
-                        results = {task_id: exc for task_id, _ in group}
-                    for task_id, work in group:  # grew since it was listed: in chunks
-                        if isinstance(results[task_id], TooLarge):
-                            results[task_id] = await _one_file(
-                                client, share, work, keep(task_id) if keep else None)
-                    moved = sum(r.size for r in results.values() if isinstance(r, Landed))
-                    if push:
-                        self.bytes_out += moved
-                    else:
-                        self.bytes_in += moved
-                    done([(task_id, results[task_id]) for task_id, _ in group])
-
-            await asyncio.gather(*(one(g) for g in _groups(tasks, push)))
-
-
-async def _one_file(client: TransferClient, share: Share | None, work: TransferWork,
-                    keep: Keep | None) -> Result:
-    """One file of a small-file bucket that has to travel in chunks after all."""
-    try:
-        async with _refusing(share.name or share.id if share else work.source_root):
-            if share is None:
-                root = Path(work.source_root)
-                local = resolve(root, share_parts(work.path))
-                async with _leaving(keep, lambda: client.discard(work.dest_path)):
-                    digest = await client.push(local, work.dest_path, root=root)
-                return Landed(digest, local.stat().st_size)
-            dest = resolve(share.root, share_parts(work.dest_path))
-            async with _leaving(keep, lambda: asyncio.to_thread(PartialFile.remove, dest,
-                                                                share.root)):
-                info = await client.stat(work.path)
-                if info.type != "file":
-                    raise TransferError(f"{work.path!r} is no longer a file")
-                digest = await client.pull(work.path, dest, info, root=share.root)
-            return Landed(digest, info.size)
-    except TransferError as exc:
-        return exc
-    except OSError as exc:
-        return TransferError(f"{work.path}: {exc.strerror or exc}")
-
 
 async def _pull_one(client: TransferClient, share: Share, source: str, lands: str,
                     keep: Keep | None, moved: Callable[[int], None] | None) -> Landed:
@@ -276,60 +201,6 @@ async def _leaving(keep: Keep | None, drop: Callable[[], Awaitable[object]]
             except Exception as error:  # the transfer's own error is the one to report
                 log.warning("could not remove a transfer's part file", error=str(error))
         raise
-
-
-def _groups(tasks: list[tuple[str, TransferWork]], push: bool
-            ) -> list[list[tuple[str, TransferWork]]]:
-    """Requests of about SMALL_BATCH bytes, none naming the same path twice (the answer
-    is keyed by path: the source's when pulling, the destination's when pushing)."""
-    out: list[list[tuple[str, TransferWork]]] = []
-    size, seen = 0, set[str]()
-    for task_id, work in tasks:
-        key = work.dest_path if push else work.path
-        if not out or size + max(0, work.size) > SMALL_BATCH or key in seen:
-            out.append([])
-            size, seen = 0, set()
-        out[-1].append((task_id, work))
-        size += max(0, work.size)
-        seen.add(key)
-    return out
-
-
-async def _pull_batch(client: TransferClient, share: Share,
-                      group: list[tuple[str, TransferWork]]) -> dict[str, Result]:
-    results: dict[str, Result] = {}
-    places: dict[str, tuple[str, Path]] = {}
-    folders: dict[tuple[str, ...], Path] = {}
-    for task_id, work in group:
-        try:
-            places[work.path] = (task_id, resolve(share.root, share_parts(work.dest_path),
-                                                  folders))
-        except PathRefused as exc:
-            results[task_id] = TransferError(str(exc))
-    if places:
-        got = await client.pull_batch(list(places), lambda path: places[path][1],
-                                      root=share.root)
-        for path, (task_id, _) in places.items():
-            results[task_id] = got.get(path) or TransferError(f"{path}: not in the answer")
-    return results
-
-
-async def _push_batch(client: TransferClient, root: Path,
-                      group: list[tuple[str, TransferWork]]) -> dict[str, Result]:
-    results: dict[str, Result] = {}
-    sending: dict[str, tuple[str, Path]] = {}
-    for task_id, work in group:
-        try:
-            sending[join(share_parts(work.dest_path))] = (
-                task_id, resolve(root, share_parts(work.path)))
-        except PathRefused as exc:
-            results[task_id] = TransferError(str(exc))
-    if sending:
-        got = await client.push_batch([(local, path) for path, (_, local) in sending.items()],
-                                      root=root)
-        for path, (task_id, _) in sending.items():
-            results[task_id] = got.get(path) or TransferError(f"{path}: not in the answer")
-    return results
 
 
 def _summary(text: str, client: TransferClient) -> str:

@@ -2,8 +2,10 @@
 
 Reports go in batches; each comes back applied, duplicate or refused, and
 all three leave the outbox (refused means the lease was lost: resending
-cannot help). Logs are streamed one by one. While the hub is unreachable
-the sender waits with backoff and loses nothing.
+cannot help). A report this agent cannot read (a kind an older agent wrote,
+which no hub takes any more) is dropped with an error in the log. Logs are
+streamed one by one. While the hub is unreachable the sender waits with
+backoff and loses nothing.
 """
 
 from __future__ import annotations
@@ -90,12 +92,21 @@ class OutboxSender:
         return len(items)
 
     async def _send_reports(self, items: list[Item]) -> None:
-        decoded = [_decoder.decode(i.body) for i in items]
+        decoded: list[tuple[Item, Report]] = []
+        skip: list[int] = []
+        for item in items:
+            try:
+                decoded.append((item, _decoder.decode(item.body)))
+            except msgspec.DecodeError as exc:  # e.g. a kind of report no hub takes any more
+                log.error("a report in the outbox is not one this agent sends; dropping it",
+                          key=item.key, error=str(exc))
+                skip.append(item.id)
         # a task that ended within this batch needs no separate "started"
-        ended = {r.task_id for r in decoded if isinstance(r, TaskReport) and r.event != "started"}
-        skip = [i.id for i, r in zip(items, decoded, strict=True)
-                if isinstance(r, TaskReport) and r.event == "started" and r.task_id in ended]
-        send = [(i, r) for i, r in zip(items, decoded, strict=True) if i.id not in set(skip)]
+        ended = {r.task_id for _, r in decoded if isinstance(r, TaskReport) and r.event != "started"}
+        skip += [i.id for i, r in decoded
+                 if isinstance(r, TaskReport) and r.event == "started" and r.task_id in ended]
+        skipped = set(skip)
+        send = [(i, r) for i, r in decoded if i.id not in skipped]
         await self.outbox.ack(skip)
         chunk: list[tuple[Item, Report]] = []
         size = 0

@@ -27,8 +27,6 @@ from protocol.models import (
 from protocol.work import (
     ClaimRequest,
     ClaimResponse,
-    ExpandRequest,
-    ExpandResponse,
     HeartbeatRequest,
     HeartbeatResponse,
     ReportRequest,
@@ -116,8 +114,6 @@ ORGANIZATION_KEY: Endpoint[OrganizationKeyRequest, KeyPublished] = Endpoint(
     "organization_key", "POST", "/agent/organization_key", OrganizationKeyRequest, KeyPublished)
 CLAIM: Endpoint[ClaimRequest, ClaimResponse] = Endpoint(
     "claim", "POST", "/agent/claim", ClaimRequest, ClaimResponse)
-EXPAND: Endpoint[ExpandRequest, ExpandResponse] = Endpoint(
-    "expand", "POST", "/agent/expand", ExpandRequest, ExpandResponse)
 HEARTBEAT: Endpoint[HeartbeatRequest, HeartbeatResponse] = Endpoint(
     "heartbeat", "POST", "/agent/heartbeat", HeartbeatRequest, HeartbeatResponse)
 REPORT: Endpoint[ReportRequest, ReportResponse] = Endpoint(
@@ -128,6 +124,6 @@ UPLOAD_LOG: Endpoint[bytes, LogStored] = Endpoint(
     "upload_log", "POST", "/agent/log/{task}", bytes, LogStored)
 
 AGENT_ENDPOINTS: tuple[Endpoint[Any, Any], ...] = (
-    VERSION, TOKEN, ENROLL, CHECKIN, GOODBYE, ORGANIZATION_KEY, CLAIM, EXPAND, HEARTBEAT,
-    REPORT, RESET, UPLOAD_LOG)
+    VERSION, TOKEN, ENROLL, CHECKIN, GOODBYE, ORGANIZATION_KEY, CLAIM, HEARTBEAT, REPORT,
+    RESET, UPLOAD_LOG)
 """Every endpoint an agent calls, in the order a new agent meets them."""

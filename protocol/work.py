@@ -42,29 +42,9 @@ class TransferWork(Struct, frozen=True):
     # agent at ``url``, whose ``dest_share`` the ticket lets it write
     direction: str = "pull"
     source_root: str = ""
-    size: int = -1  # bytes, when the hub knows them (a file listed by a folder's expansion)
-
-
-MAX_EXPAND = 10_000  # files per expansion request: a bigger folder comes in several
-
-
-class ListedFile(Struct, frozen=True):
-    path: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]  # in the source share
-    size: Annotated[int, msgspec.Meta(ge=0)]
-
-
-class ExpandRequest(Struct, frozen=True):
-    """The files of a transfer task whose source is a folder, found by the agent that runs
-    it: each becomes a task of its own. Sent in pages; a file already a task is skipped."""
-
-    bucket_id: Annotated[str, msgspec.Meta(max_length=64)]
-    task_id: Annotated[str, msgspec.Meta(max_length=64)]
-    files: Annotated[list[ListedFile], msgspec.Meta(max_length=MAX_EXPAND)]
-
-
-class ExpandResponse(Struct, frozen=True):
-    created: int  # tasks made for files of this page
-    known: int  # files of this page that were tasks already
+    # bytes, as the hub last heard them (from an earlier attempt): the agent does not rely
+    # on them, and hubs from before always send them
+    size: int = -1
 
 
 class TaskWork(Struct, frozen=True):
@@ -190,27 +170,7 @@ class BucketReport(Struct, frozen=True, tag="bucket", tag_field="kind"):
     ended: str
 
 
-class FileResult(Struct, frozen=True):
-    """One small file of a ``FilesReport``: done (with its hash) or failed (a message)."""
-
-    task_id: str
-    size: Annotated[int, msgspec.Meta(ge=0)] = 0
-    hash: Annotated[str, msgspec.Meta(pattern=r"^([0-9a-f]{64})?$")] = ""  # empty: failed
-    message: Annotated[str, msgspec.Meta(max_length=4096)] = ""
-
-
-class FilesReport(Struct, frozen=True, tag="files", tag_field="kind"):
-    """The ends of many small-file transfer tasks of one bucket (one request's worth), in
-    one report: each applies as a task's ``done`` or ``failed`` would."""
-
-    key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    bucket_id: str
-    at: str
-    started: str
-    files: Annotated[list[FileResult], msgspec.Meta(min_length=1, max_length=10_000)]
-
-
-Report = TaskReport | BucketReport | FilesReport
+Report = TaskReport | BucketReport
 
 
 class ReportRequest(Struct, frozen=True):

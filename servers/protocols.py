@@ -36,8 +36,8 @@ FERRY_V1 = Protocol("ferry-v1", frozenset({
     # authentication service
     "token", "password_change", "password_lost", "password_reset",
     # the agent's operations
-    "enroll", "checkin", "goodbye", "organization_key", "claim", "expand", "heartbeat",
-    "report", "reset", "upload_log",
+    "enroll", "checkin", "goodbye", "organization_key", "claim", "heartbeat", "report",
+    "reset", "upload_log",
     # records: queries and the entities' create/read/update/delete
     "find", "get", "related", "create", "update", "delete",
     # jobs

@@ -1,10 +1,9 @@
 """What the agent owes the hub about the buckets it runs, written to its outbox.
 
 Each task's start (volatile: its end report carries it too) and end, its whole log
-when the tail does not say it all, the tasks handed back unstarted, the ends of a
-bucket of small files, and each bucket's end. The idempotency keys are made here and
-only here: a report written twice (an adopted run's end, after a restart) is one
-report at the hub.
+when the tail does not say it all, the tasks handed back unstarted, and each bucket's
+end. The idempotency keys are made here and only here: a report written twice (an
+adopted run's end, after a restart) is one report at the hub.
 """
 
 from __future__ import annotations
@@ -19,15 +18,7 @@ import msgspec
 
 from agent.outbox import Outbox
 from lanes.base import Outcome
-from protocol import (
-    BucketReport,
-    BucketWork,
-    FileResult,
-    FilesReport,
-    TaskReport,
-    TaskWork,
-    whole_log_needed,
-)
+from protocol import BucketReport, BucketWork, TaskReport, TaskWork, whole_log_needed
 from protocol.work import TaskEvent
 
 
@@ -98,13 +89,6 @@ class Reporter:
         for task in tasks:
             self.task(bucket, task, "returned", at=time.time(),
                       message=f"handed back unstarted ({why})")
-
-    def files(self, bucket: BucketWork, index: int, started: str,
-              files: list[FileResult]) -> None:
-        """The ends of a bucket's small files that went in one request (its ``index``-th)."""
-        key = f"{bucket.id}/files/{index}"
-        self.outbox.add("report", key, msgspec.json.encode(FilesReport(
-            key=key, bucket_id=bucket.id, at=iso(time.time()), started=started, files=files)))
 
     def bucket_ended(self, bucket: BucketWork, started: float) -> None:
         """The bucket's end: after every one of its tasks' ends."""

@@ -1,10 +1,10 @@
-"""Transfer buckets, in the agent's transfer slots beside its lanes: one file at a time,
-or a bucket of small files many to a request (``agent.moving`` moves the bytes).
+"""Transfer buckets, in the agent's transfer slots beside its lanes: a bucket is one
+task, a file or a folder (``agent.moving`` moves the bytes, ``agent.folder`` a folder's).
 
 A transfer never holds a lane a render could use, nor waits for one: the hub leases
 transfer buckets to free slots only. Each running transfer is a task of its own, so
 that stopping it (an abort, a lost lease, the drain's deadline) cancels the transfer
-and not the bucket, which goes on to report it and hand back the rest.
+and not the bucket, which goes on to report it.
 """
 
 from __future__ import annotations
@@ -19,17 +19,15 @@ from typing import Any
 import structlog
 
 from agent.buckets.base import Held
-from agent.buckets.reports import Reporter, iso
+from agent.buckets.reports import Reporter
 from agent.config import AgentConfig
 from agent.folder import FolderFailed
-from agent.hubclient import HubClient
 from agent.transfer import Checkin, TransferService
 from core.errors import ApiError
 from lanes.base import Outcome
-from protocol import BucketKind, ClaimRequest, FileResult, Progress, TaskWork
+from protocol import BucketKind, ClaimRequest, Progress, TaskWork
 from protocol.work import LOG_TAIL_BYTES
 from transports.chunks import TransferError
-from transports.client import Landed
 
 log = structlog.get_logger("agent.work")
 
@@ -52,8 +50,7 @@ def keep_part(bucket: Held, task: TaskWork) -> Callable[[bool], bool]:
 
 @dataclass
 class _Moving:
-    """A bucket's running transfer: one task's (``task_id``), or a whole bucket of small
-    files (''), which is stopped as a whole (an abort only skips its task)."""
+    """A bucket's running transfer: its task's (``task_id``)."""
 
     task_id: str
     runner: asyncio.Task[Any]
@@ -65,18 +62,16 @@ class TransferRunner:
 
     kind = BucketKind.TRANSFER
 
-    def __init__(self, service: TransferService, slots: int, hub: HubClient) -> None:
+    def __init__(self, service: TransferService, slots: int) -> None:
         self.service = service
         self.slots = slots
-        self.hub = hub  # a folder's files are listed to it: each becomes a task
         self._moving: dict[str, _Moving] = {}  # by bucket id
 
     @classmethod
-    def build(cls, config: AgentConfig, data_dir: Path, hub: HubClient,
-              checkin: Checkin) -> TransferRunner:
+    def build(cls, config: AgentConfig, data_dir: Path, checkin: Checkin) -> TransferRunner:
         """The runner and the endpoint that serves this agent's shares (``checkin``: one
         check-in now, for a share a peer names that the endpoint does not know yet)."""
-        return cls(TransferService(config, data_dir, checkin), config.transfer_slots, hub)
+        return cls(TransferService(config, data_dir, checkin), config.transfer_slots)
 
     def free(self, held: Sequence[Held]) -> ClaimRequest:
         return ClaimRequest(lanes=[], slots=max(0, self.slots - len(held)))
@@ -95,11 +90,9 @@ class TransferRunner:
         """Nothing to let go of: the endpoint stops with the agent, after the outbox."""
 
     async def run(self, bucket: Held, reporter: Reporter) -> int | None:
-        """Transfer tasks on the event loop (the bytes move on threads): one after the
-        other, or a bucket of small files together. Returns how many were taken."""
+        """Transfer tasks on the event loop (the bytes move on threads), one after the
+        other (the hub leases one a bucket). Returns how many were taken."""
         work = bucket.work
-        if len(work.tasks) > 1 and all(t.transfer is not None for t in work.tasks):
-            return await self._run_small(bucket, reporter)
         taken = 0
         for task in work.tasks:
             if bucket.stopping:
@@ -152,57 +145,3 @@ class TransferRunner:
         text = summary + "\n"
         return Outcome(status="done", exit_code=0, message="", started=started,
                        ended=time.time(), log_tail=text, log_size=len(text.encode()), size=size)
-
-    async def _run_small(self, bucket: Held, reporter: Reporter) -> int:
-        """A bucket of small files, many to a request. The files of each request are
-        reported together, when it ends; what was never sent is reported aborted (if it
-        was) or handed back (a stopping bucket)."""
-        work = bucket.work
-        started = iso(time.time())
-        sent = 0
-
-        def done(results: list[tuple[str, Landed | TransferError]]) -> None:
-            nonlocal sent
-            bucket.ended.update(task_id for task_id, _ in results)
-            if bucket.lost or not results:
-                return
-            files = [FileResult(task_id=task_id, size=r.size, hash=r.hash)
-                     if isinstance(r, Landed) else FileResult(task_id=task_id,
-                                                              message=str(r)[:4096])
-                     for task_id, r in results]
-            reporter.files(work, sent, started, files)
-            sent += 1
-
-        tasks = {t.id: t for t in work.tasks}
-        moving = _Moving("", asyncio.create_task(self.service.mover.run_small(
-            [(t.id, t.transfer) for t in work.tasks if t.transfer is not None], done,
-            lambda task_id: not bucket.stopping and task_id not in bucket.aborted,
-            lambda task_id: keep_part(bucket, tasks[task_id]))))
-        self._moving[work.id] = moving
-        failure = ""
-        try:
-            await moving.runner
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
-        except Exception as exc:
-            log.exception("small-file bucket failed in the agent", bucket=work.id)
-            failure = f"the agent failed while running it: {exc}"
-        finally:
-            self._moving.pop(work.id, None)
-        left = [t for t in work.tasks if t.id not in bucket.ended]
-        if failure:
-            done([(t.id, TransferError(failure)) for t in left])
-        now = time.time()
-        for task in left:
-            if not failure and task.id in bucket.aborted:
-                bucket.ended.add(task.id)
-                if not bucket.lost:
-                    reporter.finished(work, task, Outcome(
-                        status="aborted", exit_code=None, message="aborted before it started",
-                        started=now, ended=now))
-        if not bucket.lost:
-            reporter.handed_back(work, [t for t in work.tasks if t.id not in bucket.ended],
-                                 bucket.stopping or "stopped")
-        return len(work.tasks)

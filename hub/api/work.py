@@ -1,5 +1,4 @@
-"""What agents call to get and report work: claim, heartbeat, report, reset, log upload,
-and the files of a folder being transferred."""
+"""What agents call to get and report work: claim, heartbeat, report, reset, log upload."""
 
 from __future__ import annotations
 
@@ -17,13 +16,12 @@ from core import refusals
 from core.errors import ApiError
 from hub.api.agents import agent_principal
 from hub.api.common import Route, error_response, json_response, read_body, runtime
-from hub.jobs import reports, transfer_tasks
+from hub.jobs import reports
 from hub.jobs.dispatch import Dispatcher
 from hub.storage.models import Bucket, Task, utcnow
 from protocol import (
     ClaimRequest,
     ClaimResponse,
-    ExpandRequest,
     HeartbeatRequest,
     ReportRequest,
     ReportResponse,
@@ -72,17 +70,6 @@ async def report(request: web.Request) -> web.Response:
     results = await rt.db.run(reports.apply, who.id, body.items, utcnow())
     rt.work.notify()  # failures and hand-backs may have queued tasks again
     return json_response(ReportResponse(results=results))
-
-
-async def expand(request: web.Request) -> web.Response:
-    """A page of a folder's files, from the agent running the folder's transfer task."""
-    who = agent_principal(request)
-    body = await read_body(request, ExpandRequest)
-    rt = runtime(request)
-    answer = await rt.db.run(transfer_tasks.expand, who.id, body, utcnow())
-    if answer.created:
-        rt.work.notify()
-    return json_response(answer)
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -170,7 +157,6 @@ async def upload_log(request: web.Request) -> web.Response:
 
 ROUTES = [
     Route.serving(routes.CLAIM, claim, "Ask for buckets of work for free lanes (long-poll)"),
-    Route.serving(routes.EXPAND, expand, "A folder's files, each to become a transfer task"),
     Route.serving(routes.HEARTBEAT, heartbeat, "Renew leases; learn of aborts and pauses"),
     Route.serving(routes.REPORT, report, "Report task and bucket events (idempotent)"),
     Route.serving(routes.RESET, reset, "Hand back every lease (after a restart, or a drain)"),

@@ -17,10 +17,8 @@ from sqlalchemy.engine import Connection
 from hub.jobs import status as st
 from hub.storage.models import Bucket, Job, Task
 
-# the columns of a task that a kind builds the agent's work from
-LEASED = (Task.id, Task.uri, Task.item, Task.attempts, Task.destination, Task.size,
-          Task.folder)
-NEXT_TASKS = (select(*LEASED)
+# a job's next queued tasks, with the columns a kind builds the agent's work from
+NEXT_TASKS = (select(Task.id, Task.uri, Task.item, Task.attempts, Task.destination, Task.size)
               .where(Task.job_id == bindparam("job"), Task.status == st.TaskStatus.QUEUED)
               .order_by(Task.priority.desc(), Task.seq).limit(bindparam("n"))
               .with_for_update(skip_locked=True))

@@ -28,7 +28,7 @@ from hub.jobs.docker import check_result
 from hub.jobs.status import storable
 from hub.query.fields import parse_time
 from hub.storage.models import Bucket, Job, ReportKey, Task
-from protocol import BucketReport, FilesReport, Report, ReportResult, TaskReport, whole_log_needed
+from protocol import BucketReport, Report, ReportResult, TaskReport, whole_log_needed
 
 T = st.TaskStatus
 
@@ -68,8 +68,7 @@ def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
     seen = {(r.bucket_id, r.key) for r in conn.execute(_seen, {
         "client": client_id, "buckets": list(buckets), "keys": [i.key for i in items]})
             } if buckets else set()
-    task_ids = list({i.task_id for i in items if isinstance(i, TaskReport)} |
-                    {f.task_id for i in items if isinstance(i, FilesReport) for f in i.files})
+    task_ids = list({i.task_id for i in items if isinstance(i, TaskReport)})
     rows = (conn.execute(_tasks, {"ids": task_ids})).mappings().all() if task_ids else []
     tasks = {r["id"]: dict(r) for r in rows}
     job_ids = list({t["job_id"] for t in tasks.values()})
@@ -98,23 +97,17 @@ def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
         if isinstance(item, BucketReport):
             ended.append((item, bucket))  # after the task events of this batch are written
         else:
-            events = _file_events(item) if isinstance(item, FilesReport) else [item]
-            reasons = []
-            for event in events:
-                task = tasks.get(event.task_id)
-                reason = _task_event(event, bucket, task, now)
-                if reason:
-                    reasons.append(reason)
-                    continue
-                assert task is not None
-                changed.add(task["id"])
-                if task["started"] is not None:
-                    first = job_started.get(task["job_id"])
-                    job_started[task["job_id"]] = min(first, task["started"]) if first else \
-                        task["started"]
-            if len(reasons) == len(events):  # nothing of it applied
-                results.append(ReportResult(key=item.key, outcome="refused", reason=reasons[0]))
+            task = tasks.get(item.task_id)
+            reason = _task_event(item, bucket, task, now)
+            if reason:
+                results.append(ReportResult(key=item.key, outcome="refused", reason=reason))
                 continue
+            assert task is not None
+            changed.add(task["id"])
+            if task["started"] is not None:
+                first = job_started.get(task["job_id"])
+                job_started[task["job_id"]] = min(first, task["started"]) if first else \
+                    task["started"]
         seen.add((item.bucket_id, item.key))
         fresh.append((item.bucket_id, item.key))
         results.append(ReportResult(key=item.key, outcome="applied"))
@@ -132,15 +125,6 @@ def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
                                           "received": now} for b, k in fresh])
     st.refresh(conn, {b.job_id for b in buckets.values()}, now)
     return results
-
-
-def _file_events(item: FilesReport) -> list[TaskReport]:
-    """A report of many small files, as the task reports it stands for."""
-    return [TaskReport(key=item.key, task_id=f.task_id, bucket_id=item.bucket_id,
-                       event="done" if f.hash else "failed", at=item.at, started=item.started,
-                       message=f.message, size=f.size if f.hash else None,
-                       log_tail=f"{f.size} bytes, blake3 {f.hash}\n" if f.hash else "")
-            for f in item.files]
 
 
 def _task_event(item: TaskReport, bucket: Any, task: dict[str, Any] | None,

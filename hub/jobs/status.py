@@ -51,7 +51,7 @@ FRESH_RUN = {"bucket_id": None, "started": None, "finished": None, "time": None,
 def new_task(job_id: str, seq: int, item: str, now: Any, priority: int, **fields: Any
              ) -> dict[str, Any]:
     """A task row as it is inserted: queued, never run, numbered ``seq`` in its job;
-    ``fields`` set others (a transfer's ``destination``, ``folder``, ``size``, ``status``)."""
+    ``fields`` set others (a transfer's ``destination``, ``status``)."""
     return {"id": new_id(), "job_id": job_id, "uri": str(seq), "seq": seq, "item": item,
             "status": TaskStatus.QUEUED, "priority": priority, "size": -1, "attempts": 0,
             "message": "", "log_tail": "", "has_log": False, "meta": {}, "created": now,

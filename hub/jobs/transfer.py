@@ -19,9 +19,8 @@ Each task stores where it lands (``Task.destination``). By default a task
 the job's destination folder. A task may instead name its own destination
 on the job's destination share.
 
-A bucket is one file, or the small files of one folder together (listed by the agent
-that ran the folder's task, ``transfer_tasks.py``), and goes with one ticket scoped to
-no more than the bucket's paths.
+A bucket is one task, a file or a folder (the agent that runs a folder lists it and
+moves all of it), and goes with one ticket for the task's path and what is below it.
 """
 
 from __future__ import annotations
@@ -30,14 +29,14 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import ColumnElement, bindparam, insert, or_, select, update
+from sqlalchemy import ColumnElement, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from hub.bodies import invalid
 from hub.errors import Conflict, Invalid
 from hub.jobs import status as st
 from hub.jobs.kind import JobKind, Lease
-from hub.jobs.leases import LEASED, NEXT_TASKS
+from hub.jobs.leases import NEXT_TASKS
 from hub.jobs.transfer_paths import (
     find_party,
     has_path,
@@ -53,21 +52,10 @@ from hub.jobs.writes import change_status
 from hub.runtime import Ctx
 from hub.storage.models import Client, Job, Share, Task, new_id
 from protocol import BucketKind, BucketWork, TaskWork, TransferWork, tickets
-from protocol.paths import join, share_parts
-from protocol.transfer import SMALL_FILE
+from protocol.paths import join
 
 S, T = st.JobStatus, st.TaskStatus
 TICKET_TTL = 6 * 3600.0  # seconds a transfer task's ticket lasts: a long pull must not outlive it
-# a bucket of small files: up to this many, and this many bytes (one slot moves them in
-# several batched requests at once)
-SMALL_BUCKET_FILES = 256
-SMALL_BUCKET_BYTES = 16 << 20
-_NEXT_SMALL = (select(*LEASED)
-               .where(Task.job_id == bindparam("job"), Task.status == st.TaskStatus.QUEUED,
-                      Task.folder == bindparam("folder"), Task.size >= 0,
-                      Task.size <= SMALL_FILE)
-               .order_by(Task.priority.desc(), Task.seq).limit(SMALL_BUCKET_FILES)
-               .with_for_update(skip_locked=True))
 
 
 class TransferCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -226,29 +214,12 @@ async def status_write(conn: Any, ctx: Ctx, job: Any, wanted: str) -> bool:
 
 
 # -- leases
-def transfer_rows(conn: Connection, job_id: str) -> list[Any]:
-    """The next transfer task alone, or, when it is a small file listed from a folder (its
-    size known from that listing), the next small files of that folder together: they
-    travel many to a request, under one ticket for that folder and nothing more."""
-    first = conn.execute(NEXT_TASKS, {"job": job_id, "n": 1}).first()
-    if first is None or not first.folder or not 0 <= first.size <= SMALL_FILE:
-        return [first] if first is not None else []
-    rows: list[Any] = []
-    total = 0
-    for row in conn.execute(_NEXT_SMALL, {"job": job_id, "folder": first.folder}):
-        if rows and total + row.size > SMALL_BUCKET_BYTES:
-            break
-        rows.append(row)
-        total += row.size
-    return rows
-
-
 def transfer_work(conn: Connection, key: Ed25519PrivateKey | None, job_id: str,
-                  bucket_id: str, spec: dict[str, Any], rows: list[Any]) -> list[TaskWork]:
-    """Transfer tasks with one fresh ticket for the agent the runner calls, scoped to
-    the narrowest folder that holds every path of the bucket. A source whose agent is
-    gone (or serves nothing now) gets an empty url: the tasks fail on the agent with
-    that reason, and are retried like any failure."""
+                  spec: dict[str, Any], row: Any) -> TaskWork:
+    """A transfer task with a fresh ticket for the agent the runner calls, scoped to the
+    task's path and what is below it (a folder moves as one task). A source whose agent
+    is gone (or serves nothing now) gets an empty url: the task fails on the agent with
+    that reason, and is retried like any failure."""
     transfer = spec["transfer"]
     push = transfer.get("direction") == "push"
     shares = {r.id: r for r in conn.execute(
@@ -261,36 +232,22 @@ def transfer_work(conn: Connection, key: Ed25519PrivateKey | None, job_id: str,
     called = dest if push else source  # the agent whose endpoint the runner calls
     ticket = ""
     if called is not None and called.client_id and key is not None:
-        paths = [r.destination if push else r.item for r in rows]
         ticket = tickets.issue(key, tickets.TicketScope(
-            server=called.client_id, share=called.id, path=_common_folder(paths),
-            op="write" if push else "read", job=job_id,
-            task=rows[0].id if len(rows) == 1 else bucket_id, tree=True), ttl=TICKET_TTL)
-    return [TaskWork(id=row.id, uri=row.uri, item=row.item, attempt=row.attempts + 1,
-                     last_attempt=row.attempts + 1 > spec.get("retries", 0),  # as release has it
-                     argv=[], transfer=TransferWork(
-                         url=(called.transfer_url or "") if called else "",
-                         fingerprint=(called.transfer_fingerprint or "") if called else "",
-                         share=called.id if called else "", path=row.item, ticket=ticket,
-                         dest_share=transfer["destination_share"],
-                         dest_path=row.destination, into_folder=False,
-                         streams=transfer.get("streams", 4),
-                         dest_root=dest.path if dest else "",
-                         direction="push" if push else "pull",
-                         source_root=source.path if source else "", size=row.size))
-            for row in rows]
-
-
-def _common_folder(paths: list[str]) -> str:
-    """The deepest folder (or the one path) that holds every path."""
-    split = [share_parts(p) for p in paths]
-    common = split[0]
-    for parts in split[1:]:
-        n = 0
-        while n < min(len(common), len(parts)) and common[n] == parts[n]:
-            n += 1
-        common = common[:n]
-    return join(common)
+            server=called.client_id, share=called.id,
+            path=row.destination if push else row.item, op="write" if push else "read",
+            job=job_id, task=row.id, tree=True), ttl=TICKET_TTL)
+    return TaskWork(id=row.id, uri=row.uri, item=row.item, attempt=row.attempts + 1,
+                    last_attempt=row.attempts + 1 > spec.get("retries", 0),  # as release has it
+                    argv=[], transfer=TransferWork(
+                        url=(called.transfer_url or "") if called else "",
+                        fingerprint=(called.transfer_fingerprint or "") if called else "",
+                        share=called.id if called else "", path=row.item, ticket=ticket,
+                        dest_share=transfer["destination_share"],
+                        dest_path=row.destination, into_folder=False,
+                        streams=transfer.get("streams", 4),
+                        dest_root=dest.path if dest else "",
+                        direction="push" if push else "pull",
+                        source_root=source.path if source else "", size=row.size))
 
 
 class TransferJobs(JobKind):
@@ -327,14 +284,14 @@ class TransferJobs(JobKind):
         return has_path(spec)
 
     def take(self, conn: Connection, job_id: str, spec: dict[str, Any]) -> list[Any]:
-        return transfer_rows(conn, job_id)
+        return list(conn.execute(NEXT_TASKS, {"job": job_id, "n": 1}))  # one task a bucket
 
     def bucket(self, conn: Connection, lease: Lease, spec: dict[str, Any], rows: list[Any]
                ) -> BucketWork:
         return BucketWork(id=lease.bucket_id, job_id=lease.job_id, lane_id=lease.lane_id,
                           kind=self.kind, leased_until=lease.leased_until,
-                          tasks=transfer_work(conn, lease.signing.tickets, lease.job_id,
-                                              lease.bucket_id, spec, rows))
+                          tasks=[transfer_work(conn, lease.signing.tickets, lease.job_id,
+                                               spec, row) for row in rows])
 
 
 TRANSFER = TransferJobs()

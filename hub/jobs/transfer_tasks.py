@@ -1,21 +1,18 @@
 """The tasks of transfer jobs beyond the first: files a user adds (jobs.rst's duplicate
-rule), and the files of a folder, listed by the agent that runs the folder's task."""
+rule). A folder is one task, whose files its agent moves (``agent/folder.py``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import insert, select, update
 
 from hub.errors import Conflict, Invalid
 from hub.jobs import status as st
 from hub.jobs.transfer_paths import has_path, landing, may_move, share_party
 from hub.jobs.writes import next_seq
 from hub.runtime import Ctx
-from hub.storage.models import Bucket, Job, Share, Task
-from protocol import BucketKind, ExpandRequest, ExpandResponse
+from hub.storage.models import Job, Share, Task
 from protocol.paths import PathRefused, join, share_parts
 
 T = st.TaskStatus
@@ -40,8 +37,11 @@ async def add_tasks(conn: Any, ctx: Ctx, job: Any, tasks: list[Any], allow: bool
     destination on the job's destination share. A task with the same source and
     destination is not added: it runs again (or, with ``allow_duplicates: false``, the
     call is refused)."""
+    # PostgreSQL: two calls adding to one job at once must neither number alike nor both
+    # add the same file; the job's row orders them (SQLite has one writer anyway). Not FOR
+    # UPDATE: that would wait in a circle with a claim holding the row's key-share lock
     await conn.execute(select(Job.id).where(Job.id == job.id)
-                       .with_for_update(key_share=True))  # see expand
+                       .with_for_update(key_share=True))
     transfer = job.spec["transfer"]
     await may_move(conn, ctx, transfer)
     pending = not has_path(job.spec)
@@ -113,58 +113,3 @@ def _source_item(task: Any, source: Any, field: str) -> str:
     raise Invalid("invalid_path", f"{field}: '{task}' is neither a path of share "
                   f"'{source.name}' (share={source.name}/...) nor below its folder "
                   f"'{source.path}'", field=field)
-
-
-def expand(conn: Connection, client_id: str, req: ExpandRequest, now: datetime
-           ) -> ExpandResponse:
-    """A page of the files below a running folder task: each becomes a queued task that
-    lands at the folder's landing plus its path below the folder. A file that is already
-    a task of the job with that landing is skipped, so a page sent twice, or a folder
-    listed again when its task runs again, adds only what is new. A function of a
-    synchronous connection (``Database.run``)."""
-    task = conn.execute(
-        select(Task.id, Task.job_id, Task.item, Task.destination, Task.priority, Task.status,
-               Bucket.client_id, Bucket.status.label("lease"), Job.kind)
-        .join(Bucket, Bucket.id == Task.bucket_id).join(Job, Job.id == Task.job_id)
-        .where(Task.id == req.task_id, Task.bucket_id == req.bucket_id)).first()
-    if task is None or task.client_id != client_id or task.lease != "leased" \
-            or task.status not in st.RUNNING_TASK:
-        raise Conflict("lease_lost", "this task is not running in a bucket leased to "
-                       "this agent")
-    if task.kind != BucketKind.TRANSFER:
-        raise Invalid("not_transfer", "only a transfer task lists a folder")
-    folder, landing = share_parts(task.item), share_parts(task.destination)
-    pairs: list[tuple[str, str]] = []
-    sizes: dict[tuple[str, str], int] = {}
-    for n, listed in enumerate(req.files):
-        try:
-            parts = share_parts(listed.path)
-        except PathRefused as exc:
-            raise Invalid("invalid_path", f"files[{n}]: {exc}", field=f"files[{n}]") from None
-        if len(parts) <= len(folder) or parts[:len(folder)] != folder:
-            raise Invalid("invalid_path", f"files[{n}]: '{listed.path}' is not below "
-                          f"the task's folder '{task.item}'", field=f"files[{n}]")
-        pair = (join(parts), join(landing + parts[len(folder):]))
-        if pair not in sizes:
-            pairs.append(pair)
-        sizes[pair] = listed.size
-    # PostgreSQL: pages of one job's folders listed at once must neither number alike nor
-    # both add the same file; the job's row orders them (SQLite has one writer anyway). Not
-    # FOR UPDATE: that would wait in a circle with a claim holding the row's key-share lock
-    conn.execute(select(Job.id).where(Job.id == task.job_id).with_for_update(key_share=True))
-    known: set[tuple[str, str]] = set()
-    for start in range(0, len(pairs), 500):  # bounded IN lists
-        items = [p[0] for p in pairs[start:start + 500]]
-        known.update((r.item, r.destination) for r in conn.execute(
-            select(Task.item, Task.destination).where(Task.job_id == task.job_id,
-                                                      Task.item.in_(items))))
-    new = [p for p in pairs if p not in known]
-    if new:
-        last = conn.execute(select(func.max(Task.seq)).where(Task.job_id == task.job_id)
-                            ).scalar()
-        first = (last if last is not None else -1) + 1
-        conn.execute(insert(Task), [
-            st.new_task(task.job_id, first + n, item, now, task.priority, destination=lands,
-                        folder=task.item, size=sizes[(item, lands)])
-            for n, (item, lands) in enumerate(new)])
-    return ExpandResponse(created=len(new), known=len(pairs) - len(new))

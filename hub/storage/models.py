@@ -327,11 +327,9 @@ class Task(Base):
     uri: Mapped[str] = mapped_column(String(32))  # "0", "1", … in order of creation
     seq: Mapped[int] = mapped_column(Integer)
     item: Mapped[str] = mapped_column(String(4096))  # a compute item, or a source path
-    # transfer tasks: where the file lands on the job's destination share (empty: pending),
-    # and the folder whose listing made it a task (empty: named by a user): small files of
-    # one folder share a bucket and a ticket for that folder, never for more
+    # transfer tasks: where the file (or folder) lands on the job's destination share
+    # (empty: pending)
     destination: Mapped[str] = mapped_column(String(4096), default="")
-    folder: Mapped[str] = mapped_column(String(4096), default="")
     # docker tasks: the organization whose node runs it, its input and its result (each
     # sealed in an encrypted collaboration: the hub keeps ciphertext only)
     organization_id: Mapped[str | None] = mapped_column(ID)

@@ -12,11 +12,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
+import structlog.testing
 
 from agent.config import AgentConfig
 from agent.daemon import Agent
 from agent.fakehub import FakeHub
+from agent.outbox import Outbox
 from protocol import routes
 from protocol.work import BucketReport
 
@@ -165,3 +168,26 @@ async def test_a_long_log_is_uploaded_whole(hub: FakeHub, tmp_path: Path) -> Non
         await hub.wait_for(lambda: task.id in hub.logs)
     assert hub.logs[task.id].strip() == b"x" * 10000
     assert len(hub.task_report(task.id, "done").log_tail) <= 4096 + 1
+
+
+async def test_a_report_no_hub_takes_any_more_is_dropped_not_fatal(hub: FakeHub,
+                                                                   tmp_path: Path) -> None:
+    """An outbox written by an agent from before may hold a kind of report that is gone
+    (a request's small files, ``"kind": "files"``): it is dropped with an error, and
+    what was queued beside it, and after it, is sent."""
+    box = Outbox(tmp_path / "outbox.sqlite")
+    await box.open()
+    box.add("report", "b0/files/0", msgspec.json.encode({
+        "kind": "files", "key": "b0/files/0", "bucket_id": "b0", "at": "2026-12-01T00:00:00Z",
+        "started": "2026-12-01T00:00:00Z", "files": [{"task_id": "t0", "size": 1}]}))
+    box.add("report", "b0/end", msgspec.json.encode(BucketReport(
+        key="b0/end", bucket_id="b0", started="2026-12-01T00:00:00Z",
+        ended="2026-12-01T00:00:01Z")))
+    await box.close()
+    with structlog.testing.capture_logs() as logs:
+        async with running(config(hub), tmp_path):
+            await hub.wait_for(lambda: "b0/end" in hub.reports)
+            bucket = hub.lease([PY, "-c", "pass"])
+            await hub.wait_for(lambda: hub.bucket_reports(bucket) != [])
+    assert "b0/files/0" not in hub.reports
+    assert [e["key"] for e in logs if e["log_level"] == "error"] == ["b0/files/0"]

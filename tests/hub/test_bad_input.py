@@ -164,6 +164,11 @@ def test_bad_requests_are_refused_and_change_nothing(hub: Hub, world: dict[str, 
     # routing
     expect("GET", "/no/such/thing", None, 404, "unknown_entity", "unknown entity 'no'")
     expect("GET", "/no/such/thing/either", None, 404, "not_found", "no such endpoint")
+    # gone: a folder is one task, which its agent lists and moves. An agent from before
+    # that still lists one is refused, and fails that task with this message (the path
+    # has the shape of a record's, "/{entity}/{id}", which takes GET, PATCH and DELETE)
+    expect("POST", "/agent/expand", {"bucket_id": "b", "task_id": "t", "files": []}, 405,
+           "method_not_allowed", "method POST is not allowed on /api/v1/agent/expand")
     expect("GET", f"/node/{world['node']['id']}/pets", None, 404, "unknown_relation",
            "Node has no relation 'pets'")
     expect("PUT", "/token", {}, 405, "method_not_allowed", "not allowed")

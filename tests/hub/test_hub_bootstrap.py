@@ -179,6 +179,55 @@ async def _upgrade_to_trust(db: Database) -> None:
     await db.close()
 
 
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_upgrade_drops_the_folder_tasks_were_listed_from(tmp_path: Path, engine: str,
+                                                         request: pytest.FixtureRequest) -> None:
+    """Migration 0009: a folder is one task now, so ``tasks.folder`` goes; a task listed
+    from a folder before stays, a file of its own, and a downgrade gives the column back
+    empty."""
+    uri = request.getfixturevalue("postgres_url") if engine == "postgresql" \
+        else "sqlite:///hub.sqlite"
+    asyncio.run(_upgrade_listed_tasks(Database(uri, tmp_path)))
+
+
+async def _upgrade_listed_tasks(db: Database) -> None:
+    def to_links(connection):  # type: ignore[no-untyped-def]
+        command.upgrade(alembic_config(connection), "0008")
+
+    def back(connection):  # type: ignore[no-untyped-def]
+        command.downgrade(alembic_config(connection), "0008")
+
+    stamps = "'2026-12-01', '2026-12-01'"
+    async with db.write() as conn:
+        await conn.run_sync(to_links)
+        for sql in (
+            "INSERT INTO users (id, username, firstname, lastname, password_hash, role, "
+            f"created, modified) VALUES ('u1', 'ann', '', '', 'x', 'root', {stamps})",
+            "INSERT INTO jobs (id, code, kind, queue, status, priority, user_id, source_scope, "
+            "source_id, destination_scope, destination_id, spec, metadata, size, created, "
+            f"modified) VALUES ('j1', 'plates', 'transfer', 'default', 'waiting', 500, 'u1', "
+            f"'share', 's1', 'share', 's2', '{{}}', '{{}}', -1, {stamps})",
+            "INSERT INTO tasks (id, job_id, uri, seq, item, destination, folder, status, "
+            "priority, size, transferred, attempts, exit_code, message, log_tail, has_log, "
+            "metadata, input, result, created, modified) VALUES ('t1', 'j1', '1', 1, "
+            "'plates/a.dpx', 'in/plates/a.dpx', 'plates', 'queued', 500, 2000, 0, 0, NULL, "
+            f"'', '', false, '{{}}', '', '', {stamps})",
+        ):
+            await conn.exec_driver_sql(sql)
+    await db.migrate()
+    await db.migrate()  # a second start changes nothing
+    async with db.read() as conn:
+        assert await conn.run_sync(diff) == []
+        task = (await conn.exec_driver_sql(
+            "SELECT item, destination, status, size FROM tasks")).one()
+    assert tuple(task) == ("plates/a.dpx", "in/plates/a.dpx", "queued", 2000)
+    async with db.write() as conn:
+        await conn.run_sync(back)
+        folder = (await conn.exec_driver_sql("SELECT folder FROM tasks")).scalar()
+    assert folder == ""
+    await db.close()
+
+
 def test_first_start_makes_a_random_root_password(start_hub, env) -> None:
     del env["FERRY_ROOT_PASSWORD"]
     hub: Hub = start_hub()

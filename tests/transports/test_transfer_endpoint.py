@@ -10,6 +10,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -330,26 +331,44 @@ async def test_a_push_left_idle_is_closed_and_can_resume(served: Served, tmp_pat
     assert served.endpoint.close_idle(time.monotonic() + 1) == 0
 
 
-async def test_a_small_file_that_grew_travels_in_chunks(served: Served, tmp_path: Path) -> None:
+async def test_a_small_file_that_grew_travels_in_chunks(served: Served, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder's file listed small that has grown past 1 MiB by the time its batch is
+    asked for: the batch answers it too large, and it travels in chunks instead."""
+    from agent import folder, moving
     from agent.moving import Mover
     from protocol import TransferWork
 
     small = random_file(served.root / "plates" / "a.dpx", 1000)
-    grown = random_file(served.root / "plates" / "b.dpx", 3 * MiB)  # listed at 2,000 bytes
-    ticket = served.ticket("plates", tree=True)
+    grown = random_file(served.root / "plates" / "b.dpx", 2000)
+    listed: dict[str, int] = {}
+    chunked: list[str] = []
 
-    def work(path: str, size: int) -> TransferWork:
-        return TransferWork(url=served.url, fingerprint=served.fingerprint or "", share="sh1",
-                            path=path, ticket=ticket, dest_share="d", dest_path=f"in/{path}",
-                            into_folder=False, dest_root=str(tmp_path / "dest"), size=size)
+    async def grows_once_listed(client: TransferClient, share: Share, name: str, landing: str,
+                                info: Any, *rest: Any) -> tuple[str, int]:
+        listed.update((f.path, f.size) for f in info.files)
+        random_file(grown, 3 * MiB)
+        return await folder.pull_folder(client, share, name, landing, info, *rest)
 
-    results: dict[str, object] = {}
-    await Mover(dict).run_small([("t1", work("plates/a.dpx", 1000)),
-                                 ("t2", work("plates/b.dpx", 2000))],
-                                results.update, lambda _: True)
-    assert [type(r).__name__ for r in results.values()] == ["Landed", "Landed"], results
-    assert (tmp_path / "dest" / "in" / "plates" / "b.dpx").read_bytes() == grown.read_bytes()
-    assert (tmp_path / "dest" / "in" / "plates" / "a.dpx").read_bytes() == small.read_bytes()
+    real_pull = TransferClient.pull
+
+    async def pull(client: TransferClient, path: str, *args: Any, **kwargs: Any) -> str:
+        chunked.append(path)
+        return await real_pull(client, path, *args, **kwargs)
+
+    monkeypatch.setattr(moving, "pull_folder", grows_once_listed)
+    monkeypatch.setattr(TransferClient, "pull", pull)
+    dest = tmp_path / "dest"
+    work = TransferWork(url=served.url, fingerprint=served.fingerprint or "", share="sh1",
+                        path="plates", ticket=served.ticket("plates", tree=True),
+                        dest_share="d", dest_path="in/plates", into_folder=False,
+                        dest_root=str(dest))
+    summary, size = await Mover(dict).run(work)
+    assert listed == {"plates/a.dpx": 1000, "plates/b.dpx": 2000}
+    assert summary == "a folder of 2 files, 3000 bytes" and size == 1000 + 3 * MiB
+    assert chunked == ["plates/b.dpx"]  # a.dpx came in a batch
+    assert (dest / "in" / "plates" / "b.dpx").read_bytes() == grown.read_bytes()
+    assert (dest / "in" / "plates" / "a.dpx").read_bytes() == small.read_bytes()
 
 
 async def test_a_folder_is_one_task_that_names_what_failed_and_resumes_by_file(
