@@ -23,10 +23,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-
-from aiohttp import StreamReader
+from typing import TYPE_CHECKING
 
 from core.errors import FerryError
+
+if TYPE_CHECKING:  # the client's bodies; the endpoint, on threads, needs no aiohttp
+    from aiohttp import StreamReader
 
 PULL_MEMORY = 256 << 20  # chunk bytes one file's pull holds at once, whatever its streams
 SERVE_MEMORY = 512 << 20  # chunk and batch bytes an endpoint holds at once, all requests
