@@ -44,6 +44,7 @@ docs/TRANSFERS.md has the whole protocol.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import threading
 import time
@@ -185,7 +186,7 @@ class TransferEndpoint(Grants):
                           f"(only {', '.join(handlers)})")
         return handler
 
-    @property
+    @functools.cached_property
     def _routes(self) -> dict[str, dict[str, Handler]]:
         return {
             f"{PREFIX}/stat": {"GET": self.stat},
@@ -204,18 +205,16 @@ class TransferEndpoint(Grants):
             self._route(request)(request)
         except Refused as exc:
             self._answer_refusal(request, exc)
-        except Malformed as exc:  # a chunked body's framing
-            self._answer_refusal(request, Refused(400, "bad_request", str(exc)))
+        except Malformed as exc:  # a chunked body's framing: nothing after it can be read
             request.close = True
+            self._answer_refusal(request, Refused(400, "bad_request", str(exc)))
         except (Disconnected, TooSlow):
             request.close = True  # nothing more can be said on this connection
         except Exception:
             log.exception("a transfer request failed", method=request.method,
                           path=request.path, peer=request.remote)
-            if request.answered:
-                request.close = True
-            else:
-                request.close = True
+            request.close = True
+            if not request.answered:
                 send_json(request, {"error": {"code": "internal_error", "message":
                                               "the endpoint failed; see the agent's log"}},
                           self.limits, status=500)
