@@ -5,6 +5,7 @@ request heads that must end in time, idle connections closed, malformed requests
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -120,7 +121,7 @@ def plain_tls() -> ssl.SSLContext:
 
 
 async def test_requests_one_after_the_other_on_one_connection(tmp_path: Path) -> None:
-    async with serving(tmp_path) as (endpoint, port):
+    async with serving(tmp_path) as (_, port):
         client = Client(port)
         client.send(stat() + stat())  # pipelined
         for _ in range(2):
@@ -286,7 +287,7 @@ async def test_stop_ends_busy_connections(tmp_path: Path) -> None:
     async with serving(tmp_path, timeouts=FAST) as (endpoint, port):
         client = Client(port)
         client.send(files_head(1000))  # and no body: its request waits for it
-        time.sleep(0.2)
+        await asyncio.sleep(0.2)
         started = time.monotonic()
         await endpoint.stop()
         assert time.monotonic() - started < FAST.stop
