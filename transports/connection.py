@@ -36,7 +36,7 @@ BUFFER: Final = 64 << 10  # what a connection reads ahead (a head, the start of 
 SMALL_ANSWER: Final = 64 << 10  # an answer this small goes out with its head, in one write
 WRITE_SLICE: Final = 4 << 20  # bytes written at a time, each within what is left of a deadline
 DRAIN: Final = 64 << 10  # an unread body this small is read and dropped to keep the connection
-LINGER: Final = (1.0, 8 << 20)  # seconds and bytes a closing connection drops what still comes
+LINGER: Final = (1.0, 16 << 20)  # seconds, and bytes at full speed, a closing connection drops
 SLICE: Final = 0.5  # seconds an idle connection waits at a time before it looks again
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -157,16 +157,20 @@ class Connection:
 
     def linger_close(self) -> None:
         """Close a connection whose peer may still be sending (a body that was not read):
-        the answer's end is sent (FIN), and what still arrives is dropped for a moment,
-        unread and undecrypted, so that closing does not reset the connection before the
-        peer has read the answer."""
+        the answer's end is sent (FIN), and what still arrives is dropped, unread and
+        undecrypted, for a moment or until the peer closes, so that closing does not reset
+        the connection before the peer has read the answer. Past ``LINGER``'s bytes, what
+        arrives is dropped slowly: a peer that sends without end stalls on its writes and
+        reads the answer meanwhile."""
         seconds, most = LINGER
         deadline, dropped = time.monotonic() + seconds, 0
         sink = bytearray(64 << 10)
         try:
             socket.socket.shutdown(self.sock, socket.SHUT_WR)  # the plain socket's: no TLS
-            while dropped < most and (left := deadline - time.monotonic()) > 0:
-                self.sock.settimeout(left)
+            while (left := deadline - time.monotonic()) > 0:
+                if dropped >= most:
+                    time.sleep(min(left, 0.05))
+                self.sock.settimeout(max(left, 0.001))
                 got = socket.socket.recv_into(self.sock, sink)
                 if not got:
                     break
