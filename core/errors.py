@@ -18,6 +18,8 @@
      ├── TicketRefused        protocol/tickets.py: a transfer ticket that is not valid
      ├── Refused              protocol/transfer.py: a transfer endpoint's refusal
      ├── TransferError        transports/errors.py: a transfer that failed (and why)
+     ├── WireError            transports/errors.py: an endpoint's connection that broke,
+     │                        stalled or spoke no HTTP
      ├── ServersError         servers/errors.py: the servers database
      └── ServiceError         service/base.py: installing or asking the OS service
 

@@ -120,6 +120,15 @@ class SourceFile:
             raise SourceChanged(f"{self.path} became shorter while it was sent")
         return data, chunk_hash(data)
 
+    def read_into(self, index: int, buffer: memoryview) -> tuple[memoryview, bytes]:
+        """Chunk ``index`` read into ``buffer`` (at least a chunk long), and its hash: the
+        part of ``buffer`` it fills."""
+        offset, length = span(self.stat.size, self.chunk, index)
+        view = buffer[:length]
+        if pread_into(self.fd, view, offset) != length:
+            raise SourceChanged(f"{self.path} became shorter while it was sent")
+        return view, chunk_hash(view)
+
     def check_unchanged(self) -> None:
         st = os.fstat(self.fd)
         if (st.st_size, st.st_mtime_ns) != (self.stat.size, self.stat.mtime_ns):
@@ -129,6 +138,33 @@ class SourceFile:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def pread_into(fd: int, view: memoryview, offset: int) -> int:
+    """Fill ``view`` with the file's bytes from ``offset`` (fewer only at its end), without
+    moving its position: ``os.preadv`` straight into the buffer where the system has it,
+    else ``os.pread`` and a copy (or, where there is neither, a seek: each request opens its
+    own descriptor)."""
+    done = 0
+    while done < len(view):
+        if _PREADV is not None:
+            got = _PREADV(fd, [view[done:]], offset + done)
+        else:
+            if _PREAD is not None:
+                data = _PREAD(fd, len(view) - done, offset + done)
+            else:
+                os.lseek(fd, offset + done, os.SEEK_SET)
+                data = os.read(fd, len(view) - done)
+            got = len(data)
+            view[done:done + got] = data
+        if not got:
+            break
+        done += got
+    return done
+
+
+_PREADV = getattr(os, "preadv", None)  # not on Windows (nor on older macOS)
+_PREAD = getattr(os, "pread", None)  # not on Windows
 
 
 def write_error(exc: OSError, dest: Path, need: int | None = None) -> TransferError:

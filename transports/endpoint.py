@@ -11,6 +11,12 @@ against their size and within a deadline (408 ``too_slow``, 413 ``too_large``),
 and the chunk and batch bytes held at once, for all requests together, are
 bounded (``transports.limits.Budget``): more requests wait their turn.
 
+Requests are served off the event loop, each connection on a thread of its own with a
+blocking socket (``transports.server``, which bounds the connections, their TLS
+handshakes and their idle time); a handler runs on its connection's thread from the
+ticket to the last byte of its answer. A chunk is read into a buffer lent by the budget,
+hashed and written from it; a pushed chunk is received into one, checked and written.
+
 Reading (the receiver pulls; ticket ``op: read``):
 
     GET  /transfer/v1/stat?share=S&path=P           the file, or a folder's files (tree ticket)
@@ -38,15 +44,17 @@ docs/TRANSFERS.md has the whole protocol.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import ssl
+import threading
 import time
-from collections.abc import Awaitable, Callable
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import structlog
-from aiohttp import web
 
 from core.refusals import refused
 from core.tasks import Supervisor
@@ -56,6 +64,8 @@ from protocol.paths import PathRefused, join
 from protocol.transfer import MAX_CHUNK, PREFIX, CommitRequest, FilesRequest, OpenRequest, Refused, Share
 from transports import links, reading
 from transports.chunks import MAX_CHUNKS, ChunkCorrupt, DiskFull, Stat, TransferError, chunk_count, span
+from transports.connection import Connection, Request
+from transports.errors import Disconnected, Malformed, TooSlow
 from transports.grants import Grants
 from transports.limits import SERVE_MEMORY, Budget, Limits
 from transports.partial import PartialFile
@@ -64,22 +74,26 @@ from transports.requests import (
     BATCH_HOLD,
     batch_files,
     int_param,
-    json_response,
     read_chunk_body,
     read_json,
     send,
+    send_json,
 )
+from transports.server import MAX_CONNECTIONS, ThreadedServer, Timeouts
 from transports.small import SmallFile, land_small
 
 log = structlog.get_logger("transports.endpoint")
 
 PUSH_IDLE = 600.0  # seconds a pushed file may sit untouched before its part file is closed
-PUSH_SWEEP = 60.0  # seconds between looks for such files
+BUFFER_IDLE = 10.0  # seconds an unused buffer of the budget's pool is kept
+SWEEP = 10.0  # seconds between looks for both
 MAX_BATCH_FILES = 10_000  # small files per batch request
 REFUSED = (400, 403, 408, 413)  # answers that turn a peer away (counted, logged)
 # what each refusal is counted as (core.refusals); any other is the peer's own doing
 _KIND = {"bad_path": "share_path", "no_ticket": "ticket", "ticket_refused": "ticket",
          "not_ready": "ticket"}
+
+Handler = Callable[[Request], None]
 
 
 @dataclass
@@ -95,35 +109,23 @@ class TransferEndpoint(Grants):
     received_bytes: int = 0
     receiving: Receiving = field(default_factory=Receiving)  # pushed files being received
     budget: Budget = field(default_factory=lambda: Budget(SERVE_MEMORY))  # bytes held at once
-    _tasks: Supervisor = field(default_factory=lambda: Supervisor("transfer endpoint"))
-    _runner: web.AppRunner | None = None
+    max_connections: int = MAX_CONNECTIONS  # served at once; more wait their turn
+    timeouts: Timeouts = field(default_factory=Timeouts)
     port: int = 0
+    _tasks: Supervisor = field(default_factory=lambda: Supervisor("transfer endpoint"))
+    _server: ThreadedServer | None = None
+    _counting: threading.Lock = field(default_factory=threading.Lock, repr=False,
+                                      compare=False)
 
     # -- running
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_CHUNK + (1 << 20),
-                              middlewares=[self._errors])
-        app.add_routes([
-            web.get(f"{PREFIX}/stat", self.stat),
-            web.get(f"{PREFIX}/chunk", self.chunk),
-            web.post(f"{PREFIX}/files", self.files),
-            web.post(f"{PREFIX}/receive/open", self.receive_open),
-            web.put(f"{PREFIX}/receive/chunk", self.receive_chunk),
-            web.post(f"{PREFIX}/receive/commit", self.receive_commit),
-            web.post(f"{PREFIX}/receive/files", self.receive_files),
-            web.post(f"{PREFIX}/receive/discard", self.receive_discard),
-            web.get(LINK_PATH + "/{share}/{path:.+}", self.link),  # and HEAD
-        ])
-        return app
-
     async def start(self, host: str, port: int, context: ssl.SSLContext | None) -> int:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, ssl_context=context)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        """Listen on ``host``:``port`` (0: a free one) with TLS from ``context`` (None:
+        plain HTTP, for tests), serving from threads; returns the port."""
+        self.loop = asyncio.get_running_loop()  # where ``refresh`` runs, asked from threads
+        server = ThreadedServer(self._dispatch, self._malformed, name="transfer",
+                                max_connections=self.max_connections, timeouts=self.timeouts)
+        self.port = await asyncio.to_thread(server.start, host, port, context)
+        self._server = server
         if self._tasks.closed:  # started again after a stop
             self._tasks = Supervisor("transfer endpoint")
         self._tasks.spawn(self._sweep_idle(), name="push-idle-sweeper")
@@ -131,8 +133,10 @@ class TransferEndpoint(Grants):
 
     async def _sweep_idle(self) -> None:
         while True:
-            await asyncio.sleep(PUSH_SWEEP)
-            closed = self.close_idle(time.monotonic() - PUSH_IDLE)
+            await asyncio.sleep(SWEEP)
+            now = time.monotonic()
+            self.budget.trim(now - BUFFER_IDLE)
+            closed = self.close_idle(now - PUSH_IDLE)
             if closed:
                 log.info("closed pushed files nobody sent to for a while", files=closed,
                          idle_seconds=PUSH_IDLE)
@@ -143,105 +147,167 @@ class TransferEndpoint(Grants):
         return self.receiving.close_idle(before)
 
     async def stop(self) -> None:
+        """Stop listening, end the connections (waiting for their threads within
+        ``timeouts.stop``) and close the files being received. Safe to call twice."""
         await self._tasks.close(deadline=5)
+        server, self._server = self._server, None
+        if server is not None:
+            await asyncio.to_thread(server.stop)
         self.receiving.close_all()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
-    @web.middleware
-    async def _errors(self, request: web.Request,
-                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                      ) -> web.StreamResponse:
+    def _count(self, name: str, amount: int = 1) -> None:
+        """Add to a counter: requests on several threads count at once."""
+        with self._counting:
+            setattr(self, name, getattr(self, name) + amount)
+
+    # -- routing, on the connection's thread
+    def _route(self, request: Request) -> Handler:
+        path = request.path
+        if path.startswith(LINK_PATH + "/"):
+            share, _, rest = path[len(LINK_PATH) + 1:].partition("/")
+            if share and rest:
+                try:
+                    request.route = {"share": urllib.parse.unquote(share, errors="strict"),
+                                     "path": "/".join(urllib.parse.unquote(name, errors="strict")
+                                                      for name in rest.split("/"))}
+                except UnicodeDecodeError:
+                    raise Refused(400, "bad_path", "the link's path is not UTF-8") from None
+                return self._method(request, {"GET": self.link})
+        handlers = self._routes.get(path)
+        if handlers is None:
+            raise Refused(404, "not_found", f"no {path!r} here")
+        return self._method(request, handlers)
+
+    @staticmethod
+    def _method(request: Request, handlers: dict[str, Handler]) -> Handler:
+        handler = handlers.get("GET" if request.method == "HEAD" else request.method)
+        if handler is None or (request.method == "HEAD" and "GET" not in handlers):
+            raise Refused(405, "method_not_allowed", f"{request.method} is not answered here "
+                          f"(only {', '.join(handlers)})")
+        return handler
+
+    @functools.cached_property
+    def _routes(self) -> dict[str, dict[str, Handler]]:
+        return {
+            f"{PREFIX}/stat": {"GET": self.stat},
+            f"{PREFIX}/chunk": {"GET": self.chunk},
+            f"{PREFIX}/files": {"POST": self.files},
+            f"{PREFIX}/receive/open": {"POST": self.receive_open},
+            f"{PREFIX}/receive/chunk": {"PUT": self.receive_chunk},
+            f"{PREFIX}/receive/commit": {"POST": self.receive_commit},
+            f"{PREFIX}/receive/files": {"POST": self.receive_files},
+            f"{PREFIX}/receive/discard": {"POST": self.receive_discard},
+        }
+
+    def _dispatch(self, request: Request) -> None:
+        """Answer one request: its handler's answer, or the refusal it raised."""
         try:
-            return await handler(request)
+            self._route(request)(request)
         except Refused as exc:
-            if exc.status in REFUSED:
-                self._refuse(request, exc, request.query.get("path")
-                             or request.match_info.get("path", ""))
-            response = web.json_response({"error": {"code": exc.code,
-                                                    "message": exc.message}}, status=exc.status)
-            if exc.status in (408, 413):  # the rest of its body is neither read nor waited for
-                response.force_close()
-                with contextlib.suppress(ConnectionError):
-                    await response.prepare(request)
-                    await response.write_eof()
-                request.protocol.force_close()  # once the answer is out (no lingering)
-            return response
+            self._answer_refusal(request, exc)
+        except Malformed as exc:  # a chunked body's framing: nothing after it can be read
+            request.close = True
+            self._answer_refusal(request, Refused(400, "bad_request", str(exc)))
+        except (Disconnected, TooSlow):
+            request.close = True  # nothing more can be said on this connection
+        except Exception:
+            log.exception("a transfer request failed", method=request.method,
+                          path=request.path, peer=request.remote)
+            request.close = True
+            if not request.answered:
+                send_json(request, {"error": {"code": "internal_error", "message":
+                                              "the endpoint failed; see the agent's log"}},
+                          self.limits, status=500)
 
-    def _refuse(self, request: web.Request, exc: Refused, path: str) -> None:
-        self.refused += 1
+    def _answer_refusal(self, request: Request, exc: Refused) -> None:
+        if exc.status in REFUSED:
+            self._refuse(request, exc, request.query.get("path")
+                         or request.route.get("path", ""))
+        if request.answered:  # refused after its answer began: it can only be cut short
+            request.abort()
+            return
+        if exc.status in (408, 413):  # the rest of its body is neither read nor waited for
+            request.close = True
+        send_json(request, {"error": {"code": exc.code, "message": exc.message}},
+                  self.limits, status=exc.status)
+
+    def _refuse(self, request: Request, exc: Refused, path: str) -> None:
+        self._count("refused")
         refused(_KIND.get(exc.code, "transfer_peer"), request.remote or "?", exc.message,
                 code=exc.code, path=path, share=request.query.get("share")
-                or request.match_info.get("share", ""))
+                or request.route.get("share", ""))
+
+    def _malformed(self, conn: Connection, exc: Malformed) -> None:
+        """Bytes that are no request: answered 400, counted (then the connection closes)."""
+        self._count("refused")
+        refused("transfer_peer", conn.remote or "?", f"not an HTTP/1.1 request: {exc}",
+                code="bad_request")
+        conn.reject(400, "application/json", msgspec.json.encode({"error": {
+            "code": "bad_request", "message": f"not an HTTP/1.1 request: {exc}"}}),
+                    time.monotonic() + self.limits.grace)
 
     # -- reading
-    async def stat(self, request: web.Request) -> web.Response:
-        share, parts, scope = await self._allow(request, "read")
+    def stat(self, request: Request) -> None:
+        share, parts, scope = self._allow(request, "read")
         place = self._place(share, parts, scope)
-        answer = await asyncio.to_thread(reading.stat, share, place, parts, scope.tree,
-                                         self._bound(share, scope), self.limits.max_files)
-        return json_response(answer)
+        answer = reading.stat(share, place, parts, scope.tree, self._bound(share, scope),
+                              self.limits.max_files)
+        send_json(request, answer, self.limits)
 
-    async def chunk(self, request: web.Request) -> web.StreamResponse:
-        share, parts, scope = await self._allow(request, "read")
+    def chunk(self, request: Request) -> None:
+        share, parts, scope = self._allow(request, "read")
         place = self._place(share, parts, scope)
         index, chunk = int_param(request, "index"), int_param(request, "chunk")
         if not 0 < chunk <= MAX_CHUNK:
             raise Refused(400, "bad_chunk", f"chunk size must be 1 to {MAX_CHUNK} bytes")
         identity = request.query.get("identity", "")
-        async with self.budget.hold(chunk):  # a puller may ask for many large chunks at once
-            data, digest = await asyncio.to_thread(reading.read_chunk, share, place, index,
-                                                   chunk, identity)
-            self.served_chunks += 1
-            self.served_bytes += len(data)
-            return await send(request, data, self.limits, "application/octet-stream",
-                              {"X-Ferry-Hash": digest.hex()})
+        with self.budget.buffer(chunk) as buffer:  # a puller may ask for many chunks at once
+            data, digest = reading.read_chunk(share, place, index, chunk, identity, buffer)
+            self._count("served_chunks")
+            self._count("served_bytes", len(data))
+            send(request, data, self.limits, "application/octet-stream",
+                 {"X-Ferry-Hash": digest.hex()})
 
-    async def files(self, request: web.Request) -> web.StreamResponse:
-        share, scope = await self._grant(request, "read")  # before the body is read
-        body = await read_json(request, FilesRequest, self.limits)
+    def files(self, request: Request) -> None:
+        share, scope = self._grant(request, "read")  # before the body is read
+        body = read_json(request, FilesRequest, self.limits)
         if not 0 < len(body.paths) <= MAX_BATCH_FILES:
             raise Refused(400, "bad_request", f"1 to {MAX_BATCH_FILES} paths per request")
         names = [join(self._path(scope, text, "read")) for text in body.paths]
-        async with self.budget.hold(BATCH_HOLD):
-            payload = await asyncio.to_thread(reading.read_batch, share, names,
-                                              self._bound(share, scope), scope.tree)
-            self.served_bytes += len(payload)
-            return await send(request, payload, self.limits, "application/x-ferry-files")
+        with self.budget.hold(BATCH_HOLD):
+            payload = reading.read_batch(share, names, self._bound(share, scope), scope.tree)
+            self._count("served_bytes", len(payload))
+            send(request, payload, self.limits, "application/x-ferry-files")
 
     # -- download links
-    async def link(self, request: web.Request) -> web.StreamResponse:
+    def link(self, request: Request) -> None:
         """A download link's file, to whoever holds the link: its ticket (in the query) must
         be a link's, for this share and exactly this path."""
         ticket = request.query.get("ticket", "")
         if not ticket:
             raise Refused(403, "no_ticket", "a download link carries its ticket (…?ticket=…): "
                           "use the whole link")
-        share, scope = await self._admit(ticket, request.match_info["share"], "read",
-                                         "link refused: ")
+        share, scope = self._admit(ticket, request.route["share"], "read", "link refused: ")
         if scope.job != LINK or scope.tree:
             raise Refused(403, "ticket_refused", "link refused: a transfer's ticket, not a "
                           "download link's")
-        parts = self._path(scope, request.match_info["path"], "read")
+        parts = self._path(scope, request.route["path"], "read")
         if not parts:
             raise Refused(400, "bad_path", "a link serves a file, not a share's root")
         place = self._place(share, parts, scope)
-        source = await asyncio.to_thread(links.open_file, share, place, parts)
+        source = links.open_file(share, place, parts)
         try:
-            response, sent = await links.answer(request, source, parts, self.limits,
-                                                self.budget)
+            sent = links.answer(request, source, parts, self.limits, self.budget)
         finally:
             source.close()
-        self.served_links += 1
-        self.served_bytes += sent
-        return response
+        self._count("served_links")
+        self._count("served_bytes", sent)
 
     # -- writing
-    async def receive_open(self, request: web.Request) -> web.Response:
-        share, parts, scope = await self._allow(request, "write")
+    def receive_open(self, request: Request) -> None:
+        share, parts, scope = self._allow(request, "write")
         place = self._place(share, parts, scope, write=True)
-        body = await read_json(request, OpenRequest, self.limits)
+        body = read_json(request, OpenRequest, self.limits)
         if body.size < 0 or not 0 < body.chunk <= MAX_CHUNK:
             raise Refused(400, "bad_request", "size must be >= 0 and chunk 1 to "
                           f"{MAX_CHUNK} bytes")
@@ -260,7 +326,7 @@ class TransferEndpoint(Grants):
         if place.is_dir():
             raise Refused(409, "is_folder", f"{join(parts)!r} is a folder at the destination")
         try:
-            have = await asyncio.to_thread(part.open)
+            have = part.open()
         except PathRefused as exc:
             raise Refused(400, "bad_path", str(exc)) from None
         except DiskFull as exc:
@@ -268,7 +334,7 @@ class TransferEndpoint(Grants):
         except (TransferError, OSError) as exc:
             raise Refused(409, "cannot_write", str(exc)) from None
         self.receiving.replace(key, part)
-        return json_response({"missing": part.missing(), "have": have})
+        send_json(request, {"missing": part.missing(), "have": have}, self.limits)
 
     def _partial(self, share: Share, parts: tuple[str, ...]
                  ) -> tuple[tuple[str, str], PartialFile]:
@@ -279,15 +345,15 @@ class TransferEndpoint(Grants):
             raise Refused(409, "not_open", "open the file first (receive/open)")
         return key, part
 
-    async def receive_chunk(self, request: web.Request) -> web.Response:
-        share, parts, _ = await self._allow(request, "write")
+    def receive_chunk(self, request: Request) -> None:
+        share, parts, _ = self._allow(request, "write")
         key, part = self._partial(share, parts)
         try:
-            return await self._write_chunk(request, part)
+            self._write_chunk(request, part)
         finally:
             self.receiving.release(key)
 
-    async def _write_chunk(self, request: web.Request, part: PartialFile) -> web.Response:
+    def _write_chunk(self, request: Request, part: PartialFile) -> None:
         index = int_param(request, "index")
         if not 0 <= index < part.count:
             raise Refused(400, "bad_chunk", f"chunk {index} is outside the file")
@@ -297,83 +363,84 @@ class TransferEndpoint(Grants):
         except ValueError:
             raise Refused(400, "bad_hash", "X-Ferry-Hash must be the chunk's BLAKE3, hex") \
                 from None
-        if request.content_length is not None and request.content_length != length:
+        announced = request.body.length
+        if announced is not None and announced != length:
             raise Refused(400, "bad_chunk", f"chunk {index} has {length} bytes, not "
-                          f"{request.content_length}")
-        async with self.budget.hold(length):
-            data = await read_chunk_body(request, length, self.limits)
+                          f"{announced}")
+        with self.budget.buffer(length) as buffer:
+            read_chunk_body(request, buffer, self.limits)
             try:
-                await asyncio.to_thread(part.write, index, data, digest)
+                part.write(index, buffer, digest)
             except ChunkCorrupt as exc:
                 raise Refused(422, "chunk_corrupt", str(exc)) from None
             except DiskFull as exc:
                 raise Refused(507, "disk_full", str(exc)) from None
             except TransferError as exc:
                 raise Refused(409, "cannot_write", str(exc)) from None
-        self.received_chunks += 1
-        self.received_bytes += len(data)
-        return web.Response(status=204)
+        self._count("received_chunks")
+        self._count("received_bytes", length)
+        request.respond(204, deadline=time.monotonic() + self.limits.grace)
 
-    async def receive_commit(self, request: web.Request) -> web.Response:
-        share, parts, _ = await self._allow(request, "write")
+    def receive_commit(self, request: Request) -> None:
+        share, parts, _ = self._allow(request, "write")
         key, part = self._partial(share, parts)
         try:
-            body = await read_json(request, CommitRequest, self.limits)
+            body = read_json(request, CommitRequest, self.limits)
             try:
-                whole = await asyncio.to_thread(part.commit, body.hash)
+                whole = part.commit(body.hash)
             except ChunkCorrupt as exc:
                 self.receiving.forget(key)
                 raise Refused(422, "file_corrupt", str(exc)) from None
             except TransferError as exc:
                 raise Refused(409, "cannot_write", str(exc)) from None
             self.receiving.forget(key)
-            return json_response({"hash": whole})
         finally:
             self.receiving.release(key)
+        send_json(request, {"hash": whole}, self.limits)
 
-    async def receive_discard(self, request: web.Request) -> web.Response:
+    def receive_discard(self, request: Request) -> None:
         """The sender gave up on this file for good (its last attempt failed, or it was
         aborted): its part file and journal go, unless a request of it still runs."""
-        share, parts, scope = await self._allow(request, "write")
+        share, parts, scope = self._allow(request, "write")
         place = self._place(share, parts, scope, write=True)
         key = (share.id, join(parts))
         if self.receiving.busy(key):
             raise Refused(409, "busy", f"{join(parts)!r} is being received right now")
         self.receiving.drop(key)
         try:
-            gone = await asyncio.to_thread(PartialFile.remove, place, share.root)
+            gone = PartialFile.remove(place, share.root)
         except PathRefused as exc:
             raise Refused(400, "bad_path", str(exc)) from None
-        return json_response({"discarded": gone})
+        send_json(request, {"discarded": gone}, self.limits)
 
-    async def receive_files(self, request: web.Request) -> web.Response:
+    def receive_files(self, request: Request) -> None:
         """Small files, each a header line and its bytes; each is checked against its own
         ticket scope and hash, written aside, flushed to disk with the rest of the batch,
         and renamed into place on its own."""
-        share, scope = await self._grant(request, "write")  # before the body is read
-        async with self.budget.hold(BATCH_HOLD):
+        share, scope = self._grant(request, "write")  # before the body is read
+        with self.budget.hold(BATCH_HOLD):
             deadline = self.limits.deadline(BATCH_HOLD)
             try:
-                async with asyncio.timeout(deadline):
-                    results, landing = await self._batch(request, share, scope)
-            except TimeoutError:
+                results, landing = self._batch(request, share, scope,
+                                               time.monotonic() + deadline)
+            except TooSlow:
                 raise Refused(408, "too_slow", f"the batch did not arrive within {deadline:.0f}"
                               " s (transfer_min_rate)") from None
-            landed = await asyncio.to_thread(land_small, [f for _, f in landing], share.root)
+            landed = land_small([f for _, f in landing], share.root)
         for (index, _), result in zip(landing, landed, strict=True):
             results[index]["error" if isinstance(result, TransferError) else "hash"] = \
                 str(result)
-        return json_response({"files": results})
+        send_json(request, {"files": results}, self.limits)
 
-    async def _batch(self, request: web.Request, share: Share, scope: tickets.TicketScope
-                     ) -> tuple[list[dict[str, str]], list[tuple[int, SmallFile]]]:
+    def _batch(self, request: Request, share: Share, scope: tickets.TicketScope, until: float
+               ) -> tuple[list[dict[str, str]], list[tuple[int, SmallFile]]]:
         """The files of a batch as they arrive: each one's result so far, and those that
         may land (with the index of their result)."""
         results: list[dict[str, str]] = []
         landing: list[tuple[int, SmallFile]] = []
         bound: Path | None = None  # where the ticket's path really is, once looked up
-        async for header, data in batch_files(request.content, MAX_BATCH_FILES):
-            self.received_bytes += len(data)
+        for header, data in batch_files(request, MAX_BATCH_FILES, until):
+            self._count("received_bytes", len(data))
             results.append({"path": header.path})
             try:
                 bound = bound or self._bound(share, scope)
@@ -391,6 +458,6 @@ class TransferEndpoint(Grants):
             except ValueError:
                 results[-1]["error"] = "hash must be BLAKE3, hex"
                 continue
-            landing.append((len(results) - 1, SmallFile(place, data, digest, header.mtime_ns,
-                                                        header.mode)))
+            landing.append((len(results) - 1, SmallFile(place, data, digest,
+                                                        header.mtime_ns, header.mode)))
         return results, landing

@@ -12,6 +12,14 @@ task's report::
 
 ``PathRefused`` (``protocol.paths``) is apart: a path that is not allowed, or a share's
 folder swapped for a symlink under a running transfer (``transports.beneath``).
+
+The endpoint's connections fail in ways of their own, never a task's report (the
+endpoint answers, or closes the connection)::
+
+    WireError             a connection that did not carry a request or its answer
+     ├── Disconnected     the peer closed it, or the socket failed
+     ├── TooSlow          a read or a write past its deadline
+     └── Malformed        what arrived is not HTTP/1.1 (answered 400, then closed)
 """
 
 from __future__ import annotations
@@ -45,3 +53,21 @@ class PeerLied(TransferError):
 
 
 TOO_LARGE = "send it in chunks"  # ends the answer's error for such a file
+
+
+class WireError(FerryError):
+    """A connection of the endpoint that did not carry a request or its answer."""
+
+
+class Disconnected(WireError):
+    """The peer closed the connection (or the socket failed) before the request or its
+    answer was whole."""
+
+
+class TooSlow(WireError):
+    """A read or a write that did not end within its deadline."""
+
+
+class Malformed(WireError):
+    """Bytes that are not an HTTP/1.1 request (its line, its headers, a chunked body's
+    framing): answered 400, and the connection is closed."""

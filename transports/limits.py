@@ -18,17 +18,21 @@ transfer (or its request), never exhaust the process. So on both sides of a tran
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-
-from aiohttp import StreamReader
+from typing import TYPE_CHECKING
 
 from core.errors import FerryError
 
+if TYPE_CHECKING:  # the client's bodies; the endpoint, on threads, needs no aiohttp
+    from aiohttp import StreamReader
+
 PULL_MEMORY = 256 << 20  # chunk bytes one file's pull holds at once, whatever its streams
 SERVE_MEMORY = 512 << 20  # chunk and batch bytes an endpoint holds at once, all requests
+POOL = 32 << 20  # of which idle buffers kept for the next requests, at most
 ANSWER_BYTES = 64 << 10  # a small JSON answer (a file's stat, an error, a push's answers)
 LISTED_BYTES = 512  # a folder listing's JSON per file, at most on average
 HEADER_BYTES = 10 << 10  # one file's header line in a batch (a path of 4,096 bytes, an error)
@@ -81,30 +85,81 @@ async def read_bounded(content: StreamReader, limit: int, announced: int | None)
 class Budget:
     """Bytes that requests hold in memory at once, at most ``total``: a request waits until
     its bytes fit (one larger than ``total`` waits until it is alone). ``peak`` is the most
-    held so far."""
+    held so far. Requests run on threads of their own (``transports.server``): they wait
+    their turn on a condition, in the order the system wakes them.
+
+    ``buffer`` lends the bytes themselves: buffers come back to a pool, so that a stream
+    asking for chunk after chunk reuses one instead of making (and zeroing) a new one each
+    time. Idle buffers count against ``total`` too (they go first when a request needs the
+    room), at most ``POOL`` bytes of them are kept, and ``trim`` lets go of those nobody
+    used for a while."""
 
     total: int
     used: int = 0
     peak: int = 0
-    _waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    _cond: threading.Condition = field(default_factory=threading.Condition, repr=False,
+                                       compare=False)
+    _idle: list[tuple[float, bytearray]] = field(default_factory=list, repr=False,
+                                                 compare=False)  # (since, buffer), oldest first
 
-    @contextlib.asynccontextmanager
-    async def hold(self, size: int) -> AsyncIterator[None]:
-        while self.used and self.used + size > self.total:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-        self.used += size
-        self.peak = max(self.peak, self.used)
+    @contextlib.contextmanager
+    def hold(self, size: int) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self.used or self.used + size <= self.total)
+            self.used += size
+            self.peak = max(self.peak, self.used)
         try:
             yield
         finally:
-            self.used -= size
-            waiting, self._waiters = self._waiters, []
-            for waiter in waiting:  # each looks again whether it fits now
-                if not waiter.done():
-                    waiter.set_result(None)
+            with self._cond:
+                self.used -= size
+                self._cond.notify_all()  # each waiter looks again whether it fits now
+
+    @contextlib.contextmanager
+    def buffer(self, size: int) -> Iterator[memoryview]:
+        """``size`` bytes to fill, held against the budget while inside."""
+        with self.hold(size):
+            block = self._take(size)
+            try:
+                yield memoryview(block)[:size]
+            finally:
+                self._give(block)
+
+    @property
+    def idle(self) -> int:
+        """Bytes of the buffers in the pool."""
+        with self._cond:
+            return sum(len(b) for _, b in self._idle)
+
+    def trim(self, before: float) -> int:
+        """Let go of the pool's buffers idle since ``before`` (monotonic); returns how many."""
+        with self._cond:
+            kept = [(since, b) for since, b in self._idle if since >= before]
+            gone = len(self._idle) - len(kept)
+            self._idle = kept
+        return gone
+
+    def _take(self, size: int) -> bytearray:
+        want = _capacity(size)
+        with self._cond:
+            for n, (_, block) in enumerate(self._idle):
+                if len(block) == want:
+                    del self._idle[n]
+                    return block
+            idle = sum(len(b) for _, b in self._idle)
+            while self._idle and self.used + idle > self.total:  # make room: oldest first
+                idle -= len(self._idle.pop(0)[1])
+        return bytearray(want)
+
+    def _give(self, block: bytearray) -> None:
+        with self._cond:
+            idle = sum(len(b) for _, b in self._idle)
+            if idle + len(block) <= min(POOL, self.total):
+                self._idle.append((time.monotonic(), block))
+
+
+def _capacity(size: int) -> int:
+    """The size of the buffer lent for ``size`` bytes: a whole number of 64 KiB, or of
+    1 MiB from 1 MiB up, so that requests of nearly the same size share buffers."""
+    grain = 1 << 20 if size >= 1 << 20 else 64 << 10
+    return max(grain, -(-size // grain) * grain)

@@ -1,4 +1,4 @@
-"""What the endpoint reads for a peer, on a worker thread: a file's facts or a folder's
+"""What the endpoint reads for a peer, on the request's thread: a file's facts or a folder's
 files, one chunk, or a batch of small files. Every file is opened from the share's root
 down (``SourceFile(..., root=)``): a folder swapped for a symlink after the path was
 checked is refused, not read through."""
@@ -71,8 +71,9 @@ def stat(share: Share, place: Path, parts: tuple[str, ...], tree: bool, bound: P
                       files=files)
 
 
-def read_chunk(share: Share, place: Path, index: int, chunk: int, identity: str
-               ) -> tuple[bytes, bytes]:
+def read_chunk(share: Share, place: Path, index: int, chunk: int, identity: str,
+               buffer: memoryview) -> tuple[memoryview, bytes]:
+    """Chunk ``index`` (of ``chunk`` bytes) read into ``buffer``, and its hash."""
     try:
         source = _open(share, place, chunk)
     except TransferError as exc:
@@ -82,7 +83,7 @@ def read_chunk(share: Share, place: Path, index: int, chunk: int, identity: str
             raise Refused(409, "source_changed", "the file changed since the transfer began")
         if not 0 <= index < source.count:
             raise Refused(400, "bad_chunk", f"chunk {index} is outside the file")
-        return source.read(index)
+        return source.read_into(index, buffer)
     finally:
         source.close()
 

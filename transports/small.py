@@ -32,7 +32,7 @@ class SmallFile:
     """A small file that arrived whole, with the hash its sender gave it."""
 
     dest: Path
-    data: bytes
+    data: bytes | bytearray  # as it arrived (a batch request reads each into its own)
     digest: bytes
     mtime_ns: int
     mode: int
