@@ -5,8 +5,8 @@ its transfer slots. A serving agent whose answers are larger than asked, never e
 drip a byte at a time; a puller or pusher that asks for much at once: each must fail its
 transfer (or its request), never exhaust the process. So on both sides of a transfer
 
-- every body is read against the size expected (``read_bounded``): never more than that
-  plus one byte is held;
+- every body is read against the size expected (the client's ``peer._read``, the
+  endpoint's ``connection``): never more than that plus one byte is held;
 - every request ends within a deadline that grows with its size (``Limits.deadline``):
   ``grace`` seconds, plus the bytes at ``min_rate``;
 - the chunk bytes held at once are bounded: a pull runs fewer streams for large chunks
@@ -23,12 +23,8 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from core.errors import FerryError
-
-if TYPE_CHECKING:  # the client's bodies; the endpoint, on threads, needs no aiohttp
-    from aiohttp import StreamReader
 
 PULL_MEMORY = 256 << 20  # chunk bytes one file's pull holds at once, whatever its streams
 SERVE_MEMORY = 512 << 20  # chunk and batch bytes an endpoint holds at once, all requests
@@ -64,21 +60,6 @@ class Overrun(FerryError):
     def __init__(self, seen: int, limit: int) -> None:
         self.seen, self.limit = seen, limit
         super().__init__(f"more than {limit} bytes")
-
-
-async def read_bounded(content: StreamReader, limit: int, announced: int | None) -> bytearray:
-    """A whole body, refused (``Overrun``) as soon as it is longer than ``limit`` bytes:
-    by its Content-Length before anything is read, else after ``limit + 1`` bytes."""
-    if announced is not None and announced > limit:
-        raise Overrun(announced, limit)
-    body = bytearray()
-    while True:
-        block = await content.read(min(1 << 20, limit + 1 - len(body)))
-        if not block:
-            return body
-        body += block
-        if len(body) > limit:
-            raise Overrun(len(body), limit)
 
 
 @dataclass

@@ -44,6 +44,10 @@ log = structlog.get_logger("transports.client")
 TRIES = 5  # per chunk request, for dropped connections and damaged chunks
 CONNECT_TIMEOUT = 10.0  # seconds to connect and shake hands
 READ_TIMEOUT = 60.0  # seconds a read of a repeatable request may wait for a byte
+# seconds a kept-alive connection is reused after it was last used: well inside the
+# endpoint's own idle limit (60 s, 1 s when it is crowded), so that a request seldom
+# meets a connection the peer has just closed (a repeatable one is then made again)
+KEEP_IDLE = 20.0
 BLOCK = 1 << 20  # bytes read at a time: the request's deadline is checked between blocks
 
 Body = bytearray | int  # an answer's bytes, or how many went into the caller's buffer
@@ -70,6 +74,7 @@ class Connection:
     def __init__(self, peer: Peer) -> None:
         self.peer = peer
         self.http: http.client.HTTPConnection | None = None
+        self.used = 0.0  # monotonic time it was last used
 
     def open(self) -> http.client.HTTPConnection:
         if self.http is not None:
@@ -151,17 +156,22 @@ class Peer:
 
     # -- connections
     @contextlib.contextmanager
-    def connection(self) -> Iterator[Connection]:
-        """A connection of this peer's, for one thread, kept alive for the next."""
+    def connection(self, fresh: bool = False) -> Iterator[Connection]:
+        """A connection of this peer's, for one thread, kept alive for the next. ``fresh``:
+        not one that sat idle (for a request made only once: the peer may have closed an
+        idle connection just as it is sent, and it would not be made again)."""
         with self._lock:
             conn = self._idle.pop() if self._idle else Connection(self)
             self._live.add(conn)
+        if fresh or time.monotonic() - conn.used > KEEP_IDLE:
+            conn.close()
         try:
             yield conn
         except BaseException:
             conn.close()
             raise
         finally:
+            conn.used = time.monotonic()
             with self._lock:
                 self._live.discard(conn)
                 if conn.http is not None:
@@ -259,7 +269,7 @@ class Peer:
         steer a transfer (a stat, an open, a commit) and batches of small files."""
 
         def run() -> tuple[int, Body, Message]:
-            with self.connection() as conn:
+            with self.connection(fresh=not kwargs.get("idempotent", True)) as conn:
                 return self.call(conn, method, endpoint, **kwargs)
 
         status, body, headers = await asyncio.to_thread(run)
