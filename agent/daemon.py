@@ -34,6 +34,7 @@ from agent.state import AgentState
 from agent.status import StatusServer
 from core.errors import AgentError, ApiError, ConfigError, EnrollmentError
 from core.lifecycle import Service
+from core.memory import limit_malloc
 from core.tasks import Supervisor
 from core.version import VERSION
 from lanes.oom import AGENT_OOM_SCORE, set_oom_score
@@ -88,6 +89,7 @@ class Agent(Service):
                  handle_signals: bool = True,
                  on_ready: Callable[[dict[str, Any]], None] | None = None) -> None:
         super().__init__(handle_signals=handle_signals)
+        limit_malloc()  # transfer buffers go back to the system once freed (core.memory)
         self.config = config
         self.name = name
         self.data_dir = data_dir

@@ -102,23 +102,27 @@ def entries(info: StatAnswer, folder: str, landing: str) -> list[Entry]:
     return out
 
 
-def landed_already(root: Path, files: list[Entry]) -> tuple[list[Entry], dict[str, Path]]:
-    """The files still to pull into the share rooted at ``root``, and where each lands
-    (real paths): a file whose landing has its size and mtime is skipped. Each landing
-    folder is resolved and read once (a new folder: not at all). On a thread."""
+Place = tuple[Path, str]  # a landing: its folder's real path (shared by its files), its name
+
+
+def landed_already(root: Path, files: list[Entry]) -> tuple[list[Entry], dict[str, Place]]:
+    """The files still to pull into the share rooted at ``root``, and where each lands:
+    a file whose landing has its size and mtime is skipped. Each landing folder is
+    resolved and read once (a new folder: not at all). On a thread."""
     todo: list[Entry] = []
-    places: dict[str, Path] = {}
-    folders: dict[str, tuple[Path, dict[str, os.DirEntry[str]]] | None] = {}
+    places: dict[str, Place] = {}
+    # a listing comes folder by folder: one folder's entries are held at a time
+    parent_now: str | None = None
+    folder: tuple[Path, dict[str, os.DirEntry[str]]] | None = None
     for entry in files:
         parent, _, name = entry.dest.rpartition("/")
-        if parent not in folders:
-            folders[parent] = _landing_folder(root, parent)
-        folder = folders[parent]
+        if parent != parent_now:
+            parent_now, folder = parent, _landing_folder(root, parent)
         if folder is None:
             todo.append(entry)  # refused again when it is pulled, by name
             continue
         place, there = folder
-        places[entry.dest] = place / name
+        places[entry.dest] = (place, name)
         found = there.get(name)
         try:
             st = found.stat(follow_symlinks=False) if found is not None else None
@@ -142,6 +146,11 @@ def _landing_folder(root: Path, parent: str
             return place, {e.name: e for e in found}
     except OSError:  # not there yet (or not a folder: each file's landing says why)
         return place, {}
+
+
+def _path(place: Place) -> Path:
+    folder, name = place
+    return folder / name
 
 
 def batches(files: list[Entry]) -> list[list[Entry]]:
@@ -198,7 +207,7 @@ async def pull_folder(client: TransferClient, share: Share, folder: str, landing
                 return
             try:
                 got = await client.pull_batch([e.source for e in asked],
-                                              lambda path: places[by_source[path].dest],
+                                              lambda path: _path(places[by_source[path].dest]),
                                               root=share.root)
             except TransferError as exc:
                 got = {e.source: exc for e in asked}

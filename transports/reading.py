@@ -58,15 +58,16 @@ def stat(share: Share, place: Path, parts: tuple[str, ...], tree: bool, bound: P
             source.close()
     if not tree:
         raise Refused(403, "ticket_refused", "a folder needs a ticket for its whole tree")
-    try:
-        found = list(itertools.islice(files_below(share.root, place, bound), max_files + 1))
+    try:  # each file's facts as they are found: no stat results held for a whole tree
+        files = [FileInfo(path=join((*parts, *rel)), size=info.st_size,
+                          mtime_ns=info.st_mtime_ns, mode=info.st_mode & 0o777)
+                 for _, rel, info in itertools.islice(files_below(share.root, place, bound),
+                                                      max_files + 1)]
     except PathRefused as exc:
         raise Refused(400, "bad_path", str(exc)) from None
-    if len(found) > max_files:
+    if len(files) > max_files:
         raise Refused(413, "too_many_files", f"{join(parts)!r} holds more than {max_files} "
                       "files: transfer its folders one by one")
-    files = [FileInfo(path=join((*parts, *rel)), size=info.st_size, mtime_ns=info.st_mtime_ns,
-                      mode=info.st_mode & 0o777) for _, rel, info in found]
     return StatAnswer(type="dir", mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o777,
                       files=files)
 
