@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,11 +104,17 @@ def test_a_failing_watch_stops_the_task(tmp_path: Path, spawner: str,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug while a task runs must not leave it running unwatched: it is stopped, whole
     tree, and fails with the reason; the lane runs the next task as usual."""
+    marker = tmp_path / "pid"
+
     def broken(*_args: object) -> None:
+        # once the task has said who it is (killed sooner, it could not say it)
+        deadline = time.monotonic() + 10
+        while not marker.exists() or not marker.read_text().strip():
+            assert time.monotonic() < deadline, "the task never wrote its pid"
+            time.sleep(0.01)
         raise RuntimeError("watch broke")
 
     monkeypatch.setattr(SubprocessLane, "_watch", broken)
-    marker = tmp_path / "pid"
     outcome, _ = run(tmp_path, ["sh", "-c", f"echo $$ > {marker}; sleep 30"])
     assert outcome.status == "failed"
     assert outcome.message == "the agent failed while running it: watch broke"
