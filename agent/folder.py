@@ -65,6 +65,17 @@ class Tally:
     moved: int = 0  # bytes sent by this run
     failed: dict[str, str] = field(default_factory=dict)  # source path -> why
 
+    def count(self, key: str, result: Landed | TransferError, moved: Moved | None,
+              told: bool = False) -> None:
+        """One file's end, under ``key`` (its path) when it failed. ``told``: ``moved``
+        heard its bytes as they came (a big file's chunks)."""
+        if isinstance(result, Landed):
+            self.moved += result.size
+            if moved is not None and not told:
+                moved(result.size)
+        else:
+            self.failed[key] = str(result)
+
     def summary(self) -> str:
         text = f"a folder of {self.files} files, {self.size} bytes"
         if self.there:
@@ -185,13 +196,7 @@ async def pull_folder(client: TransferClient, share: Share, folder: str, landing
     big = [e for e in todo if e.size > SMALL_FILE]
 
     def counted(entry: Entry, result: Landed | TransferError, told: bool = False) -> None:
-        """``told``: ``moved`` heard its bytes as they came (a big file's chunks)."""
-        if isinstance(result, Landed):
-            tally.moved += result.size
-            if moved is not None and not told:
-                moved(result.size)
-        else:
-            tally.failed[entry.source] = str(result)
+        tally.count(entry.source, result, moved, told)
 
     requests = asyncio.Semaphore(BATCHES)
 
@@ -241,12 +246,7 @@ async def push_folder(client: TransferClient, root: Path,
     big = [f for f in files if f[2] > SMALL_FILE]
 
     def counted(dest: str, result: Landed | TransferError, told: bool = False) -> None:
-        if isinstance(result, Landed):
-            tally.moved += result.size
-            if moved is not None and not told:
-                moved(result.size)
-        else:
-            tally.failed[dest] = str(result)
+        tally.count(dest, result, moved, told)
 
     requests = asyncio.Semaphore(BATCHES)
 

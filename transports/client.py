@@ -20,7 +20,7 @@ import asyncio
 import collections
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -101,11 +101,7 @@ class TransferClient(Peer):
         left, each read into this stream's buffer, verified and written in place."""
         buffer = memoryview(bytearray(info.chunk))
         with self.connection() as conn:
-            while not stop.is_set():
-                try:
-                    index = todo.popleft()
-                except IndexError:
-                    return
+            for index in _taken(todo, stop):
                 self._pull_chunk(conn, path, info, part, index, buffer, stop)
                 if progress:
                     progress(span(info.size, info.chunk, index)[1])
@@ -243,11 +239,7 @@ class TransferClient(Peer):
         """One stream of a push, on its thread: chunks taken from ``todo`` until none is
         left, each read, hashed and sent."""
         with self.connection() as conn:
-            while not stop.is_set():
-                try:
-                    index = todo.popleft()
-                except IndexError:
-                    return
+            for index in _taken(todo, stop):
                 data, digest = source.read(index)
                 hashes[index] = digest
                 self._push_chunk(conn, path, index, data, digest, stop)
@@ -327,6 +319,16 @@ class TransferClient(Peer):
             if progress:
                 progress(sizes[result.path])
         return out
+
+
+def _taken(todo: collections.deque[int], stop: threading.Event) -> Iterator[int]:
+    """Chunk indexes for one stream, shared with the others, until none is left or the
+    transfer stops."""
+    while not stop.is_set():
+        try:
+            yield todo.popleft()
+        except IndexError:
+            return
 
 
 def _teller(progress: Progress | None) -> Callable[[int], None] | None:
