@@ -45,7 +45,7 @@ from transports.chunks import (
 )
 from transports.limits import ANSWER_BYTES, HEADER_BYTES, PULL_MEMORY
 from transports.partial import PartialFile
-from transports.peer import TRIES, Connection, Peer
+from transports.peer import TRIES, Connection, Peer, Stop
 from transports.small import SmallFile, land_small
 
 log = structlog.get_logger("transports.client")
@@ -96,11 +96,11 @@ class TransferClient(Peer):
 
     def _pull_chunks(self, path: str, info: StatAnswer, part: PartialFile,
                      todo: collections.deque[int], progress: Callable[[int], None] | None,
-                     stop: threading.Event) -> None:
+                     stop: Stop) -> None:
         """One stream of a pull, on its thread: chunks taken from ``todo`` until none is
         left, each read into this stream's buffer, verified and written in place."""
         buffer = memoryview(bytearray(info.chunk))
-        with self.connection() as conn:
+        with self.connection(stop=stop) as conn:
             for index in _taken(todo, stop):
                 self._pull_chunk(conn, path, info, part, index, buffer, stop)
                 if progress:
@@ -235,10 +235,10 @@ class TransferClient(Peer):
 
     def _push_chunks(self, source: SourceFile, path: str, todo: collections.deque[int],
                      hashes: dict[int, bytes], progress: Callable[[int], None] | None,
-                     stop: threading.Event) -> None:
+                     stop: Stop) -> None:
         """One stream of a push, on its thread: chunks taken from ``todo`` until none is
         left, each read, hashed and sent."""
-        with self.connection() as conn:
+        with self.connection(stop=stop) as conn:
             for index in _taken(todo, stop):
                 data, digest = source.read(index)
                 hashes[index] = digest

@@ -57,6 +57,31 @@ class Stopped(Exception):
     """The transfer was stopped (cancelled) while a thread of it ran: it ends quietly."""
 
 
+class Stop(threading.Event):
+    """The stop of a group of streams (``Peer.threads``), and the connections they use
+    now: when one fails or the transfer is cancelled, ``cut`` ends what the others wait
+    for, and nothing else of the peer's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.using: set[Connection] = set()
+        self._lock = threading.Lock()
+
+    def use(self, conn: Connection, using: bool) -> None:
+        with self._lock:
+            if using:
+                self.using.add(conn)
+            else:
+                self.using.discard(conn)
+
+    def cut(self) -> None:
+        self.set()
+        with self._lock:
+            using = list(self.using)
+        for conn in using:
+            conn.abort()
+
+
 @functools.cache
 def client_context() -> ssl.SSLContext:
     """TLS for peers: no certificate authority, the peer's certificate is pinned by its
@@ -142,7 +167,6 @@ class Peer:
         self.limits = limits or Limits()
         self.retried = 0  # requests made again (damage, dropped connections)
         self._idle: list[Connection] = []  # kept alive between requests
-        self._live: set[Connection] = set()  # in use by a thread now
         self._lock = threading.Lock()
 
     async def __aenter__(self) -> Self:
@@ -156,33 +180,30 @@ class Peer:
 
     # -- connections
     @contextlib.contextmanager
-    def connection(self, fresh: bool = False) -> Iterator[Connection]:
+    def connection(self, fresh: bool = False, stop: Stop | None = None
+                   ) -> Iterator[Connection]:
         """A connection of this peer's, for one thread, kept alive for the next. ``fresh``:
         not one that sat idle (for a request made only once: the peer may have closed an
-        idle connection just as it is sent, and it would not be made again)."""
+        idle connection just as it is sent, and it would not be made again). ``stop``:
+        the group of streams it serves, which may cut it."""
         with self._lock:
             conn = self._idle.pop() if self._idle else Connection(self)
-            self._live.add(conn)
         if fresh or time.monotonic() - conn.used > KEEP_IDLE:
             conn.close()
+        if stop is not None:
+            stop.use(conn, True)
         try:
             yield conn
         except BaseException:
             conn.close()
             raise
         finally:
+            if stop is not None:
+                stop.use(conn, False)
             conn.used = time.monotonic()
-            with self._lock:
-                self._live.discard(conn)
-                if conn.http is not None:
+            if conn.http is not None:
+                with self._lock:
                     self._idle.append(conn)
-
-    def abort(self) -> None:
-        """Every request under way ends now (a stopped transfer)."""
-        with self._lock:
-            live = list(self._live)
-        for conn in live:
-            conn.abort()
 
     # -- refusals
     def _lied(self, why: str, kind: type[TransferError] = PeerLied) -> TransferError:
@@ -276,13 +297,12 @@ class Peer:
         assert isinstance(body, bytearray)
         return status, body, headers
 
-    async def threads(self, count: int, work: Callable[[threading.Event], None],
-                      name: str) -> None:
+    async def threads(self, count: int, work: Callable[[Stop], None], name: str) -> None:
         """``work`` on ``count`` threads of its own, until all return; the first error
         stops the others and is raised. Cancelled, the threads are stopped (their requests
         cut) and waited for: nothing of this transfer runs on once this returns."""
         loop = asyncio.get_running_loop()
-        stop = threading.Event()
+        stop = Stop()
         ended = loop.create_future()
         left = count
         errors: list[BaseException] = []
@@ -300,23 +320,26 @@ class Peer:
                 pass
             except BaseException as exc:
                 errors.append(exc)
-                stop.set()
-                self.abort()
+                stop.cut()
             finally:
                 with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
                     loop.call_soon_threadsafe(one_ended)
 
-        for n in range(count):
-            threading.Thread(target=run, name=f"{name}-{n}", daemon=True).start()
+        threads = [threading.Thread(target=run, name=f"{name}-{n}", daemon=True)
+                   for n in range(count)]
+        for thread in threads:
+            thread.start()
         try:
             await asyncio.shield(ended)
         except asyncio.CancelledError:
-            stop.set()
-            self.abort()
+            stop.cut()
             while not ended.done():
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.shield(ended)
             raise
+        finally:
+            for thread in threads:  # each has told its end: it is leaving, a moment at most
+                thread.join()
         if errors:
             raise errors[0]
 

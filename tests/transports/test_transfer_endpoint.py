@@ -414,3 +414,34 @@ async def test_a_folder_is_one_task_that_names_what_failed_and_resumes_by_file(
     assert size == 1004  # and only it travelled (its bytes and a header line)
     assert 1004 < served.endpoint.served_bytes - served_before < 1004 + 1024
     assert blocked.read_bytes() == (served.root / "plates" / "reel1" / "p0004.dpx").read_bytes()
+
+
+async def test_a_cancelled_pull_stops_its_streams_and_resumes(served: Served,
+                                                               tmp_path: Path) -> None:
+    """The bytes move on threads: cancelling the pull cuts their connections and waits
+    for them, so nothing of it runs on, its part file is let go, and the next pull
+    resumes from what landed."""
+    import threading
+
+    source = random_file(served.root / "reel.mov", 64 * MiB)
+    dest = tmp_path / "out" / "reel.mov"
+    moved: list[int] = []
+    some = asyncio.Event()
+
+    def progress(count: int) -> None:  # told on the event loop
+        moved.append(count)
+        if count:
+            some.set()
+
+    async with served.client(served.ticket("reel.mov"), streams=2) as client:
+        pulling = asyncio.create_task(client.pull("reel.mov", dest, progress=progress))
+        await some.wait()
+        pulling.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pulling
+        assert not [t for t in threading.enumerate() if t.name.startswith("pull-")]
+        assert not dest.exists() and 0 < sum(moved) < 64 * MiB
+        served_before = served.endpoint.served_chunks
+        await client.pull("reel.mov", dest)  # not "being received by another transfer"
+    assert dest.read_bytes() == source.read_bytes()
+    assert served.endpoint.served_chunks - served_before < 8  # what had landed stayed
