@@ -41,11 +41,11 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (
-    ensure,
     free_port,
     postgres_database,
     start_balancer,
     start_hubs,
+    start_nginx,
     stop_process,
 )
 
@@ -158,19 +158,10 @@ NGINX_ANSWER = json.dumps({"client_id": "x", "status": "online", "checkin_interv
                            "server_time": "2030-01-01T00:00:00Z"}, separators=(",", ":"))
 
 
-def start_nginx(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_answering(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     """nginx answering every POST to the check-in path with a fixed JSON body."""
-    ensure("nginx", "nginx-light")
     port = free_port()
-    conf = tmp / "nginx.conf"
-    conf.write_text(f"""
-worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log;
-events {{ worker_connections 16384; }}
-http {{
-    access_log off;
+    return start_nginx(tmp, port, f"""
     client_body_temp_path {tmp}/nginx-body;
     keepalive_requests 1000000;
     server {{
@@ -179,13 +170,7 @@ http {{
             default_type application/json;
             return 200 '{NGINX_ANSWER}';
         }}
-    }}
-}}
-""")
-    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    return proc, f"http://127.0.0.1:{port}"
+    }}""", connections=16384), f"http://127.0.0.1:{port}"
 
 
 def ferry_phase(tmp: Path, args: argparse.Namespace, uri: str | None = None, hubs: int = 1
@@ -243,7 +228,7 @@ def main() -> int:
             uri, drop = postgres_database()
             results["hubs"] = args.hubs
             results["postgres"], _ = ferry_phase(tmp / "postgres", args, uri, args.hubs)
-        nginx, nginx_url = start_nginx(tmp)
+        nginx, nginx_url = start_answering(tmp)
         results["nginx"] = asyncio.run(open_loop(nginx_url, tokens, args.interval, args.seconds))
         results["nginx_burst"] = asyncio.run(closed_loop(nginx_url, tokens, args.workers,
                                                           args.burst_seconds))

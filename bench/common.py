@@ -120,6 +120,31 @@ def start_hubs(base: Path, section: dict[str, Any], count: int,
     return procs, infos
 
 
+def start_nginx(tmp: Path, port: int, http: str, *, workers: int = 1,
+                connections: int = 1024) -> subprocess.Popen[bytes]:
+    """nginx (Debian's package) as a plain process with its files under ``tmp``, serving
+    ``http`` (the ``http`` block's inside, its server listening on ``port``). Started as
+    root, its workers stay root, so they read the benchmark's 0700 temporary folders."""
+    ensure("nginx", "nginx-light")
+    conf = tmp / "nginx.conf"
+    conf.write_text(f"""
+worker_processes {workers};
+daemon off;
+{"user root root;" if os.geteuid() == 0 else ""}
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log;
+events {{ worker_connections {connections}; }}
+http {{
+    access_log off;
+{http}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return proc
+
+
 def start_balancer(base: Path, upstreams: list[str]) -> tuple[subprocess.Popen[bytes], str]:
     """nginx (Debian's package) in front of hubs (``http://host:port`` each), as a plain
     process with its files under ``base``: round robin, a hub that refuses connections is

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import blake3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import ensure, free_port, stop_process
+from bench.common import ensure, free_port, start_nginx, stop_process
 from protocol import tickets
 from protocol.tickets import TicketScope
 from protocol.transfer import PREFIX
@@ -68,34 +68,32 @@ def serve(root: Path, tls_dir: Path, public_key: str) -> None:
     asyncio.run(main())
 
 
-def start_nginx(tmp: Path, root: Path, tls_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_tls_static(tmp: Path, root: Path, tls_dir: Path
+                     ) -> tuple[subprocess.Popen[bytes], int]:
+    """nginx serving ``root`` over TLS with the endpoint's own certificate."""
     port = free_port()
-    conf = tmp / "nginx.conf"
-    conf.write_text(f"""
-worker_processes 2;
-daemon off;
-{"user root root;" if os.geteuid() == 0 else ""}
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
+    return start_nginx(tmp, port, f"""
     server {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {tls_dir}/transfer-cert.pem;
         ssl_certificate_key {tls_dir}/transfer-key.pem;
         keepalive_requests 100000;
         root {root};
-    }}
-}}
-""")
-    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    return proc, port
+    }}""", workers=2), port
 
 
 Request = Callable[[http.client.HTTPSConnection, int], http.client.HTTPResponse]
+
+
+def streamed(worker: Callable[[], None], streams: int) -> float:
+    """Seconds ``worker`` takes on ``streams`` threads at once, until the last ends."""
+    threads = [threading.Thread(target=worker) for _ in range(streams)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
 
 
 def pull(port: int, count: int, streams: int, ask: Request) -> float:
@@ -124,15 +122,10 @@ def pull(port: int, count: int, streams: int, ask: Request) -> float:
                 break
         conn.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(streams)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    seconds = streamed(worker, streams)
     if failed:
         raise RuntimeError(f"chunks failed: {failed[:3]}")
-    return count * CHUNK / (time.perf_counter() - started) / 1e6
+    return count * CHUNK / seconds / 1e6
 
 
 def push(port: int, key: Ed25519PrivateKey, count: int, streams: int, n: int) -> float:
@@ -174,13 +167,7 @@ def push(port: int, key: Ed25519PrivateKey, count: int, streams: int, n: int) ->
                 break
         conn.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(streams)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
+    seconds = streamed(worker, streams)
     if failed:
         raise RuntimeError(f"chunks failed: {failed[:3]}")
     call("POST", "commit", b'{"hash": null}')
@@ -217,7 +204,7 @@ def main() -> int:
     try:
         assert endpoint.stdout is not None
         port = json.loads(endpoint.stdout.readline())["port"]
-        nginx, nginx_port = start_nginx(tmp, root, tls_dir)
+        nginx, nginx_port = start_tls_static(tmp, root, tls_dir)
 
         def ferry_chunk(conn: http.client.HTTPSConnection, index: int
                         ) -> http.client.HTTPResponse:

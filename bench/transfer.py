@@ -43,7 +43,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import ensure, free_port, start_ferry, stop_process
+from bench.common import ensure, free_port, start_ferry, start_nginx, stop_process
 from hub import Session
 
 PASSWORD = "bench-root-password"
@@ -187,29 +187,15 @@ def start_rsync(tmp: Path, source_root: Path) -> tuple[subprocess.Popen[bytes], 
     return proc, port
 
 
-def start_nginx(tmp: Path, source_root: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_static(tmp: Path, source_root: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """nginx serving the sources over plain HTTP with sendfile: curl's side of (a)."""
     port = free_port()
-    conf = tmp / "nginx.conf"
-    conf.write_text(f"""
-worker_processes 1;
-daemon off;
-{"user root root;" if os.geteuid() == 0 else ""}
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
+    return start_nginx(tmp, port, f"""
     sendfile on;
     server {{
         listen 127.0.0.1:{port};
         root {source_root};
-    }}
-}}
-""")
-    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    return proc, port
+    }}"""), port
 
 
 def timed(argv: list[str]) -> float:
@@ -273,7 +259,7 @@ def main() -> int:
         make_data(source, args)
         wanted = {case: tree_digest(source / case) for case in args.only}
         rsync, rsync_port = start_rsync(tmp, source)
-        nginx, nginx_port = start_nginx(tmp, source)
+        nginx, nginx_port = start_static(tmp, source)
         procs += [rsync, nginx]
         ferry = Ferry(tmp, source)
         for n in range(args.rounds):
