@@ -21,6 +21,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
@@ -40,6 +41,7 @@ BATCHES = 2
 NAMED = 20  # failed files named in the task's message (all of them are in its log)
 
 Moved = Callable[[int], None]
+T = TypeVar("T")
 # one big file of the folder, in chunks: (source path, landing path, size) -> how it landed
 OneFile = Callable[[str, str, int], Awaitable[Landed]]
 
@@ -164,16 +166,16 @@ def _path(place: Place) -> Path:
     return folder / name
 
 
-def batches(files: list[Entry]) -> list[list[Entry]]:
+def batches(files: list[T], size: Callable[[T], int]) -> list[list[T]]:
     """Small files in requests of about ``SMALL_BATCH`` bytes and ``BATCH_FILES`` files."""
-    out: list[list[Entry]] = []
-    size = 0
-    for entry in files:
-        if not out or size + entry.size > SMALL_BATCH or len(out[-1]) >= BATCH_FILES:
+    out: list[list[T]] = []
+    used = 0
+    for f in files:
+        if not out or used + size(f) > SMALL_BATCH or len(out[-1]) >= BATCH_FILES:
             out.append([])
-            size = 0
-        out[-1].append(entry)
-        size += entry.size
+            used = 0
+        out[-1].append(f)
+        used += size(f)
     return out
 
 
@@ -223,7 +225,7 @@ async def pull_folder(client: TransferClient, share: Share, folder: str, landing
                     continue
                 counted(e, result)
 
-    await asyncio.gather(*(one_batch(group) for group in batches(small)))
+    await asyncio.gather(*(one_batch(group) for group in batches(small, lambda e: e.size)))
     for entry in big:
         try:
             counted(entry, await one_file(entry.source, entry.dest, entry.size), told=True)
@@ -264,15 +266,7 @@ async def push_folder(client: TransferClient, root: Path,
                     continue
                 counted(dest, result)
 
-    groups: list[list[tuple[Path, str, int]]] = []
-    used = 0
-    for f in small:
-        if not groups or used + f[2] > SMALL_BATCH or len(groups[-1]) >= BATCH_FILES:
-            groups.append([])
-            used = 0
-        groups[-1].append(f)
-        used += f[2]
-    await asyncio.gather(*(one_batch(group) for group in groups))
+    await asyncio.gather(*(one_batch(group) for group in batches(small, lambda f: f[2])))
     for local, dest, size in big:
         try:
             counted(dest, await one_file(str(local), dest, size), told=True)
