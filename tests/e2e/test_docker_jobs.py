@@ -123,8 +123,8 @@ def assert_no_containers_left(engine: docker.DockerClient, fed: Federation) -> N
     being removed by its agent: that is given a few seconds."""
 
     def left() -> list[Any]:
-        return [c for agent in fed.agents.values() for c in engine.containers.list(
-            all=True, filters={"label": f"ferry.agent={agent.info.get('agent_id', '-')}"})]
+        return [c for agent in fed.agents.values() for c in listed(
+            engine, f"ferry.agent={agent.info.get('agent_id', '-')}")]
 
     deadline = time.monotonic() + 15
     while (found := left()) and time.monotonic() < deadline:
@@ -136,7 +136,18 @@ def assert_no_containers_left(engine: docker.DockerClient, fed: Federation) -> N
 
 
 def containers_of(engine: docker.DockerClient, run_id: str) -> list[Any]:
-    return engine.containers.list(all=True, filters={"label": f"ferry.run={run_id}"})
+    return listed(engine, f"ferry.run={run_id}")
+
+
+def listed(engine: docker.DockerClient, label: str) -> list[Any]:
+    """The containers with ``label``. The SDK lists, then looks at each: one removed in
+    between (its agent is removing it) is a 404 there, and the listing is made again."""
+    for _ in range(20):
+        try:
+            return engine.containers.list(all=True, filters={"label": label})
+        except docker.errors.NotFound:
+            continue
+    return engine.containers.list(all=True, filters={"label": label})
 
 
 def via_socket(path: Path, method: str, target: str, body: Any, token: str
