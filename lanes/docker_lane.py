@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import functools
 import shutil
+import signal
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -65,6 +66,9 @@ T = TypeVar("T")
 POLL = 0.25  # seconds between looks at a running container, at most
 FIRST_POLL = 0.02  # the first look after it started; each one after waits twice as long
 ENGINE_RETRIES = 30  # looks that may fail in a row (a second apart) before a run is lost
+# The engine hears of a container's exit and of its OOM kill as two events, in either order:
+# a run killed by SIGKILL under a memory limit is looked at again for this long.
+OOM_SETTLE = 3.0
 
 
 class Detached(LaneError):
@@ -325,7 +329,7 @@ class DockerLane:
                 await asyncio.sleep(1.0)
                 continue
             if state.get("Status") in ("exited", "dead"):
-                return state
+                return await self._settled(handle, state)
             if handle.stopping is None and handle.timeout is not None and \
                     time.time() >= handle.started + handle.timeout:
                 handle.stopping = f"timed out after {handle.timeout:g} s"
@@ -381,6 +385,23 @@ class DockerLane:
 
     def _stop(self, handle: RunHandle, grace: float) -> None:
         stop(handle, grace)
+
+    async def _settled(self, handle: RunHandle, state: dict[str, Any]) -> dict[str, Any]:
+        """The ended state once the engine has had time to mark an OOM kill: a SIGKILL
+        that Ferry did not send, to a run under a memory limit, may be the kernel's."""
+        if state.get("OOMKilled") or state.get("ExitCode") != 128 + signal.SIGKILL or \
+                handle.memory is None or handle.stopping is not None:
+            return state
+        deadline = time.monotonic() + OOM_SETTLE
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            try:
+                again = await self._call(state_of, handle.container)
+            except (docker.errors.NotFound, *ENGINE_ERRORS, RuntimeError):
+                break
+            if again.get("OOMKilled"):
+                return again
+        return state
 
     def _finish(self, handle: RunHandle, state: dict[str, Any]) -> DockerOutcome:
         """Read the ended container's end and logs, then remove it (unless the lane keeps
