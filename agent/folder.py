@@ -26,7 +26,7 @@ from typing import TypeVar
 import structlog
 
 from protocol.paths import PathRefused, join, share_parts
-from protocol.transfer import SMALL_FILE, Share, StatAnswer
+from protocol.transfer import SMALL_FILE, Landing, Share, StatAnswer
 from transports.chunks import TooLarge, TransferError
 from transports.client import Landed, TransferClient
 from transports.shares import resolve
@@ -235,42 +235,66 @@ async def pull_folder(client: TransferClient, share: Share, folder: str, landing
     return tally.summary(), tally.moved
 
 
-async def push_folder(client: TransferClient, root: Path,
-                      files: list[tuple[Path, str, int]], one_file: OneFile,
-                      sized: Callable[[int], None] | None = None,
+@dataclass
+class Local:
+    """A file of a pushed folder: where it is here, where it lands in the peer's share
+    (a normal share path), and its size and mtime here."""
+
+    path: Path
+    dest: str
+    size: int
+    mtime_ns: int
+
+
+async def pushed_already(client: TransferClient, files: list[Local]) -> list[Local]:
+    """The files the peer has not landed yet with their size and mtime here: a pushed
+    folder resumes by file too. Asked in groups, before any is sent."""
+    todo: list[Local] = []
+    for start in range(0, len(files), BATCH_FILES):
+        group = files[start:start + BATCH_FILES]
+        have = await client.have([Landing(f.dest, f.size, f.mtime_ns) for f in group])
+        todo.extend(f for f in group if f.dest not in have)
+    return todo
+
+
+async def push_folder(client: TransferClient, root: Path, files: list[Local],
+                      one_file: OneFile, sized: Callable[[int], None] | None = None,
                       moved: Moved | None = None) -> tuple[str, int]:
-    """Local files of a folder (local path, landing path in the peer's share, size) to
-    the peer; returns the summary and the bytes moved. Raises ``FolderFailed``."""
-    tally = Tally(files=len(files), size=sum(size for _, _, size in files))
+    """Local files of a folder to the peer; returns the summary and the bytes moved.
+    Raises ``FolderFailed``."""
+    tally = Tally(files=len(files), size=sum(f.size for f in files))
     if sized is not None:
         sized(tally.size)
-    small = [f for f in files if f[2] <= SMALL_FILE]
-    big = [f for f in files if f[2] > SMALL_FILE]
+    todo = await pushed_already(client, files)
+    tally.there = len(files) - len(todo)
+    if moved is not None and tally.there:
+        moved(tally.size - sum(f.size for f in todo))
+    small = [f for f in todo if f.size <= SMALL_FILE]
+    big = [f for f in todo if f.size > SMALL_FILE]
 
     def counted(dest: str, result: Landed | TransferError, told: bool = False) -> None:
         tally.count(dest, result, moved, told)
 
     requests = asyncio.Semaphore(BATCHES)
 
-    async def one_batch(group: list[tuple[Path, str, int]]) -> None:
+    async def one_batch(group: list[Local]) -> None:
         async with requests:
             try:
-                got = await client.push_batch([(local, dest) for local, dest, _ in group],
-                                              root=root)
+                got = await client.push_batch([(f.path, f.dest) for f in group], root=root)
             except TransferError as exc:
-                got = {join(share_parts(dest)): exc for _, dest, _ in group}
-            for local, dest, size in group:
-                result = got.get(join(share_parts(dest))) or TransferError("not in the answer")
+                got = {f.dest: exc for f in group}
+            for f in group:
+                result = got.get(f.dest) or TransferError("not in the answer")
                 if isinstance(result, TooLarge):
-                    big.append((local, dest, size))
+                    big.append(f)
                     continue
-                counted(dest, result)
+                counted(f.dest, result)
 
-    await asyncio.gather(*(one_batch(group) for group in batches(small, lambda f: f[2])))
-    for local, dest, size in big:
+    await asyncio.gather(*(one_batch(group) for group in batches(small, lambda f: f.size)))
+    for f in big:
         try:
-            counted(dest, await one_file(str(local), dest, size), told=True)
+            counted(f.dest, await one_file(str(f.path), f.dest, f.size), told=True)
         except TransferError as exc:
-            counted(dest, exc)
+            counted(f.dest, exc)
     tally.raise_failed(str(root))
     return tally.summary(), tally.moved

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import structlog
 
-from agent.folder import pull_folder, push_folder
+from agent.folder import Local, pull_folder, push_folder
 from core.refusals import refused
 from protocol import Progress, TransferWork
 from protocol.paths import PathRefused, join, share_parts
@@ -147,10 +148,12 @@ class Mover:
                         return Landed(digest, size)
 
                     summary, size = await push_folder(
-                        client, root, [(path, join(landing + rel), size)
-                                       for path, rel, size in files], one_file, sized, moved)
+                        client, root, [Local(path, join(landing + rel), st.st_size,
+                                             st.st_mtime_ns) for path, rel, st in files],
+                        one_file, sized, moved)
                     return _summary(summary, client), size
-            path, _, size = files[0]
+            path, _, st = files[0]
+            size = st.st_size
             if sized is not None:
                 sized(size)
             async with self._client(work) as client, _leaving(
@@ -208,11 +211,12 @@ def _summary(text: str, client: TransferClient) -> str:
     return f"{text}; {client.retried} requests made again" if client.retried else text
 
 
-def _local_files(root: Path, place: Path) -> list[tuple[Path, tuple[str, ...], int]] | None:
-    """The files to send: (local path, path below ``place``, size); None if nothing is
-    there. Part files and symlinks that lead out of the share are left out."""
+def _local_files(root: Path, place: Path
+                 ) -> list[tuple[Path, tuple[str, ...], os.stat_result]] | None:
+    """The files to send: (local path, path below ``place``, its stat); None if nothing
+    is there. Part files and symlinks that lead out of the share are left out."""
     if place.is_file():
-        return [(place, (), place.stat().st_size)]
+        return [(place, (), place.stat())]
     if not place.is_dir():
         return None
-    return [(path, rel, info.st_size) for path, rel, info in files_below(root, place)]
+    return list(files_below(root, place))

@@ -59,6 +59,21 @@ class FilesRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     paths: list[str]
 
 
+class Landing(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A file a sender is about to send, as it is at the sender: is it there already?"""
+    path: str
+    size: int
+    mtime_ns: int
+
+
+class HaveRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    files: list[Landing]
+
+
+class HaveAnswer(msgspec.Struct, frozen=True):
+    have: list[str]  # the paths that have landed already, with that size and mtime
+
+
 class FileHeader(msgspec.Struct, frozen=True):
     """One file of a batch, before its bytes (``size`` of them) in the same stream."""
     path: str

@@ -18,7 +18,7 @@ import msgspec
 
 from core.errors import FerryError
 from protocol.paths import PathRefused, share_parts
-from protocol.transfer import MAX_CHUNK, SMALL_FILE, FileHeader, StatAnswer
+from protocol.transfer import MAX_CHUNK, SMALL_FILE, FileHeader, HaveAnswer, StatAnswer
 from transports.chunks import MAX_CHUNKS, chunk_count, chunk_size
 from transports.limits import Limits
 
@@ -142,6 +142,16 @@ def landed(body: bytes | bytearray, sent: set[str]) -> list[FileLanded]:
         if not result.error and not _is_hash(result.hash):
             raise Lie(f"answered {result.path!r} landed with hash {result.hash[:80]!r}")
     return answer.files
+
+
+def there(body: bytes | bytearray, asked: set[str]) -> set[str]:
+    """The files a receiving peer says have landed already: only files asked about."""
+    answer = decode(body, HaveAnswer, "which files it has")
+    have = set(answer.have)
+    if not have <= asked:
+        raise Lie(f"answered that it has {sorted(have - asked)[0][:200]!r}, which nobody "
+                  "asked about")
+    return have
 
 
 def _is_hash(text: str) -> bool:

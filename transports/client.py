@@ -28,7 +28,7 @@ import msgspec
 import structlog
 
 from protocol.paths import join, share_parts
-from protocol.transfer import BATCH_BYTES, SMALL_FILE, FileHeader, StatAnswer
+from protocol.transfer import BATCH_BYTES, SMALL_FILE, FileHeader, HaveRequest, Landing, StatAnswer
 from transports import answers
 from transports.chunks import (
     HASH_BYTES,
@@ -272,6 +272,21 @@ class TransferClient(Peer):
             self._raise(status, body)
         except TransferError as exc:
             log.info("could not discard a pushed file's part file", path=path, error=str(exc))
+
+    async def have(self, files: list[Landing]) -> set[str]:
+        """Of the files about to be pushed, those the peer has landed already with the
+        size and mtime they have here (an earlier run sent them). A peer that cannot
+        say (an older agent) has none of them."""
+        if not files:
+            return set()
+        status, answer, _ = await self.request(
+            "POST", "receive/have", params={}, data=msgspec.json.encode(HaveRequest(files)),
+            limit=ANSWER_BYTES + len(files) * HEADER_BYTES, what="which files it has")
+        if status in (404, 405):
+            return set()
+        self._raise(status, answer)
+        with self._checking():
+            return answers.there(answer, {f.path for f in files})
 
     async def push_small(self, files: list[tuple[Path, str]],
                          progress: Progress | None = None) -> dict[str, str]:

@@ -31,6 +31,8 @@ Writing (the sender pushes; ticket ``op: write``):
     PUT  /transfer/v1/receive/chunk?share=S&path=P&index=N   bytes, X-Ferry-Hash
     POST /transfer/v1/receive/commit?share=S&path=P  {"hash": whole-file hash or null}
     POST /transfer/v1/receive/files?share=S          small files in one request
+    POST /transfer/v1/receive/have?share=S           {"files": [{"path","size","mtime_ns"}]}
+                                                     which of them have landed already
     POST /transfer/v1/receive/discard?share=S&path=P the sender gave up: the part file goes
 
 Download links (anyone holding the link; its ticket, ``op: read`` for one file, is in the
@@ -52,6 +54,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 
 import msgspec
 import structlog
@@ -61,7 +64,16 @@ from core.tasks import Supervisor
 from protocol import tickets
 from protocol.links import LINK, LINK_PATH
 from protocol.paths import PathRefused, join
-from protocol.transfer import MAX_CHUNK, PREFIX, CommitRequest, FilesRequest, OpenRequest, Refused, Share
+from protocol.transfer import (
+    MAX_CHUNK,
+    PREFIX,
+    CommitRequest,
+    FilesRequest,
+    HaveRequest,
+    OpenRequest,
+    Refused,
+    Share,
+)
 from transports import links, reading
 from transports.chunks import MAX_CHUNKS, ChunkCorrupt, DiskFull, Stat, TransferError, chunk_count, span
 from transports.connection import Connection, Request
@@ -197,6 +209,7 @@ class TransferEndpoint(Grants):
             f"{PREFIX}/receive/commit": {"POST": self.receive_commit},
             f"{PREFIX}/receive/files": {"POST": self.receive_files},
             f"{PREFIX}/receive/discard": {"POST": self.receive_discard},
+            f"{PREFIX}/receive/have": {"POST": self.receive_have},
         }
 
     def _dispatch(self, request: Request) -> None:
@@ -412,6 +425,33 @@ class TransferEndpoint(Grants):
         except PathRefused as exc:
             raise Refused(400, "bad_path", str(exc)) from None
         send_json(request, {"discarded": gone}, self.limits)
+
+    def receive_have(self, request: Request) -> None:
+        """Which of the files a sender is about to send have landed already, with the size
+        and mtime they have at the sender (a pushed folder resumes by file, as a pulled one
+        does). Each path is checked as its write would be; a refused one is not "there"
+        (its send is refused by name)."""
+        share, scope = self._grant(request, "write")  # before the body is read
+        body = read_json(request, HaveRequest, self.limits)
+        if not 0 < len(body.files) <= MAX_BATCH_FILES:
+            raise Refused(400, "bad_request", f"1 to {MAX_BATCH_FILES} files per request")
+        bound = self._bound(share, scope)
+        have = []
+        for landing in body.files:
+            try:
+                place = self._place(share, self._path(scope, landing.path, "write"), scope,
+                                    write=True, bound=bound)
+                st = place.stat(follow_symlinks=False)
+            except Refused as exc:
+                if exc.status in REFUSED:
+                    self._refuse(request, exc, landing.path)
+                continue
+            except OSError:
+                continue
+            if S_ISREG(st.st_mode) and st.st_size == landing.size and \
+                    st.st_mtime_ns == landing.mtime_ns:
+                have.append(landing.path)
+        send_json(request, {"have": have}, self.limits)
 
     def receive_files(self, request: Request) -> None:
         """Small files, each a header line and its bytes; each is checked against its own

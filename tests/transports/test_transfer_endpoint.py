@@ -445,3 +445,39 @@ async def test_a_cancelled_pull_stops_its_streams_and_resumes(served: Served,
         await client.pull("reel.mov", dest)  # not "being received by another transfer"
     assert dest.read_bytes() == source.read_bytes()
     assert served.endpoint.served_chunks - served_before < 8  # what had landed stayed
+
+
+async def test_a_pushed_folder_resumes_by_file(served: Served, tmp_path: Path) -> None:
+    """A pushed folder asks the receiver which files have landed already (with the size
+    and mtime they have here) and sends only the others: a run cut short sends again
+    only what had not landed; a file changed since is sent again."""
+    from agent.moving import Mover
+    from protocol import TransferWork
+
+    source = tmp_path / "local"
+    for n in range(120):
+        random_file(source / "plates" / f"reel{n % 2}" / f"p{n:04}.dpx", 2000 + n)
+    random_file(source / "plates" / "big.mov", 9 * MiB)
+    work = TransferWork(url=served.url, fingerprint=served.fingerprint or "", share="sh1",
+                        path="plates", ticket=served.ticket("in", "write", tree=True),
+                        dest_share="d", dest_path="in/plates", into_folder=False,
+                        direction="push", source_root=str(source))
+    total = sum(f.stat().st_size for f in source.rglob("*") if f.is_file())
+    summary, size = await Mover(dict).run(work)
+    assert summary == f"a folder of 121 files, {total} bytes" and size == total
+    # an earlier run that was cut short: one small file and the big one are missing
+    (served.root / "in" / "plates" / "reel1" / "p0007.dpx").unlink()
+    (served.root / "in" / "plates" / "big.mov").unlink()
+    changed = random_file(source / "plates" / "reel0" / "p0010.dpx", 2010)  # new bytes
+    received = served.endpoint.received_bytes
+    summary, size = await Mover(dict).run(work)
+    assert summary == f"a folder of 121 files, {total} bytes; 118 files were there already"
+    assert size == 2007 + 2010 + 9 * MiB
+    assert 2007 + 2010 + 9 * MiB <= served.endpoint.received_bytes - received \
+        < 2007 + 2010 + 9 * MiB + 1024
+    for local in source.rglob("*"):
+        if local.is_file():
+            landed = served.root / "in" / local.relative_to(source)
+            assert landed.read_bytes() == local.read_bytes(), landed
+    assert (served.root / "in" / "plates" / "reel0" / "p0010.dpx").read_bytes() == \
+        changed.read_bytes()
