@@ -6,7 +6,8 @@ fsync'd and renamed: verification on). In the same run, the same files are
 fetched from an ``rsync --daemon`` module (``rsync -a``) and, for the single
 file, from nginx with ``curl`` (plain HTTP, sendfile: the floor). Every copy
 lands in a fresh folder and is compared with the source. The page cache is
-warm for all of them alike.
+warm for all of them alike, and every copy starts with nothing left to write
+back (``sync`` before each, untimed): no tool pays for the one before it.
 
     .venv/bin/python bench/transfer.py                     # 2 GiB file, 10,000 x 64 KiB
     .venv/bin/python bench/transfer.py --big-mib 512 --small-files 2000
@@ -267,10 +268,13 @@ def main() -> int:
             out.mkdir()
             for case in args.only:
                 print(f"round {n + 1}: {case} ...", file=sys.stderr)
+                os.sync()
                 note(f"ferry_{case}", ferry_copy(case, n))
+                os.sync()
                 note(f"rsync_{case}", rsync_copy(case, out))
                 if case == "big":
                     (out / "curl-big").mkdir()
+                    os.sync()
                     note("curl_big", timed(["curl", "-sf", "-o", str(out / "curl-big" /
                                                                      "big.bin"),
                                             f"http://127.0.0.1:{nginx_port}/big/big.bin"]))
