@@ -218,6 +218,9 @@ def main() -> int:
     parser.add_argument("--tmpfs", action="store_true",
                         help="keep the data and every copy in /dev/shm (memory): the tools "
                              "compete on protocol and CPU, not on the disk")
+    parser.add_argument("--rsync-fsync", action="store_true",
+                        help="also time rsync --fsync (every file synced, as Ferry lands "
+                        "them): like for like on disk; not a goal's baseline")
     args = parser.parse_args()
     args.only = [c for c in args.only.split(",") if c]
     if not args.only or set(args.only) - set(CASES):
@@ -247,9 +250,9 @@ def main() -> int:
         shutil.rmtree(ferry.dest_root / f"r{n}-{case}")
         return seconds
 
-    def rsync_copy(case: str, out: Path) -> float:
+    def rsync_copy(case: str, out: Path, *flags: str) -> float:
         (out / f"rsync-{case}").mkdir(parents=True)
-        seconds = timed(["rsync", "-a", f"rsync://127.0.0.1:{rsync_port}/data/{case}/",
+        seconds = timed(["rsync", "-a", *flags, f"rsync://127.0.0.1:{rsync_port}/data/{case}/",
                          str(out / f"rsync-{case}")])
         assert tree_digest(out / f"rsync-{case}") == wanted[case]
         shutil.rmtree(out / f"rsync-{case}")
@@ -272,6 +275,9 @@ def main() -> int:
                 note(f"ferry_{case}", ferry_copy(case, n))
                 os.sync()
                 note(f"rsync_{case}", rsync_copy(case, out))
+                if args.rsync_fsync:
+                    os.sync()
+                    note(f"rsyncfsync_{case}", rsync_copy(case, out, "--fsync"))
                 if case == "big":
                     (out / "curl-big").mkdir()
                     os.sync()
@@ -314,6 +320,10 @@ def main() -> int:
         print(f"    ratio ferry/rsync {med['rsync_folder'] / med['ferry_folder']:.2f} "
               f"(goal >= 1.0); the hub's CPU per file {statistics.median(hub_cpu) * 1e6:.1f} us "
               "(goal < 50)")
+    for case in ("big", "small", "folder"):
+        if f"rsyncfsync_{case}" in med:
+            print(f"    [{case}] rsync --fsync {med[f'rsyncfsync_{case}']:.2f} s: ratio "
+                  f"ferry/(rsync --fsync) {med[f'rsyncfsync_{case}'] / med[f'ferry_{case}']:.2f}")
     print(f"(d) peak RSS: pulling agent {max(p[0] for p in peaks):.0f} MiB, serving agent "
           f"{max(p[1] for p in peaks):.0f} MiB (goal < 200 each)")
     return 0
