@@ -16,6 +16,7 @@ reports the endpoint's bytes. Those are the agent's ``Hooks``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
@@ -103,6 +104,28 @@ class Parts:
         return self.docker.runs.pins if self.docker is not None else None
 
 
+MAX_LOGS = 256  # tasks' outputs in one heartbeat (HeartbeatRequest.logs)
+
+
+class _Output(Protocol):
+    def output(self) -> dict[str, str]: ...
+
+
+def _outputs(*runners: _Output | None) -> Callable[[], dict[str, str]]:
+    """Running tasks' fresh output, of every runner that has some, for the heartbeat."""
+    present = [r for r in runners if r is not None]
+
+    def output() -> dict[str, str]:
+        out: dict[str, str] = {}
+        for runner in present:
+            out.update(runner.output())
+        # a heartbeat carries at most MAX_LOGS of them (more lanes than that: the others'
+        # pieces are left out of the live view; their end reports carry their tails)
+        return out if len(out) <= MAX_LOGS else dict(list(out.items())[:MAX_LOGS])
+
+    return output
+
+
 def docker_folder(config: AgentConfig, data_dir: Path) -> Path:
     """Where docker runs keep their folders, work files and pins."""
     if config.docker is not None and config.docker.folder:
@@ -148,7 +171,7 @@ async def assemble(config: AgentConfig, data_dir: Path, *, agent_id: str, system
                              progress=progress),
         claims=ClaimLoop(hub, pool, state),
         heartbeats=HeartbeatLoop(hub, pool, progress=transfer.progress if transfer else None,
-                                 output=docker.output if docker else None),
+                                 output=_outputs(compute, docker)),
         status=StatusServer(state, config.status_ip, config.status_port, sections={
             "transfer": service.status if service else None,
             "organization_key": org_key.status,

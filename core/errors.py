@@ -8,6 +8,7 @@
      ├── HubError             raised by the hub and by clients talking to it
      │    ├── QueryError      the query language (names position and expectation)
      │    ├── ApiError        an HTTP answer from the hub (status, code, message)
+     │    ├── NotLoggedIn     no credentials, or a stored token the hub refused
      │    ├── Refusal         hub/errors.py: what job logic refuses (invalid, not found, …)
      │    └── Retryable       agent/hubclient.py: a hub down, busy or confused: try again
      ├── AgentError           the agent daemon
@@ -55,6 +56,10 @@ class InstanceError(FerryError):
 
 class HubError(FerryError):
     """Raised by the hub, or by a client talking to it."""
+
+
+class NotLoggedIn(HubError):
+    """No credentials for the hub, or a stored token it refused: the user must log in."""
 
 
 class QueryError(HubError):

@@ -1,12 +1,12 @@
 """``ferry``: the one command. ``ferry hub …``, ``ferry agent …``, ``ferry link …``,
-``ferry demo``."""
+``ferry demo``, and the operator's ``ferry login``, ``client``, ``job``, ``task``, ``cp``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ferry import __version__
+from ferry import __version__, farm, jobs, login
 from ferry.commands import register, run
 from ferry.link import register as register_link
 
@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_servers(sub)
     register_service(sub)
     register_link(sub)
+    login.register(sub)
+    farm.register(sub)
+    jobs.register(sub)
     demo = sub.add_parser("demo", help="an embedded hub and an agent running a job, end to end",
                           description="Start an embedded hub (SQLite in a temporary folder) "
                           "and one agent, show it online with its metrics, run a 200-frame job "

@@ -28,6 +28,7 @@ from core.logs import LoggingConfig
 from core.logs import setup as setup_logging
 from ferry import demo_federated
 from ferry.tables import table
+from ferry.views import bucket_rows, bytes_bar, client_rows, progress_bar
 from hub import Session
 from hub.config import HubConfig
 from hub.security import new_password
@@ -37,44 +38,6 @@ FRAMES = "1-200"
 TRANSFER_MIB = 256
 # a stand-in for a renderer: a little work per frame, a line of output
 RENDER = ["sh", "-c", "sleep 0.02; echo rendered frame $FERRY_ITEM on lane $FERRY_LANE"]
-
-
-def _gib(value: Any) -> str:
-    return f"{value / 2**30:.1f} GiB" if isinstance(value, int | float) else "-"
-
-
-def client_rows(clients: list[dict[str, Any]]) -> list[dict[str, str]]:
-    rows = []
-    for c in clients:
-        m = c.get("metrics") or {}
-        rows.append({
-            "code": str(c["code"]), "type": str(c["type_hr"]), "status": str(c["status"]),
-            "os": str(c["os"]), "cores": str(m.get("c", "-")),
-            "cpu": f"{m['l']:.0f}%" if "l" in m else "-",
-            "memory": f"{m['m']:.0f}% of {_gib(m.get('mpt'))}" if "m" in m else "-",
-            "load": " ".join(f"{x:.2f}" for x in m.get("la") or []) or "-",
-            "host_id": str(c["host_id"] or "-"), "wan_ip": str(c["wan_ip"]),
-        })
-    return rows
-
-
-def progress_bar(job: dict[str, Any], width: int = 30) -> str:
-    counts = job["counts"]
-    total = sum(counts.values())
-    done = counts.get("done", 0)
-    filled = int(width * job["progress"] / 100)
-    return (f"[{'#' * filled}{'-' * (width - filled)}] {job['progress']:3d}%  {done}/{total} done"
-            f"  executing {counts.get('executing', 0)}"
-            f"  {job['speed']:.1f} tasks/s  etr {job['etr'] or '-'}")
-
-
-def bytes_bar(job: dict[str, Any], width: int = 30) -> str:
-    """A transfer job's progress, by bytes."""
-    filled = int(width * job["progress"] / 100)
-    size = max(job["size"], 0) / 1e6
-    return (f"[{'#' * filled}{'-' * (width - filled)}] {job['progress']:3d}%  "
-            f"{size * job['progress'] / 100:.0f}/{size:.0f} MB  {job['speed']:.1f} MB/s  "
-            f"etr {job['etr'] or '-'}")
 
 
 def _digest(root: Path) -> str:
@@ -138,21 +101,6 @@ async def _run_transfer(session: Any, agent_id: str, base: Path) -> bool:
     print(f"transfer {job['status']}: {what}; "
           f"{'identical to the source' if same else 'NOT identical'}")
     return same
-
-
-def bucket_rows(tasks: list[dict[str, Any]], lanes: dict[str, str]) -> list[dict[str, str]]:
-    buckets: dict[str, list[dict[str, Any]]] = {}
-    for task in tasks:
-        buckets.setdefault(task["bucket"], []).append(task)
-    rows = []
-    for members in sorted(buckets.values(), key=lambda m: min(t["started"] or "" for t in m)):
-        items = sorted(int(t["item"]) for t in members)
-        rows.append({"bucket": members[0]["bucket"][-8:],
-                     "lane": lanes.get(members[0]["source"]["lane"], "?"),
-                     "frames": f"{items[0]}-{items[-1]}", "tasks": str(len(members)),
-                     "time": f"{members[0]['time'] / 1000:.2f} s",
-                     "status": ",".join(sorted({t["status"] for t in members}))})
-    return rows
 
 
 async def _run_job(session: Any, lanes: dict[str, str]) -> bool:

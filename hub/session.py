@@ -31,7 +31,7 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from core.errors import ApiError, HubError
+from core.errors import ApiError, HubError, NotLoggedIn
 from protocol import API_PREFIX
 from protocol.http import parse_retry_after
 from protocol.links import DEFAULT_EXPIRES, parse_expires
@@ -86,7 +86,7 @@ class Session:
         if not self._api_key and not (self.username and self._password is not None):
             stored = self._stored_token()
             if stored is None:
-                raise HubError("no credentials: give username and password, or api_key "
+                raise NotLoggedIn("no credentials: give username and password, or api_key "
                                "(or set FERRY_USERNAME/FERRY_PASSWORD or FERRY_API_KEY)"
                                + (f"; no token is stored for server '{self.server}'"
                                   if self.server else ""))
@@ -226,7 +226,7 @@ class Session:
         """Log in; for a named hub the token is kept in the servers database's secret
         store (the OS keyring, or an owner-only file), for the next session."""
         if not self._api_key and not (self.username and self._password is not None):
-            raise HubError(f"the token stored for server '{self.server}' was refused "
+            raise NotLoggedIn(f"the token stored for server '{self.server}' was refused "
                            "(expired, or its password changed): log in with username and "
                            "password")
         body: dict[str, Any] = ({"api_key": self._api_key} if self._api_key else

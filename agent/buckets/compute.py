@@ -6,15 +6,19 @@ The lanes are client records at the hub (type 5); every enrollment names them, a
 a lane holds one bucket at a time. A task's start and end are told on the lane's
 thread and reach the outbox through a ``LoopInbox`` (in batches: waking the loop once
 per short task would cost a lane a quarter of its speed). A task's log stays on disk
-for its upload only when its tail does not say it all.
+for its upload only when its tail does not say it all. While a task runs, what its log
+gained since the last heartbeat rides on the next one (``output``): the hub shows it live.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import psutil
 import structlog
@@ -26,7 +30,7 @@ from lanes.accounting import CgroupTree
 from lanes.base import Lane, Outcome, TaskRun
 from lanes.kill import marked
 from lanes.subprocess import SubprocessLane
-from protocol import BucketKind, BucketWork, ClaimRequest
+from protocol import LOG_TAIL_BYTES, BucketKind, BucketWork, ClaimRequest
 
 log = structlog.get_logger("agent.work")
 
@@ -44,6 +48,39 @@ class ComputeRunner:
         self.make_lane = make_lane or (lambda name: SubprocessLane(name, cgroups))
         self.lanes: dict[str, Lane] = {}
         self._events: LoopInbox | None = None
+        # running tasks' logs, and how much of each the hub has been sent
+        self._running: dict[str, tuple[Path, int]] = {}
+        self._running_lock = threading.Lock()
+
+    def output(self) -> dict[str, str]:
+        """What each running task's log gained since the last call (its end, when that is
+        more than ``LOG_TAIL_BYTES``), for the heartbeat. Whole characters only: the
+        bytes of one cut by the read wait for the next call."""
+        with self._running_lock:
+            running = dict(self._running)
+        out: dict[str, str] = {}
+        for task_id, (path, sent) in running.items():
+            try:
+                with open(path, "rb") as fh:
+                    size = os.fstat(fh.fileno()).st_size
+                    if size <= sent:
+                        continue
+                    start = max(sent, size - LOG_TAIL_BYTES)
+                    fh.seek(start)
+                    data = fh.read(LOG_TAIL_BYTES)
+            except OSError:
+                continue
+            skip = 0
+            if start > sent:  # the middle was left out: start at a character
+                while skip < min(3, len(data)) and data[skip] & 0xC0 == 0x80:
+                    skip += 1
+            end = _whole(data)
+            with self._running_lock:
+                if task_id in self._running:
+                    self._running[task_id] = (path, start + end)
+            if end > skip:
+                out[task_id] = data[skip:end].decode("utf-8", "replace")
+        return out
 
     def set_lanes(self, ids: list[str]) -> None:
         """The lane clients the hub keeps for us (on every enrollment, in order)."""
@@ -82,9 +119,13 @@ class ComputeRunner:
         by_id = {task.id: task for task in work.tasks}
 
         def on_start(task: TaskRun) -> None:  # on the lane's thread
+            with self._running_lock:
+                self._running[task.task_id] = (task.log, 0)
             inbox.call(reporter.started, work, by_id[task.task_id], time.time())
 
         def on_end(task: TaskRun, outcome: Outcome) -> None:  # on the lane's thread
+            with self._running_lock:
+                self._running.pop(task.task_id, None)
             bucket.ended.add(task.task_id)
             if bucket.lost or not upload_log(outcome):  # a lost lease: the hub refuses it
                 task.log.unlink(missing_ok=True)
@@ -117,3 +158,13 @@ class ComputeRunner:
         for lane in self.lanes.values():
             lane.close()
         self.cgroups.close()
+
+
+def _whole(data: bytes) -> int:
+    """How much of ``data`` ends on a whole UTF-8 character (a cut one is left out)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # a lead byte (or ASCII): does its character fit?
+            need = 1 if byte < 0x80 else 4 if byte >= 0xF0 else 3 if byte >= 0xE0 else 2
+            return len(data) if back >= need else len(data) - back
+    return len(data)

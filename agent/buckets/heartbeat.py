@@ -2,7 +2,7 @@
 interval, and apply what the answers carry (aborts, pauses, lost leases).
 
 A heartbeat also carries what the hub shows live: running transfers' bytes and running
-docker runs' output since the last one. It runs until the agent has drained (leases
+tasks' output since the last one. It runs until the agent has drained (leases
 must be renewed while work finishes); a failed heartbeat is only logged: the leases run
 on until the hub is back, and the next one renews them.
 """
@@ -27,7 +27,7 @@ ATTEMPTS = 3  # tries of one heartbeat before waiting for the next
 
 class HeartbeatLoop:
     """Heartbeats ``pool``'s buckets to ``hub``. ``progress`` gives running transfers'
-    bytes, ``output`` running docker runs' fresh output (each: none when absent)."""
+    bytes, ``output`` running tasks' fresh output (each: none when absent)."""
 
     def __init__(self, hub: HubClient, pool: BucketPool,
                  progress: Callable[[], dict[str, Progress]] | None = None,

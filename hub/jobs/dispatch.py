@@ -287,7 +287,7 @@ class Dispatcher:
             for task_id, p in progress.items():  # one running transfer per lane at most
                 conn.execute(_PROGRESS, {"b_id": task_id, "b_size": p.size,
                                          "b_done": min(p.done, p.size), "b_buckets": held})
-        if held and logs:  # output of running docker runs: their log_tail, live
+        if held and logs:  # output of running tasks: their log_tail, live
             follow_logs(conn, held, logs)
         abort = [r.id for r in conn.execute(select(Task.id).where(
             Task.bucket_id.in_(held), Task.abort_to.is_not(None)))]

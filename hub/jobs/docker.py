@@ -296,7 +296,8 @@ def run_work(row: Any, spec: dict[str, Any], job: Any, tokens: TokenService | No
 
 
 def follow_logs(conn: Connection, held: list[str], logs: dict[str, str]) -> None:
-    """Output of running docker runs, from a heartbeat: appended to their ``log_tail``."""
+    """Output of running tasks (docker runs, compute tasks), from a heartbeat: appended
+    to their ``log_tail``, which so follows them live."""
     running = conn.execute(select(Task.id, Task.log_tail).where(
         Task.id.in_(list(logs)), Task.bucket_id.in_(held), Task.status.in_(st.RUNNING_TASK)))
     for task_id, tail in running:

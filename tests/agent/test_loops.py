@@ -170,6 +170,36 @@ async def test_a_long_log_is_uploaded_whole(hub: FakeHub, tmp_path: Path) -> Non
     assert len(hub.task_report(task.id, "done").log_tail) <= 4096 + 1
 
 
+async def test_a_running_tasks_output_rides_on_the_heartbeats(hub: FakeHub,
+                                                              tmp_path: Path) -> None:
+    """While a compute task runs, what its log gained since the last heartbeat rides on the
+    next one (the hub's log_tail follows it live: ``ferry task log --follow``), in order,
+    each piece once, whole characters only; its end report carries the tail as before."""
+    script = ("import sys, time\n"
+              "for n in range(6):\n"
+              "    sys.stdout.write(f'line {n} \u00e9t\u00e9\\n'); sys.stdout.flush()\n"
+              "    time.sleep(0.15)\n"
+              "time.sleep(0.5)\n")
+    bucket = hub.lease([PY, "-c", script])
+    (task,) = bucket.tasks
+    async with running(config(hub), tmp_path):
+        await hub.wait_for(lambda: hub.bucket_reports(bucket) != [])
+    pieces = [body.logs[task.id] for _, body in hub.heartbeats if task.id in body.logs]
+    expected = "".join(f"line {n} \u00e9t\u00e9\n" for n in range(6))
+    assert len(pieces) >= 2, "the output came in more than one heartbeat"
+    assert "".join(pieces) == expected
+    assert hub.task_report(task.id, "done").log_tail == expected
+
+
+def test_a_character_cut_by_the_read_waits_for_the_next_heartbeat() -> None:
+    from agent.buckets.compute import _whole
+
+    text = "a\u00e9\u20ac\U0001f600".encode()  # 1, 2, 3 and 4 bytes
+    for cut in range(len(text) + 1):
+        whole = _whole(text[:cut])
+        assert text[:whole].decode() == text[:cut].decode("utf-8", "ignore"), cut
+
+
 async def test_a_report_no_hub_takes_any_more_is_dropped_not_fatal(hub: FakeHub,
                                                                    tmp_path: Path) -> None:
     """An outbox written by an agent from before may hold a kind of report that is gone

@@ -58,3 +58,38 @@ def test_logs_come_only_from_the_run_that_made_them(start_hub: Callable[..., Hub
     assert status == 409 and "ended more than" in body["error"]["message"], body  # type: ignore[index]
     assert world.call("GET", f"/task/{tx}/log")[1] == "still fresh\n"
     assert world.ok("GET", "/refusals")["refusals"].get("log", 0) >= 5
+
+
+def test_live_output_comes_only_from_the_agent_that_runs_the_task(
+        start_hub: Callable[..., Hub]) -> None:
+    """A running task's output rides on its agent's heartbeats into its log_tail (what
+    ``ferry task log --follow`` shows). Another agent of the same organization, or one of
+    another organization, that puts output for it in its own heartbeats changes nothing."""
+    hub = start_hub(heartbeat_interval=1)
+    world = World(hub)
+    x, y = world.agent("A"), world.agent("A")
+    b = world.agent("B")
+    world.compute_job(world.user("A", permissions.RESEARCHER)["token"], items="1-2")
+    [bx], [by] = x.claim(), y.claim()
+    tx, ty = bx["tasks"][0]["id"], by["tasks"][0]["id"]
+    x.report(task_report(f"{bx['id']}/{tx}/start", bx["id"], tx, "started"))
+    y.report(task_report(f"{by['id']}/{ty}/start", by["id"], ty, "started"))
+
+    def tail(task: str) -> str:
+        return str(world.ok("GET", f"/task/{task}")["log_tail"])
+
+    def beat(agent: RawAgent, buckets: list[str], logs: dict[str, str]) -> None:
+        status, answer = agent.call("POST", "/agent/heartbeat",
+                                    {"buckets": buckets, "logs": logs})
+        assert status == 200, answer
+
+    beat(x, [bx["id"]], {tx: "x runs\n"})
+    beat(y, [by["id"]], {ty: "y runs\n"})
+    beat(x, [bx["id"]], {ty: "forged by x\n"})  # another agent's task
+    beat(x, [bx["id"], by["id"]], {ty: "forged by x\n"})  # naming its bucket too
+    beat(b, [bx["id"]], {tx: "forged by b\n"})  # another organization's agent
+    assert tail(tx) == "x runs\n" and tail(ty) == "y runs\n"
+    # and once the task has ended, its own agent's late output changes nothing either
+    x.report(task_report(f"{bx['id']}/{tx}/end", bx["id"], tx, "done", log_tail="final\n"))
+    beat(x, [bx["id"]], {tx: "late\n"})
+    assert tail(tx) == "final\n"
