@@ -34,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "and one agent, show it online with its metrics, run a 200-frame job "
                           "over its lanes with a progress bar, print the buckets' timings, "
                           "and exit.")
-    demo.add_argument("--keep", action="store_true", help="keep the demo's temporary folder")
+    demo.add_argument("--keep", action="store_true",
+                      help="afterwards, keep the hub running (with the agent back online) "
+                      "to look at with the dashboard and the ferry commands, until Ctrl-C; "
+                      "the demo's folder is kept")
     demo.add_argument("--timeout", type=float, default=60.0,
                       help="give up if the agent is not online after this many seconds")
     demo.set_defaults(func=_demo)

@@ -4,16 +4,19 @@ The agent enrolls and checks in; a render-like job of 200 frames runs over
 its lanes with a live progress bar; the buckets' timings are printed; a
 folder moves between two shares; with a Docker engine, three organizations
 run one algorithm on their own data (``demo_federated``); the agent drains
-and goes offline. Everything lives in a temporary folder,
-removed afterwards (unless ``--keep``).
+and goes offline. Everything lives in a temporary folder, removed afterwards. With
+``--keep`` the hub stays up afterwards, with the agent back online, to look at with the
+dashboard and the ``ferry`` commands, until Ctrl-C (and the folder is kept).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -119,7 +122,30 @@ async def _run_job(session: Any, lanes: dict[str, str]) -> bool:
     return bool(job["status"] == "done")
 
 
-async def _run(base: Path, wait_online: float) -> int:
+async def _keep_running(hub: HubServer, agent_config: AgentConfig, base: Path,
+                        password: str) -> None:
+    """``--keep``: the hub stays up with the demo agent back online, until Ctrl-C."""
+    agent = Agent(agent_config, "demo", base / "agent", handle_signals=False)
+    serving = asyncio.create_task(agent.serve())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: Ctrl-C only
+            loop.add_signal_handler(signum, stop.set)
+    print(f"\nthe hub stays up (--keep), with the demo agent back online:\n"
+          f"  dashboard  {hub.url}/   (user root, password {password})\n"
+          f"  ferry login {hub.url} --username root      # the password above\n"
+          f"  ferry client ls\n"
+          f"  ferry job submit --items 1-50 --bucket 5 --watch -- sh -c 'echo frame {{item}}'\n"
+          f"press Ctrl-C to stop", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        agent.request_stop()
+        await asyncio.gather(serving, return_exceptions=True)
+
+
+async def _run(base: Path, wait_online: float, keep: bool = False) -> int:
     password = new_password()
     os.environ["FERRY_ROOT_PASSWORD"] = password
     hub = HubServer(HubConfig(port=0, checkin_interval=2.0, heartbeat_interval=0.5,
@@ -134,9 +160,9 @@ async def _run(base: Path, wait_online: float) -> int:
         session = await call(Session, hub.url, username="root", password=password)
         node = await call(session.create, "Node", {"name": "demo-agent"})
         print(f"node     {node['name']} created; API key shown once: {node['api_key'][:10]}…")
-        agent = Agent(AgentConfig(hub=hub.url, api_key=node["api_key"],
-                                  transfer_ip="127.0.0.1"),
-                      "demo", base / "agent", handle_signals=False)
+        agent_config = AgentConfig(hub=hub.url, api_key=node["api_key"],
+                                   transfer_ip="127.0.0.1")
+        agent = Agent(agent_config, "demo", base / "agent", handle_signals=False)
         agent_task = asyncio.create_task(agent.serve())
         deadline = time.monotonic() + wait_online
         online: list[dict[str, Any]] = []
@@ -165,7 +191,10 @@ async def _run(base: Path, wait_online: float) -> int:
         await asyncio.gather(agent_task, return_exceptions=True)
         after = await call(session.get, "Client", agent_id)
         print(f"\nagent    stopped (drained); the hub now shows it {after['status']}")
-        return 0 if ok and after["status"] == "offline" else 1
+        code = 0 if ok and after["status"] == "offline" else 1
+        if keep:
+            await _keep_running(hub, agent_config, base, password)
+        return code
     finally:
         if agent is not None and agent_task is not None and not agent_task.done():
             agent.request_stop()
@@ -178,12 +207,14 @@ def main(*, keep: bool = False, timeout: float = 60.0) -> int:
     setup_logging(LoggingConfig(level="WARNING"), base, "demo.log", console=False)
     print(f"ferry demo: embedded hub and one agent in {base}\n")
     try:
-        code = asyncio.run(_run(base, timeout))
+        code = asyncio.run(_run(base, timeout, keep))
     except FerryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 1
     finally:
-        if not keep:
+        if keep:
+            print(f"\nthe demo's folder is kept: {base}")
+        else:
             shutil.rmtree(base, ignore_errors=True)
     if code == 0:
         print("\ndemo finished: the agent enrolled, checked in with live metrics, ran a job "

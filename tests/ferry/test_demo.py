@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,38 @@ def test_demo_says_it_skipped_the_federated_part_without_docker(env: dict[str, s
     assert result.returncode == 0, result.stdout + result.stderr
     assert "federated part skipped: no Docker engine reachable" in result.stdout
     assert "transfer done" in result.stdout
+
+
+def test_demo_keep_leaves_the_hub_up_for_the_commands_until_ctrl_c(env: dict[str, str],
+                                                                   tmp_path: Path) -> None:
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    env = {**env, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    with subprocess.Popen([sys.executable, "-m", "ferry", "demo", "--keep"], env=env,
+                          stdout=subprocess.PIPE, text=True) as demo:
+        assert demo.stdout is not None
+        lines: list[str] = []
+        try:
+            for line in demo.stdout:
+                lines.append(line)
+                if line.startswith("press Ctrl-C"):
+                    break
+            said = "".join(lines)
+            found = re.search(r"dashboard  (http://\S+)/   \(user root, password (\S+)\)", said)
+            assert found, said
+            url, password = found.groups()
+            login = ferry("login", url, "--username", "root", "--password-stdin", env=env,
+                          input=password + "\n")
+            assert login.returncode == 0, login.stderr
+            listing = ferry("client", "ls", "type!=5", env=env)
+            assert listing.returncode == 0 and " online " in listing.stdout, listing
+        finally:
+            demo.send_signal(signal.SIGINT)
+        rest = demo.stdout.read()
+        assert demo.wait(timeout=60) == 0, said + rest
+    kept = re.search(r"the demo's folder is kept: (\S+)", rest)
+    assert kept and Path(kept.group(1)).is_dir()
+    shutil.rmtree(kept.group(1))
