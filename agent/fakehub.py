@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,6 +121,10 @@ class FakeHub:
         self._faults: dict[str, Fault] = {}
         self._changed = asyncio.Event()
         self._ids = itertools.count(1)
+        # ids differ between fake hubs, as a real hub's are unique: a lane kills a task's
+        # whole tree by the task id marked in its environment, so two tests at once must
+        # not share one
+        self._id_prefix = secrets.token_hex(3)
         self._tokens: dict[str, str] = {}  # token -> client id
         self._runner: web.AppRunner | None = None
         for endpoint in AGENT_ENDPOINTS:
@@ -156,7 +161,7 @@ class FakeHub:
               tasks: list[TaskWork] | None = None) -> BucketWork:
         """Queue a bucket for the next claim with a free lane: one task per argv (or
         ``tasks`` as given). Returns the bucket (its ``lane_id`` is set when leased)."""
-        number = next(self._ids)
+        number = f"{self._id_prefix}-{next(self._ids)}"  # unique on the machine, as the hub's
         work = tasks if tasks is not None else [
             TaskWork(id=f"t{number}.{i}", uri=f"task/t{number}.{i}", item=str(i), argv=argv,
                      attempt=attempt) for i, argv in enumerate(argvs, 1)]
@@ -280,7 +285,7 @@ class FakeHub:
             return _error(401, "unauthorized", "unknown API key")
         known = next((a for a in self.enrolled.values()
                       if a.request.machine_id == body.machine_id), None)
-        client_id = known.client_id if known else f"c{next(self._ids)}"
+        client_id = known.client_id if known else f"c{self._id_prefix}-{next(self._ids)}"
         lanes = known.lanes if known else [f"{client_id}-lane{i}" for i in range(body.lanes)]
         token = f"token-{client_id}-{next(self._ids)}"
         self._tokens[token] = client_id

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,11 @@ def spawner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 def run(tmp_path: Path, argv: list[str], **extra: object) -> tuple[Outcome, str]:
     lane = SubprocessLane("test")
     log = tmp_path / "task.log"
-    task = TaskRun(task_id="t1", argv=argv, log=log, env={"FERRY_TASK_ID": "t1", "ITEM": "7"},
+    # unique on the machine: the lane kills the task's tree by this mark, and another
+    # test may run a task at the same time
+    task_id = f"t1-{uuid.uuid4().hex[:8]}"
+    task = TaskRun(task_id=task_id, argv=argv, log=log,
+                   env={"FERRY_TASK_ID": task_id, "ITEM": "7"},
                    grace=1.0, mark="FERRY_TASK_ID", **extra)  # type: ignore[arg-type]
     try:
         outcome = asyncio.run(lane.run(task))
@@ -63,7 +68,7 @@ def test_own_session_environment_and_stdin(tmp_path: Path, spawner: str) -> None
     outcome, text = run(tmp_path, ["sh", "-c", script])
     assert outcome.status == "done"
     item, task_id, sid, pid, err = text.split()
-    assert (item, task_id) == ("7", "t1"), text
+    assert item == "7" and task_id.startswith("t1-"), text
     assert sid == pid, "a task leads a session of its own"
     assert err == "err", "stderr goes to the same log; stdin is empty (/dev/null)"
 
