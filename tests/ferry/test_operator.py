@@ -11,8 +11,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from hub import Session
 from tests.helpers import ROOT_PASSWORD, Agent, Hub, ferry, wait_for
+
+pytestmark = pytest.mark.one_round("the command line's own behaviour: the hub's storage is "
+                                   "tested on both databases elsewhere")
 
 PASSWORD = "a viewer's password 1"
 
