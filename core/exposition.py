@@ -10,10 +10,12 @@ library: its output is what ``promtool check metrics`` and Prometheus itself par
 
 from __future__ import annotations
 
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING
 
 from core.errors import FerryError
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
 
 # media types a scraper may name (with any parameters); the first three mean "anything"
 ACCEPTED = ("*/*", "text/*", "application/*", "text/plain", "application/openmetrics-text")
@@ -39,6 +41,10 @@ def acceptable(accept: str) -> bool:
 def render(registry: Collector, accept: str) -> tuple[bytes, str]:
     """The page of ``registry`` in the format ``accept`` asks for, and its content type;
     ``NotAcceptable`` when it asks for none we serve."""
+    # here, not at the top: the agent's status page imports this module, and an agent
+    # nobody scrapes never loads prometheus_client
+    from prometheus_client.exposition import choose_encoder  # noqa: PLC0415
+
     if not acceptable(accept):
         raise NotAcceptable(accept)
     encode, content_type = choose_encoder(accept)
