@@ -91,3 +91,8 @@ def test_the_hubs_metrics_match_its_records_after_a_job(start_hub, start_agent) 
     assert value(agent_page, "ferry_agent_tasks_failed_total") == 2
     assert value(agent_page, "ferry_agent_lanes") == 2
     assert value(agent_page, "ferry_agent_transfer_received_bytes_total") == 0
+    # every metric of both pages is in docs/METRICS.md
+    from tests.hub.test_metrics_docs import base, documented
+    shown = {base(name) for name, _ in {**samples(page), **samples(agent_page)}
+             if name.startswith("ferry_")}
+    assert shown - set(documented()) == set()
