@@ -60,7 +60,7 @@ class HubCounters:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         # no `_created` series beside each counter: Prometheus does not need them, and
         # they would double the page (the setting is the library's, for the process)
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.tasks_leased = Counter("ferry_hub_tasks_leased", "Tasks leased to agents in "
