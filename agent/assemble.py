@@ -36,6 +36,7 @@ from agent.metrics import MetricsSampler
 from agent.notify import Progress
 from agent.orgkey import OrgKey
 from agent.outbox import Outbox
+from agent.readings import Readings
 from agent.sender import OutboxSender
 from agent.state import AgentState
 from agent.status import StatusServer
@@ -162,6 +163,7 @@ async def assemble(config: AgentConfig, data_dir: Path, *, agent_id: str, system
     pool = BucketPool(runners, Reporter(outbox, data_dir / "logs"), state)
     service = transfer.service if transfer is not None else None
     sampler = await asyncio.to_thread(MetricsSampler, service.moved_bytes if service else None)
+    readings = Readings(state, pool, outbox, service.moved_bytes if service else None)
     return Parts(
         identity=identity, hub=hub, hub_status=hub_status, outbox=outbox,
         sender=OutboxSender(hub, outbox, pool.idle), pool=pool, compute=compute,
@@ -175,4 +177,4 @@ async def assemble(config: AgentConfig, data_dir: Path, *, agent_id: str, system
         status=StatusServer(state, config.status_ip, config.status_port, sections={
             "transfer": service.status if service else None,
             "organization_key": org_key.status,
-            "docker": docker.runs.status if docker else None}))
+            "docker": docker.runs.status if docker else None}, readings=readings))

@@ -151,6 +151,7 @@ class Agent(Service):
 
     def switched(self, target: HubTarget) -> None:
         self.state.hub = target.url
+        self.state.hub_switches += 1
 
     def retrying(self, error: str) -> None:
         self.state.last_error = error

@@ -218,6 +218,19 @@ class Outbox:
         assert self._db is not None
         return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
+    async def backlog(self) -> tuple[int, float | None]:
+        """Items the hub has not answered for (volatile ones too), and when the oldest was
+        added (``time.time()``; None when there is none). Nothing waits for a commit."""
+        stored, oldest = (0, None) if self._db is None else await self._run(self._backlog)
+        # volatile items (start reports) have no time: their task is running now
+        times = [t for t in (oldest, *(p[3] for p in self._pending[:1])) if t is not None]
+        return stored + len(self._pending) + len(self._volatile), min(times, default=None)
+
+    def _backlog(self) -> tuple[int, float | None]:
+        assert self._db is not None
+        count, oldest = self._db.execute("SELECT count(*), min(created) FROM outbox").fetchone()
+        return int(count), oldest
+
     async def close(self) -> None:
         """Write what is pending, then close. Safe to call twice."""
         await self._tasks.close()

@@ -31,6 +31,7 @@ class AgentState:
     last_checkin_at: float | None = None  # monotonic
     last_error: str | None = None
     checkins: int = 0
+    hub_switches: int = 0  # another hub took over (a failover, or back to the first)
     busy: int = 0  # buckets held (a compute bucket holds a lane)
     started_at: float = field(default_factory=time.monotonic)
     started: str = field(default_factory=now_iso)

@@ -8,6 +8,8 @@ from hub.api import agents, auth, entities, jobs, links, openapi, passwords, wor
 from hub.api.common import RUNTIME, Route, errors, json_response
 from hub.checkins import CheckinWriter
 from hub.jobs.dispatch import Dispatcher
+from hub.metrics import add_routes as add_metrics
+from hub.metrics import counting_middleware
 from hub.runtime import Runtime
 
 # fixed paths first: "/{entity}" would otherwise shadow them
@@ -16,7 +18,9 @@ ROUTES: list[Route] = [*auth.ROUTES, *passwords.ROUTES, *agents.ROUTES, *work.RO
 
 
 def make_app(rt: Runtime, writer: CheckinWriter, dispatcher: Dispatcher) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=rt.config.max_body_size)
+    # the counting middleware inside the errors one: a request that fails counts nothing
+    app = web.Application(middlewares=[errors, counting_middleware(rt)],
+                          client_max_size=rt.config.max_body_size)
     app[RUNTIME] = rt
     app[agents.WRITER] = writer
     app[work.DISPATCHER] = dispatcher
@@ -29,4 +33,5 @@ def make_app(rt: Runtime, writer: CheckinWriter, dispatcher: Dispatcher) -> web.
     app.router.add_get(prefix + "/openapi.json", openapi_json)
     for route in ROUTES:
         app.router.add_route(route.method, prefix + route.path, route.handler)
+    add_metrics(app, rt)  # GET /metrics, at the root (docs/METRICS.md)
     return app

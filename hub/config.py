@@ -70,6 +70,9 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     # seconds after a bucket ended that the log of a run in it is still taken (an agent
     # sends it right after the run's end report; longer only when the hub was away)
     log_grace: Seconds = 900.0
+    # GET /metrics (docs/METRICS.md): the bearer token scrapers send; without one, it is
+    # served to callers on this machine alone
+    metrics_token: Annotated[str, msgspec.Meta(min_length=16, pattern=r"^[!-~]+$")] | None = None
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval * 2 > self.lease_seconds:

@@ -8,7 +8,7 @@ new work through ``work`` alone.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.callers import load_caller
 from hub.config import HubConfig
+from hub.counting import HubCounters
 from hub.permissions import Caller
 from hub.security import FailureLimiter, Principal, TokenService
 from hub.shares import ShareDirectory
@@ -40,6 +41,7 @@ class Runtime:
     work: WorkSignal  # news of work, for the claims waiting for it (in every hub process)
     ticket_key: Ed25519PrivateKey  # signs transfer tickets; agents hold the public half
     shares: ShareDirectory
+    counters: HubCounters = field(default_factory=HubCounters)  # this process's, for /metrics
 
     @property
     def offline_grace(self) -> timedelta:

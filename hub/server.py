@@ -96,7 +96,8 @@ class HubServer(Service):
         self.dispatcher = Dispatcher(
             self.db, rt.work, lease=self.config.lease_seconds,
             heartbeat=self.config.heartbeat_interval, wait_max=self.config.claim_wait_max,
-            ticket_key=rt.ticket_key, tokens=rt.tokens, on_failure=self._vital_task_died)
+            ticket_key=rt.ticket_key, tokens=rt.tokens, on_failure=self._vital_task_died,
+            counters=rt.counters)
         await self.dispatcher.start()
         self.writer = CheckinWriter(self.db, on_failure=self._vital_task_died)
         self.writer.start()

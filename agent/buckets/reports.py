@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +45,7 @@ class Reporter:
     def __init__(self, outbox: Outbox, logs: Path) -> None:
         self.outbox = outbox
         self.logs = logs
+        self.ended: Counter[str] = Counter()  # runs ended since start, by outcome (/metrics)
 
     def log_folder(self, bucket: BucketWork) -> Path:
         """The logs of the bucket's job (``tidy`` removes the folder once it is empty)."""
@@ -77,6 +79,7 @@ class Reporter:
                  result: str | None = None, log_uploaded: bool = True) -> None:
         """A task's end, and its log's upload when the tail does not say it all (and the
         log is where ``log_path`` says: ``log_uploaded``)."""
+        self.ended[outcome.status] += 1
         self.task(bucket, task, outcome.status, at=outcome.ended, outcome=outcome,
                   result=result)
         if log_uploaded and upload_log(outcome):

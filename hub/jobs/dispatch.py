@@ -29,6 +29,7 @@ from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, upd
 from sqlalchemy.engine import Connection
 
 from core.tasks import FailureHook, Supervisor
+from hub.counting import HubCounters
 from hub.jobs import status as st
 from hub.jobs.claimers import Claimers
 from hub.jobs.docker import follow_logs, next_runs
@@ -96,13 +97,15 @@ class Dispatcher:
 
     ``work``: the process's news of work (``hub/wakeup.py``), which waiting claims wait on.
     ``on_failure``: told when the sweeper dies of something it did not expect (a hub
-    whose leases never expire must not go on as if they did)."""
+    whose leases never expire must not go on as if they did). ``counters``: the hub's
+    metrics (tasks leased, claim times, expired leases; ``hub/counting.py``)."""
 
     def __init__(self, db: Database, work: WorkSignal, *, lease: float, heartbeat: float,
                  wait_max: float, ticket_key: Ed25519PrivateKey | None = None,
-                 tokens: TokenService | None = None, on_failure: FailureHook | None = None
-                 ) -> None:
+                 tokens: TokenService | None = None, on_failure: FailureHook | None = None,
+                 counters: HubCounters | None = None) -> None:
         self.db = db
+        self.counters = counters or HubCounters()
         self.work = work
         # signs the tickets of transfer tasks; issues the tokens of docker runs
         self.signing = Signing(ticket_key, tokens)
@@ -146,7 +149,10 @@ class Dispatcher:
             self.work.clear()
             if gone() or self._closing:
                 return []
+            began = time.perf_counter()
             buckets = await self.db.run(self._claim_once, client_id, lanes, slots, docker)
+            self.counters.claim_seconds.observe(time.perf_counter() - began)
+            self.counters.tasks_leased.inc(sum(len(b.tasks) for b in buckets))
             left = deadline - time.monotonic()
             if buckets or left <= 0:
                 return buckets
@@ -333,7 +339,8 @@ class Dispatcher:
         return len(held)
 
     async def sweep(self) -> int:
-        expired = await self.db.run(self._sweep)
+        with self.counters.counting() as tally:  # the tasks of expired leases end here
+            expired = tally.leases_expired = await self.db.run(self._sweep)
         if expired:
             log.warning("leases expired", buckets=expired)
             self.notify()

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.engine import Connection
 
+from hub.counting import noted
 from hub.jobs import status as st
 from hub.storage.models import Bucket, Job, Task
 
@@ -36,6 +37,7 @@ def release(conn: Connection, bucket_ids: list[str], bucket_status: str,
                                       Job.spec).join(Job, Job.id == Task.job_id).where(
         Task.bucket_id.in_(bucket_ids),
         or_(Task.status.in_(st.RUNNING_TASK), Task.abort_to.is_not(None))))).all()
+    tally = noted()  # for the hub's metrics (hub/counting.py)
     for row in rows:
         if row.abort_to is not None:
             values: dict[str, Any] = {"status": row.abort_to, "abort_to": None}
@@ -52,4 +54,6 @@ def release(conn: Connection, bucket_ids: list[str], bucket_status: str,
                       "attempts": row.attempts + 1, "message": f"{why}; queued again"}
         values["modified"] = now
         conn.execute(update(Task).where(Task.id == row.id).values(**values))
+        if row.abort_to is None:  # a kill a user asked for ended the task already
+            tally.ends["failed" if values["status"] == st.TaskStatus.FAILED else "requeued"] += 1
     st.refresh(conn, {r.job_id for r in rows}, now)

@@ -23,6 +23,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from core import refusals
+from hub.counting import noted
 from hub.jobs import status as st
 from hub.jobs.docker import check_result
 from hub.jobs.status import storable
@@ -31,6 +32,8 @@ from hub.storage.models import Bucket, Job, ReportKey, Task
 from protocol import BucketReport, Report, ReportResult, TaskReport, whole_log_needed
 
 T = st.TaskStatus
+# a running task's new status, as the hub's metrics count it (hub/counting.py)
+ENDS = {T.DONE: "finished", T.FAILED: "failed", T.QUEUED: "requeued"}
 
 # every column a report may change; a touched task is written whole
 MUTABLE = ("status", "bucket_id", "attempts", "exit_code", "message", "log_tail", "has_log",
@@ -63,6 +66,7 @@ def _time(text: str | None, fallback: datetime) -> datetime:
 
 def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
           ) -> list[ReportResult]:
+    tally = noted()  # for the hub's metrics (hub/counting.py)
     buckets = {r.id: r for r in (conn.execute(
         _buckets, {"ids": list({i.bucket_id for i in items})})) if r.client_id == client_id}
     seen = {(r.bucket_id, r.key) for r in conn.execute(_seen, {
@@ -98,11 +102,14 @@ def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
             ended.append((item, bucket))  # after the task events of this batch are written
         else:
             task = tasks.get(item.task_id)
+            before = task["status"] if task is not None else None
             reason = _task_event(item, bucket, task, now)
             if reason:
                 results.append(ReportResult(key=item.key, outcome="refused", reason=reason))
                 continue
             assert task is not None
+            if before in st.RUNNING_TASK and task["status"] in ENDS:
+                tally.ends[ENDS[task["status"]]] += 1
             changed.add(task["id"])
             if task["started"] is not None:
                 first = job_started.get(task["job_id"])
@@ -124,6 +131,7 @@ def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
         conn.execute(insert(ReportKey), [{"client_id": client_id, "bucket_id": b, "key": k,
                                           "received": now} for b, k in fresh])
     st.refresh(conn, {b.job_id for b in buckets.values()}, now)
+    tally.report_items.update(r.outcome for r in results)
     return results
 
 
@@ -185,7 +193,8 @@ def _bucket_done(conn: Connection, item: BucketReport, bucket: Any,
         status="done" if bucket.status == "leased" else bucket.status, started=started,
         ended=ended, time=elapsed))
     conn.execute(update(Task).where(Task.bucket_id == bucket.id).values(time=elapsed))
-    conn.execute(update(Task).where(
+    unrun = conn.execute(update(Task).where(
         Task.bucket_id == bucket.id, Task.status.in_(st.RUNNING_TASK),
         Task.abort_to.is_(None)).values(**st.FRESH_RUN, status=T.QUEUED, modified=now,
                                         message="not run by its bucket; queued again"))
+    noted().ends["requeued"] += unrun.rowcount

@@ -16,6 +16,7 @@ the event loop through the async driver, which has no threads.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -126,9 +127,12 @@ class Database:
                 with sync.begin() as conn:
                     return fn(conn, *args, **kwargs)
 
+            # in the caller's context, as asyncio.to_thread runs a function: what the
+            # transaction notes for the hub's metrics reaches its caller (hub/counting.py)
+            context = contextvars.copy_context()
             async with self._write_lock:
-                return await asyncio.get_running_loop().run_in_executor(self._thread,
-                                                                        transaction)
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._thread, context.run, transaction)
         async with self.write() as conn:
             return await conn.run_sync(fn, *args, **kwargs)
 
