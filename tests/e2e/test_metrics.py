@@ -96,3 +96,29 @@ def test_the_hubs_metrics_match_its_records_after_a_job(start_hub, start_agent) 
     shown = {base(name) for name, _ in {**samples(page), **samples(agent_page)}
              if name.startswith("ferry_")}
     assert shown - set(documented()) == set()
+
+
+def test_an_expired_lease_is_counted_with_its_tasks(start_hub) -> None:
+    """An agent that claims a bucket and is never heard of again: the sweeper expires the
+    lease, its tasks go back to the queue (retries left) or fail (none left), and the
+    page counts the lease and each task's end."""
+    from tests.security.world import World
+
+    hub: Hub = start_hub(lease_seconds=2, heartbeat_interval=1, metrics_token=TOKEN)
+    world = World(hub)
+    silent = world.agent("A", lanes=3)
+    token = world.user("A", "researcher")["token"]
+    world.compute_job(token, items="1-2", compute={"retries": 1})
+    world.compute_job(token, items="1", compute={"retries": 0})
+    leased = sum(len(b["tasks"]) for b in silent.claim())
+    assert leased == 3
+    def expired() -> bytes | None:
+        page = scrape(hub.url, TOKEN)
+        return page if value(page, "ferry_hub_leases_expired_total") >= 3 else None
+
+    page = wait_for(expired, timeout=60, what="the sweeper to expire the three leases")
+    assert value(page, "ferry_hub_leases_expired_total") == 3
+    assert value(page, "ferry_hub_tasks_leased_total") == 3
+    assert value(page, "ferry_hub_tasks_requeued_total") == 2  # the job with a retry left
+    assert value(page, "ferry_hub_tasks_failed_total") == 1  # the job with none
+    check_metrics(page)
