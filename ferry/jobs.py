@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from hub.session import Session
 
 FOLLOW_POLL = 1.0  # seconds between looks at a followed task's log
+SHOWN_TASKS = 5_000  # ``job show`` lists the buckets of jobs up to this many tasks
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -89,7 +90,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     session = connect(args)
     job = _job(session, args.job)
-    tasks = found(session, "Task", f"job.id={quoted(job['id'])}")
+    total = sum(job["counts"].values())
+    # a big job's buckets are its tasks' pages: shown up to a size a terminal can use
+    tasks = found(session, "Task", f"job.id={quoted(job['id'])}") if total <= SHOWN_TASKS \
+        else []
     lanes = _lanes(session, tasks)
     if args.json:
         dump({**job, "buckets": bucket_rows(tasks, lanes)})
@@ -113,6 +117,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     if buckets:
         print(f"\nbuckets ({len(buckets)})")
         print(table(buckets))
+    elif total > SHOWN_TASKS:
+        print(f"\nbuckets: not listed for a job of {total} tasks (ferry task ls "
+              f"{job['id']} --json has each task, with its bucket and lane)")
     return OK
 
 
