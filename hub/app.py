@@ -1,18 +1,32 @@
-"""The aiohttp application: routes, middleware, the OpenAPI document."""
+"""The aiohttp application: routes, middleware, the OpenAPI document, and the web
+dashboard at ``/`` (outside the API prefix; it reads through the API like any client)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from hub.api import agents, auth, entities, jobs, links, openapi, passwords, work
+from hub.api import (
+    agents,
+    auth,
+    dashboard,
+    entities,
+    events,
+    jobs,
+    links,
+    openapi,
+    passwords,
+    work,
+)
 from hub.api.common import RUNTIME, Route, errors, json_response
 from hub.checkins import CheckinWriter
+from hub.dashboard import pages
+from hub.dashboard.history import HISTORY, MetricsHistory
 from hub.jobs.dispatch import Dispatcher
 from hub.runtime import Runtime
 
 # fixed paths first: "/{entity}" would otherwise shadow them
 ROUTES: list[Route] = [*auth.ROUTES, *passwords.ROUTES, *agents.ROUTES, *work.ROUTES, *jobs.ROUTES,
-                       *links.ROUTES, *entities.ROUTES]
+                       *links.ROUTES, *dashboard.ROUTES, *events.ROUTES, *entities.ROUTES]
 
 
 def make_app(rt: Runtime, writer: CheckinWriter, dispatcher: Dispatcher) -> web.Application:
@@ -20,6 +34,8 @@ def make_app(rt: Runtime, writer: CheckinWriter, dispatcher: Dispatcher) -> web.
     app[RUNTIME] = rt
     app[agents.WRITER] = writer
     app[work.DISPATCHER] = dispatcher
+    app[HISTORY] = MetricsHistory()
+    events.install(app)
     prefix = rt.config.api_prefix
     document = openapi.build(ROUTES, prefix)
 
@@ -29,4 +45,5 @@ def make_app(rt: Runtime, writer: CheckinWriter, dispatcher: Dispatcher) -> web.
     app.router.add_get(prefix + "/openapi.json", openapi_json)
     for route in ROUTES:
         app.router.add_route(route.method, prefix + route.path, route.handler)
+    pages.install(app, prefix)
     return app
