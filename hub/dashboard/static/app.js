@@ -26,7 +26,7 @@ function h(tag, attrs, ...children) {
     else if (key === "class") el.className = value;
     else el.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -36,7 +36,7 @@ function h(tag, attrs, ...children) {
 function svg(tag, attrs, ...children) {
   const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [key, value] of Object.entries(attrs || {})) el.setAttribute(key, String(value));
-  for (const child of children.flat()) if (child) el.append(child);
+  for (const child of children.flat(Infinity)) if (child) el.append(child);
   return el;
 }
 
@@ -456,6 +456,7 @@ function jobView(jobId) {
   const logCard = h("div", { class: "card", hidden: true, "data-test": "log-card" });
   let bucketSkip = 0;
   let openTask = null;
+  const laneNames = {};  // lane id -> code, from the buckets (lanes the user may view)
   const statusSelect = h("select", { "data-test": "task-filter-status", onchange: (e) => { taskFilter.status = e.target.value; pager.reset(); refreshSoon(); } },
     h("option", { value: "" }, "any status"), TASK_STATUSES.map((s) => h("option", { value: s }, s)));
   root.append(header, logCard, tasks, timeline, transfer);
@@ -495,9 +496,10 @@ function jobView(jobId) {
         api("GET", `/job/${encodeURIComponent(jobId)}/buckets?limit=${BUCKET_PAGE}&skip=${bucketSkip}`),
       ]);
       pager.next = page.next;
+      for (const b of buckets.result) if (b.lane_hr) laneNames[b.lane || b.client] = b.lane_hr;
       renderHeader(job);
       renderTasks(page.result);
-      renderTimeline(buckets, job);
+      renderTimeline(buckets);
       if (job.kind === "transfer") renderTransfer(buckets);
       await refreshLog();
     },
@@ -524,7 +526,7 @@ function jobView(jobId) {
         h("thead", {}, h("tr", {}, ["#", "Item", "Status", "Attempts", "Lane", "Started", "Finished", "Time s", "Exit", ""].map((t) => h("th", {}, t)))),
         h("tbody", {}, rows.map((t) => h("tr", { "data-test": "task-row", "data-id": t.id, "data-status": t.status },
           h("td", {}, t.uri), h("td", {}, t.item), h("td", {}, statusBadge(t.status)), h("td", {}, t.attempts),
-          h("td", { class: "muted" }, (t.source && t.source.lane) || ""), h("td", {}, when(t.started)),
+          h("td", { class: "muted" }, laneNames[t.source && t.source.lane] || (t.source && t.source.lane) || ""), h("td", {}, when(t.started)),
           h("td", {}, when(t.finished)), h("td", {}, t.time === null ? "" : (t.time / 1000).toFixed(1)),
           h("td", {}, t.exit_code === null ? "" : t.exit_code),
           h("td", {}, h("button", { type: "button", "data-test": "open-log",
@@ -532,7 +534,7 @@ function jobView(jobId) {
       pager.controls(() => refreshSoon()));
   }
 
-  function renderTimeline(answer, job) {
+  function renderTimeline(answer) {
     const rows = answer.result;
     const lanes = [...new Set(rows.map((b) => b.lane || b.client))];
     const names = Object.fromEntries(rows.map((b) => [b.lane || b.client, b.lane_hr || (b.lane || b.client).slice(-8)]));
@@ -568,7 +570,6 @@ function jobView(jobId) {
         h("button", { type: "button", disabled: bucketSkip + rows.length >= answer.total, onclick: () => { bucketSkip += BUCKET_PAGE; refreshSoon(); } }, "Later ›")));
     }
     timeline.replaceChildren(h("h2", {}, `Timeline (${answer.total} buckets on ${lanes.length} lanes)`), chart, more);
-    void job;
   }
 
   function renderTransfer(answer) {  // bytes moved and MB/s over time, from the buckets
