@@ -204,6 +204,8 @@ async def _stream(request: web.Request, response: web.StreamResponse, topics: li
         else:
             await response.write(_event("bye", {"reason": "the hub is stopping"}))
             return
+        if request.transport is None or request.transport.is_closing():
+            return  # the page went away: its place is free at once
         try:
             ctx = await context(request)
             changed = []

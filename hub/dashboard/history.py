@@ -12,6 +12,7 @@ record. Agents deleted at the hub drop out once they are older than the hour.
 
 from __future__ import annotations
 
+import math
 import time
 from array import array
 from collections.abc import Iterable, Mapping
@@ -69,7 +70,7 @@ class _Ring:
         kept = [s for s in order if self.at[s] and self.at[s] >= cutoff]
         out: dict[str, list[float | None]] = {"t": [round(self.at[s], 1) for s in kept]}
         for name, column in zip(FIELDS, self.values, strict=True):
-            out[name] = [None if column[s] != column[s] else round(column[s], 2) for s in kept]
+            out[name] = [None if math.isnan(column[s]) else round(column[s], 2) for s in kept]
         return out
 
 
