@@ -47,7 +47,8 @@ from hub.storage.models import Bucket, Client, Job, Task
 log = structlog.get_logger("hub.events")
 
 WATCH_MAX = 8
-TICK = 2.0  # seconds between looks
+TICK = 2.0  # seconds between looks at the watched topics
+GLANCE = 0.25  # seconds between looks at whether the page hung up or the hub stops
 PING = 15.0  # seconds between keep-alive comments (proxies close quiet connections)
 LIFETIME = 600.0  # seconds a stream lasts; the page then opens another
 STREAMS_PER_USER = 4
@@ -197,15 +198,15 @@ async def _stream(request: web.Request, response: web.StreamResponse, topics: li
     closing = request.app[CLOSING]
     await response.write(_event("hello", {"topics": topics, "tick": TICK}))
     while loop.time() - started < LIFETIME:
-        try:
-            await asyncio.wait_for(closing.wait(), TICK)
-        except TimeoutError:
-            pass
-        else:
-            await response.write(_event("bye", {"reason": "the hub is stopping"}))
-            return
-        if request.transport is None or request.transport.is_closing():
-            return  # the page went away: its place is free at once
+        tick_ends = loop.time() + TICK
+        while loop.time() < tick_ends:  # a look at the hub and the page every GLANCE
+            if closing.is_set():
+                await response.write(_event("bye", {"reason": "the hub is stopping"}))
+                return
+            if request.transport is None or request.transport.is_closing():
+                return  # the page went away (or moved on): its place is free at once
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closing.wait(), GLANCE)
         try:
             ctx = await context(request)
             changed = []
