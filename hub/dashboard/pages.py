@@ -17,7 +17,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from core.errors import ApiError
+from hub.errors import NotFound
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -71,7 +71,7 @@ async def static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     files = request.app[ASSETS].files()
     if not _NAME.match(name) or name not in files or name == "index.html":
-        raise ApiError(404, "not_found", f"no dashboard file '{name[:100]}'")
+        raise NotFound("not_found", f"no dashboard file '{name[:100]}'")
     suffix = "." + name.rpartition(".")[2]
     kind = _TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
     return _answer(files[name], kind)
