@@ -153,3 +153,27 @@ def test_admin_and_viewer_in_a_browser(hub: Hub, session: Session,
                         "[data-test=abort])").count() == 0
     page.screenshot(path=str(shots / "job-viewer.png"), full_page=True)
     assert errors == []
+
+
+@pytest.mark.one_round("the page reads through the API, whose storage the security and API "
+                       "tests cover in both rounds")
+def test_a_transfer_job_shows_its_bytes_over_time(hub: Hub, session: Session, two_sites: Any,
+                                                  browser: Any) -> None:
+    from tests.helpers import ROOT_PASSWORD, ended
+
+    for n in range(3):
+        (two_sites.projects / "reel" / f"plate.{n}.dpx").parent.mkdir(exist_ok=True)
+        (two_sites.projects / "reel" / f"plate.{n}.dpx").write_bytes(os.urandom(3 << 20))
+    job = session.create("Job", {"source": "share=projects/reel/plate.0.dpx",
+                                 "destination": "share=backup/"})
+    session.create("Job", {"source": "share=projects/reel", "destination": "share=backup/"})
+    done = wait_for(lambda: ended(session, job["id"]), timeout=60, what="the transfer")
+    assert done["status"] == "done"
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    log_in(page, hub, "root", ROOT_PASSWORD)
+    page.evaluate(f"location.hash = '#/job/{job['id']}'")
+    chart = page.locator("svg[data-test=transfer-chart]")
+    chart.wait_for(timeout=TIMEOUT)
+    assert "3.1 MB moved in all" in chart.text_content()
+    assert page.locator("svg[data-test=timeline] rect.bucket").count() == 1
+    page.screenshot(path=str(artifacts() / "job-transfer.png"), full_page=True)
