@@ -1,12 +1,26 @@
-"""The aiohttp application: routes, middleware, the OpenAPI document."""
+"""The aiohttp application: routes, middleware, the OpenAPI document, and the web
+dashboard at ``/`` (outside the API prefix; it reads through the API like any client)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from hub.api import agents, auth, entities, jobs, links, openapi, passwords, work
+from hub.api import (
+    agents,
+    auth,
+    dashboard,
+    entities,
+    events,
+    jobs,
+    links,
+    openapi,
+    passwords,
+    work,
+)
 from hub.api.common import RUNTIME, Route, errors, json_response
 from hub.checkins import CheckinWriter
+from hub.dashboard import pages
+from hub.dashboard.history import HISTORY, MetricsHistory
 from hub.jobs.dispatch import Dispatcher
 from hub.metrics import add_routes as add_metrics
 from hub.metrics import counting_middleware
@@ -14,7 +28,7 @@ from hub.runtime import Runtime
 
 # fixed paths first: "/{entity}" would otherwise shadow them
 ROUTES: list[Route] = [*auth.ROUTES, *passwords.ROUTES, *agents.ROUTES, *work.ROUTES, *jobs.ROUTES,
-                       *links.ROUTES, *entities.ROUTES]
+                       *links.ROUTES, *dashboard.ROUTES, *events.ROUTES, *entities.ROUTES]
 
 
 def make_app(rt: Runtime, writer: CheckinWriter, dispatcher: Dispatcher) -> web.Application:
@@ -24,6 +38,8 @@ def make_app(rt: Runtime, writer: CheckinWriter, dispatcher: Dispatcher) -> web.
     app[RUNTIME] = rt
     app[agents.WRITER] = writer
     app[work.DISPATCHER] = dispatcher
+    app[HISTORY] = MetricsHistory()
+    events.install(app)
     prefix = rt.config.api_prefix
     document = openapi.build(ROUTES, prefix)
 
@@ -34,4 +50,5 @@ def make_app(rt: Runtime, writer: CheckinWriter, dispatcher: Dispatcher) -> web.
     for route in ROUTES:
         app.router.add_route(route.method, prefix + route.path, route.handler)
     add_metrics(app, rt)  # GET /metrics, at the root (docs/METRICS.md)
+    pages.install(app, prefix)
     return app

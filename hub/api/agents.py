@@ -12,6 +12,7 @@ from sqlalchemy import delete, insert, or_, select, update
 from core.errors import ApiError
 from hub.api.common import RUNTIME, Route, client_ip, json_response, principal, read_body, runtime
 from hub.checkins import CheckinWriter
+from hub.dashboard.history import HISTORY
 from hub.entities.sites import DEFAULT_SITE
 from hub.keys import match_key
 from hub.security import Principal
@@ -184,12 +185,14 @@ async def checkin(request: web.Request) -> web.Response:
     who = agent_principal(request)
     body = await read_body(request, CheckinRequest)
     rt = runtime(request)
+    metrics = to_builtins(body.metrics)
     disabled = await request.app[WRITER].record(
-        who.id, utcnow(), to_builtins(body.metrics), body.host_id, client_ip(request),
+        who.id, utcnow(), metrics, body.host_id, client_ip(request),
         body.code, body.os, body.username, body.version)
     if disabled is None:
         raise ApiError(401, "client_unknown", "this client no longer exists at the hub; "
                        "enroll again")
+    request.app[HISTORY].add(who.id, metrics)  # the dashboard's sparklines: the last hour
     return json_response(CheckinResponse(
         client_id=who.id, status=ClientStatus.DISABLED if disabled else ClientStatus.ONLINE,
         checkin_interval=rt.config.checkin_interval, server_time=iso(utcnow()) or "",
