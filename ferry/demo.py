@@ -152,7 +152,8 @@ async def _run(base: Path, wait_online: float, keep: bool = False) -> int:
                               description="ferry demo"),
                     "application", base / "hub", handle_signals=False)
     await hub.startup()
-    print(f"hub      {hub.url}/api/v1  (SQLite in {base / 'hub'})")
+    print(f"hub      {hub.url}/api/v1  (SQLite in {base / 'hub'}); dashboard at {hub.url}/ "
+          "(ferry demo --keep leaves it up)")
     agent: Agent | None = None
     agent_task: asyncio.Task[None] | None = None
     call = asyncio.to_thread

@@ -68,8 +68,9 @@ def log_in(page: Any, hub: Hub, username: str, password: str) -> None:
                        "tests cover in both rounds")
 def test_admin_and_viewer_in_a_browser(hub: Hub, session: Session,
                                        node_key: Callable[[str], dict[str, Any]],
-                                       start_agent: Callable[..., Agent], browser: Any) -> None:
-    from tests.helpers import ROOT_PASSWORD
+                                       start_agent: Callable[..., Agent], browser: Any,
+                                       env: dict[str, str]) -> None:
+    from tests.helpers import ROOT_PASSWORD, ferry
 
     shots = artifacts()
     agent = start_agent(hub, node_key("render01")["api_key"], lanes=2)
@@ -101,9 +102,15 @@ def test_admin_and_viewer_in_a_browser(hub: Hub, session: Session,
     # a job, submitted meanwhile, reaches 100 % on the jobs page without a reload
     page.click("#nav-jobs")
     page.wait_for_selector("[data-test=jobs]", timeout=TIMEOUT)
-    job = session.create("Job", {"code": "frames", "compute": {
-        "command": ["sh", "-c", "echo frame $FERRY_ITEM of the dashboard test; sleep 0.3"],
-        "items": "1-12", "bucket_size": 2}})
+    # with the command line, as an operator does
+    said = ferry("login", hub.url, "--username", "root", "--password-stdin", env=env,
+                 input=ROOT_PASSWORD + "\n")
+    assert said.returncode == 0, said.stderr
+    submitted = ferry("job", "submit", "--name", "frames", "--items", "1-12", "--bucket", "2",
+                      "--", "sh", "-c", "echo frame $FERRY_ITEM of the dashboard test; sleep 0.3",
+                      env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    job = session.get("Job", submitted.stdout.strip())
     done = page.locator(f"tr[data-test=job-row][data-id='{job['id']}'] [data-progress='100']")
     done.wait_for(timeout=TIMEOUT)
     page.locator(f"tr[data-test=job-row][data-id='{job['id']}'] [data-status=done]").wait_for(

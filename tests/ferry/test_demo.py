@@ -17,6 +17,7 @@ def test_demo(env: dict[str, str]) -> None:
     result = ferry("demo", env=env, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "online" in result.stdout
+    assert "dashboard at http://127.0.0.1:" in result.stdout
     assert "the hub now shows it offline" in result.stdout
     assert "CORES" in result.stdout and "HOST_ID" in result.stdout
     assert "compute lane" in result.stdout
@@ -48,6 +49,7 @@ def test_demo_keep_leaves_the_hub_up_for_the_commands_until_ctrl_c(env: dict[str
     import signal
     import subprocess
     import sys
+    import urllib.request
 
     env = {**env, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
     with subprocess.Popen([sys.executable, "-m", "ferry", "demo", "--keep"], env=env,
@@ -68,6 +70,8 @@ def test_demo_keep_leaves_the_hub_up_for_the_commands_until_ctrl_c(env: dict[str
             assert login.returncode == 0, login.stderr
             listing = ferry("client", "ls", "type!=5", env=env)
             assert listing.returncode == 0 and " online " in listing.stdout, listing
+            with urllib.request.urlopen(url + "/", timeout=10) as page:  # the dashboard
+                assert page.status == 200 and b"<html" in page.read().lower()
         finally:
             demo.send_signal(signal.SIGINT)
         rest = demo.stdout.read()
