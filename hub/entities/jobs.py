@@ -45,7 +45,7 @@ READABLE = ("id", "code", "uri", "status", "created", "source", "source_hr", "de
             "destination_hr", "etr", "metadata", "parent", "parent_hr", "progress", "size",
             "speed", "user", "user_hr", "finished", "modified", "modifier", "priority", "kind",
             "started", "counts", "compute", "transfer", "destination_path", "docker", "job_id",
-            "collaboration", "organization")
+            "collaboration", "organization", "status_reason")
 WRITABLE = ("status", "priority", "code", "metadata", "destination_path")
 
 
@@ -123,6 +123,8 @@ class JobEntity(JobAccess, Entity):
             "compute": None, "transfer": None, "destination_path": None, "docker": None,
             "job_id": None, **registry.of(j["kind"]).shown(j["spec"] or {}),
             "collaboration": j["collaboration_id"], "organization": j["organization_id"],
+            # why it waits, when no agent it may use matches it (hub/jobs/reasons.py)
+            "status_reason": j["status_reason"],
         }
 
     async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:

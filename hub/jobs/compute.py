@@ -15,12 +15,14 @@ What a user submits, checked before anything is stored::
          "timeout": 3600,                    # seconds per task
          "retries": 2,                       # more attempts after a failure or a lost lease
          "grace": 10,                        # seconds between SIGTERM and SIGKILL
-         "clients": ["site:stockholm", "tag:gpu", "code:render*", "<client id>"]},
+         "clients": ["site:stockholm", "tag:gpu", "ram:>60GB", "!code:old*"]},
      "collaboration": "ZEPPELIN"}            # optional: its members' nodes run it too
 
 ``{item}``, ``{task}`` and ``{job}`` in the command are replaced per task.
 An empty ``clients`` means any agent the job's organization may use
-(``hub/jobs/targets.py``); targets only narrow that. A bucket is the next
+(``hub/jobs/targets.py``); targets only narrow that (``hub/jobs/filters.py``: kinds,
+how they combine). A job no usable agent matches says why in ``status_reason``
+(``hub/jobs/reasons.py``). A bucket is the next
 ``bucket_size`` queued tasks of a job, run one after the other in one lane.
 """
 
@@ -35,6 +37,7 @@ from sqlalchemy.engine import Connection
 
 from hub.bodies import invalid
 from hub.errors import Invalid
+from hub.jobs import reasons
 from hub.jobs import status as st
 from hub.jobs.kind import JobKind, Lease
 from hub.jobs.targets import resolve, usable_by
@@ -194,6 +197,7 @@ class ComputeJobs(JobKind):
                 modifier=ctx.principal.id))
             await insert_tasks(conn, job_id, items, 0, now, spec.priority)
             await conn.run_sync(st.refresh, [job_id], now)
+            await conn.run_sync(reasons.refresh, [job_id])
         return job_id
 
     def shown(self, spec: dict[str, Any]) -> dict[str, Any]:

@@ -30,13 +30,14 @@ from sqlalchemy.engine import Connection
 
 from core.tasks import FailureHook, Supervisor
 from hub.counting import HubCounters
+from hub.jobs import reasons
 from hub.jobs import status as st
 from hub.jobs.claimers import Claimers
 from hub.jobs.docker import follow_logs, next_runs
+from hub.jobs.filters import targets_match
 from hub.jobs.kind import Lease, Signing
 from hub.jobs.leases import release
 from hub.jobs.registry import KINDS
-from hub.jobs.targets import targets_match
 from hub.security import TokenService
 from hub.storage.db import Database
 from hub.storage.models import Bucket, Client, Job, Node, ReportKey, Task, iso, new_id, utcnow
@@ -51,8 +52,10 @@ KEYS_KEPT = timedelta(days=7)  # report keys older than this are forgotten (hour
 
 
 # built once: claims run them for every bucket
-_AGENT = (select(Client.id, Client.site_id, Client.code, Client.tags, Client.disabled,
-                 Client.benchmark, Node.organization_id, Node.collaboration_id)
+# (os and metrics: what the job's filters compare, as of the agent's latest check-in)
+_AGENT = (select(Client.id, Client.site_id, Client.code, Client.tags, Client.os,
+                 Client.metrics, Client.disabled, Client.benchmark, Node.organization_id,
+                 Node.collaboration_id)
           .outerjoin(Node, Node.id == Client.node_id).where(Client.id == bindparam("id")))
 _LANES = select(Client.id).where(Client.parent_id == bindparam("agent"),
                                  Client.id.in_(bindparam("ids", expanding=True)),
@@ -364,6 +367,8 @@ class Dispatcher:
             rounds += 1
             try:
                 await self.sweep()
+                if rounds % reasons.REFRESH_EVERY == 0:  # why jobs wait, as agents change
+                    await self.db.run(reasons.refresh)
                 if rounds % 60 == 1 and self.claimers.shared:
                     await self.db.run(self.claimers.forget)
                 if rounds % 3600 == 1:

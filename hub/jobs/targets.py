@@ -12,9 +12,14 @@ Nothing else: not an agent that reports a matching ``code``, carries a matching 
 stands at a targeted site in another organization. The dispatcher applies the same rule
 at every claim (``usable_by``), so a target can only narrow it.
 
-Targets are resolved inside that scope when the job is created: a client id, code glob or
-tag that matches no usable agent is answered like one that matches nothing anywhere
-(the same refusal), so a job cannot probe other organizations' agents.
+Targets (``filters.py``) are resolved inside that scope when the job is created: a client
+id, code glob or tag that matches no usable agent is answered like one that matches nothing
+anywhere (the same refusal), so a job cannot probe other organizations' agents. Negated
+entries and the filters on figures (``ram:``, ``cores:``, ``gpus:``, ``os:``,
+``hostname:``) are not refused when nothing matches them: the agents that would may enrol
+later, and meanwhile the job says why it waits (``reasons.py``). A negation excludes
+agents from the scope, never adds any: ``!tag:x`` is "the organization's agents without
+tag x", and another organization's agents stay out whatever a job says.
 """
 
 from __future__ import annotations
@@ -26,37 +31,8 @@ from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.errors import Invalid
+from hub.jobs.filters import parse_target
 from hub.storage.models import Client, Job, Node, Site
-
-Target = dict[str, str]  # {"site": id} | {"client": id} | {"code": glob} | {"tag": name}
-
-
-def parse_target(text: str) -> tuple[str, str]:
-    """One entry of a compute spec's ``clients`` as (scope, value); a bare id is a client."""
-    scope, sep, value = text.partition(":")
-    if not sep:
-        return "client", text
-    if scope not in ("site", "client", "code", "tag") or not value:
-        raise Invalid("invalid_spec", f"compute.clients: '{text}' is not site:NAME, client:ID, "
-                      "code:GLOB, tag:NAME or an id", field="compute.clients")
-    return scope, value
-
-
-def targets_match(targets: list[dict[str, str]], client: Any) -> bool:
-    """May this agent (a row with id, site_id, code, tags) run a job with these targets?"""
-    if not targets:
-        return True
-    for target in targets:
-        (scope, value), = target.items()
-        if scope == "site" and client.site_id == value:
-            return True
-        if scope == "client" and client.id == value:
-            return True
-        if scope == "code" and fnmatch.fnmatchcase(client.code, value):
-            return True
-        if scope == "tag" and value in (client.tags or []):
-            return True
-    return False
 
 
 def usable_by(organization: Any, collaboration: Any) -> ColumnElement[bool]:
@@ -83,47 +59,52 @@ def agents_for(organization: str | None, collaboration: str | None) -> ColumnEle
 
 async def resolve(conn: AsyncConnection, entries: list[str], organization: str | None,
                   collaboration: str | None
-                  ) -> tuple[list[dict[str, str]], tuple[str, str]]:
+                  ) -> tuple[list[dict[str, Any]], tuple[str, str]]:
     """Stored targets, and the job's destination party (a lone site or client, else none).
     Clients, codes and tags are looked up among the agents the job may use only."""
+    parsed = [parse_target(entry, n) for n, entry in enumerate(entries)]  # all checked first
     usable = (select(Client.id, Client.code, Client.tags).join(Node, Node.id == Client.node_id)
               .where(agents_for(organization, collaboration)))
     agents: list[Any] | None = None
-    targets: list[dict[str, str]] = []
-    for entry in entries:
-        scope, value = parse_target(entry)
-        if scope == "site":  # sites belong to nobody: anyone may name one
+    targets: list[dict[str, Any]] = []
+    for n, target in enumerate(parsed):
+        entry, value = target.text, target.value
+        if target.kind == "site":  # sites belong to nobody: anyone may name one
             found = (await conn.execute(select(Site.id).where(
                 or_(Site.id == value, Site.name == value)))).scalar()
             if found is None:
-                raise _no_target(entry, f"no site '{value}'")
-            targets.append({"site": found})
+                raise _no_target(n, entry, f"no site '{value}'")
+            targets.append({**target.stored(), "value": found})
+            continue
+        if target.negated or target.kind not in ("client", "code", "tag"):
+            targets.append(target.stored())  # nothing to look up: nothing to learn either
             continue
         if agents is None:
             agents = list((await conn.execute(usable)).all())
-        if scope == "client":
+        if target.kind == "client":
             if not any(a.id == value for a in agents):
                 parent = (await conn.execute(select(Client.parent_id).where(
                     Client.id == value))).scalar()
                 if parent is not None and any(a.id == parent for a in agents):
-                    raise _no_target(entry, f"'{value}' is a compute lane; target its agent "
-                                     f"'{parent}'")
-                raise _no_target(entry, f"no agent with id '{value}' that this job may use "
-                                 "(an agent of your organization, or the job's "
+                    raise _no_target(n, entry, f"'{value}' is a compute lane; target its "
+                                     f"agent '{parent}'")
+                raise _no_target(n, entry, f"no agent with id '{value}' that this job may "
+                                 "use (an agent of your organization, or the job's "
                                  "collaboration's node)")
-            targets.append({"client": value})
+            targets.append(target.stored())
             continue
-        hit = any(fnmatch.fnmatchcase(a.code, value) if scope == "code"
+        hit = any(fnmatch.fnmatchcase(a.code, value) if target.kind == "code"
                   else value in (a.tags or []) for a in agents)
         if not hit:
-            what = "a code matching" if scope == "code" else "the tag"
-            raise _no_target(entry, f"no agent this job may use has {what} '{value}'")
-        targets.append({scope: value})
-    if len(targets) == 1 and ("site" in targets[0] or "client" in targets[0]):
-        scope, ident = next(iter(targets[0].items()))
-        return targets, (scope, ident)
+            what = "a code matching" if target.kind == "code" else "the tag"
+            raise _no_target(n, entry, f"no agent this job may use has {what} '{value}'")
+        targets.append(target.stored())
+    if len(targets) == 1 and targets[0]["kind"] in ("site", "client") \
+            and not targets[0]["not"]:
+        return targets, (targets[0]["kind"], targets[0]["value"])
     return targets, ("", "")
 
 
-def _no_target(entry: str, why: str) -> Invalid:
-    return Invalid("unknown_target", f"compute.clients: '{entry}': {why}", field="compute.clients")
+def _no_target(index: int, entry: str, why: str) -> Invalid:
+    field = f"compute.clients[{index}]"
+    return Invalid("unknown_target", f"{field}: '{entry}': {why}", field=field)

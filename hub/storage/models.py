@@ -311,6 +311,9 @@ class Job(Base):
     modifier: Mapped[str | None] = mapped_column(ID)
     started: Mapped[datetime | None] = mapped_column(DateTime)
     finished: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    # why a waiting compute job runs nowhere (no agent it may use matches its targets),
+    # in words; null when there is nothing to say (hub/jobs/reasons.py)
+    status_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class Task(Base):
