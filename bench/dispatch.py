@@ -15,6 +15,11 @@ clock and ours are the same machine's).
     .venv/bin/python bench/dispatch.py                 # 2,000 tasks
     .venv/bin/python bench/dispatch.py --tasks 5000 --bucket-size 100
     .venv/bin/python bench/dispatch.py --postgres --hubs 2 --rounds 3
+    .venv/bin/python bench/dispatch.py --targets os:linux 'cores:>=1' 'ram:>1MB' '!tag:slow'
+
+``--targets`` adds, in every round right after the plain job, the same job with those
+compute targets (node filters the agent matches): both ratios against the round's xargs,
+and the filtered one's as a part of the plain one's.
 
 ``--postgres`` runs the same measurements twice in one run: first with the hub on SQLite
 (the reference), then on PostgreSQL (``scripts/postgres.sh`` starts the server; a fresh
@@ -143,13 +148,15 @@ def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).replace(tzinfo=UTC).timestamp()
 
 
-def ferry_run(fleet: Fleet, count: int, bucket_size: int) -> dict[str, Any]:
+def ferry_run(fleet: Fleet, count: int, bucket_size: int, targets: list[str] | None = None
+              ) -> dict[str, Any]:
     session = fleet.session
     cpu_before = fleet.cpu_seconds()
     created = time.time()
     started = time.perf_counter()
     job = session.create("Job", {"code": "bench", "compute": {
-        "command": ["true"], "items": f"1-{count}", "bucket_size": bucket_size, "retries": 0}})
+        "command": ["true"], "items": f"1-{count}", "bucket_size": bucket_size, "retries": 0,
+        "clients": targets or []}})
     while True:  # a user's pace: polling faster would load the hub it measures
         time.sleep(0.1)
         state = session.get("Job", job["id"])
@@ -189,8 +196,14 @@ def measure(fleet: Fleet, args: argparse.Namespace) -> dict[str, Any]:
         run = ferry_run(fleet, args.tasks, args.bucket_size)
         rounds.append({"xargs_seconds": x_seconds, "xargs_cpu": x_cpu, "ferry": run,
                        "ratio": x_seconds / run["seconds"]})
+        if args.targets:
+            filtered = ferry_run(fleet, args.tasks, args.bucket_size, args.targets)
+            rounds[-1].update(filtered=filtered,
+                              filtered_ratio=x_seconds / filtered["seconds"])
     latency = first_task_latency(fleet.session, args.latency_runs)
-    return {"rounds": rounds, "latency_ms": latency,
+    filtered_ratio = statistics.median(r["filtered_ratio"] for r in rounds) \
+        if args.targets else None
+    return {"rounds": rounds, "latency_ms": latency, "filtered_ratio": filtered_ratio,
             "ratio": statistics.median(r["ratio"] for r in rounds),
             "tasks_per_second": statistics.median(args.tasks / r["ferry"]["seconds"]
                                                   for r in rounds),
@@ -225,6 +238,11 @@ def print_rounds(title: str, result: dict[str, Any], tasks: int) -> None:
     latency = result["latency_ms"]
     print(f"throughput ratio ferry/xargs: {result['ratio']:.2f} (median of "
           f"{len(result['rounds'])}; goal >= 0.7)")
+    if result["filtered_ratio"] is not None:
+        each = ", ".join(f"{r['filtered']['seconds']:.2f} s" for r in result["rounds"])
+        print(f"with targets: ferry/xargs {result['filtered_ratio']:.2f} (rounds: {each}); "
+              f"{result['filtered_ratio'] / result['ratio']:.2f} of the plain ratio "
+              "(goal >= 0.9)")
     print(f"job created -> first task running: p50 {result['latency_p50_ms']:.1f} ms, "
           f"min {min(latency):.1f}, max {max(latency):.1f} over {len(latency)} jobs "
           "(goal p50 <= 50 ms)")
@@ -240,6 +258,8 @@ def main() -> int:
                         help="also on PostgreSQL, as ratios of SQLite's figures")
     parser.add_argument("--hubs", type=int, choices=(1, 2), default=1,
                         help="hub processes on PostgreSQL (2: behind nginx)")
+    parser.add_argument("--targets", nargs="+", metavar="T",
+                        help="also run each round's job with these compute targets")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-dispatch-"))

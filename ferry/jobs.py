@@ -106,6 +106,8 @@ def cmd_show(args: argparse.Namespace) -> int:
               ("finished", job.get("finished") or "-"),
               ("tasks", ", ".join(f"{n} {status}" for status, n in job["counts"].items())
                or "none")]
+    if job.get("status_reason"):  # why it waits: no agent it may use matches it
+        fields.insert(4, ("waiting", job["status_reason"]))
     if job.get("kind") == "transfer":
         fields[5:5] = [("source", job.get("source_hr") or "-"),
                        ("destination", job.get("destination_hr") or "-"),
@@ -217,8 +219,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit.add_argument("--bucket", type=int, default=1, metavar="N",
                         help="tasks a lane takes at once, run in turn (default 1)")
     submit.add_argument("--target", action="append", metavar="T",
-                        help="where it may run: site:NAME, tag:NAME, code:PATTERN or a client "
-                        "id (repeat; default: any agent of yours)")
+                        help="where it may run: site:NAME, tag:NAME, code:PATTERN, a client "
+                        "id, ram:>60GB, cores:>=12, gpus:>=1, os:linux|macos|windows, "
+                        "hostname:PATTERN; ! before any negates it (repeat: one kind's "
+                        "entries are OR-ed, kinds AND-ed; default: any agent of yours)")
     submit.add_argument("--env", action="append", type=_pair, metavar="K=V",
                         help="an environment variable of every task (repeat)")
     submit.add_argument("--priority", type=int, metavar="P", help="1-1000, higher runs first")
