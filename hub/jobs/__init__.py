@@ -10,6 +10,8 @@ are ``hub.errors`` exceptions, and the entities call in.
   the rules for those writes that every kind shares.
 * ``status.py``: job and task statuses, and a job's status kept in step with its tasks.
 * ``dispatch.py``: claims, heartbeats, lease ends, waking on news of work
-  (``hub/wakeup.py``); ``leases.py``, ``claimers.py`` and ``targets.py`` serve it;
-  ``reports.py`` applies agents' reports.
+  (``hub/wakeup.py``); ``leases.py``, ``claimers.py`` and ``targets.py`` serve it,
+  ``filters.py`` says what a compute job's targets are and whom they match, and
+  ``reasons.py`` why a job no agent matches waits; ``reports.py`` applies agents'
+  reports.
 """
