@@ -67,6 +67,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         body["code"] = args.name
     if args.priority is not None:
         body["priority"] = args.priority
+    if args.queue:
+        body["queue"] = args.queue
     if args.paused:
         body["status"] = "paused"
     session = connect(args)
@@ -101,7 +103,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     fields = [("id", job["id"]), ("code", job["code"]), ("kind", job.get("kind") or "-"),
               ("status", job["status"]), ("progress", f"{job['progress']}%"),
               ("speed", speed(job)), ("etr", job.get("etr") or "-"),
-              ("priority", job.get("priority", "-")), ("user", job.get("user_hr") or "-"),
+              ("priority", job.get("priority", "-")), ("queue", job.get("uri") or "-"),
+              ("user", job.get("user_hr") or "-"),
               ("created", job.get("created") or "-"), ("started", job.get("started") or "-"),
               ("finished", job.get("finished") or "-"),
               ("tasks", ", ".join(f"{n} {status}" for status, n in job["counts"].items())
@@ -226,6 +229,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit.add_argument("--env", action="append", type=_pair, metavar="K=V",
                         help="an environment variable of every task (repeat)")
     submit.add_argument("--priority", type=int, metavar="P", help="1-1000, higher runs first")
+    submit.add_argument("--queue", metavar="Q", help="the queue it waits in, one of your "
+                        "organization's (default: default)")
     submit.add_argument("--paused", action="store_true", help="hold it until resumed")
     submit.add_argument("--watch", action="store_true",
                         help="then show its progress until it ends (exit 0 when done)")
@@ -233,7 +238,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit.set_defaults(func=operate(cmd_submit))
 
     ls = verbs.add_parser("ls", help="list jobs", description=textwrap.fill(
-        "List jobs: id, name, kind, status, progress, speed, etr, user, created. QUERY is the "
+        "List jobs: id, name, kind, queue, status, progress, speed, etr, user, created. QUERY is the "
         "query language's where part, e.g. \"status=running\" or \"user=lars@edit.com\"."))
     ls.add_argument("query", metavar="QUERY", nargs="?", help="which jobs (default: active)")
     ls.add_argument("--finished", action="store_true",

@@ -115,6 +115,7 @@ def farm_rows(clients: list[dict[str, Any]], lanes: list[dict[str, Any]], busy: 
 
 def job_rows(jobs: list[dict[str, Any]]) -> list[dict[str, str]]:
     return [{"id": j["id"], "code": str(j["code"])[:40], "kind": str(j.get("kind") or "-"),
+             "queue": str(j.get("uri") or "-"),
              "status": j["status"], "progress": f"{j['progress']}%", "speed": speed(j),
              "etr": j.get("etr") or "-", "user": str(j.get("user_hr") or "-"),
              "created": ago(j.get("created"))} for j in jobs]

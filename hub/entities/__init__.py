@@ -8,6 +8,7 @@ from hub.entities.clients import ClientEntity
 from hub.entities.jobs import JobEntity
 from hub.entities.nodes import NodeEntity
 from hub.entities.organizations import CollaborationEntity, OrganizationEntity
+from hub.entities.queues import QueueEntity
 from hub.entities.roles import RoleEntity, RuleEntity
 from hub.entities.shares import ShareEntity
 from hub.entities.sites import SiteEntity
@@ -19,7 +20,7 @@ ENTITIES: dict[str, Entity] = {
     e.name.lower(): e
     for e in (ClientEntity(), NodeEntity(), UserEntity(), SiteEntity(), ApiKeyEntity(),
               JobEntity(), TaskEntity(), ShareEntity(), OrganizationEntity(),
-              CollaborationEntity(), RoleEntity(), RuleEntity())
+              CollaborationEntity(), RoleEntity(), RuleEntity(), QueueEntity())
 }
 
 

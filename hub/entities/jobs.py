@@ -23,13 +23,14 @@ from hub.jobs import status as st
 from hub.query import Query
 from hub.query.fields import Choice, Context, Number, Party, Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
-from hub.storage.models import Client, Job, Share, Site, User, iso
+from hub.storage.models import Client, Job, Queue, Share, Site, User, iso
 from protocol import BucketKind
 
 SCHEMA = Schema("Job", {
     "id": Text(Job.id),
     "code": Text(Job.code),
     "uri": Text(Job.queue),
+    "queue": Reference(Job.queue_id, Queue.id, (Queue.name,)),  # by name or id
     "status": Choice(Job.status, {s.value: s.value for s in st.JobStatus}),
     "kind": Text(Job.kind),
     "priority": Number(Job.priority, integer=True),
@@ -45,8 +46,8 @@ READABLE = ("id", "code", "uri", "status", "created", "source", "source_hr", "de
             "destination_hr", "etr", "metadata", "parent", "parent_hr", "progress", "size",
             "speed", "user", "user_hr", "finished", "modified", "modifier", "priority", "kind",
             "started", "counts", "compute", "transfer", "destination_path", "docker", "job_id",
-            "collaboration", "organization", "status_reason")
-WRITABLE = ("status", "priority", "code", "metadata", "destination_path")
+            "collaboration", "organization", "status_reason", "queue")
+WRITABLE = ("status", "priority", "code", "metadata", "destination_path", "queue")
 
 
 class JobEntity(JobAccess, Entity):
@@ -112,7 +113,7 @@ class JobEntity(JobAccess, Entity):
             "created": iso(j["created"]), "source": source, "source_hr": source_hr,
             "destination": destination, "destination_hr": destination_hr,
             "etr": st.etr(counts, j["started"], ctx.now, j["status"]),
-            "metadata": j["metadata"] or {}, "parent": j["parent_id"], "parent_hr": None,
+            "metadata": j["metadata"] or {}, **parent(j),
             "progress": st.progress(counts, j["status"]), "size": j["size"],
             "speed": st.speed(counts, j["started"], ctx.now), "user": j["user_id"],
             "user_hr": user_hr(j["user_name"], j["user_role"]), "finished": iso(j["finished"]),
@@ -124,7 +125,7 @@ class JobEntity(JobAccess, Entity):
             "job_id": None, **registry.of(j["kind"]).shown(j["spec"] or {}),
             "collaboration": j["collaboration_id"], "organization": j["organization_id"],
             # why it waits, when no agent it may use matches it (hub/jobs/reasons.py)
-            "status_reason": j["status_reason"],
+            "status_reason": j["status_reason"], "queue": j["queue"],
         }
 
     async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
@@ -149,6 +150,8 @@ class JobEntity(JobAccess, Entity):
         if wanted is not None and wanted not in st.JOB_WRITABLE:
             raise Invalid("invalid_status", f"'{wanted}' cannot be written (writable: "
                           f"{', '.join(st.JOB_WRITABLE)})", field="status")
+        if "queue" in body:
+            values["queue"] = name_value(body, "queue")
         await actions.change(ctx, entity_id, values, wanted,
                              body.get("destination_path", actions.NOT_GIVEN))
         ctx.rt.work.notify()
@@ -156,6 +159,16 @@ class JobEntity(JobAccess, Entity):
 
     async def delete(self, ctx: Ctx, entity_id: str) -> None:
         await actions.remove(ctx, entity_id)
+
+
+def parent(j: RowMapping) -> dict[str, Any]:
+    """jobs.rst's ``parent``: the queue the job waits in (``queue:<name>``); a docker child
+    job's is its parent job, as before queues (docs/DOCKER.md)."""
+    if j["parent_id"] is not None:
+        return {"parent": j["parent_id"], "parent_hr": f"job:{j['parent_id']}"}
+    if j["queue_id"] is None:
+        return {"parent": None, "parent_hr": None}
+    return {"parent": j["queue_id"], "parent_hr": f"queue:{j['queue']}"}
 
 
 async def party_names(conn: Any, jobs: Any) -> dict[tuple[str, str], str]:

@@ -9,6 +9,8 @@ are ``hub.errors`` exceptions, and the entities call in.
 * ``actions.py``: start, change and delete jobs, add and change tasks; ``writes.py``:
   the rules for those writes that every kind shares.
 * ``status.py``: job and task statuses, and a job's status kept in step with its tasks.
+* ``queues.py``: the queue a job waits in, one of its organization's (the records are
+  ``hub/entities/queues.py``).
 * ``dispatch.py``: claims, heartbeats, lease ends, waking on news of work
   (``hub/wakeup.py``); ``leases.py``, ``claimers.py`` and ``targets.py`` serve it,
   ``filters.py`` says what a compute job's targets are and whom they match, and

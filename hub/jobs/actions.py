@@ -19,6 +19,7 @@ from hub.access import JOBS
 from hub.bodies import expect
 from hub.errors import Conflict, Forbidden, NotFound
 from hub.jobs import status as st
+from hub.jobs.queues import queue_for
 from hub.jobs.registry import kind_of, of
 from hub.jobs.writes import reopen, task_change
 from hub.runtime import Ctx
@@ -27,7 +28,7 @@ from protocol import BucketKind
 
 # what a write to a job reads of it
 _JOB = select(Job.id, Job.status, Job.kind, Job.spec, Job.priority, Job.destination_scope,
-              Job.destination_id)
+              Job.destination_id, Job.organization_id)
 NOT_GIVEN: Any = object()  # no destination_path in the write
 
 
@@ -52,12 +53,14 @@ async def _job(conn: AsyncConnection, job_id: str) -> Any:
 
 async def change(ctx: Ctx, job_id: str, values: dict[str, Any], status: str | None = None,
                  destination_path: Any = NOT_GIVEN) -> None:
-    """Write checked ``values`` (code, priority, meta) to a job the caller may edit, then
+    """Write checked ``values`` (code, priority, meta, queue: a name) to a job the caller may edit, then
     its ``status`` (one of ``status.JOB_WRITABLE``) and its ``destination_path``, each by
     the rules of its kind."""
     async with ctx.db.write() as conn:
         await JOBS.check(conn, ctx, "edit", job_id)
         job = await _job(conn, job_id)
+        if "queue" in values:  # moved to another queue of its organization
+            values["queue_id"] = await queue_for(conn, job.organization_id, values["queue"])
         await conn.execute(update(Job).where(Job.id == job_id).values(
             **values, modified=ctx.now, modifier=ctx.principal.id))
         kind = of(job.kind)

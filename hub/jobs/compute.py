@@ -40,6 +40,7 @@ from hub.errors import Invalid
 from hub.jobs import reasons
 from hub.jobs import status as st
 from hub.jobs.kind import JobKind, Lease
+from hub.jobs.queues import queue_for
 from hub.jobs.targets import resolve, usable_by
 from hub.jobs.writes import insert_tasks
 from hub.runtime import Ctx
@@ -187,9 +188,10 @@ class ComputeJobs(JobKind):
             hq = (await conn.execute(select(Site.id).where(Site.name == "hq"))).scalar() or ""
             stored = msgspec.to_builtins(spec.compute)
             stored["targets"] = targets
+            queue = await queue_for(conn, ctx.caller.organization, spec.queue)
             await conn.execute(insert(Job).values(
                 id=job_id, code=spec.code or default_code(spec.compute.command, items),
-                kind=self.kind, queue=spec.queue, status=spec.status, priority=spec.priority,
+                kind=self.kind, queue=spec.queue, queue_id=queue, status=spec.status, priority=spec.priority,
                 user_id=ctx.principal.id, organization_id=ctx.caller.organization,
                 collaboration_id=collaboration, source_scope="site", source_id=hq,
                 destination_scope=destination[0], destination_id=destination[1], spec=stored,

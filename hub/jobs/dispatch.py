@@ -37,10 +37,22 @@ from hub.jobs.docker import follow_logs, next_runs
 from hub.jobs.filters import targets_match
 from hub.jobs.kind import Lease, Signing
 from hub.jobs.leases import release
+from hub.jobs.queues import QueueStatus
 from hub.jobs.registry import KINDS
 from hub.security import TokenService
 from hub.storage.db import Database
-from hub.storage.models import Bucket, Client, Job, Node, ReportKey, Task, iso, new_id, utcnow
+from hub.storage.models import (
+    Bucket,
+    Client,
+    Job,
+    Node,
+    Queue,
+    ReportKey,
+    Task,
+    iso,
+    new_id,
+    utcnow,
+)
 from hub.wakeup import WorkSignal
 from protocol import BucketKind, BucketWork, HeartbeatResponse, Progress
 
@@ -62,19 +74,23 @@ _LANES = select(Client.id).where(Client.parent_id == bindparam("agent"),
                                  Client.disabled.is_(False))
 # jobs an agent may take buckets of from the queue: active, with queued tasks, and of a
 # kind whose rule lets an agent of this node run them (JobKind.queued_for: a compute job
-# where its organization may use the agent, a transfer job wherever its targets name)
-_QUEUED = select(Job.id, Job.kind, Job.spec).where(
-    Job.status.in_(st.ACTIVE),
+# where its organization may use the agent, a transfer job wherever its targets name), in
+# an open queue
+_QUEUED = select(Job.id, Job.kind, Job.spec).join(Queue, Queue.id == Job.queue_id).where(
+    Job.status.in_(st.ACTIVE), Queue.status == QueueStatus.OPEN,
     or_(*(rule for kind in KINDS.values()
           if (rule := kind.queued_for(bindparam("org"), bindparam("collab"))) is not None)),
     exists().where(Task.job_id == Job.id, Task.status == st.TaskStatus.QUEUED))
 _QUEUED_BY_JOB = (select(Task.job_id, func.count())
                   .where(Task.job_id.in_(bindparam("ids", expanding=True)),
                          Task.status == st.TaskStatus.QUEUED).group_by(Task.job_id))
+# the queue's priority first, then the job's, then its age (issue 18)
 _BEST_JOB = (select(Task.job_id).join(Job, Job.id == Task.job_id)
+             .join(Queue, Queue.id == Job.queue_id)
              .where(Task.status == st.TaskStatus.QUEUED,
                     Task.job_id.in_(bindparam("ids", expanding=True)))
-             .order_by(Job.priority.desc(), Job.created, Task.priority.desc(), Task.seq).limit(1))
+             .order_by(Queue.priority.desc(), Job.priority.desc(), Job.created,
+                       Task.priority.desc(), Task.seq).limit(1))
 _RUNNING = update(Job).where(Job.id.in_(bindparam("ids", expanding=True)),
                              Job.status.in_(st.ACTIVE)).values(status=st.JobStatus.RUNNING,
                                                                modified=bindparam("now"))
@@ -300,9 +316,12 @@ class Dispatcher:
             follow_logs(conn, held, logs)
         abort = [r.id for r in conn.execute(select(Task.id).where(
             Task.bucket_id.in_(held), Task.abort_to.is_not(None)))]
+        # a paused job, or a job of a paused queue: what runs finishes, nothing new starts
         paused = [r.id for r in conn.execute(
-            select(Job.id).join(Bucket, Bucket.job_id == Job.id).where(
-                Bucket.id.in_(held), Job.status == st.JobStatus.PAUSED).distinct())]
+            select(Job.id).join(Bucket, Bucket.job_id == Job.id)
+            .outerjoin(Queue, Queue.id == Job.queue_id).where(
+                Bucket.id.in_(held), or_(Job.status == st.JobStatus.PAUSED,
+                                         Queue.status == QueueStatus.PAUSED)).distinct())]
         lost = [b for b in bucket_ids if b not in set(held)]
         return HeartbeatResponse(lost=lost, abort=abort, paused=paused,
                                  heartbeat_interval=self.heartbeat_interval)

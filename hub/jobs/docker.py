@@ -39,9 +39,19 @@ from hub.bodies import invalid
 from hub.errors import Conflict, Invalid
 from hub.jobs import status as st
 from hub.jobs.kind import JobKind, Lease
+from hub.jobs.queues import QueueStatus, queue_for
 from hub.runtime import Ctx
 from hub.security import TokenService, password_version
-from hub.storage.models import Collaboration, Job, Organization, Task, User, members, new_id
+from hub.storage.models import (
+    Collaboration,
+    Job,
+    Organization,
+    Queue,
+    Task,
+    User,
+    members,
+    new_id,
+)
 from protocol import LOG_TAIL_BYTES, BucketKind, BucketWork, DockerWork, TaskWork, sealing
 from protocol.docker import MAX_RESULT, parse_size
 
@@ -167,9 +177,10 @@ async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
         stored.update(memory=memory, encrypted=encrypted,
                       job_id=(parent.spec or {}).get("job_id", parent.id) if parent else job_id,
                       organizations=[org for org, _ in runs])
+        queue = await queue_for(conn, initiator, spec.queue)
         await conn.execute(insert(Job).values(
             id=job_id, code=spec.code or docker.image.rsplit("/", 1)[-1][:255], kind=BucketKind.DOCKER,
-            queue=spec.queue, status=spec.status, priority=spec.priority,
+            queue=spec.queue, queue_id=queue, status=spec.status, priority=spec.priority,
             user_id=parent.user_id if parent is not None else ctx.principal.id,
             organization_id=initiator, collaboration_id=collab,
             parent_id=parent.id if parent is not None else None, source_scope="", source_id="",
@@ -252,12 +263,14 @@ def check_result(result: str, spec: dict[str, Any]) -> str:
 # -- leases
 _NEXT_RUNS = (select(Task.id, Task.uri, Task.item, Task.attempts, Task.input, Task.job_id,
                      Task.organization_id, Job.spec)
-              .join(Job, Job.id == Task.job_id)
+              .join(Job, Job.id == Task.job_id).join(Queue, Queue.id == Job.queue_id)
               .where(Job.kind == BucketKind.DOCKER, Job.status.in_(st.ACTIVE),
+                     Queue.status == QueueStatus.OPEN,
                      Job.collaboration_id == bindparam("collab"),
                      Task.organization_id == bindparam("org"),
                      Task.status == st.TaskStatus.QUEUED)
-              .order_by(Job.priority.desc(), Job.created, Task.priority.desc(), Task.seq)
+              .order_by(Queue.priority.desc(), Job.priority.desc(), Job.created,
+                        Task.priority.desc(), Task.seq)
               .limit(bindparam("n")).with_for_update(of=Task, skip_locked=True))
 # the initiating organization's key and the user whose run tokens the runs get
 _STARTED_BY = (select(Job.organization_id, Job.user_id, Organization.public_key,

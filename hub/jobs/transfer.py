@@ -37,6 +37,7 @@ from hub.errors import Conflict, Invalid
 from hub.jobs import status as st
 from hub.jobs.kind import JobKind, Lease
 from hub.jobs.leases import NEXT_TASKS
+from hub.jobs.queues import queue_for
 from hub.jobs.transfer_paths import (
     find_party,
     has_path,
@@ -106,9 +107,10 @@ async def create(ctx: Ctx, body: Any) -> str:
         else:
             party, status, lands = await find_party(conn, spec.destination, "destination"), \
                 str(S.PENDING), ""
+        queue = await queue_for(conn, ctx.caller.organization, spec.queue)
         await conn.execute(insert(Job).values(
             id=job_id, code=spec.code or (source_parts[-1] if source_parts else source_name),
-            kind=BucketKind.TRANSFER, queue=spec.queue, status=status, priority=spec.priority,
+            kind=BucketKind.TRANSFER, queue=spec.queue, queue_id=queue, status=status, priority=spec.priority,
             user_id=ctx.principal.id, organization_id=ctx.caller.organization,
             source_scope="share", source_id=source.id,
             destination_scope=party[0], destination_id=party[1], spec=stored,

@@ -280,6 +280,25 @@ class Share(Base):
     modifier: Mapped[str | None] = mapped_column(ID)
 
 
+class Queue(Base):
+    """Where jobs wait (accsyn's job ``parent``): dispatch takes the jobs of open queues,
+    highest ``priority`` first. Queues belong to an organization, and its jobs go only
+    into its own; its ``default`` queue is made when a job first needs it."""
+
+    __tablename__ = "queues"
+    __table_args__ = (UniqueConstraint("organization_id", "name"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255))
+    priority: Mapped[int] = mapped_column(Integer, default=500)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open or paused
+    # null only once its organization is deleted (its jobs keep their queue)
+    organization_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("organizations.id", ondelete="SET NULL"), index=True)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modifier: Mapped[str | None] = mapped_column(ID)
+
+
 class Job(Base):
     """A job (jobs.rst). ``status`` is stored: tasks keep it current, and users set
     ``paused``/``aborted``/``waiting``. Counts, progress, etr and speed are derived."""
@@ -288,7 +307,9 @@ class Job(Base):
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
     code: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(16), default="compute")
-    queue: Mapped[str] = mapped_column(String(255), default="default")
+    queue: Mapped[str] = mapped_column(String(255), default="default")  # its queue's name
+    # the queue it waits in (``Queue``); a queue with jobs is never deleted
+    queue_id: Mapped[str | None] = mapped_column(ID, index=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     priority: Mapped[int] = mapped_column(Integer, default=500)
     user_id: Mapped[str | None] = mapped_column(ID, ForeignKey("users.id", ondelete="SET NULL"))

@@ -72,8 +72,9 @@ def test_an_operator_runs_the_farm_from_the_command_line(
     assert "now online" in run(env, "client", "enable", code)
 
     # a compute job, from submit to its logs
+    session.create("Queue", {"name": "comp", "priority": 700})
     out = run(env, "job", "submit", "--name", "shot010", "--items", "1-6", "--bucket", "3",
-              "--env", "SHOT=010", "--priority", "700", "--watch", "--",
+              "--env", "SHOT=010", "--priority", "700", "--queue", "comp", "--watch", "--",
               "sh", "-c", "echo frame {item} of $SHOT")
     job_id = out.splitlines()[0]
     assert "100%" in out and "done" in out.splitlines()[-1]
@@ -81,6 +82,7 @@ def test_an_operator_runs_the_farm_from_the_command_line(
     assert (job["code"], job["status"], job["priority"]) == ("shot010", "done", 700)
     listing = run(env, "job", "ls", f"id={job_id}")
     assert "shot010" in listing and "100%" in listing  # done jobs stay in the active list
+    assert re.search(r"\bQUEUE\b", listing) and " comp " in listing
     shown = run(env, "job", "show", job_id)
     assert re.search(r"^tasks\s+6 done$", shown, re.M) and "buckets (2)" in shown
     assert " 1-3 " in shown and " 4-6 " in shown
@@ -124,6 +126,8 @@ def test_an_operator_runs_the_farm_from_the_command_line(
     # errors, one line each, with their codes
     assert "no Job with id 'nosuch'" in run(env, "job", "show", "nosuch", code=1)
     assert "no command" in run(env, "job", "submit", "--items", "1-2", code=2)
+    assert "no queue 'nope'" in run(env, "job", "submit", "--queue", "nope", "--", "true",
+                                    code=2)
     assert "items" in run(env, "job", "submit", "--items", "5-1", "--", "true", code=2)
     assert run(env, "job", "submit", "--bucket", "x", "--", "true", code=2)  # argparse
     assert "not NAME=VALUE" in run(env, "job", "submit", "--env", "X", "--", "true", code=2)

@@ -142,6 +142,9 @@ def target(world: World, caller: dict[str, Any], resource: str, scope: str) -> s
         if scope == "own":
             world.give("api_keys", key["id"], caller["id"])
         return str(key["id"])
+    if resource == "queue":
+        return str(world.ok("POST", "/queue", {"name": unique("queue"), "organization":
+                                               world.org[org]["id"]}, world.root)["id"])
     raise AssertionError(resource)
 
 
@@ -150,7 +153,7 @@ EDITS: dict[str, dict[str, Any]] = {
     "collaboration": {"encrypted": False}, "role": {"description": "edited"},
     "node": {"description": "edited"}, "client": {"description": "edited"},
     "site": {"description": "edited"}, "share": {"description": "edited"},
-    "job": {"priority": 400},
+    "job": {"priority": 400}, "queue": {"priority": 400},
 }
 
 
@@ -185,6 +188,7 @@ def attempt(world: World, caller: dict[str, Any], resource: str, operation: str,
             "task": lambda: (f"/job/{target(world, caller, 'job', scope)}/tasks",
                              {"tasks": [{"item": "9"}]}),
             "apikey": lambda: ("/apikey", {"description": "new"}),
+            "queue": lambda: ("/queue", {"name": unique("newqueue"), "organization": org}),
         }
         if resource not in bodies:
             return None
@@ -217,6 +221,9 @@ def expected(role: str, resource: str, operation: str, scope: str) -> bool:
     return any((resource, operation, s) in rules for s in scopes[scopes.index(scope):])
 
 
+# resources whose records out of the caller's sight are answered 404, not 403
+HIDDEN = {"queue"}
+
 # cells pinned by hand: (role, resource, operation, scope) -> allowed
 PINNED = {
     ("viewer", "job", "create", "own"): False,
@@ -232,6 +239,11 @@ PINNED = {
     ("organization admin", "job", "edit", "collaboration"): False,
     ("organization admin", "organization", "create", "global"): False,
     ("root", "organization", "delete", "global"): True,
+    ("organization admin", "queue", "edit", "organization"): True,
+    ("organization admin", "queue", "edit", "collaboration"): False,
+    ("researcher", "queue", "view", "organization"): True,
+    ("researcher", "queue", "create", "organization"): False,
+    ("viewer", "queue", "edit", "organization"): False,
 }
 
 ROLES = [permissions.ROOT, permissions.ORG_ADMIN, permissions.RESEARCHER, permissions.VIEWER]
@@ -265,6 +277,9 @@ def test_each_role_against_each_resource_operation_and_scope(world: World, role:
                 if want:
                     assert status in (200, 201) or (status == 409 and body["error"]["code"]
                                                     in ("in_use", "protected", "client_online")), cell
+                elif resource in HIDDEN and operation != "create" and \
+                        not expected(role, resource, "view", scope):
+                    assert status == 404, cell  # out of sight: as if it did not exist
                 else:
                     assert status == 403, cell
                     rule = body["error"]["rule"]
