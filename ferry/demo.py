@@ -20,7 +20,6 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from core.logs import LoggingConfig
 from core.logs import setup as setup_logging
 from ferry import demo_federated
 from ferry.tables import table
-from ferry.views import bucket_rows, bytes_bar, client_rows, progress_bar
+from ferry.views import bucket_rows, client_rows, watch
 from hub import Session
 from hub.config import HubConfig
 from hub.security import new_password
@@ -48,27 +47,6 @@ def _digest(root: Path) -> str:
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         h.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
     return h.hexdigest()
-
-
-async def _follow(session: Any, job_id: str, bar: Callable[[dict[str, Any]], str]
-                  ) -> dict[str, Any]:
-    """Show the job's bar until it ends (redrawn in place on a terminal, else a line every
-    quarter); returns the job as it ended."""
-    tty = sys.stdout.isatty()
-    shown = -25
-    while True:
-        job: dict[str, Any] = await asyncio.to_thread(session.get, "Job", job_id)
-        if tty:
-            print("\r" + bar(job), end="", flush=True)
-        elif job["progress"] >= shown + 25 or job["status"] in ("done", "failed"):
-            shown = job["progress"]
-            print(bar(job), flush=True)
-        if job["status"] in ("done", "failed", "aborted"):
-            break
-        await asyncio.sleep(0.2)
-    if tty:
-        print()
-    return job
 
 
 async def _run_transfer(session: Any, agent_id: str, base: Path) -> bool:
@@ -94,7 +72,7 @@ async def _run_transfer(session: Any, agent_id: str, base: Path) -> bool:
           f"({TRANSFER_MIB} MiB and 200 plates) with BLAKE3-verified chunks over HTTPS")
     job = await call(session.create, "Job", {"source": "share=projects/shot010",
                                              "destination": "share=backup/"})
-    job = await _follow(session, job["id"], bytes_bar)
+    job = await asyncio.to_thread(watch, session, job["id"], 0.2)
     tasks = await call(session.find, f"task WHERE job.id={job['id']}", attributes=["log_tail"])
     same = job["status"] == "done" and await call(_digest, shot) == await call(
         _digest, backup / "shot010")
@@ -112,7 +90,7 @@ async def _run_job(session: Any, lanes: dict[str, str]) -> bool:
         "command": RENDER, "items": FRAMES, "bucket_size": 10, "retries": 1}})
     print(f"\njob      '{job['code']}': {sum(job['counts'].values())} frames, buckets of 10, "
           f"over {len(lanes)} lane(s)")
-    job = await _follow(session, job["id"], progress_bar)
+    job = await asyncio.to_thread(watch, session, job["id"], 0.2)
     tasks = await call(session.find, f"task WHERE job.id={job['id']}")
     print(f"\nbuckets  (jobs.rst: a task's time is its whole bucket's)\n"
           f"{table(bucket_rows(tasks, lanes))}")

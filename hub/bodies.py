@@ -68,6 +68,15 @@ def expect(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...], wha
     return value
 
 
+def priority_value(body: Mapping[str, Any]) -> int:
+    """A record's ``priority``: an integer from 1 to 1000 (jobs and queues alike)."""
+    priority: int = expect(body, "priority", int, "an integer from 1 to 1000")
+    if not 1 <= priority <= 1000:
+        raise Invalid("invalid_value", "field 'priority' must be from 1 to 1000",
+                      field="priority")
+    return priority
+
+
 def name_value(body: Mapping[str, Any], key: str = "name") -> str:
     value: str = expect(body, key, str, "a string")
     value = value.strip()

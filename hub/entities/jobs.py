@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.engine import RowMapping
 
 from hub.access import JobAccess
-from hub.bodies import check_body, expect, name_value
+from hub.bodies import check_body, expect, name_value, priority_value
 from hub.entities.base import Entity
 from hub.entities.clients import user_hr
 from hub.entities.paging import EVERY, Listing, Page, in_turns, json_size, restrict, window
@@ -139,11 +139,7 @@ class JobEntity(JobAccess, Entity):
         if "code" in body:
             values["code"] = name_value(body, "code")
         if "priority" in body:
-            priority = expect(body, "priority", int, "an integer from 1 to 1000")
-            if not 1 <= priority <= 1000:
-                raise Invalid("invalid_value", "field 'priority' must be from 1 to 1000",
-                              field="priority")
-            values["priority"] = priority
+            values["priority"] = priority_value(body)
         if "metadata" in body:
             values["meta"] = expect(body, "metadata", dict, "an object")
         wanted = body.get("status")

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.access import scope_of_organization
-from hub.bodies import check_body, expect, name_value
+from hub.bodies import check_body, expect, name_value, priority_value
 from hub.entities.base import Entity
 from hub.entities.organizations import placed_in
 from hub.entities.paging import Page
@@ -67,11 +67,7 @@ class QueueEntity(Entity):
         if "name" in body:
             values["name"] = name_value(body)
         if "priority" in body:
-            priority = expect(body, "priority", int, "an integer from 1 to 1000")
-            if not 1 <= priority <= 1000:
-                raise Invalid("invalid_value", "field 'priority' must be from 1 to 1000",
-                              field="priority")
-            values["priority"] = priority
+            values["priority"] = priority_value(body)
         if "status" in body:
             status = expect(body, "status", str, "open or paused")
             if status not in set(QueueStatus):
