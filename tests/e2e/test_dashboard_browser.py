@@ -140,6 +140,17 @@ def test_admin_and_viewer_in_a_browser(hub: Hub, session: Session,
     assert session.get("Job", slow["id"])["status"] == "aborted"
     page.screenshot(path=str(shots / "jobs-after-abort.png"), full_page=True)
 
+    # a job no agent can ever match says why it waits, on its row and on its page
+    huge = session.create("Job", {"code": "huge", "compute": {
+        "command": ["true"], "items": "1", "clients": ["ram:>100000GB"]}})
+    why = page.locator(f"tr[data-test=job-row][data-id='{huge['id']}'] [data-test=status-reason]")
+    why.wait_for(timeout=TIMEOUT)
+    assert "no agent of this organization matches ram:>100000GB" in why.inner_text()
+    page.click(f"tr[data-test=job-row][data-id='{huge['id']}'] a")
+    page.wait_for_selector("[data-test=job] [data-test=status-reason]:has-text('ram:>100000GB')",
+                           timeout=TIMEOUT)
+    page.click("#nav-jobs")
+
     # a viewer sees the same agents and jobs, and no button that changes anything
     page.click("#logout")
     page.wait_for_selector("#login:not([hidden])", timeout=TIMEOUT)

@@ -434,11 +434,16 @@ function jobButtons(job) {
   return out;
 }
 
+// why a job (or an agent) takes no work now: the hub's status_reason, as it says it
+function reasonNote(record) {
+  return record.status_reason ? h("div", { class: "muted reason", "data-test": "status-reason" }, record.status_reason) : "";
+}
+
 function jobRow(job) {
   return sizeBars(h("tr", { class: "clickable", "data-test": "job-row", "data-id": job.id, "data-code": job.code,
     onclick: () => { location.hash = `#/job/${encodeURIComponent(job.id)}`; } },
     h("td", {}, h("a", { href: `#/job/${encodeURIComponent(job.id)}` }, job.code)),
-    h("td", {}, job.kind), h("td", {}, statusBadge(job.status)), h("td", {}, progressBar(job.progress)),
+    h("td", {}, job.kind), h("td", {}, statusBadge(job.status), reasonNote(job)), h("td", {}, progressBar(job.progress)),
     h("td", { class: "metric" }, speedText(job)), h("td", {}, job.etr || ""),
     h("td", {}, (job.user_hr || "").replace(/^user:/, "")), h("td", { title: job.created }, ago(job.created)),
     h("td", {}, jobButtons(job))));
@@ -509,10 +514,12 @@ function jobView(jobId) {
     const field = (name, value) => [h("dt", {}, name), h("dd", {}, value)];
     header.replaceChildren(
       h("h2", { "data-test": "job-title" }, `Job ${job.code} `, statusBadge(job.status), " ", jobButtons(job)),
+      reasonNote(job),
       sizeBars(h("dl", { class: "fields" },
         field("Progress", progressBar(job.progress)), field("Speed", speedText(job)),
         field("ETR", job.etr || "–"), field("Kind", job.kind),
         field("User", (job.user_hr || "").replace(/^user:/, "")), field("Priority", job.priority),
+        field("Queue", (job.parent_hr || "").replace(/^queue:/, "")),
         field("Created", when(job.created)), field("Started", when(job.started)),
         field("Finished", when(job.finished)),
         field("Tasks", Object.entries(job.counts || {}).map(([s, n]) => `${s} ${n}`).join(", ")),
