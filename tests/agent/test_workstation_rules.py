@@ -5,6 +5,8 @@ logind's idle hints, and the CPU others keep busy against ``cpu_above``."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +16,14 @@ import pytest
 
 from agent.availability import Clock, Judge, cpu_verdict
 from agent.config import AgentConfig, NimbyConfig, ScheduleConfig
-from agent.nimby import CpuSample, activity_file, others_busy, sessions_active
+from agent.nimby import (
+    CpuSample,
+    Logind,
+    activity_file,
+    others_busy,
+    sample_cpu,
+    sessions_active,
+)
 from agent.schedule import Schedule, parse_window
 from core import config
 from core.errors import ConfigError
@@ -198,3 +207,18 @@ def test_the_judge_measures_the_cpu_between_samples() -> None:
     assert judge.verdict() == verdict  # between measurements, the last one holds
     time.sleep(0.15)
     assert judge.verdict() is None  # 2 of 20: 10 %
+
+
+def test_what_the_agent_starts_counts_as_its_own() -> None:
+    """A real sample: a child's CPU (a lane's task is one) is the agent's, not another's."""
+    before = sample_cpu()
+    subprocess.run([sys.executable, "-c", "sum(range(20_000_000))"], check=True)
+    after = sample_cpu()
+    own = after.own - before.own
+    assert own > 0.1  # the child's work, reaped
+    assert after.busy - before.busy >= own - 0.05  # the machine saw it too (clock ticks)
+
+
+def test_logind_answers_or_says_it_cannot() -> None:
+    answer = Logind().user_active(300)  # no systemd here: None, and the user counts as away
+    assert answer in (None, True, False)
