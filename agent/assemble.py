@@ -94,7 +94,7 @@ class Parts:
     checkins: CheckinLoop
     claims: ClaimLoop
     heartbeats: HeartbeatLoop
-    availability: AvailabilityLoop | None  # no schedule: nor nimby: section
+    availability: AvailabilityLoop | None  # None: neither a schedule nor a nimby section
     status: StatusServer
 
     @property

@@ -2,9 +2,9 @@
 
 Start: make the parts (agent/assemble.py), kill what a killed earlier run left
 running, judge whether work is taken now (a workstation's schedule and NIMBY,
-agent/availability.py), send what it left in the outbox, hand back whatever the hub still thinks we
-hold (but for docker runs whose containers outlived it: those are adopted), then
-check in, claim, run, heartbeat and send. Stop: claim nothing more, let running tasks
+agent/availability.py), send what it left in the outbox, hand back whatever the hub
+still thinks we hold (but for docker runs whose containers outlived it: those are
+adopted), then check in, claim, run, heartbeat and send. Stop: claim nothing more, let running tasks
 finish until the drain deadline (then stop them), hand back what never started,
 empty the outbox, say goodbye.
 

@@ -91,7 +91,7 @@ def client_rows(clients: list[dict[str, Any]]) -> list[dict[str, str]]:
 def farm_rows(clients: list[dict[str, Any]], lanes: list[dict[str, Any]], busy: set[str]
               ) -> list[dict[str, str]]:
     """``ferry client ls``: each client with its host metrics and its lanes busy/total; and
-why it takes no work, when any listed one says so (its schedule or NIMBY)."""
+    why it takes no work, when any listed one says so (its schedule or NIMBY)."""
     by_parent: dict[str, list[str]] = {}
     for lane in lanes:
         by_parent.setdefault(lane["parent"], []).append(lane["id"])
