@@ -16,11 +16,13 @@ reports the endpoint's bytes. Those are the agent's ``Hooks``.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
+from agent.availability import AvailabilityLoop
 from agent.buckets.claim import ClaimLoop
 from agent.buckets.heartbeat import HeartbeatLoop
 from agent.buckets.pool import BucketPool
@@ -92,6 +94,7 @@ class Parts:
     checkins: CheckinLoop
     claims: ClaimLoop
     heartbeats: HeartbeatLoop
+    availability: AvailabilityLoop | None  # None: neither a schedule nor a nimby section
     status: StatusServer
 
     @property
@@ -164,14 +167,15 @@ async def assemble(config: AgentConfig, data_dir: Path, *, agent_id: str, system
     service = transfer.service if transfer is not None else None
     sampler = await asyncio.to_thread(MetricsSampler, service.moved_bytes if service else None)
     readings = Readings(state, pool, outbox, service.moved_bytes if service else None)
+    checkins = CheckinLoop(hub, identity, sampler, state,
+                           on_shares=service.set_shares if service else None, progress=progress)
     return Parts(
         identity=identity, hub=hub, hub_status=hub_status, outbox=outbox,
         sender=OutboxSender(hub, outbox, pool.idle), pool=pool, compute=compute,
-        transfer=transfer, docker=docker,
-        checkins=CheckinLoop(hub, identity, sampler, state,
-                             on_shares=service.set_shares if service else None,
-                             progress=progress),
+        transfer=transfer, docker=docker, checkins=checkins,
         claims=ClaimLoop(hub, pool, state),
+        availability=AvailabilityLoop.build(config, state, pool, checkins.soon,
+                                            cores=os.cpu_count() or 1),
         heartbeats=HeartbeatLoop(hub, pool, progress=transfer.progress if transfer else None,
                                  output=_outputs(compute, docker)),
         status=StatusServer(state, config.status_ip, config.status_port, sections={

@@ -1,4 +1,5 @@
-"""The check-in loop: report metrics on the hub's interval, with jitter."""
+"""The check-in loop: report metrics on the hub's interval, with jitter, and at once when
+asked (``soon``: why the agent takes no work changed)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from agent.metrics import MetricsSampler
 from agent.notify import Progress
 from agent.state import AgentState, now_iso
 from core.errors import ApiError
+from core.lifecycle import until_stopped
 from core.version import VERSION
 from protocol import CheckinRequest, ShareInfo
 
@@ -36,12 +38,17 @@ class CheckinLoop:
         self.sampler = sampler
         self.state = state
         self.on_shares = on_shares
+        self._soon = asyncio.Event()
 
     def request(self) -> CheckinRequest:
         return CheckinRequest(metrics=self.sampler.sample(), host_id=self.identity.host_id,
                               code=self.identity.code, os=self.identity.os,
                               username=self.identity.username, version=VERSION,
-                              lanes=self.state.lanes)
+                              lanes=self.state.lanes, status_reason=self.state.status_reason)
+
+    def soon(self) -> None:
+        """Check in now rather than at the end of the interval."""
+        self._soon.set()
 
     async def once(self) -> None:
         try:
@@ -66,6 +73,7 @@ class CheckinLoop:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self._soon.clear()  # a change told from here on is in this check-in or the next
             # a check-in may sit in retries while the hub is down: stopping must not wait for it
             step = asyncio.ensure_future(self.once())
             stopping = asyncio.ensure_future(stop.wait())
@@ -83,4 +91,4 @@ class CheckinLoop:
             self.progress.beat()
             delay = self.state.checkin_interval * random.uniform(1 - JITTER, 1 + JITTER)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+                await asyncio.wait_for(until_stopped(stop, self._soon.wait()), timeout=delay)

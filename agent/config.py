@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+import zoneinfo
+from datetime import tzinfo
+from typing import Annotated, Literal
 
 import msgspec
 from yarl import URL
 
+from agent.schedule import Schedule
 from core.errors import ConfigError
 from core.logs import LoggingConfig
 from lanes.images import ImagePolicy
@@ -15,6 +18,57 @@ from protocol.docker import parse_size
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
+Grace = Annotated[float, msgspec.Meta(ge=0, le=7 * 86400)]
+FilePath = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+# what becomes of running buckets once the agent takes no work: they run to their end, or
+# after ``grace`` seconds go back to the hub (no attempt spent)
+Running = Literal["finish", "handback"]
+
+
+class ScheduleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """When this agent takes work (agent/schedule.py): outside every window, none."""
+
+    windows: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
+                       msgspec.Meta(min_length=1, max_length=64)]
+    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "local"
+    running: Running = "finish"
+    grace: Grace = 300.0
+    clock: FilePath | None = None  # tests and operators: a file whose ISO time stands for now
+
+    def __post_init__(self) -> None:
+        try:
+            Schedule.parse(self.windows)
+        except ValueError as exc:
+            raise ValueError(f"`windows`: {exc}") from None
+        if self.timezone != "local":
+            try:
+                zoneinfo.ZoneInfo(self.timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"`timezone`: {self.timezone!r} is not a time zone (write "
+                                 f"local, or an IANA name such as Europe/Paris)") from None
+
+    @property
+    def zone(self) -> tzinfo | None:
+        """The windows' time zone; None: this machine's."""
+        return None if self.timezone == "local" else zoneinfo.ZoneInfo(self.timezone)
+
+
+class NimbyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """"Not in my backyard" (agent/nimby.py): no work while the machine's user is active, or
+    while other processes keep its CPU busier than ``cpu_above`` percent."""
+
+    user_active: bool = True
+    idle_after: Grace = 300.0  # seconds the user must be idle before work is taken
+    cpu_above: Annotated[float, msgspec.Meta(gt=0, le=100)] | None = None
+    running: Running = "finish"
+    grace: Grace = 30.0
+    interval: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 5.0  # between measurements
+    activity: FilePath | None = None  # tests and operators: a file that replaces logind
+
+    def __post_init__(self) -> None:
+        if not self.user_active and self.cpu_above is None:
+            raise ValueError("`user_active`: nothing to watch: set user_active: true or "
+                             "cpu_above, or remove the nimby section")
 
 
 class ImagesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -94,6 +148,9 @@ class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     # default: organization-key.pem in the agent's data folder
     organization_key_file: Annotated[str, msgspec.Meta(min_length=1)] | None = None
     docker: DockerConfig | None = None  # runs of docker jobs; off when absent
+    # a workstation's hours and its user (docs/CONFIG.md, "Workstations"); off when absent
+    schedule: ScheduleConfig | None = None
+    nimby: NimbyConfig | None = None
     drain_timeout: Seconds = 60.0
     retry_max_delay: Seconds = 30.0
     request_timeout: Seconds = 30.0

@@ -1,9 +1,10 @@
 """The agent service: enroll, run the loops, drain on stop.
 
 Start: make the parts (agent/assemble.py), kill what a killed earlier run left
-running, send what it left in the outbox, hand back whatever the hub still thinks we
-hold (but for docker runs whose containers outlived it: those are adopted), then
-check in, claim, run, heartbeat and send. Stop: claim nothing more, let running tasks
+running, judge whether work is taken now (a workstation's schedule and NIMBY,
+agent/availability.py), send what it left in the outbox, hand back whatever the hub
+still thinks we hold (but for docker runs whose containers outlived it: those are
+adopted), then check in, claim, run, heartbeat and send. Stop: claim nothing more, let running tasks
 finish until the drain deadline (then stop them), hand back what never started,
 empty the outbox, say goodbye.
 
@@ -204,6 +205,9 @@ class Agent(Service):
         killed = await asyncio.to_thread(parts.compute.kill_leftovers)
         if killed:
             log.warning("killed tasks left running by an earlier run", processes=killed)
+        if parts.availability is not None:  # judged before the first check-in and claim
+            await parts.availability.check()
+            self._spawn(parts.availability.run(self.should_exit), "availability")
         self._spawn(parts.checkins.run(self.should_exit), "checkin-loop")
         self._spawn(self._work(parts), "work")
         if set_oom_score(AGENT_OOM_SCORE):

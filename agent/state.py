@@ -33,13 +33,17 @@ class AgentState:
     checkins: int = 0
     hub_switches: int = 0  # another hub took over (a failover, or back to the first)
     busy: int = 0  # buckets held (a compute bucket holds a lane)
+    # why this agent takes no work now (its schedule or NIMBY, agent/availability.py); it
+    # goes to the hub with every check-in
+    status_reason: str | None = None
     started_at: float = field(default_factory=time.monotonic)
     started: str = field(default_factory=now_iso)
 
     @property
     def accepting_work(self) -> bool:
-        """A disabled client keeps checking in but takes no work."""
-        return self.status == "online"
+        """A disabled client keeps checking in but takes no work; nor does one outside its
+        schedule or whose user is at it (``status_reason``)."""
+        return self.status == "online" and self.status_reason is None
 
     def healthy(self) -> tuple[bool, str]:
         """Healthy while check-ins succeed; a fresh agent gets a few intervals to get there."""
@@ -63,6 +67,7 @@ class AgentState:
             "hub": self.hub,
             "status": self.status,
             "accepting_work": self.accepting_work,
+            "status_reason": self.status_reason,
             "healthy": ok,
             "health": reason,
             "last_checkin": self.last_checkin,

@@ -64,6 +64,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     fields = [
         ("id", client["id"]), ("code", client["code"]),
         ("type", f"{client['type_hr']} ({client['type']})"), ("status", client["status"]),
+        ("status reason", client.get("status_reason") or "-"),
         ("last check-in", f"{client.get('last_checkin') or '-'} "
                           f"({ago(client.get('last_checkin'))})"),
         ("version", client.get("version") or "-"), ("os", client.get("os") or "-"),
@@ -114,7 +115,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verbs = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
     ls = verbs.add_parser("ls", help="list clients", description=textwrap.fill(
         "List clients as a table: code, type, status, CPU, memory, load, lanes busy/total, "
-        "last check-in and version. QUERY is the query language's where part (the README's queries), "
+        "last check-in and version; and the reason, when an agent takes no work (outside its "
+        "schedule, its user at work). QUERY is the query language's where part (the README's queries), "
         "e.g. \"type=1\" or \"status=online AND site=hq\"."))
     ls.add_argument("query", metavar="QUERY", nargs="?", help="which clients (default: all)")
     show = verbs.add_parser("show", help="one client, with its lanes")

@@ -90,7 +90,8 @@ def client_rows(clients: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 def farm_rows(clients: list[dict[str, Any]], lanes: list[dict[str, Any]], busy: set[str]
               ) -> list[dict[str, str]]:
-    """``ferry client ls``: each client with its host metrics and its lanes busy/total."""
+    """``ferry client ls``: each client with its host metrics and its lanes busy/total; and
+    why it takes no work, when any listed one says so (its schedule or NIMBY)."""
     by_parent: dict[str, list[str]] = {}
     for lane in lanes:
         by_parent.setdefault(lane["parent"], []).append(lane["id"])
@@ -110,6 +111,9 @@ def farm_rows(clients: list[dict[str, Any]], lanes: list[dict[str, Any]], busy: 
             "lanes": lanes_text, "checkin": ago(c.get("last_checkin")),
             "version": str(c.get("version") or "-"),
         })
+    if any(c.get("status_reason") for c in clients):
+        for row, c in zip(rows, clients, strict=True):
+            row["reason"] = str(c.get("status_reason") or "-")
     return rows
 
 

@@ -44,6 +44,7 @@ _update = (
         last_checkin=bindparam("b_last_checkin"),
         gone=False,
         metrics=bindparam("b_metrics"),
+        status_reason=bindparam("b_status_reason"),
         host_id=func.coalesce(bindparam("b_host_id"), Client.host_id),
         wan_ip=bindparam("b_wan_ip"),
         code=func.coalesce(bindparam("b_code"), Client.code),
@@ -79,10 +80,11 @@ class CheckinWriter:
 
     async def record(self, client_id: str, at: datetime, metrics: dict[str, Any], host_id: str | None,
                      wan_ip: str, code: str | None, os: str | None, username: str | None,
-                     version: str | None) -> bool | None:
+                     version: str | None, status_reason: str | None = None) -> bool | None:
         """Store one check-in; returns the client's ``disabled`` flag, None if it is gone.
 
-        ``None`` for host_id, code, os, username or version keeps the stored value.
+        ``None`` for host_id, code, os, username or version keeps the stored value; for
+        ``status_reason`` it clears it (the agent takes work).
         """
         if self._closing:
             raise ShuttingDown("the check-in writer is closed: the hub is stopping")
@@ -90,7 +92,7 @@ class CheckinWriter:
         values = {
             "b_id": client_id, "b_last_checkin": at, "b_metrics": metrics, "b_host_id": host_id,
             "b_wan_ip": wan_ip, "b_code": code, "b_os": os, "b_username": username,
-            "b_version": version,
+            "b_version": version, "b_status_reason": status_reason,
         }
         pending = self._pending.get(client_id)
         if pending is None:

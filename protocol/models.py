@@ -181,6 +181,9 @@ class CheckinRequest(Struct, frozen=True):
     username: ShortText | None = None
     version: ShortText | None = None
     lanes: Annotated[int, msgspec.Meta(ge=0, le=1024)] | None = None
+    # why the agent takes no work now ("outside schedule (next window mon 19:00)", "user
+    # active (nimby)"); None: it takes work. Unlike the fields above, None clears it.
+    status_reason: ShortText | None = None
 
 
 class CheckinResponse(Struct, frozen=True):

@@ -27,6 +27,7 @@ class Stop(enum.StrEnum):
     LOST = "lost"  # its lease is gone: the hub gave the work to someone else
     PAUSED = "paused"  # its job was paused at the hub
     DRAINING = "draining"  # the agent is stopping
+    UNAVAILABLE = "the agent takes no work now"  # its schedule or NIMBY (agent/availability.py)
 
 
 @dataclass(eq=False)

@@ -4,7 +4,8 @@ One claimer per kind of bucket the agent runs, each long-polling on its own: a
 claim waiting for transfers never keeps a free lane idle, and a docker slot never
 waits for a render. A claimer with nothing free waits until the pool says something
 came free; a disabled agent (the hub's word, in its check-ins) claims nothing and
-looks again every second.
+looks again every second, as does one that takes no work now (its schedule or NIMBY:
+``AgentState.status_reason``; buckets of a claim made before go back unstarted).
 """
 
 from __future__ import annotations
@@ -64,5 +65,5 @@ class ClaimLoop:
             if answer is None:  # stopping
                 return
             self.pool.heartbeat_interval = answer.heartbeat_interval
-            for bucket in answer.buckets:
-                self.pool.hold(bucket)
+            for bucket in answer.buckets:  # asked for while the agent still took work
+                self.pool.hold(bucket, unavailable=self.state.status_reason is not None)

@@ -63,8 +63,9 @@ class BucketPool:
         self._freed[kind].set()
 
     # -- holding
-    def hold(self, bucket: BucketWork) -> None:
-        """Hold ``bucket`` and start its run on the runner of its kind."""
+    def hold(self, bucket: BucketWork, *, unavailable: bool = False) -> None:
+        """Hold ``bucket`` and start its run on the runner of its kind (``unavailable``:
+        it came as the agent stopped taking work, and goes back unstarted)."""
         runner = self.runners.get(bucket.kind)
         if runner is None:
             log.error("hub gave a bucket of a kind this agent does not run", bucket=bucket.id,
@@ -74,7 +75,8 @@ class BucketPool:
             log.warning("a bucket came as the agent stopped; not started", bucket=bucket.id)
             return
         # a claim answered as the drain began: its tasks go back unstarted
-        held = Held(bucket, stopping=Stop.DRAINING if self._draining else None)
+        held = Held(bucket, stopping=Stop.DRAINING if self._draining else
+                    Stop.UNAVAILABLE if unavailable else None)
         self.held[bucket.id] = held
         self.holding.set()
         self.idle.clear()
@@ -128,6 +130,16 @@ class BucketPool:
                 self.runners[held.work.kind].stop(held, "aborted at the hub", task_id)
             if held.work.job_id in answer.paused and not held.stopping:
                 held.stopping = Stop.PAUSED
+
+    def hand_back(self, reason: str) -> int:
+        """The agent takes no work now (its schedule or NIMBY says so, ``reason``): every
+        held bucket stops at once; its running task goes back aborted and the rest
+        unstarted, with no attempt spent on either. Returns how many buckets it stopped."""
+        stopped = [held for held in self.held.values() if not held.stopping]
+        for held in stopped:
+            held.stopping = Stop.UNAVAILABLE
+            self.runners[held.work.kind].stop(held, reason)
+        return len(stopped)
 
     # -- stop
     async def drain(self, deadline: float, forced: asyncio.Event) -> None:

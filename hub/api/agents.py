@@ -188,7 +188,7 @@ async def checkin(request: web.Request) -> web.Response:
     metrics = to_builtins(body.metrics)
     disabled = await request.app[WRITER].record(
         who.id, utcnow(), metrics, body.host_id, client_ip(request),
-        body.code, body.os, body.username, body.version)
+        body.code, body.os, body.username, body.version, body.status_reason)
     if disabled is None:
         raise ApiError(401, "client_unknown", "this client no longer exists at the hub; "
                        "enroll again")
@@ -205,7 +205,8 @@ async def goodbye(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     async with rt.db.write() as conn:
         await conn.execute(update(Client).where(
-            or_(Client.id == who.id, Client.parent_id == who.id)).values(gone=True))
+            or_(Client.id == who.id, Client.parent_id == who.id)).values(
+                gone=True, status_reason=None))  # offline says enough
     return json_response({"client_id": who.id, "status": "offline"})
 
 

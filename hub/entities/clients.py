@@ -4,7 +4,8 @@ Status follows clients.rst. It is derived, never stored: a client is
 ``online`` while it checks in within the grace period, ``offline`` after,
 and ``disabled``/``disabled-offline`` when an admin disabled it. Only
 ``online`` (on a disabled client) and ``disabled`` (on an enabled one) can
-be written.
+be written. ``status_reason`` says why an online agent takes no work (outside its
+schedule, its user at work): only the agent's own check-ins write it.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ SCHEMA = Schema("Client", {
     "host_id": Text(Client.host_id),
     "last_checkin": Timestamp(Client.last_checkin),
     "status": Derived(status_conditions),
+    "status_reason": Text(Client.status_reason),
     "os": Text(Client.os),
     "username": Text(Client.username),
     "version": Text(Client.version),
@@ -81,7 +83,7 @@ SCHEMA = Schema("Client", {
 
 READABLE = (
     "id", "code", "user", "user_hr", "created", "type", "site", "site_hr", "description",
-    "host_id", "last_checkin", "status", "os", "type_hr", "username", "version", "wan_ip",
+    "host_id", "last_checkin", "status", "status_reason", "os", "type_hr", "username", "version", "wan_ip",
     "parent", "benchmark", "metrics", "metadata", "modified", "modifier", "node", "tags",
     "transfer",
 )
@@ -139,6 +141,8 @@ class ClientEntity(Entity):
             "host_id": c["host_id"],
             "last_checkin": iso(c["last_checkin"]),
             "status": str(status),
+            # why the agent takes no work (its schedule or NIMBY), as its check-ins say
+            "status_reason": c["status_reason"],
             "os": c["os"],
             "type_hr": type_hr,
             "username": c["username"],

@@ -250,6 +250,9 @@ class Client(Base):
     wan_ip: Mapped[str] = mapped_column(String(255), default="")
     benchmark: Mapped[float | None] = mapped_column(Float)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # why the agent takes no work now, as its last check-in said (its schedule or NIMBY);
+    # null: it takes work
+    status_reason: Mapped[str | None] = mapped_column(Text)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     boot_id: Mapped[str] = mapped_column(String(64), default="")  # the agent process's

@@ -158,3 +158,27 @@ async def test_a_bucket_that_comes_as_the_drain_begins_goes_back_unstarted(
     assert [sent[f"b2/b2-t{n}/end"]["message"] for n in (1, 2)] == \
         ["handed back unstarted (draining)"] * 2
     assert "b2/end" in sent
+
+
+async def test_handing_back_stops_every_held_bucket_once(
+        pool: BucketPool, runner: StepRunner, outbox: Outbox) -> None:
+    """A workstation that takes no work now (agent/availability.py, ``running: handback``)."""
+    pool.hold(bucket("b1", tasks=3))
+    await runner.started()
+    assert pool.hand_back("user active (nimby)") == 1
+    assert pool.hand_back("user active (nimby)") == 0  # already stopping: not again
+    assert runner.stopped == [("b1", "user active (nimby)", None)]
+    await ended(pool)
+    sent = await reports(outbox)
+    assert [sent[f"b1/b1-t{n}/end"]["message"] for n in (2, 3)] == \
+        ["handed back unstarted (the agent takes no work now)"] * 2
+    assert "b1/end" in sent
+
+
+async def test_a_bucket_that_comes_once_work_stopped_goes_back_unstarted(
+        pool: BucketPool, runner: StepRunner, outbox: Outbox) -> None:
+    pool.hold(bucket("b1", tasks=2), unavailable=True)  # a claim asked for before
+    await ended(pool)
+    sent = await reports(outbox)
+    assert [sent[f"b1/b1-t{n}/end"]["event"] for n in (1, 2)] == ["returned"] * 2
+    assert runner.stopped == [] and "b1/end" in sent

@@ -195,3 +195,25 @@ def test_a_transfer_job_shows_its_bytes_over_time(hub: Hub, session: Session, tw
     assert "3.1 MB moved in all" in chart.text_content()
     assert page.locator("svg[data-test=timeline] rect.bucket").count() == 1
     page.screenshot(path=str(artifacts() / "job-transfer.png"), full_page=True)
+
+
+@pytest.mark.one_round("the page reads through the API, whose storage the security and API "
+                       "tests cover in both rounds")
+def test_the_farm_shows_why_a_workstation_takes_no_work(
+        hub: Hub, session: Session, node_key: Callable[[str], dict[str, Any]],
+        start_agent: Callable[..., Agent], browser: Any, tmp_path: Path) -> None:
+    from tests.helpers import ROOT_PASSWORD
+
+    activity = tmp_path / "activity"
+    activity.write_text("active")
+    agent = start_agent(hub, node_key("ws01")["api_key"], lanes=1,
+                        nimby={"activity": str(activity)})
+    agent_id = wait_for(lambda: agent.status()["client_id"], what="the agent enrolled")
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    log_in(page, hub, "root", ROOT_PASSWORD)
+    row = page.locator(f"tr[data-test=agent-row][data-id='{agent_id}']")
+    row.locator("[data-test=status-reason]:has-text('user active (nimby)')").wait_for(
+        timeout=TIMEOUT)
+    page.screenshot(path=str(artifacts() / "farm-workstation.png"), full_page=True)
+    activity.write_text("idle")  # live, without reloading: the reason goes
+    row.locator("[data-test=status-reason]").wait_for(state="detached", timeout=TIMEOUT)

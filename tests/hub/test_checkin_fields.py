@@ -52,3 +52,24 @@ def test_an_agent_reports_its_gpus(hub: Hub, session: Session, start_agent: Any,
                     what="gpus in the metrics")
     assert gpus == [{"index": 0, "uuid": "GPU-8d1c", "name": "Fake A100", "memory": 40960 << 20},
                     {"index": 1, "uuid": "GPU-77aa", "name": "Fake A100", "memory": 40960 << 20}]
+
+
+def test_the_reason_is_each_check_ins_word_and_goes_with_the_goodbye(
+        hub: Hub, session: Session) -> None:
+    node = session.create("Node", {"name": "ws1"})
+    status, enrolled = http("POST", f"{hub.api}/agent/enroll", {
+        "api_key": node["api_key"], "machine_id": "machine-0002", "code": "ws1"})
+    assert status == 200
+    token, client_id = enrolled["token"], enrolled["client_id"]
+    assert session.get("Client", client_id)["status_reason"] is None
+    body = {"metrics": METRICS, "status_reason": "outside schedule (next window mon 19:00)"}
+    assert http("POST", f"{hub.api}/agent/checkin", body, token=token)[0] == 200
+    assert session.get("Client", client_id)["status_reason"] == body["status_reason"]
+    # a check-in without one: the agent takes work again
+    assert http("POST", f"{hub.api}/agent/checkin", {"metrics": METRICS}, token=token)[0] == 200
+    assert session.get("Client", client_id)["status_reason"] is None
+    body["status_reason"] = "user active (nimby)"
+    assert http("POST", f"{hub.api}/agent/checkin", body, token=token)[0] == 200
+    assert http("POST", f"{hub.api}/agent/goodbye", {}, token=token)[0] == 200
+    gone = session.get("Client", client_id)
+    assert gone["status"] == "offline" and gone["status_reason"] is None
