@@ -351,7 +351,7 @@ function agentRow(agent, samples) {
   return h("tr", { class: "agent", "data-test": "agent-row", "data-id": agent.id, "data-code": agent.code },
     h("td", {}, h("strong", {}, agent.code), h("div", { class: "muted" }, agent.type_hr || "")),
     h("td", {}, statusBadge(agent.status),
-      agent.status_reason ? h("div", { class: "muted", "data-test": "status-reason" }, agent.status_reason) : ""),
+      reasonNote(agent)),
     metricCell(m.l, num(m.l, 0), s.cpu, 100),
     metricCell(m.m, num(m.m, 0), s.mem, 100),
     metricCell(load, num(load, 2), s.load),
