@@ -184,3 +184,26 @@ def test_a_transfer_job_shows_its_bytes_over_time(hub: Hub, session: Session, tw
     assert "3.1 MB moved in all" in chart.text_content()
     assert page.locator("svg[data-test=timeline] rect.bucket").count() == 1
     page.screenshot(path=str(artifacts() / "job-transfer.png"), full_page=True)
+
+
+@pytest.mark.one_round("the page reads through the API, whose storage the security and API "
+                       "tests cover in both rounds")
+def test_a_job_page_names_the_jobs_it_waits_for(hub: Hub, session: Session,
+                                                browser: Any) -> None:
+    from tests.helpers import ROOT_PASSWORD
+
+    first = session.create("Job", {"code": "render", "compute": {"command": ["true"],
+                                                                 "items": "1-2"}})
+    comp = session.create("Job", {"code": "comp", "after_items": first["id"],
+                                  "after_failed": "wait",
+                                  "compute": {"command": ["true"], "items": "1-2"}})
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    log_in(page, hub, "root", ROOT_PASSWORD)
+    page.evaluate(f"location.hash = '#/job/{comp['id']}'")
+    after = page.locator("[data-test=job-after]")
+    after.wait_for(timeout=TIMEOUT)  # no agent: render waits, and comp for its items
+    assert after.text_content() == f"items of {first['id']} waiting; if one fails: wait"
+    assert page.locator("[data-test=job-after] a").get_attribute("href") == \
+        f"#/job/{first['id']}"
+    assert page.locator(f"dd:has-text('waiting for items of job {first['id']}')").count() == 1
+    page.screenshot(path=str(artifacts() / "job-after.png"), full_page=True)

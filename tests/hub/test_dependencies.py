@@ -10,8 +10,9 @@ from __future__ import annotations
 from itertools import count
 from typing import Any
 
-from hub import permissions
-from tests.helpers import Hub, db_query, wait_for
+from hub import Session, permissions
+from tests.helpers import Hub, db_query, http, wait_for
+from tests.hub.test_transfer_leases import enroll
 from tests.security.world import RawAgent, World, task_report
 
 _keys = count()
@@ -230,3 +231,30 @@ def test_bad_dependencies_are_422_naming_the_field_and_create_nothing(hub: Hub) 
             (422, "read_only", key), answer
     assert job(world, known["id"])["after"] == []
     assert job(world, other["id"])["after"] == [known["id"]]
+
+
+def test_a_compute_job_may_wait_for_a_transfer_but_not_for_its_items(hub: Hub,
+                                                                      session: Session) -> None:
+    agent = enroll(hub, session, "srcs")
+    session.create("Share", {"name": "projects", "client": agent["client_id"],
+                             "path": "/srv/projects"})
+    session.create("Share", {"name": "backup", "client": agent["client_id"],
+                             "path": "/srv/backup"})
+    transfer = session.create("Job", {"source": "share=projects/plates",
+                                      "destination": "share=backup/in/"})
+    token = session._token
+    before = jobs_in(hub)
+    status, answer = http("POST", f"{hub.api}/job", {
+        "compute": {"command": ["true"], "items": "1"}, "after_items": transfer["id"]},
+        token=token)
+    assert (status, answer["error"]["field"], answer["error"]["code"]) == \
+        (422, "after_items", "invalid_spec"), answer
+    # only compute jobs wait: a transfer's body has no such field
+    status, answer = http("POST", f"{hub.api}/job", {
+        "source": "share=projects/plates", "destination": "share=backup/again/",
+        "after": [transfer["id"]]}, token=token)
+    assert (status, answer["error"]["field"]) == (422, "after"), answer
+    assert jobs_in(hub) == before
+    made = session.create("Job", {"compute": {"command": ["true"], "items": "1"},
+                                  "after": [transfer["id"]]})
+    assert made["status_reason"] == f"waiting for job {transfer['id']}"
