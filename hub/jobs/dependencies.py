@@ -27,7 +27,9 @@ name it or itself, and no circle can form.
 
 Dispatch reads them in SQL (``hub/jobs/dispatch.py``): a job with a job it waits for not
 done is not eligible (``NOT EXISTS`` on ``job_dependencies``), and a job waiting for items
-takes only tasks whose item is among the other job's done ones (``leases.py``).
+takes only tasks whose item is among the other job's done ones (``leases.py``). Claims
+waiting for work wake when a job waited for is done: that happens in a report, a user's
+write or a lease's end, each of which already tells them (``hub/wakeup.py``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ put tasks back in the queue.
 
 A claim names the agent's free lanes and may wait (long-poll) until work
 appears. Each free lane gets at most one bucket: up to ``bucket_size`` queued
-tasks of the highest-priority job the agent may run. When work is scarce, an
+tasks of the highest-priority job the agent may run that has tasks to take now (a job
+waiting for another job's items may have none yet: ``dependencies.py``). When work is scarce, an
 agent gets a share of it in proportion to its ``benchmark`` among the agents
 that asked recently (no benchmark counts as 1).
 
@@ -76,8 +77,7 @@ _LANES = select(Client.id).where(Client.parent_id == bindparam("agent"),
 # jobs an agent may take buckets of from the queue: active, with queued tasks, and of a
 # kind whose rule lets an agent of this node run them (JobKind.queued_for: a compute job
 # where its organization may use the agent, a transfer job wherever its targets name), in
-# an open queue
-# in an open queue, and waiting for no job that is not done (hub/jobs/dependencies.py);
+# an open queue, and waiting for no job that is not done (hub/jobs/dependencies.py);
 # ``items_of``: the job whose items it waits for, while that is not done
 _QUEUED = select(Job.id, Job.kind, Job.spec, ITEMS_OF.label("items_of")).join(
     Queue, Queue.id == Job.queue_id).where(
