@@ -42,6 +42,19 @@ def _job(session: Session, job_id: str) -> dict[str, Any]:
     return session.get("Job", job_id)
 
 
+def _after(job: dict[str, Any]) -> str:
+    """The jobs it waits for, each with its status ("?" when you cannot see it), and what
+    it does if one fails; "" when it waits for none."""
+    statuses = job.get("after_status") or {}
+    said = [f"{j} ({statuses.get(j) or '?'})" for j in job.get("after") or []]
+    if job.get("after_items"):
+        j = job["after_items"]
+        said.append(f"items of {j} ({statuses.get(j) or '?'})")
+    if not said:
+        return ""
+    return f"{', '.join(said)}; if one fails: {job.get('after_failed') or 'fail'}"
+
+
 def _ended(job: dict[str, Any]) -> int:
     """``job watch``'s exit code: 0 when the job is done, 1 when it failed or was aborted."""
     return OK if job["status"] == "done" else FAILED
@@ -71,6 +84,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
         body["queue"] = args.queue
     if args.paused:
         body["status"] = "paused"
+    if args.after:
+        body["after"] = list(args.after)
+    if args.after_items:
+        body["after_items"] = args.after_items
+    if args.after_failed:
+        body["after_failed"] = args.after_failed
     session = connect(args)
     job = session.create("Job", body)
     print(job["id"], flush=True)
@@ -109,8 +128,11 @@ def cmd_show(args: argparse.Namespace) -> int:
               ("finished", job.get("finished") or "-"),
               ("tasks", ", ".join(f"{n} {status}" for status, n in job["counts"].items())
                or "none")]
-    if job.get("status_reason"):  # why it waits: no agent it may use matches it
+    if job.get("status_reason"):  # why it waits: jobs it waits for, or no agent matches
         fields.insert(4, ("waiting", job["status_reason"]))
+    after = _after(job)
+    if after:
+        fields.insert(4, ("after", after))
     if job.get("kind") == "transfer":
         fields[5:5] = [("source", job.get("source_hr") or "-"),
                        ("destination", job.get("destination_hr") or "-"),
@@ -232,6 +254,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit.add_argument("--queue", metavar="Q", help="the queue it waits in, one of your "
                         "organization's (default: default)")
     submit.add_argument("--paused", action="store_true", help="hold it until resumed")
+    submit.add_argument("--after", action="append", metavar="JOB",
+                        help="start once job JOB is done (repeat: once all are)")
+    submit.add_argument("--after-items", metavar="JOB",
+                        help="run item N once item N of job JOB is done (an item JOB has "
+                        "not: once all of JOB is)")
+    submit.add_argument("--after-failed", choices=("fail", "wait"),
+                        help="when a job it waits for fails or is aborted: fail too "
+                        "(default), or wait until that job is retried and done")
     submit.add_argument("--watch", action="store_true",
                         help="then show its progress until it ends (exit 0 when done)")
     submit.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ARG...")

@@ -18,7 +18,7 @@ from hub.entities.base import Entity
 from hub.entities.clients import user_hr
 from hub.entities.paging import EVERY, Listing, Page, in_turns, json_size, restrict, window
 from hub.errors import Invalid
-from hub.jobs import actions, registry
+from hub.jobs import actions, dependencies, registry
 from hub.jobs import status as st
 from hub.query import Query
 from hub.query.fields import Choice, Context, Number, Party, Reference, Schema, Text, Timestamp
@@ -46,7 +46,8 @@ READABLE = ("id", "code", "uri", "status", "created", "source", "source_hr", "de
             "destination_hr", "etr", "metadata", "parent", "parent_hr", "progress", "size",
             "speed", "user", "user_hr", "finished", "modified", "modifier", "priority", "kind",
             "started", "counts", "compute", "transfer", "destination_path", "docker", "job_id",
-            "collaboration", "organization", "status_reason", "queue")
+            "collaboration", "organization", "status_reason", "queue", "after",
+            "after_items", "after_failed", "after_status")
 WRITABLE = ("status", "priority", "code", "metadata", "destination_path", "queue")
 
 
@@ -87,8 +88,11 @@ class JobEntity(JobAccess, Entity):
             transfers = [r["id"] for r in found if r["kind"] == BucketKind.TRANSFER]
             moved = await conn.run_sync(st.transfer_bytes, transfers) if transfers else {}
             names = await party_names(conn, found)
+            waits = await conn.run_sync(dependencies.shown, [r["id"] for r in found],
+                                        self.visible(ctx))
         records = await in_turns(found, lambda r: self.record(r, counts[r["id"]], names, ctx))
         for record, row in zip(records, found, strict=True):
+            record.update(waits[row["id"]])  # the jobs it waits for (dependencies.py)
             if row["kind"] == BucketKind.TRANSFER:  # jobs.rst: bytes, MB/s
                 (record["size"], record["progress"], record["speed"],
                  record["etr"]) = st.transfer_figures(moved.get(row["id"]), row["started"],

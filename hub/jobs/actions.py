@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.access import JOBS
 from hub.bodies import expect
 from hub.errors import Conflict, Forbidden, NotFound
+from hub.jobs import dependencies
 from hub.jobs import status as st
 from hub.jobs.queues import queue_for
 from hub.jobs.registry import kind_of, of
@@ -75,7 +76,7 @@ async def change(ctx: Ctx, job_id: str, values: dict[str, Any], status: str | No
 
 async def remove(ctx: Ctx, job_id: str) -> None:
     """Delete a job the caller may delete, with its tasks and logs; refused while any of
-    its tasks runs (abort it first)."""
+    its tasks runs (abort it first). The jobs waiting for it fail (``dependencies.py``)."""
     async with ctx.db.write() as conn:
         await JOBS.check(conn, ctx, "delete", job_id)
         await _job(conn, job_id)
@@ -83,6 +84,7 @@ async def remove(ctx: Ctx, job_id: str) -> None:
             Task.job_id == job_id, Task.status.in_(st.RUNNING_TASK)).limit(1))).first()
         if running is not None:
             raise Conflict("job_running", "the job has running tasks; abort it first")
+        await dependencies.fail_for_deleted(conn, job_id, ctx.now)
         await conn.execute(delete(Task).where(Task.job_id == job_id))
         await conn.execute(delete(Job).where(Job.id == job_id))
     shutil.rmtree(ctx.rt.data_dir / "logs" / job_id, ignore_errors=True)

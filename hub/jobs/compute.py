@@ -16,7 +16,10 @@ What a user submits, checked before anything is stored::
          "retries": 2,                       # more attempts after a failure or a lost lease
          "grace": 10,                        # seconds between SIGTERM and SIGKILL
          "clients": ["site:stockholm", "tag:gpu", "ram:>60GB", "!code:old*"]},
-     "collaboration": "ZEPPELIN"}            # optional: its members' nodes run it too
+     "collaboration": "ZEPPELIN",            # optional: its members' nodes run it too
+     "after": ["<job id>"],                  # optional: start once these are done
+     "after_items": "<job id>",              # optional: item N once item N there is done
+     "after_failed": "fail"}                 # or "wait" (``hub/jobs/dependencies.py``)
 
 ``{item}``, ``{task}`` and ``{job}`` in the command are replaced per task.
 An empty ``clients`` means any agent the job's organization may use
@@ -37,7 +40,7 @@ from sqlalchemy.engine import Connection
 
 from hub.bodies import invalid
 from hub.errors import Invalid
-from hub.jobs import reasons
+from hub.jobs import dependencies, reasons
 from hub.jobs import status as st
 from hub.jobs.kind import JobKind, Lease
 from hub.jobs.queues import queue_for
@@ -50,6 +53,8 @@ from protocol import BucketKind, BucketWork, TaskWork
 MAX_ITEMS = 100_000
 
 Text = Annotated[str, msgspec.Meta(max_length=4096)]
+JobId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+MAX_AFTER = 1000  # jobs one job may wait for
 
 
 class ComputeSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -75,6 +80,10 @@ class ComputeCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     # a collaboration (id or name) the caller's organization is in: the job is shown to
     # its members
     collaboration: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
+    # jobs it waits for (hub/jobs/dependencies.py)
+    after: Annotated[list[JobId], msgspec.Meta(max_length=MAX_AFTER)] = []
+    after_items: JobId | None = None
+    after_failed: Literal["fail", "wait"] = "fail"
 
 
 _RANGE = re.compile(r"^(-?\d+)(?:-(-?\d+)(?:[x:](\d+))?)?$")
@@ -183,6 +192,7 @@ class ComputeJobs(JobKind):
         job_id, now = new_id(), ctx.now
         async with ctx.db.write() as conn:
             collaboration = await member_collaboration(conn, ctx, spec.collaboration)
+            await dependencies.check(conn, ctx, spec.after, spec.after_items)
             targets, destination = await resolve(conn, spec.compute.clients,
                                                  ctx.caller.organization, collaboration)
             hq = (await conn.execute(select(Site.id).where(Site.name == "hq"))).scalar() or ""
@@ -198,6 +208,8 @@ class ComputeJobs(JobKind):
                 meta=spec.metadata, size=-1, created=now, modified=now,
                 modifier=ctx.principal.id))
             await insert_tasks(conn, job_id, items, 0, now, spec.priority)
+            await dependencies.store(conn, job_id, spec.after, spec.after_items,
+                                     spec.after_failed)
             await conn.run_sync(st.refresh, [job_id], now)
             await conn.run_sync(reasons.refresh, [job_id])
         return job_id

@@ -3,7 +3,8 @@ put tasks back in the queue.
 
 A claim names the agent's free lanes and may wait (long-poll) until work
 appears. Each free lane gets at most one bucket: up to ``bucket_size`` queued
-tasks of the highest-priority job the agent may run. When work is scarce, an
+tasks of the highest-priority job the agent may run that has tasks to take now (a job
+waiting for another job's items may have none yet: ``dependencies.py``). When work is scarce, an
 agent gets a share of it in proportion to its ``benchmark`` among the agents
 that asked recently (no benchmark counts as 1).
 
@@ -33,6 +34,7 @@ from hub.counting import HubCounters
 from hub.jobs import reasons
 from hub.jobs import status as st
 from hub.jobs.claimers import Claimers
+from hub.jobs.dependencies import ITEMS_OF, WAITS_FOR_A_JOB
 from hub.jobs.docker import follow_logs, next_runs
 from hub.jobs.filters import targets_match
 from hub.jobs.kind import Lease, Signing
@@ -75,22 +77,24 @@ _LANES = select(Client.id).where(Client.parent_id == bindparam("agent"),
 # jobs an agent may take buckets of from the queue: active, with queued tasks, and of a
 # kind whose rule lets an agent of this node run them (JobKind.queued_for: a compute job
 # where its organization may use the agent, a transfer job wherever its targets name), in
-# an open queue
-_QUEUED = select(Job.id, Job.kind, Job.spec).join(Queue, Queue.id == Job.queue_id).where(
-    Job.status.in_(st.ACTIVE), Queue.status == QueueStatus.OPEN,
+# an open queue, and waiting for no job that is not done (hub/jobs/dependencies.py);
+# ``items_of``: the job whose items it waits for, while that is not done
+_QUEUED = select(Job.id, Job.kind, Job.spec, ITEMS_OF.label("items_of")).join(
+    Queue, Queue.id == Job.queue_id).where(
+    Job.status.in_(st.ACTIVE), Queue.status == QueueStatus.OPEN, ~WAITS_FOR_A_JOB,
     or_(*(rule for kind in KINDS.values()
           if (rule := kind.queued_for(bindparam("org"), bindparam("collab"))) is not None)),
     exists().where(Task.job_id == Job.id, Task.status == st.TaskStatus.QUEUED))
 _QUEUED_BY_JOB = (select(Task.job_id, func.count())
                   .where(Task.job_id.in_(bindparam("ids", expanding=True)),
                          Task.status == st.TaskStatus.QUEUED).group_by(Task.job_id))
-# the queue's priority first, then the job's, then its age (issue 18)
-_BEST_JOB = (select(Task.job_id).join(Job, Job.id == Task.job_id)
-             .join(Queue, Queue.id == Job.queue_id)
-             .where(Task.status == st.TaskStatus.QUEUED,
-                    Task.job_id.in_(bindparam("ids", expanding=True)))
-             .order_by(Queue.priority.desc(), Job.priority.desc(), Job.created,
-                       Task.priority.desc(), Task.seq).limit(1))
+# the jobs that still have queued tasks, best first: the queue's priority first, then the
+# job's, then its age (issue 18)
+_BEST_JOBS = (select(Job.id).join(Queue, Queue.id == Job.queue_id)
+              .where(Job.id.in_(bindparam("ids", expanding=True)),
+                     exists().where(Task.job_id == Job.id,
+                                    Task.status == st.TaskStatus.QUEUED))
+              .order_by(Queue.priority.desc(), Job.priority.desc(), Job.created, Job.id))
 _RUNNING = update(Job).where(Job.id.in_(bindparam("ids", expanding=True)),
                              Job.status.in_(st.ACTIVE)).values(status=st.JobStatus.RUNNING,
                                                                modified=bindparam("now"))
@@ -105,10 +109,12 @@ _LEASE_TASKS = update(Task).where(Task.id.in_(bindparam("ids", expanding=True)),
 
 
 class Queued(NamedTuple):
-    """A job an agent may take a bucket of now: its kind and its stored spec."""
+    """A job an agent may take a bucket of now: its kind, its stored spec, and the job
+    whose items it waits for, if any, while that job is not done."""
 
     kind: BucketKind
     spec: dict[str, Any]
+    items_of: str | None = None
 
 
 class Dispatcher:
@@ -244,7 +250,7 @@ class Dispatcher:
         targets name it, and their tasks can run yet."""
         rows = conn.execute(_QUEUED, {"org": agent.organization_id,
                                       "collab": agent.collaboration_id})
-        return {r.id: Queued(BucketKind(r.kind), r.spec) for r in rows
+        return {r.id: Queued(BucketKind(r.kind), r.spec, r.items_of) for r in rows
                 if targets_match(r.spec.get("targets", []), agent)
                 and KINDS[BucketKind(r.kind)].ready(r.spec)}
 
@@ -267,18 +273,18 @@ class Dispatcher:
 
     def _lease_bucket(self, conn: Connection, client_id: str, lane: str | None,
                       eligible: dict[str, Queued], now: datetime) -> BucketWork | None:
-        """A bucket of the best job: for a lane (compute), or a transfer slot (None). Its
-        kind says which tasks it takes and what the agent gets for them."""
-        best = (conn.execute(_BEST_JOB, {"ids": list(eligible)})).scalar()
-        if best is None:
-            return None
-        queued = eligible[best]
-        kind = KINDS[queued.kind]
-        rows = kind.take(conn, best, queued.spec)
-        if not rows:  # another hub process took them between the two reads
-            return None
-        return kind.bucket(conn, self._grant(conn, client_id, lane, best, rows, now),
-                           queued.spec, rows)
+        """A bucket of the best job that has tasks to take now: for a lane (compute), or a
+        transfer slot (None). Its kind says which tasks it takes and what the agent gets
+        for them. A job may have none to take now (another hub process took them between
+        the two reads; the items it waits for are not done): then the next job's turn."""
+        for best in conn.execute(_BEST_JOBS, {"ids": list(eligible)}).scalars().all():
+            queued = eligible[best]
+            kind = KINDS[queued.kind]
+            rows = kind.take(conn, best, queued.spec, queued.items_of)
+            if rows:
+                return kind.bucket(conn, self._grant(conn, client_id, lane, best, rows, now),
+                                   queued.spec, rows)
+        return None
 
     def _grant(self, conn: Connection, client_id: str, lane: str | None, job_id: str,
                rows: list[Any], now: datetime) -> Lease:

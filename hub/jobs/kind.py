@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 
 from hub.errors import Invalid
 from hub.jobs import status as st
-from hub.jobs.leases import NEXT_TASKS
+from hub.jobs.leases import NEXT_MATCHED_TASKS, NEXT_TASKS
 from hub.jobs.writes import add_items, change_status
 from hub.runtime import Ctx
 from hub.security import TokenService
@@ -103,10 +103,16 @@ class JobKind(ABC):
         files land)."""
         return True
 
-    def take(self, conn: Connection, job_id: str, spec: dict[str, Any]) -> list[Any]:
+    def take(self, conn: Connection, job_id: str, spec: dict[str, Any],
+             items_of: str | None = None) -> list[Any]:
         """The queued tasks one bucket of the job takes: the next ``bucket_size`` of them,
-        locked against other hub processes."""
-        return list(conn.execute(NEXT_TASKS, {"job": job_id, "n": spec.get("bucket_size", 1)}))
+        locked against other hub processes. ``items_of``: a job whose items it waits for
+        (``dependencies.py``), not done yet: only tasks whose item is done there."""
+        n = spec.get("bucket_size", 1)
+        if items_of is None:
+            return list(conn.execute(NEXT_TASKS, {"job": job_id, "n": n}))
+        return list(conn.execute(NEXT_MATCHED_TASKS, {"job": job_id, "n": n,
+                                                      "after": items_of}))
 
     @abstractmethod
     def bucket(self, conn: Connection, lease: Lease, spec: dict[str, Any], rows: list[Any]

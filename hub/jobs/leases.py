@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import aliased
 
 from hub.counting import noted
 from hub.jobs import status as st
@@ -23,6 +24,12 @@ NEXT_TASKS = (select(Task.id, Task.uri, Task.item, Task.attempts, Task.destinati
               .where(Task.job_id == bindparam("job"), Task.status == st.TaskStatus.QUEUED)
               .order_by(Task.priority.desc(), Task.seq).limit(bindparam("n"))
               .with_for_update(skip_locked=True))
+_Done = aliased(Task)
+# the same, of a job waiting for the items of job ``after`` (hub/jobs/dependencies.py):
+# only tasks whose item is done there (one pass over its done items, hashed, per bucket)
+NEXT_MATCHED_TASKS = NEXT_TASKS.where(Task.item.in_(
+    select(_Done.item).where(_Done.job_id == bindparam("after"),
+                             _Done.status == st.TaskStatus.DONE)))
 
 
 def release(conn: Connection, bucket_ids: list[str], bucket_status: str,

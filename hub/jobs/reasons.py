@@ -1,4 +1,9 @@
-"""Why a compute job waits: ``status_reason``, when no agent it may use matches it.
+"""Why a compute job waits: ``status_reason``, when it waits for other jobs, or when no
+agent it may use matches it.
+
+A job that waits for others says so first (``dependencies.reasons``: ``waiting for job
+<id>``, ``waiting for items of job <id>``, ``waiting for job <id> to be retried (it
+failed)``): until they are done, no agent would take it anyway.
 
 A job whose targets no usable agent matches would wait for ever without a word. Its
 ``status_reason`` says so instead, in words a user can act on::
@@ -27,6 +32,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.engine import Connection
 
+from hub.jobs import dependencies
 from hub.jobs import status as st
 from hub.jobs.filters import figure, targets_match
 from hub.jobs.targets import agents_for
@@ -98,12 +104,14 @@ def refresh(conn: Connection, job_ids: list[str] | None = None) -> int:
     stmt = _JOBS if job_ids is None else _JOBS.where(Job.id.in_(job_ids))
     scopes: dict[tuple[str | None, str | None], list[Any]] = {}
     changed = []
-    for job in conn.execute(stmt):
+    jobs = conn.execute(stmt).all()
+    waiting = dependencies.reasons(conn, [job.id for job in jobs])
+    for job in jobs:
         scope = (job.organization_id, job.collaboration_id)
         if scope not in scopes:
             scopes[scope] = agents(conn, *scope)
-        now = reason((job.spec or {}).get("targets", []), scopes[scope],
-                     job.collaboration_id is not None)
+        now = waiting.get(job.id) or reason((job.spec or {}).get("targets", []),
+                                            scopes[scope], job.collaboration_id is not None)
         if now != job.status_reason:
             changed.append({"b_id": job.id, "b_reason": now})
     if changed:

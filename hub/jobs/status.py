@@ -5,6 +5,12 @@ A job's status is stored so that queries can use it. ``paused`` and
 otherwise the status follows the tasks: ``running`` while any task is
 booting or executing, ``waiting`` while tasks are queued or on hold,
 ``failed`` once every task has ended and one failed, else ``done``.
+
+A job that waits for another (``after``, ``after_items``: ``dependencies.py``) with
+``after_failed: fail`` fails with it: when the job it waits for is failed or aborted, its
+queued tasks fail, saying which job, and so it does (and the jobs that wait for it in
+turn). That is part of every refresh, so whichever way a job fails (a report, a lost
+lease, a user's abort), the jobs that wait for it follow in the same transaction.
 """
 
 from __future__ import annotations
@@ -15,10 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import aliased
 
-from hub.storage.models import Job, Task, new_id
+from hub.storage.models import Job, JobDependency, Task, new_id
 
 
 class JobStatus(enum.StrEnum):
@@ -41,6 +48,20 @@ class TaskStatus(enum.StrEnum):
     ONHOLD = "onhold"
     EXCLUDED = "excluded"
     DONE = "done"
+
+
+class Waits(enum.StrEnum):
+    """What a job waits for of another (``JobDependency.kind``)."""
+
+    JOB = "job"  # all of it done (``after``)
+    ITEMS = "items"  # its task of the same item done (``after_items``)
+
+
+class AfterFailed(enum.StrEnum):
+    """What a job does when a job it waits for fails or is aborted (``after_failed``)."""
+
+    FAIL = "fail"  # it fails too, naming that job
+    WAIT = "wait"  # it waits on, until that job is retried and done
 
 
 # what a task queued again forgets of its last run (its message says why it runs again)
@@ -107,6 +128,20 @@ _RECENT = (select(Task.job_id, func.count())
 _JOBS = (select(Job.id, Job.status, Job.finished)
          .where(Job.id.in_(bindparam("ids", expanding=True)))
          .order_by(Job.id).with_for_update(key_share=True))
+
+
+_After, _Waiting = aliased(Job), aliased(Job)
+# the jobs ``after_failed: fail`` makes fail now: active, waiting for a failed or aborted
+# job, among the jobs refreshed or the jobs that wait for them
+_BLOCKED = (select(JobDependency.job_id, _After.id, _After.status)
+            .join(_After, _After.id == JobDependency.after_id)
+            .join(_Waiting, _Waiting.id == JobDependency.job_id)
+            .where(JobDependency.on_failure == AfterFailed.FAIL,
+                   _After.status.in_((JobStatus.FAILED, JobStatus.ABORTED)),
+                   _Waiting.status.in_(ACTIVE),
+                   or_(JobDependency.job_id.in_(bindparam("ids", expanding=True)),
+                       JobDependency.after_id.in_(bindparam("ids", expanding=True))))
+            .order_by(JobDependency.job_id, _After.id))
 
 
 def task_counts(conn: Connection, job_ids: Iterable[str], now: datetime, *,
@@ -184,8 +219,12 @@ def refresh(conn: Connection, job_ids: Iterable[str], now: datetime) -> None:
     ``await conn.run_sync(refresh, ids, now)``.
     """
     ids = sorted(set(job_ids))
-    if not ids:
-        return
+    while ids:  # the jobs that fail with a job, then those that fail with them, …
+        _refresh(conn, ids, now)
+        ids = _fail_waiting(conn, ids, now)
+
+
+def _refresh(conn: Connection, ids: list[str], now: datetime) -> None:
     rows = conn.execute(_JOBS, {"ids": ids}).all()  # first the lock, then the counts
     counts = task_counts(conn, ids, now)
     for job_id, status, finished in rows:
@@ -200,6 +239,26 @@ def refresh(conn: Connection, job_ids: Iterable[str], now: datetime) -> None:
         if values:
             values["modified"] = now
             conn.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def _fail_waiting(conn: Connection, ids: list[str], now: datetime) -> list[str]:
+    """Fail the queued tasks of the active jobs that wait, with ``after_failed: fail``, for
+    a failed or aborted job among ``ids`` (or that are among ``ids`` and wait for one); the
+    jobs whose tasks failed, to refresh in turn. Dependencies are acyclic (they are set
+    only on creation, to jobs that exist), so this ends."""
+    blocked: dict[str, str] = {}
+    for job_id, after_id, status in conn.execute(_BLOCKED, {"ids": ids}):
+        blocked.setdefault(job_id, f"job {after_id} it waits for "
+                           f"{'was aborted' if status == JobStatus.ABORTED else 'failed'}")
+    failed = []
+    for job_id, why in blocked.items():
+        done = conn.execute(update(Task).where(
+            Task.job_id == job_id, Task.status == TaskStatus.QUEUED).values(
+            status=TaskStatus.FAILED, message=why, finished=now, modified=now))
+        conn.execute(update(Job).where(Job.id == job_id).values(status_reason=why))
+        if done.rowcount:
+            failed.append(job_id)
+    return failed
 
 
 def progress(counts: Counts, status: str) -> int:

@@ -285,8 +285,10 @@ class TransferJobs(JobKind):
     def ready(self, spec: dict[str, Any]) -> bool:
         return has_path(spec)
 
-    def take(self, conn: Connection, job_id: str, spec: dict[str, Any]) -> list[Any]:
-        return list(conn.execute(NEXT_TASKS, {"job": job_id, "n": 1}))  # one task a bucket
+    def take(self, conn: Connection, job_id: str, spec: dict[str, Any],
+             items_of: str | None = None) -> list[Any]:
+        # one task a bucket; a transfer job waits for no items (only compute jobs do)
+        return list(conn.execute(NEXT_TASKS, {"job": job_id, "n": 1}))
 
     def bucket(self, conn: Connection, lease: Lease, spec: dict[str, Any], rows: list[Any]
                ) -> BucketWork:

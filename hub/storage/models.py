@@ -340,6 +340,21 @@ class Job(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
 
 
+class JobDependency(Base):
+    """A job that waits for another (issue 18's dependencies): ``kind`` ``job``, it starts
+    once ``after_id`` is done; ``items``, its item N starts once item N of ``after_id`` is
+    done. ``on_failure`` (the job's ``after_failed``): ``fail``, it fails when ``after_id``
+    fails or is aborted; ``wait``, it waits for a retry. Rows go with either job."""
+
+    __tablename__ = "job_dependencies"
+    job_id: Mapped[str] = mapped_column(ID, ForeignKey("jobs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    after_id: Mapped[str] = mapped_column(ID, ForeignKey("jobs.id", ondelete="CASCADE"),
+                                          primary_key=True, index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # job or items
+    on_failure: Mapped[str] = mapped_column(String(8))  # fail or wait
+
+
 class Task(Base):
     """One item of a job: a frame to compute (or, later, a file to move)."""
 

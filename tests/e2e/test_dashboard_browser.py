@@ -147,8 +147,7 @@ def test_admin_and_viewer_in_a_browser(hub: Hub, session: Session,
     why.wait_for(timeout=TIMEOUT)
     assert "no agent of this organization matches ram:>100000GB" in why.inner_text()
     page.click(f"tr[data-test=job-row][data-id='{huge['id']}'] a")
-    page.wait_for_selector("[data-test=job] [data-test=status-reason]:has-text('ram:>100000GB')",
-                           timeout=TIMEOUT)
+    page.wait_for_selector("[data-test=job] dd:has-text('ram:>100000GB')", timeout=TIMEOUT)
     page.click("#nav-jobs")
 
     # a viewer sees the same agents and jobs, and no button that changes anything
@@ -217,3 +216,26 @@ def test_the_farm_shows_why_a_workstation_takes_no_work(
     page.screenshot(path=str(artifacts() / "farm-workstation.png"), full_page=True)
     activity.write_text("idle")  # live, without reloading: the reason goes
     row.locator("[data-test=status-reason]").wait_for(state="detached", timeout=TIMEOUT)
+
+
+@pytest.mark.one_round("the page reads through the API, whose storage the security and API "
+                       "tests cover in both rounds")
+def test_a_job_page_names_the_jobs_it_waits_for(hub: Hub, session: Session,
+                                                browser: Any) -> None:
+    from tests.helpers import ROOT_PASSWORD
+
+    first = session.create("Job", {"code": "render", "compute": {"command": ["true"],
+                                                                 "items": "1-2"}})
+    comp = session.create("Job", {"code": "comp", "after_items": first["id"],
+                                  "after_failed": "wait",
+                                  "compute": {"command": ["true"], "items": "1-2"}})
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    log_in(page, hub, "root", ROOT_PASSWORD)
+    page.evaluate(f"location.hash = '#/job/{comp['id']}'")
+    after = page.locator("[data-test=job-after]")
+    after.wait_for(timeout=TIMEOUT)  # no agent: render waits, and comp for its items
+    assert after.text_content() == f"items of {first['id']} waiting; if one fails: wait"
+    assert page.locator("[data-test=job-after] a").get_attribute("href") == \
+        f"#/job/{first['id']}"
+    assert page.locator(f"dd:has-text('waiting for items of job {first['id']}')").count() == 1
+    page.screenshot(path=str(artifacts() / "job-after.png"), full_page=True)

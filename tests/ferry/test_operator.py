@@ -109,6 +109,15 @@ def test_an_operator_runs_the_farm_from_the_command_line(
     assert follow.returncode == 0
     assert "step 1\n" + rest == "".join(f"step {n}\n" for n in range(1, 9))
 
+    # a job that waits for others: show names them with their statuses
+    held = run(env, "job", "submit", "--paused", "--after", job_id, "--after-items", slow,
+               "--after-failed", "wait", "--", "true").strip()
+    assert re.search(rf"^after\s+{job_id} \(done\), items of {slow} \(\w+\); if one "
+                     r"fails: wait$", run(env, "job", "show", held), re.M)
+    assert "no job 'nosuch' to wait for" in run(env, "job", "submit", "--after", "nosuch",
+                                                "--", "true", code=2)
+    run(env, "job", "abort", held)
+
     # pause, resume, abort; a failed job's watch exits 1
     paused = run(env, "job", "submit", "--items", "1-4", "--paused", "--", "sleep", "30")
     paused_id = paused.strip()

@@ -515,7 +515,6 @@ function jobView(jobId) {
     const field = (name, value) => [h("dt", {}, name), h("dd", {}, value)];
     header.replaceChildren(
       h("h2", { "data-test": "job-title" }, `Job ${job.code} `, statusBadge(job.status), " ", jobButtons(job)),
-      reasonNote(job),
       sizeBars(h("dl", { class: "fields" },
         field("Progress", progressBar(job.progress)), field("Speed", speedText(job)),
         field("ETR", job.etr || "–"), field("Kind", job.kind),
@@ -524,7 +523,21 @@ function jobView(jobId) {
         field("Created", when(job.created)), field("Started", when(job.started)),
         field("Finished", when(job.finished)),
         field("Tasks", Object.entries(job.counts || {}).map(([s, n]) => `${s} ${n}`).join(", ")),
+        job.status_reason ? field("Waiting", job.status_reason) : [],
+        afterField(job, field),
         job.kind === "transfer" ? field("Size", bytes(job.size)) : [])));
+  }
+
+  // the jobs it waits for, each a link with its status (none when out of the user's sight)
+  function afterField(job, field) {
+    const statuses = job.after_status || {};
+    const named = (id, prefix) => [prefix, h("a", { href: `#/job/${encodeURIComponent(id)}` }, id),
+      " ", statuses[id] ? statusBadge(statuses[id]) : "(not in sight)"];
+    const parts = (job.after || []).map((id) => named(id, ""));
+    if (job.after_items) parts.push(named(job.after_items, "items of "));
+    if (!parts.length) return [];
+    return field("After", h("span", { "data-test": "job-after" },
+      parts.map((part, n) => (n ? [", ", part] : part)), `; if one fails: ${job.after_failed}`));
   }
 
   function renderTasks(rows) {

@@ -3,14 +3,14 @@ schedules and NIMBY): a nullable text, written by every check-in, null for every
 made before.
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0013
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
