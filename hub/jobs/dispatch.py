@@ -37,6 +37,7 @@ from hub.jobs.docker import follow_logs, next_runs
 from hub.jobs.filters import targets_match
 from hub.jobs.kind import Lease, Signing
 from hub.jobs.leases import release
+from hub.jobs.limits import Room
 from hub.jobs.queues import QueueStatus
 from hub.jobs.registry import KINDS
 from hub.security import TokenService
@@ -50,6 +51,7 @@ from hub.storage.models import (
     ReportKey,
     Task,
     iso,
+    job_limits,
     new_id,
     utcnow,
 )
@@ -75,8 +77,10 @@ _LANES = select(Client.id).where(Client.parent_id == bindparam("agent"),
 # jobs an agent may take buckets of from the queue: active, with queued tasks, and of a
 # kind whose rule lets an agent of this node run them (JobKind.queued_for: a compute job
 # where its organization may use the agent, a transfer job wherever its targets name), in
-# an open queue
-_QUEUED = select(Job.id, Job.kind, Job.spec).join(Queue, Queue.id == Job.queue_id).where(
+# an open queue; with what bounds how many of its buckets run at once (limits.py)
+_QUEUED = select(Job.id, Job.kind, Job.spec, Job.max_lanes,
+                 exists().where(job_limits.c.job_id == Job.id).label("limited")
+                 ).join(Queue, Queue.id == Job.queue_id).where(
     Job.status.in_(st.ACTIVE), Queue.status == QueueStatus.OPEN,
     or_(*(rule for kind in KINDS.values()
           if (rule := kind.queued_for(bindparam("org"), bindparam("collab"))) is not None)),
@@ -105,10 +109,13 @@ _LEASE_TASKS = update(Task).where(Task.id.in_(bindparam("ids", expanding=True)),
 
 
 class Queued(NamedTuple):
-    """A job an agent may take a bucket of now: its kind and its stored spec."""
+    """A job an agent may take a bucket of now: its kind and its stored spec, and whether
+    limits or its max_lanes bound how many of its buckets run at once (``limits.py``)."""
 
     kind: BucketKind
     spec: dict[str, Any]
+    max_lanes: int | None = None
+    limited: bool = False
 
 
 class Dispatcher:
@@ -200,18 +207,21 @@ class Dispatcher:
         if not free and not slots:
             return []
         eligible = self._eligible_jobs(conn, agent)
+        room = Room.of(conn, [j for j, q in eligible.items() if q.limited],
+                       {j: q.max_lanes for j, q in eligible.items() if q.max_lanes is not None}
+                       ) if any(q.limited or q.max_lanes for q in eligible.values()) else None
         compute = {j: q for j, q in eligible.items() if q.kind == BucketKind.COMPUTE}
         moving = {j: q for j, q in eligible.items() if q.kind == BucketKind.TRANSFER}
         work = []
         if free and compute:
             share = self._share(conn, agent, weight, compute, len(free))
             for lane in free[:share]:
-                bucket = self._lease_bucket(conn, client_id, lane, compute, now)
+                bucket = self._lease_bucket(conn, client_id, lane, compute, now, room)
                 if bucket is None:
                     break
                 work.append(bucket)
         for _ in range(slots if moving else 0):
-            bucket = self._lease_bucket(conn, client_id, None, moving, now)
+            bucket = self._lease_bucket(conn, client_id, None, moving, now, room)
             if bucket is None:
                 break
             work.append(bucket)
@@ -244,7 +254,7 @@ class Dispatcher:
         targets name it, and their tasks can run yet."""
         rows = conn.execute(_QUEUED, {"org": agent.organization_id,
                                       "collab": agent.collaboration_id})
-        return {r.id: Queued(BucketKind(r.kind), r.spec) for r in rows
+        return {r.id: Queued(BucketKind(r.kind), r.spec, r.max_lanes, r.limited) for r in rows
                 if targets_match(r.spec.get("targets", []), agent)
                 and KINDS[BucketKind(r.kind)].ready(r.spec)}
 
@@ -266,19 +276,27 @@ class Dispatcher:
         return max(1, min(free, math.ceil(buckets * weight / total)))
 
     def _lease_bucket(self, conn: Connection, client_id: str, lane: str | None,
-                      eligible: dict[str, Queued], now: datetime) -> BucketWork | None:
-        """A bucket of the best job: for a lane (compute), or a transfer slot (None). Its
-        kind says which tasks it takes and what the agent gets for them."""
-        best = (conn.execute(_BEST_JOB, {"ids": list(eligible)})).scalar()
-        if best is None:
-            return None
-        queued = eligible[best]
-        kind = KINDS[queued.kind]
-        rows = kind.take(conn, best, queued.spec)
-        if not rows:  # another hub process took them between the two reads
-            return None
-        return kind.bucket(conn, self._grant(conn, client_id, lane, best, rows, now),
-                           queued.spec, rows)
+                      eligible: dict[str, Queued], now: datetime, room: Room | None = None
+                      ) -> BucketWork | None:
+        """A bucket of the best job that can take one now: for a lane (compute), or a
+        transfer slot (None). A job its limits or max_lanes hold back is passed over for
+        the next, as is one whose tasks another hub process took between the two reads.
+        Its kind says which tasks it takes and what the agent gets for them."""
+        candidates = [j for j in eligible if room is None or room.allows(j)]
+        while candidates:
+            best = (conn.execute(_BEST_JOB, {"ids": candidates})).scalar()
+            if best is None:
+                return None
+            queued = eligible[best]
+            kind = KINDS[queued.kind]
+            rows = kind.take(conn, best, queued.spec)
+            if rows:
+                if room is not None:
+                    room.took(best)
+                return kind.bucket(conn, self._grant(conn, client_id, lane, best, rows, now),
+                                   queued.spec, rows)
+            candidates.remove(best)
+        return None
 
     def _grant(self, conn: Connection, client_id: str, lane: str | None, job_id: str,
                rows: list[Any], now: datetime) -> Lease:
