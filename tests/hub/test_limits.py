@@ -7,6 +7,8 @@ Agents are driven by hand (``RawAgent``): what a claim leases is what the hub de
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from hub import permissions
@@ -173,3 +175,37 @@ def test_bad_limit_input_is_422_naming_the_field_and_creates_nothing(hub: Hub) -
         assert status == 422 and answer["error"]["field"] == field, (body, answer)
     assert (count(hub, "jobs"), count(hub, "limits")) == (jobs, limits)
     assert count(hub, "job_limits") == 0
+
+
+def test_claims_racing_through_two_hubs_never_pass_a_limit(start_hub, postgres_url: str
+                                                           ) -> None:
+    """Many agents claim at the same moment, half through each of two hub processes on one
+    PostgreSQL database: the limit's slots and the job's max_lanes are never over-leased."""
+    settings = {"uri": postgres_url, "heartbeat_interval": 0.5, "lease_seconds": 30}
+    hubs = [start_hub(**settings), start_hub(**settings)]
+    world = World(hubs[0])
+    admin = world.user("A", permissions.ORG_ADMIN)["token"]
+    ann = world.user("A", permissions.RESEARCHER)["token"]
+    world.ok("POST", "/limit", {"name": "nuke", "max": 3}, admin)
+    limited = world.compute_job(ann, items="1-200", limits=["nuke"], priority=900)
+    capped = world.compute_job(ann, items="1-200", max_lanes=2, priority=800)
+    agents = [world.agent("A", lanes=4) for _ in range(8)]
+    for n, agent in enumerate(agents):
+        agent.hub = hubs[n % 2]  # its claims go to the one hub or the other
+
+    for _ in range(3):  # rounds: all claim at once, then every bucket ends
+        barrier = threading.Barrier(len(agents))
+
+        def claim(agent: RawAgent, barrier: threading.Barrier = barrier
+                  ) -> list[dict[str, Any]]:
+            barrier.wait()
+            return agent.claim()
+
+        with ThreadPoolExecutor(len(agents)) as pool:
+            got = list(pool.map(claim, agents))
+        leased = [b["job_id"] for buckets in got for b in buckets]
+        assert leased.count(limited["id"]) == 3, leased
+        assert leased.count(capped["id"]) == 2, leased
+        for agent, buckets in zip(agents, got, strict=True):
+            for bucket in buckets:
+                end_bucket(agent, bucket)
