@@ -74,7 +74,9 @@ def test_limits_and_max_lanes_hold_with_lanes_to_spare(hub: Hub, session: Sessio
              "waiting for max_lanes (1 of 1 in use)", what="the max_lanes reason")
     # two lanes stayed free all along: nothing more of the limited or capped jobs started
     assert (running(limited), running(capped)) == (2, 1)
-    assert (executing(hub, a["id"]), executing(hub, c["id"])) == (2, 1)
+    wait_for(lambda: (executing(hub, a["id"]), executing(hub, c["id"])) == (2, 1),
+             what="the hub's rows: 2 limited and 1 capped task executing")
+    assert (running(limited), running(capped)) == (2, 1)
     assert [x["in_use"] for x in session.find("Limit where name=nuke")] == [2]
 
     gate.touch()
@@ -106,7 +108,9 @@ def test_a_limit_holds_across_two_hubs_on_postgresql(start_hub, postgres_url: st
     wait_for(lambda: running(folder) == 3, timeout=60, what="three tasks running")
     wait_for(lambda: session.get("Job", job["id"])["status_reason"] ==
              "waiting for limit 'nuke' (3 of 3 in use)", what="the limit's reason")
-    assert running(folder) == 3 and executing(hubs[1], job["id"]) == 3
+    # the hub's rows say so too, once the agents' start reports are in
+    wait_for(lambda: executing(hubs[1], job["id"]) == 3, what="three tasks executing")
+    assert running(folder) == 3
     gate.touch()
     done = wait_for(lambda: job_done(session, job["id"]), timeout=300, what="the job done")
     assert done["status"] == "done" and done["counts"] == {"done": 40}, done
