@@ -19,7 +19,13 @@ clock and ours are the same machine's).
 
 ``--targets`` adds, in every round right after the plain job, the same job with those
 compute targets (node filters the agent matches): both ratios against the round's xargs,
-and the filtered one's as a part of the plain one's.
+and the filtered one's as a part of the plain one's. ``--limit`` makes that job (with
+``--targets``, or alone) hold a limit of max 4 and cap itself at ``max_lanes`` 4, twice the
+agent's 2 lanes: they never hold the job back (with a max of 2, a claim for a lane just
+freed could wait for the end report of the bucket that ran there, which still holds its
+slot), so what it measures is the cost of counting and locking in every claim.
+
+    .venv/bin/python bench/dispatch.py --targets os:linux '!tag:slow' --limit
 
 ``--postgres`` runs the same measurements twice in one run: first with the hub on SQLite
 (the reference), then on PostgreSQL (``scripts/postgres.sh`` starts the server; a fresh
@@ -148,15 +154,15 @@ def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).replace(tzinfo=UTC).timestamp()
 
 
-def ferry_run(fleet: Fleet, count: int, bucket_size: int, targets: list[str] | None = None
-              ) -> dict[str, Any]:
+def ferry_run(fleet: Fleet, count: int, bucket_size: int, targets: list[str] | None = None,
+              limited: bool = False) -> dict[str, Any]:
     session = fleet.session
     cpu_before = fleet.cpu_seconds()
     created = time.time()
     started = time.perf_counter()
     job = session.create("Job", {"code": "bench", "compute": {
         "command": ["true"], "items": f"1-{count}", "bucket_size": bucket_size, "retries": 0,
-        "clients": targets or []}})
+        "clients": targets or []}, **({"limits": ["bench"], "max_lanes": 4} if limited else {})})
     while True:  # a user's pace: polling faster would load the hub it measures
         time.sleep(0.1)
         state = session.get("Job", job["id"])
@@ -190,19 +196,22 @@ def first_task_latency(session: Session, runs: int) -> list[float]:
 def measure(fleet: Fleet, args: argparse.Namespace) -> dict[str, Any]:
     """Rounds of xargs then Ferry, then the first task's latency."""
     ferry_run(fleet, 50, args.bucket_size)  # warm up: imports, first claims
+    if args.limit:
+        fleet.session.create("Limit", {"name": "bench", "max": 4})
+    second = bool(args.targets or args.limit)
     rounds = []
     for _ in range(args.rounds):
         x_seconds, x_cpu = xargs_run(args.tasks)
         run = ferry_run(fleet, args.tasks, args.bucket_size)
         rounds.append({"xargs_seconds": x_seconds, "xargs_cpu": x_cpu, "ferry": run,
                        "ratio": x_seconds / run["seconds"]})
-        if args.targets:
-            filtered = ferry_run(fleet, args.tasks, args.bucket_size, args.targets)
+        if second:
+            filtered = ferry_run(fleet, args.tasks, args.bucket_size, args.targets, args.limit)
             rounds[-1].update(filtered=filtered,
                               filtered_ratio=x_seconds / filtered["seconds"])
     latency = first_task_latency(fleet.session, args.latency_runs)
     filtered_ratio = statistics.median(r["filtered_ratio"] for r in rounds) \
-        if args.targets else None
+        if second else None
     return {"rounds": rounds, "latency_ms": latency, "filtered_ratio": filtered_ratio,
             "ratio": statistics.median(r["ratio"] for r in rounds),
             "tasks_per_second": statistics.median(args.tasks / r["ferry"]["seconds"]
@@ -240,7 +249,7 @@ def print_rounds(title: str, result: dict[str, Any], tasks: int) -> None:
           f"{len(result['rounds'])}; goal >= 0.7)")
     if result["filtered_ratio"] is not None:
         each = ", ".join(f"{r['filtered']['seconds']:.2f} s" for r in result["rounds"])
-        print(f"with targets: ferry/xargs {result['filtered_ratio']:.2f} (rounds: {each}); "
+        print(f"with targets/limit: ferry/xargs {result['filtered_ratio']:.2f} (rounds: {each}); "
               f"{result['filtered_ratio'] / result['ratio']:.2f} of the plain ratio "
               "(goal >= 0.9)")
     print(f"job created -> first task running: p50 {result['latency_p50_ms']:.1f} ms, "
@@ -260,6 +269,9 @@ def main() -> int:
                         help="hub processes on PostgreSQL (2: behind nginx)")
     parser.add_argument("--targets", nargs="+", metavar="T",
                         help="also run each round's job with these compute targets")
+    parser.add_argument("--limit", action="store_true",
+                        help="that job (or, without --targets, the same job) holds a limit "
+                        "and max_lanes that never hold it back")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-dispatch-"))

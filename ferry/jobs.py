@@ -82,6 +82,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
         body["priority"] = args.priority
     if args.queue:
         body["queue"] = args.queue
+    if args.limit:
+        body["limits"] = list(args.limit)
+    if args.max_lanes is not None:
+        body["max_lanes"] = args.max_lanes
     if args.paused:
         body["status"] = "paused"
     if args.after:
@@ -123,12 +127,14 @@ def cmd_show(args: argparse.Namespace) -> int:
               ("status", job["status"]), ("progress", f"{job['progress']}%"),
               ("speed", speed(job)), ("etr", job.get("etr") or "-"),
               ("priority", job.get("priority", "-")), ("queue", job.get("uri") or "-"),
+              ("limits", ", ".join(job.get("limits") or []) or "-"),
+              ("max lanes", job.get("max_lanes") or "-"),
               ("user", job.get("user_hr") or "-"),
               ("created", job.get("created") or "-"), ("started", job.get("started") or "-"),
               ("finished", job.get("finished") or "-"),
               ("tasks", ", ".join(f"{n} {status}" for status, n in job["counts"].items())
                or "none")]
-    if job.get("status_reason"):  # why it waits: jobs it waits for, or no agent matches
+    if job.get("status_reason"):  # why it waits: jobs it waits for, no agent matches, a limit
         fields.insert(4, ("waiting", job["status_reason"]))
     after = _after(job)
     if after:
@@ -253,6 +259,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit.add_argument("--priority", type=int, metavar="P", help="1-1000, higher runs first")
     submit.add_argument("--queue", metavar="Q", help="the queue it waits in, one of your "
                         "organization's (default: default)")
+    submit.add_argument("--limit", action="append", metavar="NAME",
+                        help="a limit of your organization it holds while a task runs "
+                        "(repeat; ferry limit ls)")
+    submit.add_argument("--max-lanes", type=int, metavar="N",
+                        help="at most this many of its tasks run at once")
     submit.add_argument("--paused", action="store_true", help="hold it until resumed")
     submit.add_argument("--after", action="append", metavar="JOB",
                         help="start once job JOB is done (repeat: once all are)")

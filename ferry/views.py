@@ -125,6 +125,11 @@ def job_rows(jobs: list[dict[str, Any]]) -> list[dict[str, str]]:
              "created": ago(j.get("created"))} for j in jobs]
 
 
+def limit_rows(limits: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{"name": str(x["name"]), "in use": str(x.get("in_use", "-")), "max": str(x["max"]),
+             "modified": ago(x.get("modified"))} for x in limits]
+
+
 def speed(job: dict[str, Any]) -> str:
     unit = "MB/s" if job.get("kind") == "transfer" else "tasks/s"
     return f"{job.get('speed') or 0:.1f} {unit}"

@@ -6,6 +6,7 @@ from hub.entities.apikeys import ApiKeyEntity
 from hub.entities.base import Entity
 from hub.entities.clients import ClientEntity
 from hub.entities.jobs import JobEntity
+from hub.entities.limits import LimitEntity
 from hub.entities.nodes import NodeEntity
 from hub.entities.organizations import CollaborationEntity, OrganizationEntity
 from hub.entities.queues import QueueEntity
@@ -20,7 +21,7 @@ ENTITIES: dict[str, Entity] = {
     e.name.lower(): e
     for e in (ClientEntity(), NodeEntity(), UserEntity(), SiteEntity(), ApiKeyEntity(),
               JobEntity(), TaskEntity(), ShareEntity(), OrganizationEntity(),
-              CollaborationEntity(), RoleEntity(), RuleEntity(), QueueEntity())
+              CollaborationEntity(), RoleEntity(), RuleEntity(), QueueEntity(), LimitEntity())
 }
 
 

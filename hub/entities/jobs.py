@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import Connection, RowMapping
 
 from hub.access import JobAccess
 from hub.bodies import check_body, expect, name_value, priority_value
@@ -23,7 +23,7 @@ from hub.jobs import status as st
 from hub.query import Query
 from hub.query.fields import Choice, Context, Number, Party, Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
-from hub.storage.models import Client, Job, Queue, Share, Site, User, iso
+from hub.storage.models import Client, Job, Limit, Queue, Share, Site, User, iso, job_limits
 from protocol import BucketKind
 
 SCHEMA = Schema("Job", {
@@ -47,7 +47,7 @@ READABLE = ("id", "code", "uri", "status", "created", "source", "source_hr", "de
             "speed", "user", "user_hr", "finished", "modified", "modifier", "priority", "kind",
             "started", "counts", "compute", "transfer", "destination_path", "docker", "job_id",
             "collaboration", "organization", "status_reason", "queue", "after",
-            "after_items", "after_failed", "after_status")
+            "after_items", "after_failed", "after_status", "limits", "max_lanes")
 WRITABLE = ("status", "priority", "code", "metadata", "destination_path", "queue")
 
 
@@ -90,9 +90,11 @@ class JobEntity(JobAccess, Entity):
             names = await party_names(conn, found)
             waits = await conn.run_sync(dependencies.shown, [r["id"] for r in found],
                                         self.visible(ctx))
+            held = await conn.run_sync(limit_names, [r["id"] for r in found])
         records = await in_turns(found, lambda r: self.record(r, counts[r["id"]], names, ctx))
         for record, row in zip(records, found, strict=True):
             record.update(waits[row["id"]])  # the jobs it waits for (dependencies.py)
+            record["limits"] = held.get(row["id"], [])
             if row["kind"] == BucketKind.TRANSFER:  # jobs.rst: bytes, MB/s
                 (record["size"], record["progress"], record["speed"],
                  record["etr"]) = st.transfer_figures(moved.get(row["id"]), row["started"],
@@ -130,6 +132,7 @@ class JobEntity(JobAccess, Entity):
             "collaboration": j["collaboration_id"], "organization": j["organization_id"],
             # why it waits, when no agent it may use matches it (hub/jobs/reasons.py)
             "status_reason": j["status_reason"], "queue": j["queue"],
+            "max_lanes": j["max_lanes"],
         }
 
     async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
@@ -159,6 +162,18 @@ class JobEntity(JobAccess, Entity):
 
     async def delete(self, ctx: Ctx, entity_id: str) -> None:
         await actions.remove(ctx, entity_id)
+
+
+def limit_names(conn: Connection, job_ids: list[str]) -> dict[str, list[str]]:
+    """The names of the limits each job holds (``hub/jobs/limits.py``), by name."""
+    if not job_ids:
+        return {}
+    names: dict[str, list[str]] = {}
+    for job_id, name in conn.execute(
+            select(job_limits.c.job_id, Limit.name).join(Limit, Limit.id == job_limits.c.limit_id)
+            .where(job_limits.c.job_id.in_(job_ids)).order_by(Limit.name)):
+        names.setdefault(job_id, []).append(name)
+    return names
 
 
 def parent(j: RowMapping) -> dict[str, Any]:

@@ -10,10 +10,11 @@ are ``hub.errors`` exceptions, and the entities call in.
   the rules for those writes that every kind shares.
 * ``status.py``: job and task statuses, and a job's status kept in step with its tasks.
 * ``queues.py``: the queue a job waits in, one of its organization's (the records are
-  ``hub/entities/queues.py``).
+  ``hub/entities/queues.py``); ``limits.py``: the limits a job holds and its
+  ``max_lanes``, and how many buckets they leave room for (``hub/entities/limits.py``).
 * ``dispatch.py``: claims, heartbeats, lease ends, waking on news of work
   (``hub/wakeup.py``); ``leases.py``, ``claimers.py`` and ``targets.py`` serve it,
   ``filters.py`` says what a compute job's targets are and whom they match, and
-  ``reasons.py`` why a job no agent matches waits; ``reports.py`` applies agents'
+  ``reasons.py`` why a job waits (no agent matches it, or a limit is full); ``reports.py`` applies agents'
   reports.
 """

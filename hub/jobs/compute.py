@@ -16,6 +16,8 @@ What a user submits, checked before anything is stored::
          "retries": 2,                       # more attempts after a failure or a lost lease
          "grace": 10,                        # seconds between SIGTERM and SIGKILL
          "clients": ["site:stockholm", "tag:gpu", "ram:>60GB", "!code:old*"]},
+     "limits": ["nuke"],                     # its organization's limits it holds
+     "max_lanes": 4,                         # at most this many of its buckets at once
      "collaboration": "ZEPPELIN",            # optional: its members' nodes run it too
      "after": ["<job id>"],                  # optional: start once these are done
      "after_items": "<job id>",              # optional: item N once item N there is done
@@ -26,7 +28,8 @@ An empty ``clients`` means any agent the job's organization may use
 (``hub/jobs/targets.py``); targets only narrow that (``hub/jobs/filters.py``: kinds,
 how they combine). A job no usable agent matches says why in ``status_reason``
 (``hub/jobs/reasons.py``). A bucket is the next
-``bucket_size`` queued tasks of a job, run one after the other in one lane.
+``bucket_size`` queued tasks of a job, run one after the other in one lane; each holds
+one slot of each of the job's limits and one of its ``max_lanes`` (``hub/jobs/limits.py``).
 """
 
 from __future__ import annotations
@@ -43,11 +46,12 @@ from hub.errors import Invalid
 from hub.jobs import dependencies, reasons
 from hub.jobs import status as st
 from hub.jobs.kind import JobKind, Lease
+from hub.jobs.limits import MAX, limits_for
 from hub.jobs.queues import queue_for
 from hub.jobs.targets import resolve, usable_by
 from hub.jobs.writes import insert_tasks
 from hub.runtime import Ctx
-from hub.storage.models import Collaboration, Job, Site, members, new_id
+from hub.storage.models import Collaboration, Job, Site, job_limits, members, new_id
 from protocol import BucketKind, BucketWork, TaskWork
 
 MAX_ITEMS = 100_000
@@ -77,6 +81,9 @@ class ComputeCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     status: Literal["waiting", "paused"] = "waiting"
     queue: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "default"
     metadata: dict[str, Any] = {}
+    limits: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=255)]],
+                      msgspec.Meta(max_length=64)] = []
+    max_lanes: Annotated[int, msgspec.Meta(ge=1, le=MAX)] | None = None
     # a collaboration (id or name) the caller's organization is in: the job is shown to
     # its members
     collaboration: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
@@ -199,6 +206,7 @@ class ComputeJobs(JobKind):
             stored = msgspec.to_builtins(spec.compute)
             stored["targets"] = targets
             queue = await queue_for(conn, ctx.caller.organization, spec.queue)
+            limits = await limits_for(conn, ctx.caller.organization, spec.limits)
             await conn.execute(insert(Job).values(
                 id=job_id, code=spec.code or default_code(spec.compute.command, items),
                 kind=self.kind, queue=spec.queue, queue_id=queue, status=spec.status, priority=spec.priority,
@@ -206,7 +214,10 @@ class ComputeJobs(JobKind):
                 collaboration_id=collaboration, source_scope="site", source_id=hq,
                 destination_scope=destination[0], destination_id=destination[1], spec=stored,
                 meta=spec.metadata, size=-1, created=now, modified=now,
-                modifier=ctx.principal.id))
+                modifier=ctx.principal.id, max_lanes=spec.max_lanes))
+            if limits:
+                await conn.execute(insert(job_limits), [{"job_id": job_id, "limit_id": i}
+                                                        for i in limits])
             await insert_tasks(conn, job_id, items, 0, now, spec.priority)
             await dependencies.store(conn, job_id, spec.after, spec.after_items,
                                      spec.after_failed)

@@ -39,6 +39,7 @@ from hub.jobs.docker import follow_logs, next_runs
 from hub.jobs.filters import targets_match
 from hub.jobs.kind import Lease, Signing
 from hub.jobs.leases import release
+from hub.jobs.limits import Room
 from hub.jobs.queues import QueueStatus
 from hub.jobs.registry import KINDS
 from hub.security import TokenService
@@ -52,6 +53,7 @@ from hub.storage.models import (
     ReportKey,
     Task,
     iso,
+    job_limits,
     new_id,
     utcnow,
 )
@@ -78,8 +80,10 @@ _LANES = select(Client.id).where(Client.parent_id == bindparam("agent"),
 # kind whose rule lets an agent of this node run them (JobKind.queued_for: a compute job
 # where its organization may use the agent, a transfer job wherever its targets name), in
 # an open queue, and waiting for no job that is not done (hub/jobs/dependencies.py);
-# ``items_of``: the job whose items it waits for, while that is not done
-_QUEUED = select(Job.id, Job.kind, Job.spec, ITEMS_OF.label("items_of")).join(
+# ``items_of``: the job whose items it waits for, while that is not done; with what bounds
+# how many of its buckets run at once (limits.py)
+_QUEUED = select(Job.id, Job.kind, Job.spec, ITEMS_OF.label("items_of"), Job.max_lanes,
+                 exists().where(job_limits.c.job_id == Job.id).label("limited")).join(
     Queue, Queue.id == Job.queue_id).where(
     Job.status.in_(st.ACTIVE), Queue.status == QueueStatus.OPEN, ~WAITS_FOR_A_JOB,
     or_(*(rule for kind in KINDS.values()
@@ -109,12 +113,15 @@ _LEASE_TASKS = update(Task).where(Task.id.in_(bindparam("ids", expanding=True)),
 
 
 class Queued(NamedTuple):
-    """A job an agent may take a bucket of now: its kind, its stored spec, and the job
-    whose items it waits for, if any, while that job is not done."""
+    """A job an agent may take a bucket of now: its kind, its stored spec, the job whose
+    items it waits for, if any, while that job is not done, and whether limits or its
+    max_lanes bound how many of its buckets run at once (``limits.py``)."""
 
     kind: BucketKind
     spec: dict[str, Any]
     items_of: str | None = None
+    max_lanes: int | None = None
+    limited: bool = False
 
 
 class Dispatcher:
@@ -206,18 +213,21 @@ class Dispatcher:
         if not free and not slots:
             return []
         eligible = self._eligible_jobs(conn, agent)
+        room = Room.of(conn, [j for j, q in eligible.items() if q.limited],
+                       {j: q.max_lanes for j, q in eligible.items() if q.max_lanes is not None}
+                       ) if any(q.limited or q.max_lanes for q in eligible.values()) else None
         compute = {j: q for j, q in eligible.items() if q.kind == BucketKind.COMPUTE}
         moving = {j: q for j, q in eligible.items() if q.kind == BucketKind.TRANSFER}
         work = []
         if free and compute:
             share = self._share(conn, agent, weight, compute, len(free))
             for lane in free[:share]:
-                bucket = self._lease_bucket(conn, client_id, lane, compute, now)
+                bucket = self._lease_bucket(conn, client_id, lane, compute, now, room)
                 if bucket is None:
                     break
                 work.append(bucket)
         for _ in range(slots if moving else 0):
-            bucket = self._lease_bucket(conn, client_id, None, moving, now)
+            bucket = self._lease_bucket(conn, client_id, None, moving, now, room)
             if bucket is None:
                 break
             work.append(bucket)
@@ -250,7 +260,8 @@ class Dispatcher:
         targets name it, and their tasks can run yet."""
         rows = conn.execute(_QUEUED, {"org": agent.organization_id,
                                       "collab": agent.collaboration_id})
-        return {r.id: Queued(BucketKind(r.kind), r.spec, r.items_of) for r in rows
+        return {r.id: Queued(BucketKind(r.kind), r.spec, r.items_of, r.max_lanes, r.limited)
+                for r in rows
                 if targets_match(r.spec.get("targets", []), agent)
                 and KINDS[BucketKind(r.kind)].ready(r.spec)}
 
@@ -272,16 +283,23 @@ class Dispatcher:
         return max(1, min(free, math.ceil(buckets * weight / total)))
 
     def _lease_bucket(self, conn: Connection, client_id: str, lane: str | None,
-                      eligible: dict[str, Queued], now: datetime) -> BucketWork | None:
+                      eligible: dict[str, Queued], now: datetime, room: Room | None = None
+                      ) -> BucketWork | None:
         """A bucket of the best job that has tasks to take now: for a lane (compute), or a
         transfer slot (None). Its kind says which tasks it takes and what the agent gets
-        for them. A job may have none to take now (another hub process took them between
-        the two reads; the items it waits for are not done): then the next job's turn."""
-        for best in conn.execute(_BEST_JOBS, {"ids": list(eligible)}).scalars().all():
+        for them. A job its limits or max_lanes hold back is passed over for the next, as
+        is one with no task to take now (another hub process took them between the two
+        reads; the items it waits for are not done)."""
+        candidates = [j for j in eligible if room is None or room.allows(j)]
+        if not candidates:
+            return None
+        for best in conn.execute(_BEST_JOBS, {"ids": candidates}).scalars().all():
             queued = eligible[best]
             kind = KINDS[queued.kind]
             rows = kind.take(conn, best, queued.spec, queued.items_of)
             if rows:
+                if room is not None:
+                    room.took(best)
                 return kind.bucket(conn, self._grant(conn, client_id, lane, best, rows, now),
                                    queued.spec, rows)
         return None

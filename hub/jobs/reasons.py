@@ -1,5 +1,6 @@
-"""Why a compute job waits: ``status_reason``, when it waits for other jobs, or when no
-agent it may use matches it.
+"""Why a compute job waits: ``status_reason``, when it waits for other jobs, when no
+agent it may use matches it, or when its limits or its ``max_lanes`` hold back its queued
+tasks (``limits.py``).
 
 A job that waits for others says so first (``dependencies.reasons``: ``waiting for job
 <id>``, ``waiting for items of job <id>``, ``waiting for job <id> to be retried (it
@@ -9,6 +10,8 @@ A job whose targets no usable agent matches would wait for ever without a word. 
 ``status_reason`` says so instead, in words a user can act on::
 
     no agent of this organization matches ram:>60GB (largest: 31.2 GB)
+    waiting for limit 'nuke' (4 of 4 in use)
+    waiting for max_lanes (2 of 2 in use)
 
 The agents counted are the ones the job may use (``targets.agents_for``: its
 organization's, and its collaboration's nodes), enabled, online or not (an offline agent
@@ -35,15 +38,16 @@ from sqlalchemy.engine import Connection
 from hub.jobs import dependencies
 from hub.jobs import status as st
 from hub.jobs.filters import figure, targets_match
+from hub.jobs.limits import lanes_in_use, limits_of, waiting
 from hub.jobs.targets import agents_for
-from hub.storage.models import Client, Job, Node
+from hub.storage.models import Client, Job, Node, Task
 from protocol import BucketKind
 
 REFRESH_EVERY = 5  # seconds (rounds of the lease sweeper) between refreshes
 GB = 10**9
 
 _JOBS = select(Job.id, Job.spec, Job.organization_id, Job.collaboration_id,
-               Job.status_reason).where(Job.kind == BucketKind.COMPUTE,
+               Job.status_reason, Job.max_lanes).where(Job.kind == BucketKind.COMPUTE,
                                         Job.status.in_(st.ACTIVE))
 _SET = update(Job).where(Job.id == bindparam("b_id")).values(
     status_reason=bindparam("b_reason"))
@@ -105,13 +109,21 @@ def refresh(conn: Connection, job_ids: list[str] | None = None) -> int:
     scopes: dict[tuple[str | None, str | None], list[Any]] = {}
     changed = []
     jobs = conn.execute(stmt).all()
-    waiting = dependencies.reasons(conn, [job.id for job in jobs])
+    waits = dependencies.reasons(conn, [job.id for job in jobs])
+    held = limits_of(conn, [j.id for j in jobs])
+    capped = [j.id for j in jobs if j.max_lanes is not None]
+    lanes = lanes_in_use(conn, capped)
+    queued = set(conn.execute(select(Task.job_id).where(
+        Task.job_id.in_(list({*held, *capped})), Task.status == st.TaskStatus.QUEUED
+    ).distinct()).scalars()) if held or capped else set()
     for job in jobs:
         scope = (job.organization_id, job.collaboration_id)
         if scope not in scopes:
             scopes[scope] = agents(conn, *scope)
-        now = waiting.get(job.id) or reason((job.spec or {}).get("targets", []),
-                                            scopes[scope], job.collaboration_id is not None)
+        now = waits.get(job.id) or reason((job.spec or {}).get("targets", []),
+                                          scopes[scope], job.collaboration_id is not None)
+        if now is None and job.id in queued:
+            now = waiting(held.get(job.id, []), job.max_lanes, lanes.get(job.id, 0))
         if now != job.status_reason:
             changed.append({"b_id": job.id, "b_reason": now})
     if changed:

@@ -302,6 +302,24 @@ class Queue(Base):
     modifier: Mapped[str | None] = mapped_column(ID)
 
 
+class Limit(Base):
+    """A counted resource (a licence, a database's connections): at most ``max`` buckets of
+    the jobs that name it are leased at once, across every hub process (hub/jobs/limits.py).
+    Limits belong to an organization, and only its jobs name them."""
+
+    __tablename__ = "limits"
+    __table_args__ = (UniqueConstraint("organization_id", "name"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255))
+    max: Mapped[int] = mapped_column(Integer)
+    # null only once its organization is deleted
+    organization_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("organizations.id", ondelete="SET NULL"), index=True)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modifier: Mapped[str | None] = mapped_column(ID)
+
+
 class Job(Base):
     """A job (jobs.rst). ``status`` is stored: tasks keep it current, and users set
     ``paused``/``aborted``/``waiting``. Counts, progress, etr and speed are derived."""
@@ -338,6 +356,17 @@ class Job(Base):
     # why a waiting compute job runs nowhere (no agent it may use matches its targets),
     # in words; null when there is nothing to say (hub/jobs/reasons.py)
     status_reason: Mapped[str | None] = mapped_column(Text)
+    # at most this many of its buckets leased at once (null: as many as lanes take)
+    max_lanes: Mapped[int | None] = mapped_column(Integer)
+
+
+# the limits a job holds while a bucket of it is leased
+job_limits = Table(
+    "job_limits", Base.metadata,
+    Column("job_id", ID, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("limit_id", ID, ForeignKey("limits.id", ondelete="CASCADE"), primary_key=True,
+           index=True),
+)
 
 
 class JobDependency(Base):

@@ -128,16 +128,21 @@ def test_admin_and_viewer_in_a_browser(hub: Hub, session: Session,
                            timeout=TIMEOUT)
     page.screenshot(path=str(shots / "job-admin.png"), full_page=True)
 
-    # a second job, running long, is aborted from the jobs page
+    # a second job, running long and holding a limit, is aborted from the jobs page;
+    # the limits panel shows the limit in use meanwhile, and free again after
+    session.create("Limit", {"name": "nuke", "max": 1})
     slow = session.create("Job", {"code": "slow", "compute": {
-        "command": ["sleep", "60"], "items": "1-4", "bucket_size": 1}})
+        "command": ["sleep", "60"], "items": "1-4", "bucket_size": 1}, "limits": ["nuke"]})
     page.click("#nav-jobs")
+    in_use = "tr[data-test=limit-row][data-name=nuke] td:nth-child(2):text-is('{}')"
+    page.locator(in_use.format(1)).wait_for(timeout=TIMEOUT)
     abort = page.locator(f"tr[data-test=job-row][data-id='{slow['id']}'] button[data-test=abort]")
     abort.wait_for(timeout=TIMEOUT)
     abort.click()
     page.locator(f"tr[data-test=job-row][data-id='{slow['id']}'] [data-status=aborted]"
                  ).wait_for(timeout=TIMEOUT)
     assert session.get("Job", slow["id"])["status"] == "aborted"
+    page.locator(in_use.format(0)).wait_for(timeout=TIMEOUT)
     page.screenshot(path=str(shots / "jobs-after-abort.png"), full_page=True)
 
     # a job no agent can ever match says why it waits, on its row and on its page
@@ -161,6 +166,7 @@ def test_admin_and_viewer_in_a_browser(hub: Hub, session: Session,
     page.screenshot(path=str(shots / "farm-viewer.png"), full_page=True)
     page.click("#nav-jobs")
     page.locator(f"tr[data-test=job-row][data-id='{job['id']}']").wait_for(timeout=TIMEOUT)
+    page.locator("tr[data-test=limit-row][data-name=nuke]").wait_for(timeout=TIMEOUT)
     assert page.locator("[data-test=jobs] button:is([data-test=pause], [data-test=resume], "
                         "[data-test=abort])").count() == 0
     page.screenshot(path=str(shots / "jobs-viewer.png"), full_page=True)

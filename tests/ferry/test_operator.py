@@ -190,3 +190,37 @@ def test_login_needs_a_password_and_a_known_hub(hub: Hub, env: dict[str, str]) -
                                      "--password-stdin", stdin="x\n", code=1)
     # a failed login leaves no server behind it
     assert "127.0.0.1-9" not in run(env, "servers", "list")
+
+
+def test_limits_from_the_command_line(hub: Hub, session: Session, env: dict[str, str]) -> None:
+    org = session.create("Organization", {"name": "Studio"})["id"]
+    for name, role in (("ada", "organization admin"), ("vic", "viewer")):
+        session.create("User", {"username": name, "password": PASSWORD, "organization": org,
+                                "roles": [role]})
+    run(env, "login", hub.url, "--username", "ada", "--password-stdin", stdin=PASSWORD + "\n")
+    assert run(env, "limit", "set", "nuke", "4").strip() == "nuke: max 4 (new)"
+    assert run(env, "limit", "set", "nuke", "2").strip() == "nuke: max 2 (0 in use)"
+    run(env, "limit", "set", "arnold", "10")
+    listing = run(env, "limit", "ls").splitlines()
+    assert listing[0].split() == ["NAME", "IN", "USE", "MAX", "MODIFIED"]
+    assert [line.split()[:3] for line in listing[2:]] == [["nuke", "0", "2"],
+                                                          ["arnold", "0", "10"]]
+    assert [x["name"] for x in json.loads(run(env, "limit", "ls", "max>5", "--json"))] == \
+        ["arnold"]
+    job_id = run(env, "job", "submit", "--limit", "nuke", "--limit", "arnold", "--max-lanes",
+                 "3", "--paused", "--", "true").strip()
+    shown = run(env, "job", "show", job_id)
+    assert re.search(r"^limits\s+arnold, nuke$", shown, re.M), shown
+    assert re.search(r"^max lanes\s+3$", shown, re.M), shown
+
+    # errors: usage (2) for bad input, refused (3) for a role without the rule
+    assert "MAX must be 0 or more" in run(env, "limit", "set", "nuke", "-1", code=2)
+    assert "no limit 'nope'" in run(env, "job", "submit", "--limit", "nope", "--", "true",
+                                    code=2)
+    assert "max_lanes" in run(env, "job", "submit", "--max-lanes", "0", "--", "true", code=2)
+    run(env, "login", hub.url, "--username", "vic", "--password-stdin", stdin=PASSWORD + "\n")
+    assert "nuke" in run(env, "limit", "ls")  # a viewer sees them
+    assert run(env, "limit", "set", "nuke", "100", code=3).startswith("error: refused:")
+    assert run(env, "limit", "set", "mine", "1", code=3).startswith("error: refused:")
+    assert [(x["name"], x["max"]) for x in session.find("Limit")] == [("nuke", 2),
+                                                                     ("arnold", 10)]

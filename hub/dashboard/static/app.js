@@ -384,11 +384,13 @@ function jobsView() {
     onchange: (e) => { filters[name] = e.target.checked; pager.reset(); refreshSoon(); } }), ` ${name}`);
   const toolbar = h("div", { class: "toolbar" }, h("h2", {}, "Jobs"), statusSelect, userInput, check("finished"), check("archived"));
   const body = h("div");
-  root.append(toolbar, body);
+  const limits = h("div", { "data-test": "limits" });
+  root.append(toolbar, limits, body);
   return {
     topics: ["jobs"],
     root,
     async refresh() {
+      if (state.me.rules.limit && state.me.rules.limit.view) limits.replaceChildren(...limitsPanel((await find("Limit", { limit: 200 })).result));
       const where = [];
       if (filters.status) where.push(`status=${quoted(filters.status)}`);
       if (filters.user) where.push(`user=${quoted(filters.user)}`);
@@ -402,6 +404,14 @@ function jobsView() {
         h("tbody", {}, rows.map(jobRow))), pager.controls(() => refreshSoon()));
     },
   };
+}
+
+function limitsPanel(rows) {  // counted resources: how many of each are held now, of its max
+  if (!rows.length) return [];
+  return [h("h3", {}, "Limits"), h("table", { class: "limits" },
+    h("thead", {}, h("tr", {}, ["Limit", "In use", "Max"].map((t) => h("th", {}, t)))),
+    h("tbody", {}, rows.map((x) => h("tr", { "data-test": "limit-row", "data-name": x.name, class: x.in_use >= x.max ? "full" : "" },
+      h("td", {}, x.name), h("td", { class: "metric" }, String(x.in_use)), h("td", { class: "metric" }, String(x.max))))))];
 }
 
 function progressBar(percent) {

@@ -3,14 +3,14 @@ per job waited for (``kind`` job or items, ``on_failure`` fail or wait). A new t
 existing row changes.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
