@@ -83,7 +83,7 @@ class JobEntity(JobAccess, Entity):
         async with ctx.db.read() as conn:
             found = (await conn.execute(stmt)).mappings().all()
             counts = await conn.run_sync(st.task_counts, [r["id"] for r in found], ctx.now,
-                                         recent=True)
+                                         recent=True, partial=True)
             transfers = [r["id"] for r in found if r["kind"] == BucketKind.TRANSFER]
             moved = await conn.run_sync(st.transfer_bytes, transfers) if transfers else {}
             names = await party_names(conn, found)

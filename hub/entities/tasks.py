@@ -32,6 +32,8 @@ SCHEMA = Schema("Task", {
     "exit_code": Number(Task.exit_code, integer=True),
     "size": Number(Task.size, integer=True),
     "time": Number(Task.time, integer=True),
+    "progress": Number(Task.progress),
+    "stage": Text(Task.stage),
     "client": Text(Task.client_id),
     "lane": Text(Task.lane_id),
     "organization": Text(Task.organization_id),
@@ -49,9 +51,10 @@ class TaskEntity(TaskAccess, Entity):
     def base_select(self) -> AnySelect:
         return select(Task)
 
-    # output and sealed envelopes: up to 4 KiB and up to max_body_size a task, so a list
-    # answer holds them only when asked for (GET /task/<id> always does)
-    optional = {"log_tail": ("log_tail",), "input": ("input",), "result": ("result",)}
+    # output, sealed envelopes and output paths: up to 4 KiB, max_body_size and 256 KiB a
+    # task, so a list answer holds them only when asked for (GET /task/<id> always does)
+    optional = {"log_tail": ("log_tail",), "input": ("input",), "result": ("result",),
+                "outputs": ("outputs",)}
 
     def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:
         t = row
@@ -73,6 +76,9 @@ class TaskEntity(TaskAccess, Entity):
             # in an encrypted collaboration)
             "organization": t["organization_id"], "input": t.get("input"),
             "result": t.get("result"),
+            # what a compute task's progress lines said (hub/jobs/progress.py)
+            "progress": t["progress"], "stage": t["stage"],
+            "outputs": t["outputs"] or [] if "outputs" in t else None,
         }
         for field in self.optional:
             if field not in t:  # not read: left out of this list answer
