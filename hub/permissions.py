@@ -48,6 +48,9 @@ RESOURCES: dict[str, tuple[str, ...]] = {
     # queues belong to an organization: its jobs wait in its own queues only, so no
     # organization pauses or outranks another's work
     "queue": ("organization", "global"),
+    # engines belong to an organization: its jobs alone name them, so no organization runs
+    # or changes the command another's jobs are made with
+    "engine": ("organization", "global"),
 }
 # rules that mean nothing: rules are the hub's own; an organization is yours before
 # you may create one in it; a collaboration names organizations, not one of them
@@ -117,6 +120,7 @@ DEFAULT_ROLES: dict[str, tuple[str, set[tuple[str, str, str]]]] = {
         "task": {**_in("organization", "create", "edit"), "view": "collaboration"},
         "apikey": _in("own", "view", "create", "delete"),
         "queue": _in("organization", "view", "create", "edit", "delete"),
+        "engine": _in("organization", "view", "create", "edit", "delete"),
     })),
     RESEARCHER: ("runs and follows jobs; sees its organization and collaborations", _grant({
         "user": {"view": "organization", "edit": "own"},
@@ -132,6 +136,7 @@ DEFAULT_ROLES: dict[str, tuple[str, set[tuple[str, str, str]]]] = {
         "task": {**_in("own", "create", "edit"), "view": "organization"},
         "apikey": _in("own", "view", "create", "delete"),
         "queue": _in("organization", "view"),
+        "engine": _in("organization", "view"),
     })),
     VIEWER: ("sees its organization's records; changes only its own password", _grant({
         "user": {"view": "organization", "edit": "own"},
@@ -145,6 +150,7 @@ DEFAULT_ROLES: dict[str, tuple[str, set[tuple[str, str, str]]]] = {
         "job": _in("organization", "view"),
         "task": _in("organization", "view"),
         "queue": _in("organization", "view"),
+        "engine": _in("organization", "view"),
     })),
     # an agent's token: itself, its own shares, the tasks leased to it; it changes things
     # only through the agent calls (check-in, claims, reports), never the entity API

@@ -142,7 +142,8 @@ class ComputeRunner:
                 self._running.pop(task.task_id, None)
                 scanner = self._scanners.pop(task.task_id, None)
             bucket.ended.add(task.task_id)
-            said = scanner.whole() if scanner is not None and not bucket.lost else None
+            # a task that ended soon was never told of as started: its scanner starts now
+            said = None if bucket.lost else (scanner or ProgressScanner(task.log)).whole()
             if bucket.lost or not upload_log(outcome):  # a lost lease: the hub refuses it
                 task.log.unlink(missing_ok=True)
             if not bucket.lost:

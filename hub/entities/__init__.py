@@ -5,6 +5,7 @@ from __future__ import annotations
 from hub.entities.apikeys import ApiKeyEntity
 from hub.entities.base import Entity
 from hub.entities.clients import ClientEntity
+from hub.entities.engines import EngineEntity
 from hub.entities.jobs import JobEntity
 from hub.entities.nodes import NodeEntity
 from hub.entities.organizations import CollaborationEntity, OrganizationEntity
@@ -20,7 +21,8 @@ ENTITIES: dict[str, Entity] = {
     e.name.lower(): e
     for e in (ClientEntity(), NodeEntity(), UserEntity(), SiteEntity(), ApiKeyEntity(),
               JobEntity(), TaskEntity(), ShareEntity(), OrganizationEntity(),
-              CollaborationEntity(), RoleEntity(), RuleEntity(), QueueEntity())
+              CollaborationEntity(), RoleEntity(), RuleEntity(), QueueEntity(),
+              EngineEntity())
 }
 
 

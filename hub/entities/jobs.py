@@ -46,7 +46,7 @@ READABLE = ("id", "code", "uri", "status", "created", "source", "source_hr", "de
             "destination_hr", "etr", "metadata", "parent", "parent_hr", "progress", "size",
             "speed", "user", "user_hr", "finished", "modified", "modifier", "priority", "kind",
             "started", "counts", "compute", "transfer", "destination_path", "docker", "job_id",
-            "collaboration", "organization", "status_reason", "queue")
+            "collaboration", "organization", "status_reason", "queue", "engine", "args")
 WRITABLE = ("status", "priority", "code", "metadata", "destination_path", "queue")
 
 
@@ -122,7 +122,8 @@ class JobEntity(JobAccess, Entity):
             "counts": dict(sorted(counts.by_status.items())),
             # what the job's kind shows of its spec; the other kinds' fields are None
             "compute": None, "transfer": None, "destination_path": None, "docker": None,
-            "job_id": None, **registry.of(j["kind"]).shown(j["spec"] or {}),
+            "job_id": None, "engine": None, "args": None,
+            **registry.of(j["kind"]).shown(j["spec"] or {}),
             "collaboration": j["collaboration_id"], "organization": j["organization_id"],
             # why it waits, when no agent it may use matches it (hub/jobs/reasons.py)
             "status_reason": j["status_reason"], "queue": j["queue"],

@@ -18,7 +18,9 @@ What a user submits, checked before anything is stored::
          "clients": ["site:stockholm", "tag:gpu", "ram:>60GB", "!code:old*"]},
      "collaboration": "ZEPPELIN"}            # optional: its members' nodes run it too
 
-``{item}``, ``{task}`` and ``{job}`` in the command are replaced per task.
+``{item}``, ``{task}`` and ``{job}`` in the command are replaced per task. A job may
+name an engine and its arguments instead of a command (``engines.py``): its command is
+made from the engine's when it is created.
 An empty ``clients`` means any agent the job's organization may use
 (``hub/jobs/targets.py``); targets only narrow that (``hub/jobs/filters.py``: kinds,
 how they combine). A job no usable agent matches says why in ``status_reason``
@@ -37,7 +39,7 @@ from sqlalchemy.engine import Connection
 
 from hub.bodies import invalid
 from hub.errors import Invalid
-from hub.jobs import reasons
+from hub.jobs import engines, reasons
 from hub.jobs import status as st
 from hub.jobs.kind import JobKind, Lease
 from hub.jobs.queues import queue_for
@@ -171,9 +173,14 @@ async def member_collaboration(conn: Any, ctx: Ctx, given: str | None) -> str | 
 
 class ComputeJobs(JobKind):
     kind = BucketKind.COMPUTE
-    markers: ClassVar[tuple[str, ...]] = ("compute",)
+    markers: ClassVar[tuple[str, ...]] = ("compute", "engine")
 
     async def create(self, ctx: Ctx, body: Any) -> str:
+        engine: dict[str, Any] = {}
+        if isinstance(body, dict) and "engine" in body:  # its command comes from the engine
+            async with ctx.db.read() as conn:
+                body = await engines.expand(conn, ctx, body)
+            engine = {"engine": body.pop("engine"), "args": body.pop("args")}
         try:
             spec = msgspec.convert(body, ComputeCreate)
         except msgspec.ValidationError as exc:
@@ -187,7 +194,7 @@ class ComputeJobs(JobKind):
                                                  ctx.caller.organization, collaboration)
             hq = (await conn.execute(select(Site.id).where(Site.name == "hq"))).scalar() or ""
             stored = msgspec.to_builtins(spec.compute)
-            stored["targets"] = targets
+            stored.update(targets=targets, **engine)
             queue = await queue_for(conn, ctx.caller.organization, spec.queue)
             await conn.execute(insert(Job).values(
                 id=job_id, code=spec.code or default_code(spec.compute.command, items),
@@ -203,7 +210,10 @@ class ComputeJobs(JobKind):
         return job_id
 
     def shown(self, spec: dict[str, Any]) -> dict[str, Any]:
-        return {"compute": {k: v for k, v in spec.items() if k != "targets"}}
+        # a job made from an engine names it and its args beside the command made of them
+        return {"compute": {k: v for k, v in spec.items()
+                            if k not in ("targets", "engine", "args")},
+                "engine": spec.get("engine"), "args": spec.get("args")}
 
     def queued_for(self, organization: Any, collaboration: Any) -> ColumnElement[bool]:
         # only where the job's organization may use the agent, whatever its targets say

@@ -89,6 +89,18 @@ async def test_progress_rides_on_heartbeats_and_the_end_report(hub: FakeHub,
     assert "frame 1 of 4" in end.log_tail and '{"progress": 20' in end.log_tail
 
 
+async def test_a_task_that_ends_at_once_reports_its_progress(hub: FakeHub,
+                                                             tmp_path: Path) -> None:
+    """A task that ends before it is told of as started (no heartbeat saw it run): its end
+    report alone carries what it said."""
+    bucket = hub.lease([PY, "-c", "print('{\"progress\": 100, \"output\": \"o.exr\"}')"])
+    (task,) = bucket.tasks
+    async with running(config(hub), tmp_path):
+        await hub.wait_for(lambda: hub.bucket_reports(bucket) != [])
+    end = hub.task_report(task.id, "done")
+    assert (end.progress, end.stage, end.outputs) == (100.0, None, ["o.exr"])
+
+
 async def test_a_task_without_progress_lines_reports_none(hub: FakeHub, tmp_path: Path) -> None:
     bucket = hub.lease([PY, "-c", "print('{\"progress\": \"soon\"}'); print('hello')"])
     (task,) = bucket.tasks
