@@ -145,6 +145,10 @@ def target(world: World, caller: dict[str, Any], resource: str, scope: str) -> s
     if resource == "queue":
         return str(world.ok("POST", "/queue", {"name": unique("queue"), "organization":
                                                world.org[org]["id"]}, world.root)["id"])
+    if resource == "engine":
+        return str(world.ok("POST", "/engine", {"name": unique("engine"), "argv": ["true"],
+                                                "organization": world.org[org]["id"]},
+                            world.root)["id"])
     raise AssertionError(resource)
 
 
@@ -153,7 +157,7 @@ EDITS: dict[str, dict[str, Any]] = {
     "collaboration": {"encrypted": False}, "role": {"description": "edited"},
     "node": {"description": "edited"}, "client": {"description": "edited"},
     "site": {"description": "edited"}, "share": {"description": "edited"},
-    "job": {"priority": 400}, "queue": {"priority": 400},
+    "job": {"priority": 400}, "queue": {"priority": 400}, "engine": {"bucket_size": 4},
 }
 
 
@@ -189,6 +193,8 @@ def attempt(world: World, caller: dict[str, Any], resource: str, operation: str,
                              {"tasks": [{"item": "9"}]}),
             "apikey": lambda: ("/apikey", {"description": "new"}),
             "queue": lambda: ("/queue", {"name": unique("newqueue"), "organization": org}),
+            "engine": lambda: ("/engine", {"name": unique("newengine"), "argv": ["true"],
+                                           "organization": org}),
         }
         if resource not in bodies:
             return None
@@ -222,7 +228,7 @@ def expected(role: str, resource: str, operation: str, scope: str) -> bool:
 
 
 # resources whose records out of the caller's sight are answered 404, not 403
-HIDDEN = {"queue"}
+HIDDEN = {"queue", "engine"}
 
 # cells pinned by hand: (role, resource, operation, scope) -> allowed
 PINNED = {
@@ -244,6 +250,11 @@ PINNED = {
     ("researcher", "queue", "view", "organization"): True,
     ("researcher", "queue", "create", "organization"): False,
     ("viewer", "queue", "edit", "organization"): False,
+    ("organization admin", "engine", "edit", "organization"): True,
+    ("organization admin", "engine", "create", "collaboration"): False,
+    ("researcher", "engine", "view", "organization"): True,
+    ("researcher", "engine", "create", "organization"): False,
+    ("viewer", "engine", "edit", "organization"): False,
 }
 
 ROLES = [permissions.ROOT, permissions.ORG_ADMIN, permissions.RESEARCHER, permissions.VIEWER]
