@@ -11,6 +11,8 @@ are ``hub.errors`` exceptions, and the entities call in.
 * ``status.py``: job and task statuses, and a job's status kept in step with its tasks.
 * ``queues.py``: the queue a job waits in, one of its organization's (the records are
   ``hub/entities/queues.py``).
+* ``engines.py``: a compute job made from an engine and its arguments (the records are
+  ``hub/entities/engines.py``); ``progress.py``: what running tasks' progress lines say.
 * ``dispatch.py``: claims, heartbeats, lease ends, waking on news of work
   (``hub/wakeup.py``); ``leases.py``, ``claimers.py`` and ``targets.py`` serve it,
   ``filters.py`` says what a compute job's targets are and whom they match, and

@@ -211,9 +211,9 @@ class ComputeJobs(JobKind):
 
     def shown(self, spec: dict[str, Any]) -> dict[str, Any]:
         # a job made from an engine names it and its args beside the command made of them
-        return {"compute": {k: v for k, v in spec.items()
-                            if k not in ("targets", "engine", "args")},
-                "engine": spec.get("engine"), "args": spec.get("args")}
+        made: dict[str, Any] = {k: spec[k] for k in ("engine", "args") if k in spec}
+        return {"compute": {k: v for k, v in spec.items() if k not in ("targets", *made)},
+                **made}
 
     def queued_for(self, organization: Any, collaboration: Any) -> ColumnElement[bool]:
         # only where the job's organization may use the agent, whatever its targets say
