@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.engine import RowMapping
 
 from hub.access import TaskAccess
 from hub.bodies import expect
 from hub.entities.base import AnySelect, Entity
-from hub.entities.paging import Page
+from hub.entities.paging import Page, json_size, size_of
 from hub.errors import Invalid, NotAllowed
 from hub.jobs import actions
 from hub.jobs import status as st
@@ -55,6 +55,15 @@ class TaskEntity(TaskAccess, Entity):
     # task, so a list answer holds them only when asked for (GET /task/<id> always does)
     optional = {"log_tail": ("log_tail",), "input": ("input",), "result": ("result",),
                 "outputs": ("outputs",)}
+
+    def weight(self, page: Page) -> ColumnElement[Any] | None:
+        # ``outputs`` is JSON, measured as its text (PostgreSQL's length() takes no JSON)
+        text = size_of(Task.__table__.c[c] for f, cs in self.optional.items()
+                       if f != "outputs" and page.includes(f) for c in cs)
+        if not page.includes("outputs"):
+            return text
+        outputs = json_size(Task.outputs)
+        return outputs if text is None else text + outputs
 
     def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:
         t = row
