@@ -55,6 +55,8 @@ def test_engines_from_the_command_line(start_hub: Callable[..., Hub],
     job = session.get("Job", job_id)
     assert (job["engine"], job["args"], job["compute"]["bucket_size"]) == \
         ("render", {"scene": "shot 010.blend"}, 3)
+    assert re.search(r"^engine\s+render scene=shot 010.blend$", run(env, "job", "show", job_id),
+                     re.M)
     table = run(env, "task", "ls", job_id)
     assert table.splitlines()[0].split()[-4:-1] == ["PROGRESS", "STAGE", "EXIT"]
     rows = [line for line in table.splitlines()[2:] if line.strip()]
