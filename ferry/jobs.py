@@ -130,8 +130,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if job.get("status_reason"):  # why it waits: no agent it may use matches it
         fields.insert(4, ("waiting", job["status_reason"]))
     if job.get("engine"):  # made from an engine: which, with what arguments
-        args = " ".join(f"{k}={v}" for k, v in (job.get("args") or {}).items())
-        fields.insert(3, ("engine", f"{job['engine']} {args}".strip()))
+        given = " ".join(f"{k}={v}" for k, v in (job.get("args") or {}).items())
+        fields.insert(3, ("engine", f"{job['engine']} {given}".strip()))
     if job.get("kind") == "transfer":
         fields[5:5] = [("source", job.get("source_hr") or "-"),
                        ("destination", job.get("destination_hr") or "-"),
