@@ -177,7 +177,8 @@ async def assemble(config: AgentConfig, data_dir: Path, *, agent_id: str, system
         availability=AvailabilityLoop.build(config, state, pool, checkins.soon,
                                             cores=os.cpu_count() or 1),
         heartbeats=HeartbeatLoop(hub, pool, progress=transfer.progress if transfer else None,
-                                 output=_outputs(compute, docker)),
+                                 output=_outputs(compute, docker),
+                                 task_progress=compute.progress),
         status=StatusServer(state, config.status_ip, config.status_port, sections={
             "transfer": service.status if service else None,
             "organization_key": org_key.status,

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 from ferry.login import FAILED, OK, Usage, add_hub, add_json, connect, dump, operate
 from ferry.tables import table
-from ferry.views import bucket_rows, found, job_rows, quoted, speed, task_rows, watch
+from ferry.views import (
+    bucket_rows,
+    found,
+    job_rows,
+    percent,
+    quoted,
+    speed,
+    task_rows,
+    watch,
+)
 
 if TYPE_CHECKING:
     from hub.session import Session
@@ -66,16 +75,25 @@ def cmd_submit(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
-    if not command:
+    if args.engine and command:
+        raise Usage("give an engine (--engine) or a command (after --), not both")
+    if not args.engine and not command:
         raise Usage("no command: give it after --, e.g. ferry job submit --items 1-10 -- "
-                    "render -f {item}")
-    compute: dict[str, Any] = {"command": command, "items": args.items,
-                               "bucket_size": args.bucket}
+                    "render -f {item}; or an engine: --engine blender --arg scene=a.blend")
+    if args.arg and not args.engine:
+        raise Usage("--arg gives an argument of an engine: name it with --engine")
+    compute: dict[str, Any] = {"items": args.items}
+    body: dict[str, Any] = {"compute": compute}
+    if args.engine:  # the engine's bucket size, env and targets, unless given here
+        body.update(engine=args.engine, args=dict(args.arg or []))
+    else:
+        compute["command"] = command
+    if args.bucket is not None:
+        compute["bucket_size"] = args.bucket
     if args.env:
         compute["env"] = dict(args.env)
     if args.target:
         compute["clients"] = list(args.target)
-    body: dict[str, Any] = {"compute": compute}
     if args.name:
         body["code"] = args.name
     if args.priority is not None:
@@ -139,6 +157,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     after = _after(job)
     if after:
         fields.insert(4, ("after", after))
+    if job.get("engine"):  # made from an engine: which, with what arguments
+        given = " ".join(f"{k}={v}" for k, v in (job.get("args") or {}).items())
+        fields.insert(3, ("engine", f"{job['engine']} {given}".strip()))
     if job.get("kind") == "transfer":
         fields[5:5] = [("source", job.get("source_hr") or "-"),
                        ("destination", job.get("destination_hr") or "-"),
@@ -181,6 +202,30 @@ def cmd_task_ls(args: argparse.Namespace) -> int:
         dump(tasks)
     else:
         print(table(task_rows(tasks, _lanes(session, tasks))))
+    return OK
+
+
+def cmd_task_show(args: argparse.Namespace) -> int:
+    session = connect(args)
+    task = session.get("Task", args.task)
+    if args.json:
+        dump(task)
+        return OK
+    fields = [("id", task["id"]), ("job", task["job"]), ("item", task.get("item") or "-"),
+              ("status", task["status"]), ("progress", percent(task.get("progress"))),
+              ("stage", task.get("stage") or "-"), ("attempts", task.get("attempts", 0)),
+              ("started", task.get("started") or "-"),
+              ("finished", task.get("finished") or "-"),
+              ("exit", "-" if task.get("exit_code") is None else task["exit_code"]),
+              ("message", task.get("message") or "-")]
+    width = max(len(k) for k, _ in fields)
+    for key, value in fields:
+        print(f"{key.ljust(width)}  {value}")
+    outputs = task.get("outputs") or []
+    if outputs:  # what its {"output": ...} lines named
+        print(f"\noutputs ({len(outputs)})")
+        for path in outputs:
+            print(f"  {path}")
     return OK
 
 
@@ -230,8 +275,11 @@ examples:
   ferry job submit --items 1-100 --bucket 10 -- render -f {item} -o /out/{item}.exr
   ferry job submit --name "shot010 lighting" --items 1-200x5 --target tag:gpu \\
       --env OCIO=/studio/ocio.config --priority 700 --watch -- render -f {item}
+  ferry job submit --engine blender --arg scene=shot010.blend --items 1-240
 
-{item}, {task} and {job} in the command are replaced per task. Prints the job's id.
+{item}, {task} and {job} in the command are replaced per task. With --engine, the
+command is the engine's (ferry engine ls), its {placeholders} given with --arg; its
+bucket size, env and targets are used unless given here. Prints the job's id.
 """
 
 
@@ -242,13 +290,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     submit = verbs.add_parser(
         "submit", help="submit a compute job: a command run once per item",
-        description="Submit a compute job: COMMAND runs once per item on the agents' lanes.",
+        description="Submit a compute job: COMMAND (or an engine's) runs once per item on "
+        "the agents' lanes.",
         epilog=SUBMIT, formatter_class=argparse.RawDescriptionHelpFormatter)
     submit.add_argument("--name", metavar="N", help="the job's name (default: from the command)")
     submit.add_argument("--items", default="1", metavar="ITEMS",
                         help="1-100, 1-100x5 (a step), 1,5,9-12 (default: 1, one task)")
-    submit.add_argument("--bucket", type=int, default=1, metavar="N",
-                        help="tasks a lane takes at once, run in turn (default 1)")
+    submit.add_argument("--engine", metavar="E", help="run this engine of your "
+                        "organization's (ferry engine ls) instead of a command")
+    submit.add_argument("--arg", action="append", type=_pair, metavar="K=V",
+                        help="an argument of the engine: K=V fills {K} in its argv (repeat)")
+    submit.add_argument("--bucket", type=int, metavar="N",
+                        help="tasks a lane takes at once, run in turn (default 1, or the "
+                        "engine's)")
     submit.add_argument("--target", action="append", metavar="T",
                         help="where it may run: site:NAME, tag:NAME, code:PATTERN, a client "
                         "id, ram:>60GB, cores:>=12, gpus:>=1, os:linux|macos|windows, "
@@ -311,16 +365,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     text = "a job's tasks and their logs"
     task = sub.add_parser("task", help=text, description=text + ".")
     verbs = task.add_subparsers(dest="verb", metavar="COMMAND", required=True)
-    tls = verbs.add_parser("ls", help="a job's tasks: item, status, attempts, lane, times")
+    tls = verbs.add_parser("ls", help="a job's tasks: item, status, attempts, lane, times, "
+                           "progress and stage")
     tls.add_argument("job", metavar="JOB")
     add_json(tls)
     tls.set_defaults(func=operate(cmd_task_ls))
+    tshow = verbs.add_parser("show", help="one task: status, progress, stage and the outputs "
+                             "its progress lines named")
+    tshow.add_argument("task", metavar="TASK")
+    add_json(tshow)
+    tshow.set_defaults(func=operate(cmd_task_show))
     log = verbs.add_parser("log", help="a task's whole log")
     log.add_argument("task", metavar="TASK")
     log.add_argument("--follow", action="store_true",
                      help="go on printing it while the task runs")
     log.set_defaults(func=operate(cmd_task_log))
-    for p in (tls, log):
+    for p in (tls, tshow, log):
         add_hub(p)
 
     text = "copy between share paths: a transfer job"

@@ -144,9 +144,16 @@ def task_rows(tasks: list[dict[str, Any]], lanes: dict[str, str]) -> list[dict[s
                      "lane": lanes.get(lane, lane),
                      "started": ago(t.get("started")),
                      "time": f"{t['time'] / 1000:.2f} s" if t.get("time") else "-",
+                     "progress": percent(t.get("progress")),
+                     "stage": str(t.get("stage") or "-")[:20],
                      "exit": "-" if t.get("exit_code") is None else str(t["exit_code"]),
                      "message": str(t.get("message") or "")[:60]})
     return rows
+
+
+def percent(value: float | None) -> str:
+    """A task's progress as its progress lines said it ("-": they said none)."""
+    return "-" if value is None else f"{value:g}%"
 
 
 def bucket_rows(tasks: list[dict[str, Any]], lanes: dict[str, str]) -> list[dict[str, str]]:
@@ -172,7 +179,7 @@ def bucket_rows(tasks: list[dict[str, Any]], lanes: dict[str, str]) -> list[dict
 
 
 def progress_bar(job: dict[str, Any], width: int = 30) -> str:
-    """A compute job's progress, by tasks."""
+    """A compute job's progress, by tasks (running ones as far as they said they are)."""
     counts = job["counts"]
     total = sum(counts.values())
     done = counts.get("done", 0)

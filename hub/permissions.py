@@ -51,6 +51,9 @@ RESOURCES: dict[str, tuple[str, ...]] = {
     # limits likewise: an organization's jobs hold its own limits only, so no organization
     # takes or withholds another's licences
     "limit": ("organization", "global"),
+    # engines belong to an organization: its jobs alone name them, so no organization runs
+    # or changes the command another's jobs are made with
+    "engine": ("organization", "global"),
 }
 # rules that mean nothing: rules are the hub's own; an organization is yours before
 # you may create one in it; a collaboration names organizations, not one of them
@@ -121,6 +124,7 @@ DEFAULT_ROLES: dict[str, tuple[str, set[tuple[str, str, str]]]] = {
         "apikey": _in("own", "view", "create", "delete"),
         "queue": _in("organization", "view", "create", "edit", "delete"),
         "limit": _in("organization", "view", "create", "edit", "delete"),
+        "engine": _in("organization", "view", "create", "edit", "delete"),
     })),
     RESEARCHER: ("runs and follows jobs; sees its organization and collaborations", _grant({
         "user": {"view": "organization", "edit": "own"},
@@ -137,6 +141,7 @@ DEFAULT_ROLES: dict[str, tuple[str, set[tuple[str, str, str]]]] = {
         "apikey": _in("own", "view", "create", "delete"),
         "queue": _in("organization", "view"),
         "limit": _in("organization", "view"),
+        "engine": _in("organization", "view"),
     })),
     VIEWER: ("sees its organization's records; changes only its own password", _grant({
         "user": {"view": "organization", "edit": "own"},
@@ -151,6 +156,7 @@ DEFAULT_ROLES: dict[str, tuple[str, set[tuple[str, str, str]]]] = {
         "task": _in("organization", "view"),
         "queue": _in("organization", "view"),
         "limit": _in("organization", "view"),
+        "engine": _in("organization", "view"),
     })),
     # an agent's token: itself, its own shares, the tasks leased to it; it changes things
     # only through the agent calls (check-in, claims, reports), never the entity API

@@ -113,6 +113,28 @@ class Progress(Struct, frozen=True, array_like=True):
     size: Annotated[int, msgspec.Meta(ge=0)]
 
 
+MAX_OUTPUTS = 1000  # output paths a task keeps (``{"output": "path"}`` lines)
+MAX_OUTPUT_PATH = 1024  # characters of one
+MAX_OUTPUTS_SIZE = 256 * 1024  # UTF-8 bytes of all of a task's output paths together
+MAX_STAGE = 255  # characters of a stage's name
+
+Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
+Stage = Annotated[str, msgspec.Meta(max_length=MAX_STAGE)]
+OutputPath = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_OUTPUT_PATH)]
+Outputs = Annotated[list[OutputPath], msgspec.Meta(max_length=MAX_OUTPUTS)]
+
+
+class TaskProgress(Struct, frozen=True):
+    """What a running compute task said of itself in progress lines since the last
+    heartbeat (``agent/buckets/progress.py``): its latest ``progress`` (0-100) and
+    ``stage`` (None: not said), and the ``outputs`` it named (the hub adds those it does
+    not hold yet)."""
+
+    progress: Percent | None = None
+    stage: Stage | None = None
+    outputs: Outputs = []
+
+
 class HeartbeatRequest(Struct, frozen=True):
     buckets: Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]],
                        msgspec.Meta(max_length=4096)]
@@ -121,6 +143,9 @@ class HeartbeatRequest(Struct, frozen=True):
     # it when there was more than LOG_TAIL_BYTES): the task's log_tail follows it live
     logs: Annotated[dict[str, Annotated[str, msgspec.Meta(max_length=LOG_TAIL_BYTES)]],
                     msgspec.Meta(max_length=256)] = {}
+    # what running compute tasks said of their progress (task id: the news); agents from
+    # before progress lines send none
+    task_progress: Annotated[dict[str, TaskProgress], msgspec.Meta(max_length=256)] = {}
 
 
 class HeartbeatResponse(Struct, frozen=True):
@@ -161,6 +186,11 @@ class TaskReport(Struct, frozen=True, tag="task", tag_field="kind"):
     peak_memory: int | None = None
     size: Annotated[int, msgspec.Meta(ge=0)] | None = None  # a transfer's bytes, when done
     result: Annotated[str, msgspec.Meta(max_length=MAX_RESULT)] | None = None  # docker runs
+    # a compute task's progress lines, all of them: the last ``progress`` and ``stage`` it
+    # said and every output it named (None: it said none, or an agent from before them)
+    progress: Percent | None = None
+    stage: Stage | None = None
+    outputs: Outputs | None = None
 
 
 class BucketReport(Struct, frozen=True, tag="bucket", tag_field="kind"):

@@ -8,6 +8,8 @@ thread and reach the outbox through a ``LoopInbox`` (in batches: waking the loop
 per short task would cost a lane a quarter of its speed). A task's log stays on disk
 for its upload only when its tail does not say it all. While a task runs, what its log
 gained since the last heartbeat rides on the next one (``output``): the hub shows it live.
+So do its progress lines (``agent/buckets/progress.py``): the latest progress and stage
+and new outputs ride on the heartbeats (``progress``), and all of them on its end report.
 """
 
 from __future__ import annotations
@@ -18,19 +20,21 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import psutil
 import structlog
 
 from agent.buckets.base import Held
+from agent.buckets.progress import ProgressScanner
 from agent.buckets.reports import Reporter, upload_log
 from agent.inbox import LoopInbox
 from lanes.accounting import CgroupTree
 from lanes.base import Lane, Outcome, TaskRun
 from lanes.kill import marked
 from lanes.subprocess import SubprocessLane
-from protocol import LOG_TAIL_BYTES, BucketKind, BucketWork, ClaimRequest
+from protocol import LOG_TAIL_BYTES, BucketKind, BucketWork, ClaimRequest, TaskProgress
 
 log = structlog.get_logger("agent.work")
 
@@ -50,7 +54,16 @@ class ComputeRunner:
         self._events: LoopInbox | None = None
         # running tasks' logs, and how much of each the hub has been sent
         self._running: dict[str, tuple[Path, int]] = {}
+        self._scanners: dict[str, ProgressScanner] = {}  # running tasks' progress lines
         self._running_lock = threading.Lock()
+
+    def progress(self) -> dict[str, TaskProgress]:
+        """What running tasks said in progress lines since the last call, for the
+        heartbeat. Reads their logs' new lines: call it in a thread."""
+        with self._running_lock:
+            scanners = dict(self._scanners)
+        return {task_id: news for task_id, scanner in scanners.items()
+                if (news := scanner.news()) is not None}
 
     def output(self) -> dict[str, str]:
         """What each running task's log gained since the last call (its end, when that is
@@ -121,16 +134,21 @@ class ComputeRunner:
         def on_start(task: TaskRun) -> None:  # on the lane's thread
             with self._running_lock:
                 self._running[task.task_id] = (task.log, 0)
+                self._scanners[task.task_id] = ProgressScanner(task.log)
             inbox.call(reporter.started, work, by_id[task.task_id], time.time())
 
         def on_end(task: TaskRun, outcome: Outcome) -> None:  # on the lane's thread
             with self._running_lock:
                 self._running.pop(task.task_id, None)
+                scanner = self._scanners.pop(task.task_id, None)
             bucket.ended.add(task.task_id)
+            # a task that ended soon was never told of as started: its scanner starts now
+            said = None if bucket.lost else (scanner or ProgressScanner(task.log)).whole()
             if bucket.lost or not upload_log(outcome):  # a lost lease: the hub refuses it
                 task.log.unlink(missing_ok=True)
             if not bucket.lost:
-                inbox.call(reporter.finished, work, by_id[task.task_id], outcome)
+                inbox.call(partial(reporter.finished, said=said), work,
+                           by_id[task.task_id], outcome)
 
         taken = await lane.run_many(self._task_runs(work, reporter), on_start, on_end,
                                     lambda: not bucket.stopping,

@@ -18,24 +18,31 @@ from agent.buckets.pool import BucketPool
 from agent.hubclient import HubClient, Retryable
 from core.errors import ApiError
 from core.lifecycle import until_stopped
-from protocol import HeartbeatRequest, Progress, routes
+from protocol import HeartbeatRequest, Progress, TaskProgress, routes
 
 log = structlog.get_logger("agent.work")
 
 ATTEMPTS = 3  # tries of one heartbeat before waiting for the next
+# tasks' progress news in one heartbeat (HeartbeatRequest.task_progress; more lanes than
+# that: the others' news is left out of the live view, and their end reports carry it all)
+MAX_TASKS = 256
 
 
 class HeartbeatLoop:
     """Heartbeats ``pool``'s buckets to ``hub``. ``progress`` gives running transfers'
-    bytes, ``output`` running tasks' fresh output (each: none when absent)."""
+    bytes, ``output`` running tasks' fresh output, ``task_progress`` what running compute
+    tasks said in progress lines (each: none when absent; ``task_progress`` reads logs,
+    so it runs in a thread)."""
 
     def __init__(self, hub: HubClient, pool: BucketPool,
                  progress: Callable[[], dict[str, Progress]] | None = None,
-                 output: Callable[[], dict[str, str]] | None = None) -> None:
+                 output: Callable[[], dict[str, str]] | None = None,
+                 task_progress: Callable[[], dict[str, TaskProgress]] | None = None) -> None:
         self.hub = hub
         self.pool = pool
         self.progress = progress
         self.output = output
+        self.task_progress = task_progress
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop`` is set and no bucket is held any more."""
@@ -48,11 +55,13 @@ class HeartbeatLoop:
             held = list(pool.held)
             if not held:
                 continue
+            said = await asyncio.to_thread(self.task_progress) if self.task_progress else {}
             try:
                 answer = await self.hub.call(
                     routes.HEARTBEAT, HeartbeatRequest(
                         buckets=held, progress=self.progress() if self.progress else {},
-                        logs=self.output() if self.output else {}),
+                        logs=self.output() if self.output else {},
+                        task_progress=dict(list(said.items())[:MAX_TASKS])),
                     attempts=ATTEMPTS)
             except (Retryable, ApiError) as exc:
                 log.warning("heartbeat failed; leases run on until the hub is back",

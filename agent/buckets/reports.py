@@ -19,7 +19,14 @@ import msgspec
 
 from agent.outbox import Outbox
 from lanes.base import Outcome
-from protocol import BucketReport, BucketWork, TaskReport, TaskWork, whole_log_needed
+from protocol import (
+    BucketReport,
+    BucketWork,
+    TaskProgress,
+    TaskReport,
+    TaskWork,
+    whole_log_needed,
+)
 from protocol.work import TaskEvent
 
 
@@ -61,8 +68,9 @@ class Reporter:
 
     def task(self, bucket: BucketWork, task: TaskWork, event: TaskEvent, at: float,
              outcome: Outcome | None = None, message: str = "",
-             result: str | None = None) -> None:
-        """A task's start, or its end (with ``outcome``, which then names the event)."""
+             result: str | None = None, said: TaskProgress | None = None) -> None:
+        """A task's start, or its end (with ``outcome``, which then names the event, and
+        what its progress lines ``said``: all of it)."""
         key = f"{bucket.id}/{task.id}/started" if event == "started" else end_key(bucket, task)
         report = TaskReport(key=key, task_id=task.id, bucket_id=bucket.id, event=event,
                             at=iso(at), message=message)
@@ -72,16 +80,19 @@ class Reporter:
                 started=iso(outcome.started), exit_code=outcome.exit_code,
                 message=outcome.message[:4096], log_tail=outcome.log_tail[-16384:],
                 log_size=outcome.log_size, cpu_seconds=outcome.cpu_seconds,
-                peak_memory=outcome.peak_memory, size=outcome.size, result=result)
+                peak_memory=outcome.peak_memory, size=outcome.size, result=result,
+                progress=said.progress if said else None, stage=said.stage if said else None,
+                outputs=said.outputs if said else None)
         self.outbox.add("report", key, msgspec.json.encode(report), volatile=event == "started")
 
     def finished(self, bucket: BucketWork, task: TaskWork, outcome: Outcome,
-                 result: str | None = None, log_uploaded: bool = True) -> None:
+                 result: str | None = None, log_uploaded: bool = True,
+                 said: TaskProgress | None = None) -> None:
         """A task's end, and its log's upload when the tail does not say it all (and the
         log is where ``log_path`` says: ``log_uploaded``)."""
         self.ended[outcome.status] += 1
         self.task(bucket, task, outcome.status, at=outcome.ended, outcome=outcome,
-                  result=result)
+                  result=result, said=said)
         if log_uploaded and upload_log(outcome):
             path = self.log_path(bucket, task)
             self.outbox.add("log", f"{bucket.id}/{task.id}/log", msgspec.json.encode(

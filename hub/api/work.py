@@ -60,7 +60,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     who = agent_principal(request)
     body = await read_body(request, HeartbeatRequest)
     return json_response(await dispatcher(request).heartbeat(
-        who.id, body.buckets, body.progress, body.logs))
+        who.id, body.buckets, body.progress, body.logs, body.task_progress))
 
 
 async def report(request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hub.entities.apikeys import ApiKeyEntity
 from hub.entities.base import Entity
 from hub.entities.clients import ClientEntity
+from hub.entities.engines import EngineEntity
 from hub.entities.jobs import JobEntity
 from hub.entities.limits import LimitEntity
 from hub.entities.nodes import NodeEntity
@@ -21,7 +22,8 @@ ENTITIES: dict[str, Entity] = {
     e.name.lower(): e
     for e in (ClientEntity(), NodeEntity(), UserEntity(), SiteEntity(), ApiKeyEntity(),
               JobEntity(), TaskEntity(), ShareEntity(), OrganizationEntity(),
-              CollaborationEntity(), RoleEntity(), RuleEntity(), QueueEntity(), LimitEntity())
+              CollaborationEntity(), RoleEntity(), RuleEntity(), QueueEntity(), LimitEntity(),
+              EngineEntity())
 }
 
 

@@ -47,7 +47,7 @@ READABLE = ("id", "code", "uri", "status", "created", "source", "source_hr", "de
             "speed", "user", "user_hr", "finished", "modified", "modifier", "priority", "kind",
             "started", "counts", "compute", "transfer", "destination_path", "docker", "job_id",
             "collaboration", "organization", "status_reason", "queue", "after",
-            "after_items", "after_failed", "after_status", "limits", "max_lanes")
+            "after_items", "after_failed", "after_status", "limits", "max_lanes", "engine", "args")
 WRITABLE = ("status", "priority", "code", "metadata", "destination_path", "queue")
 
 
@@ -84,7 +84,7 @@ class JobEntity(JobAccess, Entity):
         async with ctx.db.read() as conn:
             found = (await conn.execute(stmt)).mappings().all()
             counts = await conn.run_sync(st.task_counts, [r["id"] for r in found], ctx.now,
-                                         recent=True)
+                                         recent=True, partial=True)
             transfers = [r["id"] for r in found if r["kind"] == BucketKind.TRANSFER]
             moved = await conn.run_sync(st.transfer_bytes, transfers) if transfers else {}
             names = await party_names(conn, found)
@@ -128,7 +128,8 @@ class JobEntity(JobAccess, Entity):
             "counts": dict(sorted(counts.by_status.items())),
             # what the job's kind shows of its spec; the other kinds' fields are None
             "compute": None, "transfer": None, "destination_path": None, "docker": None,
-            "job_id": None, **registry.of(j["kind"]).shown(j["spec"] or {}),
+            "job_id": None, "engine": None, "args": None,
+            **registry.of(j["kind"]).shown(j["spec"] or {}),
             "collaboration": j["collaboration_id"], "organization": j["organization_id"],
             # why it waits, when no agent it may use matches it (hub/jobs/reasons.py)
             "status_reason": j["status_reason"], "queue": j["queue"],

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.engine import RowMapping
 
 from hub.access import TaskAccess
 from hub.bodies import expect
 from hub.entities.base import AnySelect, Entity
-from hub.entities.paging import Page
+from hub.entities.paging import Page, json_size, size_of
 from hub.errors import Invalid, NotAllowed
 from hub.jobs import actions
 from hub.jobs import status as st
@@ -32,6 +32,8 @@ SCHEMA = Schema("Task", {
     "exit_code": Number(Task.exit_code, integer=True),
     "size": Number(Task.size, integer=True),
     "time": Number(Task.time, integer=True),
+    "progress": Number(Task.progress),
+    "stage": Text(Task.stage),
     "client": Text(Task.client_id),
     "lane": Text(Task.lane_id),
     "organization": Text(Task.organization_id),
@@ -49,9 +51,19 @@ class TaskEntity(TaskAccess, Entity):
     def base_select(self) -> AnySelect:
         return select(Task)
 
-    # output and sealed envelopes: up to 4 KiB and up to max_body_size a task, so a list
-    # answer holds them only when asked for (GET /task/<id> always does)
-    optional = {"log_tail": ("log_tail",), "input": ("input",), "result": ("result",)}
+    # output, sealed envelopes and output paths: up to 4 KiB, max_body_size and 256 KiB a
+    # task, so a list answer holds them only when asked for (GET /task/<id> always does)
+    optional = {"log_tail": ("log_tail",), "input": ("input",), "result": ("result",),
+                "outputs": ("outputs",)}
+
+    def weight(self, page: Page) -> ColumnElement[Any] | None:
+        # ``outputs`` is JSON, measured as its text (PostgreSQL's length() takes no JSON)
+        text = size_of(Task.__table__.c[c] for f, cs in self.optional.items()
+                       if f != "outputs" and page.includes(f) for c in cs)
+        if not page.includes("outputs"):
+            return text
+        outputs = json_size(Task.outputs)
+        return outputs if text is None else text + outputs
 
     def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:
         t = row
@@ -73,6 +85,9 @@ class TaskEntity(TaskAccess, Entity):
             # in an encrypted collaboration)
             "organization": t["organization_id"], "input": t.get("input"),
             "result": t.get("result"),
+            # what a compute task's progress lines said (hub/jobs/progress.py)
+            "progress": t["progress"], "stage": t["stage"],
+            "outputs": t["outputs"] or [] if "outputs" in t else None,
         }
         for field in self.optional:
             if field not in t:  # not read: left out of this list answer

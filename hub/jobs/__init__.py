@@ -12,6 +12,8 @@ are ``hub.errors`` exceptions, and the entities call in.
 * ``queues.py``: the queue a job waits in, one of its organization's (the records are
   ``hub/entities/queues.py``); ``limits.py``: the limits a job holds and its
   ``max_lanes``, and how many buckets they leave room for (``hub/entities/limits.py``).
+* ``engines.py``: a compute job made from an engine and its arguments (the records are
+  ``hub/entities/engines.py``); ``progress.py``: what running tasks' progress lines say.
 * ``dispatch.py``: claims, heartbeats, lease ends, waking on news of work
   (``hub/wakeup.py``); ``leases.py``, ``claimers.py`` and ``targets.py`` serve it,
   ``filters.py`` says what a compute job's targets are and whom they match, and

@@ -23,7 +23,9 @@ What a user submits, checked before anything is stored::
      "after_items": "<job id>",              # optional: item N once item N there is done
      "after_failed": "fail"}                 # or "wait" (``hub/jobs/dependencies.py``)
 
-``{item}``, ``{task}`` and ``{job}`` in the command are replaced per task.
+``{item}``, ``{task}`` and ``{job}`` in the command are replaced per task. A job may
+name an engine and its arguments instead of a command (``engines.py``): its command is
+made from the engine's when it is created.
 An empty ``clients`` means any agent the job's organization may use
 (``hub/jobs/targets.py``); targets only narrow that (``hub/jobs/filters.py``: kinds,
 how they combine). A job no usable agent matches says why in ``status_reason``
@@ -43,7 +45,7 @@ from sqlalchemy.engine import Connection
 
 from hub.bodies import invalid
 from hub.errors import Invalid
-from hub.jobs import dependencies, reasons
+from hub.jobs import dependencies, engines, reasons
 from hub.jobs import status as st
 from hub.jobs.kind import JobKind, Lease
 from hub.jobs.limits import MAX, limits_for
@@ -187,9 +189,14 @@ async def member_collaboration(conn: Any, ctx: Ctx, given: str | None) -> str | 
 
 class ComputeJobs(JobKind):
     kind = BucketKind.COMPUTE
-    markers: ClassVar[tuple[str, ...]] = ("compute",)
+    markers: ClassVar[tuple[str, ...]] = ("compute", "engine")
 
     async def create(self, ctx: Ctx, body: Any) -> str:
+        engine: dict[str, Any] = {}
+        if isinstance(body, dict) and "engine" in body:  # its command comes from the engine
+            async with ctx.db.read() as conn:
+                body = await engines.expand(conn, ctx, body)
+            engine = {"engine": body.pop("engine"), "args": body.pop("args")}
         try:
             spec = msgspec.convert(body, ComputeCreate)
         except msgspec.ValidationError as exc:
@@ -204,7 +211,7 @@ class ComputeJobs(JobKind):
                                                  ctx.caller.organization, collaboration)
             hq = (await conn.execute(select(Site.id).where(Site.name == "hq"))).scalar() or ""
             stored = msgspec.to_builtins(spec.compute)
-            stored["targets"] = targets
+            stored.update(targets=targets, **engine)
             queue = await queue_for(conn, ctx.caller.organization, spec.queue)
             limits = await limits_for(conn, ctx.caller.organization, spec.limits)
             await conn.execute(insert(Job).values(
@@ -226,7 +233,10 @@ class ComputeJobs(JobKind):
         return job_id
 
     def shown(self, spec: dict[str, Any]) -> dict[str, Any]:
-        return {"compute": {k: v for k, v in spec.items() if k != "targets"}}
+        # a job made from an engine names it and its args beside the command made of them
+        made: dict[str, Any] = {k: spec[k] for k in ("engine", "args") if k in spec}
+        return {"compute": {k: v for k, v in spec.items() if k not in ("targets", *made)},
+                **made}
 
     def queued_for(self, organization: Any, collaboration: Any) -> ColumnElement[bool]:
         # only where the job's organization may use the agent, whatever its targets say

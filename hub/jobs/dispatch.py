@@ -40,6 +40,7 @@ from hub.jobs.filters import targets_match
 from hub.jobs.kind import Lease, Signing
 from hub.jobs.leases import release
 from hub.jobs.limits import Room
+from hub.jobs.progress import follow_progress
 from hub.jobs.queues import QueueStatus
 from hub.jobs.registry import KINDS
 from hub.security import TokenService
@@ -58,7 +59,7 @@ from hub.storage.models import (
     utcnow,
 )
 from hub.wakeup import WorkSignal
-from protocol import BucketKind, BucketWork, HeartbeatResponse, Progress
+from protocol import BucketKind, BucketWork, HeartbeatResponse, Progress, TaskProgress
 
 log = structlog.get_logger("hub.dispatch")
 
@@ -319,12 +320,15 @@ class Dispatcher:
     # -- heartbeats and releases
     async def heartbeat(self, client_id: str, bucket_ids: list[str],
                         progress: dict[str, Progress] | None = None,
-                        logs: dict[str, str] | None = None) -> HeartbeatResponse:
+                        logs: dict[str, str] | None = None,
+                        task_progress: dict[str, TaskProgress] | None = None
+                        ) -> HeartbeatResponse:
         return await self.db.run(self._heartbeat, client_id, bucket_ids, progress or {},
-                                 logs or {})
+                                 logs or {}, task_progress or {})
 
     def _heartbeat(self, conn: Connection, client_id: str, bucket_ids: list[str],
-                   progress: dict[str, Progress], logs: dict[str, str]) -> HeartbeatResponse:
+                   progress: dict[str, Progress], logs: dict[str, str],
+                   task_progress: dict[str, TaskProgress]) -> HeartbeatResponse:
         now = utcnow()
         held = [r.id for r in conn.execute(select(Bucket.id).where(
             Bucket.id.in_(bucket_ids), Bucket.client_id == client_id,
@@ -338,6 +342,8 @@ class Dispatcher:
                                          "b_done": min(p.done, p.size), "b_buckets": held})
         if held and logs:  # output of running tasks: their log_tail, live
             follow_logs(conn, held, logs)
+        if held and task_progress:  # what running compute tasks said of their progress
+            follow_progress(conn, held, task_progress)
         abort = [r.id for r in conn.execute(select(Task.id).where(
             Task.bucket_id.in_(held), Task.abort_to.is_not(None)))]
         # a paused job, or a job of a paused queue: what runs finishes, nothing new starts

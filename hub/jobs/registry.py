@@ -15,14 +15,15 @@ from hub.jobs.kind import JobKind
 from hub.jobs.transfer import TRANSFER
 from protocol import BucketKind
 
-# in the order a creation body is looked at: a body that holds a "compute" section is a
-# compute job whatever else it holds, then "docker", then a transfer's source/destination
+# in the order a creation body is looked at: a body that holds a "compute" section (or
+# names an "engine") is a compute job whatever else it holds, then "docker", then a
+# transfer's source/destination
 KINDS: dict[BucketKind, JobKind] = {kind.kind: kind for kind in (COMPUTE, DOCKER, TRANSFER)}
 
 
 def kind_of(body: Any) -> BucketKind:
     """The kind of job a creation body asks for: the first kind (in ``KINDS`` order) whose
-    marker keys it holds (``compute``; ``docker``; ``source`` or ``destination``). A body
+    marker keys it holds (``compute`` or ``engine``; ``docker``; ``source`` or ``destination``). A body
     with none of them, or none at all, is checked as a compute job, whose spec then says
     what is missing."""
     if isinstance(body, dict):

@@ -26,6 +26,7 @@ from core import refusals
 from hub.counting import noted
 from hub.jobs import status as st
 from hub.jobs.docker import check_result
+from hub.jobs.progress import merged_outputs
 from hub.jobs.status import storable
 from hub.query.fields import parse_time
 from hub.storage.models import Bucket, Job, ReportKey, Task
@@ -38,7 +39,7 @@ ENDS = {T.DONE: "finished", T.FAILED: "failed", T.QUEUED: "requeued"}
 # every column a report may change; a touched task is written whole
 MUTABLE = ("status", "bucket_id", "attempts", "exit_code", "message", "log_tail", "has_log",
            "cpu_seconds", "peak_memory", "started", "finished", "abort_to", "size",
-           "transferred", "result")
+           "transferred", "result", "progress", "stage", "outputs")
 _write_tasks = update(Task).where(Task.id == bindparam("b_id")).values(
     {name: bindparam(f"b_{name}") for name in (*MUTABLE, "modified")})
 _start_job = update(Job).where(Job.id == bindparam("b_id"), Job.started.is_(None)).values(
@@ -163,6 +164,7 @@ def _task_event(item: TaskReport, bucket: Any, task: dict[str, Any] | None,
                     has_log=whole_log_needed(item.log_size, item.log_tail))
         if item.started:
             task["started"] = _time(item.started, at)
+        _said(item, task)
         if item.size is not None:  # a transfer: its bytes, all of them moved when done
             task.update(size=item.size, transferred=item.size if item.event == "done"
                         else min(task["transferred"], item.size))
@@ -181,6 +183,17 @@ def _task_event(item: TaskReport, bucket: Any, task: dict[str, Any] | None,
                         message=f"{storable(item.message)} (attempt {task['attempts'] + 1} failed; "
                         "queued again)".strip())
     return ""
+
+
+def _said(item: TaskReport, task: dict[str, Any]) -> None:
+    """A compute run's progress lines, all of them (``hub/jobs/progress.py``): they replace
+    what its heartbeats brought (a run queued again forgets them with the rest)."""
+    if item.progress is not None:
+        task["progress"] = item.progress
+    if item.stage is not None:
+        task["stage"] = item.stage
+    if item.outputs is not None:
+        task["outputs"] = merged_outputs([], item.outputs)
 
 
 def _bucket_done(conn: Connection, item: BucketReport, bucket: Any,

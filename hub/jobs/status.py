@@ -67,7 +67,8 @@ class AfterFailed(enum.StrEnum):
 # what a task queued again forgets of its last run (its message says why it runs again)
 FRESH_RUN = {"bucket_id": None, "started": None, "finished": None, "time": None,
              "exit_code": None, "log_tail": "", "has_log": False, "cpu_seconds": None,
-             "peak_memory": None, "transferred": 0, "result": ""}
+             "peak_memory": None, "transferred": 0, "result": "", "progress": None,
+             "stage": None, "outputs": None}
 
 def new_task(job_id: str, seq: int, item: str, now: Any, priority: int, **fields: Any
              ) -> dict[str, Any]:
@@ -95,6 +96,7 @@ SPEED_WINDOW = timedelta(seconds=60)
 class Counts:
     by_status: dict[str, int] = field(default_factory=dict)
     recent: int = 0  # tasks that ended within SPEED_WINDOW
+    partial: float = 0.0  # running tasks' progress (0-100 each), as they said it
 
     def __getitem__(self, status: str) -> int:
         return self.by_status.get(status, 0)
@@ -121,6 +123,11 @@ _RECENT = (select(Task.job_id, func.count())
            .where(Task.job_id.in_(bindparam("ids", expanding=True)),
                   Task.finished >= bindparam("since"))
            .group_by(Task.job_id))
+# the running tasks alone (an indexed range per job: a few per lane, however big the job)
+_PARTIAL = (select(Task.job_id, func.sum(Task.progress))
+            .where(Task.job_id.in_(bindparam("ids", expanding=True)),
+                   Task.status.in_(RUNNING_TASK), Task.progress.is_not(None))
+            .group_by(Task.job_id))
 # locked, in id order: on PostgreSQL two reports of one job must not each count the other's
 # tasks as still running (each would leave the job "running" with every task done). FOR NO
 # KEY UPDATE (key_share): a claim holds the job's key-share lock (its bucket's foreign key)
@@ -145,9 +152,10 @@ _BLOCKED = (select(JobDependency.job_id, _After.id, _After.status)
 
 
 def task_counts(conn: Connection, job_ids: Iterable[str], now: datetime, *,
-                recent: bool = False) -> dict[str, Counts]:
+                recent: bool = False, partial: bool = False) -> dict[str, Counts]:
     """Tasks per status (from the index alone); with ``recent``, also those that ended
-    within the last minute (an indexed range per job)."""
+    within the last minute (an indexed range per job); with ``partial``, the progress
+    running tasks said (``hub/jobs/progress.py``)."""
     ids = list(job_ids)
     out = {job_id: Counts() for job_id in ids}
     if not ids:
@@ -157,6 +165,9 @@ def task_counts(conn: Connection, job_ids: Iterable[str], now: datetime, *,
     if recent:
         for job_id, count in conn.execute(_RECENT, {"ids": ids, "since": now - SPEED_WINDOW}):
             out[job_id].recent = int(count)
+    if partial:
+        for job_id, said in conn.execute(_PARTIAL, {"ids": ids}):
+            out[job_id].partial = float(said or 0)
     return out
 
 
@@ -262,10 +273,12 @@ def _fail_waiting(conn: Connection, ids: list[str], now: datetime) -> list[str]:
 
 
 def progress(counts: Counts, status: str) -> int:
+    """Percent of the job's work done: its done tasks, and its running tasks as far as
+    they said they are (one at 50 % counts half a task; ``partial``)."""
     useful = counts.total - counts[TaskStatus.EXCLUDED]
     if useful <= 0:
         return 100 if status == JobStatus.DONE else 0
-    return int(100 * counts[TaskStatus.DONE] / useful)
+    return min(100, int((100 * counts[TaskStatus.DONE] + counts.partial) / useful))
 
 
 def format_etr(seconds: float) -> str:

@@ -320,6 +320,27 @@ class Limit(Base):
     modifier: Mapped[str | None] = mapped_column(ID)
 
 
+class Engine(Base):
+    """A program a farm runs (issue 18): compute jobs name it and its arguments instead of
+    a command, and the hub makes their command from ``argv`` when each is created. It
+    belongs to one organization, whose jobs alone may name it."""
+
+    __tablename__ = "engines"
+    __table_args__ = (UniqueConstraint("organization_id", "name"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255))
+    argv: Mapped[list[str]] = mapped_column(JSON)  # the command, with {placeholders}
+    env: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    bucket_size: Mapped[int] = mapped_column(Integer, default=1)
+    clients: Mapped[list[str]] = mapped_column(JSON, default=list)  # targets, as jobs give them
+    # null only once its organization is deleted
+    organization_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("organizations.id", ondelete="SET NULL"), index=True)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modifier: Mapped[str | None] = mapped_column(ID)
+
+
 class Job(Base):
     """A job (jobs.rst). ``status`` is stored: tasks keep it current, and users set
     ``paused``/``aborted``/``waiting``. Counts, progress, etr and speed are derived."""
@@ -422,6 +443,11 @@ class Task(Base):
     cpu_seconds: Mapped[float | None] = mapped_column(Float)
     peak_memory: Mapped[int | None] = mapped_column(BigInteger)
     time: Mapped[int | None] = mapped_column(BigInteger)  # ms of the whole bucket (jobs.rst)
+    # what a compute task's progress lines said (issue 18): its latest progress (0-100) and
+    # stage, and the outputs it named (null: nothing said)
+    progress: Mapped[float | None] = mapped_column(Float)
+    stage: Mapped[str | None] = mapped_column(String(255))
+    outputs: Mapped[list[str] | None] = mapped_column(JSON)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -56,6 +56,9 @@ def test_a_stored_jobs_kind_is_its_job_kind() -> None:
 def test_each_kind_shows_its_own_part_of_a_spec() -> None:
     assert COMPUTE.shown({"command": ["r"], "items": "1", "targets": [{"site": "s"}]}) == \
         {"compute": {"command": ["r"], "items": "1"}}
+    made = {"command": ["r", "a"], "items": "1", "targets": [], "engine": "r", "args": {"x": "a"}}
+    assert COMPUTE.shown(made) == {"compute": {"command": ["r", "a"], "items": "1"},
+                                   "engine": "r", "args": {"x": "a"}}
     transfer = {"source_share": "s", "destination": "share=p/x/", "destination_share": "d"}
     assert TRANSFER.shown({"transfer": transfer, "targets": []}) == \
         {"transfer": transfer, "destination_path": "share=p/x/"}

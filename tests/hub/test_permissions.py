@@ -149,6 +149,10 @@ def target(world: World, caller: dict[str, Any], resource: str, scope: str) -> s
         return str(world.ok("POST", "/limit", {"name": unique("limit"), "max": 2,
                                                "organization": world.org[org]["id"]},
                             world.root)["id"])
+    if resource == "engine":
+        return str(world.ok("POST", "/engine", {"name": unique("engine"), "argv": ["true"],
+                                                "organization": world.org[org]["id"]},
+                            world.root)["id"])
     raise AssertionError(resource)
 
 
@@ -158,6 +162,7 @@ EDITS: dict[str, dict[str, Any]] = {
     "node": {"description": "edited"}, "client": {"description": "edited"},
     "site": {"description": "edited"}, "share": {"description": "edited"},
     "job": {"priority": 400}, "queue": {"priority": 400}, "limit": {"max": 3},
+    "engine": {"bucket_size": 4},
 }
 
 
@@ -195,6 +200,8 @@ def attempt(world: World, caller: dict[str, Any], resource: str, operation: str,
             "queue": lambda: ("/queue", {"name": unique("newqueue"), "organization": org}),
             "limit": lambda: ("/limit", {"name": unique("newlimit"), "max": 1,
                                          "organization": org}),
+            "engine": lambda: ("/engine", {"name": unique("newengine"), "argv": ["true"],
+                                           "organization": org}),
         }
         if resource not in bodies:
             return None
@@ -228,7 +235,7 @@ def expected(role: str, resource: str, operation: str, scope: str) -> bool:
 
 
 # resources whose records out of the caller's sight are answered 404, not 403
-HIDDEN = {"queue", "limit"}
+HIDDEN = {"queue", "limit", "engine"}
 
 # cells pinned by hand: (role, resource, operation, scope) -> allowed
 PINNED = {
@@ -255,6 +262,11 @@ PINNED = {
     ("researcher", "limit", "view", "organization"): True,
     ("researcher", "limit", "edit", "organization"): False,
     ("viewer", "limit", "create", "organization"): False,
+    ("organization admin", "engine", "edit", "organization"): True,
+    ("organization admin", "engine", "create", "collaboration"): False,
+    ("researcher", "engine", "view", "organization"): True,
+    ("researcher", "engine", "create", "organization"): False,
+    ("viewer", "engine", "edit", "organization"): False,
 }
 
 ROLES = [permissions.ROOT, permissions.ORG_ADMIN, permissions.RESEARCHER, permissions.VIEWER]
