@@ -107,7 +107,8 @@ def test_admin_and_viewer_in_a_browser(hub: Hub, session: Session,
                  input=ROOT_PASSWORD + "\n")
     assert said.returncode == 0, said.stderr
     submitted = ferry("job", "submit", "--name", "frames", "--items", "1-12", "--bucket", "2",
-                      "--", "sh", "-c", "echo frame $FERRY_ITEM of the dashboard test; sleep 0.3",
+                      "--", "sh", "-c", "echo frame $FERRY_ITEM of the dashboard test; "
+                      """echo '{"progress": 100, "stage": "render"}'; sleep 0.3""",
                       env=env)
     assert submitted.returncode == 0, submitted.stderr
     job = session.get("Job", submitted.stdout.strip())
@@ -122,6 +123,11 @@ def test_admin_and_viewer_in_a_browser(hub: Hub, session: Session,
     page.wait_for_selector("[data-test=job-title]", timeout=TIMEOUT)
     page.wait_for_selector("svg[data-test=timeline] rect.bucket", timeout=TIMEOUT)
     assert page.locator("tr[data-test=task-row]").count() == 12
+    # each task's progress line: its progress and stage (a task of an engine, say)
+    page.wait_for_selector("tr[data-test=task-row] [data-test=task-stage]:has-text('render')",
+                           timeout=TIMEOUT)
+    assert page.locator("tr[data-test=task-row] [data-test=task-progress] "
+                        "[data-progress='100']").count() == 12
     assert page.locator("svg[data-test=timeline] rect.bucket").count() == 6
     page.locator("tr[data-test=task-row] button[data-test=open-log]").first.click()
     page.wait_for_selector("pre[data-test=log]:has-text('of the dashboard test')",
@@ -230,8 +236,10 @@ def test_a_job_page_names_the_jobs_it_waits_for(hub: Hub, session: Session,
                                                 browser: Any) -> None:
     from tests.helpers import ROOT_PASSWORD
 
-    first = session.create("Job", {"code": "render", "compute": {"command": ["true"],
-                                                                 "items": "1-2"}})
+    session.create("Engine", {"name": "blender", "argv": ["true", "{scene}", "{item}"]})
+    first = session.create("Job", {"code": "render", "engine": "blender",
+                                   "args": {"scene": "shot010.blend"},
+                                   "compute": {"items": "1-2"}})
     comp = session.create("Job", {"code": "comp", "after_items": first["id"],
                                   "after_failed": "wait",
                                   "compute": {"command": ["true"], "items": "1-2"}})
@@ -245,3 +253,6 @@ def test_a_job_page_names_the_jobs_it_waits_for(hub: Hub, session: Session,
         f"#/job/{first['id']}"
     assert page.locator(f"dd:has-text('waiting for items of job {first['id']}')").count() == 1
     page.screenshot(path=str(artifacts() / "job-after.png"), full_page=True)
+    # the job it waits for was made from an engine: its page says which, with what
+    page.locator("[data-test=job-after] a").click()
+    page.wait_for_selector("dd:has-text('blender scene=shot010.blend')", timeout=TIMEOUT)

@@ -530,6 +530,7 @@ function jobView(jobId) {
         field("ETR", job.etr || "–"), field("Kind", job.kind),
         field("User", (job.user_hr || "").replace(/^user:/, "")), field("Priority", job.priority),
         field("Queue", (job.parent_hr || "").replace(/^queue:/, "")),
+        job.engine ? field("Engine", `${job.engine} ${Object.entries(job.args || {}).map(([k, v]) => `${k}=${v}`).join(" ")}`.trim()) : [],
         field("Created", when(job.created)), field("Started", when(job.started)),
         field("Finished", when(job.finished)),
         field("Tasks", Object.entries(job.counts || {}).map(([s, n]) => `${s} ${n}`).join(", ")),
@@ -554,15 +555,19 @@ function jobView(jobId) {
     tasks.replaceChildren(
       h("div", { class: "toolbar" }, h("h2", {}, "Tasks"), statusSelect),
       h("table", {},
-        h("thead", {}, h("tr", {}, ["#", "Item", "Status", "Attempts", "Lane", "Started", "Finished", "Time s", "Exit", ""].map((t) => h("th", {}, t)))),
+        h("thead", {}, h("tr", {}, ["#", "Item", "Status", "Progress", "Attempts", "Lane", "Started", "Finished", "Time s", "Exit", ""].map((t) => h("th", {}, t)))),
         h("tbody", {}, rows.map((t) => h("tr", { "data-test": "task-row", "data-id": t.id, "data-status": t.status },
-          h("td", {}, t.uri), h("td", {}, t.item), h("td", {}, statusBadge(t.status)), h("td", {}, t.attempts),
+          h("td", {}, t.uri), h("td", {}, t.item), h("td", {}, statusBadge(t.status)),
+          h("td", { "data-test": "task-progress" }, typeof t.progress === "number" ? progressBar(t.progress) : "",
+            t.stage ? h("div", { class: "muted", "data-test": "task-stage" }, t.stage) : ""),
+          h("td", {}, t.attempts),
           h("td", { class: "muted" }, laneNames[t.source && t.source.lane] || (t.source && t.source.lane) || ""), h("td", {}, when(t.started)),
           h("td", {}, when(t.finished)), h("td", {}, t.time === null ? "" : (t.time / 1000).toFixed(1)),
           h("td", {}, t.exit_code === null ? "" : t.exit_code),
           h("td", {}, h("button", { type: "button", "data-test": "open-log",
             onclick: () => showLog(t).catch((err) => toast(err.message)) }, "Log")))))),
       pager.controls(() => refreshSoon()));
+    sizeBars(tasks);
   }
 
   function renderTimeline(answer) {
