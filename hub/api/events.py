@@ -32,6 +32,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 from sqlalchemy import and_, case, func, not_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.errors import ApiError
 from hub.access import JOBS, TASKS
@@ -41,8 +42,9 @@ from hub.api.work import log_file
 from hub.entities import entity
 from hub.entities.jobs import JobEntity
 from hub.errors import Refusal
+from hub.jobs.limits import in_use
 from hub.runtime import Ctx
-from hub.storage.models import Bucket, Client, Job, Task
+from hub.storage.models import Bucket, Client, Job, Limit, Task
 
 log = structlog.get_logger("hub.events")
 
@@ -107,7 +109,8 @@ async def digest(ctx: Ctx, topic: str) -> str:
             counts = (select(Task.status, func.count()).where(Task.job_id.in_(open_jobs))
                       .group_by(Task.status).order_by(Task.status))
             return _hash(*(await conn.execute(jobs)).one(),
-                         [tuple(r) for r in await conn.execute(counts)])
+                         [tuple(r) for r in await conn.execute(counts)],
+                         await _limits(conn, ctx))
         if kind == "job":
             await JOBS.check(conn, ctx, "view", ident)
             job = (await conn.execute(select(Job.status, Job.modified, Job.finished)
@@ -126,6 +129,19 @@ async def digest(ctx: Ctx, topic: str) -> str:
         mtime = await asyncio.to_thread(_mtime, log_file(ctx.rt.data_dir, task.job_id, ident,
                                                        task.bucket_id))
     return _hash(*task, mtime)
+
+
+async def _limits(conn: AsyncConnection, ctx: Ctx) -> list[tuple[Any, ...]]:
+    """The limits the caller may view, each with its max and its use now: the jobs page
+    shows them, and a bucket of a job that has finished still holds its slot until it
+    ends, which no job's figures tell."""
+    if ctx.caller.widest("limit", "view") is None:
+        return []  # a role without the rule: the page shows no limits
+    limits = entity("limit").visible(ctx)
+    rows = (await conn.execute(_where(select(Limit.id, Limit.name, Limit.max)
+                                      .order_by(Limit.id), limits))).all()
+    used = await conn.run_sync(in_use, [r.id for r in rows])
+    return [(*r, used[r.id]) for r in rows]
 
 
 def _mtime(path: Path) -> int | None:

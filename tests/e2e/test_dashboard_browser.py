@@ -150,6 +150,12 @@ def test_admin_and_viewer_in_a_browser(hub: Hub, session: Session,
     assert session.get("Job", slow["id"])["status"] == "aborted"
     page.locator(in_use.format(0)).wait_for(timeout=TIMEOUT)
     page.screenshot(path=str(shots / "jobs-after-abort.png"), full_page=True)
+    # an admin gives the limit a new max from the panel
+    nuke = "tr[data-test=limit-row][data-name=nuke]"
+    page.fill(f"{nuke} input[data-test=limit-max]", "3")
+    page.click(f"{nuke} button[data-test=limit-set]")
+    page.locator(f"{nuke} td:nth-child(3):text-is('3')").wait_for(timeout=TIMEOUT)
+    assert session.find("Limit where name=nuke")[0]["max"] == 3
 
     # a job no agent can ever match says why it waits, on its row and on its page
     huge = session.create("Job", {"code": "huge", "compute": {
@@ -173,6 +179,7 @@ def test_admin_and_viewer_in_a_browser(hub: Hub, session: Session,
     page.click("#nav-jobs")
     page.locator(f"tr[data-test=job-row][data-id='{job['id']}']").wait_for(timeout=TIMEOUT)
     page.locator("tr[data-test=limit-row][data-name=nuke]").wait_for(timeout=TIMEOUT)
+    assert page.locator("[data-test=limits] :is(input, button)").count() == 0  # sees, no edit
     assert page.locator("[data-test=jobs] button:is([data-test=pause], [data-test=resume], "
                         "[data-test=abort])").count() == 0
     page.screenshot(path=str(shots / "jobs-viewer.png"), full_page=True)

@@ -239,6 +239,42 @@ def test_event_streams_keep_to_the_rules(start_hub: Callable[..., Hub]) -> None:
             stream.close()
 
 
+def test_limit_news_keeps_to_its_organization(start_hub: Callable[..., Hub]) -> None:
+    """The jobs page shows its organization's limits, so the ``jobs`` topic moves with
+    them: for that organization, and for nobody else, partner or stranger."""
+    hub = start_hub()
+    world, _agent, _job, _task = setup(hub)
+    admin_a = world.user("A", permissions.ORG_ADMIN)["token"]
+    viewer_a = world.user("A", permissions.VIEWER)["token"]
+    limit = world.ok("POST", "/limit", {"name": "nuke", "max": 2}, token=admin_a)
+    own = EventStream(hub, viewer_a, "jobs")
+    partner = EventStream(hub, world.user("B", permissions.ORG_ADMIN)["token"], "jobs")
+    stranger = EventStream(hub, world.user("C", permissions.ORG_ADMIN)["token"], "jobs")
+    try:
+        for stream in (own, partner, stranger):
+            assert stream.status == 200
+            wait_for(lambda s=stream: s.named("hello"), timeout=10, what="the stream's hello")
+        time.sleep(5)  # two ticks: what each saw first is their baseline
+        heard = {id(s): len(s.named("change")) for s in (own, partner, stranger)}
+        before = db_rows(hub.database)
+        # another organization's admin can neither change A's limit nor learn of it
+        for token in (world.user("B", permissions.ORG_ADMIN)["token"],
+                      world.user("C", permissions.ORG_ADMIN)["token"]):
+            status, body = http("PATCH", f"{hub.api}/limit/{limit['id']}", {"max": 9},
+                                token=token)
+            assert status == 404, body
+        assert db_rows(hub.database) == before
+        world.ok("PATCH", f"/limit/{limit['id']}", {"max": 5}, token=admin_a)
+        wait_for(lambda: len(own.named("change")) > heard[id(own)], timeout=20,
+                 what="A's viewer hears of A's limit")
+        time.sleep(5)  # two more ticks of the others' streams
+        assert len(partner.named("change")) == heard[id(partner)]
+        assert len(stranger.named("change")) == heard[id(stranger)]
+    finally:
+        for stream in (own, partner, stranger):
+            stream.close()
+
+
 def test_page_and_assets_refuse_tricks(start_hub: Callable[..., Hub]) -> None:
     hub = start_hub()
     conn_url = urllib.parse.urlsplit(hub.url)

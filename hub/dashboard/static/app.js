@@ -390,7 +390,10 @@ function jobsView() {
     topics: ["jobs"],
     root,
     async refresh() {
-      if (state.me.rules.limit && state.me.rules.limit.view) limits.replaceChildren(...limitsPanel((await find("Limit", { limit: 200 })).result));
+      // (not while the user types a new max into it)
+      if (state.me.rules.limit && state.me.rules.limit.view && !(document.activeElement instanceof HTMLInputElement && limits.contains(document.activeElement))) {
+        limits.replaceChildren(...limitsPanel((await find("Limit", { limit: 200 })).result));
+      }
       const where = [];
       if (filters.status) where.push(`status=${quoted(filters.status)}`);
       if (filters.user) where.push(`user=${quoted(filters.user)}`);
@@ -409,9 +412,22 @@ function jobsView() {
 function limitsPanel(rows) {  // counted resources: how many of each are held now, of its max
   if (!rows.length) return [];
   return [h("h3", {}, "Limits"), h("table", { class: "limits" },
-    h("thead", {}, h("tr", {}, ["Limit", "In use", "Max"].map((t) => h("th", {}, t)))),
+    h("thead", {}, h("tr", {}, ["Limit", "In use", "Max", ""].map((t) => h("th", {}, t)))),
     h("tbody", {}, rows.map((x) => h("tr", { "data-test": "limit-row", "data-name": x.name, class: x.in_use >= x.max ? "full" : "" },
-      h("td", {}, x.name), h("td", { class: "metric" }, String(x.in_use)), h("td", { class: "metric" }, String(x.max))))))];
+      h("td", {}, x.name), h("td", { class: "metric" }, String(x.in_use)), h("td", { class: "metric" }, String(x.max)),
+      h("td", {}, can("edit", "limit", x) ? maxEditor(x) : "")))))];
+}
+
+// a new max for a limit, for a user who may edit it (the hub checks the value and the rule)
+function maxEditor(limit) {
+  const input = h("input", { type: "number", min: 0, value: limit.max, class: "max", "data-test": "limit-max",
+    "aria-label": `new max for ${limit.name}` });
+  const set = () => act(`limit ${limit.name}: max ${input.value}`, async () => {
+    input.blur();
+    await api("PATCH", `/limit/${encodeURIComponent(limit.id)}`, { max: Number(input.value) });
+  });
+  input.addEventListener("keydown", (e) => { if (e.key === "Enter") set(); });
+  return [input, h("button", { type: "button", "data-test": "limit-set", onclick: set }, "Set")];
 }
 
 function progressBar(percent) {
