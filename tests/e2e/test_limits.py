@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from hub import Session
 from lanes.kill import marked
@@ -89,6 +90,7 @@ def test_limits_and_max_lanes_hold_with_lanes_to_spare(hub: Hub, session: Sessio
     assert len(started(limited)) == 6 and len(started(capped)) == 4
 
 
+@pytest.mark.one_round("its hubs are on PostgreSQL in both rounds")
 def test_a_limit_holds_across_two_hubs_on_postgresql(start_hub, postgres_url: str,
                                                      start_agent, tmp_path: Path) -> None:
     settings = {"uri": postgres_url, "heartbeat_interval": 0.5, "lease_seconds": 10}
@@ -128,7 +130,9 @@ def test_a_killed_agent_frees_its_slot(start_hub, start_agent, tmp_path: Path) -
     gate, folder = tmp_path / "gate", tmp_path / "limited"
     job = submit(session, "comp", folder, gate, "1-3", limits=["nuke"],
                  compute={"retries": 2})
-    wait_for(lambda: running(folder) == 1, timeout=60, what="a task running on doomed")
+    # (a task marks itself, then logs its start: wait for both)
+    wait_for(lambda: running(folder) == 1 and len(started(folder)) == 1, timeout=60,
+             what="a task running on doomed")
     doomed_id = doomed.info["agent_id"]
     assert [agent for _, _, agent in started(folder)] == [doomed_id]
 

@@ -10,9 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hub import Session
 from tests.e2e.test_compute import job_done
 from tests.helpers import ROOT_PASSWORD, Agent, Hub, ferry, wait_for
+
+# what is tested is the agent's: the hub's side of the reason (stored, cleared, refused)
+# runs in both rounds (tests/hub/test_checkin_fields.py, tests/security/test_status_reason.py)
+pytestmark = pytest.mark.one_round("the schedule and NIMBY are the agent's")
 
 OUTSIDE = "2026-12-08T08:00:00"  # a Tuesday morning: outside "mon-fri 19:00-07:00"
 INSIDE = "2026-12-08T19:30:00"

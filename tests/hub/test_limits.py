@@ -11,6 +11,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
+
 from hub import permissions
 from tests.helpers import Hub, db_query, wait_for
 from tests.security.world import RawAgent, World
@@ -177,6 +179,7 @@ def test_bad_limit_input_is_422_naming_the_field_and_creates_nothing(hub: Hub) -
     assert count(hub, "job_limits") == 0
 
 
+@pytest.mark.one_round("its hubs are on PostgreSQL in both rounds")
 def test_claims_racing_through_two_hubs_never_pass_a_limit(start_hub, postgres_url: str
                                                            ) -> None:
     """Many agents claim at the same moment, half through each of two hub processes on one
