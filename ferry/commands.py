@@ -280,9 +280,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], spec: Kin
         p.set_defaults(func=lambda args, f=func: f(args))
 
 
+SIGPIPE_EXIT = 141  # 128 + SIGPIPE: how a shell reports a tool whose reader went away
+
+
 def run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     try:
-        return func(args)
+        code = func(args)
+        sys.stdout.flush()  # a reader that went away is found here, not at exit
+        return code
+    except BrokenPipeError:
+        # ``ferry … | head -1``: the reader had enough. Say nothing, as Unix tools do, and
+        # point stdout at nothing so that the interpreter's last flush is quiet too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return SIGPIPE_EXIT
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -200,3 +200,20 @@ def test_background_start_prints_the_new_root_password_once(env: dict[str, str])
     again = ferry("hub", "start", "--user", env=env)
     assert again.returncode == 0 and "root password" not in again.stdout
     assert ferry("hub", "stop", "--user", env=env).returncode == 0
+
+
+def test_a_reader_that_goes_away_is_no_error(env: dict[str, str], tmp_path: Path) -> None:
+    """``ferry hub files … | head -1``: once the reader has had enough, ferry stops
+    quietly, as Unix tools do (no "Broken pipe", no traceback at exit)."""
+    made = ferry("hub", "new", "--name", "h1", "--port", "0", "--user", "--no-input", env=env)
+    assert made.returncode == 0, made.stderr
+    errors = tmp_path / "stderr"
+    for reader in ("head -1", "true"):  # `true` reads nothing: the pipe is gone at once
+        piped = subprocess.run(
+            ["bash", "-c", f'"$0" -m ferry hub files --name h1 --user 2>"$1" | {reader}; '
+             'echo "${PIPESTATUS[0]}"', sys.executable, str(errors)],
+            capture_output=True, text=True, env=env, timeout=60, check=False)
+        assert errors.read_text() == "", (reader, errors.read_text())
+        status = piped.stdout.splitlines()[-1]
+        assert status in ("0", "141"), (reader, piped.stdout)  # 141: 128 + SIGPIPE
+    assert status == "141"  # with `true`, the pipe was gone before ferry wrote
