@@ -235,6 +235,12 @@ def read_end(handle: RunHandle, state: dict[str, Any], *, remove_it: bool) -> Do
     if handle.follower is not None:
         handle.follower.join(10.0)
         handle.follower.stop()
+    if state.get("ExitCode") == 137 and not state.get("OOMKilled") \
+            and handle.memory is not None and handle.stopping is None:
+        # killed, with a memory limit, and not by us: the engine may learn of an OOM kill
+        # after the exit (the kernel's two events race), so ask it again before removing
+        with contextlib.suppress(*ENGINE_ERRORS):
+            state = {**state, "OOMKilled": bool(state_of(handle.container).get("OOMKilled"))}
     if remove_it:
         remove(handle.container)
     status, reason, message = ending(handle, state)
