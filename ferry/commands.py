@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import select
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -283,12 +284,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], spec: Kin
 SIGPIPE_EXIT = 141  # 128 + SIGPIPE: how a shell reports a tool whose reader went away
 
 
+def _reader_gone() -> bool:
+    """Whether what reads our standard output closed it (a pipe's write end then polls as
+    an error); False where that cannot be told (no ``poll``: Windows)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLERR)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     try:
         code = func(args)
         sys.stdout.flush()  # a reader that went away is found here, not at exit
         return code
-    except BrokenPipeError:
+    except BrokenPipeError as exc:
+        if not _reader_gone():  # another pipe broke (a hub's connection): an error as any
+            print(f"error: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         # ``ferry … | head -1``: the reader had enough. Say nothing, as Unix tools do, and
         # point stdout at nothing so that the interpreter's last flush is quiet too.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import pty
 import re
@@ -217,3 +218,15 @@ def test_a_reader_that_goes_away_is_no_error(env: dict[str, str], tmp_path: Path
         status = piped.stdout.splitlines()[-1]
         assert status in ("0", "141"), (reader, piped.stdout)  # 141: 128 + SIGPIPE
     assert status == "141"  # with `true`, the pipe was gone before ferry wrote
+
+
+def test_another_broken_pipe_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """A pipe other than standard output breaking (a hub's connection, say) is not the
+    reader going away: it is said, and the command fails."""
+    from ferry.commands import run
+
+    def talks_to_a_dead_peer(_: object) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    assert run(talks_to_a_dead_peer, argparse.Namespace()) == 1
+    assert capsys.readouterr().err == "error: Broken pipe\n"
