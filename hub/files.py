@@ -86,7 +86,7 @@ async def changes(ctx: Ctx, body: Any) -> dict[str, Any]:
         rows = (await conn.execute(
             select(FileChange).where(FileChange.share_id == share.id)
             .order_by(FileChange.created.desc(), FileChange.id.desc())
-            .offset(spec.skip).limit(spec.limit))).scalars().all()
+            .offset(spec.skip).limit(spec.limit))).all()
     return {"result": [{"id": r.id, "created": iso(r.created), "user": r.user_id,
                         "username": r.username, "organization": r.organization_id,
                         "share": r.share, "op": r.op, "path": r.path, "result": r.result,
