@@ -18,8 +18,11 @@ import pytest
 from core.errors import ApiError, HubError
 from hub import Session
 from tests.conftest import HUB_DEFAULTS, ON_POSTGRES, postgres_database
-from tests.helpers import ROOT_PASSWORD, Agent, Hub, ferry, isolated_env, wait_for
+from tests.helpers import ROOT_PASSWORD, Agent, Hub, ferry, http, isolated_env, login, wait_for
 from tests.transports.test_fileops import tree
+
+pytestmark = [pytest.mark.slow, pytest.mark.one_round(
+    "the hub's side runs on PostgreSQL in tests/security/test_file_ops.py")]
 
 
 @dataclass
@@ -165,6 +168,34 @@ def test_ferry_ls_mkdir_mv_rm(served: Served) -> None:
     assert done.returncode == 0 and not (root / "film/old").exists(), done
     done = ferry("ls", "share=projects/../x", env=env)
     assert done.returncode == 2 and "'..' would leave the share" in done.stderr, done
+
+
+def test_bad_input_names_the_field(served: Served) -> None:
+    token = login(served.hub)
+    before = tree(served.root)
+    cases = [  # (endpoint, body, field, what the answer says)
+        ("ls", {"path": "share=projects/film", "limit": 0}, "limit", ">= 1"),
+        ("ls", {"path": "share=projects/film", "limit": 10_001}, "limit", "<= 10000"),
+        ("ls", {"path": "share=projects/film", "skip": -1}, "skip", ">= 0"),
+        ("ls", {"path": 7}, "path", "Expected `str`"),
+        ("ls", {"path": ""}, "path", "length >= 1"),
+        ("ls", {"path": "share=projects/film", "colour": "red"}, "colour", "colour"),
+        ("ls", {"path": "share=projects/film", "to": "x"}, "to", "ls takes no 'to'"),
+        ("mkdir", {"path": "share=projects/film/x", "cursor": "a"}, "cursor",
+         "only ls is paged"),
+        ("rename", {"path": "share=projects/film/plates"}, "to", "rename needs 'to'"),
+        ("mv", {"path": "share=projects/film/plates"}, "to", "mv needs 'to'"),
+        ("mv", {"path": "share=projects/film/plates", "to": "share=projects/a\\b"}, "to",
+         "back slash"),
+        ("delete", {"path": "share=/film"}, "path", "names no share"),
+        ("stat", {"path": "share=pro jects/film"}, "path", "a share name is"),
+    ]
+    for endpoint, body, field, needle in cases:
+        status, answer = http("POST", f"{served.hub.api}/files/{endpoint}", body, token=token)
+        assert status == 422, (endpoint, body, answer)
+        assert answer["error"].get("field") == field and needle in answer["error"]["message"], \
+            (endpoint, body, answer)
+    assert tree(served.root) == before
 
 
 def test_an_agent_gone_is_named(served: Served) -> None:

@@ -34,6 +34,8 @@ from tests.security.world import PASSWORD, World, unique
 from tests.transports.test_fileops import tree
 from transports import tls
 
+pytestmark = [pytest.mark.slow, pytest.mark.hub_database]  # its own hub, on the round's database
+
 
 @dataclass
 class Served:
