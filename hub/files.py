@@ -136,7 +136,7 @@ def _to(op: FileOp, spec: FilesRequest, name: str) -> str:
 async def _share(conn: Any, ctx: Ctx, name: str, operation: str) -> Any:
     rows = {r.name: r for r in (await conn.execute(
         select(Share.id, Share.name, Share.client_id, Client.code, Client.transfer_url,
-               Client.transfer_fingerprint)
+               Client.transfer_fingerprint, Client.last_checkin)
         .outerjoin(Client, Client.id == Share.client_id)
         .where(Share.name == name))).all()}
     share = await may_use(conn, ctx, rows, name, "path", operation)
@@ -146,6 +146,11 @@ async def _share(conn: Any, ctx: Ctx, name: str, operation: str) -> Any:
     if not share.transfer_fingerprint:
         raise Invalid("not_served", f"path: the agent '{share.code}' of share '{name}' is "
                       "older than file operations: upgrade it", field="path")
+    if share.last_checkin is None or share.last_checkin < ctx.now - ctx.rt.offline_grace:
+        since = iso(share.last_checkin) or "never"
+        raise ApiError(503, "agent_unreachable", f"the agent '{share.code}' that serves "
+                       f"share '{name}' is offline (last check-in: {since}): try again when "
+                       "it is back")
     return share
 
 

@@ -31,7 +31,16 @@ from typing import get_args
 import structlog
 
 from protocol import tickets
-from protocol.files import FILES, Entry, EntryType, FileOpAnswer, FileOpRequest, digest, mtime_text
+from protocol.files import (
+    FILES,
+    MAX_PAGE,
+    Entry,
+    EntryType,
+    FileOpAnswer,
+    FileOpRequest,
+    digest,
+    mtime_text,
+)
 from protocol.paths import PathRefused, join, share_parts
 from protocol.tickets import FileOp
 from protocol.transfer import Refused, Share
@@ -226,6 +235,8 @@ def _is_folder(share: Share, parts: tuple[str, ...]) -> bool:
 def ls(share: Share, request: FileOpRequest) -> FileOpAnswer:
     """A folder's entries, a page at a time (``skip``, ``limit``, ``cursor``); a file or a
     link named alone is its one entry."""
+    if not 1 <= request.limit <= MAX_PAGE or request.skip < 0:
+        raise Refused(400, "bad_request", f"limit must be 1 to {MAX_PAGE}, skip 0 or more")
     parts = _parts(request.path)
     info = _target(share, parts)
     if not stat.S_ISDIR(info.st_mode):

@@ -200,9 +200,17 @@ def test_bad_input_names_the_field(served: Served) -> None:
 
 def test_an_agent_gone_is_named(served: Served) -> None:
     """Last in the module: it stops the agent."""
-    code = served.session.get("Client", served.agent.status()["client_id"])["code"]
+    client = served.agent.status()["client_id"]
+    code = served.session.get("Client", client)["code"]
     served.agent.kill()
     with pytest.raises(HubError) as caught:
         served.session.ls("share=projects/film/")
     assert "hub answered 503" in str(caught.value) and f"the agent '{code}' that serves " \
         "share 'projects' does not answer" in str(caught.value)
+    # once the hub counts it offline, it says so without trying
+    wait_for(lambda: served.session.get("Client", client)["status"] == "offline",
+             what="the agent offline")
+    with pytest.raises(HubError) as caught:
+        served.session.mkdir("share=projects/film/new")
+    assert f"the agent '{code}' that serves share 'projects' is offline (last check-in: " \
+        in str(caught.value)

@@ -177,6 +177,8 @@ async def test_changes(served: Served, tmp_path: Path) -> None:
     ("delete", "film/out", {"recursive": True}, 400, "is a symlink"),
     ("delete", "film/out/secret.txt", {}, 400, "'film/out' is a symlink"),
     ("delete", "film/in/c.exr", {}, 400, "'film/in' is a symlink"),
+    ("ls", "film", {"limit": 0}, 400, "limit must be 1 to 10000"),
+    ("ls", "film", {"skip": -1}, 400, "skip 0 or more"),
 ])
 async def test_refused_paths_change_nothing(served: Served, tmp_path: Path, op: str,
                                             path: str, fields: dict[str, Any], status: int,
