@@ -24,9 +24,8 @@ import msgspec
 import structlog
 from sqlalchemy import insert, select
 
-from core.errors import ApiError
 from hub.bodies import invalid
-from hub.errors import Conflict, Forbidden, Invalid, NotFound
+from hub.errors import BadPeer, Conflict, Forbidden, Invalid, NotFound, Refusal, Unreachable
 from hub.jobs.transfer_paths import may_use, share_party
 from hub.runtime import Ctx
 from hub.storage.models import Client, FileChange, Share, User, iso, new_id
@@ -148,9 +147,9 @@ async def _share(conn: Any, ctx: Ctx, name: str, operation: str) -> Any:
                       "older than file operations: upgrade it", field="path")
     if share.last_checkin is None or share.last_checkin < ctx.now - ctx.rt.offline_grace:
         since = iso(share.last_checkin) or "never"
-        raise ApiError(503, "agent_unreachable", f"the agent '{share.code}' that serves "
-                       f"share '{name}' is offline (last check-in: {since}): try again when "
-                       "it is back")
+        raise Unreachable("agent_unreachable", f"the agent '{share.code}' that serves "
+                          f"share '{name}' is offline (last check-in: {since}): try again "
+                          "when it is back")
     return share
 
 
@@ -174,23 +173,23 @@ async def _ask(ctx: Ctx, share: Any, request: FileOpRequest) -> FileOpAnswer:
             raw = await resp.read()
             status = resp.status
     except aiohttp.ServerFingerprintMismatch:
-        raise ApiError(502, "agent_mismatch", f"{who} answered at {share.transfer_url} with "
-                       "another certificate than it enrolled with: nothing was done") from None
+        raise BadPeer("agent_mismatch", f"{who} answered at {share.transfer_url} with "
+                      "another certificate than it enrolled with: nothing was done") from None
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         log.warning("agent unreachable for a file operation", share=share.name,
                     agent=share.code, error=str(exc) or type(exc).__name__)
-        raise ApiError(503, "agent_unreachable", f"{who} does not answer at "
-                       f"{share.transfer_url} (offline?): try again when it is back") from None
+        raise Unreachable("agent_unreachable", f"{who} does not answer at "
+                          f"{share.transfer_url} (offline?): try again when it is back") from None
     if status == 200:
         try:
             return msgspec.json.decode(raw, type=FileOpAnswer)
         except msgspec.DecodeError:
-            raise ApiError(502, "agent_error", f"{who} sent an answer that is not one") \
+            raise BadPeer("agent_error", f"{who} sent an answer that is not one") \
                 from None
     raise _refusal(who, status, raw)
 
 
-def _refusal(who: str, status: int, raw: bytes) -> Exception:
+def _refusal(who: str, status: int, raw: bytes) -> Refusal:
     """The agent's refusal as the caller's: its reason as it said it, with the field."""
     try:
         detail = msgspec.json.decode(raw)["error"]
@@ -206,9 +205,9 @@ def _refusal(who: str, status: int, raw: bytes) -> Exception:
     if status == 409:
         return Conflict(code, message)
     if status == 429:
-        return ApiError(503, "agent_busy", f"{who} is busy: {message}")
-    return ApiError(502, "agent_refused", f"{who} refused the hub's request ({status} {code}: "
-                    f"{message})")
+        return Unreachable("agent_busy", f"{who} is busy: {message}")
+    return BadPeer("agent_refused", f"{who} refused the hub's request ({status} {code}: "
+                   f"{message})")
 
 
 async def _record(ctx: Ctx, share: Any, request: FileOpRequest, answer: FileOpAnswer,
@@ -239,7 +238,7 @@ def _shaped(share: str, op: FileOp, request: FileOpRequest, answer: FileOpAnswer
                        next=answer.next or None)
     if op == "stat":
         if len(answer.entries) != 1:
-            raise ApiError(502, "agent_error", "the agent's answer has no entry")
+            raise BadPeer("agent_error", "the agent's answer has no entry")
         return _entry(share, answer.entries[0])
     return Changed(op=op, path=f"share={share}/{request.path}", changed=answer.changed,
                    result="" if op == "delete" else f"share={share}/{answer.path}")

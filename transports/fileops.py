@@ -124,8 +124,9 @@ def _folder(share: Share, parts: tuple[str, ...], *, create: bool = False) -> Fo
         why = "is a symlink: file operations follow none" if "symlink" in exc.why else exc.why
         raise Refused(400, "bad_path", f"{exc.path!r} {why}") from None
     except FileNotFoundError:
-        raise Refused(404, "not_found", f"no folder {join(parts)!r} in share "
-                      f"{share.name!r}") from None
+        raise Refused(404, "not_found", f"no folder {join(parts)!r} in share {share.name!r}"
+                      if parts else f"share {share.name!r} has no folder on this agent's "
+                      "disk") from None
     except NotADirectoryError:
         raise Refused(409, "not_a_folder", f"{join(parts)!r} is not a folder") from None
     except OSError as exc:
