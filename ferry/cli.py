@@ -1,13 +1,13 @@
 """``ferry``: the one command. ``ferry hub …``, ``ferry agent …``, ``ferry link …``,
 ``ferry demo``, and the operator's ``ferry login``, ``client``, ``job``, ``task``, ``cp``,
-``limit``, ``engine``."""
+``limit``, ``engine``, and ``ls``, ``mkdir``, ``mv``, ``rm`` on a share's files."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ferry import __version__, engines, farm, jobs, limits, login
+from ferry import __version__, engines, farm, files, jobs, limits, login
 from ferry.commands import register, run
 from ferry.link import register as register_link
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.register(sub)
     limits.register(sub)
     engines.register(sub)
+    files.register(sub)
     demo = sub.add_parser("demo", help="an embedded hub and an agent running a job, end to end",
                           description="Start an embedded hub (SQLite in a temporary folder) "
                           "and one agent, show it online with its metrics, run a 200-frame job "

@@ -11,6 +11,7 @@ from hub.api import (
     dashboard,
     entities,
     events,
+    files,
     jobs,
     links,
     openapi,
@@ -28,7 +29,7 @@ from hub.runtime import Runtime
 
 # fixed paths first: "/{entity}" would otherwise shadow them
 ROUTES: list[Route] = [*auth.ROUTES, *passwords.ROUTES, *agents.ROUTES, *work.ROUTES, *jobs.ROUTES,
-                       *links.ROUTES, *dashboard.ROUTES, *events.ROUTES, *entities.ROUTES]
+                       *links.ROUTES, *files.ROUTES, *dashboard.ROUTES, *events.ROUTES, *entities.ROUTES]
 
 
 def make_app(rt: Runtime, writer: CheckinWriter, dispatcher: Dispatcher) -> web.Application:

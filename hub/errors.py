@@ -14,7 +14,9 @@ it is about, and the shell shows it with the API's status and code::
      │    ├── NotAllowed       no such operation on this kind of record
      │    ├── Conflict         the state of a record does not allow it now
      │    ├── Invalid          a body, field or value is wrong (``field`` names it)
-     │    └── TooManyFailures  too many failures from one source: try again in ``retry_after`` s
+     │    ├── TooManyFailures  too many failures from one source: try again in ``retry_after`` s
+ │    ├── BadPeer          a party the hub asked for it (an agent) failed or refused the hub
+ │    └── Unreachable      a party the hub needs for it (an agent) does not answer now
      └── ShuttingDown          a part of the hub was asked for work while it stops
 
 ``code`` is the machine-readable reason (``invalid_spec``, ``not_pending``, …): the same
@@ -80,6 +82,17 @@ class TooManyFailures(Refusal):
                  field: str | None = None) -> None:
         super().__init__(code, message, field=field)
         self.retry_after = retry_after
+
+
+class BadPeer(Refusal):
+    """A party the hub asked on the caller's behalf (the agent serving a share) answered
+    with something else than its answer or refused the hub's request: not the caller's
+    doing, nor worth repeating as it is."""
+
+
+class Unreachable(Refusal):
+    """A party the hub needs for this (the agent serving a share) is offline or does not
+    answer: try again when it is back."""
 
 
 class ShuttingDown(HubError):

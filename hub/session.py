@@ -53,7 +53,8 @@ class _Retry(HubError):
 
 # POSTs that change nothing; any other POST creates something and is repeated only
 # when the hub surely did not act on it (refused connection, 429)
-_SAFE_POSTS = ("/find", "/token", "/link")  # a link is a signed ticket: nothing is stored
+_SAFE_POSTS = ("/find", "/token", "/link",  # a link is a signed ticket: nothing is stored
+               "/files/ls", "/files/stat", "/files/changes")
 
 
 def _wait(state: Any) -> float:
@@ -132,8 +133,8 @@ class Session:
             self._observe(exc.code < 500)  # an answer, even an error, is the hub's
             if exc.code == 429 or exc.code >= 500:
                 after = parse_retry_after(exc.headers.get("Retry-After"), cap=60.0)
-                raise _Retry(f"hub answered {exc.code}", after, processed=exc.code != 429) \
-                    from None
+                raise _Retry(f"hub answered {exc.code}{_said(raw)}", after,
+                             processed=exc.code != 429) from None
             try:
                 detail = json.loads(raw)["error"]
                 raise ApiError(exc.code, detail["code"], detail["message"],
@@ -324,6 +325,75 @@ class Session:
         text = path if path.startswith("share=") else f"share={path}"
         return self._call("POST", "/link", {"path": text, "expires": seconds})  # type: ignore[no-any-return]
 
+    # -- files of a share, through the agent that serves it (docs/TRANSFERS.md)
+    def ls(self, path: str, recursive: bool = False, limit: int | None = None, skip: int = 0,
+           *, page_size: int | None = None) -> list[dict[str, Any]]:
+        """The entries of the folder ``path`` (``share=projects/film/``, or without
+        ``share=``; a file: its one entry), each ``name``, ``path`` (a share path),
+        ``type`` (``file``, ``dir`` or ``link``), ``size`` and ``mtime`` (ISO 8601 UTC);
+        with ``recursive``, those below its folders too (a folder before what it holds).
+        At most ``limit`` after ``skip``, fetched a page at a time (``page_size``, default
+        the hub's 1000), each page after the one before (its ``next`` cursor)."""
+        return list(self.iter_ls(path, recursive, limit, skip, page_size=page_size))
+
+    def iter_ls(self, path: str, recursive: bool = False, limit: int | None = None,
+                skip: int = 0, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
+        """The entries of ``ls``, one at a time, asking for a page when the one before is
+        used up: a huge folder is never one answer."""
+        body = {"path": _share_path(path), "recursive": recursive}
+
+        def page(params: dict[str, Any]) -> dict[str, Any]:
+            return self._call("POST", "/files/ls", {**body, **params})  # type: ignore[no-any-return]
+
+        return _walk(page, limit, skip, page_size)
+
+    def stat(self, path: str) -> dict[str, Any]:
+        """The entry of one file or folder (a folder's ``size``: what its files hold)."""
+        return self._call("POST", "/files/stat", {"path": _share_path(path)})  # type: ignore[no-any-return]
+
+    def exists(self, path: str) -> bool:
+        """Is there a file, folder or link at ``path``? (An unknown share, or one the
+        caller may not read, raises ``ApiError`` as every call does.)"""
+        try:
+            self.stat(path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def getsize(self, path: str) -> int:
+        """A file's size in bytes; a folder's, what the files below it hold."""
+        return int(self.stat(path)["size"])
+
+    def mkdir(self, path: str) -> dict[str, Any]:
+        """Make the folder (and those above it that are missing); ``changed`` is false when
+        it was there already."""
+        return self._call("POST", "/files/mkdir", {"path": _share_path(path)})  # type: ignore[no-any-return]
+
+    def rename(self, path: str, newname: str) -> dict[str, Any]:
+        """Rename a file or folder in its folder (``newname``: a name, no '/'); ``result``
+        is its share path now. A name taken already is refused."""
+        return self._call("POST", "/files/rename", {"path": _share_path(path), "to": newname})  # type: ignore[no-any-return]
+
+    def mv(self, src: str, dst: str) -> dict[str, Any]:
+        """Move a file or folder within its share: to ``dst``, or into ``dst`` when that is
+        a folder; nothing is replaced. ``result`` is where it is now."""
+        return self._call("POST", "/files/mv", {"path": _share_path(src),  # type: ignore[no-any-return]
+                                                "to": _share_path(dst)})
+
+    def delete(self, path: str, recursive: bool = False) -> dict[str, Any]:
+        """Delete a file, or an empty folder; a folder with what it holds only with
+        ``recursive=True`` (else ``ApiError`` 409 ``not_empty``). Never the share's root."""
+        return self._call("POST", "/files/delete", {"path": _share_path(path),  # type: ignore[no-any-return]
+                                                    "recursive": recursive})
+
+    def file_changes(self, path: str, limit: int = 100, skip: int = 0) -> list[dict[str, Any]]:
+        """The changes made through the hub to the files of the share ``path`` names,
+        newest first: ``op``, ``path``, ``result``, ``user``, ``username``, ``created``."""
+        return self._call("POST", "/files/changes", {  # type: ignore[no-any-return]
+            "path": _share_path(path), "limit": limit, "skip": skip})["result"]
+
     def related(self, entitytype: str, entityid: str, relation: str, *,
                 limit: int | None = None, skip: int = 0, attributes: Iterable[str] = (),
                 page_size: int | None = None) -> list[dict[str, Any]]:
@@ -383,6 +453,20 @@ def _walk(page: Callable[[dict[str, Any]], dict[str, Any]], limit: int | None, s
         cursor = answer.get("next")
         if cursor is None or not answer["result"]:
             return
+
+
+def _share_path(path: str) -> str:
+    if not isinstance(path, str) or not path:
+        raise HubError(f"not a share path: {path!r}")
+    return path if path.startswith("share=") else f"share={path}"
+
+
+def _said(raw: bytes) -> str:
+    """What an error answer says (``: message``), or nothing when it says nothing."""
+    try:
+        return f": {json.loads(raw)['error']['message']}"
+    except (ValueError, KeyError, TypeError):
+        return ""
 
 
 def _names(attributes: Iterable[str]) -> list[str]:

@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # the hub's signing key; agents never hold one
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 Op = Literal["read", "write"]
+# one operation on the files of a share (``protocol.files``): a ticket for one of these opens
+# the agent's file-operation request only, never a transfer's (whose ``op`` is read or write)
+FileOp = Literal["ls", "stat", "mkdir", "rename", "mv", "delete"]
 SKEW = 30.0  # seconds of clock difference forgiven between the hub and an agent
 MAX_TICKET = 8192
 
@@ -39,7 +42,7 @@ class TicketScope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: str  # client id of the agent that serves the share
     share: str  # share id
     path: str  # inside the share; a folder's path covers what is below it when ``tree``
-    op: Op
+    op: Op | FileOp
     job: str
     task: str
     exp: float = 0.0  # unix seconds
@@ -148,7 +151,7 @@ def read(key: PublicKey, ticket: str, now: float | None = None) -> TicketScope:
 
 
 def verify(key: PublicKey, ticket: str, *, server: str, share: str, path: str | None,
-           op: Op, now: float | None = None) -> TicketScope:
+           op: Op | FileOp, now: float | None = None) -> TicketScope:
     """``read``, and that the ticket covers this request: this server, share, path and
     direction. A folder ticket (``tree``) covers what is below its path. ``path`` None
     leaves the path to the caller (``covers``), for a request that names several."""

@@ -35,6 +35,11 @@ Writing (the sender pushes; ticket ``op: write``):
                                                      which of them have landed already
     POST /transfer/v1/receive/discard?share=S&path=P the sender gave up: the part file goes
 
+File operations (the hub, for a user with the right on the share: ``protocol.files``; the
+ticket is for this one operation and body, taken once; ``transports.fileops``):
+
+    POST /transfer/v1/fileop?share=S&op=OP      {"op","path","nonce","to",…}  -> the answer
+
 Download links (anyone holding the link; its ticket, ``op: read`` for one file, is in the
 query: ``protocol.links``, served by ``transports.links``):
 
@@ -62,6 +67,7 @@ import structlog
 from core.refusals import refused
 from core.tasks import Supervisor
 from protocol import tickets
+from protocol.files import FILEOP_PATH, FileOpRequest
 from protocol.links import LINK, LINK_PATH
 from protocol.paths import PathRefused, join
 from protocol.transfer import (
@@ -74,7 +80,7 @@ from protocol.transfer import (
     Refused,
     Share,
 )
-from transports import links, reading
+from transports import fileops, links, reading
 from transports.chunks import MAX_CHUNKS, ChunkCorrupt, DiskFull, Stat, TransferError, chunk_count, span
 from transports.connection import Connection, Request
 from transports.errors import Disconnected, Malformed, TooSlow
@@ -120,6 +126,7 @@ class TransferEndpoint(Grants):
     served_bytes: int = 0  # file bytes sent and received (chunks and small files)
     received_bytes: int = 0
     receiving: Receiving = field(default_factory=Receiving)  # pushed files being received
+    fileops: fileops.FileOps = field(default_factory=fileops.FileOps)  # the hub's, on files
     budget: Budget = field(default_factory=lambda: Budget(SERVE_MEMORY))  # bytes held at once
     max_connections: int = MAX_CONNECTIONS  # served at once; more wait their turn
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -210,6 +217,7 @@ class TransferEndpoint(Grants):
             f"{PREFIX}/receive/files": {"POST": self.receive_files},
             f"{PREFIX}/receive/discard": {"POST": self.receive_discard},
             f"{PREFIX}/receive/have": {"POST": self.receive_have},
+            FILEOP_PATH: {"POST": self.fileop},
         }
 
     def _dispatch(self, request: Request) -> None:
@@ -315,6 +323,20 @@ class TransferEndpoint(Grants):
             source.close()
         self._count("served_links")
         self._count("served_bytes", sent)
+
+    # -- file operations
+    def fileop(self, request: Request) -> None:
+        """One operation on the share's files, asked by the hub with a ticket for exactly
+        it (``transports.fileops``); the ticket is checked before the body is read."""
+        op = fileops.op_of(request.query.get("op", ""))
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Ticket "):
+            raise Refused(403, "no_ticket", "a file operation needs a ticket "
+                          "(Authorization: Ticket …)")
+        share, scope = self._admit(auth[len("Ticket "):], request.query.get("share", ""), op,
+                                   "file operation refused: ")
+        body = read_json(request, FileOpRequest, self.limits)
+        send_json(request, self.fileops.run(share, scope, body), self.limits)
 
     # -- writing
     def receive_open(self, request: Request) -> None:

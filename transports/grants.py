@@ -23,7 +23,7 @@ import structlog
 from protocol import tickets
 from protocol.links import LINK
 from protocol.paths import PathRefused, join, share_parts
-from protocol.tickets import Op, TicketRefused
+from protocol.tickets import FileOp, Op, TicketRefused
 from protocol.transfer import Refused, Share
 from transports import reading
 from transports.connection import Request
@@ -59,7 +59,7 @@ class Grants:
                           "only, not the transfer protocol")
         return share, scope
 
-    def _admit(self, ticket: str, share_id: str, op: Op, what: str = ""
+    def _admit(self, ticket: str, share_id: str, op: Op | FileOp, what: str = ""
                ) -> tuple[Share, tickets.TicketScope]:
         """``ticket`` checked for this server, ``share_id`` and ``op`` (its path is left to
         the caller), and the share it opens. ``what`` starts the reason of a refusal."""

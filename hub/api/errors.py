@@ -11,6 +11,7 @@ from typing import Any
 
 from core.errors import ApiError
 from hub.errors import (
+    BadPeer,
     Conflict,
     Forbidden,
     Invalid,
@@ -20,6 +21,7 @@ from hub.errors import (
     Refusal,
     TooManyFailures,
     Unauthenticated,
+    Unreachable,
 )
 
 STATUS: dict[type[Refusal], int] = {
@@ -31,6 +33,8 @@ STATUS: dict[type[Refusal], int] = {
     Conflict: 409,
     Invalid: 422,
     TooManyFailures: 429,
+    BadPeer: 502,
+    Unreachable: 503,
 }
 
 

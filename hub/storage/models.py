@@ -283,6 +283,25 @@ class Share(Base):
     modifier: Mapped[str | None] = mapped_column(ID)
 
 
+class FileChange(Base):
+    """A change a user made to a share's files through the hub (issue 19: ``mkdir``,
+    ``rename``, ``mv``, ``delete``; ``hub/files.py``): who, where, what. Kept when the user,
+    organization or share goes (their ids and names stay as they were)."""
+
+    __tablename__ = "file_changes"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    user_id: Mapped[str] = mapped_column(ID)
+    username: Mapped[str] = mapped_column(String(255))
+    organization_id: Mapped[str | None] = mapped_column(ID)
+    share_id: Mapped[str] = mapped_column(ID, index=True)
+    share: Mapped[str] = mapped_column(String(64))  # its name then
+    op: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(4096))  # inside the share
+    result: Mapped[str] = mapped_column(String(4096))  # where it is now ("" once deleted)
+    recursive: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class Queue(Base):
     """Where jobs wait (accsyn's job ``parent``): dispatch takes the jobs of open queues,
     highest ``priority`` first. Queues belong to an organization, and its jobs go only

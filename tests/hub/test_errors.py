@@ -18,6 +18,7 @@ from core.errors import FerryError
 from hub.api.common import RUNTIME, errors
 from hub.api.errors import STATUS, as_api_error, status_of
 from hub.errors import (
+    BadPeer,
     Conflict,
     Forbidden,
     Invalid,
@@ -27,13 +28,15 @@ from hub.errors import (
     Refusal,
     TooManyFailures,
     Unauthenticated,
+    Unreachable,
 )
 
 HUB = Path(__file__).resolve().parents[2] / "hub"
 
 # the status each kind was answered with when the hub raised ApiError(status, …) itself
 WAS = {Malformed: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, NotAllowed: 405,
-       Conflict: 409, Invalid: 422, TooManyFailures: 429}
+       Conflict: 409, Invalid: 422, TooManyFailures: 429,
+       BadPeer: 502, Unreachable: 503}  # new with file operations (issue 19)
 
 
 def refusal_kinds() -> list[type[Refusal]]:
