@@ -54,6 +54,7 @@ from hub.jobs.targets import resolve, usable_by
 from hub.jobs.writes import insert_tasks
 from hub.runtime import Ctx
 from hub.storage.models import Collaboration, Job, Site, job_limits, members, new_id
+from hub.webhooks import events
 from protocol import BucketKind, BucketWork, TaskWork
 
 MAX_ITEMS = 100_000
@@ -229,6 +230,7 @@ class ComputeJobs(JobKind):
             await dependencies.store(conn, job_id, spec.after, spec.after_items,
                                      spec.after_failed)
             await conn.run_sync(st.refresh, [job_id], now)
+            await conn.run_sync(events.jobs_event, events.Event.JOB_CREATED, [job_id], now)
             await conn.run_sync(reasons.refresh, [job_id])
         return job_id
 

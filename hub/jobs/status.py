@@ -11,6 +11,9 @@ A job that waits for another (``after``, ``after_items``: ``dependencies.py``) w
 queued tasks fail, saying which job, and so it does (and the jobs that wait for it in
 turn). That is part of every refresh, so whichever way a job fails (a report, a lost
 lease, a user's abort), the jobs that wait for it follow in the same transaction.
+
+A job that becomes ``done`` or ``failed`` here is told to its organization's webhooks
+(``job.done``, ``job.failed``: ``hub/webhooks/events.py``) in the same transaction too.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
 from hub.storage.models import Job, JobDependency, Task, new_id
+from hub.webhooks import events
 
 
 class JobStatus(enum.StrEnum):
@@ -90,6 +94,8 @@ ENDED_TASK = (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.EXCLUDED)
 # a task killed on its way to one of these runs afresh: it forgets the killed run
 RUN_AGAIN = (TaskStatus.QUEUED, TaskStatus.PENDING)
 SPEED_WINDOW = timedelta(seconds=60)
+# a job that reaches one of these (by its tasks) is news for webhooks
+ENDED_EVENT = {JobStatus.DONE: events.Event.JOB_DONE, JobStatus.FAILED: events.Event.JOB_FAILED}
 
 
 @dataclass
@@ -238,11 +244,14 @@ def refresh(conn: Connection, job_ids: Iterable[str], now: datetime) -> None:
 def _refresh(conn: Connection, ids: list[str], now: datetime) -> None:
     rows = conn.execute(_JOBS, {"ids": ids}).all()  # first the lock, then the counts
     counts = task_counts(conn, ids, now)
+    ended: dict[events.Event, list[str]] = {}
     for job_id, status, finished in rows:
         new = derived_status(status, counts[job_id])
         values: dict[str, Any] = {}
         if new != status:
             values["status"] = str(new)
+            if new in ENDED_EVENT:
+                ended.setdefault(ENDED_EVENT[new], []).append(job_id)
         if new in FINISHED and finished is None:
             values["finished"] = now
         elif new not in FINISHED and finished is not None:
@@ -250,6 +259,8 @@ def _refresh(conn: Connection, ids: list[str], now: datetime) -> None:
         if values:
             values["modified"] = now
             conn.execute(update(Job).where(Job.id == job_id).values(**values))
+    for event, job_ids in ended.items():
+        events.jobs_event(conn, event, job_ids, now)
 
 
 def _fail_waiting(conn: Connection, ids: list[str], now: datetime) -> list[str]:

@@ -52,6 +52,7 @@ from hub.jobs.transfer_tasks import add_tasks, insert_transfer_tasks
 from hub.jobs.writes import change_status
 from hub.runtime import Ctx
 from hub.storage.models import Client, Job, Share, Task, new_id
+from hub.webhooks import events
 from protocol import BucketKind, BucketWork, TaskWork, TransferWork, tickets
 from protocol.paths import join
 
@@ -118,6 +119,7 @@ async def create(ctx: Ctx, body: Any) -> str:
         await insert_transfer_tasks(conn, job_id, [(item, lands)], 0, now,
                                     spec.priority, pending=not to_share)
         await conn.run_sync(st.refresh, [job_id], now)
+        await conn.run_sync(events.jobs_event, events.Event.JOB_CREATED, [job_id], now)
     return job_id
 
 
