@@ -165,3 +165,22 @@ def test_a_receiver_that_never_answers_holds_up_no_job(start_hub: Callable[..., 
     log = world.ok("GET", f"/webhook/{made['id']}/deliveries", token=admin)["result"]
     assert len(log) == 8 and {d["status"] for d in log} == {"pending"}
     assert all(r.answered is None for r in receiver.events())
+
+
+def test_two_hubs_on_one_database_deliver_each_event_once(
+        start_hub: Callable[..., Hub], postgres_url: str, receiver: Receiver) -> None:
+    settings = {"uri": postgres_url, **FAST}
+    first, second = start_hub(**settings), start_hub(**settings)  # the first migrates
+    world = World(first)
+    admin = world.user("A", permissions.ORG_ADMIN)["token"]
+    ann = world.user("A", permissions.RESEARCHER)["token"]
+    made = hook(world, receiver, admin, "/a", ["job.created"])
+    receiver.plan = {"job.created": [500] * 5}  # some retried, by whichever hub claims
+    jobs = {world.compute_job(ann)["id"] for _ in range(15)}
+    wait_for(lambda: {r.body["data"]["id"] for r in receiver.taken()} == jobs,
+             what="every job.created taken")
+    assert len(receiver.taken()) == len(jobs)  # none twice
+    log = world.ok("GET", f"/webhook/{made['id']}/deliveries", token=admin)["result"]
+    assert sorted(d["status"] for d in log) == ["delivered"] * len(jobs)
+    assert sum(d["attempts"] for d in log) == len(receiver.events()) == len(jobs) + 5
+    assert second.alive
