@@ -13,7 +13,8 @@ turn). That is part of every refresh, so whichever way a job fails (a report, a 
 lease, a user's abort), the jobs that wait for it follow in the same transaction.
 
 A job that becomes ``done`` or ``failed`` here is told to its organization's webhooks
-(``job.done``, ``job.failed``: ``hub/webhooks/events.py``) in the same transaction too.
+(``job.done``, ``job.failed``: ``hub/webhooks/events.py``), and its hook for that status
+is made (``hooks.py``), in the same transaction too.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
+from hub.jobs import hooks
 from hub.storage.models import Job, JobDependency, Task, new_id
 from hub.webhooks import events
 
@@ -261,6 +263,10 @@ def _refresh(conn: Connection, ids: list[str], now: datetime) -> None:
             conn.execute(update(Job).where(Job.id == job_id).values(**values))
     for event, job_ids in ended.items():
         events.jobs_event(conn, event, job_ids, now)
+    made = hooks.start(conn, {str(s): ended.get(e, []) for s, e in ENDED_EVENT.items()}, now)
+    if made:  # each a one-task compute job, queued
+        conn.execute(insert(Task), [new_task(j, 0, "1", now, p) for j, p in made])
+        events.jobs_event(conn, events.Event.JOB_CREATED, [j for j, _ in made], now)
 
 
 def _fail_waiting(conn: Connection, ids: list[str], now: datetime) -> list[str]:

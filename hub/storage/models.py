@@ -382,6 +382,10 @@ class Job(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     # at most this many of its buckets leased at once (null: as many as lanes take)
     max_lanes: Mapped[int | None] = mapped_column(Integer)
+    # commands to run when it is done or failed (hub/jobs/hooks.py); null: none
+    hooks: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # the job whose hook this job is
+    hook_of: Mapped[str | None] = mapped_column(ID, index=True)
 
 
 # the limits a job holds while a bucket of it is leased

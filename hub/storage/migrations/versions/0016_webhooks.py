@@ -1,6 +1,7 @@
 """Webhooks (issue 19): ``webhooks`` (where an organization's events are POSTed),
 ``webhook_deliveries`` (the outbox of events to send and their delivery log) and
-``clients.offline_told`` (when webhooks were told the agent went offline).
+``clients.offline_told`` (when webhooks were told the agent went offline); hooks: a
+job's ``hooks`` (commands run when it ends) and ``hook_of`` (the job a hook job is of).
 
 Every client is marked told at this upgrade: an agent offline for months is not news.
 
@@ -21,8 +22,9 @@ depends_on = None
 ID = sa.String(24)
 
 
-# Plain ALTER TABLE on ``clients`` (not a batch: see 0010, a batch's copy and drop of a
-# table with dependents loses rows); a nullable column, set once below.
+# Plain ALTER TABLE on ``clients`` and ``jobs`` (not a batch: see 0010, a batch's copy and
+# drop of a table with dependents loses rows); nullable columns (``offline_told`` set once
+# below).
 def upgrade() -> None:
     op.create_table(
         "webhooks",
@@ -57,11 +59,17 @@ def upgrade() -> None:
     op.create_index("ix_webhook_deliveries_webhook_id", "webhook_deliveries", ["webhook_id"])
     op.create_index("ix_webhook_deliveries_due", "webhook_deliveries", ["status", "next_at"])
     op.add_column("clients", sa.Column("offline_told", sa.DateTime(), nullable=True))
+    op.add_column("jobs", sa.Column("hooks", sa.JSON(), nullable=True))
+    op.add_column("jobs", sa.Column("hook_of", ID, nullable=True))
+    op.create_index("ix_jobs_hook_of", "jobs", ["hook_of"])
     now = datetime.now(UTC).replace(tzinfo=None)
     op.execute(sa.text("UPDATE clients SET offline_told = :now").bindparams(now=now))
 
 
 def downgrade() -> None:
+    op.drop_index("ix_jobs_hook_of", "jobs")
+    op.drop_column("jobs", "hook_of")
+    op.drop_column("jobs", "hooks")
     op.drop_column("clients", "offline_told")
     op.drop_index("ix_webhook_deliveries_due", "webhook_deliveries")
     op.drop_index("ix_webhook_deliveries_webhook_id", "webhook_deliveries")
