@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.errors import Invalid
 from hub.jobs.targets import resolve
-from hub.storage.models import Job, new_id
+from hub.storage.models import Job, Site, new_id
 
 Text = Annotated[str, msgspec.Meta(max_length=4096)]
 ENV = ("FERRY_HOOK_JOB_ID", "FERRY_HOOK_JOB_STATUS", "FERRY_HOOK_EVENT")
@@ -84,7 +84,7 @@ async def stored(conn: AsyncConnection, hooks: Hooks | None, organization: str |
 
 
 _ENDED = select(Job.id, Job.code, Job.hooks, Job.user_id, Job.organization_id, Job.queue,
-                Job.queue_id, Job.priority, Job.source_scope, Job.source_id).where(
+                Job.queue_id, Job.priority).where(
     Job.id.in_(bindparam("ids", expanding=True)), Job.hooks.is_not(None))
 _MADE = select(Job.hook_of, Job.spec).where(Job.hook_of.in_(bindparam("ids", expanding=True)))
 
@@ -99,8 +99,9 @@ def start(conn: Connection, ended: dict[str, list[str]], now: datetime
     jobs = {r.id: r for r in conn.execute(_ENDED, {"ids": ids})}
     if not jobs:
         return []
-    made_before = {(r.hook_of, (r.spec or {}).get("hook_event"))
+    made_before = {(r.hook_of, (r.spec or {}).get("env", {}).get("FERRY_HOOK_JOB_STATUS"))
                    for r in conn.execute(_MADE, {"ids": list(jobs)})}
+    hq = conn.execute(select(Site.id).where(Site.name == "hq")).scalar() or ""
     made: list[tuple[str, int]] = []
     for when, job_ids in ended.items():
         for job_id in job_ids:
@@ -108,25 +109,26 @@ def start(conn: Connection, ended: dict[str, list[str]], now: datetime
             hook = (job.hooks or {}).get(when) if job is not None else None
             if job is None or hook is None or (job_id, when) in made_before:
                 continue
-            made.append((_insert(conn, job, when, hook, now), job.priority))
+            made.append((_insert(conn, job, when, hook, hq, now), job.priority))
     return made
 
 
-def _insert(conn: Connection, job: Any, when: str, hook: dict[str, Any], now: datetime
-            ) -> str:
+def _insert(conn: Connection, job: Any, when: str, hook: dict[str, Any], hq: str,
+            now: datetime) -> str:
+    """The hook job, as ``compute.py`` makes a compute job: from the main site, its
+    destination the hook's lone agent (if it names one)."""
     hook_id = new_id()
     env = {**hook["env"], "FERRY_HOOK_JOB_ID": job.id, "FERRY_HOOK_JOB_STATUS": when,
            "FERRY_HOOK_EVENT": f"job.{when}"}
     spec = {"command": hook["command"], "items": "1", "bucket_size": 1, "env": env,
             "cwd": None, "timeout": None, "retries": 0, "grace": 10.0,
-            "clients": [hook["client"]], "targets": hook["targets"], "hook_event": when}
+            "clients": [hook["client"]], "targets": hook["targets"]}
     scope, ident = hook["destination"]
     conn.execute(insert(Job).values(
         id=hook_id, code=f"{job.code} {when} hook"[:255], kind="compute", queue=job.queue,
         queue_id=job.queue_id, status="waiting", priority=job.priority, user_id=job.user_id,
         organization_id=job.organization_id, collaboration_id=None, hook_of=job.id,
-        source_scope=job.source_scope if job.source_scope == "site" else "",
-        source_id=job.source_id if job.source_scope == "site" else "",
+        source_scope="site", source_id=hq,
         destination_scope=scope, destination_id=ident, spec=spec, meta={}, size=-1,
         created=now, modified=now, modifier=job.user_id))
     return hook_id

@@ -29,7 +29,7 @@ from typing import Any
 
 import aiohttp
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 
 from core.tasks import FailureHook, Supervisor
@@ -45,6 +45,8 @@ log = structlog.get_logger("hub.webhooks")
 
 POLL = 0.5  # seconds between looks at the outbox when it had nothing due
 OFFLINE_EVERY = 10  # polls between sweeps for agents gone offline
+PRUNE_EVERY = 7200  # polls (an hour) between prunes of the delivery log
+KEPT = timedelta(days=30)  # how long a delivered or failed delivery stays in the log
 MAX_DELAY = 3600.0
 LEASE_MARGIN = 30.0  # past an attempt's timeout, before another process may take it
 ERROR_CHARS = 500
@@ -110,6 +112,12 @@ def _record(conn: Connection, attempt: Attempt, outcome: Outcome, now: datetime,
                  .values(**values))
 
 
+def _prune(conn: Connection, before: datetime) -> None:
+    """The log keeps what ended within ``KEPT``; a pending delivery stays, however old."""
+    conn.execute(delete(WebhookDelivery).where(
+        WebhookDelivery.status != DeliveryStatus.PENDING, WebhookDelivery.delivered < before))
+
+
 def _retry_after(text: str | None) -> float | None:
     try:
         return float(text) if text is not None else None
@@ -149,6 +157,8 @@ class WebhookSender:
                 try:
                     if polls % OFFLINE_EVERY == 1:
                         await self.db.run(offline.sweep, utcnow(), self.offline_grace)
+                    if polls % PRUNE_EVERY == 1:
+                        await self.db.run(_prune, utcnow() - KEPT)
                     if free > 0:
                         claimed = await self.db.run(_claim, free, utcnow(), lease)
                 except Exception:

@@ -1,14 +1,15 @@
-"""Hooks against a real hub (issue 19): a job's done or failed hook is a one-task compute
-job on the agent it names, with the job's id and status in its environment, made once, in
-the creator's organization and queue; bad hooks are refused naming the field, and nothing
-is made. Agents are driven by hand (``RawAgent``)."""
+"""Hooks against a real hub (issue 19): a job's done or failed hook (a compute or a
+transfer job's) is a one-task compute job on the agent it names, with the job's id and
+status in its environment, made once, in the creator's organization and queue; bad hooks
+are refused naming the field, and nothing is made. Agents are driven by hand."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from hub import permissions
-from tests.helpers import Hub, db_query
+from hub import Session, permissions
+from tests.helpers import Hub, db_query, http
+from tests.hub.test_transfer_leases import claim, enroll
 from tests.security.world import RawAgent, World, task_report
 
 
@@ -102,3 +103,30 @@ def test_bad_hooks_are_refused_naming_the_field(hub: Hub) -> None:
                                 {"hooks": {"done": good}}, ann)
     assert (status, answer["error"]["field"]) == (422, "hooks")
     assert count(hub, "jobs") == jobs + 1
+
+
+def test_a_transfer_job_runs_its_done_hook(hub: Hub, session: Session) -> None:
+    """The studio's case: files landed, now publish them."""
+    source, dest = enroll(hub, session, "srcs"), enroll(hub, session, "dsts")
+    session.create("Share", {"name": "projects", "client": source["client_id"],
+                             "path": "/srv/projects"})
+    session.create("Share", {"name": "backup", "client": dest["client_id"],
+                             "path": "/srv/backup"})
+    hooks = {"done": {"client": "code:dsts", "command": ["publish", "in/plates"], "env": {}}}
+    pulled = session.create("Job", {"source": "share=projects/plates",
+                                    "destination": "share=backup/in/", "hooks": hooks,
+                                    "retries": 0})
+    assert (pulled["kind"], pulled["hooks"]) == ("transfer", hooks)
+    (bucket,) = claim(hub, dest)
+    task = bucket["tasks"][0]["id"]
+    status, answer = http("POST", f"{hub.api}/agent/report", {"items": [task_report(
+        f"{task}/end", bucket["id"], task, "done", size=10)]},
+        headers={"Authorization": f"Bearer {dest['token']}"})
+    assert status == 200 and answer["results"][0]["outcome"] == "applied", answer
+    assert session.get("Job", pulled["id"])["status"] == "done"
+    [made] = session.find(f"Job where hook_of={pulled['id']}")
+    assert (made["kind"], made["compute"]["command"], made["compute"]["env"]) == (
+        "compute", ["publish", "in/plates"],
+        {"FERRY_HOOK_JOB_ID": pulled["id"], "FERRY_HOOK_JOB_STATUS": "done",
+         "FERRY_HOOK_EVENT": "job.done"})
+    assert (made["source_hr"], made["user"]) == ("site:hq", pulled["user"])
