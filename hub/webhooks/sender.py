@@ -174,7 +174,11 @@ class WebhookSender:
 
     async def _deliver(self, http: aiohttp.ClientSession, attempt: Attempt) -> None:
         try:
-            outcome = await self._post(http, attempt)
+            try:
+                outcome = await self._post(http, attempt)
+            except Exception as exc:  # whatever a receiver does, the hub serves on
+                log.exception("webhook delivery attempt failed", delivery=attempt.id)
+                outcome = Outcome(None, f"{type(exc).__name__}: {exc}"[:ERROR_CHARS])
             try:
                 await self.db.run(_record, attempt, outcome, utcnow(), self.config)
             except Exception:  # its claim lapses and it is tried again
@@ -191,7 +195,8 @@ class WebhookSender:
         try:
             async with http.post(attempt.url, data=body, headers=headers,
                                  allow_redirects=False) as answer:
-                await answer.read()
+                # its body is never read: a receiver's answer is its status alone, and
+                # an endless body costs nothing
                 error = "" if 200 <= answer.status < 300 else f"HTTP {answer.status}"
                 return Outcome(answer.status, error,
                                _retry_after(answer.headers.get("Retry-After")))
