@@ -4,11 +4,13 @@ signed. One test, both features: CI's time is short."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from hub import Session
 from tests.e2e.test_dependencies import wait_done
-from tests.helpers import Hub, wait_for
+from tests.ferry.test_operator import run
+from tests.helpers import ROOT_PASSWORD, Hub, wait_for
 from tests.receiver import Receiver
 
 SAY = ["sh", "-c", 'echo "hook of $FERRY_HOOK_JOB_ID: $FERRY_HOOK_JOB_STATUS '
@@ -16,7 +18,7 @@ SAY = ["sh", "-c", 'echo "hook of $FERRY_HOOK_JOB_ID: $FERRY_HOOK_JOB_STATUS '
 
 
 def test_hooks_run_on_a_real_agent_and_a_webhook_hears_of_it(
-        hub: Hub, session: Session, node_key, start_agent) -> None:
+        hub: Hub, session: Session, node_key, start_agent, env: dict[str, str]) -> None:
     receiver = Receiver()
     try:
         made = session.create("Webhook", {"url": receiver.url("/farm"),
@@ -54,5 +56,13 @@ def test_hooks_run_on_a_real_agent_and_a_webhook_hears_of_it(
 
         wait_for(lambda: wanted <= told(), timeout=60, what="the webhook told of each end")
         assert all(r.signed for r in receiver.events())
+
+        # as ferry job show has it: the job's hooks, and the job a hook job is of
+        run(env, "login", hub.url, "--username", "root", "--password-stdin",
+            stdin=ROOT_PASSWORD + "\n")
+        shown = run(env, "job", "show", good["id"])
+        assert re.search(rf"on done +{agent_id}: sh -c ", shown), shown
+        hook_id = next(h for h, j in ran.items() if j == good["id"])
+        assert re.search(rf"hook of +{good['id']}", run(env, "job", "show", hook_id))
     finally:
         receiver.close()
