@@ -184,3 +184,25 @@ def test_two_hubs_on_one_database_deliver_each_event_once(
     assert sorted(d["status"] for d in log) == ["delivered"] * len(jobs)
     assert sum(d["attempts"] for d in log) == len(receiver.events()) == len(jobs) + 5
     assert second.alive
+
+
+def test_an_event_outlives_the_hub_that_queued_it(start_hub: Callable[..., Hub],
+                                                  receiver: Receiver) -> None:
+    hub = start_hub(**{**FAST, "webhook_attempts": 30})
+    world = World(hub)
+    admin = world.user("A", permissions.ORG_ADMIN)["token"]
+    made = hook(world, receiver, admin, "/a", ["job.created"])
+    receiver.plan = {"job.created": [500] * 1000}
+    job = world.compute_job(world.user("A", permissions.RESEARCHER)["token"])
+    first = wait_for(receiver.events, what="a first attempt")[0]
+    hub.kill()  # no shutdown: the event is in the database's outbox alone
+    receiver.plan = {}
+    hub.start()
+    # (killed between an attempt's claim and its outcome, the claim lapses first: 31 s)
+    [taken] = wait_for(receiver.taken, timeout=90,
+                       what="the event taken after the restart")
+    assert (taken.delivery, taken.body["data"]["id"]) == (first.delivery, job["id"])
+    log = World(hub).ok("GET", f"/webhook/{made['id']}/deliveries")["result"]
+    # an attempt claimed as the hub was killed counts, though it never reached the receiver
+    assert [(d["status"], d["attempts"] >= len(receiver.events())) for d in log] == \
+        [("delivered", True)]
