@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from hub import Session
 from tests.e2e.test_dependencies import wait_done
 from tests.ferry.test_operator import run
@@ -17,6 +19,8 @@ SAY = ["sh", "-c", 'echo "hook of $FERRY_HOOK_JOB_ID: $FERRY_HOOK_JOB_STATUS '
                    '($FERRY_HOOK_EVENT) for $WHO"']
 
 
+@pytest.mark.one_round("the agent's side: the hub's runs in both rounds in tests/hub/"
+                       "test_hooks.py and test_webhooks.py")
 def test_hooks_run_on_a_real_agent_and_a_webhook_hears_of_it(
         hub: Hub, session: Session, node_key, start_agent, env: dict[str, str]) -> None:
     receiver = Receiver()

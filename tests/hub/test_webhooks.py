@@ -167,6 +167,7 @@ def test_a_receiver_that_never_answers_holds_up_no_job(start_hub: Callable[..., 
     assert all(r.answered is None for r in receiver.events())
 
 
+@pytest.mark.one_round("its hubs are on PostgreSQL in both rounds")
 def test_two_hubs_on_one_database_deliver_each_event_once(
         start_hub: Callable[..., Hub], postgres_url: str, receiver: Receiver) -> None:
     settings = {"uri": postgres_url, **FAST}
