@@ -152,6 +152,10 @@ def cmd_show(args: argparse.Namespace) -> int:
               ("finished", job.get("finished") or "-"),
               ("tasks", ", ".join(f"{n} {status}" for status, n in job["counts"].items())
                or "none")]
+    if job.get("hook_of"):  # a hook of another job (hub/jobs/hooks.py)
+        fields.insert(4, ("hook of", job["hook_of"]))
+    for when, hook in (job.get("hooks") or {}).items():  # what runs when it ends
+        fields.append((f"on {when}", f"{hook['client']}: {' '.join(hook['command'])}"))
     if job.get("status_reason"):  # why it waits: jobs it waits for, no agent matches, a limit
         fields.insert(4, ("waiting", job["status_reason"]))
     after = _after(job)

@@ -74,6 +74,15 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     # served to callers on this machine alone
     metrics_token: Annotated[str, msgspec.Meta(min_length=16, pattern=r"^[!-~]+$")] | None = None
 
+    # --- webhooks (docs/WEBHOOKS.md): an attempt's timeout; attempts before a delivery
+    # fails; the first retry's delay (then doubling, at most an hour); deliveries in flight
+    # at once per hub process; the hosts a webhook URL may name (globs; empty: any host)
+    webhook_timeout: Seconds = 10.0
+    webhook_attempts: Annotated[int, msgspec.Meta(ge=1, le=30)] = 8
+    webhook_backoff: Seconds = 10.0
+    webhook_concurrency: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
+    webhook_hosts: list[str] = []
+
     def __post_init__(self) -> None:
         if self.heartbeat_interval * 2 > self.lease_seconds:
             raise ValueError("`heartbeat_interval`: must be at most half of lease_seconds "

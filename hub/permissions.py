@@ -54,6 +54,9 @@ RESOURCES: dict[str, tuple[str, ...]] = {
     # engines belong to an organization: its jobs alone name them, so no organization runs
     # or changes the command another's jobs are made with
     "engine": ("organization", "global"),
+    # webhooks too: an organization's events go to its own webhooks only, and a webhook's
+    # URL and deliveries say where its organization's news goes
+    "webhook": ("organization", "global"),
 }
 # rules that mean nothing: rules are the hub's own; an organization is yours before
 # you may create one in it; a collaboration names organizations, not one of them
@@ -125,6 +128,7 @@ DEFAULT_ROLES: dict[str, tuple[str, set[tuple[str, str, str]]]] = {
         "queue": _in("organization", "view", "create", "edit", "delete"),
         "limit": _in("organization", "view", "create", "edit", "delete"),
         "engine": _in("organization", "view", "create", "edit", "delete"),
+        "webhook": _in("organization", "view", "create", "edit", "delete"),
     })),
     RESEARCHER: ("runs and follows jobs; sees its organization and collaborations", _grant({
         "user": {"view": "organization", "edit": "own"},

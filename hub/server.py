@@ -1,12 +1,12 @@
-"""The hub process: database, API server, dispatcher, check-in writer.
+"""The hub process: database, API server, dispatcher, check-in writer, webhook sender.
 
 Startup builds them in that order. Shutdown first stops the dispatcher, so that claims
 waiting for work answer at once; then requests in flight get ``shutdown_timeout``,
 pending check-ins are written and the database closes, each step within a deadline.
 Every background task belongs to a ``core.tasks.Supervisor`` (the dispatcher's lease
-sweeper, the work channel, the check-in writer, the server's own); when a task the hub
-cannot serve without dies (the sweeper, the writer), the hub stops instead of running on
-without it.
+sweeper, the work channel, the check-in writer, the webhook sender, the server's own);
+when a task the hub cannot serve without dies (the sweeper, the writer), the hub stops
+instead of running on without it.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from hub.runtime import Runtime, build_runtime
 from hub.security import check_password_strength, hash_secret_async, new_password
 from hub.storage.db import Database
 from hub.storage.models import Organization, Site, User, new_id, user_roles, utcnow
+from hub.webhooks.sender import WebhookSender
 
 log = structlog.get_logger("hub.server")
 
@@ -69,6 +70,7 @@ class HubServer(Service):
         self.runtime: Runtime | None = None
         self.dispatcher: Dispatcher | None = None
         self.writer: CheckinWriter | None = None
+        self.webhooks: WebhookSender | None = None
         self.tasks = Supervisor("hub server")
         self.runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -101,6 +103,10 @@ class HubServer(Service):
         await self.dispatcher.start()
         self.writer = CheckinWriter(self.db, on_failure=self._vital_task_died)
         self.writer.start()
+        # events wait in the database's outbox: the sender may start before the API does
+        self.webhooks = WebhookSender(self.db, self.config, offline_grace=rt.offline_grace,
+                                      on_failure=self._vital_task_died)
+        self.webhooks.start()
         app = make_app(rt, self.writer, self.dispatcher)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
@@ -195,6 +201,9 @@ class HubServer(Service):
         if self.dispatcher is not None:  # waiting claims answer at once; no lease expires now
             await self.dispatcher.close()
             self.dispatcher = None
+        if self.webhooks is not None:  # an attempt cut short is retried by the next start
+            await self.webhooks.close()
+            self.webhooks = None
         if self.runtime is not None:
             await self.runtime.work.close()
         if self.runner is not None:

@@ -115,7 +115,7 @@ ROUTES = [
     Route("GET", "/find", find_get, "Run a query given as ?query=…&limit=…&cursor=…",
           response=ListResponse, errors=LIST_ERRORS),
     Route("POST", "/{entity}", create, "Create a record (Organization, Collaboration, Role, "
-          "User, Node, Site, Share, Job, Queue, Limit, Engine, ApiKey)",
+          "User, Node, Site, Share, Job, Queue, Limit, Engine, Webhook, ApiKey)",
           body="object", status=201),
     Route("GET", "/{entity}/{id}", get, "One record by id"),
     Route("GET", "/{entity}/{id}/{relation}", related, "Related records, a page at a time, "

@@ -16,6 +16,7 @@ from hub.entities.shares import ShareEntity
 from hub.entities.sites import SiteEntity
 from hub.entities.tasks import TaskEntity
 from hub.entities.users import UserEntity
+from hub.entities.webhooks import DeliveryEntity, WebhookEntity
 from hub.errors import NotFound
 
 ENTITIES: dict[str, Entity] = {
@@ -23,7 +24,7 @@ ENTITIES: dict[str, Entity] = {
     for e in (ClientEntity(), NodeEntity(), UserEntity(), SiteEntity(), ApiKeyEntity(),
               JobEntity(), TaskEntity(), ShareEntity(), OrganizationEntity(),
               CollaborationEntity(), RoleEntity(), RuleEntity(), QueueEntity(), LimitEntity(),
-              EngineEntity())
+              EngineEntity(), WebhookEntity(), DeliveryEntity())
 }
 
 

@@ -41,13 +41,15 @@ SCHEMA = Schema("Job", {
     "started": Timestamp(Job.started),
     "finished": Timestamp(Job.finished),
     "modified": Timestamp(Job.modified),
+    "hook_of": Text(Job.hook_of),  # the hook jobs of a job (hub/jobs/hooks.py)
 })
 READABLE = ("id", "code", "uri", "status", "created", "source", "source_hr", "destination",
             "destination_hr", "etr", "metadata", "parent", "parent_hr", "progress", "size",
             "speed", "user", "user_hr", "finished", "modified", "modifier", "priority", "kind",
             "started", "counts", "compute", "transfer", "destination_path", "docker", "job_id",
             "collaboration", "organization", "status_reason", "queue", "after",
-            "after_items", "after_failed", "after_status", "limits", "max_lanes", "engine", "args")
+            "after_items", "after_failed", "after_status", "limits", "max_lanes", "engine", "args",
+            "hooks", "hook_of")
 WRITABLE = ("status", "priority", "code", "metadata", "destination_path", "queue")
 
 
@@ -134,6 +136,8 @@ class JobEntity(JobAccess, Entity):
             # why it waits, when no agent it may use matches it (hub/jobs/reasons.py)
             "status_reason": j["status_reason"], "queue": j["queue"],
             "max_lanes": j["max_lanes"],
+            # commands run when it ends, and the job this one is a hook of (hooks.py)
+            "hooks": _hooks_shown(j["hooks"]), "hook_of": j["hook_of"],
         }
 
     async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
@@ -204,3 +208,11 @@ async def party_names(conn: Any, jobs: Any) -> dict[tuple[str, str], str]:
                                                    .where(ident.in_(wanted[scope]))):
                 names[(scope, row_id)] = name
     return names
+
+
+def _hooks_shown(kept: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A job's hooks as it gave them (their resolved agents are the hub's own)."""
+    if not kept:
+        return None
+    return {when: {k: v for k, v in hook.items() if k in ("client", "command", "env")}
+            for when, hook in kept.items()}

@@ -45,8 +45,9 @@ from sqlalchemy.engine import Connection
 
 from hub.bodies import invalid
 from hub.errors import Invalid
-from hub.jobs import dependencies, engines, reasons
+from hub.jobs import dependencies, engines, hooks, reasons
 from hub.jobs import status as st
+from hub.jobs.hooks import Hooks
 from hub.jobs.kind import JobKind, Lease
 from hub.jobs.limits import MAX, limits_for
 from hub.jobs.queues import queue_for
@@ -54,6 +55,7 @@ from hub.jobs.targets import resolve, usable_by
 from hub.jobs.writes import insert_tasks
 from hub.runtime import Ctx
 from hub.storage.models import Collaboration, Job, Site, job_limits, members, new_id
+from hub.webhooks import events
 from protocol import BucketKind, BucketWork, TaskWork
 
 MAX_ITEMS = 100_000
@@ -93,6 +95,7 @@ class ComputeCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     after: Annotated[list[JobId], msgspec.Meta(max_length=MAX_AFTER)] = []
     after_items: JobId | None = None
     after_failed: Literal["fail", "wait"] = "fail"
+    hooks: Hooks | None = None  # commands run when it is done or failed (hooks.py)
 
 
 _RANGE = re.compile(r"^(-?\d+)(?:-(-?\d+)(?:[x:](\d+))?)?$")
@@ -214,6 +217,7 @@ class ComputeJobs(JobKind):
             stored.update(targets=targets, **engine)
             queue = await queue_for(conn, ctx.caller.organization, spec.queue)
             limits = await limits_for(conn, ctx.caller.organization, spec.limits)
+            kept = await hooks.stored(conn, spec.hooks, ctx.caller.organization)
             await conn.execute(insert(Job).values(
                 id=job_id, code=spec.code or default_code(spec.compute.command, items),
                 kind=self.kind, queue=spec.queue, queue_id=queue, status=spec.status, priority=spec.priority,
@@ -221,7 +225,7 @@ class ComputeJobs(JobKind):
                 collaboration_id=collaboration, source_scope="site", source_id=hq,
                 destination_scope=destination[0], destination_id=destination[1], spec=stored,
                 meta=spec.metadata, size=-1, created=now, modified=now,
-                modifier=ctx.principal.id, max_lanes=spec.max_lanes))
+                modifier=ctx.principal.id, max_lanes=spec.max_lanes, hooks=kept))
             if limits:
                 await conn.execute(insert(job_limits), [{"job_id": job_id, "limit_id": i}
                                                         for i in limits])
@@ -229,6 +233,7 @@ class ComputeJobs(JobKind):
             await dependencies.store(conn, job_id, spec.after, spec.after_items,
                                      spec.after_failed)
             await conn.run_sync(st.refresh, [job_id], now)
+            await conn.run_sync(events.jobs_event, events.Event.JOB_CREATED, [job_id], now)
             await conn.run_sync(reasons.refresh, [job_id])
         return job_id
 

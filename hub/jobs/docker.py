@@ -52,6 +52,7 @@ from hub.storage.models import (
     members,
     new_id,
 )
+from hub.webhooks import events
 from protocol import LOG_TAIL_BYTES, BucketKind, BucketWork, DockerWork, TaskWork, sealing
 from protocol.docker import MAX_RESULT, parse_size
 
@@ -190,6 +191,7 @@ async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
             st.new_task(job_id, n, org, now, spec.priority, organization_id=org, input=text)
             for n, (org, text) in enumerate(runs)])
         await conn.run_sync(st.refresh, [job_id], now)
+        await conn.run_sync(events.jobs_event, events.Event.JOB_CREATED, [job_id], now)
     return job_id
 
 

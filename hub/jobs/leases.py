@@ -18,6 +18,7 @@ from sqlalchemy.orm import aliased
 from hub.counting import noted
 from hub.jobs import status as st
 from hub.storage.models import Bucket, Job, Task
+from hub.webhooks import events
 
 # a job's next queued tasks, with the columns a kind builds the agent's work from
 NEXT_TASKS = (select(Task.id, Task.uri, Task.item, Task.attempts, Task.destination, Task.size)
@@ -45,6 +46,7 @@ def release(conn: Connection, bucket_ids: list[str], bucket_status: str,
         Task.bucket_id.in_(bucket_ids),
         or_(Task.status.in_(st.RUNNING_TASK), Task.abort_to.is_not(None))))).all()
     tally = noted()  # for the hub's metrics (hub/counting.py)
+    failed: list[str] = []  # runs failed for good: news for webhooks
     for row in rows:
         if row.abort_to is not None:
             values: dict[str, Any] = {"status": row.abort_to, "abort_to": None}
@@ -61,6 +63,9 @@ def release(conn: Connection, bucket_ids: list[str], bucket_status: str,
                       "attempts": row.attempts + 1, "message": f"{why}; queued again"}
         values["modified"] = now
         conn.execute(update(Task).where(Task.id == row.id).values(**values))
+        if row.abort_to is None and values["status"] == st.TaskStatus.FAILED:
+            failed.append(row.id)
         if row.abort_to is None:  # a kill a user asked for ended the task already
             tally.ends["failed" if values["status"] == st.TaskStatus.FAILED else "requeued"] += 1
+    events.tasks_failed(conn, failed, now)
     st.refresh(conn, {r.job_id for r in rows}, now)

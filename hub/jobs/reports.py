@@ -30,6 +30,7 @@ from hub.jobs.progress import merged_outputs
 from hub.jobs.status import storable
 from hub.query.fields import parse_time
 from hub.storage.models import Bucket, Job, ReportKey, Task
+from hub.webhooks import events
 from protocol import BucketReport, Report, ReportResult, TaskReport, whole_log_needed
 
 T = st.TaskStatus
@@ -88,6 +89,7 @@ def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
     ended: list[tuple[BucketReport, Any]] = []
     results: list[ReportResult] = []
     fresh: list[tuple[str, str]] = []
+    failed: list[str] = []  # tasks whose run failed for good: news for webhooks
     for item in items:
         bucket = buckets.get(item.bucket_id)  # ownership first: only then is a key looked at
         if bucket is None:
@@ -111,6 +113,8 @@ def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
             assert task is not None
             if before in st.RUNNING_TASK and task["status"] in ENDS:
                 tally.ends[ENDS[task["status"]]] += 1
+            if before != T.FAILED and task["status"] == T.FAILED:
+                failed.append(task["id"])
             changed.add(task["id"])
             if task["started"] is not None:
                 first = job_started.get(task["job_id"])
@@ -131,6 +135,7 @@ def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
     if fresh:
         conn.execute(insert(ReportKey), [{"client_id": client_id, "bucket_id": b, "key": k,
                                           "received": now} for b, k in fresh])
+    events.tasks_failed(conn, failed, now)
     st.refresh(conn, {b.job_id for b in buckets.values()}, now)
     tally.report_items.update(r.outcome for r in results)
     return results

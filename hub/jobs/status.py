@@ -11,6 +11,10 @@ A job that waits for another (``after``, ``after_items``: ``dependencies.py``) w
 queued tasks fail, saying which job, and so it does (and the jobs that wait for it in
 turn). That is part of every refresh, so whichever way a job fails (a report, a lost
 lease, a user's abort), the jobs that wait for it follow in the same transaction.
+
+A job that becomes ``done`` or ``failed`` here is told to its organization's webhooks
+(``job.done``, ``job.failed``: ``hub/webhooks/events.py``), and its hook for that status
+is made (``hooks.py``), in the same transaction too.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
+from hub.jobs import hooks
 from hub.storage.models import Job, JobDependency, Task, new_id
+from hub.webhooks import events
 
 
 class JobStatus(enum.StrEnum):
@@ -90,6 +96,8 @@ ENDED_TASK = (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.EXCLUDED)
 # a task killed on its way to one of these runs afresh: it forgets the killed run
 RUN_AGAIN = (TaskStatus.QUEUED, TaskStatus.PENDING)
 SPEED_WINDOW = timedelta(seconds=60)
+# a job that reaches one of these (by its tasks) is news for webhooks
+ENDED_EVENT = {JobStatus.DONE: events.Event.JOB_DONE, JobStatus.FAILED: events.Event.JOB_FAILED}
 
 
 @dataclass
@@ -238,11 +246,14 @@ def refresh(conn: Connection, job_ids: Iterable[str], now: datetime) -> None:
 def _refresh(conn: Connection, ids: list[str], now: datetime) -> None:
     rows = conn.execute(_JOBS, {"ids": ids}).all()  # first the lock, then the counts
     counts = task_counts(conn, ids, now)
+    ended: dict[events.Event, list[str]] = {}
     for job_id, status, finished in rows:
         new = derived_status(status, counts[job_id])
         values: dict[str, Any] = {}
         if new != status:
             values["status"] = str(new)
+            if new in ENDED_EVENT:
+                ended.setdefault(ENDED_EVENT[new], []).append(job_id)
         if new in FINISHED and finished is None:
             values["finished"] = now
         elif new not in FINISHED and finished is not None:
@@ -250,6 +261,12 @@ def _refresh(conn: Connection, ids: list[str], now: datetime) -> None:
         if values:
             values["modified"] = now
             conn.execute(update(Job).where(Job.id == job_id).values(**values))
+    for event, job_ids in ended.items():
+        events.jobs_event(conn, event, job_ids, now)
+    made = hooks.start(conn, {str(s): ended.get(e, []) for s, e in ENDED_EVENT.items()}, now)
+    if made:  # each a one-task compute job, queued
+        conn.execute(insert(Task), [new_task(j, 0, "1", now, p) for j, p in made])
+        events.jobs_event(conn, events.Event.JOB_CREATED, [j for j, _ in made], now)
 
 
 def _fail_waiting(conn: Connection, ids: list[str], now: datetime) -> list[str]:

@@ -34,7 +34,9 @@ from sqlalchemy.engine import Connection
 
 from hub.bodies import invalid
 from hub.errors import Conflict, Invalid
+from hub.jobs import hooks
 from hub.jobs import status as st
+from hub.jobs.hooks import Hooks
 from hub.jobs.kind import JobKind, Lease
 from hub.jobs.leases import NEXT_TASKS
 from hub.jobs.queues import queue_for
@@ -52,6 +54,7 @@ from hub.jobs.transfer_tasks import add_tasks, insert_transfer_tasks
 from hub.jobs.writes import change_status
 from hub.runtime import Ctx
 from hub.storage.models import Client, Job, Share, Task, new_id
+from hub.webhooks import events
 from protocol import BucketKind, BucketWork, TaskWork, TransferWork, tickets
 from protocol.paths import join
 
@@ -74,6 +77,7 @@ class TransferCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     # pull: the destination's agent fetches (default); push: the source's agent sends, for
     # a source behind NAT that nobody can reach
     direction: Literal["pull", "push"] = "pull"
+    hooks: Hooks | None = None  # commands run when it is done or failed (hooks.py)
 
 
 async def create(ctx: Ctx, body: Any) -> str:
@@ -108,16 +112,19 @@ async def create(ctx: Ctx, body: Any) -> str:
             party, status, lands = await find_party(conn, spec.destination, "destination"), \
                 str(S.PENDING), ""
         queue = await queue_for(conn, ctx.caller.organization, spec.queue)
+        kept = await hooks.stored(conn, spec.hooks, ctx.caller.organization)
         await conn.execute(insert(Job).values(
             id=job_id, code=spec.code or (source_parts[-1] if source_parts else source_name),
             kind=BucketKind.TRANSFER, queue=spec.queue, queue_id=queue, status=status, priority=spec.priority,
             user_id=ctx.principal.id, organization_id=ctx.caller.organization,
             source_scope="share", source_id=source.id,
             destination_scope=party[0], destination_id=party[1], spec=stored,
-            meta=spec.metadata, size=-1, created=now, modified=now, modifier=ctx.principal.id))
+            meta=spec.metadata, size=-1, created=now, modified=now, modifier=ctx.principal.id,
+            hooks=kept))
         await insert_transfer_tasks(conn, job_id, [(item, lands)], 0, now,
                                     spec.priority, pending=not to_share)
         await conn.run_sync(st.refresh, [job_id], now)
+        await conn.run_sync(events.jobs_event, events.Event.JOB_CREATED, [job_id], now)
     return job_id
 
 

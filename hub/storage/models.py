@@ -261,6 +261,9 @@ class Client(Base):
     transfer_fingerprint: Mapped[str] = mapped_column(String(64), default="")
     # its certificate's public key, sha256//<base64>, for curl --pinnedpubkey (download links)
     transfer_pin: Mapped[str] = mapped_column(String(64), default="")
+    # when webhooks were last told it went offline (``client.offline``): told again only
+    # once it has checked in since (hub/webhooks/offline.py)
+    offline_told: Mapped[datetime | None] = mapped_column(DateTime)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     modifier: Mapped[str | None] = mapped_column(ID)
@@ -398,6 +401,10 @@ class Job(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     # at most this many of its buckets leased at once (null: as many as lanes take)
     max_lanes: Mapped[int | None] = mapped_column(Integer)
+    # commands to run when it is done or failed (hub/jobs/hooks.py); null: none
+    hooks: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # the job whose hook this job is
+    hook_of: Mapped[str | None] = mapped_column(ID, index=True)
 
 
 # the limits a job holds while a bucket of it is leased
@@ -502,3 +509,45 @@ class ReportKey(Base):
     bucket_id: Mapped[str] = mapped_column(ID, primary_key=True)
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     received: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class Webhook(Base):
+    """Where the hub POSTs an organization's events (issue 19): ``events`` names which
+    (``job.done``, …). ``secret`` signs each body (HMAC-SHA256); it is never shown after
+    the record's creation."""
+
+    __tablename__ = "webhooks"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    secret: Mapped[str] = mapped_column(String(255))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # null only once its organization is deleted
+    organization_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("organizations.id", ondelete="SET NULL"), index=True)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modifier: Mapped[str | None] = mapped_column(ID)
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook: the outbox row written in the transaction of the change
+    it tells of, then its delivery log. ``status`` pending (``next_at``: when it is tried
+    next, or when a hub process's claim on it lapses), delivered or failed (attempts used
+    up). ``body`` is the exact JSON sent, signed at each attempt."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_at"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    webhook_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(DateTime)
+    status_code: Mapped[int | None] = mapped_column(Integer)  # the last attempt's answer
+    error: Mapped[str] = mapped_column(Text, default="")  # the last attempt's, if it failed
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    delivered: Mapped[datetime | None] = mapped_column(DateTime)  # or failed for good

@@ -153,6 +153,11 @@ def target(world: World, caller: dict[str, Any], resource: str, scope: str) -> s
         return str(world.ok("POST", "/engine", {"name": unique("engine"), "argv": ["true"],
                                                 "organization": world.org[org]["id"]},
                             world.root)["id"])
+    if resource == "webhook":
+        return str(world.ok("POST", "/webhook", {"url": "https://example.org/hook",
+                                                 "events": ["job.done"],
+                                                 "organization": world.org[org]["id"]},
+                            world.root)["id"])
     raise AssertionError(resource)
 
 
@@ -162,7 +167,7 @@ EDITS: dict[str, dict[str, Any]] = {
     "node": {"description": "edited"}, "client": {"description": "edited"},
     "site": {"description": "edited"}, "share": {"description": "edited"},
     "job": {"priority": 400}, "queue": {"priority": 400}, "limit": {"max": 3},
-    "engine": {"bucket_size": 4},
+    "engine": {"bucket_size": 4}, "webhook": {"enabled": False},
 }
 
 
@@ -202,6 +207,8 @@ def attempt(world: World, caller: dict[str, Any], resource: str, operation: str,
                                          "organization": org}),
             "engine": lambda: ("/engine", {"name": unique("newengine"), "argv": ["true"],
                                            "organization": org}),
+            "webhook": lambda: ("/webhook", {"url": "https://example.org/new",
+                                             "events": ["job.done"], "organization": org}),
         }
         if resource not in bodies:
             return None
@@ -235,7 +242,7 @@ def expected(role: str, resource: str, operation: str, scope: str) -> bool:
 
 
 # resources whose records out of the caller's sight are answered 404, not 403
-HIDDEN = {"queue", "limit", "engine"}
+HIDDEN = {"queue", "limit", "engine", "webhook"}
 
 # cells pinned by hand: (role, resource, operation, scope) -> allowed
 PINNED = {
@@ -302,7 +309,13 @@ def test_each_role_against_each_resource_operation_and_scope(world: World, role:
                                                     in ("in_use", "protected", "client_online")), cell
                 elif resource in HIDDEN and operation != "create" and \
                         not expected(role, resource, "view", scope):
-                    assert status == 404, cell  # out of sight: as if it did not exist
+                    if not any(r[0] == resource for r in permissions.DEFAULT_ROLES[role][1]):
+                        # no rule on it at all (webhooks, to all but admins): refused
+                        # outright, naming the view rule, whichever record is named
+                        assert (status, body["error"]["rule"]["resource"],
+                                body["error"]["rule"]["operation"]) == (403, resource, "view")
+                    else:
+                        assert status == 404, cell  # out of sight: as if it did not exist
                 else:
                     assert status == 403, cell
                     rule = body["error"]["rule"]
