@@ -129,6 +129,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     async def run() -> Report:
         await session.open()
         try:
+            for line in session.made.lines():
+                print(line, flush=True)
             return await import_file(session, args.file)
         finally:
             await session.close()
