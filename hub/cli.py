@@ -118,6 +118,8 @@ def _admin_session(args: argparse.Namespace) -> AdminSession:
 
     paths = find_instance("hub", args.name, args.system, args.config)
     loaded = configfile.load(paths.config_file, HubConfig, args.environment)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     return AdminSession(loaded.config, loaded.section, paths.data_dir)
 
 
