@@ -69,12 +69,10 @@ class Runner:
             raise as_api_error(refusal) from None
 
     def act(self, fn: Any, *args: Any) -> Any:
-        """``fn(ctx, *args)`` in one transaction; news of work reaches the hub's claims."""
+        """``fn(ctx, *args)`` in one transaction."""
         async def run() -> Any:
             async with self.session.transaction() as ctx:
-                result = await fn(ctx, *args)
-            ctx.rt.work.notify()
-            return result
+                return await fn(ctx, *args)
         return self.call(run())
 
     def close(self) -> None:

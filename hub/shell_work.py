@@ -13,8 +13,10 @@ The reference's *task* is Ferry's docker job (one image run in a collaboration),
                assigned_at=datetime.datetime.now()).save()   # the first starts the task
     db.Task(..., organizations=collaboration.organizations).save()   # or all in one
 
-Unlike the reference's shell, runs saved here reach running nodes (their claims are told
-of new work); the first run of a task made without any starts it.
+The reference warns that tasks made in its shell never reach nodes already running. Here
+they do: agents ask for work again at least every ``claim_wait_max`` seconds, and take
+the runs saved here then (the shell is no hub process, so it cannot wake a waiting
+claim). The first run of a task made without any starts it.
 """
 
 from __future__ import annotations
