@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from core.errors import ApiError
 from hub.admin import AdminSession
 from hub.config import HubConfig
 from hub.shell import run_shell
-from tests.helpers import db_query, ferry, http, wait_for
+from tests.helpers import ROOT_PASSWORD, db_query, ferry, free_port, http, wait_for
 from tests.reference.conftest import Ref
 
 pytestmark = [pytest.mark.slow, pytest.mark.hub_database]
@@ -313,6 +314,31 @@ def jobs_delete(ref: Ref) -> None:
         session.delete_one('job', '614d660de50d45bb027c9bdd')
     """, {"session": ref.session}, **{"614d660de50d45bb027c9bdd": job["id"]})
     assert ref.session.find_one(f"Job where id={job['id']}", finished=True) is None
+
+
+@example("jobs: job statuses (which are writeable)")
+def jobs_statuses(ref: Ref) -> None:
+    job = ref.paused_job()
+    for status in ("init", "running", "failed"):  # set by the hub only
+        with pytest.raises(ApiError) as refused:
+            ref.session.update("job", job["id"], {"status": status})
+        assert refused.value.status == 422 and "cannot be written" in refused.value.message
+    for status in ("waiting", "paused"):  # YES in the table (pending: transfers, above)
+        ref.session.update("job", job["id"], {"status": status})
+    assert ref.session.get("Job", job["id"])["status"] == "paused"
+
+
+@example("jobs: task statuses (which are writeable)")
+def jobs_task_statuses(ref: Ref) -> None:
+    job = ref.paused_job()
+    task = ref.session.find(f"task WHERE job.id={job['id']}")[0]
+    for status in ("pending", "booting", "executing"):  # set by the hub only
+        with pytest.raises(ApiError) as refused:
+            ref.session.update_many("task", job["id"], [{"id": task["id"], "status": status}])
+        assert refused.value.status == 422
+    for status in ("onhold", "queued", "excluded", "failed", "done"):
+        ref.session.update_many("task", job["id"], [{"id": task["id"], "status": status}])
+        assert ref.session.get("Task", task["id"])["status"] == status
 
 
 TASK_FIELDS = {"id", "uri", "status", "created", "source", "destination", "priority", "size",
@@ -1014,6 +1040,121 @@ def cli_shell(ref: Ref) -> None:
     no_iknl_node(ref)
     out = shell(ref, NODE.replace("uuid4", "uuid1"))
     assert "(shown once; only its hash is stored)" in out
+
+
+# ---------------------------------------------------------------- servers-database.rst
+# (no code: its rules, run through `ferry servers` and Session(server=…) against the hub)
+
+def servers(*args: str) -> tuple[int, str, str]:
+    """``ferry servers …`` in this process (the user's database, under the test's home)."""
+    from ferry.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["servers", *args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def user_server(ref: Ref, name: str, url: str | None = None) -> None:
+    code, _, err = servers("remove", name)  # what an earlier run of the example left
+    code, _, err = servers("add", name, url or ref.hub.url)
+    assert code == 0, err
+
+
+@example("servers-database: identification (one name, any case)")
+def servers_identification(ref: Ref) -> None:
+    user_server(ref, "Studio")
+    code, out, _ = servers("check", "STUDIO")  # used by its name, in any case
+    assert code == 0 and "Running" in out, out
+    code, _, err = servers("add", "studio", "http://127.0.0.1:9")
+    assert code == 1 and "exists" in err, err  # unique whatever the case
+    from hub import Session
+
+    session = Session(server="studio", username="root", password=ROOT_PASSWORD)
+    assert session.url == ref.hub.url and session.user["username"] == "root"
+
+
+@example("servers-database: predefined and user defined servers")
+def servers_predefined(ref: Ref) -> None:
+    code, out, _ = servers("list")
+    assert code == 0 and re.search(r"^local\s+predefined", out, re.M), out
+    code, _, err = servers("remove", "local")
+    assert code == 1 and "predefined" in err  # predefined servers cannot be deleted
+    code, _, err = servers("add", "LOCAL", ref.hub.url)
+    assert code == 1 and "predefined" in err  # nor their names taken
+    user_server(ref, "mine")
+    assert servers("remove", "mine")[0] == 0  # a user's own is removed
+
+
+@example("servers-database: definition details (two services and their protocol)")
+def servers_definition(ref: Ref) -> None:
+    servers("remove", "sso")
+    code, _, err = servers("add", "sso", ref.hub.url, "--auth-url", "https://sso.example")
+    assert code == 0, err
+    code, out, _ = servers("show", "sso")
+    assert re.search(r"authentication:?\s+https://sso\.example\s+\(?ferry-v1", out), out
+    assert re.search(rf"application:?\s+{re.escape(ref.hub.url)}\s+\(?ferry-v1", out), out
+
+
+@example("servers-database: server status")
+def servers_status(ref: Ref) -> None:
+    from tests.proxy import ThreadedProxy
+
+    relay = ThreadedProxy(int(ref.hub.url.rsplit(":", 1)[1]))
+    port = relay.start()
+    user_server(ref, "relayed", f"http://127.0.0.1:{port}")
+    user_server(ref, "nowhere", f"http://127.0.0.1:{free_port()}")
+    assert "Never reached" in servers("show", "relayed")[1]
+    assert servers("check", "nowhere")[0] == 1
+    assert "Never reached" in servers("show", "nowhere")[1]  # failures keep it so
+    code, out, _ = servers("check", "relayed")
+    assert code == 0 and "Running" in out
+    relay.stop()  # under maintenance
+    code, _, err = servers("check", "relayed")
+    assert code == 1 and "status: Unavailable" in err and "maintenance" in err, err
+
+
+@example("servers-database: server cache")
+def servers_cache(ref: Ref) -> None:
+    from servers import ServersDB
+
+    user_server(ref, "cached")
+    assert servers("check", "cached")[0] == 0
+    db = ServersDB()
+    assert db.cache_max_age == 24 * 3600  # typically 24 h
+    fetched = db.get("cached").cache["version"]
+    assert db.cached("cached", "version", lambda: pytest.fail("not from the cache")) == \
+        fetched.value
+
+
+@example("servers-database: creation (where the database is)")
+def servers_location(ref: Ref) -> None:
+    servers("list")
+    # Linux: $HOME/.local/share/<the client's name>; Ferry's is ferry, in XDG_DATA_HOME
+    path = Path(ref.env["XDG_DATA_HOME"]) / "ferry" / "servers.json"
+    assert json.loads(path.read_text())["servers"][0]["name"] == "local"
+
+
+@example("servers-database: upgrade")
+def servers_upgrade(ref: Ref) -> None:
+    from servers import SecretStore, ServersDB
+
+    folder = ref.tmp / "upgrade"
+    folder.mkdir(exist_ok=True)
+
+    def db(predefined: list[dict[str, str]]) -> ServersDB:
+        return ServersDB(folder / "servers.json", predefined=predefined,
+                         secrets=SecretStore(folder / "secrets.json", backend=None))
+
+    local = {"name": "local", "url": "http://127.0.0.1:7700"}
+    db([local, {"name": "old", "url": "https://old.example"}]).add("Studio",
+                                                                  "https://mine.example")
+    new = db([local, {"name": "studio", "url": "https://studio.example"}])
+    names = [(s.name, s.predefined) for s in new.list()]
+    # removed predefined servers go; a new predefined name renames the user's server
+    assert names == [("local", True), ("studio", True), ("Studio_user_defined", False)]
+    assert "renamed 'Studio_user_defined'" in new.warnings[0]
+    assert new.reserved() == ["old"]  # and a removed predefined name is never reused
 
 
 # ---------------------------------------------------------------- the test
