@@ -38,6 +38,9 @@ class Loaded(Generic[T]):
     config: T
     file: Path
     section: str  # "application" or the environment's name
+    # keys of the reference the schema accepts and does not use (``unused_keys``), each a
+    # warning naming the key and why
+    warnings: tuple[str, ...] = ()
 
 
 def _dotted(prefix: str, path: str) -> str:
@@ -95,7 +98,10 @@ def select_section(data: Any, file: str, environment: str | None) -> tuple[str, 
             file=file,
             key=unknown[0],
         )
+    data = {k: v for k, v in data.items() if v != ELIDED}
     envs = data.get("environments")
+    if isinstance(envs, dict):
+        envs = {k: v for k, v in envs.items() if v != ELIDED}
     if envs is not None:
         if not isinstance(envs, dict):
             raise ConfigError("must be a mapping of dev/test/acc/prod", file=file, key="environments")
@@ -136,6 +142,9 @@ def select_section(data: Any, file: str, environment: str | None) -> tuple[str, 
     )
 
 
+ELIDED = "..."  # the reference's example writes ``application: ...`` for "left out here"
+
+
 def _section(value: Any, file: str, key: str) -> dict[str, Any]:
     if value is None:
         return {}
@@ -145,11 +154,19 @@ def _section(value: Any, file: str, key: str) -> dict[str, Any]:
 
 
 def load(path: Path, schema: type[T], environment: str | None = None) -> Loaded[T]:
-    """Read ``path`` and validate the chosen section into ``schema``."""
+    """Read ``path`` and validate the chosen section into ``schema``.
+
+    A key in the schema's ``unused_keys`` (a mapping of key to why it is not used) is
+    taken out before validating, whatever its value, and becomes a warning."""
     data = read_yaml(path)
     name, section = select_section(data, str(path), environment)
     prefix = APPLICATION if name == APPLICATION else f"environments.{name}"
-    return Loaded(validate(section, schema, file=str(path), prefix=prefix), path, name)
+    unused: dict[str, str] = getattr(schema, "unused_keys", {})
+    warnings = tuple(f"{path}: key '{prefix}.{key}' is accepted and not used: {why}"
+                     for key, why in unused.items() if key in section)
+    section = {k: v for k, v in section.items() if k not in unused}
+    return Loaded(validate(section, schema, file=str(path), prefix=prefix), path, name,
+                  warnings)
 
 
 def to_plain(obj: Any) -> Any:

@@ -111,9 +111,11 @@ def _ask(interactive: bool) -> Callable[[str, str | None, bool], str]:
 def cmd_new(spec: KindSpec, args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty() and not args.no_input
     ask = _ask(interactive)
-    name = args.name or (ask(f"name of the new {spec.kind}", None, False) if interactive else None)
+    # as every other verb: without --name, a --config file's name is the instance's
+    name = args.name or (args.config.stem if args.config else None) or (
+        ask(f"name of the new {spec.kind}", None, False) if interactive else None)
     if not name:
-        raise ConfigError("missing --name")
+        raise ConfigError("missing --name (or --config FILE: its name is the instance's)")
     paths = instance_paths(spec.kind, check_name(name), _system(args),
                            args.config.expanduser() if args.config else None)
     if paths.config_file.exists() and not args.force:
@@ -147,6 +149,8 @@ def cmd_start(spec: KindSpec, args: argparse.Namespace) -> int:
     paths = resolve(spec, args)
     # config errors surface before anything starts
     loaded = load(paths.config_file, spec.schema, args.environment)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     if not args.attach:
         info = start_background(_child_argv(spec, args, paths), paths)
         print(f"{spec.kind} '{paths.name}' started (pid {info['pid']})")

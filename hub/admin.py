@@ -1,7 +1,8 @@
 """Administration on a hub's database, without going through HTTP: what ``ferry hub
 import`` and ``ferry hub shell`` run on.
 
-Both act as the root user, through the same entity code as the API (so the same
+Both act as the root user (made first, as a first start would, on a hub that was never
+started), through the same entity code as the API (so the same
 validation and the same rules). An import is one transaction: all of it is
 committed, or nothing is; in the shell each ``save()`` is one.
 """
@@ -18,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.errors import ConfigError
+from hub.bootstrap import Made, bootstrap
 from hub.config import HubConfig
 from hub.entities.users import ROOT_ROLE
 from hub.runtime import Ctx, Runtime, build_runtime
@@ -65,17 +66,19 @@ class AdminSession:
         self.db: Database | None = None
         self.rt: Runtime | None = None
         self.root = ""
+        self.made = Made()
 
     async def open(self) -> None:
-        """Open the database, migrating it as a start would."""
+        """Open the database, migrating it as a start would; on a hub that was never
+        started, make what its first start would (root and hq): ``made`` tells."""
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.data_dir.chmod(0o700)
         self.db = Database(self.config.uri, self.data_dir)
         await self.db.migrate()
         self.rt = await build_runtime(self.config, self.section, self.db, self.data_dir)
+        self.made = await bootstrap(self.db, self.data_dir)
         async with self.db.read() as conn:
             root = (await conn.execute(select(User.id).where(User.role == ROOT_ROLE))).scalar()
-        if root is None:
-            await self.close()
-            raise ConfigError("this hub has no root user yet: start it once first")
         self.root = str(root)
 
     @asynccontextmanager

@@ -27,7 +27,9 @@ def invalid(exc: msgspec.ValidationError, code: str = "invalid_body", prefix: st
     named = _NAMED.search(text)
     if named:
         field = f"{field}.{named.group(1)}" if field else named.group(1)
-    field = ".".join(p for p in (prefix, field) if p) or None
+    # a list's items join their list's name as its elements do: tasks[0].colour
+    field = (f"{prefix}{field}" if prefix and field.startswith("[") else
+             ".".join(p for p in (prefix, field) if p)) or None
     message = _AT.sub("", text)
     where = "a key of field" if at and at.group("key") else "field"
     return Invalid(code, message + (f" ({where} '{field}')" if field else ""), field=field)

@@ -118,6 +118,8 @@ def _admin_session(args: argparse.Namespace) -> AdminSession:
 
     paths = find_instance("hub", args.name, args.system, args.config)
     loaded = configfile.load(paths.config_file, HubConfig, args.environment)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     return AdminSession(loaded.config, loaded.section, paths.data_dir)
 
 
@@ -129,6 +131,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     async def run() -> Report:
         await session.open()
         try:
+            for line in session.made.lines():
+                print(line, flush=True)
             return await import_file(session, args.file)
         finally:
             await session.close()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
 from core.logs import LoggingConfig
 
+MIN_SECRET = 32  # characters of a jwt_secret_key: HS256 wants 256 bits of key
 EnvType = Literal["dev", "test", "acc", "prod"]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
@@ -35,7 +36,7 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     api_path: ApiPath = "/api"
     uri: str = "sqlite:///hub.sqlite"
     allow_drop_all: bool = False
-    jwt_secret_key: Annotated[str, msgspec.Meta(min_length=32)] | None = None
+    jwt_secret_key: str | None = None  # 32 characters or more (__post_init__ says why)
     logging: LoggingConfig = LoggingConfig()
     smtp: SmtpConfig | None = None
     support_email: str | None = None
@@ -83,7 +84,20 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     webhook_concurrency: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
     webhook_hosts: list[str] = []
 
+    # keys of the reference's example that Ferry accepts and does not use (a warning each)
+    unused_keys: ClassVar[dict[str, str]] = {
+        "vpn_server": "Ferry needs no VPN server: docker runs have no network, and their "
+                      "containers never talk to each other (docs/CONFIG.md); remove the key",
+    }
+
     def __post_init__(self) -> None:
+        if self.jwt_secret_key is not None and len(self.jwt_secret_key) < MIN_SECRET:
+            raise ValueError(
+                f"`jwt_secret_key`: the token secret is {len(self.jwt_secret_key)} characters, "
+                f"and Ferry needs at least {MIN_SECRET}: anyone holding one token could guess a short secret "
+                "offline and then sign tokens for any user. Set a random one (python3 -c "
+                "'import secrets; print(secrets.token_hex(32))'), or remove the key and the "
+                "hub keeps a random secret in its database")
         if self.heartbeat_interval * 2 > self.lease_seconds:
             raise ValueError("`heartbeat_interval`: must be at most half of lease_seconds "
                              f"({self.lease_seconds:g}), or leases run out between heartbeats")

@@ -19,40 +19,21 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
 
 from core.errors import ConfigError
 from core.lifecycle import Service
 from core.tasks import Supervisor
 from core.version import VERSION
 from hub.app import make_app
+from hub.bootstrap import bootstrap
 from hub.checkins import CheckinWriter
 from hub.config import HubConfig
-from hub.entities.sites import DEFAULT_SITE
-from hub.entities.users import ROOT, ROOT_ROLE
-from hub.errors import Invalid
 from hub.jobs.dispatch import Dispatcher
-from hub.permissions import ROOT_ORGANIZATION, role_id
 from hub.runtime import Runtime, build_runtime
-from hub.security import check_password_strength, hash_secret_async, new_password
 from hub.storage.db import Database
-from hub.storage.models import Organization, Site, User, new_id, user_roles, utcnow
 from hub.webhooks.sender import WebhookSender
 
 log = structlog.get_logger("hub.server")
-
-ROOT_PASSWORD_ENV = "FERRY_ROOT_PASSWORD"
-ROOT_PASSWORD_FILE = "root-password.txt"
-
-
-def write_secret_file(path: Path, text: str) -> None:
-    """Create ``path`` readable by its owner only (never group or world)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text + "\n")
-    os.chmod(path, 0o600)
 
 
 class HubServer(Service):
@@ -120,7 +101,8 @@ class HubServer(Service):
                               f"{exc.strerror or exc}", key="port" if in_use else "ip") from None
         # root only once the hub can be reached: a failed first start prints no password
         # that was never shown, and leaves no root behind
-        await self._bootstrap(self.db)
+        made = await bootstrap(self.db, self.data_dir)
+        self.root_password, self.root_password_file = made.root_password, made.root_password_file
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.config.port
@@ -133,61 +115,6 @@ class HubServer(Service):
                 "root_password_file": str(self.root_password_file)
                 if self.root_password else None,
             })
-
-    async def _bootstrap(self, db: Database) -> None:
-        """The first start creates user ``root`` and site ``hq``; later starts change nothing."""
-        async with db.read() as conn:
-            has_root = (await conn.execute(select(User.id).where(User.role == ROOT_ROLE))).first()
-            has_site = (await conn.execute(select(Site.id).where(Site.name == DEFAULT_SITE))).first()
-        now = utcnow()
-        if has_root is None:
-            given = os.environ.get(ROOT_PASSWORD_ENV)
-            if given is not None:
-                try:
-                    check_password_strength(given)
-                except Invalid as exc:
-                    raise ConfigError(f"{ROOT_PASSWORD_ENV} is refused: {exc.message}") from None
-                password = given
-            else:
-                password = new_password()
-                self.root_password_file = self.data_dir / ROOT_PASSWORD_FILE
-                write_secret_file(self.root_password_file, password)
-                self.root_password = password
-            hashed = await hash_secret_async(password)
-            try:
-                async with db.write() as conn:
-                    org = (await conn.execute(select(Organization.id).where(
-                        Organization.name == ROOT_ORGANIZATION))).scalar()
-                    if org is None:
-                        org = new_id()
-                        await conn.execute(insert(Organization).values(
-                            id=org, name=ROOT_ORGANIZATION, domain="", address1="",
-                            address2="", zipcode="", country="", public_key="",
-                            created=now, modified=now))
-                    user_id = new_id()
-                    await conn.execute(insert(User).values(
-                        id=user_id, username=ROOT, password_hash=hashed, role=ROOT_ROLE,
-                        organization_id=org, firstname="", lastname="", created=now,
-                        modified=now))
-                    await conn.execute(insert(user_roles).values(user_id=user_id,
-                                                                 role_id=role_id(ROOT_ROLE)))
-            except IntegrityError:  # another hub process on this database made root first
-                if self.root_password_file is not None:
-                    self.root_password_file.unlink(missing_ok=True)
-                    self.root_password_file = None
-                self.root_password = None
-                log.info("user root was made by another hub process")
-            else:
-                log.info("created user root", password_from=ROOT_PASSWORD_ENV
-                         if given is not None else str(self.root_password_file))
-        if has_site is None:
-            try:
-                async with db.write() as conn:
-                    await conn.execute(insert(Site).values(
-                        id=new_id(), name=DEFAULT_SITE, description="main site", created=now,
-                        modified=now))
-            except IntegrityError:
-                pass  # another hub process on this database made it first
 
     def _vital_task_died(self, name: str, exc: BaseException) -> None:
         """A loop the hub cannot serve without died (the check-in writer: no check-in

@@ -40,6 +40,7 @@ from hub.errors import Conflict, Invalid
 from hub.jobs import status as st
 from hub.jobs.kind import JobKind, Lease
 from hub.jobs.queues import QueueStatus, queue_for
+from hub.jobs.runs import MAX_RUNS, RunFor, add_runs, check_input
 from hub.runtime import Ctx
 from hub.security import TokenService, password_version
 from hub.storage.models import (
@@ -58,18 +59,14 @@ from protocol.docker import MAX_RESULT, parse_size
 
 Text = Annotated[str, msgspec.Meta(max_length=4096)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
-MAX_INPUT = 4 * 1024 * 1024  # characters of one run's input (sealed: ciphertext)
 RUN_TOKEN_SLACK = 3600.0  # seconds a run token outlives the run's timeout, at most
-
-
-class RunFor(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    organization: Name  # id or name
-    input: Annotated[str, msgspec.Meta(max_length=MAX_INPUT)] = ""
 
 
 class DockerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     image: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
-    organizations: Annotated[list[RunFor], msgspec.Meta(min_length=1, max_length=256)]
+    # none only for a job made paused, whose runs are added later (the hub shell's
+    # db.Task, then a db.Run per organization: ``runs.add_runs``)
+    organizations: Annotated[list[RunFor], msgspec.Meta(max_length=MAX_RUNS)]
     command: Annotated[list[Text], msgspec.Meta(min_length=1, max_length=1024)] | None = None
     env: dict[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Text] = {}
     cpus: Annotated[float, msgspec.Meta(gt=0, le=1024)] | None = None
@@ -98,14 +95,19 @@ def _bad(field: str, message: str, code: str = "invalid_spec") -> Invalid:
     return Invalid(code, f"{field}: {message}", field=field)
 
 
-async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
+async def create(ctx: Ctx, body: Any, initiator: str | None = None,
+                 ident: str | None = None) -> str:
     """Check a docker job and store it with one queued run per organization; its id.
-    ``initiator``: the organization that starts it, when not the caller's (an import)."""
+    ``initiator``: the organization that starts it, when not the caller's (an import, the
+    hub shell); ``ident``: its id, when the hub shell took one first (``next_job_id``)."""
     try:
         spec = msgspec.convert(body, DockerJobCreate)
     except msgspec.ValidationError as exc:
         raise invalid(exc, "invalid_spec") from None
     docker = spec.docker
+    if not docker.organizations and spec.status != "paused":
+        raise _bad("docker.organizations", "name at least one organization to run the image "
+                   "for (or make the job paused, and add its runs later)")
     memory = None
     if docker.memory is not None:
         try:
@@ -121,8 +123,13 @@ async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
         if "\0" in value:
             raise _bad(f"docker.env.{name}", "a NUL character cannot be put in the environment")
     run = ctx.principal.run
-    job_id, now = new_id(), ctx.now
+    job_id, now = ident or new_id(), ctx.now
     async with ctx.db.write() as conn:
+        if ident is not None and (await conn.execute(select(Job.id).where(
+                Job.id == ident))).first() is not None:
+            raise Conflict("duplicate", f"job_id '{ident}' is taken: a job of another group "
+                           "has it (children share their parent's: give parent=)",
+                           field="job_id")
         parent = await _parent(conn, ctx, spec.parent if run is None else await _run_job(
             conn, run, spec.parent))
         given = spec.collaboration or (parent.collaboration_id if parent else None)
@@ -172,7 +179,7 @@ async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
             if any(org == seen for seen, _ in runs):
                 raise _bad(f"{field}.organization", f"organization '{wanted.organization}' is "
                            "listed twice", "invalid_body")
-            _check_input(wanted.input, f"{field}.input", encrypted, org, initiator, keys)
+            check_input(wanted.input, f"{field}.input", encrypted, org, initiator, keys)
             runs.append((org, wanted.input))
         stored = {k: v for k, v in msgspec.to_builtins(docker).items() if k != "organizations"}
         stored.update(memory=memory, encrypted=encrypted,
@@ -187,9 +194,10 @@ async def create(ctx: Ctx, body: Any, initiator: str | None = None) -> str:
             parent_id=parent.id if parent is not None else None, source_scope="", source_id="",
             destination_scope="", destination_id="", spec=stored, meta=spec.metadata, size=-1,
             created=now, modified=now, modifier=ctx.principal.id))
-        await conn.execute(insert(Task), [
-            st.new_task(job_id, n, org, now, spec.priority, organization_id=org, input=text)
-            for n, (org, text) in enumerate(runs)])
+        if runs:
+            await conn.execute(insert(Task), [
+                st.new_task(job_id, n, org, now, spec.priority, organization_id=org, input=text)
+                for n, (org, text) in enumerate(runs)])
         await conn.run_sync(st.refresh, [job_id], now)
         await conn.run_sync(events.jobs_event, events.Event.JOB_CREATED, [job_id], now)
     return job_id
@@ -217,30 +225,6 @@ async def _parent(conn: Any, ctx: Ctx, parent: str | None) -> Any:
     if row.status in st.FINISHED:
         raise _bad("parent", f"job '{parent}' has ended ({row.status})", "parent_ended")
     return row
-
-
-def _check_input(text: str, field: str, encrypted: bool, org: str, initiator: str,
-                 keys: dict[str, str]) -> None:
-    if "\0" in text:
-        raise _bad(field, "an input cannot hold a NUL character (seal binary data, or "
-                   "encode it)")
-    if not encrypted:
-        return
-    if not keys.get(org):
-        raise Conflict("no_public_key", f"{field}: the run's organization has published "
-                       "no public key yet, so nothing can be sealed for it (its node "
-                       "publishes it when it first starts)", field=field)
-    try:
-        envelope = sealing.parse(text)
-    except sealing.SealError as exc:
-        raise _bad(field, f"the collaboration is encrypted, and this input is not a sealed "
-                   f"envelope: {exc}", "not_sealed") from None
-    if org not in envelope["to"]:
-        raise _bad(field, f"the input is sealed for {', '.join(sorted(envelope['to']))}, not "
-                   f"for the run's organization {org}", "not_sealed")
-    if envelope["from"] != initiator:
-        raise _bad(field, f"the input says it was sealed by {envelope['from']}; inputs are "
-                   f"sealed by the initiating organization {initiator}", "not_sealed")
 
 
 def check_result(result: str, spec: dict[str, Any]) -> str:
@@ -326,6 +310,11 @@ class DockerJobs(JobKind):
 
     async def create(self, ctx: Ctx, body: Any) -> str:
         return await create(ctx, body)
+
+    async def add_tasks(self, conn: Any, ctx: Ctx, job: Any, tasks: list[Any], allow: bool
+                        ) -> dict[str, Any]:
+        """More runs: ``[{"organization": "IKNL", "input": "..."}]``."""
+        return await add_runs(conn, ctx, job, tasks)
 
     def shown(self, spec: dict[str, Any]) -> dict[str, Any]:
         # the image run, and the group shared with parent and child jobs

@@ -67,9 +67,52 @@ def test_reference_environments_load(tmp_path: Path) -> None:
 def test_short_token_secret_is_refused(tmp_path: Path) -> None:
     # the reference's own example secret is too short to sign HS256 tokens safely
     path = write(tmp_path, "application:\n  jwt_secret_key: super-secret-key!\n")
-    with pytest.raises(ConfigError, match="length >= 32") as info:
+    with pytest.raises(ConfigError) as info:
         config.load(path, HubConfig)
     assert info.value.key == "application.jwt_secret_key"
+    said = str(info.value)
+    assert "at key 'application.jwt_secret_key'" in said  # which key
+    assert "17 characters" in said and "at least 32" in said  # what is wrong
+    assert "guess a short secret offline" in said  # why
+    assert "secrets.token_hex(32)" in said and "remove the key" in said  # how to fix it
+    assert "super-secret-key!" not in said  # a secret is never echoed
+
+
+REFERENCE_EXAMPLE = Path(__file__).parents[1] / "reference" / "data" / "server-config.yaml"
+
+
+def test_the_reference_example_loads_as_printed_but_for_its_short_secret(tmp_path: Path
+                                                                        ) -> None:
+    """server-cli.rst's example file: ``application: ...`` and ``prod: ...`` stand for
+    sections left out; its ``jwt_secret_key`` is refused on purpose (above); with a long
+    one, the file loads and ``vpn_server`` is accepted with a warning naming it."""
+    printed = REFERENCE_EXAMPLE.read_text()
+    with pytest.raises(ConfigError) as info:
+        config.load(REFERENCE_EXAMPLE, HubConfig)
+    assert info.value.key == "environments.test.jwt_secret_key"
+    path = write(tmp_path, printed.replace("super-secret-key!", "k" * 40))
+    loaded = config.load(path, HubConfig)
+    assert loaded.section == "test"  # the only environment written out
+    cfg = loaded.config
+    assert (cfg.ip, cfg.port, cfg.api_prefix, cfg.uri) == ("0.0.0.0", 5000, "/api/v1",
+                                                          "sqlite:///test.sqlite")
+    assert cfg.allow_drop_all and cfg.environment_type(loaded.section) == "test"
+    assert cfg.logging.file == "test.log" and cfg.logging.datefmt == "%Y-%m-%d %H:%M:%S"
+    assert cfg.smtp is not None and cfg.smtp.port == 587
+    assert (cfg.support_email, cfg.email_token_validity_minutes) == (
+        "your-support@email.com", 60)
+    [warning] = loaded.warnings
+    assert "'environments.test.vpn_server' is accepted and not used" in warning
+    assert "docker runs have no network" in warning
+
+
+def test_an_elided_section_is_left_out(tmp_path: Path) -> None:
+    path = write(tmp_path, "application: ...\nenvironments:\n  dev: ...\n  prod:\n"
+                           "    port: 7702\n")
+    loaded = config.load(path, HubConfig)
+    assert (loaded.section, loaded.config.port) == ("prod", 7702)
+    with pytest.raises(ConfigError, match="environment 'dev' is not defined"):
+        config.load(path, HubConfig, "dev")
 
 
 def test_application_section(tmp_path: Path) -> None:

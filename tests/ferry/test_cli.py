@@ -230,3 +230,21 @@ def test_another_broken_pipe_is_an_error(capsys: pytest.CaptureFixture[str]) -> 
 
     assert run(talks_to_a_dead_peer, argparse.Namespace()) == 1
     assert capsys.readouterr().err == "error: Broken pipe\n"
+
+
+def test_new_with_a_config_file_takes_its_name(env: dict[str, str], tmp_path: Path) -> None:
+    """``ferry hub new --config X.yaml``: the file's name is the instance's, as for every
+    other verb (server-cli.rst: a config outside the default folders is named by
+    ``--config`` every time)."""
+    path = tmp_path / "studio-hub.yaml"
+    made = ferry("hub", "new", "--config", str(path), "--port", "0", "--user", "--no-input",
+                 env=env)
+    assert made.returncode == 0, made.stderr
+    assert f"created hub 'studio-hub' (user level): {path}" in made.stdout
+    assert "ferry hub start --name studio-hub" in made.stdout
+    assert f"--config {path}" in made.stdout
+    files = ferry("hub", "files", "--config", str(path), "--user", env=env)
+    assert files.returncode == 0 and "studio-hub" in files.stdout, files.stderr
+    bad = ferry("hub", "new", "--config", str(tmp_path / "no good name!.yaml"), "--user",
+                "--no-input", env=env)
+    assert bad.returncode == 2 and "invalid --name 'no good name!'" in bad.stderr

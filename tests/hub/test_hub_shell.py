@@ -189,3 +189,121 @@ def test_changing_a_password_revokes_older_tokens(hub: Hub) -> None:
     assert status == 200, body
     assert http("GET", f"{hub.api}/find?query=User", token=token)[0] == 401
     assert login(hub, "root", "root's new password")
+
+
+TASKS_AND_RUNS = '''
+iknl = db.Organization(name="IKNL", domain="iknl.nl")
+iknl.save()
+other_organization = db.Organization(name="Other", domain="other.example")
+other_organization.save()
+db.Collaboration(name="collaboration-name", encrypted=False,
+                 organizations=[iknl, other_organization]).save()
+
+# server-shell-v4.rst, "Tasks and Results", as printed but for the id (get(1))
+iknl = db.Organization.get_by_name("IKNL")
+collaboration = db.Collaboration.get_by_name("collaboration-name")
+job_id = db.Task.next_job_id()
+task = db.Task(
+    name="some-name",
+    description="some human readable description",
+    image="docker-registry.org/image-name",
+    collaboration=collaboration,
+    job_id=job_id,
+    database="default",
+    init_org=iknl,
+)
+task.save()
+input_ = {
+}
+import datetime
+for org in collaboration.organizations:
+    res = db.Run(
+        input=input_,
+        organization=org,
+        task=task,
+        assigned_at=datetime.datetime.now(datetime.timezone.utc)
+    )
+    res.save()
+
+parent_task = db.Task.get(task.id)
+child_task = db.Task(
+    name="child-name",
+    description="some human readable description",
+    image="docker-registry.org/image-name",
+    collaboration=collaboration,
+    job_id=parent_task.job_id,
+    database="default",
+    initiator=iknl,
+    parent=parent_task
+)
+child_task.save()
+
+# Ferry's one step: a task with its organizations (a run each)
+both = db.Task(name="both", image="docker-registry.org/image-name",
+               collaboration=collaboration, initiator=iknl,
+               organizations=collaboration.organizations, input="frames 1-10")
+both.save()
+
+print("ids", task.id == job_id, task.job_id == job_id, child_task.job_id == job_id)
+print("status", db.Task.get(task.id).status, child_task.status, both.status)
+print("runs", sorted(r.organization.name for r in db.Task.get(task.id).runs))
+print("input", repr(task.runs[0].input), repr(both.runs[0].input))
+print("task of run", task.runs[0].task == task, task.runs[0].complete)
+print("org runs", len(iknl.runs), len(other_organization.runs))
+print("created", sorted(t.name for t in iknl.created_tasks))
+print("collab tasks", sorted(t.name for t in collaboration.tasks))
+print("parent", child_task.parent == task, task.parent, [c.name for c in task.children])
+print("all runs", len(db.Run.get()), [r for r in db.Run.get() if r.complete])
+print("run by id", db.Run.get(res.id) == res)
+print("meta", task.description, task.database, task.image, task.initiator.name)
+'''
+
+
+def test_tasks_and_runs_as_the_reference_makes_them(hub: Hub, env: dict[str, str]) -> None:
+    """A task made without runs is held until its first run, which starts it; the runs
+    are the job's tasks, one per organization, as the API sees them."""
+    result = shell(hub, env, TASKS_AND_RUNS)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "task 'some-name' is held (paused) until its first run" in out
+    assert "ids True True True" in out
+    assert "status waiting paused waiting" in out  # the child was given no runs
+    assert "runs ['IKNL', 'Other']" in out
+    assert "input '{}' 'frames 1-10'" in out  # the reference's dict input, as JSON text
+    assert "task of run True False" in out
+    assert "org runs 2 2" in out  # a run of 'some-name' and of 'both' each
+    assert "created ['both', 'child-name', 'some-name']" in out
+    assert "collab tasks ['both', 'child-name', 'some-name']" in out
+    assert "parent True None ['child-name']" in out
+    assert "all runs 4 []" in out and "run by id True" in out
+    assert ("meta some human readable description default docker-registry.org/image-name "
+            "IKNL") in out
+    # what the shell made is a docker job with a queued run per organization for the API
+    session = Session(hub.url, username="root", password="test-root-password")
+    job = session.find_one("Job where code=some-name")
+    assert job is not None and job["kind"] == "docker" and job["status"] == "waiting"
+    runs = session.find(f"task WHERE job.id={job['id']}")
+    assert len(runs) == 2 and {r["status"] for r in runs} == {"queued"}
+
+
+@pytest.mark.parametrize(("code", "says"), [
+    ("db.Organization.get(1)", 'db.Organization.get(1): ids are strings in Ferry, not '
+     'numbers (they are made at random, so no record is number 1). Find one with '
+     'db.Organization.get_by_name("IKNL"), or list them with [x.id for x in '
+     'db.Organization.get()]'),
+    ("db.Role.get(3).rules", 'Find one with db.Role.get_by_name("researcher")'),
+    ("db.Task.get(1)", 'Find one with db.Task.get_by_name("some-name")'),
+    ("db.Run.get(1)", 'Find one with db.Task.get_by_name("some-name").runs'),
+    ('db.Task(name="t", image="i", collaboration="nowhere", initiator="root").save()',
+     "no collaboration 'nowhere'"),
+    ('db.Run(task="nope", organization="root").save()', "no task 'nope'"),
+    ('db.Task(name="t").save()', "db.Task needs image"),
+])
+def test_what_the_shell_cannot_do_says_what_to_write(hub: Hub, env: dict[str, str],
+                                                      code: str, says: str) -> None:
+    before = db_rows(hub.database)
+    result = shell(hub, env, code)
+    assert result.returncode != 0
+    assert says in result.stderr, result.stderr
+    after = db_rows(hub.database)
+    assert after["jobs"] == before["jobs"] and after["tasks"] == before["tasks"]

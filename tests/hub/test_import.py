@@ -7,6 +7,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from hub import Session
 from tests.helpers import Hub, db_rows, ferry, http, login
 
@@ -157,3 +159,38 @@ def test_a_broken_file_changes_nothing_and_names_the_entry(hub: Hub, env: dict[s
         assert written(hub) == before, what
     missing = run_import(hub, env, tmp_path / "absent.yaml")
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_import_on_a_hub_never_started(tmp_path: Path, env: dict[str, str]) -> None:
+    """``ferry hub new`` then ``ferry hub import``, with no start between: the import makes
+    the database, root and hq as a first start would, and the hub then starts on them."""
+    made = ferry("hub", "new", "--user", "--name", "fresh", "--port", "0", "--no-input",
+                 env=env)
+    assert made.returncode == 0, made.stderr
+    no_env_password = {k: v for k, v in env.items() if k != "FERRY_ROOT_PASSWORD"}
+    result = ferry("hub", "import", str(EXAMPLE), "--user", "--name", "fresh",
+                   env=no_env_password)
+    assert result.returncode == 0, result.stderr
+    assert "this hub had never started: made user root and site hq" in result.stdout
+    password = next(line.split()[2] for line in result.stdout.splitlines()
+                    if line.startswith("root password: "))
+    assert "created 23, updated 0" in result.stdout
+    data_dir = Path(env["XDG_DATA_HOME"]) / "ferry" / "hub" / "fresh"
+    assert (data_dir / "root-password.txt").read_text().strip() == password
+    assert (data_dir / "root-password.txt").stat().st_mode & 0o077 == 0
+    # a second import says nothing of root: it was made once
+    again = ferry("hub", "import", str(EXAMPLE), "--user", "--name", "fresh", env=env)
+    assert again.returncode == 0 and "never started" not in again.stdout, again.stdout
+    assert "nothing changed" in again.stdout
+
+    config = Path(env["XDG_CONFIG_HOME"]) / "ferry" / "hub" / "fresh.yaml"
+    hub = Hub("hub", "fresh", tmp_path, yaml.safe_load(config.read_text())["application"], env)
+    hub.start()
+    try:
+        root = Session(hub.url, username="root", password=password)
+        assert {"IKNL", "Small Organization", "Big Organization"} <= {
+            o["name"] for o in root.find("Organization")}
+        assert root.find_one("Site where name=hq") is not None
+        assert "created user root" not in hub.log()  # the start made no second root
+    finally:
+        hub.kill()
