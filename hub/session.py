@@ -244,9 +244,10 @@ class Session:
              attributes: Iterable[str] = (), page_size: int | None = None
              ) -> list[dict[str, Any]]:
         """Every record ``query`` matches (at most ``limit``, after ``skip``), fetched page
-        by page through the hub's cursor, so no one answer is large. ``attributes``: large
-        fields lists leave out that you want (a task's ``log_tail``, ``input``,
-        ``result``). ``offset`` is the older name of ``skip``."""
+        by page through the hub's cursor, so no one answer is large. ``attributes``: the
+        fields to return (each record then holds only those and ``id``); the large fields
+        lists leave out otherwise (a task's ``log_tail``, ``input``, ``result``) come only
+        when named. ``offset`` is the older name of ``skip``."""
         return list(self.iter_find(query, finished, archived, limit, skip, offset=offset,
                                    attributes=attributes, page_size=page_size))
 

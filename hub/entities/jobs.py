@@ -28,15 +28,17 @@ from protocol import BucketKind
 
 SCHEMA = Schema("Job", {
     "id": Text(Job.id),
-    "code": Text(Job.code),
+    "code": Text(Job.code, nocase=True),
     "uri": Text(Job.queue),
     "queue": Reference(Job.queue_id, Queue.id, (Queue.name,)),  # by name or id
     "status": Choice(Job.status, {s.value: s.value for s in st.JobStatus}),
     "kind": Text(Job.kind),
     "priority": Number(Job.priority, integer=True),
     "user": Reference(Job.user_id, User.id, (User.username, User.email)),
-    "source": Party(Job.source_scope, Job.source_id),
-    "destination": Party(Job.destination_scope, Job.destination_id),
+    "source": Party(Job.source_scope, Job.source_id,
+                    Job.spec["transfer"]["source_path"].as_string()),
+    "destination": Party(Job.destination_scope, Job.destination_id,
+                         Job.spec["transfer"]["destination_path"].as_string()),
     "created": Timestamp(Job.created),
     "started": Timestamp(Job.started),
     "finished": Timestamp(Job.finished),
@@ -53,6 +55,7 @@ WRITABLE = ("status", "priority", "code", "metadata", "destination_path", "queue
 
 class JobEntity(JobAccess, Entity):
     schema = SCHEMA
+    fields = READABLE
 
     async def find(self, ctx: Ctx, query: Query, page: Page, *, finished: bool = False,
                    archived: bool = False) -> Listing:

@@ -41,7 +41,7 @@ from hub.storage.models import (
 
 ORG_SCHEMA = Schema("Organization", {
     "id": Text(Organization.id),
-    "name": Text(Organization.name),
+    "name": Text(Organization.name, nocase=True),
     "domain": Text(Organization.domain),
     "address1": Text(Organization.address1),
     "address2": Text(Organization.address2),
@@ -56,7 +56,7 @@ ORG_READABLE = ("id", *ORG_WRITABLE, "collaborations", "created", "modified", "m
 
 COLLAB_SCHEMA = Schema("Collaboration", {
     "id": Text(Collaboration.id),
-    "name": Text(Collaboration.name),
+    "name": Text(Collaboration.name, nocase=True),
     "encrypted": Boolean(Collaboration.encrypted),
     "created": Timestamp(Collaboration.created),
     "modified": Timestamp(Collaboration.modified),
@@ -122,6 +122,8 @@ class OrganizationEntity(Entity):
     name = "Organization"
     model = Organization
     schema = ORG_SCHEMA
+    fields = ("id", "name", *ORG_TEXT, "public_key", "created", "modified", "modifier",
+              "collaborations")
     resource = "organization"
 
     def organization(self) -> Any:
@@ -212,6 +214,7 @@ class CollaborationEntity(Entity):
     name = "Collaboration"
     model = Collaboration
     schema = COLLAB_SCHEMA
+    fields = ("id", "name", "encrypted", "created", "modified", "modifier", "organizations")
     resource = "collaboration"
 
     def in_scope(self, ctx: Ctx, scope: str) -> ColumnElement[bool] | None:

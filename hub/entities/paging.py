@@ -38,8 +38,9 @@ _CURSOR = "c1."  # a version, so that the encoding can change without misreading
 class Page:
     """Which records one answer holds.
 
-    ``attributes``: the fields left out of list answers (``Entity.optional``) that this
-    one includes; None includes every field (one record by id, internal callers).
+    ``attributes``: the fields a request named: its records hold only those (and ``id``),
+    the large ones (``Entity.optional``) among them; empty: every field but the large
+    ones; None: every field (one record by id, internal callers).
     ``max_bytes``: the budget of the large fields (``Entity.weight``); None: no budget.
     """
 

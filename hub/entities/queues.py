@@ -24,7 +24,7 @@ from hub.storage.models import Job, Organization, Queue, iso
 
 SCHEMA = Schema("Queue", {
     "id": Text(Queue.id),
-    "name": Text(Queue.name),
+    "name": Text(Queue.name, nocase=True),
     "priority": Number(Queue.priority, integer=True),
     "status": Choice(Queue.status, {s.value: s.value for s in QueueStatus}),
     "organization": Reference(Queue.organization_id, Organization.id, (Organization.name,)),
@@ -39,6 +39,7 @@ class QueueEntity(OwnedRecord):
     name = "Queue"
     model = Queue
     schema = SCHEMA
+    fields = READABLE
     resource = "queue"
     noun = "a queue"
 

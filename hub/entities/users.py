@@ -40,8 +40,8 @@ from hub.storage.models import (
 
 SCHEMA = Schema("User", {
     "id": Text(User.id),
-    "username": Text(User.username),
-    "email": Text(User.email),
+    "username": Text(User.username, nocase=True),
+    "email": Text(User.email, nocase=True),
     "firstname": Text(User.firstname),
     "lastname": Text(User.lastname),
     "role": Text(User.role),
@@ -65,6 +65,7 @@ class UserEntity(Entity):
     name = "User"
     model = User
     schema = SCHEMA
+    fields = READABLE
     resource = "user"
 
     def owner(self, ctx: Ctx) -> Any:
