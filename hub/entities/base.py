@@ -119,10 +119,10 @@ class Entity(Access):
         return Listing(records, encode_cursor(records[-1]["id"]) if more and records else None)
 
     async def find(self, ctx: Ctx, query: Query, page: Page, *, finished: bool = False,
-                   archived: bool = False) -> Listing:
+                   archived: bool = False, inactive: bool = False) -> Listing:
         """One page of the records ``query`` matches."""
-        if finished or archived:
-            flag = "finished" if finished else "archived"
+        if finished or archived or inactive:
+            flag = "finished" if finished else "archived" if archived else "inactive"
             raise QueryError(f"'{flag}' applies to jobs, not to {self.name}")
         qctx = Context(now=ctx.now, offline_grace=ctx.rt.offline_grace, text=query.text)
         return await self.listing(ctx, self.schema.compile(query, qctx), page)

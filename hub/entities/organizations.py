@@ -13,7 +13,7 @@ import binascii
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -204,7 +204,7 @@ class OrganizationEntity(Entity):
             "users": ("user", User.organization_id == entity_id),
             "nodes": ("node", Node.organization_id == entity_id),
             "collaborations": ("collaboration", Collaboration.id.in_(mine)),
-            "jobs": ("job", Job.organization_id == entity_id),
+            "jobs": ("job", and_(Job.organization_id == entity_id, Job.deleted.is_(None))),
             "created_tasks": ("task", Task.job_id.in_(jobs)),
             "roles": ("role", Role.organization_id == entity_id),
         }
@@ -323,7 +323,7 @@ class CollaborationEntity(Entity):
         return {
             "organizations": ("organization", Organization.id.in_(orgs)),
             "nodes": ("node", Node.collaboration_id == entity_id),
-            "jobs": ("job", Job.collaboration_id == entity_id),
+            "jobs": ("job", and_(Job.collaboration_id == entity_id, Job.deleted.is_(None))),
             "tasks": ("task", Task.job_id.in_(jobs)),
         }
 

@@ -86,8 +86,8 @@ class QueueEntity(OwnedRecord):
 
     async def delete(self, ctx: Ctx, entity_id: str) -> None:
         async def unused(conn: AsyncConnection, found: Any) -> None:
-            used = (await conn.execute(select(Job.id).where(Job.queue_id == entity_id)
-                                       .limit(1))).first()
+            used = (await conn.execute(select(Job.id).where(  # deleted jobs no longer wait
+                Job.queue_id == entity_id, Job.deleted.is_(None)).limit(1))).first()
             if used is not None:
                 raise Conflict("in_use", f"queue '{found.name}' still has jobs; move or "
                                "delete them first")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -106,7 +106,7 @@ class UserEntity(Entity):
     def relations(self, entity_id: str) -> dict[str, tuple[str, ColumnElement[bool]]]:
         held = select(user_roles.c.role_id).where(user_roles.c.user_id == entity_id)
         return {"roles": ("role", Role.id.in_(held)),
-                "jobs": ("job", Job.user_id == entity_id)}
+                "jobs": ("job", and_(Job.user_id == entity_id, Job.deleted.is_(None)))}
 
     @staticmethod
     def _values(body: dict[str, Any]) -> dict[str, Any]:

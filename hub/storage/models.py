@@ -379,6 +379,9 @@ class Job(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     # at most this many of its buckets leased at once (null: as many as lanes take)
     max_lanes: Mapped[int | None] = mapped_column(Integer)
+    # when delete_one made it inactive: kept, with its tasks, out of every find but one
+    # with inactive=True (null: not deleted)
+    deleted: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 # the limits a job holds while a bucket of it is leased

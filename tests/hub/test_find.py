@@ -210,3 +210,54 @@ def test_a_researcher_finds_as_root_does(hub: Hub) -> None:
     found = world.ok("POST", "/find", {"query": f"Job where id in ({mine['id']}, "
                                                 f"{other['id']})"}, ann)["result"]
     assert [j["id"] for j in found] == [mine["id"]]
+
+
+def test_inactive_finds_the_deleted_jobs(hub: Hub, session: Session) -> None:
+    """``delete_one`` makes a job inactive: out of every find and ``get``, never run again,
+    its tasks kept; ``find(..., inactive=True)`` finds it."""
+    world = World(hub)
+    ann = world.user("A", permissions.RESEARCHER)["token"]
+    kept, gone, running = (world.compute_job(ann, items="1-3", code=unique(c))
+                           for c in ("kept", "gone", "run"))
+    agent = world.agent("A", lanes=1)
+    assert [b["job_id"] for b in agent.claim()] == [kept["id"]]  # kept runs, gone waits
+    world.ok("DELETE", f"/job/{gone['id']}", token=ann)
+
+    def find(body: dict[str, Any]) -> set[str]:
+        return {j["id"] for j in world.ok("POST", "/find", body, ann)["result"]}
+
+    assert find({"query": "Job"}) == {kept["id"], running["id"]}
+    assert find({"query": "Job", "inactive": True}) == {gone["id"]}
+    assert find({"query": f"Job where id in ({gone['id']}, {kept['id']})",
+                 "inactive": True}) == {gone["id"]}
+    (record,) = world.ok("POST", "/find", {"query": "Job", "inactive": True}, ann)["result"]
+    assert record["status"] == "aborted" and record["deleted"] is not None
+    assert session.find(f"Job where id={gone['id']}", inactive=True,
+                        attributes=["deleted"])[0]["deleted"] == record["deleted"]
+    # GET, a change, a second delete: as a job that never was
+    for method, body in (("GET", None), ("PATCH", {"status": "waiting"}), ("DELETE", None)):
+        status, answer = world.call(method, f"/job/{gone['id']}", body, ann)
+        assert (status, answer["error"]["code"]) == (404, "not_found"), (method, answer)
+    status, answer = world.call("POST", f"/job/{gone['id']}/tasks", {"tasks": ["9"]}, ann)
+    assert status == 404, answer
+    # its tasks stay, for audit (jobs.rst), and never run
+    assert len(world.tasks(gone["id"])) == 3
+    claimed = [b["job_id"] for b in world.agent("A", lanes=8).claim()]
+    assert running["id"] in claimed and gone["id"] not in claimed, claimed
+    # nor does it show among an organization's jobs, nor may a job wait for it
+    org = world.org["A"]["id"]
+    related = world.ok("GET", f"/organization/{org}/jobs")["result"]
+    assert gone["id"] not in {j["id"] for j in related}
+    status, answer = world.call("POST", "/job", {"compute": {"command": ["true"], "items": "1"},
+                                                 "after": [gone["id"]]}, ann)
+    assert (status, answer["error"]["code"]) == (422, "unknown_job"), answer
+    # inactive is for jobs, and alone
+    for body, flag in (({"query": "Client", "inactive": True}, "'inactive' applies to jobs"),
+                       ({"query": "Job", "inactive": True, "finished": True}, "one of")):
+        status, answer = world.call("POST", "/find", body, ann)
+        assert (status, answer["error"]["code"]) == (422, "query_error"), answer
+        assert flag in answer["error"]["message"]
+    status, answer = world.call("GET", "/find?query=Job&inactive=perhaps", token=ann)
+    assert (status, answer["error"]["field"]) == (400, "inactive"), answer
+    status, answer = world.call("GET", "/find?query=Job&inactive=true", token=ann)
+    assert [j["id"] for j in answer["result"]] == [gone["id"]]

@@ -80,3 +80,32 @@ def test_like_wildcards_in_a_value_are_plain_characters(hub: Hub) -> None:
     assert codes(f'Job where code matches "{tag}a?b"') == {"a_b", "axb"}
     assert codes(f'Job where code contains {tag} and code not contains "%"') == \
         set(made) - {"50%"}
+
+
+def test_another_organizations_deleted_jobs_stay_invisible(hub: Hub) -> None:
+    """C's deleted jobs: A's finds among inactive jobs never show them, by id, glob or
+    negation; naming one answers as naming a job that does not exist; C sees its own."""
+    world = World(hub)
+    ann = world.user("A", permissions.RESEARCHER)["token"]
+    cid = world.user("C", permissions.RESEARCHER)["token"]
+    mine, theirs = world.compute_job(ann), world.compute_job(cid)
+    world.ok("DELETE", f"/job/{mine['id']}", token=ann)
+    world.ok("DELETE", f"/job/{theirs['id']}", token=cid)
+    for query in (f"Job where id in ({theirs['id']}, {mine['id']})", "Job",
+                  "Job where code matches *", f"Job where id not in ({mine['id']})",
+                  f"Job where id={theirs['id']} or code contains ''"):
+        got = {j["id"] for j in found(world, ann, query, inactive=True)}
+        assert theirs["id"] not in got and got <= {mine["id"]}, query
+    assert {j["id"] for j in found(world, cid, "Job", inactive=True)} == {theirs["id"]}
+    nowhere = "0123456789abcdef01234567"
+    for method in ("GET", "DELETE"):
+        their_answer = world.call(method, f"/job/{theirs['id']}", token=ann)
+        none_answer = world.call(method, f"/job/{nowhere}", token=ann)
+        assert their_answer[0] == none_answer[0] == 404, (their_answer, none_answer)
+        assert their_answer[1]["error"]["message"].replace(theirs["id"], nowhere) == \
+            none_answer[1]["error"]["message"]
+    # and A's researcher deleting C's live job is refused, changing nothing
+    live = world.compute_job(cid)
+    status, _ = world.call("DELETE", f"/job/{live['id']}", token=ann)
+    assert status in (403, 404)
+    assert world.ok("GET", f"/job/{live['id']}", token=cid)["deleted"] is None
