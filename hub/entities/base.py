@@ -18,6 +18,7 @@ from core.errors import QueryError
 from hub.access import Access
 from hub.entities.paging import (
     EVERY,
+    EVERY_FIELD,
     TURN,
     Listing,
     Page,
@@ -58,13 +59,14 @@ class Entity(Access):
     optional: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     def attributes(self, names: Iterable[str]) -> frozenset[str]:
-        """The fields a request asks for (its answer holds those and ``id``); ``Invalid``
-        naming the first that is not a field."""
+        """The fields a request asks for (its answer holds those and ``id``; ``*``: every
+        field a list gives unasked); ``Invalid`` naming the first that is not a field."""
         asked = frozenset(names)
         for name in sorted(asked):
-            if name not in self.fields:
+            if name not in self.fields and name != EVERY_FIELD:
                 raise Invalid("unknown_field", f"'attributes' names '{name}', which is not "
-                              f"a field of {self.name} (fields: {', '.join(self.fields)})",
+                              f"a field of {self.name} (fields: {', '.join(self.fields)}; or *, every "
+                              "field a list gives unasked)",
                               field="attributes")
         return asked
 
@@ -113,7 +115,7 @@ class Entity(Access):
             take = min(fitting(weights, page.max_bytes), page.limit)
             records = await self.rows(ctx, where, page.with_limit(take))
             more = len(weights) > take
-        if page.attributes:  # only the fields asked for, and the id
+        if page.attributes and EVERY_FIELD not in page.attributes:  # those, and the id
             keep = page.attributes | {"id"}
             records = [{k: v for k, v in r.items() if k in keep} for r in records]
         return Listing(records, encode_cursor(records[-1]["id"]) if more and records else None)

@@ -109,6 +109,10 @@ def test_attributes_limit_and_skip(hub: Hub, session: Session) -> None:
                                                       for j in made]
     tasks = session.find(f"Task where job.id={made[0]['id']}", attributes=["log_tail"])
     assert [set(t) for t in tasks] == [{"id", "log_tail"}]
+    # *: every field a list gives unasked (the earlier meaning of naming a large field)
+    assert session.find(query, attributes=["*"]) == session.find(query)
+    (task,) = session.find(f"Task where job.id={made[0]['id']}", attributes=["*", "log_tail"])
+    assert {"status", "item", "log_tail"} <= set(task) and "result" not in task
     # limit and skip, with and without attributes, through the pages of the cursor
     assert codes(session.find(query, limit=2, skip=1)) == [f"{tag}1", f"{tag}2"]
     assert [r["id"] for r in session.find(query, limit=3, skip=3, page_size=1,
