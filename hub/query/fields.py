@@ -360,6 +360,7 @@ class Party(Field):
             select(Share.id).where(_same(Share.name, name, True))))
         if not parts:
             return share
-        path = join(parts)
+        path = join(parts)  # paths keep their case: a prefix by substr, not LIKE (SQLite's
+        below = f"{path}/"  # LIKE ignores case), so that SQLite and PostgreSQL agree
         return and_(share, or_(self.path == path,
-                               self.path.like(f"{_literal(path)}/%", escape=ESCAPE)))
+                               func.substr(self.path, 1, len(below)) == below))

@@ -157,6 +157,8 @@ def test_source_hq_lists_the_downloads_from_hq(hub: Hub, session: Session) -> No
     assert ids(f"source=share={hq_share}/film") == {down["id"]}
     assert ids(f"source=share={hq_share}/film/a.mov") == {down["id"]}
     assert ids(f'source="share={hq_share}/fil"') == set()
+    assert ids(f"source=share={hq_share}/FILM") == set()  # paths keep their case
+    assert ids(f"source=share={hq_share.upper()}/film") == {down["id"]}  # share names not
     assert ids(f"destination=share={sth_share}/in") == {down["id"]}
     assert ids("destination=root") == {to_user["id"]}
     assert ids("source in (stockholm, nowhere)") == {up["id"]}
