@@ -62,8 +62,9 @@ class JobEntity(JobAccess, Entity):
     async def find(self, ctx: Ctx, query: Query, page: Page, *, finished: bool = False,
                    archived: bool = False, inactive: bool = False) -> Listing:
         if inactive and (finished or archived):
-            raise QueryError(f"give one of 'inactive' and '{'finished' if finished else 'archived'}'"
-                             ": deleted jobs are found whenever they ended")
+            flag = "finished" if finished else "archived"
+            raise QueryError(f"give one of 'inactive' and '{flag}': deleted jobs are found "
+                             "whenever they ended")
         qctx = Context(now=ctx.now, offline_grace=ctx.rt.offline_grace, text=query.text)
         when = Job.deleted.is_not(None) if inactive else \
             and_(Job.deleted.is_(None), self.lifecycle(ctx, finished, archived))
