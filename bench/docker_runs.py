@@ -173,8 +173,8 @@ def ferry_runs(session: Session, agent_id: str, runs: int, code: str) -> dict[st
         time.sleep(0.1)
     lines = events.stop()
     jobs = {j["id"]: j for j in session.find(f"Job where code={code}")}
-    tasks = [(i, t) for i in ids for t in session.find(f"Task where job.id={i}",
-                                                        attributes=["result"])]
+    tasks = [(i, t) for i in ids for t in session.find(
+        f"Task where job.id={i}", attributes=["status", "result", "message"])]
     bad = [(t["status"], t.get("result"), t.get("message")) for _, t in tasks
            if t["status"] != "done" or t.get("result") != "hi\n"]
     if set(jobs) != set(ids) or len(tasks) != runs or bad or \

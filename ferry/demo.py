@@ -73,7 +73,8 @@ async def _run_transfer(session: Any, agent_id: str, base: Path) -> bool:
     job = await call(session.create, "Job", {"source": "share=projects/shot010",
                                              "destination": "share=backup/"})
     job = await asyncio.to_thread(watch, session, job["id"], 0.2)
-    tasks = await call(session.find, f"task WHERE job.id={job['id']}", attributes=["log_tail"])
+    tasks = await call(session.find, f"task WHERE job.id={job['id']}",
+                       attributes=["status", "message", "log_tail"])
     same = job["status"] == "done" and await call(_digest, shot) == await call(
         _digest, backup / "shot010")
     failed = [t for t in tasks if t["status"] == "failed"]

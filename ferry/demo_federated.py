@@ -126,7 +126,7 @@ async def _results(user: Any, job: dict[str, Any], orgs: dict[str, Any], key: by
 
     names = {o["id"]: name for name, o in orgs.items()}
     tasks = await asyncio.to_thread(user.find, f"task WHERE job.id={job['id']}",
-                                    attributes=["result"])
+                                    attributes=["organization", "status", "result", "message"])
     rows, total, count = [], 0, 0
     for task in sorted(tasks, key=lambda t: names[t["organization"]]):
         name = names[task["organization"]]

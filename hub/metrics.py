@@ -97,10 +97,13 @@ class DatabaseFigures:
             for kind, disabled, is_fresh, n in rows:
                 key = (type_label(kind), str(_status(bool(disabled), bool(is_fresh))))
                 figures.clients[key] = figures.clients.get(key, 0) + n
+            # deleted jobs (inactive, kept for audit) and their tasks are no work
             figures.jobs = {str(s): n for s, n in await conn.execute(
-                select(Job.status, func.count()).group_by(Job.status))}
+                select(Job.status, func.count()).where(Job.deleted.is_(None))
+                .group_by(Job.status))}
             figures.tasks = {str(s): n for s, n in await conn.execute(
-                select(Task.status, func.count()).group_by(Task.status))}
+                select(Task.status, func.count()).join(Job, Job.id == Task.job_id)
+                .where(Job.deleted.is_(None)).group_by(Task.status))}
         return figures
 
     def collect(self) -> Iterator[Metric]:

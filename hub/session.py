@@ -242,25 +242,30 @@ class Session:
     # -- the reference's calls
     def find(self, query: str, finished: bool = False, archived: bool = False,
              limit: int | None = None, skip: int = 0, *, offset: int | None = None,
-             attributes: Iterable[str] = (), page_size: int | None = None
-             ) -> list[dict[str, Any]]:
+             attributes: Iterable[str] = (), page_size: int | None = None,
+             inactive: bool = False) -> list[dict[str, Any]]:
         """Every record ``query`` matches (at most ``limit``, after ``skip``), fetched page
-        by page through the hub's cursor, so no one answer is large. ``attributes``: large
-        fields lists leave out that you want (a task's ``log_tail``, ``input``,
-        ``result``). ``offset`` is the older name of ``skip``."""
+        by page through the hub's cursor, so no one answer is large. ``attributes``: the
+        fields to return (each record then holds only those and ``id``); the large fields
+        lists leave out otherwise (a task's ``log_tail``, ``input``, ``result``) come only
+        when named. ``offset`` is the older name of ``skip``. ``inactive``: the deleted
+        (``delete_one``) jobs instead of the others."""
         return list(self.iter_find(query, finished, archived, limit, skip, offset=offset,
-                                   attributes=attributes, page_size=page_size))
+                                   attributes=attributes, page_size=page_size,
+                                   inactive=inactive))
 
     def iter_find(self, query: str, finished: bool = False, archived: bool = False,
                   limit: int | None = None, skip: int = 0, *, offset: int | None = None,
-                  attributes: Iterable[str] = (), page_size: int | None = None
-                  ) -> Iterator[dict[str, Any]]:
+                  attributes: Iterable[str] = (), page_size: int | None = None,
+                  inactive: bool = False) -> Iterator[dict[str, Any]]:
         """The records of ``find``, one at a time, asking for the next page only when the
         one before is used up: memory stays one page however many records match.
         ``page_size``: records per request (default: the hub's ``find_page``)."""
         body: dict[str, Any] = {"query": query, "finished": finished, "archived": archived}
         if attributes:
             body["attributes"] = _names(attributes)
+        if inactive:  # only when asked: a hub before issue 19 refuses the name
+            body["inactive"] = True
 
         def page(params: dict[str, Any]) -> dict[str, Any]:
             return self._call("POST", "/find", {**body, **params})  # type: ignore[no-any-return]

@@ -179,7 +179,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             response.headers["Retry-After"] = str(exc.details["retry_after"])
         return response
     except QueryError as exc:
-        return error_response(400, "query_error", str(exc), position=exc.position)
+        return error_response(422, "query_error", str(exc), position=exc.position)
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response(413, "body_too_large", f"request body is larger than the hub "
                               f"accepts ({exc.text})")

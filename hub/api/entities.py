@@ -28,6 +28,7 @@ class FindRequest(PageRequest, forbid_unknown_fields=True, kw_only=True):
     query: Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
     finished: bool = False
     archived: bool = False
+    inactive: bool = False  # deleted jobs (accsyn: deactivated records)
 
 
 async def _find(request: web.Request, listings: Listings, req: FindRequest) -> web.Response:
@@ -38,7 +39,7 @@ async def _find(request: web.Request, listings: Listings, req: FindRequest) -> w
     page = page_of(kind, req, ctx.rt.config)
     async with listings.turn():
         return answer(await kind.find(ctx, query, page, finished=req.finished,
-                                      archived=req.archived))
+                                      archived=req.archived, inactive=req.inactive))
 
 
 async def find_post(request: web.Request) -> web.Response:
@@ -61,7 +62,8 @@ async def find_get(request: web.Request) -> web.Response:
                        "e.g. ?query=Client where type=1")
     async with listing_slot(request) as listings:
         asked = from_url(request, FindRequest, query=query, finished=_flag(request, "finished"),
-                         archived=_flag(request, "archived"))
+                         archived=_flag(request, "archived"),
+                         inactive=_flag(request, "inactive"))
         return await _find(request, listings, asked)
 
 

@@ -7,8 +7,9 @@
   ``find_page``). Above the maximum is a 422 naming it: an answer is never cut silently.
 * ``skip`` (``offset`` is its older name): records dropped first, counted from the cursor.
 * ``cursor``: the ``next`` of the answer before; continues after its last record.
-* ``attributes``: large fields to include that list answers leave out (a task's
-  ``log_tail``, ``input``, ``result``); any other name is a 422 naming it.
+* ``attributes``: the fields each record holds (and ``id``), as accsyn's ``find`` takes
+  them; the large fields list answers leave out otherwise (a task's ``log_tail``,
+  ``input``, ``result``) only when named. A name that is no field is a 422 naming it.
 
 Listings are the costly reads a user can make, so each user (or agent) runs at most
 ``find_concurrent_per_user`` at once: one more gets ``429 too_many_queries`` with

@@ -32,6 +32,7 @@ class ApiKeyEntity(Entity):
     name = "ApiKey"
     model = ApiKey
     schema = SCHEMA
+    fields = tuple(f for f in READABLE if f != "api_key")  # shown once, when made
 
     resource = "apikey"
 

@@ -18,6 +18,7 @@ from core.errors import QueryError
 from hub.access import Access
 from hub.entities.paging import (
     EVERY,
+    EVERY_FIELD,
     TURN,
     Listing,
     Page,
@@ -51,20 +52,22 @@ class Entity(Access):
         return {}
 
     # -- lists: pages of records (the contract is in hub/entities/paging.py)
+    # the fields of a record, which ``attributes`` may name (tests hold them to the records)
+    fields: ClassVar[tuple[str, ...]] = ()
     # fields left out of list answers unless a request names them in ``attributes``, each
     # with the columns only it reads (left out of the query too)
     optional: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     def attributes(self, names: Iterable[str]) -> frozenset[str]:
-        """The left-out fields a request asks for; ``Invalid`` naming the first that is
-        not one."""
+        """The fields a request asks for (its answer holds those and ``id``; ``*``: every
+        field a list gives unasked); ``Invalid`` naming the first that is not a field."""
         asked = frozenset(names)
         for name in sorted(asked):
-            if name not in self.optional:
-                known = ", ".join(self.optional) or "none"
+            if name not in self.fields and name != EVERY_FIELD:
                 raise Invalid("unknown_field", f"'attributes' names '{name}', which is not "
-                              f"a field {self.name} lists leave out (those: {known}; every "
-                              "other field is always in the answer)", field="attributes")
+                              f"a field of {self.name} (fields: {', '.join(self.fields)}; or *, every "
+                              "field a list gives unasked)",
+                              field="attributes")
         return asked
 
     def weight(self, page: Page) -> ColumnElement[Any] | None:
@@ -112,13 +115,16 @@ class Entity(Access):
             take = min(fitting(weights, page.max_bytes), page.limit)
             records = await self.rows(ctx, where, page.with_limit(take))
             more = len(weights) > take
+        if page.attributes and EVERY_FIELD not in page.attributes:  # those, and the id
+            keep = page.attributes | {"id"}
+            records = [{k: v for k, v in r.items() if k in keep} for r in records]
         return Listing(records, encode_cursor(records[-1]["id"]) if more and records else None)
 
     async def find(self, ctx: Ctx, query: Query, page: Page, *, finished: bool = False,
-                   archived: bool = False) -> Listing:
+                   archived: bool = False, inactive: bool = False) -> Listing:
         """One page of the records ``query`` matches."""
-        if finished or archived:
-            flag = "finished" if finished else "archived"
+        if finished or archived or inactive:
+            flag = "finished" if finished else "archived" if archived else "inactive"
             raise QueryError(f"'{flag}' applies to jobs, not to {self.name}")
         qctx = Context(now=ctx.now, offline_grace=ctx.rt.offline_grace, text=query.text)
         return await self.listing(ctx, self.schema.compile(query, qctx), page)

@@ -53,7 +53,7 @@ _types.update({t.hr: int(t) for t in ClientType})
 
 SCHEMA = Schema("Client", {
     "id": Text(Client.id),
-    "code": Text(Client.code),
+    "code": Text(Client.code, nocase=True),
     "user": Reference(Client.user_id, User.id, (User.username, User.email)),
     "user.id": Text(Client.user_id),
     "user.username": Reference(Client.user_id, User.id, (User.username, User.email)),
@@ -98,6 +98,7 @@ class ClientEntity(Entity):
     name = "Client"
     model = Client
     schema = SCHEMA
+    fields = READABLE
     resource = "client"
 
     def owner(self, ctx: Ctx) -> Any:

@@ -24,7 +24,7 @@ from hub.storage.models import Engine, Organization, iso
 
 SCHEMA = Schema("Engine", {
     "id": Text(Engine.id),
-    "name": Text(Engine.name),
+    "name": Text(Engine.name, nocase=True),
     "bucket_size": Number(Engine.bucket_size, integer=True),
     "organization": Reference(Engine.organization_id, Organization.id, (Organization.name,)),
     "created": Timestamp(Engine.created),
@@ -39,6 +39,7 @@ class EngineEntity(OwnedRecord):
     name = "Engine"
     model = Engine
     schema = SCHEMA
+    fields = READABLE
     resource = "engine"
     noun = "an engine"
 

@@ -12,12 +12,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.engine import Connection, RowMapping
 
+from core.errors import QueryError
 from hub.access import JobAccess
 from hub.bodies import check_body, expect, name_value, priority_value
 from hub.entities.base import Entity
 from hub.entities.clients import user_hr
 from hub.entities.paging import EVERY, Listing, Page, in_turns, json_size, restrict, window
-from hub.errors import Invalid
+from hub.errors import Invalid, NotFound
 from hub.jobs import actions, dependencies, registry
 from hub.jobs import status as st
 from hub.query import Query
@@ -28,15 +29,17 @@ from protocol import BucketKind
 
 SCHEMA = Schema("Job", {
     "id": Text(Job.id),
-    "code": Text(Job.code),
+    "code": Text(Job.code, nocase=True),
     "uri": Text(Job.queue),
     "queue": Reference(Job.queue_id, Queue.id, (Queue.name,)),  # by name or id
     "status": Choice(Job.status, {s.value: s.value for s in st.JobStatus}),
     "kind": Text(Job.kind),
     "priority": Number(Job.priority, integer=True),
     "user": Reference(Job.user_id, User.id, (User.username, User.email)),
-    "source": Party(Job.source_scope, Job.source_id),
-    "destination": Party(Job.destination_scope, Job.destination_id),
+    "source": Party(Job.source_scope, Job.source_id,
+                    Job.spec["transfer"]["source_path"].as_string()),
+    "destination": Party(Job.destination_scope, Job.destination_id,
+                         Job.spec["transfer"]["destination_path"].as_string()),
     "created": Timestamp(Job.created),
     "started": Timestamp(Job.started),
     "finished": Timestamp(Job.finished),
@@ -49,18 +52,33 @@ READABLE = ("id", "code", "uri", "status", "created", "source", "source_hr", "de
             "started", "counts", "compute", "transfer", "destination_path", "docker", "job_id",
             "collaboration", "organization", "status_reason", "queue", "after",
             "after_items", "after_failed", "after_status", "limits", "max_lanes", "engine", "args",
-            "hooks", "hook_of")
+            "hooks", "hook_of", "deleted")
 WRITABLE = ("status", "priority", "code", "metadata", "destination_path", "queue")
 
 
 class JobEntity(JobAccess, Entity):
     schema = SCHEMA
+    fields = READABLE
 
     async def find(self, ctx: Ctx, query: Query, page: Page, *, finished: bool = False,
-                   archived: bool = False) -> Listing:
+                   archived: bool = False, inactive: bool = False) -> Listing:
+        if inactive and (finished or archived):
+            flag = "finished" if finished else "archived"
+            raise QueryError(f"give one of 'inactive' and '{flag}': deleted jobs are found "
+                             "whenever they ended")
         qctx = Context(now=ctx.now, offline_grace=ctx.rt.offline_grace, text=query.text)
-        return await self.listing(ctx, and_(self.schema.compile(query, qctx),
-                                            self.lifecycle(ctx, finished, archived)), page)
+        when = Job.deleted.is_not(None) if inactive else \
+            and_(Job.deleted.is_(None), self.lifecycle(ctx, finished, archived))
+        return await self.listing(ctx, and_(self.schema.compile(query, qctx), when), page)
+
+    async def get(self, ctx: Ctx, entity_id: str) -> dict[str, Any]:
+        """A deleted job answers as one that never was (a find with ``inactive`` lists it)."""
+        async with ctx.db.read() as conn:
+            deleted = (await conn.execute(select(Job.deleted).where(Job.id == entity_id))
+                       ).scalar()
+        if deleted is not None:
+            raise NotFound("not_found", f"no Job with id '{entity_id}'")
+        return await super().get(ctx, entity_id)
 
     def weight(self, page: Page) -> ColumnElement[Any] | None:
         # a job's spec (compute, docker, transfer) is as large as the body that made it:
@@ -135,7 +153,7 @@ class JobEntity(JobAccess, Entity):
             "collaboration": j["collaboration_id"], "organization": j["organization_id"],
             # why it waits, when no agent it may use matches it (hub/jobs/reasons.py)
             "status_reason": j["status_reason"], "queue": j["queue"],
-            "max_lanes": j["max_lanes"],
+            "max_lanes": j["max_lanes"], "deleted": iso(j["deleted"]),
             # commands run when it ends, and the job this one is a hook of (hooks.py)
             "hooks": _hooks_shown(j["hooks"]), "hook_of": j["hook_of"],
         }

@@ -26,7 +26,7 @@ from hub.storage.models import Job, Limit, Organization, iso, job_limits
 
 SCHEMA = Schema("Limit", {
     "id": Text(Limit.id),
-    "name": Text(Limit.name),
+    "name": Text(Limit.name, nocase=True),
     "max": Number(Limit.max, integer=True),
     "organization": Reference(Limit.organization_id, Organization.id, (Organization.name,)),
     "created": Timestamp(Limit.created),
@@ -40,6 +40,7 @@ class LimitEntity(OwnedRecord):
     name = "Limit"
     model = Limit
     schema = SCHEMA
+    fields = READABLE
     resource = "limit"
     noun = "a limit"
 

@@ -35,7 +35,7 @@ Enrolled = aliased(Client)
 
 SCHEMA = Schema("Node", {
     "id": Text(Node.id),
-    "name": Text(Node.name),
+    "name": Text(Node.name, nocase=True),
     "description": Text(Node.description),
     "user": Reference(Node.user_id, User.id, (User.username, User.email)),
     "organization": Reference(Node.organization_id, Organization.id, (Organization.name,)),
@@ -65,6 +65,7 @@ class NodeEntity(Entity):
     name = "Node"
     model = Node
     schema = SCHEMA
+    fields = tuple(f for f in READABLE if f != "api_key")  # shown once, when made
     resource = "node"
 
     def organization(self) -> Any:

@@ -13,7 +13,7 @@ import binascii
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -41,7 +41,7 @@ from hub.storage.models import (
 
 ORG_SCHEMA = Schema("Organization", {
     "id": Text(Organization.id),
-    "name": Text(Organization.name),
+    "name": Text(Organization.name, nocase=True),
     "domain": Text(Organization.domain),
     "address1": Text(Organization.address1),
     "address2": Text(Organization.address2),
@@ -56,7 +56,7 @@ ORG_READABLE = ("id", *ORG_WRITABLE, "collaborations", "created", "modified", "m
 
 COLLAB_SCHEMA = Schema("Collaboration", {
     "id": Text(Collaboration.id),
-    "name": Text(Collaboration.name),
+    "name": Text(Collaboration.name, nocase=True),
     "encrypted": Boolean(Collaboration.encrypted),
     "created": Timestamp(Collaboration.created),
     "modified": Timestamp(Collaboration.modified),
@@ -122,6 +122,8 @@ class OrganizationEntity(Entity):
     name = "Organization"
     model = Organization
     schema = ORG_SCHEMA
+    fields = ("id", "name", *ORG_TEXT, "public_key", "created", "modified", "modifier",
+              "collaborations")
     resource = "organization"
 
     def organization(self) -> Any:
@@ -202,7 +204,7 @@ class OrganizationEntity(Entity):
             "users": ("user", User.organization_id == entity_id),
             "nodes": ("node", Node.organization_id == entity_id),
             "collaborations": ("collaboration", Collaboration.id.in_(mine)),
-            "jobs": ("job", Job.organization_id == entity_id),
+            "jobs": ("job", and_(Job.organization_id == entity_id, Job.deleted.is_(None))),
             "created_tasks": ("task", Task.job_id.in_(jobs)),
             "roles": ("role", Role.organization_id == entity_id),
         }
@@ -212,6 +214,7 @@ class CollaborationEntity(Entity):
     name = "Collaboration"
     model = Collaboration
     schema = COLLAB_SCHEMA
+    fields = ("id", "name", "encrypted", "created", "modified", "modifier", "organizations")
     resource = "collaboration"
 
     def in_scope(self, ctx: Ctx, scope: str) -> ColumnElement[bool] | None:
@@ -320,7 +323,7 @@ class CollaborationEntity(Entity):
         return {
             "organizations": ("organization", Organization.id.in_(orgs)),
             "nodes": ("node", Node.collaboration_id == entity_id),
-            "jobs": ("job", Job.collaboration_id == entity_id),
+            "jobs": ("job", and_(Job.collaboration_id == entity_id, Job.deleted.is_(None))),
             "tasks": ("task", Task.job_id.in_(jobs)),
         }
 

@@ -29,6 +29,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 AnySelect = Select[*tuple[Any, ...]]
 
+EVERY_FIELD = "*"  # in ``attributes``: every field a list gives unasked, and the large ones named
 MAX_RESULTS = 100_000  # what an internal caller (a shell, a group update) gets at most
 TURN = 500  # records built between two yields to the event loop
 _CURSOR = "c1."  # a version, so that the encoding can change without misreading old ones
@@ -38,8 +39,10 @@ _CURSOR = "c1."  # a version, so that the encoding can change without misreading
 class Page:
     """Which records one answer holds.
 
-    ``attributes``: the fields left out of list answers (``Entity.optional``) that this
-    one includes; None includes every field (one record by id, internal callers).
+    ``attributes``: the fields a request named: its records hold only those (and ``id``),
+    the large ones (``Entity.optional``) among them; with ``*``, every field but the
+    large ones not named; empty: every field but the large ones; None: every field (one
+    record by id, internal callers).
     ``max_bytes``: the budget of the large fields (``Entity.weight``); None: no budget.
     """
 

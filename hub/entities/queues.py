@@ -24,7 +24,7 @@ from hub.storage.models import Job, Organization, Queue, iso
 
 SCHEMA = Schema("Queue", {
     "id": Text(Queue.id),
-    "name": Text(Queue.name),
+    "name": Text(Queue.name, nocase=True),
     "priority": Number(Queue.priority, integer=True),
     "status": Choice(Queue.status, {s.value: s.value for s in QueueStatus}),
     "organization": Reference(Queue.organization_id, Organization.id, (Organization.name,)),
@@ -39,6 +39,7 @@ class QueueEntity(OwnedRecord):
     name = "Queue"
     model = Queue
     schema = SCHEMA
+    fields = READABLE
     resource = "queue"
     noun = "a queue"
 
@@ -85,8 +86,8 @@ class QueueEntity(OwnedRecord):
 
     async def delete(self, ctx: Ctx, entity_id: str) -> None:
         async def unused(conn: AsyncConnection, found: Any) -> None:
-            used = (await conn.execute(select(Job.id).where(Job.queue_id == entity_id)
-                                       .limit(1))).first()
+            used = (await conn.execute(select(Job.id).where(  # deleted jobs no longer wait
+                Job.queue_id == entity_id, Job.deleted.is_(None)).limit(1))).first()
             if used is not None:
                 raise Conflict("in_use", f"queue '{found.name}' still has jobs; move or "
                                "delete them first")

@@ -45,7 +45,7 @@ RULE_SCHEMA = Schema("Rule", {
 })
 ROLE_SCHEMA = Schema("Role", {
     "id": Text(Role.id),
-    "name": Text(Role.name),
+    "name": Text(Role.name, nocase=True),
     "description": Text(Role.description),
     "organization": Reference(Role.organization_id, Organization.id, (Organization.name,)),
     "default": Boolean(Role.default),
@@ -124,6 +124,7 @@ class RuleEntity(Entity):
     name = "Rule"
     model = Rule
     schema = RULE_SCHEMA
+    fields = ("id", "resource", "operation", "scope", "name")
     resource = "rule"
 
     def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:
@@ -136,6 +137,8 @@ class RoleEntity(Entity):
     name = "Role"
     model = Role
     schema = ROLE_SCHEMA
+    fields = ("id", "name", "description", "organization", "default", "created", "modified",
+              "modifier", "rules")
     resource = "role"
 
     def in_scope(self, ctx: Ctx, scope: str) -> ColumnElement[bool] | None:

@@ -26,7 +26,7 @@ from protocol.paths import PathRefused, check_share_name
 
 SCHEMA = Schema("Share", {
     "id": Text(Share.id),
-    "name": Text(Share.name),
+    "name": Text(Share.name, nocase=True),
     "client": Reference(Share.client_id, Client.id, (Client.code,)),
     "path": Text(Share.path),
     "description": Text(Share.description),
@@ -41,6 +41,7 @@ _ABSOLUTE = re.compile(r"^(/|[A-Za-z]:[\\/]|\\\\[^\\]+\\[^\\]+)")
 
 class ShareEntity(ShareAccess, Entity):
     schema = SCHEMA
+    fields = READABLE
 
     async def _need_client(self, ctx: Ctx, operation: str, client_id: str) -> None:
         """Giving a share to an agent is an ``operation`` on shares of the agent's

@@ -19,7 +19,7 @@ DEFAULT_SITE = "hq"
 
 SCHEMA = Schema("Site", {
     "id": Text(Site.id),
-    "name": Text(Site.name),
+    "name": Text(Site.name, nocase=True),
     "description": Text(Site.description),
     "created": Timestamp(Site.created),
     "modified": Timestamp(Site.modified),
@@ -31,6 +31,7 @@ class SiteEntity(Entity):
     name = "Site"
     model = Site
     schema = SCHEMA
+    fields = READABLE
     resource = "site"
 
     def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:

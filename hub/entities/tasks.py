@@ -47,6 +47,10 @@ MAX_CHANGES = 10_000
 
 class TaskEntity(TaskAccess, Entity):
     schema = SCHEMA
+    fields = ("id", "uri", "status", "created", "source", "destination", "priority", "size",
+              "finished", "time", "job", "item", "attempts", "bucket", "exit_code", "message",
+              "log_tail", "has_log", "cpu_seconds", "peak_memory", "started", "metadata",
+              "transferred", "organization", "input", "result", "progress", "stage", "outputs")
 
     def base_select(self) -> AnySelect:
         return select(Task)

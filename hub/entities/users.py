@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -40,8 +40,8 @@ from hub.storage.models import (
 
 SCHEMA = Schema("User", {
     "id": Text(User.id),
-    "username": Text(User.username),
-    "email": Text(User.email),
+    "username": Text(User.username, nocase=True),
+    "email": Text(User.email, nocase=True),
     "firstname": Text(User.firstname),
     "lastname": Text(User.lastname),
     "role": Text(User.role),
@@ -65,6 +65,7 @@ class UserEntity(Entity):
     name = "User"
     model = User
     schema = SCHEMA
+    fields = READABLE
     resource = "user"
 
     def owner(self, ctx: Ctx) -> Any:
@@ -105,7 +106,7 @@ class UserEntity(Entity):
     def relations(self, entity_id: str) -> dict[str, tuple[str, ColumnElement[bool]]]:
         held = select(user_roles.c.role_id).where(user_roles.c.user_id == entity_id)
         return {"roles": ("role", Role.id.in_(held)),
-                "jobs": ("job", Job.user_id == entity_id)}
+                "jobs": ("job", and_(Job.user_id == entity_id, Job.deleted.is_(None)))}
 
     @staticmethod
     def _values(body: dict[str, Any]) -> dict[str, Any]:

@@ -103,6 +103,8 @@ class WebhookEntity(OwnedRecord):
     schema = SCHEMA
     resource = "webhook"
     noun = "a webhook"
+    fields = ("id", "name", "url", "events", "enabled", "organization", "created",
+              "modified", "modifier")  # never the secret
 
     def serialize(self, row: RowMapping, ctx: Ctx) -> dict[str, Any]:
         # never the secret: it is shown once, in the answer to the creation
@@ -150,6 +152,8 @@ class DeliveryEntity(Entity):
     model = WebhookDelivery
     schema = DELIVERY_SCHEMA
     resource = "webhook"
+    fields = ("id", "webhook", "event", "status", "attempts", "status_code", "error",
+              "next_attempt", "created", "delivered", "body")
 
     def organization(self) -> Any:
         return (select(Webhook.organization_id)

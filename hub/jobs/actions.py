@@ -9,10 +9,9 @@ After an action that may have made work appear, the caller tells the dispatcher
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.access import JOBS
@@ -46,7 +45,8 @@ async def create(ctx: Ctx, body: Any) -> str:
 
 
 async def _job(conn: AsyncConnection, job_id: str) -> Any:
-    job = (await conn.execute(_JOB.where(Job.id == job_id))).first()
+    """The job, for a change; a deleted (inactive) one is as one that never was."""
+    job = (await conn.execute(_JOB.where(Job.id == job_id, Job.deleted.is_(None)))).first()
     if job is None:
         raise NotFound("not_found", f"no Job with id '{job_id}'")
     return job
@@ -58,8 +58,8 @@ async def change(ctx: Ctx, job_id: str, values: dict[str, Any], status: str | No
     its ``status`` (one of ``status.JOB_WRITABLE``) and its ``destination_path``, each by
     the rules of its kind."""
     async with ctx.db.write() as conn:
+        job = await _job(conn, job_id)  # first: a deleted job is one that never was
         await JOBS.check(conn, ctx, "edit", job_id)
-        job = await _job(conn, job_id)
         if "queue" in values:  # moved to another queue of its organization
             values["queue_id"] = await queue_for(conn, job.organization_id, values["queue"])
         await conn.execute(update(Job).where(Job.id == job_id).values(
@@ -75,27 +75,32 @@ async def change(ctx: Ctx, job_id: str, values: dict[str, Any], status: str | No
 
 
 async def remove(ctx: Ctx, job_id: str) -> None:
-    """Delete a job the caller may delete, with its tasks and logs; refused while any of
-    its tasks runs (abort it first). The jobs waiting for it fail (``dependencies.py``)."""
+    """Delete a job the caller may delete: it becomes inactive (``deleted`` set), aborted
+    if it had not ended, so it never runs again; refused while any of its tasks runs
+    (abort it first). It leaves every find but one with ``inactive=True``, and answers
+    changes and ``get`` as a job that never was; its row, tasks and logs stay, for audit
+    (jobs.rst: tasks are never deleted). The jobs waiting for it fail (``dependencies.py``)."""
     async with ctx.db.write() as conn:
+        job = await _job(conn, job_id)  # first: a deleted job is one that never was
         await JOBS.check(conn, ctx, "delete", job_id)
-        await _job(conn, job_id)
         running = (await conn.execute(select(Task.id).where(
             Task.job_id == job_id, Task.status.in_(st.RUNNING_TASK)).limit(1))).first()
         if running is not None:
             raise Conflict("job_running", "the job has running tasks; abort it first")
         await dependencies.fail_for_deleted(conn, job_id, ctx.now)
-        await conn.execute(delete(Task).where(Task.job_id == job_id))
-        await conn.execute(delete(Job).where(Job.id == job_id))
-    shutil.rmtree(ctx.rt.data_dir / "logs" / job_id, ignore_errors=True)
+        if job.status not in st.FINISHED:
+            await of(job.kind).write_status(conn, ctx, job, st.JobStatus.ABORTED)
+            await conn.run_sync(st.refresh, [job_id], ctx.now)
+        await conn.execute(update(Job).where(Job.id == job_id).values(
+            deleted=ctx.now, modified=ctx.now, modifier=ctx.principal.id))
 
 
 async def add_tasks(ctx: Ctx, job_id: str, tasks: list[Any], allow: bool) -> dict[str, Any]:
     """More tasks for a job whose tasks the caller may create, as its kind takes them;
     ``{"created": [ids], "retried": [ids]}``. A job that ended runs again for them."""
     async with ctx.db.write() as conn:
+        job = await _job(conn, job_id)  # first: a deleted job is one that never was
         await JOBS.check(conn, ctx, "create", job_id, resource="task")
-        job = await _job(conn, job_id)
         added = await of(job.kind).add_tasks(conn, ctx, job, tasks, allow)
         await reopen(conn, job, ctx)
     return added
@@ -106,13 +111,13 @@ async def change_tasks(ctx: Ctx, job_id: str, changes: list[dict[str, Any]]) -> 
     job whose tasks the caller may edit: all of them, or none. The ids changed."""
     ids = [c["id"] for c in changes]
     async with ctx.db.write() as conn:
+        job = await _job(conn, job_id)  # first: a deleted job is one that never was
         await JOBS.check(conn, ctx, "edit", job_id, resource="task")
         rows = {r.id: r for r in (await conn.execute(select(Task.id, Task.status).where(
             Task.job_id == job_id, Task.id.in_(ids)))).all()}
         missing = [i for i in ids if i not in rows]
         if missing:
             raise NotFound("not_found", f"job '{job_id}' has no task '{missing[0]}'")
-        job = await _job(conn, job_id)
         # a job that cannot queue tasks yet (a transfer with no destination path): what
         # would be queued waits for it
         held = not of(job.kind).ready(job.spec or {})

@@ -38,7 +38,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy import bindparam, delete, exists, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
@@ -88,7 +88,7 @@ async def check(conn: AsyncConnection, ctx: Ctx, after: list[str], after_items: 
     if not named:
         return
     visible = JOBS.visible(ctx)
-    stmt = select(Job.id, Job.kind).where(Job.id.in_(named))
+    stmt = select(Job.id, Job.kind).where(Job.id.in_(named), Job.deleted.is_(None))
     seen = dict((await conn.execute(stmt if visible is None else stmt.where(visible))).all())
     for n, job_id in enumerate(after):
         if job_id not in seen:
@@ -122,10 +122,12 @@ async def store(conn: AsyncConnection, job_id: str, after: list[str], after_item
 
 async def fail_for_deleted(conn: AsyncConnection, job_id: str, now: Any) -> None:
     """``job_id`` is about to be deleted: the active jobs that wait for it fail (it can
-    never be done now, nor retried), naming it."""
+    never be done now, nor retried), naming it, and wait for it no more."""
     waiting = [r.job_id for r in await conn.execute(
         select(JobDependency.job_id).join(Job, Job.id == JobDependency.job_id).where(
             JobDependency.after_id == job_id, Job.status.in_(st.ACTIVE)))]
+    # no job waits for a deleted one any more (its row stays, inactive)
+    await conn.execute(delete(JobDependency).where(JobDependency.after_id == job_id))
     if not waiting:
         return
     why = f"job {job_id} it waits for was deleted"

@@ -4,12 +4,20 @@ Each entity maps field names (``type``, ``site``, ``job.id``) to a
 ``Field`` that knows its column, its value type and its human-readable
 forms (``site=hq``, ``user=user@mail.com``, ``type=server``). The bare
 values ``null`` and ``none`` mean SQL NULL (quote them for the text).
+
+``contains`` and ``matches`` (a glob: ``*`` any run, ``?`` one character,
+``[*]``, ``[?]`` and ``[[]`` the character itself) become SQL ``LIKE`` with
+every ``%`` and ``_`` of the value escaped: a value is never a pattern of
+its own, and no regular expression reaches the database. Both compare
+without regard to case, the same on SQLite and PostgreSQL (whose ``LIKE``
+alone would differ). ``=`` and the others ignore case only on the fields
+made with ``nocase`` (names, codes, usernames, emails: what people type).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,11 +25,14 @@ from sqlalchemy import ColumnElement, and_, func, not_, or_, select, true
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 from core.errors import QueryError
-from hub.query.parser import And, Comparison, Node, Or, Query
+from hub.query.parser import WORDS, And, Comparison, Member, Node, Or, Query
 from hub.storage.models import Client, Share, Site, User
+from protocol.paths import PathRefused, join, split_share_path
 
 ORDERING = ("<", ">", "<=", ">=")
 NULLS = ("null", "none")
+TEXT_OPS = (*WORDS, *(f"not {w}" for w in WORDS))  # contains, matches, and their negations
+ESCAPE = "!"  # LIKE's escape character: not a backslash, which SQL dialects read apart
 
 
 @dataclass(frozen=True)
@@ -63,8 +74,40 @@ def _null(cmp: Comparison, col: Any, ctx: Context) -> ColumnElement[bool] | None
     raise ctx.error(f"'{cmp.value}' can only be compared with = or !=", cmp.value_position)
 
 
+def _literal(text: str) -> str:
+    return "".join(ESCAPE + ch if ch in f"%_{ESCAPE}" else ch for ch in text)
+
+
+def like_pattern(cmp: Comparison) -> str:
+    """The lower-case ``LIKE`` pattern of a ``contains`` or ``matches`` comparison."""
+    text = cmp.value.lower()
+    if cmp.op.endswith("contains"):
+        return f"%{_literal(text)}%"
+    out, i = [], 0
+    while i < len(text):
+        if text[i:i + 3] in ("[*]", "[?]", "[[]"):
+            out.append(_literal(text[i + 1]))
+            i += 3
+            continue
+        out.append({"*": "%", "?": "_"}.get(text[i]) or _literal(text[i]))
+        i += 1
+    return "".join(out)
+
+
+def like(columns: tuple[Any, ...], cmp: Comparison) -> ColumnElement[bool]:
+    """Whether any of ``columns`` contains or matches the value (``cmp.op`` with or
+    without its ``not``), without regard to case."""
+    pattern = like_pattern(cmp)
+    return or_(*(func.lower(c).like(pattern, escape=ESCAPE) for c in columns))
+
+
+def _same(col: Any, value: str, nocase: bool) -> ColumnElement[bool]:
+    return func.lower(col) == value.lower() if nocase else col == value
+
+
 class Field:
     kind = "text"
+    text_ops = False  # whether contains and matches apply
 
     def compile(self, cmp: Comparison, ctx: Context) -> ColumnElement[bool]:
         raise NotImplementedError
@@ -72,12 +115,24 @@ class Field:
 
 @dataclass(frozen=True)
 class Text(Field):
+    """Text; ``nocase``: compared without regard to case by every operator."""
+
     column: Any
+    nocase: bool = False
     kind = "text"
+    text_ops = True
 
     def compile(self, cmp: Comparison, ctx: Context) -> ColumnElement[bool]:
+        if cmp.op in TEXT_OPS:  # a NULL holds nothing: "not contains" matches it
+            found = like((self.column,), cmp)
+            return or_(self.column.is_(None), not_(found)) if cmp.op.startswith("not ") \
+                else found
         null = _null(cmp, self.column, ctx)
-        return null if null is not None else _apply(self.column, cmp.op, cmp.value)
+        if null is not None:
+            return null
+        if self.nocase:
+            return _apply(func.lower(self.column), cmp.op, cmp.value.lower())
+        return _apply(self.column, cmp.op, cmp.value)
 
 
 @dataclass(frozen=True)
@@ -170,16 +225,24 @@ class Reference(Field):
 
     column: Any
     target_id: Any
-    target_names: tuple[Any, ...]
+    target_names: tuple[Any, ...]  # names, compared without regard to case
     kind = "reference"
+    text_ops = True  # on the names
 
     def compile(self, cmp: Comparison, ctx: Context) -> ColumnElement[bool]:
+        if cmp.op in TEXT_OPS:
+            named = like(self.target_names, cmp)
+            condition = self.column.in_(select(self.target_id).where(named))
+            if cmp.op.startswith("not "):
+                return or_(self.column.is_(None), not_(condition))
+            return condition  # type: ignore[no-any-return]
         null = _null(cmp, self.column, ctx)
         if null is not None:
             return null
         if cmp.op not in ("=", "!="):
             raise ctx.error(f"field '{cmp.field}' can only be compared with = or !=", cmp.position)
-        matches = or_(self.target_id == cmp.value, *(n == cmp.value for n in self.target_names))
+        matches = or_(self.target_id == cmp.value,
+                      *(_same(n, cmp.value, True) for n in self.target_names))
         condition = self.column.in_(select(self.target_id).where(matches))
         if cmp.op == "!=":
             return or_(self.column.is_(None), not_(condition))
@@ -225,6 +288,14 @@ class Schema:
         if found is None:
             raise ctx.error(f"unknown field '{node.field}' for {self.entity} (fields: "
                             f"{', '.join(sorted(self.fields))})", node.position)
+        if isinstance(node, Member):
+            # each value as its own comparison: = for in, != for not in
+            if node.negated:
+                return and_(*(found.compile(replace(i, op="!="), ctx) for i in node.items))
+            return or_(*(found.compile(i, ctx) for i in node.items))
+        if node.op in TEXT_OPS and not found.text_ops:
+            raise ctx.error(f"field '{node.field}' is a {found.kind} field: contains and "
+                            "matches apply to text fields (use =, != or in)", node.position)
         return found.compile(node, ctx)
 
 
@@ -233,26 +304,63 @@ class Party(Field):
     """A ``<scope>:<id>`` party (jobs.rst): ``source=hq``, ``destination="stockholm"``.
 
     The value is a name or id of a site, user (username or email), client (code)
-    or share; ``site:hq`` or ``user:lars@edit.com`` pins the scope.
+    or share; ``site:hq`` or ``user:lars@edit.com`` pins the scope. Names are
+    compared without regard to case. A transfer job's party is a share (its
+    ``path`` the JSON text of the path inside it): a site or a client matches it
+    when the share is served by that client or by a client at that site, so
+    ``source=hq`` lists the downloads from hq. ``share=projects/thefilm`` names
+    a share path: the jobs whose path is that one or lies below it.
     """
 
     scope: Any
     ident: Any
+    path: Any
     kind = "party"
 
     def compile(self, cmp: Comparison, ctx: Context) -> ColumnElement[bool]:
         if cmp.op not in ("=", "!="):
-            raise ctx.error(f"field '{cmp.field}' can only be compared with = or !=", cmp.position)
-        scope, sep, value = cmp.value.partition(":")
-        if not sep or scope not in ("site", "user", "client", "share"):
-            scope, value = "", cmp.value
-        lookups = {
-            "site": select(Site.id).where(or_(Site.id == value, Site.name == value)),
-            "user": select(User.id).where(or_(User.id == value, User.username == value,
-                                              func.lower(User.email) == value.lower())),
-            "client": select(Client.id).where(or_(Client.id == value, Client.code == value)),
-            "share": select(Share.id).where(or_(Share.id == value, Share.name == value)),
-        }
-        matches = or_(*(and_(self.scope == name, self.ident.in_(ids))
-                        for name, ids in lookups.items() if scope in ("", name)))
+            raise ctx.error(f"field '{cmp.field}' can only be compared with =, != or in",
+                            cmp.position)
+        matches = self._shared(cmp, ctx) if cmp.value.startswith("share=") else \
+            self._named(cmp.value)
         return matches if cmp.op == "=" else not_(matches)
+
+    def _named(self, text: str) -> ColumnElement[bool]:
+        scope, sep, value = text.partition(":")
+        if not sep or scope not in ("site", "user", "client", "share"):
+            scope, value = "", text
+        sites = select(Site.id).where(or_(Site.id == value, _same(Site.name, value, True)))
+        clients = select(Client.id).where(or_(Client.id == value,
+                                              _same(Client.code, value, True)))
+        lookups = {
+            "site": sites,
+            "user": select(User.id).where(or_(User.id == value,
+                                              _same(User.username, value, True),
+                                              _same(User.email, value, True))),
+            "client": clients,
+            "share": select(Share.id).where(or_(Share.id == value,
+                                                _same(Share.name, value, True))),
+        }
+        served = {  # shares served at a site, or by a client
+            "site": select(Share.id).join(Client, Client.id == Share.client_id)
+            .where(Client.site_id.in_(sites)),
+            "client": select(Share.id).where(Share.client_id.in_(clients)),
+        }
+        return or_(*(and_(self.scope == name, self.ident.in_(ids))
+                     for name, ids in lookups.items() if scope in ("", name)),
+                   *(and_(self.scope == "share", self.ident.in_(ids))
+                     for name, ids in served.items() if scope in ("", name)))
+
+    def _shared(self, cmp: Comparison, ctx: Context) -> ColumnElement[bool]:
+        try:
+            name, parts = split_share_path(cmp.value)
+        except PathRefused as exc:
+            raise ctx.error(f"field '{cmp.field}': {exc}", cmp.value_position) from None
+        share = and_(self.scope == "share", self.ident.in_(
+            select(Share.id).where(_same(Share.name, name, True))))
+        if not parts:
+            return share
+        path = join(parts)  # paths keep their case: a prefix by substr, not LIKE (SQLite's
+        below = f"{path}/"  # LIKE ignores case), so that SQLite and PostgreSQL agree
+        return and_(share, or_(self.path == path,
+                               func.substr(self.path, 1, len(below)) == below))

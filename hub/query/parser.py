@@ -6,15 +6,22 @@ Grammar (keywords and entity names are case-insensitive)::
     expr       := term (OR term)*
     term       := factor (AND factor)*
     factor     := "(" expr ")" | comparison
-    comparison := FIELD OP VALUE
+    comparison := FIELD OP VALUE | FIELD [NOT] IN list
+    list       := "(" VALUE ("," VALUE)* ")"
     FIELD      := NAME ("." NAME)*
     OP         := "=" | "!=" | "<>" | "<=" | ">=" | "<" | ">"
+                | [NOT] CONTAINS | [NOT] MATCHES
     VALUE      := "double quoted" | 'single quoted' | bare
 
-A bare value runs to the next space or parenthesis, so ``user@mail.com``,
-``share=projects/x`` and ``2024-01-01T10:00:00`` need no quotes. Inside
-quotes a backslash escapes the next character. Every error names the
-position and what was expected.
+A bare value runs to the next space or parenthesis (in a list, also to the
+next comma), so ``user@mail.com``, ``share=projects/x`` and
+``2024-01-01T10:00:00`` need no quotes. Inside quotes a backslash escapes
+the next character. Every error names the position and what was expected.
+
+``status in (running, queued)`` is parsed as a ``Member``: one ``=``
+comparison per value, which the field compiles as it would each alone (its
+value checks, its case rule), so a list can name nothing a single
+comparison could not.
 """
 
 from __future__ import annotations
@@ -24,19 +31,31 @@ from dataclasses import dataclass
 from core.errors import QueryError
 
 OPERATORS = ("!=", "<>", "<=", ">=", "=", "<", ">")
+WORDS = ("contains", "matches")  # text operators, each may follow NOT
+SHOWN = "=, !=, <>, <, >, <=, >=, in, not in, contains, matches"
 MAX_QUERY_LENGTH = 8192
 MAX_DEPTH = 32
-MAX_COMPARISONS = 256
+MAX_COMPARISONS = 256  # values of lists included
 
 
 @dataclass(frozen=True)
 class Comparison:
     field: str
-    op: str  # one of OPERATORS, with "<>" normalised to "!="
+    op: str  # one of OPERATORS ("<>" normalised to "!="), or a WORD, or "not " + a WORD
     value: str
     quoted: bool
     position: int  # where the field starts
     value_position: int
+
+
+@dataclass(frozen=True)
+class Member:
+    """``FIELD in (a, b)`` (``negated``: ``not in``); each item an ``=`` comparison."""
+
+    field: str
+    negated: bool
+    items: tuple[Comparison, ...]
+    position: int
 
 
 @dataclass(frozen=True)
@@ -49,7 +68,7 @@ class Or:
     items: tuple[Node, ...]
 
 
-Node = Comparison | And | Or
+Node = Comparison | Member | And | Or
 
 
 @dataclass(frozen=True)
@@ -162,10 +181,8 @@ class _Parser:
             return node
         return self.comparison()
 
-    def comparison(self) -> Comparison:
-        self.comparisons += 1
-        if self.comparisons > MAX_COMPARISONS:
-            raise self.error(f"more than {MAX_COMPARISONS} comparisons in one query")
+    def comparison(self) -> Comparison | Member:
+        self.count()
         field, start = self.name("a field name")
         while self.pos < len(self.text) and self.text[self.pos] == ".":
             self.pos += 1
@@ -179,14 +196,55 @@ class _Parser:
                 self.pos += len(op)
                 break
         else:
-            raise self.error(
-                f"expected an operator (=, !=, <>, <, >, <=, >=) after '{field}' "
-                f"but found {self.found()}"
-            )
+            op = self.word_operator(field)
+            if op in {"in", "not in"}:
+                return self.member(field, start, op == "not in")
         value, quoted, value_at = self.value()
         return Comparison(field, "!=" if op == "<>" else op, value, quoted, start, value_at)
 
-    def value(self) -> tuple[str, bool, int]:
+    def word_operator(self, field: str) -> str:
+        """``in``, ``contains`` or ``matches``, each maybe after ``not``."""
+        at = self.pos
+        negated = self.keyword("not")
+        op = next((w for w in ("in", *WORDS) if self.keyword(w)), "")
+        if not op:
+            self.skip_space()
+            if negated:
+                raise self.error(f"expected in, contains or matches after NOT but found "
+                                 f"{self.found()}")
+            raise self.error(f"expected an operator ({SHOWN}) after '{field}' but found "
+                             f"{self.found()}", at)
+        return f"not {op}" if negated else op
+
+    def member(self, field: str, start: int, negated: bool) -> Member:
+        self.skip_space()
+        if self.pos >= len(self.text) or self.text[self.pos] != "(":
+            raise self.error(f"expected '(' and a list of values after IN but found "
+                             f"{self.found()}")
+        open_at = self.pos
+        self.pos += 1
+        items: list[Comparison] = []
+        while True:
+            if items:
+                self.count()
+            value, quoted, value_at = self.value(in_list=True)
+            items.append(Comparison(field, "=", value, quoted, start, value_at))
+            self.skip_space()
+            if self.text.startswith(",", self.pos):
+                self.pos += 1
+                continue
+            if self.text.startswith(")", self.pos):
+                self.pos += 1
+                return Member(field, negated, tuple(items), start)
+            raise self.error(f"expected ',' or ')' to close the list opened at position "
+                             f"{open_at} but found {self.found()}")
+
+    def count(self) -> None:
+        self.comparisons += 1
+        if self.comparisons > MAX_COMPARISONS:
+            raise self.error(f"more than {MAX_COMPARISONS} comparisons in one query")
+
+    def value(self, in_list: bool = False) -> tuple[str, bool, int]:
         self.skip_space()
         start = self.pos
         if self.pos >= len(self.text):
@@ -207,8 +265,9 @@ class _Parser:
                 chars.append(ch)
                 self.pos += 1
             raise self.error(f"unterminated quoted value (expected a closing {quote})", start)
+        stops = "()," if in_list else "()"
         while self.pos < len(self.text) and not self.text[self.pos].isspace() \
-                and self.text[self.pos] not in "()":
+                and self.text[self.pos] not in stops:
             self.pos += 1
         if self.pos == start:
             raise self.error(f"expected a value but found {self.found()}")

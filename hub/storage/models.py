@@ -405,6 +405,9 @@ class Job(Base):
     hooks: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # the job whose hook this job is
     hook_of: Mapped[str | None] = mapped_column(ID, index=True)
+    # when delete_one made it inactive: kept, with its tasks, out of every find but one
+    # with inactive=True (null: not deleted)
+    deleted: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 # the limits a job holds while a bucket of it is leased

@@ -31,7 +31,7 @@ def test_200_tasks_on_2_lanes(hub: Hub, session: Session, node_key, start_agent)
     assert done["status"] == "done" and done["progress"] == 100 and done["finished"]
     assert done["counts"] == {"done": 200}
 
-    tasks = session.find(f"task WHERE job.id={job['id']}", attributes=["log_tail"])
+    tasks = session.find(f"task WHERE job.id={job['id']}", attributes=["*", "log_tail"])
     assert len(tasks) == 200
     by_item = {t["item"]: t for t in tasks}
     assert set(by_item) == {str(n) for n in range(1, 201)}
@@ -75,7 +75,7 @@ def test_logs_of_each_run(hub: Hub, session: Session, node_key, start_agent) -> 
     done = wait_for(lambda: job_done(session, job["id"]), timeout=60, what="job to end")
     assert done["status"] == "done"
     tasks = {t["item"]: t for t in session.find(f"task WHERE job.id={job['id']}",
-                                                 attributes=["log_tail"])}
+                                                 attributes=["*", "log_tail"])}
 
     # the retried task shows its own (second) run: short, so the tail is the whole log
     retried = tasks["retried"]

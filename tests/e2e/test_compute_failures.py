@@ -69,7 +69,7 @@ def test_killed_agent_loses_nothing(fast_hub: Hub, root: Session, start_agent) -
     _retarget(fast_hub, job["id"], second_id)
     done = wait_for(lambda: ended(root, job["id"]), timeout=120, what="job to end")
     assert done["status"] == "done" and done["counts"] == {"done": 30}
-    tasks = root.find(f"task WHERE job.id={job['id']}", attributes=["log_tail"])
+    tasks = root.find(f"task WHERE job.id={job['id']}", attributes=["*", "log_tail"])
     assert sorted(int(t["item"]) for t in tasks) == list(range(1, 31))
     moved = [t for t in tasks if t["id"] in {h["id"] for h in held}]
     assert all(t["source"]["client"] == second_id for t in moved)
@@ -128,7 +128,7 @@ def test_hub_restart_mid_job(start_hub, start_agent) -> None:
     root = Session(hub.url, username="root", password=ROOT_PASSWORD)
     done = wait_for(lambda: ended(root, job["id"]), timeout=60, what="job to end")
     assert done["status"] == "done"
-    tasks = root.find(f"task WHERE job.id={job['id']}", attributes=["log_tail"])
+    tasks = root.find(f"task WHERE job.id={job['id']}", attributes=["*", "log_tail"])
     assert all(t["attempts"] == 0 and t["source"]["client"] == agent_id for t in tasks), tasks
     assert all(t["log_tail"] == "ok\n" for t in tasks)
 
@@ -210,7 +210,7 @@ def test_stop_drains(fast_hub: Hub, root: Session, start_agent) -> None:
         f"task WHERE job.id={job['id']} AND status=executing"), what="first task running")
     assert agent.stop() == 0  # SIGTERM: the running task finishes, the rest go back
     after = {t["id"]: t for t in root.find(f"task WHERE job.id={job['id']}",
-                                           attributes=["log_tail"])}
+                                           attributes=["*", "log_tail"])}
     assert after[first["id"]]["status"] == "done" and after[first["id"]]["log_tail"] == "finished\n"
     others = [t for t in after.values() if t["id"] != first["id"]]
     assert all(t["status"] == "queued" and t["attempts"] == 0 for t in others)
@@ -246,7 +246,7 @@ def test_big_reports_are_split_and_the_agent_goes_on(start_hub, start_agent) -> 
     assert done["counts"] == {"done": 400}
     log = agent.log()
     assert agent.alive and "dropping it" not in log and "body_too_large" not in log
-    task = root.find_one(f"task WHERE job.id={job['id']}", attributes=["log_tail"])
+    task = root.find_one(f"task WHERE job.id={job['id']}", attributes=["*", "log_tail"])
     assert len(task["log_tail"]) == 4096
     assert not root.find(f"task WHERE job.id={job['id']} AND attempts>0"), "no lease was lost"
 

@@ -66,7 +66,7 @@ class Federation:
     def runs(self, job_id: str) -> dict[str, dict[str, Any]]:
         names = {v: k for k, v in self.orgs.items()}
         return {names[t["organization"]]: t for t in self.root.find(
-            f"Task where job.id={job_id}", attributes=["log_tail", "input", "result"])}
+            f"Task where job.id={job_id}", attributes=["*", "log_tail", "input", "result"])}
 
     def running(self, job: dict[str, Any]) -> str:
         """Once the job's (one) run executes: its id."""

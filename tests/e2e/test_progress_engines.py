@@ -49,7 +49,7 @@ def farm(start_hub: Callable[..., Hub], start_agent: Callable[..., Agent]
 
 def task(world: World, token: str, job_id: str, item: str) -> dict[str, Any]:
     found = world.ok("POST", "/find", {"query": f"Task where job={job_id} and item={item}",
-                                       "attributes": ["log_tail", "outputs"]}, token)
+                                       "attributes": ["*", "log_tail", "outputs"]}, token)
     return dict(found["result"][0])
 
 

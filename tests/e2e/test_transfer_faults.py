@@ -50,7 +50,7 @@ def test_damage_and_a_cut_in_flight_are_survived(hub: Hub, session: Session, nod
         job = session.create("Job", {"source": "share=projects/film.mov",
                                      "destination": "share=backup/", "retries": 0})
         done = wait_for(lambda: ended(session, job["id"]), timeout=120, what="transfer")
-        task = session.find_one(f"task WHERE job.id={job['id']}", attributes=["log_tail"])
+        task = session.find_one(f"task WHERE job.id={job['id']}", attributes=["attempts", "log_tail"])
         assert done["status"] == "done", task
         assert relay.pending_faults == [], "both faults happened"
         assert (backup / "film.mov").read_bytes() == film

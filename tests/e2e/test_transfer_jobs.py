@@ -46,7 +46,7 @@ def test_a_file_and_a_folder_arrive_identical(session: Session, two_sites: Sites
     done = wait_for(lambda: ended(session, job["id"]), timeout=60, what="file job")
     assert done["status"] == "done", session.find(f"task WHERE job.id={job['id']}")
     assert (backup / "incoming" / "latest_edit.mov").read_bytes() == edit
-    task = session.find_one(f"task WHERE job.id={job['id']}", attributes=["log_tail"])
+    task = session.find_one(f"task WHERE job.id={job['id']}", attributes=["*", "log_tail"])
     assert task["log_tail"].startswith(f"{len(edit)} bytes, blake3 ")
 
     folder = session.create("Job", {"source": "share=projects/plates",
@@ -57,7 +57,7 @@ def test_a_file_and_a_folder_arrive_identical(session: Session, two_sites: Sites
     assert not [p for p in backup.rglob(".*ferry*")], "no part files left"
     # the folder is one task (jobs.rst: "a task is a file/directory"): the hub hears of
     # it, not of each file; its size is every file's
-    (task,) = session.find(f"task WHERE job.id={folder['id']}", attributes=["log_tail"])
+    (task,) = session.find(f"task WHERE job.id={folder['id']}", attributes=["*", "log_tail"])
     size = sum(p.stat().st_size for p in (projects / "plates").rglob("*") if p.is_file())
     assert task["status"] == "done" and task["item"] == "plates"
     assert task["log_tail"].startswith(f"a folder of 41 files, {size} bytes"), task
@@ -71,7 +71,7 @@ def test_a_file_and_a_folder_arrive_identical(session: Session, two_sites: Sites
     done = wait_for(lambda: ended(session, again["id"]), timeout=60, what="folder again")
     assert done["status"] == "done"
     assert digest_tree(backup / "plates") == digest_tree(projects / "plates")
-    (task,) = session.find(f"task WHERE job.id={again['id']}", attributes=["log_tail"])
+    (task,) = session.find(f"task WHERE job.id={again['id']}", attributes=["*", "log_tail"])
     assert task["log_tail"].startswith(f"a folder of 41 files, {size} bytes; 40 files were "
                                        "there already"), task
     assert task["size"] == len(plate.read_bytes())
@@ -206,7 +206,7 @@ def test_a_folder_of_100000_files_resumes_by_file_after_a_kill(session: Session,
     assert done["status"] == "done", session.find(f"task WHERE job.id={job['id']}")
     assert digest_tree(backup / "frames") == digest_tree(projects / "frames")
     assert not [p for p in backup.rglob(".*ferry*")], "no part files left"
-    (task,) = session.find(f"task WHERE job.id={job['id']}", attributes=["log_tail"])
+    (task,) = session.find(f"task WHERE job.id={job['id']}", attributes=["*", "log_tail"])
     assert task["attempts"] == 1 and task["log_tail"].startswith(
         f"a folder of {count} files, {count * size} bytes; ")
     there = int(task["log_tail"].split("; ")[1].split()[0])

@@ -28,18 +28,18 @@ def world(hub: Hub, session: Session, node_key, start_agent) -> dict[str, Any]:
 
 
 QUERY_CASES = [
-    ("Client where", 400, "query_error", "expected a condition after WHERE"),
-    ("Client where type=", 400, "query_error", "expected a value"),
-    ('Client where code="x', 400, "query_error", "unterminated"),
-    ("Client where (type=1", 400, "query_error", "expected ')'"),
+    ("Client where", 422, "query_error", "expected a condition after WHERE"),
+    ("Client where type=", 422, "query_error", "expected a value"),
+    ('Client where code="x', 422, "query_error", "unterminated"),
+    ("Client where (type=1", 422, "query_error", "expected ')'"),
     ("Widget", 404, "unknown_entity", "unknown entity 'Widget'"),
-    ("Client where colour=red", 400, "query_error", "unknown field 'colour' for Client"),
-    ("Client where type=abc", 400, "query_error", "field 'type' has no value 'abc'"),
-    ("Client where benchmark>fast", 400, "query_error", "expects a number"),
-    ("Client where last_checkin>yesterday", 400, "query_error", "ISO date-time"),
-    ("Client where status=asleep", 400, "query_error", "has no value 'asleep'"),
-    ("Client where status>online", 400, "query_error", "can only be compared with = or !="),
-    ("Client where site<hq", 400, "query_error", "can only be compared with = or !="),
+    ("Client where colour=red", 422, "query_error", "unknown field 'colour' for Client"),
+    ("Client where type=abc", 422, "query_error", "field 'type' has no value 'abc'"),
+    ("Client where benchmark>fast", 422, "query_error", "expects a number"),
+    ("Client where last_checkin>yesterday", 422, "query_error", "ISO date-time"),
+    ("Client where status=asleep", 422, "query_error", "has no value 'asleep'"),
+    ("Client where status>online", 422, "query_error", "can only be compared with = or !="),
+    ("Client where site<hq", 422, "query_error", "can only be compared with = or !="),
 ]
 
 
@@ -62,7 +62,7 @@ def test_bad_requests_are_refused_and_change_nothing(hub: Hub, world: dict[str, 
     for query, status, code, needle in QUERY_CASES:
         expect("POST", "/find", {"query": query}, status, code, needle)
     got, answer = http("GET", f"{api}/find?query=Client%20where%20type", token=token)
-    assert got == 400 and answer["error"]["position"] == 17
+    assert got == 422 and answer["error"]["position"] == 17
     expect("GET", "/find", None, 400, "missing_parameter", "'query' is required")
     expect("GET", "/find?query=Client&limit=many", None, 400, "invalid_parameter", "'limit'")
     expect("GET", "/find?query=Client&limit=0", None, 400, "invalid_parameter", "`limit`")
@@ -72,7 +72,7 @@ def test_bad_requests_are_refused_and_change_nothing(hub: Hub, world: dict[str, 
     expect("POST", "/find", {"query": 5}, 422, "invalid_body", "field 'query'")
     expect("POST", "/find", {"query": "Client", "limit": -1}, 422, "invalid_body", "'limit'")
     expect("POST", "/find", {"query": "Client", "sort": "id"}, 422, "invalid_body", "sort")
-    expect("POST", "/find", {"query": "Client", "finished": True}, 400, "query_error",
+    expect("POST", "/find", {"query": "Client", "finished": True}, 422, "query_error",
            "applies to jobs")
 
     # bodies that are not JSON, empty, or too large

@@ -255,7 +255,7 @@ def test_status_writes_keep_their_times(root: Session) -> None:
     assert again["status"] == "done" and again["finished"] == closed["finished"]
     with pytest.raises(ApiError) as info:
         root.find("Job where status=runing")
-    assert info.value.status == 400 and "has no value 'runing'" in info.value.message
+    assert info.value.status == 422 and "has no value 'runing'" in info.value.message
     with pytest.raises(ApiError) as info:
         root.update_many("task", job["id"], [{"id": tasks[0]["id"], "colour": "red"}])
     assert info.value.code == "unknown_field"

@@ -33,7 +33,8 @@ def test_a_compute_job_runs_on_postgresql(hub: Hub, session: Session, node_key,
                                              "items": "1-60", "bucket_size": 4}})
     done = wait_for(lambda: ended(session, job["id"]), timeout=120, what="job on PostgreSQL")
     assert done["status"] == "done", done
-    tasks = session.find(f"task WHERE job.id={job['id']}", attributes=["log_tail"])
+    tasks = session.find(f"task WHERE job.id={job['id']}",
+                         attributes=["item", "log_tail", "attempts"])
     assert sorted(int(t["item"]) for t in tasks) == list(range(1, 61))
     assert all(t["log_tail"] == f"{t['item']}\n" and t["attempts"] == 0 for t in tasks)
     assert session.find_one(f"Job where id={job['id']} and status=done")["progress"] == 100

@@ -53,10 +53,10 @@ def test_find_find_one_create_update_delete_str(session: Session) -> None:
     assert session.find('Site where name="null"') == []
     with pytest.raises(ApiError) as info:
         session.find("Site where name>null")
-    assert info.value.status == 400 and "= or !=" in info.value.message
+    assert info.value.status == 422 and "= or !=" in info.value.message
     with pytest.raises(ApiError) as info:
         session.find("Site where nam=x")
-    assert info.value.status == 400 and "unknown field 'nam'" in info.value.message
+    assert info.value.status == 422 and "unknown field 'nam'" in info.value.message
 
 
 def test_users(session: Session, hub: Hub) -> None:

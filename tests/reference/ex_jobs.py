@@ -70,8 +70,7 @@ def jobs_by_destination(ref: Ref) -> None:
     assert found["destination_hr"] == "site:stockholm"
 
 
-@example("jobs: list all downloads (source=hq)",
-         lands_with="`Job where source=hq` for transfer jobs (issue 19, queries and listings)")
+@example("jobs: list all downloads (source=hq)")
 def jobs_downloads(ref: Ref) -> None:
     made = ref.transfer()
     names = run("""

@@ -23,13 +23,13 @@ from tests.reference.conftest import Ref
 
 DATA = Path(__file__).parent / "data"
 Example = Callable[[Ref], None]
-EXAMPLES: dict[str, tuple[Example, str | None]] = {}
+EXAMPLES: dict[str, Example] = {}
 
 
-def example(name: str, *, lands_with: str | None = None) -> Callable[[Example], Example]:
-    """Register an example; ``lands_with``: the feature it waits for (skipped until then)."""
+def example(name: str) -> Callable[[Example], Example]:
+    """Register an example under its test id."""
     def register(fn: Example) -> Example:
-        EXAMPLES[name] = (fn, lands_with)
+        EXAMPLES[name] = fn
         return fn
     return register
 

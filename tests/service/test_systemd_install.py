@@ -102,7 +102,7 @@ def test_installed_as_a_system_service_it_drains_on_stop_and_leaves_nothing(
              timeout=60, what="the task runs")
     inside(machine, "systemctl stop ferry-agent-render")  # returns once the agent has exited
     # it ran to its end after the stop began: systemd waited for the drain, killed nothing
-    task = session.find(f"task WHERE job.id={job['id']}", attributes=["log_tail"])[0]
+    task = session.find(f"task WHERE job.id={job['id']}", attributes=["status", "log_tail", "attempts"])[0]
     assert task["status"] == "done" and "finished 1" in task["log_tail"], task
     assert task["attempts"] == 0
     assert ended(session, job["id"])
@@ -138,7 +138,8 @@ def test_the_agents_container_image_runs_the_agent_and_docker_stop_drains_it(
             f"task WHERE job.id={job['id']} AND status=executing"), timeout=60,
             what="the task runs")
         sh("docker", "stop", "-t", "150", name)  # TERM, and time for the drain
-        task = session.find(f"task WHERE job.id={job['id']}", attributes=["log_tail"])[0]
+        task = session.find(f"task WHERE job.id={job['id']}",
+                            attributes=["status", "log_tail", "attempts"])[0]
         assert task["status"] == "done" and "finished 1" in task["log_tail"], task
         assert session.get("Client", agent["id"])["status"] == "offline"
         assert sh("docker", "inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip() == "0"
