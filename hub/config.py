@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from core.logs import LoggingConfig
+from protocol.rates import parse_rate
 
 EnvType = Literal["dev", "test", "acc", "prod"]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -74,7 +75,16 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     # served to callers on this machine alone
     metrics_token: Annotated[str, msgspec.Meta(min_length=16, pattern=r"^[!-~]+$")] | None = None
 
+    # --- transfers' speed limit (issue 19): bytes a second a transfer job moves at most
+    # when it names no lower limit of its own ("100MB/s"; none by default)
+    transfer_speed_limit: int | str | None = None
+
     def __post_init__(self) -> None:
+        if self.transfer_speed_limit is not None:
+            try:
+                parse_rate(self.transfer_speed_limit)
+            except ValueError as exc:
+                raise ValueError(f"`transfer_speed_limit`: {exc}") from None
         if self.heartbeat_interval * 2 > self.lease_seconds:
             raise ValueError("`heartbeat_interval`: must be at most half of lease_seconds "
                              f"({self.lease_seconds:g}), or leases run out between heartbeats")
@@ -94,6 +104,11 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
         if self.token_lifetime_hours is not None:
             return timedelta(hours=self.token_lifetime_hours)
         return timedelta(hours=24 if self.environment_type(section) == "test" else 6)
+
+    @property
+    def speed_limit(self) -> int:
+        """``transfer_speed_limit`` in bytes a second (0: none)."""
+        return parse_rate(self.transfer_speed_limit) if self.transfer_speed_limit else 0
 
     @property
     def api_prefix(self) -> str:

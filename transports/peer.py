@@ -38,7 +38,7 @@ from protocol.transfer import PREFIX
 from transports import answers
 from transports.chunks import PeerLied, SourceChanged, TransferError
 from transports.limits import ANSWER_BYTES, Limits, Overrun
-from transports.throttle import Throttle
+from transports.throttle import SLICE, Throttle
 
 log = structlog.get_logger("transports.client")
 
@@ -291,9 +291,10 @@ class Peer:
         """``count`` bytes taken from the speed limits, waited for on the event loop (a
         batch of small files; a chunk's stream waits on its own thread)."""
         if self.throttle is not None:
-            wait = self.throttle.book(count)
-            if wait > 0:
-                await asyncio.sleep(wait)
+            marks = self.throttle.reserve(count)
+            # a rate, not an event, says when: it is looked at again each slice
+            while (wait := self.throttle.due(marks)) > 0:  # noqa: ASYNC110
+                await asyncio.sleep(min(wait, SLICE))
 
     async def request(self, method: str, endpoint: str, **kwargs: Any
                       ) -> tuple[int, bytearray, Message]:

@@ -5,57 +5,81 @@ streams of one job on this agent share the job's, and every transfer of the agen
 the agent's own (``transfer_speed_limit``). A ``Throttle`` is what one transfer takes
 from: its job's rate and the agent's, so the lowest one applies. A rate is changed in
 place (``Rate.set``), from the event loop, while threads take from it: the hub's word on
-a job's new limit reaches running streams at their next chunk.
+a job's new limit reaches running streams at once, even one waiting for its turn.
 
-The bucket runs in debt: a stream takes what it is about to move (a chunk, a batch) and
-then waits until the bucket is back above empty. Waits are booked under the lock but
-slept outside it, so streams queue in order and together move at the rate, while a
-chunk is never split. A rate of 0 is no limit: ``take`` returns at once, without the
-lock, and a transfer with no limit anywhere takes no lock at all.
+The bucket runs in debt: a stream books what it is about to move (a chunk, a batch) and
+then waits until the rate has paid for it. Bookings are made in order under the lock,
+and waits are slept outside it, a slice at a time, each slice worked out at the rate in
+force then: streams queue in order and together move at the rate, a chunk is never
+split, and a changed rate is followed within a slice. A rate of 0 is no limit: booking
+takes no lock and waits for nothing.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 BURST = 0.05  # seconds of the rate a bucket holds when idle: a short burst, no more
+SLICE = 0.2  # seconds a wait sleeps before it looks at the rate again
 
 
 class Rate:
-    """One limit (bytes a second; 0: none) and its bucket, safe to use from any thread."""
+    """One limit (bytes a second; 0: none) and its bucket, safe to use from any thread.
 
-    def __init__(self, rate: int = 0) -> None:
+    The bucket is two counters: bytes booked (``_debit``) and bytes the rate has paid
+    for (``_credit``, at most a burst ahead of what is booked). A booking is due once the
+    credit reaches the debit it left."""
+
+    def __init__(self, rate: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
-        self._tokens = 0.0  # may go below 0: the debt of what streams took
-        self._stamp = time.monotonic()
+        self._clock = clock
+        self._debit = 0.0
+        self._credit = 0.0
+        self._stamp = clock()
         self._lock = threading.Lock()
         self.taken = 0  # bytes taken in all, for whoever wants to check the accounting
 
     def set(self, rate: int) -> None:
-        """A new limit, from now on (what is booked already stays booked)."""
+        """A new limit, from now on: bookings waiting are paid at it from now."""
         with self._lock:
-            self._refill(time.monotonic())
+            self._refill()
+            if not (self.rate and rate):  # to or from no limit: no debt carried over
+                self._credit = self._debit
             self.rate = rate
-            self._tokens = min(self._tokens, rate * BURST)
+            self._credit = min(self._credit, self._debit + rate * BURST)
 
-    def _refill(self, now: float) -> None:
+    def _refill(self) -> None:
+        now = self._clock()
         if self.rate:
-            self._tokens = min(self.rate * BURST,
-                               self._tokens + (now - self._stamp) * self.rate)
+            self._credit = min(self._debit + self.rate * BURST,
+                               self._credit + (now - self._stamp) * self.rate)
         self._stamp = now
 
-    def book(self, count: int) -> float:
-        """Take ``count`` bytes; the seconds to wait before moving them (0: at once)."""
+    def reserve(self, count: int) -> float:
+        """Book ``count`` bytes; the mark they are due at (``due``)."""
         if not self.rate:
             self.taken += count  # unlocked: a figure, not a decision
             return 0.0
         with self._lock:
-            self._refill(time.monotonic())
-            self._tokens -= count
+            self._refill()
+            self._debit += count
             self.taken += count
-            return -self._tokens / self.rate if self._tokens < 0 else 0.0
+            return self._debit
+
+    def due(self, mark: float) -> float:
+        """Seconds until the booking that left ``mark`` is paid for, at the rate now."""
+        if not self.rate:
+            return 0.0
+        with self._lock:
+            self._refill()
+            short = mark - self._credit
+            return short / self.rate if short > 0 else 0.0
+
+    def book(self, count: int) -> float:
+        """Book ``count`` bytes; the seconds to wait, at the rate now (0: at once)."""
+        return self.due(self.reserve(count))
 
 
 class Throttle:
@@ -64,21 +88,26 @@ class Throttle:
     def __init__(self, rates: Sequence[Rate]) -> None:
         self.rates = tuple(rates)
 
+    def reserve(self, count: int) -> list[float]:
+        """Book ``count`` bytes from every rate; the marks, for ``due``."""
+        return [rate.reserve(count) for rate in self.rates]
+
+    def due(self, marks: list[float]) -> float:
+        """Seconds until every rate has paid for its booking (the longest)."""
+        return max((r.due(m) for r, m in zip(self.rates, marks, strict=True)), default=0.0)
+
     def book(self, count: int) -> float:
-        """Take ``count`` bytes from every rate; the seconds to wait (the longest)."""
-        wait = 0.0
-        for rate in self.rates:
-            wait = max(wait, rate.book(count))
-        return wait
+        return self.due(self.reserve(count))
 
     def take(self, count: int, stop: threading.Event | None = None) -> None:
-        """``book``, then wait on this thread (cut short when ``stop`` is set)."""
-        wait = self.book(count)
-        if wait > 0:
-            if stop is not None:
-                stop.wait(wait)
-            else:
-                time.sleep(wait)
+        """Book ``count`` bytes and wait on this thread until they are paid for, looking at
+        the rates again every ``SLICE``; a ``stop`` set ends the wait."""
+        marks = self.reserve(count)
+        while (wait := self.due(marks)) > 0:
+            if stop is None:
+                time.sleep(min(wait, SLICE))
+            elif stop.wait(min(wait, SLICE)):
+                return
 
     @property
     def limit(self) -> int:

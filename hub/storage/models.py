@@ -379,6 +379,10 @@ class Job(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     # at most this many of its buckets leased at once (null: as many as lanes take)
     max_lanes: Mapped[int | None] = mapped_column(Integer)
+    # a transfer job's: bytes a second its transfers move at most (null: no limit), and a
+    # frame sequence's frames missing from its range (null: not listed yet)
+    speed_limit: Mapped[int | None] = mapped_column(BigInteger)
+    frames_missing: Mapped[str | None] = mapped_column(Text)
 
 
 # the limits a job holds while a bucket of it is leased
