@@ -7,6 +7,7 @@ that agent's streams (its status shows the limit in force for the job)."""
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ import pytest
 from hub import Session
 from hub.session import ApiError
 from tests.conftest import Sites
-from tests.helpers import Hub, db_rows, ended, wait_for
+from tests.ferry.test_operator import run
+from tests.helpers import ROOT_PASSWORD, Hub, db_rows, ended, wait_for
 from transports.chunks import MiB
 
 HUB_LIMIT = 40_000_000  # the hub's transfer_speed_limit
@@ -54,7 +56,9 @@ def refused(session: Session, body: dict[str, Any], field: str, needle: str) -> 
 
 
 def test_a_sequence_with_gaps_lists_or_fails_on_its_missing_frames(
-        hub: Hub, session: Session, limited: Sites) -> None:
+        hub: Hub, session: Session, limited: Sites, env: dict[str, str]) -> None:
+    run(env, "login", hub.url, "--username", "root", "--password-stdin",
+        stdin=ROOT_PASSWORD + "\n")
     shot = limited.projects / "plates" / "shot010"
     frames = [f for f in range(1001, 1021) if f not in (1004, 1011, 1012)]
     for f in frames:
@@ -77,13 +81,18 @@ def test_a_sequence_with_gaps_lists_or_fails_on_its_missing_frames(
         name = f"shot010_{f:04}.exr"
         assert (limited.backup / "in" / name).read_bytes() == (shot / name).read_bytes()
 
-    # %04d, told that missing frames fail: it fails naming them, and nothing lands
-    strict = session.create("Job", {"source": "share=projects/plates/shot010/shot010_%04d.exr",
-                                    "destination": "share=backup/strict/", "retries": 0,
-                                    "missing_frames": "fail"})
+    shown = run(env, "job", "show", job["id"])
+    assert re.search(r"^missing frames\s+1004, 1011-1012, 1021-1022$", shown, re.M), shown
+    assert re.search(r"^speed limit\s+40MB/s$", shown, re.M), shown
+
+    # ferry cp, %04d, told that missing frames fail: it fails naming them, nothing lands
+    said = run(env, "cp", "share=projects/plates/shot010/shot010_%04d.exr",
+               "share=backup/strict/", "--missing-frames", "fail")
+    strict = session.get("Job", said.splitlines()[0])
     failed = wait_for(lambda: ended(session, strict["id"]), timeout=60, what="strict job")
     assert failed["status"] == "failed" and failed["frames_missing"] == "1004, 1011-1012"
-    task = session.find_one(f"task WHERE job.id={strict['id']}")
+    task = session.find(f"task WHERE job.id={strict['id']}")[0]
+    assert task["attempts"] == 3  # retried as any failure is (the frames may come)
     assert "3 frames of 'plates/shot010/shot010_%04d.exr' are missing: 1004, 1011-1012" in \
         task["message"]
     assert not (limited.backup / "strict").exists()
@@ -109,7 +118,9 @@ def test_a_sequence_with_gaps_lists_or_fails_on_its_missing_frames(
 
 
 def test_speed_limits_per_job_per_agent_per_hub_and_changed_while_running(
-        hub: Hub, session: Session, limited: Sites) -> None:
+        hub: Hub, session: Session, limited: Sites, env: dict[str, str]) -> None:
+    run(env, "login", hub.url, "--username", "root", "--password-stdin",
+        stdin=ROOT_PASSWORD + "\n")
     with open(limited.projects / "feature.mov", "wb") as fh:
         for _ in range(3):
             fh.write(random.randbytes(16 * MiB))
@@ -124,9 +135,10 @@ def test_speed_limits_per_job_per_agent_per_hub_and_changed_while_running(
     assert agent.status()["transfer"]["speed_limit"] == AGENT_LIMIT
     # the job's own limit is the lowest: the agent moves its bytes at it
     wait_for(lambda: in_force() == 1_000_000, what="the job's limit at the agent")
-    # changed while it runs: the agent follows at its next heartbeat
-    changed = session.update("Job", job["id"], {"speed_limit": "2MB/s"})
-    assert changed["speed_limit"] == 2_000_000
+    # changed while it runs (ferry job set): the agent follows at its next heartbeat
+    assert run(env, "job", "set", job["id"], "--speed-limit", "2MB/s").endswith(
+        "speed limit 2MB/s\n")
+    assert session.get("Job", job["id"])["speed_limit"] == 2_000_000
     wait_for(lambda: in_force() == 2_000_000, what="the new limit at the agent")
     assert session.get("Job", job["id"])["status"] == "running"
     # asked for more than the hub allows: the hub's limit is stored, and the agent's own,

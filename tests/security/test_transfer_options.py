@@ -2,11 +2,11 @@
 
 Another organization's users, of every default role, cannot change A's job's speed
 limit: they get the answer any write to a job out of their reach gets (403 naming the
-missing rule, as docs/PERMISSIONS.md says of records read or written by id: the new field
-tells them nothing a priority write would not). A's viewer is refused naming the rule. A sequence pattern cannot leave its share (``..``, absolute
-paths, a drive letter): refused naming the source, and no job is made. The ticket a
-sequence's task gets covers its one folder, read only, on its one share. Afterwards A's
-job is as it was.
+missing rule, as docs/PERMISSIONS.md says of records written by id: the new field tells
+them nothing a priority write would not). A's viewer is refused naming the rule. A
+sequence pattern cannot leave its share (``..``, absolute paths, a drive letter):
+refused naming the source, and no job is made. The ticket a sequence's task gets covers
+its one folder, read only, on its one share. Afterwards A's job is as it was.
 """
 
 from __future__ import annotations
