@@ -66,6 +66,24 @@ async def test_a_sequence_moves_its_frames_and_lists_the_gaps(served: Served,
         await mover.run_task("t4", sequence_work(served, tmp_path / "d4", frames="1-5"))
 
 
+async def test_a_pushed_sequence_sends_its_frames_only(served: Served, tmp_path: Path
+                                                       ) -> None:
+    """Pushing (a source behind NAT): the agent picks the frames on its own disk."""
+    source = tmp_path / "local"
+    for f in (1, 2, 4):
+        random_file(source / "shot010" / f"shot010_{f:04}.exr", 1000 + f)
+    random_file(source / "shot010" / "shot010_0003.exr.partial", 10)
+    random_file(source / "shot010" / "deeper" / "shot010_0003.exr", 10)
+    work = TransferWork(url=served.url, fingerprint=served.fingerprint or "", share="sh1",
+                        path="shot010", ticket=served.ticket("in", "write", tree=True),
+                        dest_share="d", dest_path="in", into_folder=False, direction="push",
+                        source_root=str(source), sequence="shot010_%04d.exr", frames="1-4")
+    moved = await Mover(dict).run_task("t1", work, job="j1")
+    assert moved.missing_frames == "3"
+    assert sorted(p.name for p in (served.root / "in").iterdir()) == \
+        ["shot010_0001.exr", "shot010_0002.exr", "shot010_0004.exr"]
+
+
 async def test_a_jobs_streams_take_every_byte_from_its_rate_and_the_agents(
         served: Served, tmp_path: Path) -> None:
     """The limiter's own accounting: what moved was taken from the job's rate and the
