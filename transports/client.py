@@ -47,6 +47,7 @@ from transports.limits import ANSWER_BYTES, HEADER_BYTES, PULL_MEMORY
 from transports.partial import PartialFile
 from transports.peer import TRIES, Connection, Peer, Stop
 from transports.small import SmallFile, land_small
+from transports.throttle import waited
 
 log = structlog.get_logger("transports.client")
 
@@ -160,7 +161,7 @@ class TransferClient(Peer):
                                              headers={"Content-Type": "application/json"},
                                              limit=limit, what=f"{len(paths)} small files")
         self._raise(status, body)
-        await self.throttled(len(body))
+        await waited(self.throttle, len(body))
         out: dict[str, Landed | TransferError] = {}
         files: list[tuple[str, SmallFile]] = []
         with self._checking():
@@ -324,7 +325,7 @@ class TransferClient(Peer):
             sizes[header.path] = len(data)
         if not sizes:
             return out
-        await self.throttled(len(body))
+        await waited(self.throttle, len(body))
         status, answer, _ = await self.request(
             "POST", "receive/files", params={}, data=bytes(body), idempotent=False,
             limit=ANSWER_BYTES + len(sizes) * HEADER_BYTES, what="a batch of small files",

@@ -38,7 +38,7 @@ from protocol.transfer import PREFIX
 from transports import answers
 from transports.chunks import PeerLied, SourceChanged, TransferError
 from transports.limits import ANSWER_BYTES, Limits, Overrun
-from transports.throttle import SLICE, Throttle
+from transports.throttle import Throttle
 
 log = structlog.get_logger("transports.client")
 
@@ -286,15 +286,6 @@ class Peer:
             else:
                 time.sleep(pause)
         raise AssertionError("unreachable")
-
-    async def throttled(self, count: int) -> None:
-        """``count`` bytes taken from the speed limits, waited for on the event loop (a
-        batch of small files; a chunk's stream waits on its own thread)."""
-        if self.throttle is not None:
-            marks = self.throttle.reserve(count)
-            # a rate, not an event, says when: it is looked at again each slice
-            while (wait := self.throttle.due(marks)) > 0:  # noqa: ASYNC110
-                await asyncio.sleep(min(wait, SLICE))
 
     async def request(self, method: str, endpoint: str, **kwargs: Any
                       ) -> tuple[int, bytearray, Message]:

@@ -17,6 +17,7 @@ takes no lock and waits for nothing.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -113,3 +114,14 @@ class Throttle:
     def limit(self) -> int:
         """The limit in force now: the lowest of the rates (0: none)."""
         return min((r.rate for r in self.rates if r.rate), default=0)
+
+
+async def waited(throttle: Throttle | None, count: int) -> None:
+    """``Throttle.take`` on the event loop (a batch of small files: its bytes are in one
+    request's body or answer; a chunk's stream waits on its own thread instead)."""
+    if throttle is None:
+        return
+    marks = throttle.reserve(count)
+    # a rate, not an event, says when: it is looked at again each slice
+    while (wait := throttle.due(marks)) > 0:  # noqa: ASYNC110
+        await asyncio.sleep(min(wait, SLICE))
