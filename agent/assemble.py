@@ -178,7 +178,8 @@ async def assemble(config: AgentConfig, data_dir: Path, *, agent_id: str, system
                                             cores=os.cpu_count() or 1),
         heartbeats=HeartbeatLoop(hub, pool, progress=transfer.progress if transfer else None,
                                  output=_outputs(compute, docker),
-                                 task_progress=compute.progress),
+                                 task_progress=compute.progress,
+                                 speed_limits=transfer.speed_limits if transfer else None),
         status=StatusServer(state, config.status_ip, config.status_port, sections={
             "transfer": service.status if service else None,
             "organization_key": org_key.status,

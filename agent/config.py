@@ -15,6 +15,7 @@ from core.errors import ConfigError
 from core.logs import LoggingConfig
 from lanes.images import ImagePolicy
 from protocol.docker import parse_size
+from protocol.rates import parse_rate
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
@@ -144,6 +145,9 @@ class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     transfer_max_files: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 100_000
     transfer_min_rate: int | str = "32k"
     transfer_grace: Seconds = 60.0
+    # bytes a second all of this agent's transfers move at most together ("100MB/s";
+    # none by default); a job's own limit, or the hub's, may be lower (docs/TRANSFERS.md)
+    transfer_speed_limit: int | str | None = None
     # the organization's private key, on a node of a collaboration (agent/orgkey.py);
     # default: organization-key.pem in the agent's data folder
     organization_key_file: Annotated[str, msgspec.Meta(min_length=1)] | None = None
@@ -162,6 +166,11 @@ class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
                 parse_size(getattr(self, key))
             except ValueError as exc:
                 raise ValueError(f"`{key}`: {exc}") from None
+        if self.transfer_speed_limit is not None:
+            try:
+                parse_rate(self.transfer_speed_limit)
+            except ValueError as exc:
+                raise ValueError(f"`transfer_speed_limit`: {exc}") from None
         if parse_size(self.transfer_max_file_size) > 1 << 40:
             raise ValueError("`transfer_max_file_size`: at most 1 TiB, the most one transfer "
                              "moves (4,096 chunks of 256 MiB)")

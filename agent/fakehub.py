@@ -111,6 +111,7 @@ class FakeHub:
         self.reports: dict[str, TaskReport | BucketReport] = {}  # key -> report
         self.resets: list[tuple[str, ResetRequest]] = []
         self.heartbeats: list[tuple[str, HeartbeatRequest]] = []
+        self.speed_limits: dict[str, int] = {}  # job id -> bytes/s heartbeats carry
         self.logs: dict[str, bytes] = {}  # task id -> whole log uploaded
         self.organization_key = ""
         self.handlers: dict[str, Handler] = {}
@@ -347,8 +348,11 @@ class FakeHub:
         held = {t.id for b in body.buckets if b in self.leased for t in self.leased[b].tasks}
         abort = sorted(self._aborts & held)
         self._aborts -= set(abort)
+        jobs = {self.leased[b].job_id for b in body.buckets if b in self.leased}
         return HeartbeatResponse(lost=lost, abort=abort, paused=[],
-                                 heartbeat_interval=self.heartbeat_interval)
+                                 heartbeat_interval=self.heartbeat_interval,
+                                 speed_limits={j: v for j, v in self.speed_limits.items()
+                                               if j in jobs})
 
     def _report(self, body: ReportRequest, _caller: Caller) -> ReportResponse:
         results = []

@@ -22,6 +22,7 @@ from agent.moving import Mover
 from core.errors import ConfigError
 from protocol import ShareInfo, TransferInfo, tickets
 from protocol.docker import parse_size
+from protocol.rates import parse_rate
 from protocol.transfer import Share
 from transports import tls
 from transports.endpoint import TransferEndpoint
@@ -52,7 +53,9 @@ class TransferService:
         self.endpoint.refresh = self._refresh  # TransferEndpoint takes this hook as an attribute
         self.checkin = checkin
         self._refreshing: asyncio.Future[None] | None = None
-        self.mover = Mover(lambda: self.endpoint.shares, limits)  # runs the transfer tasks
+        # runs the transfer tasks, within the agent's speed limit for all of them
+        self.mover = Mover(lambda: self.endpoint.shares, limits, speed_limit=(
+            parse_rate(config.transfer_speed_limit) if config.transfer_speed_limit else 0))
         self._refreshed = 0.0
         self.url = ""
         self.fingerprint = ""
@@ -127,7 +130,11 @@ class TransferService:
                 "served_links": self.endpoint.served_links,
                 "received_chunks": self.endpoint.received_chunks,
                 "served_bytes": self.endpoint.served_bytes,
-                "received_bytes": self.endpoint.received_bytes}
+                "received_bytes": self.endpoint.received_bytes,
+                # bytes/s (0: none): the agent's own, and the one in force for each job
+                # running here (the lowest of the job's and the agent's)
+                "speed_limit": self.mover.agent_rate.rate,
+                "speed_limits": self.mover.speed_limits()}
 
     def moved_bytes(self) -> tuple[int, int]:
         """File bytes this agent's transfers took in and sent out so far: what it pulled

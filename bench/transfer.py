@@ -13,12 +13,15 @@ back (``sync`` before each, untimed): no tool pays for the one before it.
     .venv/bin/python bench/transfer.py --big-mib 512 --small-files 2000
     .venv/bin/python bench/transfer.py --tmpfs             # no disk: protocol and CPU only
     .venv/bin/python bench/transfer.py --only folder       # (c) alone: 100,000 x 4 KiB
+    .venv/bin/python bench/transfer.py --only big --limit 50MB/s   # (e) a speed limit
 
 Goals (printed, not asserted): (a) one 2 GiB file at least 1.5x rsync's and
 1.0x curl's throughput; (b) 10,000 files of 64 KiB at least 1.5x rsync's
 files per second; (c) a folder of 100,000 files of 4 KiB in no more time than
 rsync, with the hub's own CPU under 50 us per file; (d) the pulling and the
-serving agent each under 200 MiB of RSS throughout (their peaks are printed).
+serving agent each under 200 MiB of RSS throughout (their peaks are printed); (e) with
+``--limit``, the big file again under that job speed limit: the rate achieved within 5 %
+of the limit (printed as achieved/limit, goal 0.95-1.05).
 rsync, nginx and curl come from Debian's packages and are installed when
 missing. Runs as root or not: the rsync daemon keeps the user it runs as.
 """
@@ -46,6 +49,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ensure, free_port, start_ferry, start_nginx, stop_process
 from hub import Session
+from protocol.rates import parse_rate
 
 PASSWORD = "bench-root-password"
 MiB = 1 << 20
@@ -120,9 +124,11 @@ class Ferry:
                                       "path": str(self.dest_root)})
         time.sleep(2.0)  # the agents learn their shares at their next check-in
 
-    def copy(self, source: str, dest: str) -> tuple[float, float, list[float]]:
+    def copy(self, source: str, dest: str, limit: str | None = None
+             ) -> tuple[float, float, list[float]]:
         """Seconds from the job's creation to its end, the hub's CPU seconds meanwhile, and
-        the peak RSS (MiB) of the pulling and the serving agent."""
+        the peak RSS (MiB) of the pulling and the serving agent. ``limit``: the job's
+        speed limit."""
         hub = psutil.Process(self.hub.pid)
         peaks = Peaks([psutil.Process(self.agents[1].pid), psutil.Process(self.agents[0].pid)])
         cpu = sum(hub.cpu_times()[:2])
@@ -130,7 +136,8 @@ class Ferry:
         with peaks:
             job = self.session.create("Job", {"source": f"share=src/{source}",
                                               "destination": f"share=dst/{dest}/",
-                                              "retries": 0})
+                                              "retries": 0,
+                                              **({"speed_limit": limit} if limit else {})})
             while True:
                 time.sleep(0.1)
                 state = self.session.get("Job", job["id"])
@@ -221,10 +228,15 @@ def main() -> int:
     parser.add_argument("--rsync-fsync", action="store_true",
                         help="also time rsync --fsync (every file synced, as Ferry lands "
                         "them): like for like on disk; not a goal's baseline")
+    parser.add_argument("--limit", metavar="RATE",
+                        help="(e): the big file again as a job with this speed limit "
+                        "(50MB/s): the rate achieved against the limit")
     args = parser.parse_args()
     args.only = [c for c in args.only.split(",") if c]
     if not args.only or set(args.only) - set(CASES):
         parser.error(f"--only takes {', '.join(CASES)}")
+    if args.limit and "big" not in args.only:
+        parser.error("--limit moves the big file: keep big in --only")
     ensure("rsync", "rsync")
     ensure("nginx", "nginx-light")
     ensure("curl", "curl")
@@ -240,9 +252,9 @@ def main() -> int:
     def note(key: str, value: float) -> None:
         results.setdefault(key, []).append(value)
 
-    def ferry_copy(case: str, n: int) -> float:
+    def ferry_copy(case: str, n: int, limit: str | None = None) -> float:
         assert ferry is not None
-        seconds, cpu, peak = ferry.copy(case, f"r{n}-{case}")
+        seconds, cpu, peak = ferry.copy(case, f"r{n}-{case}", limit)
         peaks.append(peak)
         if case == "folder":
             hub_cpu.append(cpu / args.folder_files)
@@ -285,6 +297,10 @@ def main() -> int:
                                                                      "big.bin"),
                                             f"http://127.0.0.1:{nginx_port}/big/big.bin"]))
                     assert tree_digest(out / "curl-big") == wanted["big"]
+                    if args.limit:
+                        print(f"round {n + 1}: big at {args.limit} ...", file=sys.stderr)
+                        os.sync()
+                        note("limited_big", ferry_copy(case, n, args.limit))
             shutil.rmtree(out)
     finally:
         if ferry is not None:
@@ -324,6 +340,12 @@ def main() -> int:
         if f"rsyncfsync_{case}" in med:
             print(f"    [{case}] rsync --fsync {med[f'rsyncfsync_{case}']:.2f} s: ratio "
                   f"ferry/(rsync --fsync) {med[f'rsyncfsync_{case}'] / med[f'ferry_{case}']:.2f}")
+    if args.limit:
+        limit = parse_rate(args.limit)
+        achieved = args.big_mib * MiB / med["limited_big"]
+        print(f"(e) one {args.big_mib} MiB file at speed_limit {args.limit}, median of "
+              f"{args.rounds}: {med['limited_big']:.2f} s, {achieved / 1e6:.1f} MB/s")
+        print(f"    ratio achieved/limit {achieved / limit:.3f} (goal 0.95-1.05)")
     print(f"(d) peak RSS: pulling agent {max(p[0] for p in peaks):.0f} MiB, serving agent "
           f"{max(p[1] for p in peaks):.0f} MiB (goal < 200 each)")
     return 0

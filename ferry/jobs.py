@@ -1,6 +1,6 @@
-"""``ferry job …``, ``ferry task …`` and ``ferry cp``: submit, list, follow and steer jobs,
-read their tasks and logs, and copy between shares, with the rules of the logged-in user
-(jobs.rst: pause is ``paused``, resume ``waiting``, abort ``aborted``)."""
+"""``ferry job …``, ``ferry task …`` and ``ferry cp`` (``ferry/transfers.py``): submit, list,
+follow and steer jobs, read their tasks and logs, and copy between shares, with the rules
+of the logged-in user (jobs.rst: pause is ``paused``, resume ``waiting``, abort ``aborted``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ferry.login import FAILED, OK, Usage, add_hub, add_json, connect, dump, operate
 from ferry.tables import table
+from ferry.transfers import add_cp, add_set
 from ferry.views import (
     bucket_rows,
     found,
@@ -22,6 +23,7 @@ from ferry.views import (
     task_rows,
     watch,
 )
+from protocol.rates import rate_text
 
 if TYPE_CHECKING:
     from hub.session import Session
@@ -167,7 +169,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     if job.get("kind") == "transfer":
         fields[5:5] = [("source", job.get("source_hr") or "-"),
                        ("destination", job.get("destination_hr") or "-"),
-                       ("size", f"{max(job.get('size') or 0, 0) / 1e6:.1f} MB")]
+                       ("size", f"{max(job.get('size') or 0, 0) / 1e6:.1f} MB"),
+                       ("speed limit", rate_text(job.get("speed_limit")))]
+        if job.get("frames_missing") is not None:  # a frame sequence, listed
+            fields.insert(8, ("missing frames", job["frames_missing"] or "none"))
     width = max(len(k) for k, _ in fields)
     for key, value in fields:
         print(f"{key.ljust(width)}  {value}")
@@ -263,17 +268,6 @@ def _new_part(shown: str, text: str) -> str:
     return ("\n[…]\n" if shown else "") + text
 
 
-# -- cp
-
-def cmd_cp(args: argparse.Namespace) -> int:
-    session = connect(args)
-    job = session.create("Job", {"source": args.source, "destination": args.dest})
-    print(job["id"], flush=True)
-    if args.watch:
-        return _ended(watch(session, job["id"]))
-    return OK
-
-
 SUBMIT = """\
 examples:
   ferry job submit --items 1-100 --bucket 10 -- render -f {item} -o /out/{item}.exr
@@ -353,7 +347,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                               "(exit 0 when done, 1 when failed or aborted)")
     follow.add_argument("job", metavar="ID")
     follow.set_defaults(func=operate(cmd_watch))
-    steer = [submit, ls, show, follow]
+    steer = [submit, ls, show, follow, add_set(verbs, operate)]
     for verb, status, done, help_text in (
             ("pause", "paused", "paused", "hold a job: running tasks finish, nothing starts"),
             ("resume", "waiting", "resumed", "let a paused job run again (or re-run what "
@@ -387,13 +381,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for p in (tls, tshow, log):
         add_hub(p)
 
-    text = "copy between share paths: a transfer job"
-    cp = sub.add_parser("cp", help=text, description=text + " (share=projects/x/ "
-                        "notation; a folder moves as one task, verified and resumable).")
-    cp.add_argument("source", metavar="SOURCE", help="e.g. share=projects/thefilm/edit.mov")
-    cp.add_argument("dest", metavar="DEST", help="e.g. share=backup/thefilm/")
-    cp.add_argument("--watch", action="store_true",
-                    help="then show its progress in MB/s until it ends (exit 0 when done)")
-    add_hub(cp)
-    cp.set_defaults(func=operate(cmd_cp))
+    add_cp(sub, operate)
 

@@ -8,6 +8,7 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 
 from core.logs import LoggingConfig
+from protocol.rates import parse_rate
 
 MIN_SECRET = 32  # characters of a jwt_secret_key: HS256 wants 256 bits of key
 EnvType = Literal["dev", "test", "acc", "prod"]
@@ -90,6 +91,10 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
                       "containers never talk to each other (docs/CONFIG.md); remove the key",
     }
 
+    # --- transfers' speed limit (issue 19): bytes a second a transfer job moves at most
+    # when it names no lower limit of its own ("100MB/s"; none by default)
+    transfer_speed_limit: int | str | None = None
+
     def __post_init__(self) -> None:
         if self.jwt_secret_key is not None and len(self.jwt_secret_key) < MIN_SECRET:
             raise ValueError(
@@ -98,6 +103,11 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
                 "offline and then sign tokens for any user. Set a random one (python3 -c "
                 "'import secrets; print(secrets.token_hex(32))'), or remove the key and the "
                 "hub keeps a random secret in its database")
+        if self.transfer_speed_limit is not None:
+            try:
+                parse_rate(self.transfer_speed_limit)
+            except ValueError as exc:
+                raise ValueError(f"`transfer_speed_limit`: {exc}") from None
         if self.heartbeat_interval * 2 > self.lease_seconds:
             raise ValueError("`heartbeat_interval`: must be at most half of lease_seconds "
                              f"({self.lease_seconds:g}), or leases run out between heartbeats")
@@ -117,6 +127,11 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
         if self.token_lifetime_hours is not None:
             return timedelta(hours=self.token_lifetime_hours)
         return timedelta(hours=24 if self.environment_type(section) == "test" else 6)
+
+    @property
+    def speed_limit(self) -> int:
+        """``transfer_speed_limit`` in bytes a second (0: none)."""
+        return parse_rate(self.transfer_speed_limit) if self.transfer_speed_limit else 0
 
     @property
     def api_prefix(self) -> str:

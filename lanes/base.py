@@ -46,6 +46,7 @@ class Outcome:
     cpu_seconds: float | None = None
     peak_memory: int | None = None  # bytes
     size: int | None = None  # a transfer's bytes (transfer tasks only)
+    missing_frames: str | None = None  # a frame sequence's missing frames (transfers only)
 
 
 class Lane(Protocol):

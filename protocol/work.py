@@ -45,6 +45,15 @@ class TransferWork(Struct, frozen=True):
     # bytes, as the hub last heard them (from an earlier attempt): the agent does not rely
     # on them, and hubs from before always send them
     size: int = -1
+    # bytes a second the job's streams on this agent move at most together (0: no limit);
+    # heartbeat answers carry its changes (``HeartbeatResponse.speed_limits``)
+    speed_limit: int = 0
+    # a frame sequence (``protocol.sequences``): ``path`` is its folder, ``sequence`` the
+    # file name pattern, ``frames`` the range ("": the frames there), ``missing_frames``
+    # "list" (reported) or "fail" (the task fails, naming them)
+    sequence: str = ""
+    frames: str = ""
+    missing_frames: Literal["list", "fail"] = "list"
 
 
 class TaskWork(Struct, frozen=True):
@@ -156,11 +165,15 @@ class HeartbeatResponse(Struct, frozen=True):
     abort: list[str]
     paused: list[str]
     heartbeat_interval: float
+    # the speed limit (bytes/s, 0: none) of each transfer job the agent holds buckets of:
+    # a limit changed while the job runs reaches its streams with the next heartbeat
+    speed_limits: dict[str, int] = {}
 
 
 TaskEvent = Literal["started", "done", "failed", "returned", "aborted"]
 
 LOG_TAIL_BYTES = 4096  # the end of a task's log that its end report carries
+MAX_MISSING = 4096  # characters of a sequence's missing frames a report carries
 
 
 def whole_log_needed(log_size: int, log_tail: str) -> bool:
@@ -191,6 +204,9 @@ class TaskReport(Struct, frozen=True, tag="task", tag_field="kind"):
     progress: Percent | None = None
     stage: Stage | None = None
     outputs: Outputs | None = None
+    # a frame sequence's frames missing from its range, as ranges ("1003, 1007-1009";
+    # "": none), for the job to list (None: not a sequence)
+    missing_frames: Annotated[str, msgspec.Meta(max_length=MAX_MISSING)] | None = None
 
 
 class BucketReport(Struct, frozen=True, tag="bucket", tag_field="kind"):

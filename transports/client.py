@@ -47,6 +47,7 @@ from transports.limits import ANSWER_BYTES, HEADER_BYTES, PULL_MEMORY
 from transports.partial import PartialFile
 from transports.peer import TRIES, Connection, Peer, Stop
 from transports.small import SmallFile, land_small
+from transports.throttle import waited
 
 log = structlog.get_logger("transports.client")
 
@@ -102,6 +103,8 @@ class TransferClient(Peer):
         buffer = memoryview(bytearray(info.chunk))
         with self.connection(stop=stop) as conn:
             for index in _taken(todo, stop):
+                if self.throttle is not None:
+                    self.throttle.take(span(info.size, info.chunk, index)[1], stop)
                 self._pull_chunk(conn, path, info, part, index, buffer, stop)
                 if progress:
                     progress(span(info.size, info.chunk, index)[1])
@@ -158,6 +161,7 @@ class TransferClient(Peer):
                                              headers={"Content-Type": "application/json"},
                                              limit=limit, what=f"{len(paths)} small files")
         self._raise(status, body)
+        await waited(self.throttle, len(body))
         out: dict[str, Landed | TransferError] = {}
         files: list[tuple[str, SmallFile]] = []
         with self._checking():
@@ -242,6 +246,8 @@ class TransferClient(Peer):
             for index in _taken(todo, stop):
                 data, digest = source.read(index)
                 hashes[index] = digest
+                if self.throttle is not None:
+                    self.throttle.take(len(data), stop)
                 self._push_chunk(conn, path, index, data, digest, stop)
                 if progress:
                     progress(len(data))
@@ -319,6 +325,7 @@ class TransferClient(Peer):
             sizes[header.path] = len(data)
         if not sizes:
             return out
+        await waited(self.throttle, len(body))
         status, answer, _ = await self.request(
             "POST", "receive/files", params={}, data=bytes(body), idempotent=False,
             limit=ANSWER_BYTES + len(sizes) * HEADER_BYTES, what="a batch of small files",

@@ -38,6 +38,7 @@ from protocol.transfer import PREFIX
 from transports import answers
 from transports.chunks import PeerLied, SourceChanged, TransferError
 from transports.limits import ANSWER_BYTES, Limits, Overrun
+from transports.throttle import Throttle
 
 log = structlog.get_logger("transports.client")
 
@@ -145,8 +146,8 @@ class Peer:
     that agent to ``limits``."""
 
     def __init__(self, base_url: str, fingerprint: str | None, ticket: str, share: str, *,
-                 streams: int = 4, backoff: float = 0.5, limits: Limits | None = None
-                 ) -> None:
+                 streams: int = 4, backoff: float = 0.5, limits: Limits | None = None,
+                 throttle: Throttle | None = None) -> None:
         self.url = base_url.rstrip("/")
         parts = urllib.parse.urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -165,6 +166,8 @@ class Peer:
         self.streams = streams
         self.backoff = backoff
         self.limits = limits or Limits()
+        # the speed limits its streams take from (transports.throttle); None: no limit
+        self.throttle = throttle
         self.retried = 0  # requests made again (damage, dropped connections)
         self._idle: list[Connection] = []  # kept alive between requests
         self._lock = threading.Lock()

@@ -2,9 +2,10 @@
 interval, and apply what the answers carry (aborts, pauses, lost leases).
 
 A heartbeat also carries what the hub shows live: running transfers' bytes and running
-tasks' output since the last one. It runs until the agent has drained (leases
-must be renewed while work finishes); a failed heartbeat is only logged: the leases run
-on until the hub is back, and the next one renews them.
+tasks' output since the last one; its answer, running transfer jobs' speed limits. It
+runs until the agent has drained (leases must be renewed while work finishes); a failed
+heartbeat is only logged: the leases run on until the hub is back, and the next one
+renews them.
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ class HeartbeatLoop:
     def __init__(self, hub: HubClient, pool: BucketPool,
                  progress: Callable[[], dict[str, Progress]] | None = None,
                  output: Callable[[], dict[str, str]] | None = None,
-                 task_progress: Callable[[], dict[str, TaskProgress]] | None = None) -> None:
+                 task_progress: Callable[[], dict[str, TaskProgress]] | None = None,
+                 speed_limits: Callable[[dict[str, int]], None] | None = None) -> None:
         self.hub = hub
         self.pool = pool
         self.progress = progress
         self.output = output
         self.task_progress = task_progress
+        self.speed_limits = speed_limits  # hears running transfer jobs' speed limits
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop`` is set and no bucket is held any more."""
@@ -68,3 +71,5 @@ class HeartbeatLoop:
                             error=str(exc))
                 continue
             pool.apply(answer)
+            if self.speed_limits is not None and answer.speed_limits:
+                self.speed_limits(answer.speed_limits)

@@ -82,7 +82,7 @@ class Reporter:
                 log_size=outcome.log_size, cpu_seconds=outcome.cpu_seconds,
                 peak_memory=outcome.peak_memory, size=outcome.size, result=result,
                 progress=said.progress if said else None, stage=said.stage if said else None,
-                outputs=said.outputs if said else None)
+                outputs=said.outputs if said else None, missing_frames=outcome.missing_frames)
         self.outbox.add("report", key, msgspec.json.encode(report), volatile=event == "started")
 
     def finished(self, bucket: BucketWork, task: TaskWork, outcome: Outcome,

@@ -22,11 +22,13 @@ from agent.buckets.base import Held
 from agent.buckets.reports import Reporter
 from agent.config import AgentConfig
 from agent.folder import FolderFailed
+from agent.sequence import FramesMissing
 from agent.transfer import Checkin, TransferService
 from core.errors import ApiError
 from lanes.base import Outcome
 from protocol import BucketKind, ClaimRequest, Progress, TaskWork
-from protocol.work import LOG_TAIL_BYTES
+from protocol.sequences import frames_text
+from protocol.work import LOG_TAIL_BYTES, MAX_MISSING
 from transports.chunks import TransferError
 
 log = structlog.get_logger("agent.work")
@@ -80,6 +82,10 @@ class TransferRunner:
         """Running transfer tasks' bytes, for the heartbeat."""
         return self.service.mover.progress()
 
+    def speed_limits(self, limits: dict[str, int]) -> None:
+        """A heartbeat's answer: running jobs' speed limits, as the hub has them now."""
+        self.service.mover.set_speed_limits(limits)
+
     def stop(self, bucket: Held, reason: str, task_id: str | None = None) -> None:
         moving = self._moving.get(bucket.work.id)
         if moving is not None and task_id in (None, moving.task_id):
@@ -120,16 +126,20 @@ class TransferRunner:
             return failed("this agent runs no transfer endpoint (transfer: false)")
 
         moving = _Moving(task.id, asyncio.create_task(self.service.mover.run_task(
-            task.id, task.transfer, keep_part(bucket, task))))
+            task.id, task.transfer, keep_part(bucket, task), bucket.work.job_id)))
         self._moving[bucket.work.id] = moving
         try:
-            summary, size = await moving.runner
+            summary, size, missing = await moving.runner
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise  # we are being stopped, not the transfer
             return Outcome(status="aborted", exit_code=None, message=moving.why,
                            started=started, ended=time.time())
+        except FramesMissing as exc:  # the job lists them, and fails naming them
+            return Outcome(status="failed", exit_code=None, message=str(exc)[:4096],
+                           started=started, ended=time.time(),
+                           missing_frames=frames_text(exc.missing, MAX_MISSING - 100))
         except FolderFailed as exc:  # the files that did not arrive, by name, in the log
             text = exc.log()[-LOG_TAIL_BYTES // 2:]  # a tail: the message names the first
             return Outcome(status="failed", exit_code=None, message=str(exc)[:4096],
@@ -144,4 +154,5 @@ class TransferRunner:
             self._moving.pop(bucket.work.id, None)
         text = summary + "\n"
         return Outcome(status="done", exit_code=0, message="", started=started,
-                       ended=time.time(), log_tail=text, log_size=len(text.encode()), size=size)
+                       ended=time.time(), log_tail=text, log_size=len(text.encode()), size=size,
+                       missing_frames=missing)

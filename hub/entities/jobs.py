@@ -21,6 +21,7 @@ from hub.entities.paging import EVERY, Listing, Page, in_turns, json_size, restr
 from hub.errors import Invalid, NotFound
 from hub.jobs import actions, dependencies, registry
 from hub.jobs import status as st
+from hub.jobs.transfer_options import speed_limit
 from hub.query import Query
 from hub.query.fields import Choice, Context, Number, Party, Reference, Schema, Text, Timestamp
 from hub.runtime import Ctx
@@ -52,8 +53,9 @@ READABLE = ("id", "code", "uri", "status", "created", "source", "source_hr", "de
             "started", "counts", "compute", "transfer", "destination_path", "docker", "job_id",
             "collaboration", "organization", "status_reason", "queue", "after",
             "after_items", "after_failed", "after_status", "limits", "max_lanes", "engine", "args",
-            "hooks", "hook_of", "deleted")
-WRITABLE = ("status", "priority", "code", "metadata", "destination_path", "queue")
+            "hooks", "hook_of", "deleted", "speed_limit", "frames_missing")
+WRITABLE = ("status", "priority", "code", "metadata", "destination_path", "queue",
+            "speed_limit")
 
 
 class JobEntity(JobAccess, Entity):
@@ -156,6 +158,8 @@ class JobEntity(JobAccess, Entity):
             "max_lanes": j["max_lanes"], "deleted": iso(j["deleted"]),
             # commands run when it ends, and the job this one is a hook of (hooks.py)
             "hooks": _hooks_shown(j["hooks"]), "hook_of": j["hook_of"],
+            # a transfer's: bytes/s at most (null: none), and a sequence's missing frames
+            "speed_limit": j["speed_limit"], "frames_missing": j["frames_missing"],
         }
 
     async def create(self, ctx: Ctx, body: Any) -> dict[str, Any]:
@@ -178,6 +182,8 @@ class JobEntity(JobAccess, Entity):
                           f"{', '.join(st.JOB_WRITABLE)})", field="status")
         if "queue" in body:
             values["queue"] = name_value(body, "queue")
+        if "speed_limit" in body:  # a transfer's (actions.change refuses it for the others)
+            values["speed_limit"] = speed_limit(body["speed_limit"], ctx.rt.config.speed_limit)
         await actions.change(ctx, entity_id, values, wanted,
                              body.get("destination_path", actions.NOT_GIVEN))
         ctx.rt.work.notify()

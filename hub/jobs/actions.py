@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.access import JOBS
 from hub.bodies import expect
-from hub.errors import Conflict, Forbidden, NotFound
+from hub.errors import Conflict, Forbidden, Invalid, NotFound
 from hub.jobs import dependencies
 from hub.jobs import status as st
 from hub.jobs.queues import queue_for
@@ -60,6 +60,9 @@ async def change(ctx: Ctx, job_id: str, values: dict[str, Any], status: str | No
     async with ctx.db.write() as conn:
         job = await _job(conn, job_id)  # first: a deleted job is one that never was
         await JOBS.check(conn, ctx, "edit", job_id)
+        if "speed_limit" in values and job.kind != BucketKind.TRANSFER:
+            raise Invalid("read_only", "speed_limit: only a transfer job has a speed limit",
+                          field="speed_limit")
         if "queue" in values:  # moved to another queue of its organization
             values["queue_id"] = await queue_for(conn, job.organization_id, values["queue"])
         await conn.execute(update(Job).where(Job.id == job_id).values(

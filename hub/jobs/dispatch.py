@@ -352,9 +352,15 @@ class Dispatcher:
             .outerjoin(Queue, Queue.id == Job.queue_id).where(
                 Bucket.id.in_(held), or_(Job.status == st.JobStatus.PAUSED,
                                          Queue.status == QueueStatus.PAUSED)).distinct())]
+        # running transfer jobs' speed limits: one changed meanwhile reaches the streams
+        limits = {r.id: r.speed_limit or 0 for r in conn.execute(
+            select(Job.id, Job.speed_limit).join(Bucket, Bucket.job_id == Job.id).where(
+                Bucket.id.in_(held), Job.kind == BucketKind.TRANSFER).distinct())
+                  } if held else {}
         lost = [b for b in bucket_ids if b not in set(held)]
         return HeartbeatResponse(lost=lost, abort=abort, paused=paused,
-                                 heartbeat_interval=self.heartbeat_interval)
+                                 heartbeat_interval=self.heartbeat_interval,
+                                 speed_limits=limits)
 
     async def unsent(self, client_id: str, bucket_ids: list[str]) -> None:
         """Leases whose answer could not be sent: back to the queue, no attempt spent."""

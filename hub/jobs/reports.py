@@ -90,6 +90,7 @@ def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
     results: list[ReportResult] = []
     fresh: list[tuple[str, str]] = []
     failed: list[str] = []  # tasks whose run failed for good: news for webhooks
+    frames: dict[str, str] = {}  # a frame sequence's missing frames, by job
     for item in items:
         bucket = buckets.get(item.bucket_id)  # ownership first: only then is a key looked at
         if bucket is None:
@@ -111,6 +112,8 @@ def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
                 results.append(ReportResult(key=item.key, outcome="refused", reason=reason))
                 continue
             assert task is not None
+            if item.missing_frames is not None:
+                frames[task["job_id"]] = storable(item.missing_frames)
             if before in st.RUNNING_TASK and task["status"] in ENDS:
                 tally.ends[ENDS[task["status"]]] += 1
             if before != T.FAILED and task["status"] == T.FAILED:
@@ -127,6 +130,8 @@ def apply(conn: Connection, client_id: str, items: list[Report], now: datetime
         conn.execute(_write_tasks, [
             {"b_id": t, "b_modified": now, **{f"b_{c}": tasks[t][c] for c in MUTABLE}}
             for t in changed])
+    for job_id, missing in frames.items():
+        conn.execute(update(Job).where(Job.id == job_id).values(frames_missing=missing))
     if job_started:
         conn.execute(_start_job, [{"b_id": j, "b_started": s}
                                         for j, s in job_started.items()])

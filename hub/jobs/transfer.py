@@ -36,6 +36,7 @@ from hub.bodies import invalid
 from hub.errors import Conflict, Invalid
 from hub.jobs import hooks
 from hub.jobs import status as st
+from hub.jobs import transfer_options as options
 from hub.jobs.hooks import Hooks
 from hub.jobs.kind import JobKind, Lease
 from hub.jobs.leases import NEXT_TASKS
@@ -56,7 +57,7 @@ from hub.runtime import Ctx
 from hub.storage.models import Client, Job, Share, Task, new_id
 from hub.webhooks import events
 from protocol import BucketKind, BucketWork, TaskWork, TransferWork, tickets
-from protocol.paths import join
+from protocol.paths import join, share_parts
 
 S, T = st.JobStatus, st.TaskStatus
 TICKET_TTL = 6 * 3600.0  # seconds a transfer task's ticket lasts: a long pull must not outlive it
@@ -78,6 +79,11 @@ class TransferCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     # a source behind NAT that nobody can reach
     direction: Literal["pull", "push"] = "pull"
     hooks: Hooks | None = None  # commands run when it is done or failed (hooks.py)
+    # bytes a second at most ("50MB/s"; hub/jobs/transfer_options.py), and a frame
+    # sequence's range and what frames missing from it do
+    speed_limit: int | str | None = None
+    frames: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
+    missing_frames: Literal["list", "fail"] = "list"
 
 
 async def create(ctx: Ctx, body: Any) -> str:
@@ -88,6 +94,8 @@ async def create(ctx: Ctx, body: Any) -> str:
     except msgspec.ValidationError as exc:
         raise invalid(exc, "invalid_spec") from None
     source_name, source_parts, _ = share_party(spec.source, "source")
+    sequence = options.sequence(source_parts, spec.frames, spec.missing_frames)
+    limit = options.speed_limit(spec.speed_limit, ctx.rt.config.speed_limit)
     to_share = spec.destination.startswith("share=")
     if to_share:
         dest_name, dest_parts, into_folder = share_party(spec.destination, "destination")
@@ -100,6 +108,8 @@ async def create(ctx: Ctx, body: Any) -> str:
             "source_share": source.id, "source_path": item, "streams": spec.streams,
             "direction": spec.direction, "destination_share": None, "destination_path": None,
             "destination": None, "into_folder": True, "hold": spec.status == "paused"}
+        if sequence is not None:
+            transfer["sequence"] = sequence
         stored: dict[str, Any] = {"transfer": transfer, "targets": [], "bucket_size": 1,
                                   "retries": spec.retries}
         if to_share:
@@ -120,7 +130,7 @@ async def create(ctx: Ctx, body: Any) -> str:
             source_scope="share", source_id=source.id,
             destination_scope=party[0], destination_id=party[1], spec=stored,
             meta=spec.metadata, size=-1, created=now, modified=now, modifier=ctx.principal.id,
-            hooks=kept))
+            hooks=kept, speed_limit=limit))
         await insert_transfer_tasks(conn, job_id, [(item, lands)], 0, now,
                                     spec.priority, pending=not to_share)
         await conn.run_sync(st.refresh, [job_id], now)
@@ -239,24 +249,38 @@ def transfer_work(conn: Connection, key: Ed25519PrivateKey | None, job_id: str,
     source, dest = shares.get(transfer["source_share"]), shares.get(
         transfer["destination_share"])
     called = dest if push else source  # the agent whose endpoint the runner calls
+    # a frame sequence moves from its folder, whose files the agent picks (the ticket is
+    # the folder's: one share, one path and what is below it)
+    sequence = transfer.get("sequence") if row.item == transfer["source_path"] else None
+    item = join(share_parts(row.item)[:-1]) if sequence else row.item
     ticket = ""
     if called is not None and called.client_id and key is not None:
         ticket = tickets.issue(key, tickets.TicketScope(
             server=called.client_id, share=called.id,
-            path=row.destination if push else row.item, op="write" if push else "read",
+            path=row.destination if push else item, op="write" if push else "read",
             job=job_id, task=row.id, tree=True), ttl=TICKET_TTL)
+    limit = conn.execute(select(Job.speed_limit).where(Job.id == job_id)).scalar()
     return TaskWork(id=row.id, uri=row.uri, item=row.item, attempt=row.attempts + 1,
                     last_attempt=row.attempts + 1 > spec.get("retries", 0),  # as release has it
                     argv=[], transfer=TransferWork(
                         url=(called.transfer_url or "") if called else "",
                         fingerprint=(called.transfer_fingerprint or "") if called else "",
-                        share=called.id if called else "", path=row.item, ticket=ticket,
+                        share=called.id if called else "", path=item, ticket=ticket,
                         dest_share=transfer["destination_share"],
                         dest_path=row.destination, into_folder=False,
                         streams=transfer.get("streams", 4),
                         dest_root=dest.path if dest else "",
                         direction="push" if push else "pull",
-                        source_root=source.path if source else "", size=row.size))
+                        source_root=source.path if source else "", size=row.size,
+                        speed_limit=limit or 0, **_sequence_work(sequence)))
+
+
+def _sequence_work(sequence: dict[str, Any] | None) -> dict[str, Any]:
+    """A frame sequence's fields of the agent's work (none when it is no sequence)."""
+    if not sequence:
+        return {}
+    return {"sequence": sequence["pattern"], "frames": sequence["frames"],
+            "missing_frames": sequence["missing_frames"]}
 
 
 class TransferJobs(JobKind):

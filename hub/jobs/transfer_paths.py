@@ -63,8 +63,11 @@ def landing(transfer: dict[str, Any], item: str) -> str:
     """Where ``item`` lands when it mirrors the job's paths. The job's own source lands
     inside the destination folder (``into_folder``) or at the destination path itself;
     what is below the source's folder keeps its place below the destination's; anything
-    else lands by its name beside the job's own source."""
+    else lands by its name beside the job's own source. A frame sequence as the job's
+    source lands *in* the destination folder: its frames keep their names there."""
     src, dst = share_parts(transfer["source_path"]), share_parts(transfer["destination_path"])
+    if transfer.get("sequence") and item == transfer["source_path"]:
+        return join(dst)
     parts = share_parts(item)
     into = transfer["into_folder"]
     origin, target = (src[:-1], dst) if into else (src, dst)

@@ -408,6 +408,10 @@ class Job(Base):
     # when delete_one made it inactive: kept, with its tasks, out of every find but one
     # with inactive=True (null: not deleted)
     deleted: Mapped[datetime | None] = mapped_column(DateTime)
+    # a transfer job's: bytes a second its transfers move at most (null: no limit), and a
+    # frame sequence's frames missing from its range (null: not listed yet)
+    speed_limit: Mapped[int | None] = mapped_column(BigInteger)
+    frames_missing: Mapped[str | None] = mapped_column(Text)
 
 
 # the limits a job holds while a bucket of it is leased

@@ -113,8 +113,12 @@ async def test_heartbeats_renew_held_buckets_and_carry_aborts_back(
     async with looping(ClaimLoop(hub, pool, pool.state).run):
         work = fake.lease(["-"], kind=BucketKind.TRANSFER)
         await until(lambda: work.id in pool.held, "the bucket held")
-    beats = HeartbeatLoop(hub, pool, progress=lambda: moving, output=lambda: {"x": "out"})
+    heard: dict[str, int] = {}
+    beats = HeartbeatLoop(hub, pool, progress=lambda: moving, output=lambda: {"x": "out"},
+                          speed_limits=heard.update)
     async with looping(beats.run) as stop:
+        fake.speed_limits = {work.job_id: 20_000_000, "another job": 5}
+        await until(lambda: heard == {work.job_id: 20_000_000}, "the job's speed limit")
         task = work.tasks[0].id
         fake.abort(task)
         await until(lambda: runner.stopped, "the abort")

@@ -552,7 +552,10 @@ function jobView(jobId) {
         field("Tasks", Object.entries(job.counts || {}).map(([s, n]) => `${s} ${n}`).join(", ")),
         job.status_reason ? field("Waiting", job.status_reason) : [],
         afterField(job, field),
-        job.kind === "transfer" ? field("Size", bytes(job.size)) : [])));
+        job.kind === "transfer" ? field("Size", bytes(job.size)) : [],
+        job.kind === "transfer" ? field("Speed limit", job.speed_limit ? `${bytes(job.speed_limit)}/s` : "none") : [],
+        // a frame sequence's frames missing from its range, once its agent listed them
+        job.frames_missing != null ? field("Missing frames", h("span", { "data-test": "frames-missing" }, job.frames_missing || "none")) : [])));
   }
 
   // the jobs it waits for, each a link with its status (none when out of the user's sight)
