@@ -5,7 +5,8 @@ organization and collaboration they belong to, and what a narrowed token (a dock
 run's) is confined to. From that it answers the two questions every read and write asks:
 which rows may this caller view, edit, …  (``allowed``, a condition to add to a query),
 and may it do so to this one record (``check``: ``NotFound`` when there is no such
-record, ``Forbidden`` naming the narrowest missing rule when it is out of reach).
+record or it is another organization's that the caller may not see, ``Forbidden`` naming
+the narrowest missing rule when it is out of reach).
 
 The entities of the API (``hub/entities``) are accesses with a query schema and a
 record shape; job logic (``hub/jobs``) checks jobs and shares through the accesses
@@ -84,6 +85,11 @@ class Access:
         the scope reaches every record of a partner organization (users, organizations)."""
         return None
 
+    def live(self) -> ColumnElement[bool] | None:
+        """Rows that are there for a check: the others (a deleted job) are answered as
+        records that never were; None: every row."""
+        return None
+
     def confine(self, ctx: Ctx) -> ColumnElement[bool] | None:
         """Rows a narrowed token (a docker run's) is confined to, whatever its rules say;
         None: no confinement. Only jobs and tasks are reachable by a run's token at all."""
@@ -127,11 +133,15 @@ class Access:
     async def check(self, conn: AsyncConnection, ctx: Ctx, operation: str,
                     entity_id: str, resource: str | None = None) -> None:
         """May the caller ``operation`` this record? ``NotFound`` when there is no such
-        record, ``Forbidden`` naming the narrowest missing rule when it is out of the
+        record, or when it is another organization's and out of the caller's sight;
+        ``Forbidden`` naming the narrowest missing rule when it is otherwise out of the
         caller's reach."""
         resource = resource or self.resource
         allowed = self.allowed(ctx, operation, resource)
         exists = select(self.id_column()).where(self.id_column() == entity_id)
+        live = self.live()
+        if live is not None:
+            exists = exists.where(live)
         if allowed is not None and (await conn.execute(exists.where(allowed))).first():
             return
         if (await conn.execute(exists)).first() is None:
@@ -141,11 +151,29 @@ class Access:
         if ctx.caller.group is not None:  # a run's token, outside its job group
             raise Forbidden("forbidden", f"a run's token reaches only the jobs and tasks "
                             f"of its own job group; this {self.name.lower()} is not one of them")
-        for scope in permissions.RESOURCES[resource]:
-            where = self.in_scope(ctx, scope)
-            if where is None or (await conn.execute(exists.where(where))).first() is not None:
-                ctx.caller.need(resource, operation, scope)
+        scope = "global"  # the narrowest scope the record is in
+        for narrower in permissions.RESOURCES[resource]:
+            where = self.in_scope(ctx, narrower)
+            if where is not None and (await conn.execute(exists.where(where))).first():
+                scope = narrower
+                break
+        if scope == "global" and await self._hidden(conn, ctx, entity_id, resource):
+            raise NotFound("not_found", f"no {self.name} with id '{entity_id}'")
+        ctx.caller.need(resource, operation, scope)
         ctx.caller.need(resource, operation, "global")
+
+    async def _hidden(self, conn: AsyncConnection, ctx: Ctx, entity_id: str,
+                      resource: str) -> bool:
+        """Is this record another organization's, one the caller may not even see? Then
+        it is answered as one that does not exist, so that nobody learns which ids another
+        organization has by the answer's 403. A record within a narrower scope (the
+        caller's organization, or a collaboration it shares) is answered with the missing
+        rule (403): its existence is no secret there."""
+        organization = self.organization()
+        if organization is None or ctx.caller.widest(resource, "view") == "global":
+            return False
+        owner = select(organization).where(self.id_column() == entity_id)
+        return (await conn.execute(owner)).scalar() is not None
 
     def visible(self, ctx: Ctx) -> ColumnElement[bool] | None:
         """Rows this caller may see."""
@@ -167,6 +195,9 @@ class JobAccess(Access):
 
     def collaboration(self) -> Any:
         return Job.collaboration_id
+
+    def live(self) -> ColumnElement[bool] | None:
+        return Job.deleted.is_(None)  # delete_one made it inactive: as a job that never was
 
     def confine(self, ctx: Ctx) -> ColumnElement[bool] | None:
         return None if ctx.caller.group is None else in_group(ctx.caller.group)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.engine import RowMapping
 
 from core.errors import QueryError
@@ -131,7 +131,9 @@ class Entity(Access):
 
     async def get(self, ctx: Ctx, entity_id: str) -> dict[str, Any]:
         """One record, with every field (the large ones too)."""
-        found = await self.rows(ctx, self.id_column() == entity_id, Page(limit=1))
+        live = self.live()  # a deleted job is as one that never was
+        where = self.id_column() == entity_id
+        found = await self.rows(ctx, where if live is None else and_(where, live), Page(limit=1))
         if not found:
             async with ctx.db.read() as conn:
                 await self.check(conn, ctx, "view", entity_id)  # NotFound, or Forbidden naming the rule

@@ -18,7 +18,7 @@ from hub.bodies import check_body, expect, name_value, priority_value
 from hub.entities.base import Entity
 from hub.entities.clients import user_hr
 from hub.entities.paging import EVERY, Listing, Page, in_turns, json_size, restrict, window
-from hub.errors import Invalid, NotFound
+from hub.errors import Invalid
 from hub.jobs import actions, dependencies, registry
 from hub.jobs import status as st
 from hub.jobs.transfer_options import speed_limit
@@ -72,15 +72,6 @@ class JobEntity(JobAccess, Entity):
         when = Job.deleted.is_not(None) if inactive else \
             and_(Job.deleted.is_(None), self.lifecycle(ctx, finished, archived))
         return await self.listing(ctx, and_(self.schema.compile(query, qctx), when), page)
-
-    async def get(self, ctx: Ctx, entity_id: str) -> dict[str, Any]:
-        """A deleted job answers as one that never was (a find with ``inactive`` lists it)."""
-        async with ctx.db.read() as conn:
-            deleted = (await conn.execute(select(Job.deleted).where(Job.id == entity_id))
-                       ).scalar()
-        if deleted is not None:
-            raise NotFound("not_found", f"no Job with id '{entity_id}'")
-        return await super().get(ctx, entity_id)
 
     def weight(self, page: Page) -> ColumnElement[Any] | None:
         # a job's spec (compute, docker, transfer) is as large as the body that made it:

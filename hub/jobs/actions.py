@@ -58,8 +58,8 @@ async def change(ctx: Ctx, job_id: str, values: dict[str, Any], status: str | No
     its ``status`` (one of ``status.JOB_WRITABLE``) and its ``destination_path``, each by
     the rules of its kind."""
     async with ctx.db.write() as conn:
-        job = await _job(conn, job_id)  # first: a deleted job is one that never was
-        await JOBS.check(conn, ctx, "edit", job_id)
+        await JOBS.check(conn, ctx, "edit", job_id)  # a deleted job: as one that never was
+        job = await _job(conn, job_id)
         if "speed_limit" in values and job.kind != BucketKind.TRANSFER:
             raise Invalid("read_only", "speed_limit: only a transfer job has a speed limit",
                           field="speed_limit")
@@ -84,8 +84,8 @@ async def remove(ctx: Ctx, job_id: str) -> None:
     changes and ``get`` as a job that never was; its row, tasks and logs stay, for audit
     (jobs.rst: tasks are never deleted). The jobs waiting for it fail (``dependencies.py``)."""
     async with ctx.db.write() as conn:
-        job = await _job(conn, job_id)  # first: a deleted job is one that never was
-        await JOBS.check(conn, ctx, "delete", job_id)
+        await JOBS.check(conn, ctx, "delete", job_id)  # a deleted job: as one that never was
+        job = await _job(conn, job_id)
         running = (await conn.execute(select(Task.id).where(
             Task.job_id == job_id, Task.status.in_(st.RUNNING_TASK)).limit(1))).first()
         if running is not None:
@@ -102,8 +102,8 @@ async def add_tasks(ctx: Ctx, job_id: str, tasks: list[Any], allow: bool) -> dic
     """More tasks for a job whose tasks the caller may create, as its kind takes them;
     ``{"created": [ids], "retried": [ids]}``. A job that ended runs again for them."""
     async with ctx.db.write() as conn:
-        job = await _job(conn, job_id)  # first: a deleted job is one that never was
-        await JOBS.check(conn, ctx, "create", job_id, resource="task")
+        await JOBS.check(conn, ctx, "create", job_id, resource="task")  # a deleted job: as one that never was
+        job = await _job(conn, job_id)
         added = await of(job.kind).add_tasks(conn, ctx, job, tasks, allow)
         await reopen(conn, job, ctx)
     return added
@@ -114,8 +114,8 @@ async def change_tasks(ctx: Ctx, job_id: str, changes: list[dict[str, Any]]) -> 
     job whose tasks the caller may edit: all of them, or none. The ids changed."""
     ids = [c["id"] for c in changes]
     async with ctx.db.write() as conn:
-        job = await _job(conn, job_id)  # first: a deleted job is one that never was
-        await JOBS.check(conn, ctx, "edit", job_id, resource="task")
+        await JOBS.check(conn, ctx, "edit", job_id, resource="task")  # a deleted job: as one that never was
+        job = await _job(conn, job_id)
         rows = {r.id: r for r in (await conn.execute(select(Task.id, Task.status).where(
             Task.job_id == job_id, Task.id.in_(ids)))).all()}
         missing = [i for i in ids if i not in rows]

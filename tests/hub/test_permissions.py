@@ -243,6 +243,23 @@ def expected(role: str, resource: str, operation: str, scope: str) -> bool:
 
 # resources whose records out of the caller's sight are answered 404, not 403
 HIDDEN = {"queue", "limit", "engine", "webhook"}
+# resources whose records belong to an organization: another organization's, when the
+# caller may not see it, is answered 404 as well, as a record that does not exist; a
+# caller holding no rule for the operation at all is refused before any record is looked
+# up (hub/access.py)
+OWNED = {"user", "organization", "role", "node", "client", "share", "job", "task"}
+
+
+def foreign_unseen(role: str, resource: str, operation: str, scope: str) -> bool:
+    """Is this cell another organization's record, out of sight, answered 404?"""
+    rules = permissions.DEFAULT_ROLES[role][1]
+    scopes = permissions.RESOURCES[resource]
+    reached = scope if scope in scopes else next(  # a partner's role: only globally
+        s for s in scopes if permissions.SCOPES.index(s) >= permissions.SCOPES.index(scope))
+    adding_tasks = resource == "task" and operation == "create"  # to another's job
+    return (resource in OWNED and reached == "global" and (operation != "create" or adding_tasks)
+            and not expected(role, resource, "view", scope)
+            and any(r[:2] == (resource, operation) for r in rules))
 
 # cells pinned by hand: (role, resource, operation, scope) -> allowed
 PINNED = {
@@ -316,6 +333,9 @@ def test_each_role_against_each_resource_operation_and_scope(world: World, role:
                                 body["error"]["rule"]["operation"]) == (403, resource, "view")
                     else:
                         assert status == 404, cell  # out of sight: as if it did not exist
+                elif foreign_unseen(role, resource, operation, scope):
+                    assert status == 404, cell
+                    assert body["error"]["code"] == "not_found", cell
                 else:
                     assert status == 403, cell
                     rule = body["error"]["rule"]

@@ -126,12 +126,12 @@ def test_dashboard_reads_keep_to_the_rules(start_hub: Callable[..., Hub]) -> Non
 
     before = db_rows(hub.database)
     # another organization, and a partner for records outside the collaboration: the
-    # agent is left out of a list; the job is refused, naming the rule
+    # agent is left out of a list; the job is answered as one that does not exist
     for token in (researcher_b, researcher_c):
         assert world.ok("GET", history, token=token)["result"] == {}
         status, body = world.call("GET", buckets, token=token)
-        assert status == 403 and body["error"]["code"] == "forbidden", body
-        assert "view job" in body["error"]["message"]
+        assert status == 404 and body["error"] == {
+            "code": "not_found", "message": f"no Job with id '{job['id']}'"}, body
     status, body = world.call("GET", f"/job/{'f' * 24}/buckets", token=admin_a)
     assert status == 404, body
     # an agent's token is not a user's
@@ -164,14 +164,16 @@ def test_dashboard_buttons_refused_to_a_viewer(start_hub: Callable[..., Hub]) ->
     viewer_a = world.user("A", permissions.VIEWER)["token"]
     admin_c = world.user("C", permissions.ORG_ADMIN)["token"]
     before = db_rows(hub.database)
-    for token in (viewer_a, admin_c):
+    # the viewer is told the rule it lacks; to the other organization's admin the job and
+    # the agent are as records that do not exist
+    for token, refused in ((viewer_a, 403), (admin_c, 404)):
         for status_wanted in ("paused", "aborted"):
             status, body = world.call("PATCH", f"/job/{job['id']}", {"status": status_wanted},
                                       token=token)
-            assert status == 403, body
+            assert status == refused, body
         status, body = world.call("PATCH", f"/client/{agent.id}", {"status": "disabled"},
                                   token=token)
-        assert status == 403, body
+        assert status == refused, body
     assert db_rows(hub.database) == before
 
 
@@ -183,11 +185,13 @@ def test_event_streams_keep_to_the_rules(start_hub: Callable[..., Hub]) -> None:
     researcher_c = world.user("C", permissions.RESEARCHER)["token"]
 
     before = db_rows(hub.database)
-    # topics out of reach are refused before any stream starts, as a read would be
+    # topics out of reach are refused before any stream starts, as a read would be: as
+    # records that do not exist, to a partner (outside the collaboration) and to another
+    # organization
     for token in (researcher_b, researcher_c):
         for topic in (f"job:{job['id']}", f"task:{task}"):
             stream = EventStream(hub, token, topic)
-            assert stream.status == 403 and stream.body["error"]["code"] == "forbidden", \
+            assert stream.status == 404 and stream.body["error"]["code"] == "not_found", \
                 (topic, stream.body)
     stream = EventStream(hub, admin_a["token"], f"job:{'f' * 24}")
     assert stream.status == 404, stream.body

@@ -86,8 +86,8 @@ def test_a_partners_shared_job_may_be_waited_for_and_its_status_stays_in_sight(
     # B leaves the collaboration: its job still waits, but no longer shows A's status
     world.ok("PATCH", f"/collaboration/{world.collab['id']}",
              {"organizations": [world.org["A"]["id"]]})
-    status, _ = world.call("GET", f"/job/{shared['id']}", token=bob)
-    assert status == 403  # the job API's answer for a job out of reach
+    status, answer = world.call("GET", f"/job/{shared['id']}", token=bob)
+    assert status == 404, answer  # another organization's job, out of sight: as none
     shown = world.ok("GET", f"/job/{waits['id']}", token=bob)
     assert (shown["after"], shown["after_status"]) == ([shared["id"]], {shared["id"]: None})
     assert world.ok("GET", f"/job/{waits['id']}")["after_status"] == \

@@ -56,13 +56,16 @@ def test_runs_are_added_by_the_jobs_people_for_its_collaboration_only(hub: Hub) 
         assert (status, answer["error"].get("field")) == (code, field), (body, answer)
     assert rows(hub) == before
 
-    # C shares nothing: refused naming the global rule, as every job action answers a job
-    # out of reach (hub/access.py), saying nothing of the job; B shares the collaboration
-    # (it sees the job) and a viewer of A: refused naming the rule they lack
+    # C shares nothing: the job is answered as one that does not exist (hub/access.py),
+    # word for word as a made-up id; B shares the collaboration (it sees the job) and a
+    # viewer of A: refused naming the rule they lack
     c = world.user("C", permissions.RESEARCHER)["token"]
     one = {"tasks": [{"organization": world.org["A"]["id"]}]}
     status, answer = world.call("POST", path, one, c)
-    assert status == 403 and answer["error"]["rule"]["scope"] == "global", answer
+    made_up = "f" * 24
+    status_none, none = world.call("POST", path.replace(job["id"], made_up), one, c)
+    assert (status, status_none) == (404, 404), (answer, none)
+    assert answer["error"]["message"].replace(job["id"], made_up) == none["error"]["message"]
     assert IMAGE not in repr(answer) and world.org["A"]["id"] not in repr(answer)
     for who in (world.user("B", permissions.RESEARCHER), world.user("B", permissions.ORG_ADMIN)):
         status, answer = world.call("POST", path, one, who["token"])

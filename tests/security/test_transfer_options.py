@@ -37,11 +37,16 @@ def test_speed_limits_and_sequences_stay_in_their_organization_and_share(hub: Hu
     assert job["speed_limit"] == 50_000_000
     before = world.ok("GET", f"/job/{job['id']}")
 
+    made_up = "f" * 24
     for org in ("B", "C"):
         for role in (permissions.ORG_ADMIN, permissions.RESEARCHER, permissions.VIEWER):
             token = world.user(org, role)["token"]
             other = world.call("PATCH", f"/job/{job['id']}", {"priority": 1}, token)
-            assert other[0] == 403, other
+            none = world.call("PATCH", f"/job/{made_up}", {"speed_limit": "1KB/s"}, token)
+            # as a job that does not exist: 404, or 403 to a role that may edit no job
+            assert other[0] in (403, 404) and other[0] == none[0], (other, none)
+            assert other[1]["error"]["message"].replace(job["id"], made_up) == \
+                none[1]["error"]["message"]
             for body in ({"speed_limit": "1KB/s"}, {"speed_limit": None}):
                 theirs = world.call("PATCH", f"/job/{job['id']}", body, token)
                 assert theirs == other, (org, role, theirs)
