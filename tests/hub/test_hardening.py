@@ -104,7 +104,8 @@ def test_failed_first_start_creates_no_root(tmp_path: Path, env: dict[str, str])
 ])
 def test_queries_that_used_to_overflow(hub: Hub, query: str, needle: str) -> None:
     status, body = http("POST", f"{hub.api}/find", {"query": query}, token=login(hub))
-    assert status == 400 and needle in body["error"]["message"]
+    assert (status, body["error"]["code"]) == (422, "query_error"), body
+    assert needle in body["error"]["message"]
 
 
 def test_odd_requests_get_4xx(hub: Hub) -> None:
