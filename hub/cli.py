@@ -66,7 +66,8 @@ class HubKind:
                 on_ready: Callable[[dict[str, Any]], None]) -> Service:
         from hub.server import HubServer  # CLI entry point: the server, for ``start`` only
 
-        return HubServer(loaded.config, loaded.section, paths.data_dir, on_ready=on_ready)
+        return HubServer(loaded.config, loaded.section, paths.data_dir, name=paths.name,
+                         on_ready=on_ready)
 
     def drain_timeout(self, loaded: configfile.Loaded[Any]) -> float:
         cfg: HubConfig = loaded.config
