@@ -76,6 +76,9 @@ class HubKind:
     def describe(self, info: dict[str, Any], paths: InstancePaths) -> list[str]:
         lines = [f"url:      {info['url']}{info.get('api', '/api/v1')}",
                  f"log:      {info.get('log_file')}"]
+        if info.get("accsyn_port"):
+            lines.append(f"accsyn:   port {info['accsyn_port']} (TLS), workspace {paths.name} "
+                         "(docs/ACCSYN.md)")
         secret = info.get("root_password_file")
         if secret:
             password = Path(secret).read_text().strip()

@@ -231,5 +231,7 @@ def test_files_and_what_ferry_lacks_through_accsyns_client(served: Served) -> No
              "user/deactivate: not supported by Ferry")):
         with pytest.raises(accsyn_api.AccsynException, match=needle):
             call()
+    # agents enrolled with a node key are no user's; and Ferry has no desktop app
+    assert session.daemon_is_running() is None and session.app_is_running() is None
     assert "job" in session.find("entitytypes")
     assert "status" in session.find("attributes WHERE entitytype=job")
