@@ -40,7 +40,7 @@ def check_workspace(request: web.Request, given: str | None) -> None:
         raise Unauthenticated("no_workspace", "no workspace given: name this hub (its name, "
                               "or its accsyn_api workspace_alias) as the workspace")
     if workspace not in names:
-        raise Unauthenticated("wrong_workspace", f"workspace '{workspace}' is not served "
+        raise Unauthenticated("wrong_workspace", f"workspace '{workspace[:64]}' is not served "
                               "here: give this hub's name, or its accsyn_api "
                               "workspace_alias, as the workspace")
 
