@@ -75,18 +75,22 @@ async def log_in(request: web.Request) -> Login:
     rt.logins.check(source)
     try:
         if not key or len(key) > 512:
-            raise ApiError(401, "bad_credentials", NOT_VALID)
-        user_id, password_hash, until = await authenticate(rt, TokenRequest(api_key=key))
+            raise Unauthenticated("bad_credentials", NOT_VALID)
+        try:
+            user_id, password_hash, until = await authenticate(rt, TokenRequest(api_key=key))
+        except ApiError as exc:
+            if exc.status != 401:
+                raise
+            # expired, or made under an older password: said as it is; else not told apart
+            raise Unauthenticated(exc.code, NOT_VALID if exc.message == "API key is not "
+                                  "valid" else exc.message) from None
         async with rt.db.read() as conn:
             row = (await conn.execute(select(User.username, User.email, User.role)
                                       .where(User.id == user_id))).one()
         if name.strip().lower() not in {row.username.lower(), (row.email or "").lower()}:
-            raise ApiError(401, "bad_credentials", NOT_VALID)
-    except ApiError as exc:
-        if exc.status == 401:
-            rt.logins.failed(source)
-            raise Unauthenticated(exc.code, NOT_VALID if exc.message == "API key is not valid"
-                                  else exc.message) from None
+            raise Unauthenticated("bad_credentials", NOT_VALID)
+    except Unauthenticated:
+        rt.logins.failed(source)
         raise
     version = password_version(password_hash)
     issued = rt.tokens.issue("user", user_id, version,
