@@ -1,6 +1,7 @@
 """The accsyn API (``/api/v3``) attacked through accsyn's own client: a viewer's key is
-refused what the native API refuses, word for word, and nothing changes; another
-organization's records are invisible, and naming one is answered as naming none; a wrong
+refused what the native API refuses, word for word, and nothing changes (records and a
+share's files); another organization's records and shares are invisible, and naming one is
+answered as naming none; a wrong
 key, an unknown user, a node's key and a wrong workspace are refused with a clear
 message; bad input (malformed queries and events, unknown entities and attributes) gets
 Ferry's message, and the hub keeps serving."""
@@ -11,12 +12,13 @@ import base64
 import json
 import urllib.parse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hub import permissions
-from tests.helpers import Hub
+from tests.helpers import Agent, Hub, wait_for
 from tests.security.world import World, unique
 
 accsyn_api = pytest.importorskip("accsyn_api")
@@ -178,3 +180,56 @@ def test_wrong_credentials_and_bad_input_through_accsyns_client(
         assert needle in answer.json()["message"], (path, answer.text)
         assert answer.status_code < 500, answer.text
     assert [j["id"] for j in session.find("Job")] == [mine["id"]]
+
+
+def _tree(root: Path) -> list[tuple[str, int]]:
+    return sorted((str(p.relative_to(root)), p.stat().st_size if p.is_file() else -1)
+                  for p in root.rglob("*"))
+
+
+def test_files_of_shares_through_accsyns_client(start_hub: Callable[..., Hub],
+                                                start_agent: Callable[..., Agent],
+                                                tmp_path: Path) -> None:
+    """The rights on a share's files are the native API's: a viewer reads nor changes
+    none, another organization's share is as one that does not exist."""
+    hub = start_hub(accsyn_api={"port": 0})
+    world = World(hub)
+    agent = start_agent(hub, world.node("A")["api_key"], lanes=1)
+    agent_id = wait_for(lambda: agent.status()["client_id"], what="enrolled")
+    root = tmp_path / "a"
+    (root / "film").mkdir(parents=True)
+    (root / "film" / "cut.mov").write_bytes(b"cut" * 100)
+    name = unique("a-data")
+    world.ok("POST", "/share", {"name": name, "client": agent_id, "path": str(root)})
+    wait_for(lambda: name in agent.status()["transfer"]["shares"], what="served")
+    before = _tree(root)
+    viewer, viewer_key = _keyed(world, "A", permissions.VIEWER)
+    bob, bob_key = _keyed(world, "B", permissions.RESEARCHER)
+    ann, ann_key = _keyed(world, "A", permissions.RESEARCHER)
+    as_viewer, as_bob = _session(hub, viewer["username"], viewer_key), \
+        _session(hub, bob["username"], bob_key)
+    path = f"share={name}/film/cut.mov"
+    calls = [  # the client's call, and the native call it maps to
+        (lambda s, p: s.ls(p), "ls", {}),
+        (lambda s, p: s.getsize(p), "stat", {}),
+        (lambda s, p: s.mkdir(p + ".d"), "mkdir", {"suffix": ".d"}),
+        (lambda s, p: s.mv(p, p.rsplit("/", 2)[0] + "/moved.mov"), "mv", {"to": "moved.mov"}),
+        (lambda s, p: s.delete(p, force=True), "delete", {"recursive": True}),
+    ]
+    for call, op, extra in calls:
+        said = _refused(call, as_viewer, path)
+        body: dict[str, Any] = {"path": path + extra.get("suffix", "")}
+        if "to" in extra:
+            body["to"] = f"share={name}/{extra['to']}"
+        if "recursive" in extra:
+            body["recursive"] = True
+        status, native = world.call("POST", f"/files/{op}", body, viewer["token"])
+        assert status == 403, native
+        assert said == f"workspace/file: {native['error']['message']}", said
+        # another organization's share: answered as a share that does not exist
+        theirs = _refused(call, as_bob, path).replace(name, "nothing-here")
+        assert theirs == _refused(call, as_bob, path.replace(name, "nothing-here"))
+    assert _tree(root) == before
+    # its own organization's researcher works on it
+    as_ann = _session(hub, ann["username"], ann_key)
+    assert as_ann.getsize(path) == 300 and as_ann.exists(path) is True
