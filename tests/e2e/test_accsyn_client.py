@@ -187,6 +187,19 @@ def test_jobs_rst_through_accsyns_client(served: Served) -> None:
     assert seen[0] == "paused" and seen[2] == "aborted"
     wait_for(lambda: other["id"] in {j["id"] for j in session.find(
         'Job where status=aborted', finished=True)}, what="the aborted job inactive")
+    # to a user: pending until lars chooses where it lands, and resent (pending again);
+    # to a site, found by its destination
+    native.create("User", {"username": "lars@edit.com", "email": "lars@edit.com",
+                           "password": "lars first password"})
+    native.create("Site", {"name": "stockholm"})
+    to_lars = session.create("Job", {"source": "share=projects/thefilm/latest_edit.mov",
+                                     "destination": "lars@edit.com", "status": "paused"})
+    assert (to_lars["status"], to_lars["destination_hr"]) == ("pending", "user:lars@edit.com")
+    assert session.update('job', to_lars["id"], {'status': "pending"})["status"] == "pending"
+    to_site = session.create("Job", {"source": "share=projects/thefilm/latest_edit.mov",
+                                     "destination": "stockholm", "status": "paused"})
+    found = session.find_one('Job where destination="stockholm"')
+    assert found["id"] == to_site["id"] and found["destination_hr"] == "site:stockholm"
     # Delete
     assert session.delete_one('job', other["id"]) is True
     assert session.find_one(f"Job where id={other['id']}", finished=True) is None
