@@ -32,7 +32,7 @@ from ferry import demo_federated
 from ferry.tables import table
 from ferry.views import bucket_rows, client_rows, watch
 from hub import Session
-from hub.config import HubConfig
+from hub.config import AccsynApiConfig, HubConfig
 from hub.security import new_password
 from hub.server import HubServer
 
@@ -102,7 +102,7 @@ async def _run_job(session: Any, lanes: dict[str, str]) -> bool:
 
 
 async def _keep_running(hub: HubServer, agent_config: AgentConfig, base: Path,
-                        password: str) -> None:
+                        password: str, session: Session) -> None:
     """``--keep``: the hub stays up with the demo agent back online, until Ctrl-C."""
     agent = Agent(agent_config, "demo", base / "agent", handle_signals=False)
     serving = asyncio.create_task(agent.serve())
@@ -111,11 +111,17 @@ async def _keep_running(hub: HubServer, agent_config: AgentConfig, base: Path,
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: Ctrl-C only
             loop.add_signal_handler(signum, stop.set)
+    key = (await asyncio.to_thread(session.create, "ApiKey", {"description": "demo"}))["api_key"]
     print(f"\nthe hub stays up (--keep), with the demo agent back online:\n"
           f"  dashboard  {hub.url}/   (user root, password {password})\n"
           f"  ferry login {hub.url} --username root      # the password above\n"
           f"  ferry client ls\n"
           f"  ferry job submit --items 1-50 --bucket 5 --watch -- sh -c 'echo frame {{item}}'\n"
+          f"accsyn's own client (pip install accsyn-python-api), unchanged:\n"
+          f"  import accsyn_api\n"
+          f"  session = accsyn_api.Session(workspace='demo', username='root', api_key='{key}',"
+          f" hostname='127.0.0.1', port={hub.accsyn_port})\n"
+          f"  print(session.find('Client'))\n"
           f"press Ctrl-C to stop", flush=True)
     try:
         await stop.wait()
@@ -128,11 +134,13 @@ async def _run(base: Path, wait_online: float, keep: bool = False) -> int:
     password = new_password()
     os.environ["FERRY_ROOT_PASSWORD"] = password
     hub = HubServer(HubConfig(port=0, checkin_interval=2.0, heartbeat_interval=0.5,
-                              description="ferry demo"),
-                    "application", base / "hub", handle_signals=False)
+                              description="ferry demo", accsyn_api=AccsynApiConfig(port=0)),
+                    "application", base / "hub", handle_signals=False, name="demo")
     await hub.startup()
     print(f"hub      {hub.url}/api/v1  (SQLite in {base / 'hub'}); dashboard at {hub.url}/ "
           "(ferry demo --keep leaves it up)")
+    print(f"accsyn   accsyn's own Python client connects on https://127.0.0.1:{hub.accsyn_port}"
+          " as workspace 'demo' (--keep prints how; docs/ACCSYN.md)")
     agent: Agent | None = None
     agent_task: asyncio.Task[None] | None = None
     call = asyncio.to_thread
@@ -173,7 +181,7 @@ async def _run(base: Path, wait_online: float, keep: bool = False) -> int:
         print(f"\nagent    stopped (drained); the hub now shows it {after['status']}")
         code = 0 if ok and after["status"] == "offline" else 1
         if keep:
-            await _keep_running(hub, agent_config, base, password)
+            await _keep_running(hub, agent_config, base, password, session)
         return code
     finally:
         if agent is not None and agent_task is not None and not agent_task.done():

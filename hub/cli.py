@@ -66,7 +66,8 @@ class HubKind:
                 on_ready: Callable[[dict[str, Any]], None]) -> Service:
         from hub.server import HubServer  # CLI entry point: the server, for ``start`` only
 
-        return HubServer(loaded.config, loaded.section, paths.data_dir, on_ready=on_ready)
+        return HubServer(loaded.config, loaded.section, paths.data_dir, name=paths.name,
+                         on_ready=on_ready)
 
     def drain_timeout(self, loaded: configfile.Loaded[Any]) -> float:
         cfg: HubConfig = loaded.config
@@ -75,6 +76,9 @@ class HubKind:
     def describe(self, info: dict[str, Any], paths: InstancePaths) -> list[str]:
         lines = [f"url:      {info['url']}{info.get('api', '/api/v1')}",
                  f"log:      {info.get('log_file')}"]
+        if info.get("accsyn_port"):
+            lines.append(f"accsyn:   port {info['accsyn_port']} (TLS), workspace {paths.name} "
+                         "(docs/ACCSYN.md)")
         secret = info.get("root_password_file")
         if secret:
             password = Path(secret).read_text().strip()

@@ -26,6 +26,23 @@ class SmtpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     password: str | None = None
 
 
+class AccsynApiConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """accsyn's own Python client served on a TLS port of its own (docs/ACCSYN.md).
+    ``certificate`` and ``key``: PEM files; without them the hub makes a self-signed pair
+    in its data folder once. ``workspace_alias``: a workspace name scripts may give besides
+    the hub instance's own name."""
+
+    port: Port
+    certificate: str | None = None
+    key: str | None = None
+    workspace_alias: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.certificate is None) != (self.key is None):
+            raise ValueError("`certificate`: give both certificate and key, or neither (the "
+                             "hub then makes a self-signed pair)")
+
+
 class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Keys of the reference's server config, plus Ferry's own (documented in docs/CONFIG.md)."""
 
@@ -95,6 +112,9 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     # when it names no lower limit of its own ("100MB/s"; none by default)
     transfer_speed_limit: int | str | None = None
 
+    # --- accsyn's Python client (issue 20, docs/ACCSYN.md): off unless given
+    accsyn_api: AccsynApiConfig | None = None
+
     def __post_init__(self) -> None:
         if self.jwt_secret_key is not None and len(self.jwt_secret_key) < MIN_SECRET:
             raise ValueError(
@@ -113,6 +133,8 @@ class HubConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
                              f"({self.lease_seconds:g}), or leases run out between heartbeats")
         if self.job_archive_after <= self.job_inactive_after:
             raise ValueError("`job_archive_after`: must be longer than job_inactive_after")
+        if self.accsyn_api is not None and self.accsyn_api.port == self.port != 0:
+            raise ValueError("`accsyn_api`: its port must differ from the hub's own port")
         if self.find_page > self.find_page_max:
             raise ValueError(f"`find_page`: must be at most find_page_max ({self.find_page_max})")
 

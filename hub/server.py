@@ -11,6 +11,7 @@ instead of running on without it.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from core.errors import ConfigError
 from core.lifecycle import Service
 from core.tasks import Supervisor
 from core.version import VERSION
+from hub.accsyn import app as accsyn
+from hub.accsyn.certificate import tls_context
 from hub.app import make_app
 from hub.bootstrap import bootstrap
 from hub.checkins import CheckinWriter
@@ -40,12 +43,13 @@ class HubServer(Service):
     """One hub process. ``on_ready`` gets the runtime facts (url, port, pid)."""
 
     def __init__(self, config: HubConfig, section: str, data_dir: Path, *,
-                 handle_signals: bool = True,
+                 handle_signals: bool = True, name: str | None = None,
                  on_ready: Callable[[dict[str, Any]], None] | None = None) -> None:
         super().__init__(handle_signals=handle_signals)
         self.config = config
         self.section = section
         self.data_dir = data_dir
+        self.name = name  # the instance's: the accsyn API's workspace (docs/ACCSYN.md)
         self.on_ready = on_ready
         self.db: Database | None = None
         self.runtime: Runtime | None = None
@@ -55,6 +59,8 @@ class HubServer(Service):
         self.tasks = Supervisor("hub server")
         self.runner: web.AppRunner | None = None
         self.port: int | None = None
+        self.accsyn: web.AppRunner | None = None  # accsyn's client's listener, when configured
+        self.accsyn_port: int | None = None
         self.root_password: str | None = None  # set when this start created root
         self.root_password_file: Path | None = None
 
@@ -99,6 +105,7 @@ class HubServer(Service):
             in_use = exc.errno == errno.EADDRINUSE
             raise ConfigError(f"cannot listen on {self.config.ip}:{self.config.port}: "
                               f"{exc.strerror or exc}", key="port" if in_use else "ip") from None
+        await self._serve_accsyn(rt)
         # root only once the hub can be reached: a failed first start prints no password
         # that was never shown, and leaves no root behind
         made = await bootstrap(self.db, self.data_dir)
@@ -112,9 +119,27 @@ class HubServer(Service):
             self.on_ready({
                 "pid": os.getpid(), "url": self.url, "port": self.port, "ip": self.config.ip,
                 "api": self.config.api_prefix, "version": VERSION,
+                "accsyn_port": self.accsyn_port,
                 "root_password_file": str(self.root_password_file)
                 if self.root_password else None,
             })
+
+    async def _serve_accsyn(self, rt: Runtime) -> None:
+        """accsyn's client's API on its TLS port (``accsyn_api``), when configured."""
+        given = self.config.accsyn_api
+        if given is None:
+            return
+        context = await asyncio.to_thread(tls_context, given, self.data_dir,
+                                          self.name or "hub")
+        workspaces = frozenset(w for w in (self.name, given.workspace_alias) if w)
+        try:
+            self.accsyn, self.accsyn_port = await accsyn.serve(
+                rt, workspaces, context, self.config.ip, given.port,
+                self.config.shutdown_timeout)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {self.config.ip}:{given.port} for the "
+                              f"accsyn API: {exc.strerror or exc}", key="accsyn_api.port") from None
+        log.info("accsyn API serving", port=self.accsyn_port, workspaces=sorted(workspaces))
 
     def _vital_task_died(self, name: str, exc: BaseException) -> None:
         """A loop the hub cannot serve without died (the check-in writer: no check-in
@@ -133,6 +158,10 @@ class HubServer(Service):
             self.webhooks = None
         if self.runtime is not None:
             await self.runtime.work.close()
+        if self.accsyn is not None:
+            cleanup = self.tasks.spawn(self.accsyn.cleanup(), name="accsyn-cleanup")
+            await self.drain([cleanup], self.config.shutdown_timeout + 1, "shutdown deadline passed")
+            self.accsyn = None
         if self.runner is not None:
             # stops accepting, lets requests finish within shutdown_timeout (sooner when forced)
             cleanup = self.tasks.spawn(self.runner.cleanup(), name="http-cleanup")

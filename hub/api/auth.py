@@ -30,7 +30,7 @@ async def token(request: web.Request) -> web.Response:
     source = client_ip(request)
     rt.logins.check(source)
     try:
-        user_id, password_hash, until = await _authenticate(rt, body)
+        user_id, password_hash, until = await authenticate(rt, body)
     except ApiError as exc:
         if exc.status == 401:
             rt.logins.failed(source)
@@ -43,9 +43,10 @@ async def token(request: web.Request) -> web.Response:
                                        user=user))
 
 
-async def _authenticate(rt: Runtime, body: TokenRequest
+async def authenticate(rt: Runtime, body: TokenRequest
                         ) -> tuple[str, str, datetime | None]:
-    """The user id and password hash for these credentials, and when an API key among
+    """The user id and password hash for these credentials (the accsyn API's login
+    checks its API keys here too), and when an API key among
     them expires (its token must not outlive it); 401 when they are wrong."""
     if body.api_key is not None:
         if body.password is not None:

@@ -108,8 +108,12 @@ def principal(request: web.Request) -> Principal:
 
 async def context(request: web.Request) -> Ctx:
     """The caller's context; a user's token counts only while that user and password stand."""
-    rt = runtime(request)
-    who = principal(request)
+    return await context_of(runtime(request), principal(request))
+
+
+async def context_of(rt: Runtime, who: Principal) -> Ctx:
+    """The context of a verified token's principal, under the rules of ``context`` (the
+    accsyn API's sessions are tokens too, checked alike)."""
     async with rt.db.read() as conn:
         if who.kind == "user":
             stored = (await conn.execute(select(User.password_hash)

@@ -45,10 +45,12 @@ def test_demo_says_it_skipped_the_federated_part_without_docker(env: dict[str, s
 
 def test_demo_keep_leaves_the_hub_up_for_the_commands_until_ctrl_c(env: dict[str, str],
                                                                    tmp_path: Path) -> None:
+    import importlib.util
     import re
     import signal
     import subprocess
     import sys
+    import textwrap
     import urllib.request
 
     env = {**env, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
@@ -72,6 +74,12 @@ def test_demo_keep_leaves_the_hub_up_for_the_commands_until_ctrl_c(env: dict[str
             assert listing.returncode == 0 and " online " in listing.stdout, listing
             with urllib.request.urlopen(url + "/", timeout=10) as page:  # the dashboard
                 assert page.status == 200 and b"<html" in page.read().lower()
+            # accsyn's own client, with the three lines the demo printed
+            snippet = said[said.index("  import accsyn_api"):said.index("press Ctrl-C")]
+            if importlib.util.find_spec("accsyn_api") is not None:
+                ran = subprocess.run([sys.executable, "-c", textwrap.dedent(snippet)], env=env,
+                                     capture_output=True, text=True, timeout=60, check=False)
+                assert ran.returncode == 0 and "'status': 'online'" in ran.stdout, ran
         finally:
             demo.send_signal(signal.SIGINT)
         rest = demo.stdout.read()
