@@ -11,9 +11,7 @@ names, and a stolen name cannot be used to listen in.
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
-import os
 import socket
 import ssl
 import subprocess
@@ -22,6 +20,8 @@ from pathlib import Path
 
 import aiohttp
 import structlog
+
+from core.selfsigned import make_self_signed
 
 log = structlog.get_logger("transports.tls")
 
@@ -52,37 +52,9 @@ def ensure_identity(folder: Path, name: str) -> tuple[Path, Path]:
 def make_identity(folder: Path, name: str) -> tuple[Path, Path]:
     """A new key and self-signed certificate in ``folder`` (replacing any there)."""
     key_path, cert_path = folder / KEY_FILE, folder / CERT_FILE
-    folder.mkdir(parents=True, exist_ok=True)
-    # cryptography is loaded only by the process that makes the identity
-    from cryptography import x509  # noqa: PLC0415
-    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
-    from cryptography.x509.oid import NameOID  # noqa: PLC0415
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"ferry {name}"[:64])])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(socket.gethostname()[:63]
-                                                                     or "localhost")]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-    _write_private(key_path, key.private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-    _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    make_self_signed(key_path, cert_path, f"ferry {name}",
+                     dns_name=socket.gethostname()[:63] or "localhost")
     return key_path, cert_path
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    temp = path.with_name(path.name + ".new")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(temp, path)
 
 
 def fingerprint(cert_path: Path) -> str:
